@@ -1,0 +1,1 @@
+"""Small helpers shared by every ragway service: settings, logging, errors, NATS wiring."""

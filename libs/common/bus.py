@@ -1,0 +1,103 @@
+"""Typed request/reply over NATS: msgspec in, msgspec out, errors as RagwayError.
+
+The request id of the current context travels in a header so every service logs it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import uuid
+from typing import Any, TypeVar
+
+import msgspec
+import nats.errors
+from nats.aio.client import Client
+
+from common.codec import decode, encode
+from common.errors import ERROR_CODES, RagwayError
+
+T = TypeVar("T")
+
+REQUEST_ID_HEADER = "Ragway-Request-Id"
+USER_ID_HEADER = "Ragway-User-Id"
+ERROR_HEADER = "Nats-Service-Error"
+ERROR_CODE_HEADER = "Nats-Service-Error-Code"
+
+request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def outgoing_headers(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Headers that carry the current request id to the next service."""
+    headers = {REQUEST_ID_HEADER: request_id_var.get() or new_request_id()}
+    if extra:
+        headers.update(extra)
+    return headers
+
+
+def raise_for_error_headers(headers: dict[str, str] | None) -> None:
+    """Turn a nats.micro error reply into a RagwayError."""
+    if not headers or ERROR_CODE_HEADER not in headers:
+        return
+    code = headers[ERROR_CODE_HEADER]
+    detail = headers.get(ERROR_HEADER, "") or "internal error"
+    if code not in ERROR_CODES:
+        code, detail = "internal", "internal error"
+    raise RagwayError(code, detail)  # type: ignore[arg-type]
+
+
+class Bus:
+    """A NATS connection used for typed requests to other ragway services."""
+
+    def __init__(self, nc: Client) -> None:
+        self.nc = nc
+
+    async def request_raw(
+        self,
+        subject: str,
+        payload: bytes,
+        *,
+        timeout: float,
+        capability: str,
+        headers: dict[str, str] | None = None,
+    ) -> bytes:
+        """Send bytes, return the reply's bytes; map NATS failures to clear errors."""
+        try:
+            msg = await self.nc.request(
+                subject, payload, timeout=timeout, headers=outgoing_headers(headers)
+            )
+        except nats.errors.NoRespondersError:
+            raise RagwayError("unavailable", f"The {capability} service is unavailable") from None
+        except (nats.errors.TimeoutError, asyncio.TimeoutError):
+            raise RagwayError("timeout", f"The {capability} service did not answer in time") from None
+        except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError,
+                nats.errors.StaleConnectionError, nats.errors.OutboundBufferLimitError):
+            raise RagwayError("unavailable", "The message bus is unavailable") from None
+        raise_for_error_headers(msg.headers)
+        return msg.data
+
+    async def request(
+        self,
+        subject: str,
+        message: Any,
+        reply_type: type[T],
+        *,
+        timeout: float,
+        capability: str,
+        headers: dict[str, str] | None = None,
+    ) -> T:
+        """Send a msgspec value, decode the reply as `reply_type`."""
+        data = await self.request_raw(
+            subject, encode(message), timeout=timeout, capability=capability, headers=headers
+        )
+        try:
+            return decode(data, reply_type)
+        except msgspec.DecodeError:
+            raise RagwayError("internal", f"Malformed reply from the {capability} service") from None
+
+    async def publish(self, subject: str, message: Any) -> None:
+        await self.nc.publish(subject, encode(message), headers=outgoing_headers())

@@ -1,0 +1,56 @@
+"""Connecting to NATS the same way in every service: reconnect forever, log the changes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import nats
+import structlog
+from nats.aio.client import Client
+
+log = structlog.get_logger()
+
+
+@asynccontextmanager
+async def connect_nats(
+    servers: list[str],
+    name: str,
+    on_reconnect: Callable[[], Awaitable[None]] | None = None,
+) -> AsyncIterator[Client]:
+    """A connection that keeps reconnecting while the server is away, drained on exit."""
+
+    async def disconnected() -> None:
+        log.warning("nats_disconnected", client=name)
+
+    async def reconnected() -> None:
+        log.info("nats_reconnected", client=name)
+        if on_reconnect is not None:
+            await on_reconnect()
+
+    async def error(exc: Exception) -> None:
+        log.warning("nats_error", client=name, error=str(exc))
+
+    nc = await nats.connect(
+        servers=servers,
+        name=name,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        connect_timeout=2,
+        ping_interval=10,
+        max_outstanding_pings=3,
+        disconnected_cb=disconnected,
+        reconnected_cb=reconnected,
+        error_cb=error,
+        allow_reconnect=True,
+    )
+    try:
+        yield nc
+    finally:
+        if nc.is_connected:
+            try:
+                await nc.drain()
+            except Exception:
+                await nc.close()
+        else:
+            await nc.close()

@@ -1,0 +1,32 @@
+"""Run one service until SIGTERM/SIGINT: the few lines every __main__ shares."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+import structlog
+
+log = structlog.get_logger()
+
+
+def run_until_signalled(
+    build: Callable[[asyncio.Event], AbstractAsyncContextManager[Any]], name: str
+) -> None:
+    """Enter `build(stop_event)`, wait for a signal, exit it (which drains)."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        async with build(stop):
+            log.info("service_started", service=name)
+            await stop.wait()
+            log.info("service_stopping", service=name)
+        log.info("service_stopped", service=name)
+
+    asyncio.run(main())

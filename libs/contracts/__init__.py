@@ -1,0 +1,1 @@
+"""The wire vocabulary of ragway: msgspec Structs and subject names, nothing else."""

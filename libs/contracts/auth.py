@@ -1,0 +1,106 @@
+"""auth service messages: users, sessions, API keys, and the events gateways cache by."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+Role = Literal["admin", "user", "pending"]
+
+
+class Principal(msgspec.Struct, frozen=True, kw_only=True):
+    """Who is calling: what every other service needs to know about a user."""
+
+    id: str
+    email: str
+    name: str
+    role: Role
+
+
+class User(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    email: str
+    name: str
+    role: Role
+    created_at: int
+    updated_at: int
+    last_active_at: int = 0
+    profile_image_url: str = "/user.png"
+
+
+class SignupRequest(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    email: str
+    password: str
+
+
+class SigninRequest(msgspec.Struct, frozen=True, kw_only=True):
+    email: str
+    password: str
+    client_addr: str = ""
+
+
+class Session(msgspec.Struct, frozen=True, kw_only=True):
+    """The signup/signin reply, shaped as Open WebUI's."""
+
+    token: str
+    token_type: str = "Bearer"
+    expires_at: int
+    id: str
+    email: str
+    name: str
+    role: Role
+    profile_image_url: str = "/user.png"
+
+
+class JwtParamsRequest(msgspec.Struct, frozen=True, kw_only=True):
+    pass
+
+
+class JwtParams(msgspec.Struct, frozen=True, kw_only=True):
+    """What a gateway needs to verify JWTs locally, without a round trip per request."""
+
+    secret: str
+    algorithm: str = "HS256"
+
+
+class UserRef(msgspec.Struct, frozen=True, kw_only=True):
+    user_id: str
+
+
+class UsersListRequest(msgspec.Struct, frozen=True, kw_only=True):
+    pass
+
+
+class UsersList(msgspec.Struct, frozen=True, kw_only=True):
+    users: list[User]
+
+
+class UpdateRoleRequest(msgspec.Struct, frozen=True, kw_only=True):
+    user_id: str
+    role: Role
+
+
+class KeyResolveRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """Look up an API key by its SHA-256 hex digest: the raw key never crosses the bus."""
+
+    key_hash: str
+
+
+class ApiKeyReply(msgspec.Struct, frozen=True, kw_only=True):
+    """`api_key` is the full key once, when created; afterwards a masked hint."""
+
+    api_key: str
+
+
+class Ok(msgspec.Struct, frozen=True, kw_only=True):
+    ok: bool = True
+
+
+class AuthEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """Published on AUTH_EVENTS whenever cached principals or keys become stale."""
+
+    kind: Literal["user_updated", "user_deleted", "key_revoked"]
+    user_id: str
+    key_hash: str = ""

@@ -1,0 +1,81 @@
+"""Chat completions: the OpenAI request shape the gateway validates, and the NATS job
+the inference-proxy runs.
+
+Streams travel as plain messages on an inbox the gateway subscribes to before asking:
+each data message is ready-to-write SSE bytes (`data: {...}\\n\\n`, possibly several);
+the last one carries the header STREAM_HEADER=STREAM_END and a StreamEnd body.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from contracts.auth import Principal
+
+STREAM_HEADER = "Ragway-Stream"
+STREAM_END = "end"
+
+MAX_MESSAGES = 2048
+MAX_TOKENS_LIMIT = 1_000_000
+
+
+class ChatMessage(msgspec.Struct, kw_only=True, omit_defaults=True):
+    role: Literal["system", "user", "assistant", "tool", "developer", "function"]
+    content: str | list[dict[str, Any]] | None = None
+    name: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
+
+
+class FileRef(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """An item of the ragway/Open WebUI `files` field."""
+
+    type: Literal["file", "collection"] = "file"
+    id: str
+    context: str | None = None
+
+
+class ChatCompletionRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """The fields ragway reads; unknown OpenAI fields pass through untouched."""
+
+    model: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+    messages: Annotated[list[ChatMessage], msgspec.Meta(min_length=1, max_length=MAX_MESSAGES)]
+    stream: bool = False
+    temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] | None = None
+    top_p: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
+    max_tokens: Annotated[int, msgspec.Meta(ge=1, le=MAX_TOKENS_LIMIT)] | None = None
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    stream_options: dict[str, Any] | None = None
+    files: list[FileRef] | None = None
+    chat_id: str | None = None
+    tool_ids: list[str] | None = None
+
+
+class CompletionJob(msgspec.Struct, frozen=True, kw_only=True):
+    """A completion for the inference-proxy. `body` is the OpenAI request JSON as sent
+    (or as rewritten by RAG), embedded without re-encoding."""
+
+    principal: Principal
+    body: msgspec.Raw
+    stream_inbox: str = ""
+    stream_id: str = ""
+
+
+class StreamAccepted(msgspec.Struct, frozen=True, kw_only=True):
+    """The reply to CHAT_STREAM once the backend has accepted the request."""
+
+    model: str
+
+
+class StreamEnd(msgspec.Struct, frozen=True, kw_only=True):
+    """The last message of a stream: what was said, for chat history and logs."""
+
+    content: str = ""
+    finish_reason: str | None = None
+    usage: dict[str, Any] | None = None
+    error: str | None = None

@@ -1,0 +1,28 @@
+"""Model listing: the Open WebUI `/api/models` entries, built by the inference-proxy."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+
+class Model(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    id: str
+    name: str
+    object: str = "model"
+    created: int = 0
+    owned_by: Literal["ollama", "openai", "function"]
+    ollama: dict[str, Any] | None = None
+    openai: dict[str, Any] | None = None
+    urlIdx: int | None = None  # noqa: N815 - Open WebUI's field name
+    pipe: dict[str, Any] | None = None
+    connection_type: str = "external"
+
+
+class ModelsRequest(msgspec.Struct, frozen=True, kw_only=True):
+    refresh: bool = False
+
+
+class ModelsReply(msgspec.Struct, frozen=True, kw_only=True):
+    data: list[Model]

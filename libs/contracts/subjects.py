@@ -1,0 +1,36 @@
+"""Every NATS subject ragway uses, named once."""
+
+from __future__ import annotations
+
+# nats.micro service names (also their queue groups); `$SRV.PING.<name>` answers health.
+AUTH_SERVICE = "auth"
+INFERENCE_SERVICE = "inference-proxy"
+INGESTION_SERVICE = "ingestion"
+RETRIEVAL_SERVICE = "retrieval"
+BACKEND_SERVICES = (AUTH_SERVICE, INFERENCE_SERVICE, INGESTION_SERVICE, RETRIEVAL_SERVICE)
+
+# auth: request/reply
+AUTH_SIGNUP = "ragway.auth.signup"
+AUTH_SIGNIN = "ragway.auth.signin"
+AUTH_JWT_PARAMS = "ragway.auth.jwt_params"
+AUTH_USER_GET = "ragway.auth.user.get"
+AUTH_USERS_LIST = "ragway.auth.users.list"
+AUTH_USER_UPDATE_ROLE = "ragway.auth.user.update_role"
+AUTH_USER_DELETE = "ragway.auth.user.delete"
+AUTH_KEY_RESOLVE = "ragway.auth.key.resolve"
+AUTH_KEY_CREATE = "ragway.auth.key.create"
+AUTH_KEY_GET = "ragway.auth.key.get"
+AUTH_KEY_DELETE = "ragway.auth.key.delete"
+# auth: events (plain publish) that let gateways drop cached principals at once
+AUTH_EVENTS = "ragway.auth.events"
+
+# inference-proxy
+MODELS_LIST = "ragway.models.list"
+CHAT_COMPLETE = "ragway.chat.complete"
+CHAT_STREAM = "ragway.chat.stream"
+# the gateway publishes here when its client goes away mid-stream: ragway.chat.cancel.<stream_id>
+CHAT_CANCEL_PREFIX = "ragway.chat.cancel"
+
+
+def chat_cancel_subject(stream_id: str) -> str:
+    return f"{CHAT_CANCEL_PREFIX}.{stream_id}"

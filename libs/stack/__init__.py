@@ -1,0 +1,1 @@
+"""Starts the embedded stack as real processes: nats-server, llama-server, the services."""

@@ -1,0 +1,46 @@
+"""Session fixtures: a real nats-server on free ports, and connections to it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from nats.aio.client import Client
+
+from common.bus import Bus
+from common.logging import configure_logging
+from common.nats_conn import connect_nats
+from stack.nats_server import NatsServer, NatsServerConfig, free_port
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _logging() -> None:
+    configure_logging(level="warning", json=True)
+
+
+@pytest.fixture(scope="session")
+async def nats_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[NatsServer]:
+    store: Path = tmp_path_factory.mktemp("nats")
+    server = NatsServer(
+        NatsServerConfig(port=free_port(), monitor_port=free_port(), store_dir=store)
+    )
+    await server.astart()
+    yield server
+    await server.astop()
+
+
+@pytest.fixture(scope="session")
+async def nats_url(nats_server: NatsServer) -> str:
+    return nats_server.url
+
+
+@pytest.fixture
+async def nc(nats_url: str) -> AsyncIterator[Client]:
+    async with connect_nats([nats_url], name="test") as client:
+        yield client
+
+
+@pytest.fixture
+async def bus(nc: Client) -> Bus:
+    return Bus(nc)
