@@ -34,3 +34,25 @@ CHAT_CANCEL_PREFIX = "ragway.chat.cancel"
 
 def chat_cancel_subject(stream_id: str) -> str:
     return f"{CHAT_CANCEL_PREFIX}.{stream_id}"
+
+# files and ingestion (JetStream)
+INGEST_STREAM = "RAGWAY_INGEST"
+INGEST_JOBS = "ragway.ingest.jobs"
+INGEST_CONSUMER = "ragway-ingestion-workers"
+FILES_DELETE = "ragway.files.delete"
+
+# knowledge (owned by retrieval)
+KNOWLEDGE_CREATE = "ragway.knowledge.create"
+KNOWLEDGE_LIST = "ragway.knowledge.list"
+KNOWLEDGE_GET = "ragway.knowledge.get"
+KNOWLEDGE_UPDATE = "ragway.knowledge.update"
+KNOWLEDGE_FILE_ADD = "ragway.knowledge.file.add"
+KNOWLEDGE_FILE_REMOVE = "ragway.knowledge.file.remove"
+KNOWLEDGE_RESET = "ragway.knowledge.reset"
+KNOWLEDGE_DELETE = "ragway.knowledge.delete"
+
+# retrieval
+RETRIEVAL_QUERY = "ragway.retrieval.query"
+VECTORS_UPSERT = "ragway.vectors.upsert"
+VECTORS_COPY = "ragway.vectors.copy"
+VECTORS_DELETE = "ragway.vectors.delete"

@@ -1,0 +1,152 @@
+"""File records in JetStream KV, updated with compare-and-set so writers never clobber."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+
+import msgspec
+from nats.js import JetStreamContext
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+
+from catalog.buckets import ensure_kv, ensure_object_store
+from catalog.blobs import BlobStore
+from common.errors import RagwayError
+from contracts.files import FileRecord
+
+_encode = msgspec.json.Encoder().encode
+_decode_record = msgspec.json.Decoder(FileRecord).decode
+
+CAS_ATTEMPTS = 20
+
+
+def now() -> int:
+    return int(time.time())
+
+
+def blob_name(file_id: str) -> str:
+    return f"blob/{file_id}"
+
+
+def text_name(file_id: str) -> str:
+    return f"text/{file_id}"
+
+
+class FileCatalog:
+    """Records (`<prefix>_files`), a content-hash index and the blobs of uploaded files."""
+
+    def __init__(self, records: KeyValue, hashes: KeyValue, blobs: BlobStore) -> None:
+        self._records = records
+        self._hashes = hashes
+        self.blobs = blobs
+
+    @classmethod
+    async def open(
+        cls, js: JetStreamContext, prefix: str = "ragway", replicas: int = 1
+    ) -> FileCatalog:
+        records = await ensure_kv(js, f"{prefix}_files", replicas)
+        hashes = await ensure_kv(js, f"{prefix}_file_hashes", replicas)
+        await ensure_object_store(js, f"{prefix}_blobs", replicas)
+        return cls(records, hashes, BlobStore(js, f"{prefix}_blobs"))
+
+    async def create(self, record: FileRecord) -> None:
+        await self._records.create(record.id, _encode(record))
+
+    async def get(self, file_id: str) -> FileRecord | None:
+        if not _valid_key(file_id):
+            return None
+        try:
+            entry = await self._records.get(file_id)
+        except KeyNotFoundError:
+            return None
+        if not entry.value:
+            return None
+        return _decode_record(entry.value)
+
+    async def require(self, file_id: str) -> FileRecord:
+        record = await self.get(file_id)
+        if record is None:
+            raise RagwayError("not_found", "File not found")
+        return record
+
+    async def update(
+        self, file_id: str, change: Callable[[FileRecord], FileRecord]
+    ) -> FileRecord:
+        """Apply `change` to the current record atomically (retrying on concurrent writes)."""
+        for _ in range(CAS_ATTEMPTS):
+            try:
+                entry = await self._records.get(file_id)
+            except KeyNotFoundError:
+                raise RagwayError("not_found", "File not found") from None
+            if not entry.value:
+                raise RagwayError("not_found", "File not found")
+            updated = change(_decode_record(entry.value))
+            updated.updated_at = now()
+            try:
+                await self._records.update(file_id, _encode(updated), last=entry.revision)
+                return updated
+            except KeyWrongLastSequenceError:
+                await asyncio.sleep(0.005)
+        raise RagwayError("unavailable", "File record is too busy to update")
+
+    async def delete(self, file_id: str) -> None:
+        record = await self.get(file_id)
+        await self.blobs.delete(blob_name(file_id))
+        await self.blobs.delete(text_name(file_id))
+        if record is not None:
+            await self.forget_hash(record.hash, file_id)
+        try:
+            await self._records.purge(file_id)
+        except KeyNotFoundError:
+            pass
+
+    async def list_all(self) -> list[FileRecord]:
+        try:
+            keys = await self._records.keys()
+        except Exception:  # nats-py raises NoKeysError on an empty bucket
+            return []
+        records = await asyncio.gather(*(self.get(key) for key in keys))
+        return [record for record in records if record is not None]
+
+    async def list_for(self, user_id: str) -> list[FileRecord]:
+        records = [r for r in await self.list_all() if r.user_id == user_id]
+        records.sort(key=lambda r: r.created_at, reverse=True)
+        return records
+
+    async def remember_hash(self, sha256: str, file_id: str) -> None:
+        """Index a completed file by content so identical uploads reuse its vectors."""
+        await self._hashes.put(sha256, file_id.encode())
+
+    async def file_with_hash(self, sha256: str) -> str | None:
+        try:
+            entry = await self._hashes.get(sha256)
+        except KeyNotFoundError:
+            return None
+        return entry.value.decode() if entry.value else None
+
+    async def forget_hash(self, sha256: str, file_id: str) -> None:
+        if await self.file_with_hash(sha256) == file_id:
+            try:
+                await self._hashes.purge(sha256)
+            except KeyNotFoundError:
+                pass
+
+    async def watch(self, file_id: str) -> AsyncIterator[FileRecord | None]:
+        """Yield the record now and after every change (None once deleted)."""
+        watcher = await self._records.watch(file_id)
+        try:
+            async for entry in watcher:
+                if entry is None:
+                    continue
+                if not entry.value:
+                    yield None
+                    continue
+                yield _decode_record(entry.value)
+        finally:
+            await watcher.stop()
+
+
+def _valid_key(key: str) -> bool:
+    return bool(key) and len(key) <= 128 and all(c.isalnum() or c in "-_" for c in key)

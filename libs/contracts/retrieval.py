@@ -1,0 +1,86 @@
+"""Retrieval: scoped hybrid search, and the vector writes ingestion workers send.
+
+The retrieval service owns the vector store (in the embedded run, Qdrant's engine
+in-process can be opened by one process only), so ingestion workers embed and send
+vectors here; they never open the store themselves.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+from contracts.auth import Principal
+
+SearchMode = Literal["hybrid", "dense", "sparse"]
+
+
+class ScopeItem(msgspec.Struct, frozen=True, kw_only=True):
+    type: Literal["file", "collection"]
+    id: str
+    full_context: bool = False
+
+
+class RetrievalQuery(msgspec.Struct, frozen=True, kw_only=True):
+    """Search `items` for `query` as `principal`: items they may not read are not_found."""
+
+    principal: Principal
+    query: str
+    items: list[ScopeItem]
+    k: int = 4
+    mode: SearchMode = "hybrid"
+    score_threshold: float | None = None
+    wait_seconds: float = 0.0
+
+
+class ChunkHit(msgspec.Struct, kw_only=True):
+    text: str
+    score: float
+    metadata: dict[str, Any]
+
+
+class HitGroup(msgspec.Struct, kw_only=True):
+    """The hits of one scope item, best first."""
+
+    type: Literal["file", "collection"]
+    id: str
+    name: str
+    hits: list[ChunkHit]
+
+
+class RetrievalResult(msgspec.Struct, kw_only=True):
+    groups: list[HitGroup]
+
+
+class ChunkVector(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
+    index: int
+    text: str
+    dense: list[float]
+    sparse_indices: list[int]
+    sparse_values: list[float]
+    metadata: dict[str, Any] = {}
+
+
+class UpsertChunks(msgspec.Struct, frozen=True, kw_only=True):
+    file_id: str
+    owner: str
+    name: str
+    chunks: list[ChunkVector]
+
+
+class CopyFileVectors(msgspec.Struct, frozen=True, kw_only=True):
+    """Reuse the vectors of identical content already ingested under another file id."""
+
+    source_file_id: str
+    target_file_id: str
+    owner: str
+    name: str
+
+
+class FileVectorsRef(msgspec.Struct, frozen=True, kw_only=True):
+    file_id: str
+
+
+class VectorsWritten(msgspec.Struct, frozen=True, kw_only=True):
+    count: int

@@ -1,0 +1,1 @@
+"""The HTTP gateway: Open WebUI's API over aiohttp, talking to services only over NATS."""

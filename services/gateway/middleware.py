@@ -1,0 +1,105 @@
+"""Request context, the error mapping and authentication: every request passes here."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from common.bus import new_request_id, request_id_var
+from common.errors import RagwayError, forbidden, unauthorized
+from gateway.errors import error_response, status_for
+from gateway.state import ACCESS, IDENTITY, PRINCIPAL, REQUEST_ID
+
+log = structlog.get_logger()
+
+REQUEST_ID_HEADER = "X-Request-Id"
+_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+def route_of(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+@web.middleware
+async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Request id, error mapping and the one canonical log line per request."""
+    started = time.perf_counter()
+    given = request.headers.get(REQUEST_ID_HEADER, "")
+    request_id = given if _SANE_REQUEST_ID.match(given) else new_request_id()
+    request[REQUEST_ID] = request_id
+    request_id_var.set(request_id)
+    route = route_of(request)
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=request_id, route=route)
+    status = 500
+    try:
+        response = await _mapped(request, handler)
+        status = response.status
+        return response
+    except asyncio.CancelledError:
+        status = 499  # the client went away
+        raise
+    finally:
+        principal = request.get(PRINCIPAL)
+        log.info(
+            "http_request",
+            method=request.method,
+            status=status,
+            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            user_id=principal.id if principal is not None else None,
+        )
+
+
+async def _mapped(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except RagwayError as exc:
+        return error_response(status_for(exc.code), exc.detail)
+    except web.HTTPRequestEntityTooLarge:
+        return error_response(413, "Request body too large")
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return error_response(exc.status, exc.reason, headers)
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise
+    except Exception:
+        log.exception("request_failed")
+        return error_response(500, "Internal error")
+
+
+@web.middleware
+async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Resolve the bearer credential and enforce the route's access level."""
+    route = request.match_info.route
+    if route.resource is None:  # unknown route or wrong method: let aiohttp answer
+        return await handler(request)
+    access = request.app[ACCESS].get(route.name or "", "user")
+    if access == "public":
+        return await handler(request)
+    scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
+    credential = credential.strip()
+    if scheme.lower() != "bearer" or not credential:
+        raise unauthorized("Not authenticated")
+    principal = await request.app[IDENTITY].principal_for(credential)
+    request[PRINCIPAL] = principal
+    structlog.contextvars.bind_contextvars(user_id=principal.id)
+    if principal.role == "pending" and access != "any":
+        raise forbidden("Your account is pending activation by an administrator")
+    if access == "admin" and principal.role != "admin":
+        raise forbidden("Only administrators may do this")
+    return await handler(request)
+
+
+async def add_request_id_header(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: streamed replies get the header too, before it is sent."""
+    request_id = request.get(REQUEST_ID)
+    if request_id:
+        response.headers[REQUEST_ID_HEADER] = request_id

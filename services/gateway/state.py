@@ -1,0 +1,27 @@
+"""Typed keys for what the aiohttp app and each request carry."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from aiohttp import web
+
+from common.bus import Bus
+from contracts.auth import Principal
+from gateway.identity import Identity
+from gateway.settings import Settings
+
+# Who may call a route: anyone; any signed-in user, pending included; active users; admins.
+Access = Literal["public", "any", "user", "admin"]
+
+SETTINGS = web.AppKey("settings", Settings)
+BUS = web.AppKey("bus", Bus)
+IDENTITY = web.AppKey("identity", Identity)
+ACCESS = web.AppKey("access", dict[str, Access])
+
+PRINCIPAL = web.RequestKey("principal", Principal)
+REQUEST_ID = web.RequestKey("request_id", str)
+
+
+def principal_of(request: web.Request) -> Principal:
+    return request[PRINCIPAL]

@@ -1,0 +1,177 @@
+"""A fake OpenAI-compatible server (`/v1/models`, `/v1/chat/completions`), streaming real
+SSE like api.openai.com / llama-server: one id, role in the first delta, usage when
+`stream_options.include_usage`, then `data: [DONE]`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from tests.fakes.base import FakeBackend, count_words, echo_pieces, last_user_text
+
+
+@dataclass
+class ScriptedReply:
+    """What the fake answers: content pieces (streamed one per chunk), optional tool calls."""
+
+    pieces: list[str]
+    tool_calls: list[dict[str, Any]] | None = None
+    finish_reason: str = "stop"
+
+
+def echo_reply(body: dict[str, Any]) -> ScriptedReply:
+    return ScriptedReply(pieces=echo_pieces(last_user_text(body.get("messages"))))
+
+
+def _error(status: int, message: str, type_: str, code: str | None = None) -> web.Response:
+    return web.json_response(
+        {"error": {"message": message, "type": type_, "param": None, "code": code}},
+        status=status,
+    )
+
+
+@dataclass
+class OpenAIFake(FakeBackend):
+    """Knobs (change them between requests): `api_key` (None accepts any), `models`,
+    `tokens_per_reply` (N pieces `t0 `.. instead of the echo), `token_delay` (seconds
+    between chunks), `fail_after_chunks` (abort the connection after N SSE events),
+    `hang` (never answer), `error_status` (answer every chat request with it),
+    `responder` (body -> ScriptedReply, e.g. tool calls)."""
+
+    api_key: str | None = "sk-fake-key"
+    models: list[str] = field(default_factory=lambda: ["gpt-fake", "gpt-fake-mini"])
+    tokens_per_reply: int | None = None
+    token_delay: float = 0.0
+    fail_after_chunks: int | None = None
+    hang: bool = False
+    error_status: int | None = None
+    responder: Callable[[dict[str, Any]], ScriptedReply] | None = None
+
+    @property
+    def base_url(self) -> str:
+        """The URL to configure (OPENAI_API_BASE_URLS entries end in /v1)."""
+        return f"{self.origin}/v1"
+
+    async def start(self) -> str:
+        await super().start()
+        return self.base_url
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/v1/models", self.list_models),
+            web.post("/v1/chat/completions", self.chat_completions),
+        ]
+
+    def _unauthorized(self, request: web.Request) -> web.Response | None:
+        if self.api_key is None:
+            return None
+        if request.headers.get("Authorization") != f"Bearer {self.api_key}":
+            return _error(401, "Incorrect API key provided.", "invalid_request_error",
+                          "invalid_api_key")
+        return None
+
+    async def list_models(self, request: web.Request) -> web.Response:
+        if (denied := self._unauthorized(request)) is not None:
+            return denied
+        return web.json_response(
+            {
+                "object": "list",
+                "data": [
+                    {"id": m, "object": "model", "created": 1_700_000_000, "owned_by": "fake"}
+                    for m in self.models
+                ],
+            }
+        )
+
+    async def chat_completions(self, request: web.Request) -> web.StreamResponse:
+        if (denied := self._unauthorized(request)) is not None:
+            return denied
+        if self.hang:
+            await self._release.wait()
+            return web.Response(status=503)
+        if self.error_status is not None:
+            return _error(self.error_status, f"Fake backend error {self.error_status}",
+                          "server_error" if self.error_status >= 500 else "invalid_request_error")
+        try:
+            body = await request.json()
+        except ValueError:
+            return _error(400, "We could not parse the JSON body of your request.",
+                          "invalid_request_error")
+        model = body.get("model")
+        if model not in self.models:
+            return _error(404, f"The model `{model}` does not exist or you do not have access "
+                          "to it.", "invalid_request_error", "model_not_found")
+        reply = self._reply(body)
+        usage = {
+            "prompt_tokens": count_words(body.get("messages")),
+            "completion_tokens": len(reply.pieces),
+            "total_tokens": count_words(body.get("messages")) + len(reply.pieces),
+        }
+        completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+        created = int(time.time())
+        if not body.get("stream"):
+            message: dict[str, Any] = {"role": "assistant", "content": "".join(reply.pieces)}
+            if reply.tool_calls:
+                message["tool_calls"] = reply.tool_calls
+            return web.json_response(
+                {
+                    "id": completion_id,
+                    "object": "chat.completion",
+                    "created": created,
+                    "model": model,
+                    "choices": [{"index": 0, "message": message, "logprobs": None,
+                                 "finish_reason": reply.finish_reason}],
+                    "usage": usage,
+                    "system_fingerprint": "fp_fake",
+                }
+            )
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+
+        def chunk(delta: dict[str, Any], finish: str | None, **extra: Any) -> bytes:
+            obj = {"id": completion_id, "object": "chat.completion.chunk", "created": created,
+                   "model": model, "system_fingerprint": "fp_fake",
+                   "choices": [{"index": 0, "delta": delta, "logprobs": None,
+                                "finish_reason": finish}], **extra}
+            if include_usage:
+                obj.setdefault("usage", None)
+            return b"data: " + json.dumps(obj).encode() + b"\n\n"
+
+        events = [chunk({"role": "assistant", "content": ""}, None)]
+        events += [chunk({"content": piece}, None) for piece in reply.pieces]
+        if reply.tool_calls:
+            events.append(chunk({"tool_calls": [{"index": i, **call} for i, call
+                                                in enumerate(reply.tool_calls)]}, None))
+        events.append(chunk({}, reply.finish_reason))
+        if include_usage:
+            events.append(
+                b"data: " + json.dumps(
+                    {"id": completion_id, "object": "chat.completion.chunk", "created": created,
+                     "model": model, "system_fingerprint": "fp_fake", "choices": [],
+                     "usage": usage}
+                ).encode() + b"\n\n"
+            )
+        events.append(b"data: [DONE]\n\n")
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream; charset=utf-8",
+                     "Cache-Control": "no-cache"}
+        )
+        return await self.write_stream(
+            request, response, events, delay=self.token_delay, drop_after=self.fail_after_chunks
+        )
+
+    def _reply(self, body: dict[str, Any]) -> ScriptedReply:
+        if self.responder is not None:
+            return self.responder(body)
+        if self.tokens_per_reply is not None:
+            return ScriptedReply(pieces=[f"t{i} " for i in range(self.tokens_per_reply)])
+        return echo_reply(body)
+
+
+__all__ = ["OpenAIFake", "ScriptedReply", "echo_reply"]
