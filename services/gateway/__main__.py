@@ -1,6 +1,7 @@
 from common.logging import configure_logging
 from common.runner import run_until_signalled
 from common.settings import load_settings
+
 from gateway.app import serve
 from gateway.settings import Settings
 

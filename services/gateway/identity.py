@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 
 import jwt
 import structlog
-from nats.aio.msg import Msg
-
 from common.bus import Bus
 from common.codec import decode
 from common.errors import RagwayError, unauthorized
@@ -29,6 +27,7 @@ from contracts.auth import (
     Principal,
     UserRef,
 )
+from nats.aio.msg import Msg
 
 log = structlog.get_logger()
 

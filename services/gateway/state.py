@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Literal
 
 from aiohttp import web
-
 from common.bus import Bus
 from contracts.auth import Principal
+
 from gateway.identity import Identity
 from gateway.settings import Settings
 

@@ -97,8 +97,10 @@ class FakeBackend:
         try:
             for index, piece in enumerate(pieces):
                 if drop_after is not None and index >= drop_after:
+                    # like a backend dying after sending: the client reads what came first
+                    await asyncio.sleep(0.05)
                     assert request.transport is not None
-                    request.transport.abort()
+                    request.transport.close()  # flushes what was written, then drops
                     return response
                 await response.write(piece)
                 if delay:
@@ -144,6 +146,4 @@ def echo_pieces(prompt: str) -> list[str]:
 def count_words(messages: Any) -> int:
     if not isinstance(messages, list):
         return 0
-    return sum(
-        len(content_text(m.get("content")).split()) for m in messages if isinstance(m, dict)
-    )
+    return sum(len(content_text(m.get("content")).split()) for m in messages if isinstance(m, dict))

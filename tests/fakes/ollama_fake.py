@@ -78,7 +78,7 @@ def _not_found(model: str) -> web.Response:
 class OllamaFake(FakeBackend):
     """Knobs: `models`, `chunk_delay` (seconds between streamed lines), `pull_steps`
     (progress lines of `/api/pull`), `drop_after` (abort a chat/generate stream after that
-    many lines), `hang` (never answer chat/generate), `version`."""
+    many lines), `hang_chat` (never answer chat/generate), `version`."""
 
     models: list[str] = field(default_factory=lambda: ["llama3.2:latest", "qwen2.5:0.5b"])
     chunk_delay: float = 0.0
@@ -140,7 +140,7 @@ class OllamaFake(FakeBackend):
         return web.json_response(
             {
                 "modelfile": f"FROM {name}\n",
-                "parameters": "stop \"<|eot_id|>\"",
+                "parameters": 'stop "<|eot_id|>"',
                 "template": "{{ .Prompt }}",
                 "details": entry["details"],
                 "model_info": {"general.architecture": entry["details"]["family"]},
@@ -158,7 +158,9 @@ class OllamaFake(FakeBackend):
             await self.wait_until_stopped()
         messages = body.get("messages") or []
         pieces = _limit(echo_pieces(last_user_text(messages)), body)
-        done_reason = "length" if len(pieces) < len(echo_pieces(last_user_text(messages))) else "stop"
+        done_reason = (
+            "length" if len(pieces) < len(echo_pieces(last_user_text(messages))) else "stop"
+        )
         stats = _stats(count_words(messages), len(pieces))
 
         def message(content: str) -> dict[str, Any]:

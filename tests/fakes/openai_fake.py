@@ -73,8 +73,9 @@ class OpenAIFake(FakeBackend):
         if self.api_key is None:
             return None
         if request.headers.get("Authorization") != f"Bearer {self.api_key}":
-            return _error(401, "Incorrect API key provided.", "invalid_request_error",
-                          "invalid_api_key")
+            return _error(
+                401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key"
+            )
         return None
 
     async def list_models(self, request: web.Request) -> web.Response:
@@ -97,17 +98,25 @@ class OpenAIFake(FakeBackend):
             await self._release.wait()
             return web.Response(status=503)
         if self.error_status is not None:
-            return _error(self.error_status, f"Fake backend error {self.error_status}",
-                          "server_error" if self.error_status >= 500 else "invalid_request_error")
+            return _error(
+                self.error_status,
+                f"Fake backend error {self.error_status}",
+                "server_error" if self.error_status >= 500 else "invalid_request_error",
+            )
         try:
             body = await request.json()
         except ValueError:
-            return _error(400, "We could not parse the JSON body of your request.",
-                          "invalid_request_error")
+            return _error(
+                400, "We could not parse the JSON body of your request.", "invalid_request_error"
+            )
         model = body.get("model")
         if model not in self.models:
-            return _error(404, f"The model `{model}` does not exist or you do not have access "
-                          "to it.", "invalid_request_error", "model_not_found")
+            return _error(
+                404,
+                f"The model `{model}` does not exist or you do not have access to it.",
+                "invalid_request_error",
+                "model_not_found",
+            )
         reply = self._reply(body)
         usage = {
             "prompt_tokens": count_words(body.get("messages")),
@@ -126,8 +135,14 @@ class OpenAIFake(FakeBackend):
                     "object": "chat.completion",
                     "created": created,
                     "model": model,
-                    "choices": [{"index": 0, "message": message, "logprobs": None,
-                                 "finish_reason": reply.finish_reason}],
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": message,
+                            "logprobs": None,
+                            "finish_reason": reply.finish_reason,
+                        }
+                    ],
                     "usage": usage,
                     "system_fingerprint": "fp_fake",
                 }
@@ -135,10 +150,17 @@ class OpenAIFake(FakeBackend):
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
 
         def chunk(delta: dict[str, Any], finish: str | None, **extra: Any) -> bytes:
-            obj = {"id": completion_id, "object": "chat.completion.chunk", "created": created,
-                   "model": model, "system_fingerprint": "fp_fake",
-                   "choices": [{"index": 0, "delta": delta, "logprobs": None,
-                                "finish_reason": finish}], **extra}
+            obj = {
+                "id": completion_id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "system_fingerprint": "fp_fake",
+                "choices": [
+                    {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+                ],
+                **extra,
+            }
             if include_usage:
                 obj.setdefault("usage", None)
             return b"data: " + json.dumps(obj).encode() + b"\n\n"
@@ -146,21 +168,39 @@ class OpenAIFake(FakeBackend):
         events = [chunk({"role": "assistant", "content": ""}, None)]
         events += [chunk({"content": piece}, None) for piece in reply.pieces]
         if reply.tool_calls:
-            events.append(chunk({"tool_calls": [{"index": i, **call} for i, call
-                                                in enumerate(reply.tool_calls)]}, None))
+            events.append(
+                chunk(
+                    {
+                        "tool_calls": [
+                            {"index": i, **call} for i, call in enumerate(reply.tool_calls)
+                        ]
+                    },
+                    None,
+                )
+            )
         events.append(chunk({}, reply.finish_reason))
         if include_usage:
             events.append(
-                b"data: " + json.dumps(
-                    {"id": completion_id, "object": "chat.completion.chunk", "created": created,
-                     "model": model, "system_fingerprint": "fp_fake", "choices": [],
-                     "usage": usage}
-                ).encode() + b"\n\n"
+                b"data: "
+                + json.dumps(
+                    {
+                        "id": completion_id,
+                        "object": "chat.completion.chunk",
+                        "created": created,
+                        "model": model,
+                        "system_fingerprint": "fp_fake",
+                        "choices": [],
+                        "usage": usage,
+                    }
+                ).encode()
+                + b"\n\n"
             )
         events.append(b"data: [DONE]\n\n")
         response = web.StreamResponse(
-            headers={"Content-Type": "text/event-stream; charset=utf-8",
-                     "Cache-Control": "no-cache"}
+            headers={
+                "Content-Type": "text/event-stream; charset=utf-8",
+                "Cache-Control": "no-cache",
+            }
         )
         return await self.write_stream(
             request, response, events, delay=self.token_delay, drop_after=self.fail_after_chunks

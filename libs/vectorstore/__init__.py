@@ -1,0 +1,11 @@
+"""One small async interface over two real Qdrant engines.
+
+`EdgeStore` runs Qdrant's engine in-process (the embedded default); `ServerStore` talks
+to a Qdrant server. `open_store` picks one from configuration.
+"""
+
+from vectorstore.factory import open_store
+from vectorstore.points import ChunkPoint, Hit, SearchMode, SearchQuery, point_id
+from vectorstore.store import VectorStore
+
+__all__ = ["ChunkPoint", "Hit", "SearchMode", "SearchQuery", "VectorStore", "open_store", "point_id"]

@@ -1,0 +1,210 @@
+"""The embedded engine: Qdrant's own engine in-process (`qdrant-edge-py` EdgeShard).
+
+The shard's API is synchronous, so every call runs on one worker thread owned by the
+store; that also serialises access, which the shard expects. One process owns a storage
+directory (a second one fails on the WAL lock).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+import qdrant_edge as qe
+import structlog
+
+from common.errors import RagwayError
+from vectorstore.points import DENSE, SPARSE, ChunkPoint, Hit, SearchQuery
+from vectorstore.store import (
+    RRF_K,
+    SCROLL_PAGE,
+    check_query,
+    dimension_conflict,
+    prefetch_limit,
+    sort_chunks,
+)
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+CONFIG_FILE = "edge_config.json"
+
+
+def _file_filter(file_ids: Sequence[str]) -> qe.Filter:
+    return qe.Filter(must=[qe.FieldCondition(key="file_id", match=qe.MatchAny(any=list(file_ids)))])
+
+
+def _hit(point: Any, score: float | None = None) -> Hit:
+    return Hit(
+        id=str(point.id),
+        score=float(point.score if score is None else score),
+        payload=dict(point.payload or {}),
+    )
+
+
+class EdgeStore:
+    """A `VectorStore` in a local directory."""
+
+    def __init__(self, path: Path, *, optimize_after: int = 20_000) -> None:
+        self.path = path
+        # Points written since the last `optimize()`: the shard builds its HNSW and sparse
+        # indexes only when asked, so large imports trigger it now and then.
+        self._optimize_after = optimize_after
+        self._unoptimized = 0
+        self._shard: qe.EdgeShard | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edge-store")
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, partial(fn, *args))
+
+    @property
+    def shard(self) -> qe.EdgeShard:
+        if self._shard is None:
+            raise RagwayError("unavailable", "vector store not opened: call ensure_collection")
+        return self._shard
+
+    async def ensure_collection(self, dim: int) -> None:
+        await self._run(self._open, dim)
+
+    def _open(self, dim: int) -> None:
+        config_path = self.path / CONFIG_FILE
+        if config_path.is_file():
+            stored = json.loads(config_path.read_text()).get("vectors", {}).get(DENSE, {})
+            if stored.get("size") != dim:
+                raise dimension_conflict(dim, stored.get("size"))
+            if self._shard is None:
+                self._shard = qe.EdgeShard.load(str(self.path))
+            return
+        self.path.mkdir(parents=True, exist_ok=True)
+        config = qe.EdgeConfig(
+            vectors={DENSE: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)},
+            sparse_vectors={SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
+        )
+        shard = qe.EdgeShard.create(str(self.path), config)
+        shard.update(qe.UpdateOperation.create_field_index("file_id", qe.PayloadSchemaType.Keyword))
+        self._shard = shard
+        log.info("vector_store_created", engine="edge", path=str(self.path), dim=dim)
+
+    async def upsert(self, points: Sequence[ChunkPoint]) -> None:
+        if points:
+            await self._run(self._upsert, points)
+
+    def _upsert(self, points: Sequence[ChunkPoint]) -> None:
+        batch = [
+            qe.Point(
+                id=uuid.UUID(p.id),
+                vector={
+                    DENSE: p.dense,
+                    SPARSE: qe.SparseVector(p.sparse.indices, p.sparse.values),
+                },
+                payload=p.full_payload(),
+            )
+            for p in points
+        ]
+        self.shard.update(qe.UpdateOperation.upsert_points(batch))
+        self._unoptimized += len(batch)
+        if self._unoptimized >= self._optimize_after:
+            self._optimize()
+
+    def _optimize(self) -> None:
+        self.shard.optimize()
+        self._unoptimized = 0
+
+    async def optimize(self) -> None:
+        """Build the search indexes now (after a bulk import; it blocks the store meanwhile)."""
+        await self._run(self._optimize)
+
+    async def delete_file(self, file_id: str) -> None:
+        operation = qe.UpdateOperation.delete_points_by_filter(_file_filter([file_id]))
+        await self._run(self.shard.update, operation)
+
+    async def count(self, file_id: str | None = None) -> int:
+        request = qe.CountRequest(
+            exact=True, filter=_file_filter([file_id]) if file_id is not None else None
+        )
+        return await self._run(self.shard.count, request)
+
+    async def search(self, query: SearchQuery) -> list[Hit]:
+        check_query(query)
+        if not query.file_ids:
+            return []
+        return await self._run(self._search, query)
+
+    def _search(self, query: SearchQuery) -> list[Hit]:
+        scope = _file_filter(query.file_ids)
+        sparse = query.sparse if query.sparse is not None and query.sparse.indices else None
+        dense_query = (
+            qe.Query.Nearest(query.dense, using=DENSE) if query.dense is not None else None
+        )
+        sparse_query = (
+            qe.Query.Nearest(qe.SparseVector(sparse.indices, sparse.values), using=SPARSE)
+            if sparse is not None
+            else None
+        )
+        if query.mode == "sparse" and sparse_query is None:
+            return []  # nothing to match: the query was only stopwords
+        if query.mode == "dense" or (query.mode == "hybrid" and sparse_query is None):
+            request = qe.QueryRequest(
+                limit=query.limit,
+                query=dense_query,
+                filter=scope,
+                with_payload=True,
+                score_threshold=query.score_threshold,
+            )
+        elif query.mode == "sparse":
+            request = qe.QueryRequest(
+                limit=query.limit,
+                query=sparse_query,
+                filter=scope,
+                with_payload=True,
+                score_threshold=query.score_threshold,
+            )
+        else:
+            candidates = prefetch_limit(query.limit)
+            request = qe.QueryRequest(
+                limit=query.limit,
+                prefetches=[
+                    qe.Prefetch(
+                        limit=candidates,
+                        query=dense_query,
+                        filter=scope,
+                        score_threshold=query.score_threshold,
+                    ),
+                    qe.Prefetch(limit=candidates, query=sparse_query, filter=scope),
+                ],
+                query=qe.Fusion.Rrf(k=RRF_K),
+                filter=scope,
+                with_payload=True,
+            )
+        return [_hit(point) for point in self.shard.query(request)]
+
+    async def get_file_chunks(self, file_id: str) -> list[Hit]:
+        return await self._run(self._file_chunks, file_id)
+
+    def _file_chunks(self, file_id: str) -> list[Hit]:
+        hits: list[Hit] = []
+        offset: Any = None
+        while True:
+            records, offset = self.shard.scroll(
+                qe.ScrollRequest(
+                    offset=offset,
+                    limit=SCROLL_PAGE,
+                    filter=_file_filter([file_id]),
+                    with_payload=True,
+                    with_vector=False,
+                )
+            )
+            hits.extend(_hit(record, 1.0) for record in records)
+            if offset is None:
+                return sort_chunks(hits)
+
+    async def close(self) -> None:
+        if self._shard is not None:
+            shard, self._shard = self._shard, None
+            await self._run(shard.close)
+        self._executor.shutdown(wait=True)

@@ -1,0 +1,39 @@
+"""Open the configured engine as a context manager that closes it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from vectorstore.store import VectorStore
+
+
+@asynccontextmanager
+async def open_store(
+    *,
+    dim: int,
+    edge_path: Path,
+    collection: str = "ragway_chunks",
+    qdrant_url: str = "",
+    qdrant_api_key: str = "",
+) -> AsyncIterator[VectorStore]:
+    """A ready store: a Qdrant server if `qdrant_url` is set, else the embedded engine.
+
+    The embedded engine keeps the collection in `<edge_path>/<collection>`, owned by this
+    process alone.
+    """
+    store: VectorStore
+    if qdrant_url:
+        from vectorstore.server import ServerStore
+
+        store = ServerStore.connect(qdrant_url, collection, qdrant_api_key)
+    else:
+        from vectorstore.edge import EdgeStore
+
+        store = EdgeStore(edge_path / collection)
+    try:
+        await store.ensure_collection(dim)
+        yield store
+    finally:
+        await store.close()

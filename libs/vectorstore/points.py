@@ -1,0 +1,85 @@
+"""What goes into the vector store and what comes back out."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Literal
+
+import msgspec
+
+from embedding.vectors import DenseVector, SparseVector
+
+# Fixed forever: point ids derive from it, so a redelivered chunk overwrites itself.
+POINT_NAMESPACE = uuid.UUID("6b3f7c2e-4d1a-5e8b-9c0f-2a7d3e1b5c48")
+
+DENSE = "dense"  # name of the dense vector in the collection
+SPARSE = "bm25"  # name of the sparse vector (IDF modifier: BM25 scoring in the engine)
+
+SearchMode = Literal["hybrid", "dense", "sparse"]
+
+
+def point_id(file_id: str, chunk_index: int) -> str:
+    """Deterministic UUID of a file's chunk."""
+    return str(uuid.uuid5(POINT_NAMESPACE, f"{file_id}:{chunk_index}"))
+
+
+class ChunkPoint(msgspec.Struct, frozen=True, kw_only=True):
+    """One chunk of one file, embedded.
+
+    The stored payload is `payload` plus `file_id`, `chunk_index` and `text` (these three
+    win over same-named keys in `payload`). Put e.g. `owner`, `name`, `hash` in `payload`.
+    """
+
+    file_id: str
+    chunk_index: int
+    text: str
+    dense: DenseVector
+    sparse: SparseVector
+    payload: dict[str, Any] = {}
+
+    @property
+    def id(self) -> str:
+        return point_id(self.file_id, self.chunk_index)
+
+    def full_payload(self) -> dict[str, Any]:
+        return {
+            **self.payload,
+            "file_id": self.file_id,
+            "chunk_index": self.chunk_index,
+            "text": self.text,
+        }
+
+
+class SearchQuery(msgspec.Struct, frozen=True, kw_only=True):
+    """A scoped search. `file_ids` is the only scope: an empty list finds nothing.
+
+    `dense` is needed for "dense" and "hybrid", `sparse` for "sparse" and "hybrid".
+    `score_threshold` applies to the dense cosine similarity ("dense", and the dense
+    candidates of "hybrid") or to the BM25 score ("sparse"); fused RRF scores are ranks,
+    not similarities, so no threshold is applied to them.
+    """
+
+    file_ids: list[str]
+    dense: DenseVector | None = None
+    sparse: SparseVector | None = None
+    limit: int = 10
+    mode: SearchMode = "hybrid"
+    score_threshold: float | None = None
+
+
+class Hit(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    score: float
+    payload: dict[str, Any]
+
+    @property
+    def file_id(self) -> str:
+        return str(self.payload.get("file_id", ""))
+
+    @property
+    def text(self) -> str:
+        return str(self.payload.get("text", ""))
+
+    @property
+    def chunk_index(self) -> int:
+        return int(self.payload.get("chunk_index", 0))

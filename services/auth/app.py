@@ -1,0 +1,58 @@
+"""Build and run the auth service: buckets, the JWT secret, the endpoints."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from argon2 import PasswordHasher
+from common.bus import Bus
+from common.nats_conn import connect_nats
+from common.service import ServiceHost
+from contracts import subjects
+
+from auth.handlers import AuthHandlers
+from auth.passwords import Passwords
+from auth.ratelimit import FailureLimiter
+from auth.settings import Settings
+from auth.store import Buckets, UserStore
+from auth.tokens import TokenIssuer, load_jwt_secret
+
+
+@asynccontextmanager
+async def serve(settings: Settings) -> AsyncIterator[None]:
+    """Serve every AUTH_* subject until the context exits, then drain."""
+    settings.check()
+    log = structlog.get_logger().bind(service=subjects.AUTH_SERVICE)
+    async with connect_nats(settings.nats_servers(), name="ragway-auth") as nc:
+        buckets = await Buckets.open(nc.jetstream(), settings.bucket_prefix, settings.kv_replicas)
+        secret = await load_jwt_secret(buckets.meta, settings.jwt_secret, log)
+        passwords = Passwords(
+            PasswordHasher(
+                time_cost=settings.password_time_cost,
+                memory_cost=settings.password_memory_kib,
+                parallelism=settings.password_parallelism,
+            ),
+            concurrency=settings.password_hash_concurrency,
+        )
+        await passwords.start()
+        handlers = AuthHandlers(
+            settings=settings,
+            store=UserStore(buckets),
+            passwords=passwords,
+            tokens=TokenIssuer(secret, settings.jwt_expires_seconds),
+            limiter=FailureLimiter(
+                settings.signin_max_failures, settings.signin_failure_window_seconds
+            ),
+            bus=Bus(nc),
+            log=log,
+        )
+        async with ServiceHost(
+            nc, subjects.AUTH_SERVICE, description="ragway users, sessions and API keys"
+        ) as host:
+            for subject, handler, request_type in handlers.endpoints():
+                await host.add(subject, handler, request_type)
+            await nc.flush()  # the server knows every endpoint before anyone is told we are up
+            log.info("auth_ready", bucket_prefix=settings.bucket_prefix)
+            yield None

@@ -1,0 +1,262 @@
+"""The auth endpoints: one method per subject, msgspec Structs in and out.
+
+Authorization (who may call what) is the gateway's job; these just do the operation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+from common.bus import Bus
+from common.errors import not_found, unauthorized
+from contracts import subjects
+from contracts.auth import (
+    ApiKeyReply,
+    AuthEvent,
+    JwtParams,
+    JwtParamsRequest,
+    KeyResolveRequest,
+    Ok,
+    Principal,
+    Session,
+    SigninRequest,
+    SignupRequest,
+    UpdateRoleRequest,
+    User,
+    UserRef,
+    UsersList,
+    UsersListRequest,
+)
+from structlog.typing import FilteringBoundLogger
+
+from auth.errors import bad_credentials, conflict, rate_limited
+from auth.passwords import Passwords
+from auth.ratelimit import FailureLimiter
+from auth.settings import Settings
+from auth.store import UserRecord, UserStore, now
+from auth.tokens import TokenIssuer
+from auth.validation import MAX_PASSWORD_LENGTH, check_password, clean_email, clean_name
+
+API_KEY_PREFIX = "sk-"
+Endpoint = tuple[str, Callable[[Any], Awaitable[Any]], type[Any]]
+
+
+def new_api_key() -> str:
+    return API_KEY_PREFIX + secrets.token_hex(16)
+
+
+def hash_api_key(key: str) -> str:
+    # API keys are 128 random bits, so a fast hash is enough: nobody can brute-force the
+    # preimage, and resolving a key on every request must stay cheap (unlike passwords).
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def key_hint(key: str) -> str:
+    return f"{key[:7]}...{key[-4:]}"
+
+
+class AuthHandlers:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: UserStore,
+        passwords: Passwords,
+        tokens: TokenIssuer,
+        limiter: FailureLimiter,
+        bus: Bus,
+        log: FilteringBoundLogger,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._passwords = passwords
+        self._tokens = tokens
+        self._limiter = limiter
+        self._bus = bus
+        self._log = log
+
+    def endpoints(self) -> list[Endpoint]:
+        return [
+            (subjects.AUTH_SIGNUP, self.signup, SignupRequest),
+            (subjects.AUTH_SIGNIN, self.signin, SigninRequest),
+            (subjects.AUTH_JWT_PARAMS, self.jwt_params, JwtParamsRequest),
+            (subjects.AUTH_USER_GET, self.get_user, UserRef),
+            (subjects.AUTH_USERS_LIST, self.list_users, UsersListRequest),
+            (subjects.AUTH_USER_UPDATE_ROLE, self.update_role, UpdateRoleRequest),
+            (subjects.AUTH_USER_DELETE, self.delete_user, UserRef),
+            (subjects.AUTH_KEY_CREATE, self.create_key, UserRef),
+            (subjects.AUTH_KEY_GET, self.get_key, UserRef),
+            (subjects.AUTH_KEY_DELETE, self.delete_key, UserRef),
+            (subjects.AUTH_KEY_RESOLVE, self.resolve_key, KeyResolveRequest),
+        ]
+
+    # --- sessions --------------------------------------------------------------------
+
+    async def signup(self, request: SignupRequest) -> Session:
+        name = clean_name(request.name)
+        email = clean_email(request.email)
+        check_password(request.password, self._settings.password_min_length)
+        password_hash = await self._passwords.hash(request.password)
+        user_id = str(uuid.uuid4())
+        if not await self._store.claim_email(email, user_id):
+            raise conflict("This email is already registered")
+        first = False
+        try:
+            first = await self._store.claim_first_user(user_id)
+            created_ns = time.time_ns()
+            created = created_ns // 1_000_000_000
+            record = UserRecord(
+                id=user_id,
+                email=email,
+                name=name,
+                role="admin" if first else self._settings.default_user_role,
+                password_hash=password_hash,
+                created_at=created,
+                updated_at=created,
+                last_active_at=created,
+                created_ns=created_ns,
+            )
+            await self._store.insert(record)
+        except BaseException:
+            await self._store.release_email(email, user_id)
+            if first:
+                await self._store.release_first_user(user_id)
+            raise
+        self._log.info("user_signed_up", user_id=user_id, role=record.role)
+        return self._session(record)
+
+    async def signin(self, request: SigninRequest) -> Session:
+        email = request.email.strip().lower()
+        email_counter = f"email:{email}"
+        counters = [email_counter]
+        if request.client_addr:
+            counters.append(f"addr:{request.client_addr}")
+        stamp = self._limiter.acquire(counters)
+        if stamp is None:
+            self._log.warning("signin_rate_limited", client_addr=request.client_addr)
+            raise rate_limited("Too many failed sign-in attempts; try again later")
+        record = await self._store.find_by_email(email)
+        password = request.password[: MAX_PASSWORD_LENGTH + 1]
+        if not await self._passwords.verify(record.password_hash if record else None, password):
+            self._log.info(
+                "signin_failed",
+                reason="bad_password" if record else "unknown_email",
+                user_id=record.id if record else None,
+                client_addr=request.client_addr,
+            )
+            raise bad_credentials()
+        assert record is not None
+        self._limiter.reset(email_counter)
+        for counter in counters[1:]:
+            self._limiter.release(counter, stamp)
+        record = await self._touch(record, request.password)
+        self._log.info("user_signed_in", user_id=record.id)
+        return self._session(record)
+
+    async def jwt_params(self, _: JwtParamsRequest) -> JwtParams:
+        return self._tokens.params
+
+    def _session(self, record: UserRecord) -> Session:
+        token, expires_at = self._tokens.issue(record.id)
+        return Session(
+            token=token,
+            expires_at=expires_at,
+            id=record.id,
+            email=record.email,
+            name=record.name,
+            role=record.role,
+            profile_image_url=record.profile_image_url,
+        )
+
+    async def _touch(self, record: UserRecord, password: str) -> UserRecord:
+        """Note the sign-in time, and upgrade the hash if the cost settings went up."""
+        new_hash = record.password_hash
+        if self._passwords.needs_rehash(record.password_hash):
+            new_hash = await self._passwords.hash(password)
+        try:
+            _, after = await self._store.change(
+                record.id,
+                lambda r: msgspec.structs.replace(
+                    r,
+                    last_active_at=now(),
+                    password_hash=new_hash
+                    if r.password_hash == record.password_hash
+                    else r.password_hash,
+                ),
+            )
+        except Exception:
+            self._log.warning("last_active_update_failed", user_id=record.id)
+            return record
+        return after
+
+    # --- users -----------------------------------------------------------------------
+
+    async def get_user(self, ref: UserRef) -> User:
+        found = await self._store.get(ref.user_id)
+        if found is None:
+            raise not_found("User not found")
+        return found[0].public()
+
+    async def list_users(self, _: UsersListRequest) -> UsersList:
+        records = await self._store.all()
+        records.sort(key=lambda r: (r.created_at, r.created_ns, r.id))
+        return UsersList(users=[r.public() for r in records])
+
+    async def update_role(self, request: UpdateRoleRequest) -> User:
+        before, after = await self._store.change(
+            request.user_id,
+            lambda r: msgspec.structs.replace(r, role=request.role, updated_at=now()),
+        )
+        self._log.info("user_role_updated", user_id=after.id, old=before.role, new=after.role)
+        await self._publish(AuthEvent(kind="user_updated", user_id=after.id))
+        return after.public()
+
+    async def delete_user(self, ref: UserRef) -> Ok:
+        record = await self._store.remove(ref.user_id)
+        self._log.info("user_deleted", user_id=record.id)
+        await self._publish(AuthEvent(kind="user_deleted", user_id=record.id))
+        return Ok()
+
+    # --- API keys --------------------------------------------------------------------
+
+    async def create_key(self, ref: UserRef) -> ApiKeyReply:
+        key = new_api_key()
+        replaced = await self._store.set_api_key(ref.user_id, hash_api_key(key), key_hint(key))
+        self._log.info("api_key_created", user_id=ref.user_id, replaced=bool(replaced))
+        if replaced:
+            await self._publish(
+                AuthEvent(kind="key_revoked", user_id=ref.user_id, key_hash=replaced)
+            )
+        return ApiKeyReply(api_key=key)
+
+    async def get_key(self, ref: UserRef) -> ApiKeyReply:
+        found = await self._store.get(ref.user_id)
+        if found is None or not found[0].api_key_hint:
+            raise not_found("No API key")
+        return ApiKeyReply(api_key=found[0].api_key_hint)
+
+    async def delete_key(self, ref: UserRef) -> Ok:
+        found = await self._store.get(ref.user_id)
+        if found is None or not found[0].api_key_hash:
+            raise not_found("No API key")
+        removed = await self._store.clear_api_key(ref.user_id)
+        if not removed:
+            raise not_found("No API key")
+        self._log.info("api_key_revoked", user_id=ref.user_id)
+        await self._publish(AuthEvent(kind="key_revoked", user_id=ref.user_id, key_hash=removed))
+        return Ok()
+
+    async def resolve_key(self, request: KeyResolveRequest) -> Principal:
+        record = await self._store.user_for_key(request.key_hash)
+        if record is None:
+            raise unauthorized("Invalid API key")
+        return record.principal()
+
+    async def _publish(self, event: AuthEvent) -> None:
+        await self._bus.publish(subjects.AUTH_EVENTS, event)

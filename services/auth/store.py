@@ -1,0 +1,289 @@
+"""Users, their email index and their API keys in JetStream KV.
+
+Buckets (`<prefix>_...`): `users` (user id → UserRecord), `user_emails` (sha256 of the
+lowercased email → user id; KV keys cannot hold every email character), `api_keys`
+(sha256 of the key → user id) and `auth_meta` (the first-admin claim, the JWT secret).
+Uniqueness comes from `create` (atomic: only one writer gets a key) and every
+read-modify-write from `update(last=revision)`, retried when another writer got there first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import msgspec
+from common.errors import RagwayError, not_found
+from contracts.auth import Principal, Role, User
+from nats.js import JetStreamContext
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.errors import (
+    APIError,
+    BucketNotFoundError,
+    KeyNotFoundError,
+    KeyWrongLastSequenceError,
+)
+from nats.js.kv import KeyValue
+
+CAS_ATTEMPTS = 20
+FIRST_USER_KEY = "first_user"
+WRONG_LAST_SEQUENCE = (10071, 10164)  # JetStream's "expected last sequence" mismatch codes
+_VALID_KEY = re.compile(r"^[-/_=.a-zA-Z0-9]+$")
+
+
+class UserRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """A user as stored: the public fields plus secrets that never leave this service."""
+
+    id: str
+    email: str
+    name: str
+    role: Role
+    password_hash: str
+    created_at: int
+    updated_at: int
+    last_active_at: int = 0
+    profile_image_url: str = "/user.png"
+    api_key_hash: str = ""
+    api_key_hint: str = ""
+    created_ns: int = 0  # orders signups within one second (created_at is in seconds)
+
+    def public(self) -> User:
+        return User(
+            id=self.id,
+            email=self.email,
+            name=self.name,
+            role=self.role,
+            created_at=self.created_at,
+            updated_at=self.updated_at,
+            last_active_at=self.last_active_at,
+            profile_image_url=self.profile_image_url,
+        )
+
+    def principal(self) -> Principal:
+        return Principal(id=self.id, email=self.email, name=self.name, role=self.role)
+
+
+_encode = msgspec.json.Encoder().encode
+_decode_user = msgspec.json.Decoder(UserRecord).decode
+
+
+def now() -> int:
+    return int(time.time())
+
+
+def email_key(email: str) -> str:
+    return hashlib.sha256(email.strip().lower().encode()).hexdigest()
+
+
+async def ensure_kv(js: JetStreamContext, bucket: str, replicas: int) -> KeyValue:
+    """Open `bucket`, creating it (on disk, latest value only) when missing."""
+    try:
+        return await js.key_value(bucket)
+    except BucketNotFoundError:
+        # creating an identical bucket is idempotent, so racing instances both succeed
+        return await js.create_key_value(
+            KeyValueConfig(bucket=bucket, history=1, replicas=replicas, storage=StorageType.FILE)
+        )
+
+
+@dataclass(frozen=True)
+class Buckets:
+    users: KeyValue
+    emails: KeyValue
+    keys: KeyValue
+    meta: KeyValue
+
+    @classmethod
+    async def open(cls, js: JetStreamContext, prefix: str, replicas: int) -> Buckets:
+        names = ("users", "user_emails", "api_keys", "auth_meta")
+        opened = [await ensure_kv(js, f"{prefix}_{name}", replicas) for name in names]
+        return cls(*opened)
+
+
+class UserStore:
+    """Every read and write of auth state."""
+
+    def __init__(self, buckets: Buckets) -> None:
+        self._b = buckets
+
+    # --- users -----------------------------------------------------------------------
+
+    async def get(self, user_id: str) -> tuple[UserRecord, int] | None:
+        """The user and the revision to update against, or None."""
+        if not _VALID_KEY.match(user_id):
+            return None
+        try:
+            entry = await self._b.users.get(user_id)
+        except KeyNotFoundError:
+            return None
+        if not entry.value:
+            return None
+        return _decode_user(entry.value), entry.revision or 0
+
+    async def find_by_email(self, email: str) -> UserRecord | None:
+        user_id = await _get_text(self._b.emails, email_key(email))
+        if user_id is None:
+            return None
+        found = await self.get(user_id)
+        return found[0] if found else None
+
+    async def claim_email(self, email: str, user_id: str) -> bool:
+        """Reserve `email` for `user_id`; False when someone already has it."""
+        try:
+            await self._b.emails.create(email_key(email), user_id.encode())
+        except KeyWrongLastSequenceError:
+            return False
+        return True
+
+    async def release_email(self, email: str, user_id: str) -> None:
+        """Free `email` if it still belongs to `user_id`."""
+        key = email_key(email)
+        try:
+            entry = await self._b.emails.get(key)
+        except KeyNotFoundError:
+            return
+        if (entry.value or b"").decode() == user_id:
+            await _delete_at(self._b.emails, key, entry.revision)
+
+    async def claim_first_user(self, user_id: str) -> bool:
+        """True for exactly one caller ever: the first user, who becomes admin."""
+        try:
+            await self._b.meta.create(FIRST_USER_KEY, user_id.encode())
+        except KeyWrongLastSequenceError:
+            return False
+        return True
+
+    async def release_first_user(self, user_id: str) -> None:
+        """Give the admin claim back when the signup that took it failed."""
+        try:
+            entry = await self._b.meta.get(FIRST_USER_KEY)
+        except KeyNotFoundError:
+            return
+        if (entry.value or b"").decode() == user_id:
+            await _delete_at(self._b.meta, FIRST_USER_KEY, entry.revision)
+
+    async def insert(self, record: UserRecord) -> None:
+        await self._b.users.create(record.id, _encode(record))
+
+    async def all(self) -> list[UserRecord]:
+        """Every user (one pass over the bucket's latest values)."""
+        watcher = await self._b.users.watchall(ignore_deletes=True)
+        records: list[UserRecord] = []
+        try:
+            while True:
+                entry = await watcher.updates(timeout=10)
+                if entry is None:
+                    break
+                if entry.value and entry.operation is None:
+                    records.append(_decode_user(entry.value))
+        finally:
+            await watcher.stop()
+        return records
+
+    async def change(
+        self, user_id: str, edit: Callable[[UserRecord], UserRecord]
+    ) -> tuple[UserRecord, UserRecord]:
+        """Apply `edit` with compare-and-set, retrying on races; returns (before, after)."""
+        for _ in range(CAS_ATTEMPTS):
+            found = await self.get(user_id)
+            if found is None:
+                raise not_found("User not found")
+            before, revision = found
+            after = edit(before)
+            try:
+                await self._b.users.update(user_id, _encode(after), last=revision)
+            except KeyWrongLastSequenceError:
+                await asyncio.sleep(0)
+                continue
+            return before, after
+        raise RagwayError("conflict", "The user changed concurrently; try again")
+
+    async def remove(self, user_id: str) -> UserRecord:
+        """Delete the user, then their email and API key index entries."""
+        for _ in range(CAS_ATTEMPTS):
+            found = await self.get(user_id)
+            if found is None:
+                raise not_found("User not found")
+            record, revision = found
+            if await _delete_at(self._b.users, user_id, revision):
+                break
+        else:
+            raise RagwayError("conflict", "The user changed concurrently; try again")
+        await self.release_email(record.email, user_id)
+        if record.api_key_hash:
+            await self.unindex_key(record.api_key_hash)
+        return record
+
+    # --- API keys ----------------------------------------------------------------------
+
+    async def set_api_key(self, user_id: str, key_hash: str, hint: str) -> str:
+        """Make `key_hash` the user's only key; returns the replaced key's hash ("" if none).
+
+        The index entry is written first and the user record second: a key resolves only
+        when both agree, so the new key works once this returns and the old one stops.
+        """
+        await self._b.keys.create(key_hash, user_id.encode())
+        try:
+            before, _ = await self.change(
+                user_id,
+                lambda r: msgspec.structs.replace(
+                    r, api_key_hash=key_hash, api_key_hint=hint, updated_at=now()
+                ),
+            )
+        except BaseException:
+            await self.unindex_key(key_hash)
+            raise
+        if before.api_key_hash and before.api_key_hash != key_hash:
+            await self.unindex_key(before.api_key_hash)
+        return before.api_key_hash
+
+    async def clear_api_key(self, user_id: str) -> str:
+        """Remove the user's key; returns its hash ("" when there was none)."""
+        before, _ = await self.change(
+            user_id,
+            lambda r: (
+                msgspec.structs.replace(r, api_key_hash="", api_key_hint="")
+                if r.api_key_hash
+                else r
+            ),
+        )
+        if before.api_key_hash:
+            await self.unindex_key(before.api_key_hash)
+        return before.api_key_hash
+
+    async def user_for_key(self, key_hash: str) -> UserRecord | None:
+        if not _VALID_KEY.match(key_hash):
+            return None
+        user_id = await _get_text(self._b.keys, key_hash)
+        if user_id is None:
+            return None
+        found = await self.get(user_id)
+        if found is None or found[0].api_key_hash != key_hash:
+            return None  # a stale index entry: the user replaced or dropped this key
+        return found[0]
+
+    async def unindex_key(self, key_hash: str) -> None:
+        await self._b.keys.delete(key_hash)
+
+
+async def _get_text(bucket: KeyValue, key: str) -> str | None:
+    try:
+        entry = await bucket.get(key)
+    except KeyNotFoundError:
+        return None
+    return entry.value.decode() if entry.value else None
+
+
+async def _delete_at(bucket: KeyValue, key: str, revision: int | None) -> bool:
+    """Delete `key` only if it is still at `revision`."""
+    try:
+        await bucket.delete(key, last=revision)
+    except APIError as exc:
+        if exc.err_code in WRONG_LAST_SEQUENCE:
+            return False
+        raise
+    return True

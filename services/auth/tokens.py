@@ -1,0 +1,52 @@
+"""Session JWTs (HS256) and the one secret every auth instance and gateway shares."""
+
+from __future__ import annotations
+
+import secrets
+import time
+import uuid
+
+import jwt
+from contracts.auth import JwtParams
+from nats.js.errors import KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+from structlog.typing import FilteringBoundLogger
+
+ALGORITHM = "HS256"
+SECRET_KEY = "jwt_secret"
+
+
+async def load_jwt_secret(meta: KeyValue, configured: str, log: FilteringBoundLogger) -> str:
+    """The configured secret, else the one kept in KV, else a new one stored there.
+
+    `create` is atomic, so when instances start together exactly one secret wins and the
+    others read it back.
+    """
+    if configured:
+        log.info("jwt_secret_ready", source="settings")
+        return configured
+    candidate = secrets.token_urlsafe(48)
+    try:
+        await meta.create(SECRET_KEY, candidate.encode())
+    except KeyWrongLastSequenceError:
+        entry = await meta.get(SECRET_KEY)
+        log.info("jwt_secret_ready", source="kv")
+        return (entry.value or b"").decode()
+    log.info("jwt_secret_ready", source="generated")
+    return candidate
+
+
+class TokenIssuer:
+    """Signs session tokens; gateways verify them with `params`."""
+
+    def __init__(self, secret: str, lifetime_seconds: int) -> None:
+        self._secret = secret
+        self._lifetime = lifetime_seconds
+        self.params = JwtParams(secret=secret, algorithm=ALGORITHM)
+
+    def issue(self, user_id: str) -> tuple[str, int]:
+        """A token for `user_id` and its expiry (epoch seconds)."""
+        issued_at = int(time.time())
+        expires_at = issued_at + self._lifetime
+        claims = {"sub": user_id, "iat": issued_at, "exp": expires_at, "jti": uuid.uuid4().hex}
+        return jwt.encode(claims, self._secret, algorithm=ALGORITHM), expires_at

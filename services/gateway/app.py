@@ -1,0 +1,97 @@
+"""The gateway's aiohttp app and its lifetime: NATS connection, listeners, HTTP site."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import structlog
+from aiohttp import web
+from common.bus import Bus
+from common.nats_conn import connect_nats
+from contracts import subjects
+
+from gateway import health, routes_auth, routes_chat
+from gateway.identity import Identity
+from gateway.middleware import add_request_id_header, authenticate, request_context
+from gateway.settings import Settings
+from gateway.state import ACCESS, BUS, IDENTITY, SETTINGS, Access
+
+__all__ = ["GatewayHandle", "Settings", "build_app", "serve"]
+
+log = structlog.get_logger()
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayHandle:
+    """What a running gateway exposes to whoever started it (tests, embedded runs)."""
+
+    url: str
+    port: int
+    app: web.Application
+
+
+def build_app(settings: Settings, bus: Bus, identity: Identity) -> web.Application:
+    app = web.Application(
+        middlewares=[request_context, authenticate],
+        client_max_size=settings.max_body_mb * MIB,
+    )
+    app[SETTINGS] = settings
+    app[BUS] = bus
+    app[IDENTITY] = identity
+    access: dict[str, Access] = {}
+    for module in (health, routes_auth, routes_chat):
+        module.add_routes(app, access)
+    app[ACCESS] = access
+    app.on_response_prepare.append(add_request_id_header)
+    app.cleanup_ctx.append(_auth_listeners)
+    return app
+
+
+async def _auth_listeners(app: web.Application) -> AsyncIterator[None]:
+    """Invalidate cached principals on auth events; fetch JWT params in the background."""
+    identity = app[IDENTITY]
+    sub = await app[BUS].nc.subscribe(subjects.AUTH_EVENTS, cb=identity.on_event)
+    fetch = asyncio.create_task(identity.fetch_jwt_params_until_ready())
+    yield
+    fetch.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await fetch
+    with contextlib.suppress(Exception):
+        await sub.unsubscribe()
+
+
+@asynccontextmanager
+async def serve(settings: Settings) -> AsyncIterator[GatewayHandle]:
+    """Connect to NATS, serve HTTP on settings.host:port, drain on exit."""
+    on_reconnect: list[Callable[[], Awaitable[None]]] = []
+
+    async def reconnected() -> None:
+        for hook in on_reconnect:
+            await hook()
+
+    async with connect_nats(settings.nats_servers, "gateway", on_reconnect=reconnected) as nc:
+        bus = Bus(nc)
+        identity = Identity(
+            bus,
+            cache_seconds=settings.auth_cache_seconds,
+            timeout=settings.request_timeout_seconds,
+        )
+        on_reconnect.append(identity.on_reconnect)
+        app = build_app(settings, bus, identity)
+        runner = web.AppRunner(app, handler_cancellation=True, access_log=None, lingering_time=1.0)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, settings.host, settings.port)
+            await site.start()
+            port = int(runner.addresses[0][1])
+            url = f"http://{settings.host}:{port}"
+            log.info("gateway_listening", url=url)
+            yield GatewayHandle(url=url, port=port, app=app)
+        finally:
+            await runner.cleanup()

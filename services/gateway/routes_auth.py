@@ -1,0 +1,134 @@
+"""Open WebUI's auth and user routes, answered by the auth service over NATS."""
+
+from __future__ import annotations
+
+import msgspec
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from common.codec import encode
+from common.errors import RagwayError, invalid
+from contracts import subjects
+from contracts.auth import (
+    ApiKeyReply,
+    Role,
+    SigninRequest,
+    SignupRequest,
+    UpdateRoleRequest,
+    UserRef,
+    UsersList,
+    UsersListRequest,
+)
+
+from gateway.bodies import TRUE, json_bytes, json_value, parse, read_body
+from gateway.state import BUS, IDENTITY, SETTINGS, Access, principal_of
+
+CAPABILITY = "auth"
+
+
+class RoleForm(msgspec.Struct, kw_only=True):
+    """Open WebUI's user update form; ragway changes only the role through it."""
+
+    role: Role
+
+
+async def _call(request: web.Request, subject: str, payload: bytes) -> bytes:
+    app = request.app
+    return await app[BUS].request_raw(
+        subject,
+        payload,
+        timeout=app[SETTINGS].request_timeout_seconds,
+        capability=CAPABILITY,
+    )
+
+
+async def signup(request: web.Request) -> web.Response:
+    body = await read_body(request)
+    parse(body, SignupRequest)  # validate here; auth gets the bytes as sent
+    try:
+        return json_bytes(await _call(request, subjects.AUTH_SIGNUP, body))
+    except RagwayError as exc:
+        if exc.code == "conflict":  # Open WebUI answers 400 for a taken email
+            raise invalid(exc.detail) from None
+        raise
+
+
+async def signin(request: web.Request) -> web.Response:
+    form = parse(await read_body(request), SigninRequest)
+    form = msgspec.structs.replace(form, client_addr=request.remote or "")
+    return json_bytes(await _call(request, subjects.AUTH_SIGNIN, encode(form)))
+
+
+async def current_user(request: web.Request) -> web.Response:
+    principal = principal_of(request)
+    return json_value(
+        {
+            "id": principal.id,
+            "email": principal.email,
+            "name": principal.name,
+            "role": principal.role,
+            "profile_image_url": "/user.png",
+        }
+    )
+
+
+async def create_api_key(request: web.Request) -> web.Response:
+    me = UserRef(user_id=principal_of(request).id)
+    reply = await _call(request, subjects.AUTH_KEY_CREATE, encode(me))
+    # The previous key is replaced: forget it here at once (auth also announces it).
+    request.app[IDENTITY].cache.drop_user(me.user_id)
+    parse(reply, ApiKeyReply)
+    return json_bytes(reply)
+
+
+async def get_api_key(request: web.Request) -> web.Response:
+    me = UserRef(user_id=principal_of(request).id)
+    return json_bytes(await _call(request, subjects.AUTH_KEY_GET, encode(me)))
+
+
+async def delete_api_key(request: web.Request) -> web.Response:
+    me = UserRef(user_id=principal_of(request).id)
+    await _call(request, subjects.AUTH_KEY_DELETE, encode(me))
+    request.app[IDENTITY].cache.drop_user(me.user_id)
+    return json_bytes(TRUE)
+
+
+async def list_users(request: web.Request) -> web.Response:
+    reply = await _call(request, subjects.AUTH_USERS_LIST, encode(UsersListRequest()))
+    users = parse(reply, UsersList).users
+    return json_value({"users": users, "total": len(users)})
+
+
+async def update_user(request: web.Request) -> web.Response:
+    user_id = request.match_info["user_id"]
+    form = parse(await read_body(request), RoleForm)
+    reply = await _call(
+        request,
+        subjects.AUTH_USER_UPDATE_ROLE,
+        encode(UpdateRoleRequest(user_id=user_id, role=form.role)),
+    )
+    request.app[IDENTITY].cache.drop_user(user_id)
+    return json_bytes(reply)
+
+
+async def delete_user(request: web.Request) -> web.Response:
+    user_id = request.match_info["user_id"]
+    await _call(request, subjects.AUTH_USER_DELETE, encode(UserRef(user_id=user_id)))
+    request.app[IDENTITY].cache.drop_user(user_id)
+    return json_bytes(TRUE)
+
+
+def add_routes(app: web.Application, access: dict[str, Access]) -> None:
+    table: list[tuple[str, str, str, Handler, Access]] = [
+        ("POST", "/api/v1/auths/signup", "signup", signup, "public"),
+        ("POST", "/api/v1/auths/signin", "signin", signin, "public"),
+        ("GET", "/api/v1/auths/", "current_user", current_user, "any"),
+        ("POST", "/api/v1/auths/api_key", "create_api_key", create_api_key, "user"),
+        ("GET", "/api/v1/auths/api_key", "get_api_key", get_api_key, "user"),
+        ("DELETE", "/api/v1/auths/api_key", "delete_api_key", delete_api_key, "user"),
+        ("GET", "/api/v1/users/", "list_users", list_users, "admin"),
+        ("POST", "/api/v1/users/{user_id}/update", "update_user", update_user, "admin"),
+        ("DELETE", "/api/v1/users/{user_id}", "delete_user", delete_user, "admin"),
+    ]
+    for method, path, name, handler, level in table:
+        app.router.add_route(method, path, handler, name=name)
+        access[name] = level

@@ -1,0 +1,140 @@
+"""Models and chat completions, answered by the inference-proxy over NATS.
+
+Bodies are validated here against the OpenAI request Struct and then forwarded as
+the bytes the client sent; replies come back as bytes and go out unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import msgspec
+import nats.errors
+import structlog
+from aiohttp import web
+from common.bus import outgoing_headers
+from common.codec import decode, encode
+from contracts import subjects
+from contracts.chat import (
+    STREAM_END,
+    STREAM_HEADER,
+    ChatCompletionRequest,
+    CompletionJob,
+    StreamAccepted,
+    StreamEnd,
+)
+from contracts.models import ModelsRequest
+from nats.aio.client import Client
+
+from gateway.bodies import json_bytes, parse, read_body
+from gateway.state import BUS, SETTINGS, Access, principal_of
+
+log = structlog.get_logger()
+
+CAPABILITY = "inference"
+MODELS_REQUEST = encode(ModelsRequest())
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+DONE = b"data: [DONE]\n\n"
+
+
+def error_event(message: str) -> bytes:
+    return b"data: " + encode({"error": {"message": message}}) + b"\n\n" + DONE
+
+
+async def list_models(request: web.Request) -> web.Response:
+    app = request.app
+    reply = await app[BUS].request_raw(
+        subjects.MODELS_LIST,
+        MODELS_REQUEST,
+        timeout=app[SETTINGS].request_timeout_seconds,
+        capability=CAPABILITY,
+    )
+    return json_bytes(reply)
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    body = await read_body(request)
+    chat = parse(body, ChatCompletionRequest)
+    job = CompletionJob(principal=principal_of(request), body=msgspec.Raw(body))
+    if chat.stream:
+        return await _stream(request, job)
+    app = request.app
+    reply = await app[BUS].request_raw(
+        subjects.CHAT_COMPLETE,
+        encode(job),
+        timeout=app[SETTINGS].completion_timeout_seconds,
+        capability=CAPABILITY,
+    )
+    return json_bytes(reply)
+
+
+async def _stream(request: web.Request, job: CompletionJob) -> web.StreamResponse:
+    """Relay the proxy's SSE bytes from a private inbox until its end message."""
+    app = request.app
+    bus, settings = app[BUS], app[SETTINGS]
+    nc = bus.nc
+    stream_id = uuid.uuid4().hex
+    inbox = nc.new_inbox()
+    # Subscribe before asking, so no chunk can arrive before anyone listens.
+    sub = await nc.subscribe(inbox)
+    job = msgspec.structs.replace(job, stream_inbox=inbox, stream_id=stream_id)
+    finished = False
+    try:
+        await bus.request(
+            subjects.CHAT_STREAM,
+            job,
+            StreamAccepted,
+            timeout=settings.completion_timeout_seconds,
+            capability=CAPABILITY,
+        )
+        response = web.StreamResponse(headers=SSE_HEADERS)
+        response.content_type = "text/event-stream"
+        await response.prepare(request)
+        last = b""
+        while True:
+            try:
+                msg = await sub.next_msg(timeout=settings.stream_idle_timeout_seconds)
+            except nats.errors.TimeoutError:
+                log.warning("stream_idle_timeout", stream_id=stream_id)
+                await response.write(error_event("The model stopped responding"))
+                break
+            if msg.headers and msg.headers.get(STREAM_HEADER) == STREAM_END:
+                finished = True
+                if not last.rstrip().endswith(b"[DONE]"):
+                    await response.write(error_event(_end_error(msg.data)))
+                break
+            last = msg.data
+            await response.write(last)
+        await response.write_eof()
+        return response
+    finally:
+        await sub.unsubscribe()
+        if not finished:
+            # Client gone, idle timeout or a failed start: tell the proxy to stop.
+            await _cancel(bus.nc, stream_id)
+
+
+async def _cancel(nc: Client, stream_id: str) -> None:
+    subject = subjects.chat_cancel_subject(stream_id)
+    try:
+        await asyncio.shield(nc.publish(subject, b"", headers=outgoing_headers()))
+    except Exception:
+        log.warning("stream_cancel_failed", stream_id=stream_id)
+
+
+def _end_error(data: bytes) -> str:
+    try:
+        end = decode(data, StreamEnd)
+    except msgspec.DecodeError:
+        return "The stream ended unexpectedly"
+    return end.error or "The stream ended unexpectedly"
+
+
+def add_routes(app: web.Application, access: dict[str, Access]) -> None:
+    for prefix in ("/api", "/api/v1"):
+        name = prefix.strip("/").replace("/", "_")
+        app.router.add_get(f"{prefix}/models", list_models, name=f"{name}_models")
+        app.router.add_post(f"{prefix}/chat/completions", chat_completions, name=f"{name}_chat")
+        access[f"{name}_models"] = "user"
+        access[f"{name}_chat"] = "user"

@@ -1,0 +1,193 @@
+"""The model list: every backend asked concurrently, merged like Open WebUI, cached."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import msgspec
+import structlog
+from common.codec import encode
+from contracts.models import Model, ModelsReply
+
+from inference_proxy.settings import Backend
+
+log = structlog.get_logger()
+
+
+class _OpenAIModels(msgspec.Struct):
+    data: list[dict[str, Any]] = []
+
+
+class _OllamaTags(msgspec.Struct):
+    models: list[dict[str, Any]] = []
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where a model can be served: candidate backends of one kind."""
+
+    model: str
+    backends: tuple[Backend, ...]
+
+    def pick(self) -> Backend:
+        return self.backends[0] if len(self.backends) == 1 else random.choice(self.backends)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    models: list[Model]
+    routes: dict[str, Route]
+    encoded: bytes  # the ModelsReply JSON, encoded once per refresh
+    fetched_at: float
+
+
+class ModelCatalog:
+    """Fetches model lists; concurrent callers share one fetch in flight."""
+
+    def __init__(
+        self,
+        http: aiohttp.ClientSession,
+        openai: list[Backend],
+        ollama: list[Backend],
+        *,
+        cache_seconds: float,
+        fetch_timeout: float,
+    ) -> None:
+        self._http = http
+        self._openai = openai
+        self._ollama = ollama
+        self._cache_seconds = cache_seconds
+        self._timeout = aiohttp.ClientTimeout(total=fetch_timeout)
+        self._snapshot: Snapshot | None = None
+        self._inflight: asyncio.Future[Snapshot] | None = None
+
+    async def snapshot(self, *, refresh: bool = False, max_age: float | None = None) -> Snapshot:
+        """The cached list, or a fresh one when asked or when older than the cache time."""
+        age_limit = self._cache_seconds if max_age is None else max_age
+        current = self._snapshot
+        fresh = current is not None and time.monotonic() - current.fetched_at < age_limit
+        if not refresh and fresh and current is not None:
+            return current
+        if self._inflight is None:
+            self._inflight = asyncio.ensure_future(self._fetch_all())
+            self._inflight.add_done_callback(self._fetched)
+        return await asyncio.shield(self._inflight)
+
+    def _fetched(self, future: asyncio.Future[Snapshot]) -> None:
+        self._inflight = None
+        if not future.cancelled() and future.exception() is None:
+            self._snapshot = future.result()
+
+    async def route(self, model_id: str) -> Route | None:
+        """Where `model_id` lives; one refresh when it is unknown (it may be new)."""
+        snapshot = await self.snapshot()
+        found = snapshot.routes.get(model_id)
+        if found is None and time.monotonic() - snapshot.fetched_at > 1.0:
+            found = (await self.snapshot(refresh=True)).routes.get(model_id)
+        return found
+
+    async def _fetch_all(self) -> Snapshot:
+        openai_lists, ollama_lists = await asyncio.gather(
+            asyncio.gather(*(self._fetch_openai(b) for b in self._openai)),
+            asyncio.gather(*(self._fetch_ollama(b) for b in self._ollama)),
+        )
+        now = int(time.time())
+        models: list[Model] = []
+        routes: dict[str, Route] = {}
+        for backend, entries in zip(self._openai, openai_lists, strict=True):
+            for entry in entries:
+                model_id = entry.get("id")
+                if not isinstance(model_id, str) or model_id in routes:
+                    continue
+                routes[model_id] = Route(model_id, (backend,))
+                models.append(
+                    Model(
+                        id=model_id,
+                        name=str(entry.get("name") or model_id),
+                        created=_int(entry.get("created"), now),
+                        owned_by="openai",
+                        openai=entry,
+                        urlIdx=backend.idx,
+                        connection_type="external",
+                    )
+                )
+        merged: dict[str, dict[str, Any]] = {}
+        hosts: dict[str, list[Backend]] = {}
+        for backend, entries in zip(self._ollama, ollama_lists, strict=True):
+            for entry in entries:
+                model_id = entry.get("model") or entry.get("name")
+                if not isinstance(model_id, str):
+                    continue
+                if model_id in merged:
+                    merged[model_id]["urls"].append(backend.idx)
+                    hosts[model_id].append(backend)
+                else:
+                    merged[model_id] = {**entry, "urls": [backend.idx]}
+                    hosts[model_id] = [backend]
+        for model_id, entry in merged.items():
+            if model_id in routes:
+                continue
+            routes[model_id] = Route(model_id, tuple(hosts[model_id]))
+            models.append(
+                Model(
+                    id=model_id,
+                    name=str(entry.get("name") or model_id),
+                    created=now,
+                    owned_by="ollama",
+                    ollama=entry,
+                    connection_type="local",
+                )
+            )
+        return Snapshot(models, routes, encode(ModelsReply(data=models)), time.monotonic())
+
+    async def _fetch_openai(self, backend: Backend) -> list[dict[str, Any]]:
+        headers = {"Authorization": f"Bearer {backend.api_key}"} if backend.api_key else {}
+        body = await self._get(backend, f"{backend.base_url}/models", headers)
+        if body is None:
+            return []
+        try:
+            return msgspec.json.decode(body, type=_OpenAIModels).data
+        except msgspec.DecodeError:
+            log.warning("backend_models_malformed", backend=backend.host)
+            return []
+
+    async def _fetch_ollama(self, backend: Backend) -> list[dict[str, Any]]:
+        body = await self._get(backend, f"{backend.base_url}/api/tags", {})
+        if body is None:
+            return []
+        try:
+            return msgspec.json.decode(body, type=_OllamaTags).models
+        except msgspec.DecodeError:
+            log.warning("backend_models_malformed", backend=backend.host)
+            return []
+
+    async def _get(self, backend: Backend, url: str, headers: dict[str, str]) -> bytes | None:
+        try:
+            async with self._http.get(url, headers=headers, timeout=self._timeout) as response:
+                body = await response.read()
+                if response.status != 200:
+                    log.warning(
+                        "backend_models_failed",
+                        backend=backend.host,
+                        kind=backend.kind,
+                        status=response.status,
+                    )
+                    return None
+                return body
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning(
+                "backend_models_failed",
+                backend=backend.host,
+                kind=backend.kind,
+                error=type(exc).__name__,
+            )
+            return None
+
+
+def _int(value: Any, default: int) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default

@@ -1,0 +1,316 @@
+"""Chat completions against the backend that serves the model: one answer, or a stream
+relayed to the caller's NATS inbox as it arrives."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import msgspec
+import nats.errors
+import structlog
+from common.codec import encode
+from common.errors import RagwayError
+from contracts.chat import STREAM_END, STREAM_HEADER, CompletionJob, StreamAccepted, StreamEnd
+from contracts.subjects import chat_cancel_subject
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from inference_proxy.catalog import ModelCatalog
+from inference_proxy.errors import StreamFailure, error_for_exception, error_for_status
+from inference_proxy.ollama_convert import completion_from_ollama, to_ollama_chat
+from inference_proxy.settings import Backend, Settings
+from inference_proxy.translate import OllamaStream, OpenAIStream, error_event
+
+log = structlog.get_logger()
+
+# ragway/Open WebUI request fields an OpenAI-compatible backend must not see
+RAGWAY_ONLY_FIELDS = ("files", "chat_id", "tool_ids")
+_END_HEADERS = {STREAM_HEADER: STREAM_END}
+
+
+class _Completion(msgspec.Struct):
+    """Enough of a chat.completion to know the backend answered with one."""
+
+    choices: list[Any]
+
+
+class _PublishFailed(Exception):
+    pass
+
+
+@dataclass
+class _Request:
+    backend: Backend
+    model: str
+    url: str
+    payload: bytes
+    headers: dict[str, str]
+
+
+@dataclass
+class _Cancel:
+    """Set by a message on the stream's cancel subject; stops whatever runs in `task`."""
+
+    task: asyncio.Task[Any] | None = None
+    requested: bool = False
+
+    def trigger(self) -> None:
+        self.requested = True
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+
+
+class ChatRunner:
+    def __init__(
+        self, nc: Client, http: aiohttp.ClientSession, catalog: ModelCatalog, settings: Settings
+    ) -> None:
+        self._nc = nc
+        self._http = http
+        self._catalog = catalog
+        self._settings = settings
+        connect = settings.backend_connect_timeout_seconds
+        self._answer_timeout = aiohttp.ClientTimeout(
+            total=settings.backend_timeout_seconds, connect=connect, sock_connect=connect
+        )
+        self._stream_timeout = aiohttp.ClientTimeout(
+            total=None, connect=connect, sock_connect=connect
+        )
+        self._relays: set[asyncio.Task[None]] = set()
+
+    async def _prepare(self, job: CompletionJob, *, stream: bool) -> _Request:
+        try:
+            body = msgspec.json.decode(job.body)
+        except msgspec.DecodeError:
+            raise RagwayError("invalid", "The completion body is not valid JSON") from None
+        if not isinstance(body, dict) or not isinstance(body.get("model"), str):
+            raise RagwayError("invalid", "The completion body needs a `model`")
+        model: str = body["model"]
+        route = await self._catalog.route(model)
+        if route is None:
+            raise RagwayError("not_found", "Model not found")
+        backend = route.pick()
+        if backend.kind == "ollama":
+            return _Request(
+                backend,
+                model,
+                f"{backend.base_url}/api/chat",
+                msgspec.json.encode(to_ollama_chat(body, stream=stream)),
+                {"Content-Type": "application/json"},
+            )
+        for field in RAGWAY_ONLY_FIELDS:
+            body.pop(field, None)
+        body["stream"] = stream
+        if stream:
+            # usage comes as a last chunk only when asked for
+            body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+        else:
+            body.pop("stream_options", None)
+        headers = {"Content-Type": "application/json"}
+        if backend.api_key:
+            headers["Authorization"] = f"Bearer {backend.api_key}"
+        return _Request(
+            backend,
+            model,
+            f"{backend.base_url}/chat/completions",
+            msgspec.json.encode(body),
+            headers,
+        )
+
+    async def complete(self, job: CompletionJob) -> bytes:
+        """The backend's answer as OpenAI `chat.completion` JSON bytes."""
+        request = await self._prepare(job, stream=False)
+        backend = request.backend
+        try:
+            async with self._http.post(
+                request.url,
+                data=request.payload,
+                headers=request.headers,
+                timeout=self._answer_timeout,
+            ) as response:
+                body = await response.read()
+                status = response.status
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            limit = self._settings.backend_timeout_seconds
+            raise error_for_exception(backend, exc, limit) from None
+        if status >= 400:
+            raise error_for_status(backend, status, body)
+        try:
+            if backend.kind == "ollama":
+                return completion_from_ollama(msgspec.json.decode(body), request.model)
+            msgspec.json.decode(body, type=_Completion)
+        except (msgspec.DecodeError, AttributeError):
+            raise RagwayError(
+                "bad_gateway", f"Model backend {backend.host} sent a malformed answer"
+            ) from None
+        return body  # an OpenAI backend's answer goes out as it came
+
+    async def stream(self, job: CompletionJob) -> StreamAccepted:
+        """Open the backend stream; once it answered 2xx, relay it in the background."""
+        if not job.stream_inbox:
+            raise RagwayError("invalid", "A stream needs a `stream_inbox`")
+        request = await self._prepare(job, stream=True)
+        cancel = _Cancel()
+        subscription = await self._watch_cancel(job.stream_id, cancel)
+        started = time.perf_counter()
+        try:
+            cancel.task = opening = asyncio.ensure_future(self._open(request))
+            try:
+                response = await opening
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if cancel.requested and current is not None and not current.cancelling():
+                    raise RagwayError("timeout", "The stream was cancelled by its caller") from None
+                raise
+        except BaseException:
+            if subscription is not None:
+                await _unsubscribe(subscription)
+            raise
+        relay = asyncio.create_task(
+            self._relay(request, response, job.stream_inbox, cancel, subscription, started)
+        )
+        cancel.task = relay
+        if cancel.requested:
+            relay.cancel()
+        self._relays.add(relay)
+        relay.add_done_callback(self._relays.discard)
+        return StreamAccepted(model=request.model)
+
+    async def _watch_cancel(self, stream_id: str, cancel: _Cancel) -> Subscription | None:
+        if not stream_id:
+            return None
+
+        async def on_cancel(msg: Msg) -> None:
+            cancel.trigger()
+
+        return await self._nc.subscribe(chat_cancel_subject(stream_id), cb=on_cancel)
+
+    async def _open(self, request: _Request) -> aiohttp.ClientResponse:
+        backend = request.backend
+        limit = self._settings.backend_timeout_seconds
+        try:
+            async with asyncio.timeout(limit):
+                response = await self._http.post(
+                    request.url,
+                    data=request.payload,
+                    headers=request.headers,
+                    timeout=self._stream_timeout,
+                )
+                if response.status >= 400:
+                    try:
+                        body = await response.read()
+                    finally:
+                        response.release()
+                    raise error_for_status(backend, response.status, body)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise error_for_exception(backend, exc, limit) from None
+        return response
+
+    async def _relay(
+        self,
+        request: _Request,
+        response: aiohttp.ClientResponse,
+        inbox: str,
+        cancel: _Cancel,
+        subscription: Subscription | None,
+        started: float,
+    ) -> None:
+        translator: OpenAIStream | OllamaStream = (
+            OllamaStream(request.model)
+            if request.backend.kind == "ollama"
+            else OpenAIStream(request.model)
+        )
+        idle = self._settings.stream_idle_timeout_seconds
+        error: str | None = None
+        outcome = "ok"
+        chunks = 0
+        try:
+            try:
+                loop = asyncio.get_running_loop()
+                async with asyncio.timeout(idle) as deadline:
+                    while not translator.done:
+                        data = await response.content.readany()
+                        if not data:
+                            break
+                        deadline.reschedule(loop.time() + idle)
+                        out = translator.feed(data)
+                        if out:
+                            chunks += 1
+                            await self._publish(inbox, out)
+                await self._publish(inbox, translator.close())
+            except TimeoutError:
+                error = f"The model backend sent nothing for {idle:g}s"
+            except StreamFailure as exc:
+                error = str(exc)
+            except aiohttp.ClientError:
+                error = f"The connection to model backend {request.backend.host} broke"
+            if error is not None:
+                outcome = "backend_failed"
+                await self._publish(inbox, error_event(error))
+        except asyncio.CancelledError:
+            outcome = "cancelled" if cancel.requested else "shutdown"
+            error = error or "The stream was cancelled"
+        except _PublishFailed:
+            outcome, error = "publish_failed", "The stream could not be delivered"
+        finally:
+            if error is None:
+                response.release()  # keeps the connection when the body was read to the end
+            else:
+                response.close()  # tells the backend to stop generating
+            with contextlib.suppress(Exception):
+                await self._publish(
+                    inbox,
+                    encode(
+                        StreamEnd(
+                            content=translator.content,
+                            finish_reason=translator.finish_reason,
+                            usage=translator.usage,
+                            error=error,
+                        )
+                    ),
+                    _END_HEADERS,
+                )
+            if subscription is not None:
+                await _unsubscribe(subscription)
+            log.info(
+                "chat_stream",
+                model=request.model,
+                backend=request.backend.host,
+                outcome=outcome,
+                error=error,
+                messages=chunks,
+                duration_ms=round((time.perf_counter() - started) * 1000, 1),
+            )
+
+    async def _publish(
+        self, inbox: str, data: bytes, headers: dict[str, str] | None = None
+    ) -> None:
+        """Publish, riding out a short reconnect; give up when it lasts."""
+        for _ in range(30):
+            try:
+                await self._nc.publish(inbox, data, headers=headers)
+                return
+            except nats.errors.OutboundBufferLimitError:
+                await asyncio.sleep(0.1)
+            except (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError):
+                break
+        raise _PublishFailed
+
+    async def aclose(self, grace_seconds: float = 10.0) -> None:
+        """Let running streams finish (bounded), then cancel the rest."""
+        if self._relays:
+            _, pending = await asyncio.wait(set(self._relays), timeout=grace_seconds)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=2)
+
+
+async def _unsubscribe(subscription: Subscription) -> None:
+    with contextlib.suppress(Exception):
+        await subscription.unsubscribe()

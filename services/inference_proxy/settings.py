@@ -1,0 +1,64 @@
+"""The inference-proxy's configuration and the backends it names."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import msgspec
+from common.settings import split_list
+
+# Open WebUI's unprefixed variable names, accepted besides RAGWAY_<FIELD>
+ENV_ALIASES: dict[str, tuple[str, ...]] = {
+    "openai_api_base_urls": ("OPENAI_API_BASE_URLS", "OPENAI_API_BASE_URL"),
+    "openai_api_keys": ("OPENAI_API_KEYS", "OPENAI_API_KEY"),
+    "ollama_base_urls": ("OLLAMA_BASE_URLS", "OLLAMA_BASE_URL"),
+}
+
+
+class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    nats_url: str = "nats://127.0.0.1:4222"
+    log_level: str = "info"
+    openai_api_base_urls: str = ""
+    openai_api_keys: str = ""
+    ollama_base_urls: str = ""
+    backend_connect_timeout_seconds: float = 5.0
+    # time to the response headers, or to the whole answer when not streaming
+    backend_timeout_seconds: float = 120.0
+    # longest gap allowed between two pieces of a stream
+    stream_idle_timeout_seconds: float = 60.0
+    models_cache_seconds: float = 10.0
+    models_fetch_timeout_seconds: float = 3.0
+    max_backend_connections: int = 256
+
+    @property
+    def nats_servers(self) -> list[str]:
+        return [url.strip() for url in self.nats_url.split(",") if url.strip()]
+
+
+@dataclass(frozen=True, slots=True)
+class Backend:
+    kind: Literal["openai", "ollama"]
+    idx: int  # position in its `;`-separated list: Open WebUI's urlIdx / urls entries
+    base_url: str
+    api_key: str = ""
+
+    @property
+    def host(self) -> str:
+        rest = self.base_url.split("://", 1)[-1]
+        return rest.split("/", 1)[0]
+
+
+def configured_backends(settings: Settings) -> tuple[list[Backend], list[Backend]]:
+    """OpenAI-compatible and Ollama backends, keys paired with URLs like Open WebUI."""
+    openai_urls = [url.rstrip("/") for url in split_list(settings.openai_api_base_urls)]
+    keys = [key.strip() for key in settings.openai_api_keys.split(";")]
+    if len(keys) == 1 and len(openai_urls) > 1:
+        keys = keys * len(openai_urls)  # one key for every URL
+    keys += [""] * (len(openai_urls) - len(keys))
+    openai = [Backend("openai", idx, url, keys[idx]) for idx, url in enumerate(openai_urls)]
+    ollama = [
+        Backend("ollama", idx, url.rstrip("/"))
+        for idx, url in enumerate(split_list(settings.ollama_base_urls))
+    ]
+    return openai, ollama

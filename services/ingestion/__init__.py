@@ -1,0 +1,1 @@
+"""The ingestion service: turns uploaded files into text chunks (then embeddings)."""

@@ -1,0 +1,1 @@
+"""The retrieval service: owns the vector store, knowledge collections and scoped search."""

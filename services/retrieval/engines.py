@@ -1,0 +1,48 @@
+"""The embedder and the vector store this service owns, built from its settings."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from embedding.embedder import Embedder
+from embedding.settings import EmbedderSettings
+from vectorstore.factory import open_store as open_vector_store
+from vectorstore.store import VectorStore
+
+from retrieval.settings import Settings
+
+log = structlog.get_logger()
+
+
+def embedder_settings(settings: Settings) -> EmbedderSettings:
+    return EmbedderSettings(
+        cache_dir=settings.cache_dir,
+        model=settings.embedding_model,
+        model_dir=settings.embedding_model_dir,
+        quantized=settings.embedding_quantized,
+        threads=settings.embedding_threads,
+        bm25_language=settings.bm25_language,
+        bm25_stopwords=settings.bm25_stopwords,
+    )
+
+
+async def load_embedder(settings: Settings) -> Embedder:
+    """Load the model in a thread (a second or so) so the event loop keeps answering."""
+    return await asyncio.to_thread(Embedder, embedder_settings(settings))
+
+
+@asynccontextmanager
+async def open_store(settings: Settings, dim: int) -> AsyncIterator[VectorStore]:
+    """The Qdrant server when `qdrant_url` is set, else the embedded engine under data_dir."""
+    async with open_vector_store(
+        dim=dim,
+        edge_path=settings.edge_path(),
+        collection=settings.collection,
+        qdrant_url=settings.qdrant_url,
+        qdrant_api_key=settings.qdrant_api_key,
+    ) as store:
+        log.info("vector_store_ready", engine="server" if settings.qdrant_url else "edge", dim=dim)
+        yield store

@@ -1,0 +1,202 @@
+"""Knowledge collection endpoints: create, list, get, update, add/remove files, reset, delete.
+
+Removing a file from a collection leaves the file alone, and deleting a collection deletes
+only the collection: the files stay, their owners still have them (and their vectors).
+Reading a collection you may not read is `not_found` (its existence is not revealed);
+changing one you may read but not write is `forbidden`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+
+import structlog
+from catalog.files import FileCatalog
+from common.errors import RagwayError, invalid
+from contracts.auth import Ok, Principal
+from contracts.knowledge import (
+    Knowledge,
+    KnowledgeCreate,
+    KnowledgeData,
+    KnowledgeFileChange,
+    KnowledgeForm,
+    KnowledgeList,
+    KnowledgeListRequest,
+    KnowledgeRef,
+    KnowledgeReply,
+    KnowledgeUpdate,
+)
+
+from retrieval.access import can_read_file, can_read_knowledge, can_write_knowledge
+from retrieval.errors import file_failed, file_not_found, knowledge_not_found, knowledge_read_only
+from retrieval.knowledge_store import KnowledgeStore, now
+
+log = structlog.get_logger()
+
+MAX_NAME_LENGTH = 256
+
+
+def _checked_name(form: KnowledgeForm) -> str:
+    name = form.name.strip()
+    if not name:
+        raise invalid("A knowledge name is required")
+    if len(name) > MAX_NAME_LENGTH:
+        raise invalid(f"A knowledge name has at most {MAX_NAME_LENGTH} characters")
+    return name
+
+
+class KnowledgeHandlers:
+    """The endpoints, over the collection store and the file catalog."""
+
+    def __init__(self, store: KnowledgeStore, files: FileCatalog) -> None:
+        self._store = store
+        self._files = files
+
+    async def reply(self, principal: Principal, knowledge: Knowledge) -> KnowledgeReply:
+        """The collection as clients see it, with the records of its (still existing) files."""
+        records = await asyncio.gather(*(self._files.get(fid) for fid in knowledge.data.file_ids))
+        return KnowledgeReply(
+            id=knowledge.id,
+            user_id=knowledge.user_id,
+            name=knowledge.name,
+            description=knowledge.description,
+            data=knowledge.data,
+            meta=knowledge.meta,
+            access_control=knowledge.access_control,
+            created_at=knowledge.created_at,
+            updated_at=knowledge.updated_at,
+            files=[record for record in records if record is not None],
+            write_access=can_write_knowledge(principal, knowledge),
+        )
+
+    async def readable(self, principal: Principal, knowledge_id: str) -> Knowledge:
+        knowledge = await self._store.get(knowledge_id)
+        if knowledge is None or not can_read_knowledge(principal, knowledge):
+            raise knowledge_not_found(knowledge_id)
+        return knowledge
+
+    async def _writable(self, principal: Principal, knowledge_id: str) -> Knowledge:
+        knowledge = await self.readable(principal, knowledge_id)
+        if not can_write_knowledge(principal, knowledge):
+            raise knowledge_read_only(knowledge_id)
+        return knowledge
+
+    async def create(self, request: KnowledgeCreate) -> KnowledgeReply:
+        principal = request.principal
+        if principal.role == "pending":
+            raise RagwayError("forbidden", "Your account is pending approval")
+        stamp = now()
+        knowledge = Knowledge(
+            id=str(uuid.uuid4()),
+            user_id=principal.id,
+            name=_checked_name(request.form),
+            description=request.form.description,
+            data=KnowledgeData(),
+            access_control=request.form.access_control,
+            created_at=stamp,
+            updated_at=stamp,
+        )
+        await self._store.create(knowledge)
+        log.info("knowledge_created", knowledge_id=knowledge.id, user_id=principal.id)
+        return await self.reply(principal, knowledge)
+
+    async def list(self, request: KnowledgeListRequest) -> KnowledgeList:
+        principal = request.principal
+        visible = [k for k in await self._store.list_all() if can_read_knowledge(principal, k)]
+        visible.sort(key=lambda k: k.updated_at, reverse=True)
+        return KnowledgeList(items=[await self.reply(principal, k) for k in visible])
+
+    async def get(self, request: KnowledgeRef) -> KnowledgeReply:
+        return await self.reply(
+            request.principal, await self.readable(request.principal, request.knowledge_id)
+        )
+
+    async def update(self, request: KnowledgeUpdate) -> KnowledgeReply:
+        await self._writable(request.principal, request.knowledge_id)
+        name = _checked_name(request.form)
+
+        def change(current: Knowledge) -> Knowledge:
+            current.name = name
+            current.description = request.form.description
+            current.access_control = request.form.access_control
+            return current
+
+        return await self._store_change(request.principal, request.knowledge_id, change)
+
+    async def add_file(self, request: KnowledgeFileChange) -> KnowledgeReply:
+        """Link a file the caller may read; one still being ingested joins search when done."""
+        await self._writable(request.principal, request.knowledge_id)
+        record = await self._files.get(request.file_id)
+        if record is None or not can_read_file(request.principal, record):
+            raise file_not_found(request.file_id)
+        if record.data.status == "failed":
+            raise file_failed(record.meta.name, record.id, record.data.error)
+
+        def change(current: Knowledge) -> Knowledge | None:
+            if request.file_id in current.data.file_ids:
+                return None  # already linked: adding twice changes nothing
+            current.data.file_ids = [*current.data.file_ids, request.file_id]
+            return current
+
+        return await self._store_change(request.principal, request.knowledge_id, change)
+
+    async def remove_file(self, request: KnowledgeFileChange) -> KnowledgeReply:
+        """Unlink a file from the collection; the file itself stays."""
+        knowledge = await self._writable(request.principal, request.knowledge_id)
+        if request.file_id not in knowledge.data.file_ids:
+            raise file_not_found(request.file_id)
+
+        def change(current: Knowledge) -> Knowledge | None:
+            if request.file_id not in current.data.file_ids:
+                return None
+            current.data.file_ids = [f for f in current.data.file_ids if f != request.file_id]
+            return current
+
+        return await self._store_change(request.principal, request.knowledge_id, change)
+
+    async def reset(self, request: KnowledgeRef) -> KnowledgeReply:
+        """Unlink every file (the files stay)."""
+        await self._writable(request.principal, request.knowledge_id)
+
+        def change(current: Knowledge) -> Knowledge:
+            current.data.file_ids = []
+            return current
+
+        return await self._store_change(request.principal, request.knowledge_id, change)
+
+    async def delete(self, request: KnowledgeRef) -> Ok:
+        """Delete the collection only: its files and their vectors belong to their owners."""
+        await self._writable(request.principal, request.knowledge_id)
+        await self._store.delete(request.knowledge_id)
+        log.info("knowledge_deleted", knowledge_id=request.knowledge_id)
+        return Ok()
+
+    async def forget_file(self, file_id: str) -> int:
+        """Unlink a deleted file from every collection; returns how many collections changed."""
+        changed = 0
+        for knowledge in await self._store.list_all():
+            if file_id not in knowledge.data.file_ids:
+                continue
+
+            def change(current: Knowledge) -> Knowledge | None:
+                if file_id not in current.data.file_ids:
+                    return None
+                current.data.file_ids = [f for f in current.data.file_ids if f != file_id]
+                return current
+
+            await self._store.update(knowledge.id, change)
+            changed += 1
+        return changed
+
+    async def _store_change(
+        self,
+        principal: Principal,
+        knowledge_id: str,
+        change: Callable[[Knowledge], Knowledge | None],
+    ) -> KnowledgeReply:
+        updated = await self._store.update(knowledge_id, change)
+        if updated is None:
+            raise knowledge_not_found(knowledge_id)
+        return await self.reply(principal, updated)

@@ -1,0 +1,103 @@
+"""RETRIEVAL_QUERY: embed the query once, search each scope item within its own files."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import structlog
+from common.errors import invalid
+from contracts.retrieval import ChunkHit, HitGroup, RetrievalQuery, RetrievalResult
+from embedding.embedder import Embedder
+from embedding.vectors import DenseVector, SparseVector
+from vectorstore.points import Hit, SearchQuery
+from vectorstore.store import VectorStore
+
+from retrieval.scope import ResolvedItem, ScopeResolver
+from retrieval.settings import Settings
+
+log = structlog.get_logger()
+
+HIDDEN_PAYLOAD = ("owner", "text")
+
+
+def chunk_hit(hit: Hit, score: float | None = None) -> ChunkHit:
+    """A store hit as clients see it: the text, the score, and metadata that names the source."""
+    metadata: dict[str, Any] = {k: v for k, v in hit.payload.items() if k not in HIDDEN_PAYLOAD}
+    name = str(hit.payload.get("name", ""))
+    metadata.update(file_id=hit.file_id, name=name, source=name, chunk_index=hit.chunk_index)
+    return ChunkHit(text=hit.text, score=hit.score if score is None else score, metadata=metadata)
+
+
+class Searcher:
+    def __init__(
+        self, settings: Settings, resolver: ScopeResolver, embedder: Embedder, store: VectorStore
+    ) -> None:
+        self._settings = settings
+        self._resolver = resolver
+        self._embedder = embedder
+        self._store = store
+
+    async def query(self, request: RetrievalQuery) -> RetrievalResult:
+        if not request.items:
+            return RetrievalResult(groups=[])
+        if request.k < 1:
+            raise invalid("k must be at least 1")
+        k = min(request.k, self._settings.max_k)
+        wait = min(max(request.wait_seconds, 0.0), self._settings.max_wait_seconds)
+        resolved = await self._resolver.resolve(request.principal, request.items, wait)
+        needs_search = any(not entry.item.full_context for entry in resolved)
+        dense, sparse = await self._embed(request) if needs_search else (None, None)
+        groups = await asyncio.gather(
+            *(self._group(entry, request, k, dense, sparse) for entry in resolved)
+        )
+        log.info(
+            "retrieval_query",
+            items=len(resolved),
+            hits=sum(len(group.hits) for group in groups),
+            mode=request.mode,
+        )
+        return RetrievalResult(groups=list(groups))
+
+    async def _embed(
+        self, request: RetrievalQuery
+    ) -> tuple[DenseVector | None, SparseVector | None]:
+        """Only the vectors the mode needs, computed once for every item."""
+        dense = sparse = None
+        if request.mode in ("dense", "hybrid"):
+            dense = await asyncio.to_thread(self._embedder.embed_query, request.query)
+        if request.mode in ("sparse", "hybrid"):
+            sparse = await asyncio.to_thread(self._embedder.sparse_query, request.query)
+        return dense, sparse
+
+    async def _group(
+        self,
+        entry: ResolvedItem,
+        request: RetrievalQuery,
+        k: int,
+        dense: DenseVector | None,
+        sparse: SparseVector | None,
+    ) -> HitGroup:
+        file_ids = [record.id for record in entry.records]
+        if entry.item.full_context:
+            hits = await self._full_context(file_ids)
+        elif not file_ids:
+            hits = []
+        else:
+            found = await self._store.search(
+                SearchQuery(
+                    file_ids=file_ids,
+                    dense=dense,
+                    sparse=sparse,
+                    limit=k,
+                    mode=request.mode,
+                    score_threshold=request.score_threshold,
+                )
+            )
+            hits = [chunk_hit(hit) for hit in found]
+        return HitGroup(type=entry.item.type, id=entry.item.id, name=entry.name, hits=hits)
+
+    async def _full_context(self, file_ids: list[str]) -> list[ChunkHit]:
+        """Every chunk of every file, files in scope order, chunks in document order."""
+        chunks = await asyncio.gather(*(self._store.get_file_chunks(fid) for fid in file_ids))
+        return [chunk_hit(hit, score=1.0) for file_chunks in chunks for hit in file_chunks]

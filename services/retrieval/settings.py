@@ -1,0 +1,44 @@
+"""The retrieval service's configuration: safe embedded defaults, decoded once in __main__."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import msgspec
+
+Positive = Annotated[int, msgspec.Meta(ge=1)]
+
+
+class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    nats_url: str = "nats://127.0.0.1:4222"  # comma-separated for a cluster
+    log_level: str = "info"
+    # KV buckets are `<prefix>_knowledge`, `<prefix>_files`, ...; tests isolate by it
+    bucket_prefix: Annotated[str, msgspec.Meta(pattern=r"^[a-zA-Z0-9_-]+$")] = "ragway"
+    kv_replicas: Positive = 1  # 3 on a NATS cluster
+    # the embedded store (Qdrant's engine in-process) lives in `<data_dir>/qdrant`
+    data_dir: str = "./data"
+    # set: use this Qdrant server instead of the embedded engine (same code path)
+    qdrant_url: str = ""
+    qdrant_api_key: str = ""
+    collection: Annotated[str, msgspec.Meta(pattern=r"^[a-zA-Z0-9_-]+$")] = "ragway_chunks"
+    # embedding model (see libs/embedding): where exported models live and which one
+    cache_dir: str = "~/.cache/ragway"
+    embedding_model: str = "all-minilm-l6-v2"
+    embedding_model_dir: str = ""
+    embedding_quantized: bool = False
+    embedding_threads: int = 0
+    bm25_language: str = "english"
+    bm25_stopwords: str = "english,arabic"
+    default_k: Positive = 4
+    max_k: Positive = 100
+    # the longest a query may wait for files that are still being ingested
+    max_wait_seconds: Annotated[float, msgspec.Meta(ge=0)] = 300.0
+    # searches and vector writes run in threads: this bounds how many at once
+    store_concurrency: Positive = 4
+
+    def nats_servers(self) -> list[str]:
+        return [url.strip() for url in self.nats_url.split(",") if url.strip()]
+
+    def edge_path(self) -> Path:
+        return Path(self.data_dir).expanduser() / "qdrant"

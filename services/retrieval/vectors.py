@@ -1,0 +1,131 @@
+"""Vector writes for ingestion workers (this service is the store's one writer); file deletion."""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+from catalog.files import FileCatalog
+from common.errors import invalid
+from contracts.auth import Ok
+from contracts.files import DeleteFileRequest
+from contracts.retrieval import CopyFileVectors, FileVectorsRef, UpsertChunks, VectorsWritten
+from embedding.embedder import Embedder
+from embedding.vectors import SparseVector
+from vectorstore.points import ChunkPoint, Hit
+from vectorstore.store import VectorStore
+
+from retrieval.access import can_read_file
+from retrieval.errors import file_not_found
+from retrieval.knowledge import KnowledgeHandlers
+
+log = structlog.get_logger()
+
+# Payload keys the service sets itself: chunk metadata cannot override them.
+RESERVED_PAYLOAD = ("file_id", "owner", "chunk_index", "text", "name")
+
+
+def _payload(owner: str, name: str, metadata: dict[str, object]) -> dict[str, object]:
+    extra = {k: v for k, v in metadata.items() if k not in RESERVED_PAYLOAD}
+    return {**extra, "owner": owner, "name": name}
+
+
+class VectorHandlers:
+    def __init__(
+        self,
+        store: VectorStore,
+        embedder: Embedder,
+        files: FileCatalog,
+        knowledge: KnowledgeHandlers,
+    ) -> None:
+        self._store = store
+        self._embedder = embedder
+        self._files = files
+        self._knowledge = knowledge
+
+    async def upsert(self, request: UpsertChunks) -> VectorsWritten:
+        """Write a file's chunks; ids derive from (file id, chunk index), so repeats overwrite."""
+        dim = self._embedder.dimension
+        points = []
+        for chunk in request.chunks:
+            if len(chunk.dense) != dim:
+                raise invalid(
+                    f"chunk {chunk.index}: dense vector has {len(chunk.dense)} dims, not {dim}"
+                )
+            if len(chunk.sparse_indices) != len(chunk.sparse_values):
+                raise invalid(f"chunk {chunk.index}: sparse indices and values differ in length")
+            points.append(
+                ChunkPoint(
+                    file_id=request.file_id,
+                    chunk_index=chunk.index,
+                    text=chunk.text,
+                    dense=chunk.dense,
+                    sparse=SparseVector(indices=chunk.sparse_indices, values=chunk.sparse_values),
+                    payload=_payload(request.owner, request.name, chunk.metadata),
+                )
+            )
+        await self._write(request.file_id, points)
+        log.info("vectors_upserted", file_id=request.file_id, count=len(points))
+        return VectorsWritten(count=len(points))
+
+    async def _write(self, file_id: str, points: list[ChunkPoint]) -> None:
+        """Write only for a file that exists, and undo it if the file was deleted meanwhile.
+
+        A worker may still be embedding a file its owner deletes: without the second check
+        its late write would leave vectors that no record owns.
+        """
+        if await self._files.get(file_id) is None:
+            raise file_not_found(file_id)
+        if points:
+            await self._store.upsert(points)
+        if await self._files.get(file_id) is None:
+            await self._store.delete_file(file_id)
+            raise file_not_found(file_id)
+
+    async def copy(self, request: CopyFileVectors) -> VectorsWritten:
+        """Store the source file's chunks again under the target file (identical content)."""
+        source = await self._store.get_file_chunks(request.source_file_id)
+        if not source:
+            raise file_not_found(request.source_file_id)
+        points = await asyncio.to_thread(self._rebuild, source, request)
+        await self._store.delete_file(request.target_file_id)
+        await self._write(request.target_file_id, points)
+        log.info(
+            "vectors_copied",
+            source_file_id=request.source_file_id,
+            file_id=request.target_file_id,
+            count=len(points),
+        )
+        return VectorsWritten(count=len(points))
+
+    def _rebuild(self, source: list[Hit], request: CopyFileVectors) -> list[ChunkPoint]:
+        texts = [hit.text for hit in source]
+        dense = self._embedder.embed_documents(texts)
+        sparse = self._embedder.sparse_documents(texts)
+        return [
+            ChunkPoint(
+                file_id=request.target_file_id,
+                chunk_index=hit.chunk_index,
+                text=hit.text,
+                dense=d,
+                sparse=s,
+                payload=_payload(request.owner, request.name, hit.payload),
+            )
+            for hit, d, s in zip(source, dense, sparse, strict=True)
+        ]
+
+    async def delete(self, request: FileVectorsRef) -> VectorsWritten:
+        before = await self._store.count(request.file_id)
+        await self._store.delete_file(request.file_id)
+        return VectorsWritten(count=before)
+
+    async def delete_file(self, request: DeleteFileRequest) -> Ok:
+        """Delete a file everywhere: vectors, knowledge links, record, blobs, hash index."""
+        record = await self._files.get(request.file_id)
+        if record is None or not can_read_file(request.principal, record):
+            raise file_not_found(request.file_id)
+        await self._store.delete_file(record.id)
+        unlinked = await self._knowledge.forget_file(record.id)
+        await self._files.delete(record.id)
+        log.info("file_deleted", file_id=record.id, collections_unlinked=unlinked)
+        return Ok()

@@ -1,0 +1,111 @@
+"""The offline embedder on the exported model (`python -m embedding.build` must have run)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from common.errors import RagwayError
+from embedding.build import main as build_main
+from embedding.catalog import MANIFEST_FILE
+from embedding.embedder import Embedder, read_manifest
+from embedding.settings import EmbedderSettings
+
+DOCS = [
+    "The Eiffel Tower is a wrought-iron lattice tower in Paris, France.",
+    "Photosynthesis converts light energy into chemical energy in plants.",
+    "The stock market fell sharply after the central bank raised interest rates.",
+    "A recipe for bread needs flour, water, salt and yeast.",
+]
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Iterator[Embedder]:
+    settings = EmbedderSettings()
+    if not (settings.resolved_model_dir() / MANIFEST_FILE).is_file():
+        pytest.fail("no exported model: run `python -m embedding.build` (make setup does)")
+    yield Embedder(settings)
+
+
+def test_document_vectors_have_the_model_dimension_and_unit_length(embedder: Embedder) -> None:
+    vectors = embedder.embed_documents(DOCS)
+    assert embedder.dimension == 384
+    assert [len(v) for v in vectors] == [384] * len(DOCS)
+    assert np.allclose(np.linalg.norm(np.array(vectors), axis=1), 1.0, atol=1e-4)
+
+
+def test_a_query_is_closest_to_the_document_that_answers_it(embedder: Embedder) -> None:
+    docs = np.array(embedder.embed_documents(DOCS))
+    for question, expected in [
+        ("Where is the Eiffel Tower?", 0),
+        ("how do plants make energy from sunlight", 1),
+        ("what ingredients do I need to bake bread", 3),
+    ]:
+        scores = docs @ np.array(embedder.embed_query(question))
+        assert int(scores.argmax()) == expected, question
+
+
+def test_batches_give_the_same_vectors_as_single_texts(embedder: Embedder) -> None:
+    batch = np.array(embedder.embed_documents(DOCS))
+    single = np.array([embedder.embed_documents([doc])[0] for doc in DOCS])
+    assert np.allclose(batch, single, atol=1e-4)
+
+
+def test_the_int8_model_agrees_with_fp32(embedder: Embedder) -> None:
+    int8 = Embedder(EmbedderSettings(quantized=True))
+    cosines = np.sum(
+        np.array(int8.embed_documents(DOCS)) * np.array(embedder.embed_documents(DOCS)), axis=1
+    )
+    assert cosines.min() > 0.97
+
+
+def test_the_exported_model_matched_pytorch_when_it_was_built() -> None:
+    manifest = read_manifest(EmbedderSettings().resolved_model_dir())
+    assert manifest.cosine_vs_pytorch["model.onnx"] >= 0.999
+    assert manifest.cosine_vs_pytorch["model_int8.onnx"] >= 0.98
+
+
+def test_bm25_stems_words_and_drops_english_and_arabic_stopwords(embedder: Embedder) -> None:
+    running, runs = embedder.sparse_documents(["the dogs are running", "a dog runs"])
+    assert running.indices == runs.indices  # {dog, run} both times, stopwords gone
+    assert len(running.indices) == 2
+    arabic = embedder.sparse_documents(["ما هي عاصمة المملكة العربية السعودية"])[0]
+    assert len(arabic.indices) == 4  # "ما" and "هي" are stopwords
+
+
+def test_a_sparse_query_weighs_each_distinct_term_once(embedder: Embedder) -> None:
+    vector = embedder.sparse_query("running dogs run")
+    assert len(vector.indices) == 2 and vector.values == [1.0, 1.0]
+    assert embedder.sparse_query("the and of").indices == []
+
+
+def test_empty_input_gives_empty_output(embedder: Embedder) -> None:
+    assert embedder.embed_documents([]) == []
+    assert embedder.sparse_documents([]) == []
+
+
+async def test_concurrent_calls_from_threads_agree_with_sequential_ones(
+    embedder: Embedder,
+) -> None:
+    expected = embedder.embed_documents(DOCS)
+    results = await asyncio.gather(
+        *(asyncio.to_thread(embedder.embed_documents, [doc]) for doc in DOCS)
+    )
+    assert np.allclose(np.array([r[0] for r in results]), np.array(expected), atol=1e-4)
+
+
+def test_a_missing_model_is_reported_as_unavailable(tmp_path: Path) -> None:
+    with pytest.raises(RagwayError) as caught:
+        Embedder(EmbedderSettings(model_dir=str(tmp_path / "nowhere")))
+    assert caught.value.code == "unavailable"
+    assert "embedding.build" in caught.value.detail
+
+
+def test_the_build_step_leaves_a_ready_model_alone(capsys: pytest.CaptureFixture[str]) -> None:
+    assert build_main([]) == 0
+    out = capsys.readouterr().out
+    assert "is ready" in out and "exported" not in out

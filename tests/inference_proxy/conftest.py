@@ -1,0 +1,114 @@
+"""Run the inference-proxy in-process against the session nats-server and the fakes."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+import nats.errors
+from nats.aio.client import Client
+
+from common.bus import Bus
+from common.nats_conn import connect_nats
+from contracts import subjects
+from contracts.auth import Principal
+from contracts.chat import STREAM_END, STREAM_HEADER, CompletionJob, StreamAccepted, StreamEnd
+from inference_proxy.app import InferenceProxy, Settings, serve
+from tests.fakes.fixtures import ollama_fake, openai_fake
+
+__all__ = ["ollama_fake", "openai_fake"]
+
+PRINCIPAL = Principal(id="u1", email="u1@example.com", name="U", role="user")
+
+
+@asynccontextmanager
+async def running_proxy(nats_url: str, **overrides: Any) -> AsyncIterator[InferenceProxy]:
+    settings = msgspec.structs.replace(Settings(nats_url=nats_url), **overrides)
+    async with serve(settings) as proxy:
+        await wait_until_serving(settings.nats_url)
+        yield proxy
+
+
+async def wait_until_serving(nats_url: str) -> None:
+    """Until every endpoint answers: nats-server can briefly report no responders for a
+    fresh subscription when the previous subscriber of that subject just disconnected."""
+    async with connect_nats([nats_url], name="probe") as probe:
+        for subject in (subjects.MODELS_LIST, subjects.CHAT_COMPLETE, subjects.CHAT_STREAM):
+            for _ in range(100):
+                try:
+                    await probe.request(subject, b"not json", timeout=2)  # answers `invalid`
+                    break
+                except nats.errors.NoRespondersError:
+                    await asyncio.sleep(0.01)
+
+
+def job(body: dict[str, Any], **extra: str) -> CompletionJob:
+    return CompletionJob(principal=PRINCIPAL, body=msgspec.Raw(msgspec.json.encode(body)), **extra)
+
+
+def chat_body(model: str, text: str = "hello world", **extra: Any) -> dict[str, Any]:
+    return {"model": model, "messages": [{"role": "user", "content": text}], **extra}
+
+
+async def complete(bus: Bus, body: dict[str, Any]) -> dict[str, Any]:
+    raw = await bus.request_raw(
+        subjects.CHAT_COMPLETE, msgspec.json.encode(job(body)), timeout=10, capability="inference"
+    )
+    reply: dict[str, Any] = msgspec.json.decode(raw)
+    return reply
+
+
+@dataclass
+class Stream:
+    messages: list[bytes] = field(default_factory=list)  # the SSE bodies as published
+    end: StreamEnd | None = None
+    stream_id: str = ""
+
+    @property
+    def events(self) -> list[bytes]:
+        """Every `data:` payload in order."""
+        payloads = []
+        for block in b"".join(self.messages).split(b"\n\n"):
+            if block:
+                assert block.startswith(b"data: "), block
+                payloads.append(block[6:])
+        return payloads
+
+    @property
+    def chunks(self) -> list[dict[str, Any]]:
+        return [msgspec.json.decode(e) for e in self.events if e != b"[DONE]"]
+
+
+@asynccontextmanager
+async def open_stream(
+    nc: Client, bus: Bus, body: dict[str, Any]
+) -> AsyncIterator[tuple[StreamAccepted, Stream, Any]]:
+    """Ask for a stream the way the gateway does: subscribe first, then request."""
+    stream = Stream(stream_id=uuid.uuid4().hex)
+    inbox = nc.new_inbox()
+    subscription = await nc.subscribe(inbox)
+    try:
+        accepted = await bus.request(
+            subjects.CHAT_STREAM,
+            job(body, stream_inbox=inbox, stream_id=stream.stream_id),
+            StreamAccepted,
+            timeout=10,
+            capability="inference",
+        )
+
+        async def collect(timeout: float = 10) -> Stream:
+            while True:
+                msg = await subscription.next_msg(timeout=timeout)
+                if (msg.headers or {}).get(STREAM_HEADER) == STREAM_END:
+                    stream.end = msgspec.json.decode(msg.data, type=StreamEnd)
+                    return stream
+                stream.messages.append(msg.data)
+
+        yield accepted, stream, collect
+    finally:
+        await subscription.unsubscribe()

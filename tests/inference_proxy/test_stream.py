@@ -1,0 +1,164 @@
+"""CHAT_STREAM: SSE relayed to the caller's inbox with one id, the role first, a last
+chunk carrying finish_reason and usage, [DONE], and always an end message."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import msgspec
+import pytest
+from nats.aio.client import Client
+
+from common.bus import Bus
+from common.errors import RagwayError
+from contracts.subjects import chat_cancel_subject
+from tests.fakes.ollama_fake import OllamaFake
+from tests.fakes.openai_fake import OpenAIFake
+from tests.inference_proxy.conftest import Stream, chat_body, open_stream, running_proxy
+from tests.inference_proxy.test_complete import OLLAMA_USAGE_FIELDS
+
+
+def assert_well_formed(stream: Stream) -> list[dict[str, Any]]:
+    """The stream contract every client relies on."""
+    assert stream.events[-1] == b"[DONE]"
+    chunks = stream.chunks
+    assert len({c["id"] for c in chunks}) == 1
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    last = chunks[-1]
+    assert last["choices"][0]["finish_reason"] == "stop" and last["usage"]
+    assert all(c["choices"][0]["finish_reason"] is None for c in chunks[:-1])
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
+    assert stream.end is not None and stream.end.error is None
+    assert stream.end.content == text and stream.end.finish_reason == "stop"
+    assert stream.end.usage == last["usage"]
+    return chunks
+
+
+async def test_an_openai_stream_has_one_id_role_first_and_usage_on_the_finish_chunk(
+    nats_url: str, nc: Client, bus: Bus, openai_fake: OpenAIFake
+) -> None:
+    async with (
+        running_proxy(nats_url, openai_api_base_urls=openai_fake.base_url,
+                      openai_api_keys="sk-fake-key"),
+        open_stream(nc, bus, chat_body("gpt-fake", "stream me", chat_id="c")) as (
+            accepted, stream, collect),
+    ):
+        assert accepted.model == "gpt-fake"
+        await collect()
+    chunks = assert_well_formed(stream)
+    assert stream.end is not None and stream.end.content == "Echo: stream me"
+    assert chunks[-1]["usage"]["completion_tokens"] == 3
+    assert not any(c["choices"] == [] for c in chunks)  # usage chunk merged into the last
+    sent = openai_fake.last("/v1/chat/completions").json
+    assert sent["stream"] is True and sent["stream_options"] == {"include_usage": True}
+    assert "chat_id" not in sent
+
+
+async def test_an_ollama_stream_is_translated_into_openai_chunks_with_timings(
+    nats_url: str, nc: Client, bus: Bus, ollama_fake: OllamaFake
+) -> None:
+    async with (
+        running_proxy(nats_url, ollama_base_urls=ollama_fake.origin),
+        open_stream(nc, bus, chat_body("qwen2.5:0.5b", "a b c d")) as (_, stream, collect),
+    ):
+        await collect()
+    chunks = assert_well_formed(stream)
+    assert stream.end is not None and stream.end.content == "Echo: a b c d"
+    assert OLLAMA_USAGE_FIELDS <= set(chunks[-1]["usage"])
+    assert ollama_fake.last("/api/chat").json["stream"] is True
+
+
+async def test_a_stream_to_an_unknown_model_is_refused_before_it_starts(
+    nats_url: str, nc: Client, bus: Bus, ollama_fake: OllamaFake
+) -> None:
+    async with running_proxy(nats_url, ollama_base_urls=ollama_fake.origin):
+        with pytest.raises(RagwayError) as missing:
+            async with open_stream(nc, bus, chat_body("nope")):
+                pass
+    assert missing.value.code == "not_found"
+
+
+async def test_a_backend_dropping_mid_stream_yields_an_error_event_done_and_an_end(
+    nats_url: str, nc: Client, bus: Bus, openai_fake: OpenAIFake
+) -> None:
+    openai_fake.tokens_per_reply, openai_fake.fail_after_chunks = 50, 5
+    async with (
+        running_proxy(nats_url, openai_api_base_urls=openai_fake.base_url,
+                      openai_api_keys="sk-fake-key"),
+        open_stream(nc, bus, chat_body("gpt-fake")) as (_, stream, collect),
+    ):
+        await collect()
+    events = stream.events
+    assert events[-1] == b"[DONE]"
+    error = msgspec.json.decode(events[-2])
+    assert "broke" in error["error"]["message"]
+    assert stream.end is not None and stream.end.error == error["error"]["message"]
+    assert stream.end.content == "t0 t1 t2 t3 "  # what arrived before the drop
+
+
+async def test_a_stream_that_goes_quiet_ends_with_an_error_after_the_idle_bound(
+    nats_url: str, nc: Client, bus: Bus, ollama_fake: OllamaFake
+) -> None:
+    ollama_fake.chunk_delay = 2.0
+    async with (
+        running_proxy(nats_url, ollama_base_urls=ollama_fake.origin,
+                      stream_idle_timeout_seconds=0.3),
+        open_stream(nc, bus, chat_body("llama3.2:latest")) as (_, stream, collect),
+    ):
+        started = time.monotonic()
+        await collect()
+        assert time.monotonic() - started < 1.5
+    assert stream.events[-1] == b"[DONE]"
+    assert stream.end is not None and stream.end.error == "The model backend sent nothing for 0.3s"
+    await asyncio.wait_for(ollama_fake.client_disconnected.wait(), 3)
+
+
+async def test_a_stream_that_never_starts_is_a_timeout_within_the_bound(
+    nats_url: str, nc: Client, bus: Bus, openai_fake: OpenAIFake
+) -> None:
+    openai_fake.hang = True
+    async with running_proxy(nats_url, openai_api_base_urls=openai_fake.base_url,
+                             openai_api_keys="sk-fake-key", backend_timeout_seconds=0.4):
+        started = time.monotonic()
+        with pytest.raises(RagwayError) as slow:
+            async with open_stream(nc, bus, chat_body("gpt-fake")):
+                pass
+        assert time.monotonic() - started < 1.5
+    assert slow.value.code == "timeout"
+
+
+async def test_cancelling_a_stream_closes_the_backend_response(
+    nats_url: str, nc: Client, bus: Bus, openai_fake: OpenAIFake
+) -> None:
+    openai_fake.tokens_per_reply, openai_fake.token_delay = 1000, 0.01
+    async with (
+        running_proxy(nats_url, openai_api_base_urls=openai_fake.base_url,
+                      openai_api_keys="sk-fake-key"),
+        open_stream(nc, bus, chat_body("gpt-fake")) as (_, stream, collect),
+    ):
+        await asyncio.sleep(0.1)
+        await nc.publish(chat_cancel_subject(stream.stream_id), b"")
+        await collect()
+        await asyncio.wait_for(openai_fake.client_disconnected.wait(), 2)
+    assert stream.end is not None and stream.end.error == "The stream was cancelled"
+    assert 0 < len(stream.chunks) < 500
+    assert openai_fake.streams_finished == 0
+
+
+async def test_many_concurrent_streams_each_get_their_own_complete_answer(
+    nats_url: str, nc: Client, bus: Bus, openai_fake: OpenAIFake
+) -> None:
+    async with running_proxy(nats_url, openai_api_base_urls=openai_fake.base_url,
+                             openai_api_keys="sk-fake-key"):
+
+        async def one(i: int) -> Stream:
+            async with open_stream(nc, bus, chat_body("gpt-fake", f"n {i}")) as (_, s, collect):
+                return await collect()  # type: ignore[no-any-return]
+
+        streams = await asyncio.gather(*(one(i) for i in range(30)))
+    for i, stream in enumerate(streams):
+        assert_well_formed(stream)
+        assert stream.end is not None and stream.end.content == f"Echo: n {i}"

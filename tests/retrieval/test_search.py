@@ -1,0 +1,177 @@
+"""RETRIEVAL_QUERY over NATS: scoped search, ownership, waiting for files being ingested."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from catalog.files import FileCatalog
+from common.bus import Bus
+from common.errors import RagwayError
+from contracts import subjects
+from contracts.auth import Principal
+from contracts.retrieval import RetrievalQuery, RetrievalResult, ScopeItem, SearchMode
+from retrieval.app import Retrieval
+
+from tests.retrieval.helpers import add_file, ingested, set_status, user, write_chunks
+
+PASSAGES = [
+    "The lighthouse keeper climbs the spiral stairs every evening to light the lamp.",
+    "Sourdough bread needs a starter of flour and water fermented for several days.",
+    "Photosynthesis lets plants turn sunlight, water and carbon dioxide into sugar.",
+    "The treaty was signed in 1648 and ended thirty years of war in central Europe.",
+]
+
+
+async def query(
+    bus: Bus,
+    principal: Principal,
+    text: str,
+    items: list[ScopeItem],
+    *,
+    mode: SearchMode = "hybrid",
+    k: int = 4,
+    wait_seconds: float = 0.0,
+) -> RetrievalResult:
+    return await bus.request(
+        subjects.RETRIEVAL_QUERY,
+        RetrievalQuery(
+            principal=principal, query=text, items=items, k=k, mode=mode, wait_seconds=wait_seconds
+        ),
+        RetrievalResult,
+        timeout=15,
+        capability="retrieval",
+    )
+
+
+def file_item(file_id: str, full_context: bool = False) -> ScopeItem:
+    return ScopeItem(type="file", id=file_id, full_context=full_context)
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "dense", "sparse"])
+async def test_a_query_on_a_file_returns_its_best_chunk_first_with_source_metadata(
+    retrieval: Retrieval, catalog: FileCatalog, mbus: Bus, mode: SearchMode
+) -> None:
+    owner = user()
+    record = await ingested(mbus, retrieval, catalog, owner, PASSAGES, name="mixed.txt")
+
+    result = await query(
+        mbus,
+        owner,
+        "how do plants turn sunlight into sugar",
+        [file_item(record.id)],
+        mode=mode,
+        k=2,
+    )
+
+    [group] = result.groups
+    assert (group.type, group.id, group.name) == ("file", record.id, "mixed.txt")
+    assert 1 <= len(group.hits) <= 2
+    best = group.hits[0]
+    assert best.text == PASSAGES[2]
+    assert best.metadata["file_id"] == record.id
+    assert best.metadata["source"] == best.metadata["name"] == "mixed.txt"
+    assert best.metadata["chunk_index"] == 2
+    assert "owner" not in best.metadata and "text" not in best.metadata
+
+
+async def test_full_context_returns_every_chunk_of_the_file_in_order(
+    retrieval: Retrieval, catalog: FileCatalog, mbus: Bus
+) -> None:
+    owner = user()
+    record = await ingested(mbus, retrieval, catalog, owner, PASSAGES)
+
+    result = await query(mbus, owner, "anything", [file_item(record.id, full_context=True)], k=1)
+
+    assert [hit.text for hit in result.groups[0].hits] == PASSAGES
+
+
+async def test_another_users_file_is_not_found_but_an_admin_may_search_it(
+    retrieval: Retrieval, catalog: FileCatalog, mbus: Bus
+) -> None:
+    owner, other = user(), user()
+    record = await ingested(mbus, retrieval, catalog, owner, PASSAGES)
+
+    with pytest.raises(RagwayError) as denied:
+        await query(mbus, other, "bread", [file_item(record.id)])
+    assert denied.value.code == "not_found"
+
+    result = await query(mbus, user("admin"), "bread", [file_item(record.id)], k=1)
+    assert result.groups[0].hits[0].text == PASSAGES[1]
+
+
+async def test_a_query_mixing_a_readable_and_an_unreadable_file_fails_as_not_found(
+    retrieval: Retrieval, catalog: FileCatalog, mbus: Bus
+) -> None:
+    alice, bob = user(), user()
+    mine = await ingested(mbus, retrieval, catalog, bob, PASSAGES[:2])
+    theirs = await ingested(mbus, retrieval, catalog, alice, PASSAGES[2:])
+
+    with pytest.raises(RagwayError) as denied:
+        await query(mbus, bob, "treaty", [file_item(mine.id), file_item(theirs.id)])
+    assert denied.value.code == "not_found"
+    assert theirs.id in denied.value.detail
+
+
+async def test_a_query_never_returns_chunks_of_files_outside_its_scope(
+    retrieval: Retrieval, catalog: FileCatalog, mbus: Bus
+) -> None:
+    owner = user()
+    bread = await ingested(mbus, retrieval, catalog, owner, PASSAGES[1:2])
+    await ingested(mbus, retrieval, catalog, owner, PASSAGES[2:3])
+
+    result = await query(mbus, owner, "photosynthesis plants sunlight", [file_item(bread.id)])
+
+    assert [hit.metadata["file_id"] for hit in result.groups[0].hits] == [bread.id]
+
+
+async def test_a_pending_file_is_waited_for_and_found_once_it_completes_in_time(
+    retrieval: Retrieval, catalog: FileCatalog, mbus: Bus
+) -> None:
+    owner = user()
+    record = await add_file(catalog, owner, "late.txt", status="pending")
+
+    async def finish_ingestion() -> None:
+        await asyncio.sleep(0.3)
+        await write_chunks(mbus, retrieval, record, PASSAGES)
+        await set_status(catalog, record.id, "completed")
+
+    worker = asyncio.create_task(finish_ingestion())
+    started = time.monotonic()
+    result = await query(mbus, owner, "lighthouse lamp", [file_item(record.id)], wait_seconds=10)
+    await worker
+
+    assert 0.3 <= time.monotonic() - started < 5
+    assert result.groups[0].hits[0].text == PASSAGES[0]
+
+
+async def test_a_failed_file_gives_an_error_naming_the_file_and_its_reason(
+    retrieval: Retrieval, catalog: FileCatalog, mbus: Bus
+) -> None:
+    owner = user()
+    record = await add_file(
+        catalog, owner, "scan.pdf", status="failed", error="The PDF has no extractable text"
+    )
+
+    with pytest.raises(RagwayError) as failed:
+        await query(mbus, owner, "anything", [file_item(record.id)], wait_seconds=5)
+
+    assert failed.value.code == "invalid"
+    assert "scan.pdf" in failed.value.detail
+    assert "no extractable text" in failed.value.detail
+
+
+async def test_a_file_still_processing_at_the_deadline_gives_a_clear_conflict(
+    retrieval: Retrieval, catalog: FileCatalog, mbus: Bus
+) -> None:
+    owner = user()
+    record = await add_file(catalog, owner, "big.docx", status="processing")
+
+    started = time.monotonic()
+    with pytest.raises(RagwayError) as waiting:
+        await query(mbus, owner, "anything", [file_item(record.id)], wait_seconds=0.3)
+
+    assert 0.3 <= time.monotonic() - started < 3
+    assert waiting.value.code == "conflict"
+    assert "big.docx" in waiting.value.detail and "still being processed" in waiting.value.detail

@@ -1,0 +1,205 @@
+"""The same behaviour from both engines: Qdrant's engine in-process, and a Qdrant server API.
+
+qdrant-client's local mode (in memory) stands in for the server: same client, same API.
+Vectors are built by hand from a tiny vocabulary so every expected ranking is exact.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import msgspec
+import pytest
+from qdrant_client import AsyncQdrantClient
+
+from common.errors import RagwayError
+from embedding.vectors import SparseVector
+from vectorstore import ChunkPoint, SearchQuery, VectorStore, point_id
+from vectorstore.edge import EdgeStore
+from vectorstore.server import ServerStore
+
+# Local mode warns that payload indexes do nothing there (it always scans): expected.
+pytestmark = pytest.mark.filterwarnings("ignore:Payload indexes have no effect:UserWarning")
+
+VOCAB = ["apple", "banana", "cherry", "date", "elder", "fig", "grape", "kiwi", "lemon", "the"]
+DIM = len(VOCAB)
+
+
+def dense(text: str) -> list[float]:
+    counts = Counter(text.split())
+    vector = [float(counts[word]) for word in VOCAB]
+    norm = math.sqrt(sum(v * v for v in vector)) or 1.0
+    return [v / norm for v in vector]
+
+
+def sparse(text: str) -> SparseVector:
+    counts = Counter(text.split())
+    indices = sorted(VOCAB.index(word) for word in counts)
+    return SparseVector(indices=indices, values=[float(counts[VOCAB[i]]) for i in indices])
+
+
+def chunk(file_id: str, index: int, text: str, **payload: object) -> ChunkPoint:
+    return ChunkPoint(
+        file_id=file_id,
+        chunk_index=index,
+        text=text,
+        dense=dense(text),
+        sparse=sparse(text),
+        payload={"owner": "u1", "name": f"{file_id}.txt", **payload},
+    )
+
+
+def query(text: str, file_ids: list[str], mode: str = "hybrid", **kw: object) -> SearchQuery:
+    return SearchQuery(
+        file_ids=file_ids,
+        dense=dense(text) if text else [1.0] * DIM,
+        sparse=sparse(text),
+        mode=mode,  # type: ignore[arg-type]
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+FILE_A = [chunk("a", 0, "apple banana"), chunk("a", 1, "cherry date"), chunk("a", 2, "elder fig")]
+FILE_B = [chunk("b", 0, "apple grape"), chunk("b", 1, "kiwi lemon")]
+MODES = ["hybrid", "dense", "sparse"]
+
+
+@pytest.fixture(params=["edge", "server"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[VectorStore]:
+    engine: VectorStore
+    if request.param == "edge":
+        engine = EdgeStore(tmp_path / "edge")
+    else:
+        engine = ServerStore(AsyncQdrantClient(location=":memory:"), "chunks")
+    await engine.ensure_collection(DIM)
+    yield engine
+    await engine.close()
+
+
+@pytest.fixture
+async def filled(store: VectorStore) -> VectorStore:
+    await store.upsert([*FILE_A, *FILE_B])
+    return store
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_each_mode_ranks_the_matching_chunk_first(filled: VectorStore, mode: str) -> None:
+    hits = await filled.search(query("cherry", ["a", "b"], mode))
+    assert hits[0].id == point_id("a", 1)
+    assert hits[0].text == "cherry date"
+    assert hits[0].payload["owner"] == "u1" and hits[0].payload["name"] == "a.txt"
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_search_never_returns_chunks_of_files_outside_the_scope(
+    filled: VectorStore, mode: str
+) -> None:
+    hits = await filled.search(query("apple banana cherry", ["b"], mode, limit=100))
+    assert hits, "file b has an apple chunk"
+    assert {hit.file_id for hit in hits} == {"b"}
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_an_empty_scope_finds_nothing(filled: VectorStore, mode: str) -> None:
+    assert await filled.search(query("apple", [], mode)) == []
+
+
+async def test_the_limit_caps_the_number_of_hits(filled: VectorStore) -> None:
+    hits = await filled.search(query("apple banana cherry date", ["a", "b"], "dense", limit=2))
+    assert len(hits) == 2
+
+
+async def test_bm25_weighs_a_rare_term_above_a_common_one(store: VectorStore) -> None:
+    common = [chunk("c", i, f"the {word}") for i, word in enumerate(["date", "elder", "fig"])]
+    await store.upsert([*common, chunk("c", 3, "the kiwi"), chunk("c", 4, "the lemon")])
+    # "the" is in every chunk, "kiwi" in one: with IDF the kiwi chunk must win clearly.
+    hits = await store.search(query("the kiwi", ["c"], "sparse", limit=5))
+    assert hits[0].id == point_id("c", 3)
+    assert hits[0].score > 2 * hits[1].score
+
+
+async def test_upserting_the_same_chunks_again_overwrites_instead_of_duplicating(
+    filled: VectorStore,
+) -> None:
+    await filled.upsert([chunk("a", 1, "grape grape", version=2)])
+    await filled.upsert(FILE_B)
+    assert await filled.count("a") == 3
+    assert await filled.count() == 5
+    chunks = await filled.get_file_chunks("a")
+    assert chunks[1].text == "grape grape" and chunks[1].payload["version"] == 2
+
+
+async def test_delete_file_removes_that_files_chunks_and_no_others(filled: VectorStore) -> None:
+    await filled.delete_file("a")
+    assert await filled.count("a") == 0
+    assert await filled.count("b") == 2
+    assert await filled.search(query("cherry", ["a"], "dense")) == []
+    assert len(await filled.search(query("apple", ["b"], "dense"))) == 2
+
+
+async def test_full_file_chunks_come_back_in_chunk_order_across_pages(store: VectorStore) -> None:
+    words = VOCAB[:9]
+    points = [chunk("long", i, f"{words[i % 9]} {words[(i * 7) % 9]}") for i in range(300)]
+    random.Random(7).shuffle(points)
+    await store.upsert(points)
+    await store.upsert(FILE_B)
+    chunks = await store.get_file_chunks("long")
+    assert [c.chunk_index for c in chunks] == list(range(300))
+    assert {c.file_id for c in chunks} == {"long"}
+    assert await store.get_file_chunks("missing") == []
+
+
+async def test_a_score_threshold_drops_weak_dense_matches(filled: VectorStore) -> None:
+    everything = await filled.search(query("apple banana", ["a", "b"], "dense", limit=10))
+    assert len(everything) == 5
+    strong = await filled.search(
+        query("apple banana", ["a", "b"], "dense", limit=10, score_threshold=0.4)
+    )
+    # cos(apple banana, apple banana) = 1, cos(., apple grape) = 0.5, others 0.
+    assert [hit.id for hit in strong] == [point_id("a", 0), point_id("b", 0)]
+    assert all(hit.score >= 0.4 for hit in strong)
+
+
+async def test_hybrid_search_of_only_unknown_words_falls_back_to_dense(
+    filled: VectorStore,
+) -> None:
+    search = SearchQuery(
+        file_ids=["a"], dense=dense("elder"), sparse=SparseVector(indices=[], values=[])
+    )
+    hits = await filled.search(search)
+    assert hits[0].id == point_id("a", 2)
+    assert await filled.search(msgspec.structs.replace(search, mode="sparse")) == []
+
+
+async def test_a_mode_without_its_vector_is_invalid(filled: VectorStore) -> None:
+    with pytest.raises(RagwayError) as caught:
+        await filled.search(SearchQuery(file_ids=["a"], dense=dense("apple"), mode="hybrid"))
+    assert caught.value.code == "invalid"
+
+
+async def test_reopening_with_another_dimension_is_a_conflict(filled: VectorStore) -> None:
+    with pytest.raises(RagwayError) as caught:
+        await filled.ensure_collection(DIM + 1)
+    assert caught.value.code == "conflict"
+    await filled.ensure_collection(DIM)  # the right dimension is fine, again and again
+
+
+async def test_the_edge_store_keeps_its_points_across_a_reopen(tmp_path: Path) -> None:
+    first = EdgeStore(tmp_path / "shard")
+    await first.ensure_collection(DIM)
+    await first.upsert([*FILE_A, *FILE_B])
+    await first.delete_file("b")
+    await first.close()
+
+    second = EdgeStore(tmp_path / "shard")
+    await second.ensure_collection(DIM)
+    try:
+        assert await second.count() == 3
+        hits = await second.search(query("cherry", ["a", "b"], "hybrid"))
+        assert hits[0].id == point_id("a", 1)
+    finally:
+        await second.close()
