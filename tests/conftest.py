@@ -1,4 +1,8 @@
-"""Session fixtures: a real nats-server on free ports, and connections to it."""
+"""Shared fixtures: a real nats-server per test module, and connections to it.
+
+One server per module (it starts in ~50 ms): services of one kind share a queue group,
+so a service left running by one module would otherwise answer another module's requests.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ def _logging() -> None:
     configure_logging(level="warning", json=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 async def nats_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[NatsServer]:
     store: Path = tmp_path_factory.mktemp("nats")
     server = NatsServer(
@@ -30,7 +34,7 @@ async def nats_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator
     await server.astop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 async def nats_url(nats_server: NatsServer) -> str:
     return nats_server.url
 

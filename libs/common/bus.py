@@ -24,6 +24,8 @@ USER_ID_HEADER = "Ragway-User-Id"
 ERROR_HEADER = "Nats-Service-Error"
 ERROR_CODE_HEADER = "Nats-Service-Error-Code"
 
+NO_RESPONDERS_RETRY_SECONDS = 0.05
+
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 
 
@@ -66,10 +68,15 @@ class Bus:
         headers: dict[str, str] | None = None,
     ) -> bytes:
         """Send bytes, return the reply's bytes; map NATS failures to clear errors."""
+        sent_headers = outgoing_headers(headers)
         try:
-            msg = await self.nc.request(
-                subject, payload, timeout=timeout, headers=outgoing_headers(headers)
-            )
+            try:
+                msg = await self.nc.request(subject, payload, timeout=timeout, headers=sent_headers)
+            except nats.errors.NoRespondersError:
+                # nats-server can briefly report no responders right after a service
+                # (re)subscribed; one short retry separates that from a service that is down.
+                await asyncio.sleep(NO_RESPONDERS_RETRY_SECONDS)
+                msg = await self.nc.request(subject, payload, timeout=timeout, headers=sent_headers)
         except nats.errors.NoRespondersError:
             raise RagwayError("unavailable", f"The {capability} service is unavailable") from None
         except (nats.errors.TimeoutError, asyncio.TimeoutError):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any, TypeVar
 
 import msgspec
@@ -12,10 +11,15 @@ T = TypeVar("T")
 json_encoder = msgspec.json.Encoder()
 
 
-@cache
+_decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
+
+
 def json_decoder(type_: Any) -> msgspec.json.Decoder[Any]:
-    """A typed JSON decoder, cached per type."""
-    return msgspec.json.Decoder(type_)
+    """A typed JSON decoder, built once per type."""
+    decoder = _decoders.get(type_)
+    if decoder is None:
+        decoder = _decoders[type_] = msgspec.json.Decoder(type_)
+    return decoder
 
 
 def encode(value: Any) -> bytes:

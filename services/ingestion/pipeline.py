@@ -25,6 +25,7 @@ def process_file(
         characters=len(document.text),
         metadata=document.metadata,
         warnings=document.warnings,
+        text=document.text,
     )
 
 

@@ -6,7 +6,6 @@ import asyncio
 from typing import Any
 
 import structlog
-from common.errors import invalid
 from contracts.retrieval import ChunkHit, HitGroup, RetrievalQuery, RetrievalResult
 from embedding.embedder import Embedder
 from embedding.vectors import DenseVector, SparseVector
@@ -41,9 +40,8 @@ class Searcher:
     async def query(self, request: RetrievalQuery) -> RetrievalResult:
         if not request.items:
             return RetrievalResult(groups=[])
-        if request.k < 1:
-            raise invalid("k must be at least 1")
-        k = min(request.k, self._settings.max_k)
+        # k <= 0 asks for the deployment's default (RAGWAY_DEFAULT_K)
+        k = min(request.k if request.k > 0 else self._settings.default_k, self._settings.max_k)
         wait = min(max(request.wait_seconds, 0.0), self._settings.max_wait_seconds)
         resolved = await self._resolver.resolve(request.principal, request.items, wait)
         needs_search = any(not entry.item.full_context for entry in resolved)

@@ -27,10 +27,12 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     embedding_model: str = "all-minilm-l6-v2"
     embedding_model_dir: str = ""
     embedding_quantized: bool = False
-    embedding_threads: int = 0
+    # onnxruntime threads per query embedding: queries are a few tokens, and one thread each
+    # lets concurrent queries use the cores instead of fighting over them (0: all cores)
+    embedding_threads: Annotated[int, msgspec.Meta(ge=0)] = 1
     bm25_language: str = "english"
     bm25_stopwords: str = "english,arabic"
-    default_k: Positive = 4
+    default_k: Positive = 4  # used when a query asks for k <= 0
     max_k: Positive = 100
     # the longest a query may wait for files that are still being ingested
     max_wait_seconds: Annotated[float, msgspec.Meta(ge=0)] = 300.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import jwt
@@ -163,3 +164,15 @@ async def test_a_deleted_user_is_locked_out_at_once(
     assert (status, body) == (200, True)
     assert (await stack.call("GET", "/api/v1/auths/", headers=user.key_auth))[0] == 401
     assert (await stack.call("GET", "/api/v1/auths/", headers=user.jwt_auth))[0] == 401
+
+
+async def test_a_jwt_that_expires_after_first_use_is_then_rejected(
+    stack: Stack, user: Account
+) -> None:
+    short = {"Authorization": f"Bearer {_token(user.id, time.time() + 1)}"}
+    assert (await stack.call("GET", "/api/v1/auths/", headers=short))[0] == 200
+    await asyncio.sleep(1.1)
+    assert await stack.call("GET", "/api/v1/auths/", headers=short) == (
+        401,
+        {"detail": "Token expired"},
+    )

@@ -15,7 +15,7 @@ async def gateway(nats_url: str) -> AsyncIterator[GatewayHandle]:
         nats_url=nats_url,
         port=0,
         request_timeout_seconds=2,
-        health_timeout_seconds=0.3,
+        health_timeout_seconds=1.0,
         health_services="gw-test-probe-a,gw-test-probe-b",
     )
     async with serve(settings) as handle:

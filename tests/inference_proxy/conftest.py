@@ -11,14 +11,14 @@ from typing import Any
 
 import msgspec
 import nats.errors
-from nats.aio.client import Client
-
 from common.bus import Bus
 from common.nats_conn import connect_nats
 from contracts import subjects
 from contracts.auth import Principal
 from contracts.chat import STREAM_END, STREAM_HEADER, CompletionJob, StreamAccepted, StreamEnd
 from inference_proxy.app import InferenceProxy, Settings, serve
+from nats.aio.client import Client
+
 from tests.fakes.fixtures import ollama_fake, openai_fake
 
 __all__ = ["ollama_fake", "openai_fake"]
@@ -101,9 +101,9 @@ async def open_stream(
             capability="inference",
         )
 
-        async def collect(timeout: float = 10) -> Stream:
+        async def collect(wait_seconds: float = 10) -> Stream:
             while True:
-                msg = await subscription.next_msg(timeout=timeout)
+                msg = await subscription.next_msg(timeout=wait_seconds)
                 if (msg.headers or {}).get(STREAM_HEADER) == STREAM_END:
                     stream.end = msgspec.json.decode(msg.data, type=StreamEnd)
                     return stream

@@ -9,6 +9,7 @@ from common.bus import Bus
 from contracts import subjects
 from contracts.models import ModelsReply, ModelsRequest
 from stack.nats_server import free_port
+
 from tests.fakes.ollama_fake import OllamaFake
 from tests.fakes.openai_fake import OpenAIFake
 from tests.inference_proxy.conftest import running_proxy
@@ -16,8 +17,11 @@ from tests.inference_proxy.conftest import running_proxy
 
 async def list_models(bus: Bus, refresh: bool = False) -> ModelsReply:
     return await bus.request(
-        subjects.MODELS_LIST, ModelsRequest(refresh=refresh), ModelsReply,
-        timeout=10, capability="inference",
+        subjects.MODELS_LIST,
+        ModelsRequest(refresh=refresh),
+        ModelsReply,
+        timeout=10,
+        capability="inference",
     )
 
 
@@ -40,8 +44,13 @@ async def test_models_from_both_kinds_are_merged_and_a_dead_backend_is_skipped(
     finally:
         await second_ollama.stop()
     by_id = {m.id: m for m in reply.data}
-    assert list(by_id) == ["gpt-fake", "gpt-fake-mini", "llama3.2:latest", "qwen2.5:0.5b",
-                           "phi3:mini"]
+    assert list(by_id) == [
+        "gpt-fake",
+        "gpt-fake-mini",
+        "llama3.2:latest",
+        "qwen2.5:0.5b",
+        "phi3:mini",
+    ]
     gpt = by_id["gpt-fake"]
     assert (gpt.owned_by, gpt.urlIdx, gpt.name) == ("openai", 1, "gpt-fake")
     assert gpt.openai is not None and gpt.openai["owned_by"] == "fake"
@@ -55,8 +64,9 @@ async def test_models_from_both_kinds_are_merged_and_a_dead_backend_is_skipped(
 async def test_the_model_list_is_cached_until_it_expires_or_a_refresh_is_asked(
     nats_url: str, bus: Bus, ollama_fake: OllamaFake
 ) -> None:
-    async with running_proxy(nats_url, ollama_base_urls=ollama_fake.origin,
-                             models_cache_seconds=0.5):
+    async with running_proxy(
+        nats_url, ollama_base_urls=ollama_fake.origin, models_cache_seconds=0.5
+    ):
         first = await list_models(bus)
         ollama_fake.models.append("new:latest")
         cached = await list_models(bus)

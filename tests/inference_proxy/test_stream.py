@@ -9,11 +9,11 @@ from typing import Any
 
 import msgspec
 import pytest
-from nats.aio.client import Client
-
 from common.bus import Bus
 from common.errors import RagwayError
 from contracts.subjects import chat_cancel_subject
+from nats.aio.client import Client
+
 from tests.fakes.ollama_fake import OllamaFake
 from tests.fakes.openai_fake import OpenAIFake
 from tests.inference_proxy.conftest import Stream, chat_body, open_stream, running_proxy
@@ -41,10 +41,14 @@ async def test_an_openai_stream_has_one_id_role_first_and_usage_on_the_finish_ch
     nats_url: str, nc: Client, bus: Bus, openai_fake: OpenAIFake
 ) -> None:
     async with (
-        running_proxy(nats_url, openai_api_base_urls=openai_fake.base_url,
-                      openai_api_keys="sk-fake-key"),
+        running_proxy(
+            nats_url, openai_api_base_urls=openai_fake.base_url, openai_api_keys="sk-fake-key"
+        ),
         open_stream(nc, bus, chat_body("gpt-fake", "stream me", chat_id="c")) as (
-            accepted, stream, collect),
+            accepted,
+            stream,
+            collect,
+        ),
     ):
         assert accepted.model == "gpt-fake"
         await collect()
@@ -67,7 +71,7 @@ async def test_an_ollama_stream_is_translated_into_openai_chunks_with_timings(
         await collect()
     chunks = assert_well_formed(stream)
     assert stream.end is not None and stream.end.content == "Echo: a b c d"
-    assert OLLAMA_USAGE_FIELDS <= set(chunks[-1]["usage"])
+    assert set(chunks[-1]["usage"]) >= OLLAMA_USAGE_FIELDS
     assert ollama_fake.last("/api/chat").json["stream"] is True
 
 
@@ -86,8 +90,9 @@ async def test_a_backend_dropping_mid_stream_yields_an_error_event_done_and_an_e
 ) -> None:
     openai_fake.tokens_per_reply, openai_fake.fail_after_chunks = 50, 5
     async with (
-        running_proxy(nats_url, openai_api_base_urls=openai_fake.base_url,
-                      openai_api_keys="sk-fake-key"),
+        running_proxy(
+            nats_url, openai_api_base_urls=openai_fake.base_url, openai_api_keys="sk-fake-key"
+        ),
         open_stream(nc, bus, chat_body("gpt-fake")) as (_, stream, collect),
     ):
         await collect()
@@ -102,10 +107,11 @@ async def test_a_backend_dropping_mid_stream_yields_an_error_event_done_and_an_e
 async def test_a_stream_that_goes_quiet_ends_with_an_error_after_the_idle_bound(
     nats_url: str, nc: Client, bus: Bus, ollama_fake: OllamaFake
 ) -> None:
-    ollama_fake.chunk_delay = 2.0
+    ollama_fake.chunk_delay = 1.0
     async with (
-        running_proxy(nats_url, ollama_base_urls=ollama_fake.origin,
-                      stream_idle_timeout_seconds=0.3),
+        running_proxy(
+            nats_url, ollama_base_urls=ollama_fake.origin, stream_idle_timeout_seconds=0.3
+        ),
         open_stream(nc, bus, chat_body("llama3.2:latest")) as (_, stream, collect),
     ):
         started = time.monotonic()
@@ -120,8 +126,12 @@ async def test_a_stream_that_never_starts_is_a_timeout_within_the_bound(
     nats_url: str, nc: Client, bus: Bus, openai_fake: OpenAIFake
 ) -> None:
     openai_fake.hang = True
-    async with running_proxy(nats_url, openai_api_base_urls=openai_fake.base_url,
-                             openai_api_keys="sk-fake-key", backend_timeout_seconds=0.4):
+    async with running_proxy(
+        nats_url,
+        openai_api_base_urls=openai_fake.base_url,
+        openai_api_keys="sk-fake-key",
+        backend_timeout_seconds=0.4,
+    ):
         started = time.monotonic()
         with pytest.raises(RagwayError) as slow:
             async with open_stream(nc, bus, chat_body("gpt-fake")):
@@ -135,8 +145,9 @@ async def test_cancelling_a_stream_closes_the_backend_response(
 ) -> None:
     openai_fake.tokens_per_reply, openai_fake.token_delay = 1000, 0.01
     async with (
-        running_proxy(nats_url, openai_api_base_urls=openai_fake.base_url,
-                      openai_api_keys="sk-fake-key"),
+        running_proxy(
+            nats_url, openai_api_base_urls=openai_fake.base_url, openai_api_keys="sk-fake-key"
+        ),
         open_stream(nc, bus, chat_body("gpt-fake")) as (_, stream, collect),
     ):
         await asyncio.sleep(0.1)
@@ -151,12 +162,13 @@ async def test_cancelling_a_stream_closes_the_backend_response(
 async def test_many_concurrent_streams_each_get_their_own_complete_answer(
     nats_url: str, nc: Client, bus: Bus, openai_fake: OpenAIFake
 ) -> None:
-    async with running_proxy(nats_url, openai_api_base_urls=openai_fake.base_url,
-                             openai_api_keys="sk-fake-key"):
+    async with running_proxy(
+        nats_url, openai_api_base_urls=openai_fake.base_url, openai_api_keys="sk-fake-key"
+    ):
 
         async def one(i: int) -> Stream:
-            async with open_stream(nc, bus, chat_body("gpt-fake", f"n {i}")) as (_, s, collect):
-                return await collect()  # type: ignore[no-any-return]
+            async with open_stream(nc, bus, chat_body("gpt-fake", f"n {i}")) as (_, _s, collect):
+                return await collect()
 
         streams = await asyncio.gather(*(one(i) for i in range(30)))
     for i, stream in enumerate(streams):

@@ -1,0 +1,51 @@
+# ragway: `make run` starts the embedded stack, `make test` runs every check.
+# Works from a fresh clone: only the package registries need to be reachable.
+
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.ragway-installed
+PATHS := libs services tests bench
+
+.PHONY: setup setup-models run test lint fmt bench clean
+
+setup: $(STAMP) setup-models
+
+# Reinstall only when pyproject.toml changed since the last install.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+# Models live outside the repository (RAGWAY_CACHE_DIR, default ~/.cache/ragway).
+# Each step is idempotent and fast once done.
+setup-models: $(STAMP)
+	$(PY) -m stack setup-llm
+	$(PY) -m embedding.build
+
+run: setup
+	$(PY) -m stack run
+
+test: setup lint
+	$(VENV)/bin/mypy
+	$(VENV)/bin/pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check $(PATHS)
+	$(VENV)/bin/ruff format --check $(PATHS)
+
+fmt: $(STAMP)
+	$(VENV)/bin/ruff check --fix $(PATHS)
+	$(VENV)/bin/ruff format $(PATHS)
+
+# Benchmarks print ratios against a baseline measured in the same run.
+bench: setup
+	@set -e; found=0; for script in bench/*.py; do \
+		[ -e "$$script" ] || continue; found=1; \
+		echo "== $$script"; $(PY) "$$script"; \
+	done; [ $$found = 1 ] || echo "no benchmarks in bench/ yet"
+
+clean:
+	rm -rf .pytest_cache .mypy_cache .ruff_cache build *.egg-info bench/out
+	find . -name __pycache__ -type d -prune -not -path './.venv/*' -exec rm -rf {} +
+	@echo "kept .venv, data/ and the model cache; remove them by hand to start over"

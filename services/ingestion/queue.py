@@ -1,0 +1,75 @@
+"""The job queue: a JetStream work-queue stream and the durable consumer all workers share.
+
+The gateway creates the same stream when it starts (whoever comes first wins; the config
+must stay identical, see `stream_config`). The consumer is this service's alone.
+"""
+
+from __future__ import annotations
+
+import structlog
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import BadRequestError, NotFoundError
+
+from ingestion.settings import Settings
+
+log = structlog.get_logger()
+
+MAX_DELIVERIES_ADVISORY = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.{consumer}"
+
+
+def stream_config(name: str, subject: str, replicas: int) -> StreamConfig:
+    """Jobs stay until a worker acks them (work-queue retention), on disk."""
+    return StreamConfig(
+        name=name,
+        subjects=[subject],
+        retention=RetentionPolicy.WORK_QUEUE,
+        storage=StorageType.FILE,
+        num_replicas=replicas,
+    )
+
+
+def consumer_config(settings: Settings) -> ConsumerConfig:
+    return ConsumerConfig(
+        durable_name=settings.ingest_consumer,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=settings.ack_wait_seconds,
+        max_deliver=settings.max_deliver,
+        filter_subject=settings.ingest_subject,
+        # every worker pulls; more outstanding jobs than this wait in the stream
+        max_ack_pending=1000,
+    )
+
+
+async def ensure_stream(js: JetStreamContext, name: str, subject: str, replicas: int) -> None:
+    """Create the stream unless it exists (a concurrent creator with the same config is fine)."""
+    try:
+        await js.stream_info(name)
+        return
+    except NotFoundError:
+        pass
+    try:
+        await js.add_stream(stream_config(name, subject, replicas))
+        log.info("ingest_stream_created", stream=name, subject=subject, replicas=replicas)
+    except BadRequestError:
+        await js.stream_info(name)  # created meanwhile by someone else: fine if it is there
+
+
+async def ensure_queue(js: JetStreamContext, settings: Settings) -> None:
+    """The stream and the shared durable consumer (created, or updated to these settings)."""
+    await ensure_stream(js, settings.ingest_stream, settings.ingest_subject, settings.kv_replicas)
+    await js.add_consumer(settings.ingest_stream, consumer_config(settings))
+
+
+def max_deliveries_subject(settings: Settings) -> str:
+    return MAX_DELIVERIES_ADVISORY.format(
+        stream=settings.ingest_stream, consumer=settings.ingest_consumer
+    )

@@ -1,0 +1,205 @@
+"""The job consumer: pull jobs from the shared durable consumer, run them, ack after the writes.
+
+Any number of processes pull from the same consumer, each with `concurrency` jobs at a
+time. A job is acked only once its outcome is written (vectors + record), so a worker
+that dies mid-file leaves the job to be redelivered after `ack_wait`; while a long file
+is processed the worker says so (`in_progress`) so the job is not handed out twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Awaitable
+
+import msgspec
+import nats.errors
+import structlog
+from common.bus import request_id_var
+from common.errors import RagwayError
+from contracts.files import IngestJob
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js import JetStreamContext
+
+from ingestion.jobs import FileGone, JobFailed, JobProcessor
+from ingestion.queue import ensure_queue, max_deliveries_subject
+from ingestion.settings import Settings
+
+log = structlog.get_logger()
+
+FETCH_WAIT_SECONDS = 5.0
+_decode_job = msgspec.json.Decoder(IngestJob).decode
+
+
+class WorkerStats:
+    def __init__(self) -> None:
+        self.completed = 0
+        self.failed = 0
+        self.skipped = 0
+        self.retried = 0
+
+
+class Worker:
+    """Runs jobs from the queue until `stop()`; each job in its own task."""
+
+    def __init__(self, js: JetStreamContext, processor: JobProcessor, settings: Settings) -> None:
+        self._js = js
+        self._processor = processor
+        self._settings = settings
+        self._slots = asyncio.Semaphore(settings.concurrency)
+        self._jobs: set[asyncio.Task[None]] = set()
+        self._fetcher: asyncio.Task[None] | None = None
+        self._sub: JetStreamContext.PullSubscription | None = None
+        self._advisories: Subscription | None = None
+        self.stats = WorkerStats()
+
+    async def start(self) -> None:
+        settings = self._settings
+        await ensure_queue(self._js, settings)
+        self._sub = await self._js.pull_subscribe_bind(
+            consumer=settings.ingest_consumer, stream=settings.ingest_stream
+        )
+        # One worker (queue group) hears that a job ran out of deliveries and fails its file.
+        self._advisories = await self._js._nc.subscribe(
+            max_deliveries_subject(settings),
+            queue=settings.ingest_consumer,
+            cb=self._on_max_deliveries,
+        )
+        self._fetcher = asyncio.create_task(self._fetch_loop(self._sub))
+        log.info(
+            "ingestion_worker_started",
+            stream=settings.ingest_stream,
+            consumer=settings.ingest_consumer,
+            concurrency=settings.concurrency,
+        )
+
+    async def stop(self) -> None:
+        """Stop fetching; let jobs in flight finish (bounded), hand the rest back to the queue."""
+        if self._fetcher is not None:
+            self._fetcher.cancel()
+            await asyncio.gather(self._fetcher, return_exceptions=True)
+            self._fetcher = None
+        if self._jobs:
+            _, pending = await asyncio.wait(
+                set(self._jobs), timeout=self._settings.stop_grace_seconds
+            )
+            for task in pending:
+                task.cancel()  # the job naks itself on the way out
+            await asyncio.gather(*pending, return_exceptions=True)
+        # Unsubscribe before the connection drains: a pending pull would make drain hang.
+        for sub in (self._sub, self._advisories):
+            if sub is not None:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
+        self._sub = self._advisories = None
+
+    async def _fetch_loop(self, sub: JetStreamContext.PullSubscription) -> None:
+        while True:
+            await self._slots.acquire()
+            try:
+                msgs = await sub.fetch(1, timeout=FETCH_WAIT_SECONDS)
+            except (TimeoutError, nats.errors.TimeoutError):
+                self._slots.release()
+                continue
+            except Exception as exc:  # disconnected, or the consumer is being recreated
+                self._slots.release()
+                log.warning("job_fetch_failed", error=str(exc))
+                await asyncio.sleep(1.0)
+                continue
+            if not msgs:
+                self._slots.release()
+                continue
+            for msg in msgs:
+                task = asyncio.create_task(self._run(msg))
+                self._jobs.add(task)
+                task.add_done_callback(self._job_done)
+
+    def _job_done(self, task: asyncio.Task[None]) -> None:
+        self._jobs.discard(task)
+        self._slots.release()
+
+    async def _run(self, msg: Msg) -> None:
+        try:
+            job = _decode_job(msg.data)
+        except msgspec.DecodeError:
+            log.error("job_malformed", data=msg.data[:200])
+            await msg.term()
+            return
+        deliveries = msg.metadata.num_delivered or 1
+        request_id_var.set(job.request_id)
+        structlog.contextvars.bind_contextvars(
+            request_id=job.request_id, file_id=job.file_id, delivery=deliveries
+        )
+        log.info("job_started")
+        heartbeat = asyncio.create_task(self._heartbeat(msg))
+        try:
+            await self._settle(msg, job, deliveries)
+        except asyncio.CancelledError:
+            await _quietly(msg.nak())
+            log.info("job_returned_to_queue")
+            raise
+        finally:
+            heartbeat.cancel()
+
+    async def _settle(self, msg: Msg, job: IngestJob, deliveries: int) -> None:
+        """Process, write the outcome, then ack; on an unexpected error, nak for a retry."""
+        try:
+            try:
+                await self._processor.process(job.file_id)
+                self.stats.completed += 1
+            except FileGone:
+                self.stats.skipped += 1
+                log.info("job_skipped_file_gone")
+            except JobFailed as exc:
+                if await self._processor.fail(job.file_id, exc.reason):
+                    self.stats.failed += 1
+                else:
+                    self.stats.skipped += 1
+            except (asyncio.CancelledError, KeyboardInterrupt):
+                raise
+            except Exception as exc:
+                if deliveries < self._settings.max_deliver:
+                    raise
+                self.stats.failed += 1
+                log.exception("job_failed_for_good")
+                await self._processor.fail(job.file_id, _give_up_reason(exc, deliveries))
+            await msg.ack()
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            raise
+        except Exception:
+            self.stats.retried += 1
+            log.exception("job_will_retry", delay=self._settings.nak_delay_seconds)
+            await _quietly(msg.nak(delay=self._settings.nak_delay_seconds))
+
+    async def _heartbeat(self, msg: Msg) -> None:
+        interval = max(self._settings.ack_wait_seconds / 3, 0.2)
+        while True:
+            await asyncio.sleep(interval)
+            await _quietly(msg.in_progress())
+
+    async def _on_max_deliveries(self, advisory: Msg) -> None:
+        """A job ran out of deliveries without an outcome (e.g. its workers kept dying)."""
+        try:
+            seq = int(json.loads(advisory.data)["stream_seq"])
+            stored = await self._js.get_msg(self._settings.ingest_stream, seq)
+            job = _decode_job(stored.data or b"")
+            reason = _give_up_reason(None, self._settings.max_deliver)
+            await self._processor.fail(job.file_id, reason)
+            await self._js.delete_msg(self._settings.ingest_stream, seq)
+            log.warning("job_out_of_deliveries", file_id=job.file_id, stream_seq=seq)
+        except Exception:
+            log.exception("max_deliveries_advisory_failed")
+
+
+def _give_up_reason(exc: BaseException | None, attempts: int) -> str:
+    base = f"The file could not be processed after {attempts} attempts"
+    if isinstance(exc, RagwayError):
+        return f"{base}: {exc.detail}"
+    return base
+
+
+async def _quietly(action: Awaitable[None]) -> None:
+    with contextlib.suppress(Exception):
+        await action
