@@ -6,15 +6,17 @@ so a service left running by one module would otherwise answer another module's 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from nats.aio.client import Client
-
 from common.bus import Bus
 from common.logging import configure_logging
 from common.nats_conn import connect_nats
+from nats.aio.client import Client
+from stack.llama_server import LlamaServer, LlamaServerConfig
+from stack.llm_setup import cache_dir_from, missing_llm_parts
 from stack.nats_server import NatsServer, NatsServerConfig, free_port
 
 
@@ -48,3 +50,22 @@ async def nc(nats_url: str) -> AsyncIterator[Client]:
 @pytest.fixture
 async def bus(nc: Client) -> Bus:
     return Bus(nc)
+
+
+@pytest.fixture(scope="session")
+def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The real llama-server with the small model on a free port: its OpenAI `/v1` base URL.
+
+    The served model id is `stack.llm_setup.MODEL_ID`. Missing binary or model is a
+    failure, not a skip: `make setup` (which CI runs first) provides both.
+    """
+    cache_dir = cache_dir_from(os.environ)
+    missing = missing_llm_parts(cache_dir)
+    if missing:
+        pytest.fail(f"the local LLM is not set up ({', '.join(missing)}): run `make setup`")
+    log_path = tmp_path_factory.mktemp("llama") / "llama-server.log"
+    config = LlamaServerConfig(cache_dir=cache_dir, port=free_port(), log_path=log_path)
+    server = LlamaServer(config)
+    server.start()
+    yield server.base_url
+    server.stop()

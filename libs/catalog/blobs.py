@@ -8,11 +8,13 @@ reads the same chunk/meta subjects with bounded memory.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 from collections.abc import AsyncIterable, AsyncIterator
 from datetime import UTC, datetime
 
+from common.errors import RagwayError
 from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
 from nats.js.kv import MSG_ROLLUP_SUBJECT
@@ -22,8 +24,6 @@ from nats.js.object_store import (
     OBJ_META_PRE_TEMPLATE,
     OBJ_STREAM_TEMPLATE,
 )
-
-from common.errors import RagwayError
 
 CHUNK_SIZE = 128 * 1024
 FETCH_BATCH = 64
@@ -139,10 +139,8 @@ class BlobStore:
                     remaining -= 1
                     yield msg.data
         finally:
-            try:
+            with contextlib.suppress(Exception):
                 await sub.unsubscribe()
-            except Exception:
-                pass
 
     async def get_bytes(self, name: str, max_size: int | None = None) -> bytes:
         parts = bytearray()
@@ -157,7 +155,9 @@ class BlobStore:
             info = await self._info(name)
         except RagwayError:
             return
-        await self._purge_quietly(OBJ_CHUNKS_PRE_TEMPLATE.format(bucket=self._bucket, obj=info.nuid))
+        await self._purge_quietly(
+            OBJ_CHUNKS_PRE_TEMPLATE.format(bucket=self._bucket, obj=info.nuid)
+        )
         info.deleted = True
         info.size = 0
         info.chunks = 0
@@ -169,7 +169,5 @@ class BlobStore:
         )
 
     async def _purge_quietly(self, subject: str) -> None:
-        try:
+        with contextlib.suppress(Exception):
             await self._js.purge_stream(self._stream, subject=subject)
-        except Exception:
-            pass

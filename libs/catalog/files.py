@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 
 import msgspec
+from common.errors import RagwayError
+from contracts.files import FileRecord
 from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from catalog.buckets import ensure_kv, ensure_object_store
 from catalog.blobs import BlobStore
-from common.errors import RagwayError
-from contracts.files import FileRecord
+from catalog.buckets import ensure_kv, ensure_object_store
 
 _encode = msgspec.json.Encoder().encode
 _decode_record = msgspec.json.Decoder(FileRecord).decode
@@ -71,9 +72,7 @@ class FileCatalog:
             raise RagwayError("not_found", "File not found")
         return record
 
-    async def update(
-        self, file_id: str, change: Callable[[FileRecord], FileRecord]
-    ) -> FileRecord:
+    async def update(self, file_id: str, change: Callable[[FileRecord], FileRecord]) -> FileRecord:
         """Apply `change` to the current record atomically (retrying on concurrent writes)."""
         for _ in range(CAS_ATTEMPTS):
             try:
@@ -97,10 +96,8 @@ class FileCatalog:
         await self.blobs.delete(text_name(file_id))
         if record is not None:
             await self.forget_hash(record.hash, file_id)
-        try:
+        with contextlib.suppress(KeyNotFoundError):
             await self._records.purge(file_id)
-        except KeyNotFoundError:
-            pass
 
     async def list_all(self) -> list[FileRecord]:
         try:
@@ -128,10 +125,8 @@ class FileCatalog:
 
     async def forget_hash(self, sha256: str, file_id: str) -> None:
         if await self.file_with_hash(sha256) == file_id:
-            try:
+            with contextlib.suppress(KeyNotFoundError):
                 await self._hashes.purge(sha256)
-            except KeyNotFoundError:
-                pass
 
     async def watch(self, file_id: str) -> AsyncIterator[FileRecord | None]:
         """Yield the record now and after every change (None once deleted)."""

@@ -79,10 +79,16 @@ class Bus:
                 msg = await self.nc.request(subject, payload, timeout=timeout, headers=sent_headers)
         except nats.errors.NoRespondersError:
             raise RagwayError("unavailable", f"The {capability} service is unavailable") from None
-        except (nats.errors.TimeoutError, asyncio.TimeoutError):
-            raise RagwayError("timeout", f"The {capability} service did not answer in time") from None
-        except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError,
-                nats.errors.StaleConnectionError, nats.errors.OutboundBufferLimitError):
+        except (TimeoutError, nats.errors.TimeoutError):
+            raise RagwayError(
+                "timeout", f"The {capability} service did not answer in time"
+            ) from None
+        except (
+            nats.errors.ConnectionClosedError,
+            nats.errors.ConnectionReconnectingError,
+            nats.errors.StaleConnectionError,
+            nats.errors.OutboundBufferLimitError,
+        ):
             raise RagwayError("unavailable", "The message bus is unavailable") from None
         raise_for_error_headers(msg.headers)
         return msg.data
@@ -104,7 +110,9 @@ class Bus:
         try:
             return decode(data, reply_type)
         except msgspec.DecodeError:
-            raise RagwayError("internal", f"Malformed reply from the {capability} service") from None
+            raise RagwayError(
+                "internal", f"Malformed reply from the {capability} service"
+            ) from None
 
     async def publish(self, subject: str, message: Any) -> None:
         await self.nc.publish(subject, encode(message), headers=outgoing_headers())

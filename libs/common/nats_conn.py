@@ -20,8 +20,13 @@ async def connect_nats(
 ) -> AsyncIterator[Client]:
     """A connection that keeps reconnecting while the server is away, drained on exit."""
 
+    closing = False
+
     async def disconnected() -> None:
-        log.warning("nats_disconnected", client=name)
+        if closing:
+            log.debug("nats_disconnected", client=name)
+        else:
+            log.warning("nats_disconnected", client=name)
 
     async def reconnected() -> None:
         log.info("nats_reconnected", client=name)
@@ -47,6 +52,7 @@ async def connect_nats(
     try:
         yield nc
     finally:
+        closing = True
         if nc.is_connected:
             try:
                 await nc.drain()

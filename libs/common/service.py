@@ -33,7 +33,9 @@ log = structlog.get_logger()
 class ServiceHost:
     """Owns one nats.micro service and the tasks of its in-flight requests."""
 
-    def __init__(self, nc: Client, name: str, version: str = "0.1.0", description: str = "") -> None:
+    def __init__(
+        self, nc: Client, name: str, version: str = "0.1.0", description: str = ""
+    ) -> None:
         self.nc = nc
         self.name = name
         self._version = version

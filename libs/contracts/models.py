@@ -15,7 +15,7 @@ class Model(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     owned_by: Literal["ollama", "openai", "function"]
     ollama: dict[str, Any] | None = None
     openai: dict[str, Any] | None = None
-    urlIdx: int | None = None  # noqa: N815 - Open WebUI's field name
+    urlIdx: int | None = None
     pipe: dict[str, Any] | None = None
     connection_type: str = "external"
 

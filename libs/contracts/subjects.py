@@ -35,6 +35,13 @@ CHAT_CANCEL_PREFIX = "ragway.chat.cancel"
 def chat_cancel_subject(stream_id: str) -> str:
     return f"{CHAT_CANCEL_PREFIX}.{stream_id}"
 
+
+# function models (pipes) and tools, owned by the inference-proxy; `kind` in each request
+PLUGINS_SAVE = "ragway.plugins.save"
+PLUGINS_LIST = "ragway.plugins.list"
+PLUGINS_GET = "ragway.plugins.get"
+PLUGINS_DELETE = "ragway.plugins.delete"
+
 # files and ingestion (JetStream)
 INGEST_STREAM = "RAGWAY_INGEST"
 INGEST_JOBS = "ragway.ingest.jobs"

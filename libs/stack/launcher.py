@@ -195,6 +195,13 @@ class Stack:
             pids.append(self.nats.process.pid)
         return pids
 
+    async def astart(self) -> None:
+        """start() from async code (it blocks while processes come up)."""
+        await asyncio.to_thread(self.start)
+
+    async def astop(self) -> None:
+        await asyncio.to_thread(self.stop)
+
     def __enter__(self) -> Stack:
         self.start()
         return self

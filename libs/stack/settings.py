@@ -13,9 +13,7 @@ BACKEND_VARIABLES = (
     "OLLAMA_BASE_URLS",
     "OLLAMA_BASE_URL",
     "RAGWAY_OPENAI_API_BASE_URLS",
-    "RAGWAY_OPENAI_API_BASE_URL",
     "RAGWAY_OLLAMA_BASE_URLS",
-    "RAGWAY_OLLAMA_BASE_URL",
 )
 
 # The python packages started in order before the gateway; `python -m <pkg>` runs each.

@@ -10,15 +10,24 @@ from dataclasses import dataclass
 
 import structlog
 from aiohttp import web
+from catalog.files import FileCatalog
 from common.bus import Bus
 from common.nats_conn import connect_nats
 from contracts import subjects
 
-from gateway import health, routes_auth, routes_chat
+from gateway import (
+    health,
+    routes_auth,
+    routes_chat,
+    routes_files,
+    routes_knowledge,
+    routes_retrieval,
+)
 from gateway.identity import Identity
+from gateway.ingest_queue import ensure_stream
 from gateway.middleware import add_request_id_header, authenticate, request_context
 from gateway.settings import Settings
-from gateway.state import ACCESS, BUS, IDENTITY, SETTINGS, Access
+from gateway.state import ACCESS, BUS, CATALOG, IDENTITY, SETTINGS, Access
 
 __all__ = ["GatewayHandle", "Settings", "build_app", "serve"]
 
@@ -45,11 +54,19 @@ def build_app(settings: Settings, bus: Bus, identity: Identity) -> web.Applicati
     app[BUS] = bus
     app[IDENTITY] = identity
     access: dict[str, Access] = {}
-    for module in (health, routes_auth, routes_chat):
+    for module in (
+        health,
+        routes_auth,
+        routes_chat,
+        routes_files,
+        routes_knowledge,
+        routes_retrieval,
+    ):
         module.add_routes(app, access)
     app[ACCESS] = access
     app.on_response_prepare.append(add_request_id_header)
     app.cleanup_ctx.append(_auth_listeners)
+    app.cleanup_ctx.append(_file_store)
     return app
 
 
@@ -64,6 +81,15 @@ async def _auth_listeners(app: web.Application) -> AsyncIterator[None]:
         await fetch
     with contextlib.suppress(Exception):
         await sub.unsubscribe()
+
+
+async def _file_store(app: web.Application) -> AsyncIterator[None]:
+    """File records and blobs in JetStream, and the ingestion job stream (made if missing)."""
+    settings = app[SETTINGS]
+    js = app[BUS].nc.jetstream()
+    app[CATALOG] = await FileCatalog.open(js, settings.bucket_prefix, settings.kv_replicas)
+    await ensure_stream(js, settings.ingest_stream, settings.ingest_subject, settings.kv_replicas)
+    yield
 
 
 @asynccontextmanager

@@ -1,13 +1,15 @@
 """Models and chat completions, answered by the inference-proxy over NATS.
 
 Bodies are validated here against the OpenAI request Struct and then forwarded as
-the bytes the client sent; replies come back as bytes and go out unchanged.
+the bytes the client sent; replies come back as bytes and go out unchanged. With `files`
+(RAG) the body is rewritten once (see `gateway.rag`) and `sources` added to the reply.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import msgspec
 import nats.errors
@@ -21,12 +23,14 @@ from contracts.chat import (
     STREAM_HEADER,
     ChatCompletionRequest,
     CompletionJob,
+    FileRef,
     StreamAccepted,
     StreamEnd,
 )
 from contracts.models import ModelsRequest
 from nats.aio.client import Client
 
+from gateway import rag
 from gateway.bodies import json_bytes, parse, read_body
 from gateway.state import BUS, SETTINGS, Access, principal_of
 
@@ -56,9 +60,13 @@ async def list_models(request: web.Request) -> web.Response:
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     body = await read_body(request)
     chat = parse(body, ChatCompletionRequest)
+    sources: list[rag.SourceEntry] | None = None
+    if chat.files:
+        body, sources = await _with_rag(request, body, chat.files)
     job = CompletionJob(principal=principal_of(request), body=msgspec.Raw(body))
     if chat.stream:
-        return await _stream(request, job)
+        first = b"" if sources is None else b"data: " + encode({"sources": sources}) + b"\n\n"
+        return await _stream(request, job, first)
     app = request.app
     reply = await app[BUS].request_raw(
         subjects.CHAT_COMPLETE,
@@ -66,11 +74,48 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         timeout=app[SETTINGS].completion_timeout_seconds,
         capability=CAPABILITY,
     )
+    if sources is not None:
+        reply = _with_sources(reply, sources)
     return json_bytes(reply)
 
 
-async def _stream(request: web.Request, job: CompletionJob) -> web.StreamResponse:
-    """Relay the proxy's SSE bytes from a private inbox until its end message."""
+async def _with_rag(
+    request: web.Request, body: bytes, files: list[FileRef]
+) -> tuple[bytes, list[rag.SourceEntry]]:
+    """The body with the RAG prompt in front of the last user message, and its sources.
+
+    Retrieval errors (a file the caller may not read, a failed file, one still processing
+    after the wait) propagate: they become JSON errors before any reply starts.
+    """
+    settings = request.app[SETTINGS]
+    original: dict[str, Any] = msgspec.json.decode(body)
+    result = await rag.retrieve(
+        request.app[BUS],
+        principal_of(request),
+        rag.user_query(original),
+        rag.scope_items(files),
+        k=settings.rag_top_k,
+        wait_seconds=settings.rag_wait_seconds,
+        reply_seconds=settings.request_timeout_seconds,
+    )
+    sources = rag.sources_of(result.groups)
+    return encode(rag.rewrite(original, sources)), sources
+
+
+def _with_sources(reply: bytes, sources: list[rag.SourceEntry]) -> bytes:
+    completion = msgspec.json.decode(reply)
+    if not isinstance(completion, dict):
+        return reply
+    completion["sources"] = sources
+    return encode(completion)
+
+
+async def _stream(
+    request: web.Request, job: CompletionJob, first: bytes = b""
+) -> web.StreamResponse:
+    """Relay the proxy's SSE bytes from a private inbox until its end message.
+
+    `first` (the RAG sources event) goes out before the relayed chunks."""
     app = request.app
     bus, settings = app[BUS], app[SETTINGS]
     nc = bus.nc
@@ -91,6 +136,8 @@ async def _stream(request: web.Request, job: CompletionJob) -> web.StreamRespons
         response = web.StreamResponse(headers=SSE_HEADERS)
         response.content_type = "text/event-stream"
         await response.prepare(request)
+        if first:
+            await response.write(first)
         last = b""
         while True:
             try:

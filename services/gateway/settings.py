@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
+from contracts.subjects import INGEST_JOBS, INGEST_STREAM
+
+Name = Annotated[str, msgspec.Meta(pattern=r"^[a-zA-Z0-9_-]+$")]
 
 
 class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -21,6 +26,18 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # Comma-separated nats.micro names /health asks; empty means every backend service.
     health_services: str = ""
     env: str = ""
+    # Files: KV buckets / object store are `<prefix>_files`, `<prefix>_blobs` (as the
+    # retrieval and ingestion services'); the job queue is shared with the ingestion workers.
+    bucket_prefix: Name = "ragway"
+    kv_replicas: Annotated[int, msgspec.Meta(ge=1)] = 1  # 3 on a NATS cluster
+    ingest_stream: Name = INGEST_STREAM
+    ingest_subject: str = INGEST_JOBS
+    file_max_size_mb: Annotated[int, msgspec.Meta(ge=1)] = 100
+    # ?stream=true status streams end after this long even if the file is still processing
+    file_status_stream_max_seconds: Annotated[float, msgspec.Meta(gt=0)] = 600.0
+    # RAG: how long a chat or query waits for files still being processed; chunks per item
+    rag_wait_seconds: Annotated[float, msgspec.Meta(ge=0)] = 30.0
+    rag_top_k: Annotated[int, msgspec.Meta(ge=1)] = 4
 
     @property
     def nats_servers(self) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from aiohttp import web
+from catalog.files import FileCatalog
 from common.bus import Bus
 from contracts.auth import Principal
 
@@ -18,6 +19,8 @@ SETTINGS = web.AppKey("settings", Settings)
 BUS = web.AppKey("bus", Bus)
 IDENTITY = web.AppKey("identity", Identity)
 ACCESS = web.AppKey("access", dict[str, Access])
+# opened at startup (cleanup_ctx): file records and blobs in JetStream
+CATALOG = web.AppKey("catalog", FileCatalog)
 
 PRINCIPAL = web.RequestKey("principal", Principal)
 REQUEST_ID = web.RequestKey("request_id", str)

@@ -81,6 +81,13 @@ class Worker:
             self._fetcher.cancel()
             await asyncio.gather(self._fetcher, return_exceptions=True)
             self._fetcher = None
+        # Unsubscribing also withdraws the pull request still waiting at the server, which
+        # would otherwise swallow the jobs naked below (and a drain would hang on it).
+        for sub in (self._sub, self._advisories):
+            if sub is not None:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
+        self._sub = self._advisories = None
         if self._jobs:
             _, pending = await asyncio.wait(
                 set(self._jobs), timeout=self._settings.stop_grace_seconds
@@ -88,12 +95,6 @@ class Worker:
             for task in pending:
                 task.cancel()  # the job naks itself on the way out
             await asyncio.gather(*pending, return_exceptions=True)
-        # Unsubscribe before the connection drains: a pending pull would make drain hang.
-        for sub in (self._sub, self._advisories):
-            if sub is not None:
-                with contextlib.suppress(Exception):
-                    await sub.unsubscribe()
-        self._sub = self._advisories = None
 
     async def _fetch_loop(self, sub: JetStreamContext.PullSubscription) -> None:
         while True:

@@ -10,11 +10,10 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-from nats.aio.client import Client
-
 from catalog.files import FileCatalog, now
 from common.errors import RagwayError
 from contracts.files import FileData, FileMeta, FileRecord
+from nats.aio.client import Client
 
 
 @pytest.fixture

@@ -7,11 +7,10 @@ import uuid
 
 import msgspec
 import pytest
-from nats.aio.client import Client
-
 from common.bus import Bus, request_id_var
 from common.errors import RagwayError
 from common.service import ServiceHost
+from nats.aio.client import Client
 
 
 class Echo(msgspec.Struct, frozen=True):
@@ -66,14 +65,18 @@ async def test_requests_are_handled_concurrently(nc: Client, bus: Bus) -> None:
         loop = asyncio.get_running_loop()
         started = loop.time()
         await asyncio.gather(
-            *(bus.request(subject, Echo(text=str(i)), Echo, timeout=5, capability="slow")
-              for i in range(10))
+            *(
+                bus.request(subject, Echo(text=str(i)), Echo, timeout=5, capability="slow")
+                for i in range(10)
+            )
         )
         assert loop.time() - started < 1.5
 
 
 async def test_no_service_listening_is_a_clear_unavailable_error(bus: Bus) -> None:
     with pytest.raises(RagwayError) as exc:
-        await bus.request("test.nobody.home", Echo(text="x"), Echo, timeout=2, capability="retrieval")
+        await bus.request(
+            "test.nobody.home", Echo(text="x"), Echo, timeout=2, capability="retrieval"
+        )
     assert exc.value.code == "unavailable"
     assert "retrieval" in exc.value.detail

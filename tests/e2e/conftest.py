@@ -188,3 +188,39 @@ async def admin(stack: Stack) -> Account:
 @pytest.fixture
 async def user(stack: Stack) -> Account:
     return await stack.with_key(await stack.signup())
+
+
+@dataclass
+class RagServices:
+    """Retrieval and ingestion beside `stack`, with the gateway's default bucket prefix."""
+
+    retrieval: Any
+    ingestion: Any
+
+
+@pytest.fixture(scope="session")
+async def rag(
+    stack: Stack, nats_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[RagServices]:
+    """The RAG services (skipped when the embedding model is not built, as their own tests)."""
+    from embedding.embedder import read_manifest
+    from ingestion.app import Settings as IngestionSettings
+    from ingestion.app import serve as serve_ingestion
+    from retrieval.app import serve as serve_retrieval
+    from retrieval.engines import embedder_settings
+    from retrieval.settings import Settings as RetrievalSettings
+
+    retrieval_settings = RetrievalSettings(
+        nats_url=nats_url, data_dir=str(tmp_path_factory.mktemp("rag")), log_level="warning"
+    )
+    try:
+        read_manifest(embedder_settings(retrieval_settings).resolved_model_dir())
+    except Exception:
+        pytest.skip("embedding model not built: run `python -m embedding.build`")
+    ingestion_settings = IngestionSettings(
+        nats_url=nats_url, log_level="warning", ack_wait_seconds=10.0, nak_delay_seconds=0.2
+    )
+    async with contextlib.AsyncExitStack() as services:
+        retrieval = await services.enter_async_context(serve_retrieval(retrieval_settings))
+        ingestion = await services.enter_async_context(serve_ingestion(ingestion_settings))
+        yield RagServices(retrieval, ingestion)

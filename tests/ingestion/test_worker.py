@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 
 from catalog.files import FileCatalog, text_name
@@ -11,12 +12,12 @@ from contracts import subjects
 from contracts.auth import Principal
 from contracts.retrieval import RetrievalQuery, RetrievalResult, ScopeItem
 from ingestion.app import Settings, serve
+from ingestion.queue import ensure_queue
 from nats.aio.client import Client
 from retrieval.app import Retrieval
 
-from tests.ingestion.files import pdf_bytes
 from tests.ingestion.test_chunking import prose
-from tests.ingestion.uploads import queue_job, upload, wait_for
+from tests.ingestion.uploads import queue_job, record_when, upload, wait_for
 
 DONE = ("completed", "failed")
 
@@ -134,24 +135,22 @@ async def test_a_job_for_a_deleted_file_is_acked_and_skipped(
     assert await catalog.get(record.id) is None
 
 
-async def test_stopping_mid_file_returns_the_job_and_the_next_worker_finishes_it(
+async def test_stopping_mid_file_hands_the_job_back_at_once_and_the_next_worker_finishes_it(
     retrieval: Retrieval, catalog: FileCatalog, module_nc: Client, settings: Settings
 ) -> None:
-    quick_stop = Settings(**{**_fields(settings), "stop_grace_seconds": 0.0})
+    patient = Settings(**{**_fields(settings), "ack_wait_seconds": 60.0})
+    quick_stop = Settings(**{**_fields(patient), "stop_grace_seconds": 0.0})
     content = handbook(11, parts=30)
     async with serve(quick_stop) as first:
         record = await upload(module_nc, catalog, settings, content, f"{uuid.uuid4()}.md")
-        while (await catalog.require(record.id)).data.chunks_done == 0:
-            await asyncio.sleep(0.02)
-    # Handed back at once (nak), not after ack_wait.
-    info = await module_nc.jetstream().consumer_info(
-        settings.ingest_stream, settings.ingest_consumer
-    )
-    assert info.num_ack_pending == 0
+        await record_when(catalog, record.id, lambda r: r.data.chunks_done > 0)
     assert (await catalog.require(record.id)).data.status == "processing"
 
-    async with serve(settings) as second:
-        done = await wait_for(catalog, record.id, DONE, timeout=60)
+    started = time.monotonic()
+    async with serve(patient) as second:
+        done = await wait_for(catalog, record.id, DONE)
+    # Naked on the way out, so redelivered now rather than after ack_wait.
+    assert time.monotonic() - started < patient.ack_wait_seconds / 2
     assert done.data.status == "completed"
     assert second.jobs.completed == 1 and first.jobs.completed == 0
     assert await retrieval.store.count(record.id) == done.data.chunks_total
@@ -159,3 +158,28 @@ async def test_stopping_mid_file_returns_the_job_and_the_next_worker_finishes_it
 
 def _fields(settings: Settings) -> dict[str, object]:
     return {name: getattr(settings, name) for name in settings.__struct_fields__}
+
+
+async def test_a_job_whose_workers_keep_dying_ends_its_file_failed_after_max_deliveries(
+    retrieval: Retrieval, catalog: FileCatalog, module_nc: Client, settings: Settings
+) -> None:
+    doomed = Settings(**{**_fields(settings), "max_deliver": 2, "ack_wait_seconds": 2.0})
+    js = module_nc.jetstream()
+    await ensure_queue(js, doomed)
+    record = await upload(module_nc, catalog, doomed, b"a note nobody finishes")
+    # A worker that takes the job and dies, twice (it never acks).
+    dying = await js.pull_subscribe_bind(doomed.ingest_consumer, stream=doomed.ingest_stream)
+    for delivery in (1, 2):
+        [msg] = await dying.fetch(1, timeout=10)
+        assert msg.metadata.num_delivered == delivery
+    await dying.unsubscribe()
+
+    async with serve(doomed):
+        failed = await wait_for(catalog, record.id, DONE)
+        for _ in range(50):
+            if (await js.stream_info(doomed.ingest_stream)).state.messages == 0:
+                break
+            await asyncio.sleep(0.1)
+    assert failed.data.status == "failed"
+    assert failed.data.error == "The file could not be processed after 2 attempts"
+    assert (await js.stream_info(doomed.ingest_stream)).state.messages == 0

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import time
 import uuid
+from collections.abc import Callable
 
 from catalog.files import FileCatalog, blob_name, now
 from contracts.files import FileData, FileMeta, FileRecord, FileStatus, IngestJob
@@ -13,6 +13,8 @@ from ingestion.app import Settings
 from ingestion.queue import ensure_stream
 from msgspec import json
 from nats.aio.client import Client
+
+WAIT_SECONDS = 60.0
 
 
 async def upload(
@@ -51,15 +53,20 @@ async def queue_job(nc: Client, settings: Settings, file_id: str) -> None:
     await js.publish(settings.ingest_subject, json.encode(job))
 
 
+async def record_when(
+    catalog: FileCatalog, file_id: str, ready: Callable[[FileRecord], bool]
+) -> FileRecord:
+    """Poll the record until `ready(record)` (within WAIT_SECONDS)."""
+    async with asyncio.timeout(WAIT_SECONDS):
+        while True:
+            record = await catalog.require(file_id)
+            if ready(record):
+                return record
+            await asyncio.sleep(0.02)
+
+
 async def wait_for(
-    catalog: FileCatalog, file_id: str, statuses: tuple[FileStatus, ...], timeout: float = 30.0
+    catalog: FileCatalog, file_id: str, statuses: tuple[FileStatus, ...]
 ) -> FileRecord:
     """Poll the record until its status is one of `statuses`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        record = await catalog.require(file_id)
-        if record.data.status in statuses:
-            return record
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{file_id} still {record.data} after {timeout} s")
-        await asyncio.sleep(0.05)
+    return await record_when(catalog, file_id, lambda record: record.data.status in statuses)

@@ -1,0 +1,1 @@
+"""The `ragway` command line: a client of a running ragway over HTTP."""

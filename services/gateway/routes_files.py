@@ -1,0 +1,347 @@
+"""Open WebUI's file routes: streamed uploads into the object store, records in KV.
+
+Uploads never sit in memory whole: the multipart part is read in chunks straight into
+the JetStream object store (which hashes as it goes), then the record is created and an
+ingestion job queued; the reply comes at once. Reading a file is for its owner and
+admins; anyone else gets 404. Deleting goes through the retrieval service, which owns
+what hangs off a file (vectors, knowledge links) besides its record and blobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import quote
+
+import msgspec
+import structlog
+from aiohttp import BodyPartReader, hdrs, web
+from aiohttp.typedefs import Handler
+from catalog.files import FileCatalog, blob_name, now, text_name
+from common.codec import encode
+from common.errors import RagwayError, invalid, not_found
+from contracts import subjects
+from contracts.auth import Ok, Principal
+from contracts.files import (
+    DeleteFileRequest,
+    FileData,
+    FileMeta,
+    FileRecord,
+    FileStatusReply,
+    IngestJob,
+)
+
+from gateway.bodies import TRUE, json_bytes, json_value
+from gateway.ingest_queue import publish_job
+from gateway.state import BUS, CATALOG, REQUEST_ID, SETTINGS, Access, principal_of
+from gateway.uploads import (
+    content_type_for,
+    refuse_unsupported,
+    refuse_unsupported_bytes,
+    safe_filename,
+)
+
+log = structlog.get_logger()
+
+MIB = 1024 * 1024
+READ_CHUNK = 64 * 1024
+MAX_METADATA_BYTES = 64 * 1024
+# Multipart framing and small fields around the file itself.
+MULTIPART_OVERHEAD = 1 * MIB
+MAX_TEXT_BYTES = 64 * MIB
+TERMINAL = ("completed", "failed")
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+class _Stored(msgspec.Struct, kw_only=True):
+    name: str
+    content_type: str
+    size: int
+    sha256: str
+
+
+def file_object(record: FileRecord) -> dict[str, Any]:
+    """The record as clients see it: `data.status` always present (FileData omits defaults)."""
+    value: dict[str, Any] = msgspec.to_builtins(record)
+    value["data"].setdefault("status", record.data.status)
+    return value
+
+
+def can_read(principal: Principal, record: FileRecord) -> bool:
+    return record.user_id == principal.id or principal.role == "admin"
+
+
+async def readable_record(request: web.Request) -> FileRecord:
+    """The file named in the path, if the caller may read it; 404 otherwise."""
+    file_id = request.match_info["file_id"]
+    record = await request.app[CATALOG].get(file_id)
+    if record is None or not can_read(principal_of(request), record):
+        raise not_found("File not found")
+    return record
+
+
+# --- upload ------------------------------------------------------------------------------
+
+
+async def upload_file(request: web.Request) -> web.Response:
+    settings, catalog = request.app[SETTINGS], request.app[CATALOG]
+    max_size = settings.file_max_size_mb * MIB
+    if not request.content_type.startswith("multipart/"):
+        raise invalid("Send the file as multipart/form-data in the field 'file'")
+    declared = request.content_length
+    if declared is not None and declared > max_size + MULTIPART_OVERHEAD:
+        raise _too_large(settings.file_max_size_mb)
+    file_id = str(uuid.uuid4())
+    stored: _Stored | None = None
+    metadata: dict[str, Any] = {}
+    try:
+        reader = await request.multipart()
+        async for part in reader:
+            if not isinstance(part, BodyPartReader):
+                raise invalid("Nested multipart bodies are not supported")
+            if part.name == "file" and stored is None:
+                stored = await _store_part(catalog, part, file_id, max_size)
+            elif part.name == "metadata":
+                metadata = _parse_metadata(await _read_small(part, MAX_METADATA_BYTES))
+            else:
+                await part.release()
+        if stored is None:
+            raise invalid("A file is required in the multipart field 'file'")
+        record = _new_record(file_id, principal_of(request), stored, metadata)
+        await catalog.create(record)
+    except RagwayError as exc:
+        if stored is not None:
+            await catalog.blobs.delete(blob_name(file_id))
+        if exc.code == "too_large":
+            raise _too_large(settings.file_max_size_mb) from None
+        raise
+    except BaseException:
+        if stored is not None:
+            await asyncio.shield(catalog.blobs.delete(blob_name(file_id)))
+        raise
+    try:
+        await publish_job(
+            request.app[BUS].nc.jetstream(),
+            settings.ingest_subject,
+            IngestJob(file_id=file_id, request_id=request.get(REQUEST_ID, "")),
+        )
+    except RagwayError:
+        await catalog.delete(file_id)
+        raise
+    log.info("file_uploaded", file_id=file_id, size=stored.size, content_type=stored.content_type)
+    return json_value(file_object(record))
+
+
+def _too_large(limit_mb: int) -> RagwayError:
+    return RagwayError("too_large", f"The file is larger than the {limit_mb} MB upload limit")
+
+
+async def _store_part(
+    catalog: FileCatalog, part: BodyPartReader, file_id: str, max_size: int
+) -> _Stored:
+    name = safe_filename(part.filename)
+    content_type = content_type_for(name, part.headers.get(hdrs.CONTENT_TYPE))
+    refuse_unsupported(name, content_type)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        first = True
+        while piece := await part.read_chunk(READ_CHUNK):
+            if first:
+                refuse_unsupported_bytes(name, piece)
+                first = False
+            yield piece
+
+    info = await catalog.blobs.put_stream(blob_name(file_id), chunks(), max_size=max_size)
+    return _Stored(name=name, content_type=content_type, size=info.size, sha256=info.sha256)
+
+
+async def _read_small(part: BodyPartReader, limit: int) -> bytes:
+    data = bytearray()
+    while piece := await part.read_chunk(READ_CHUNK):
+        data += piece
+        if len(data) > limit:
+            raise invalid(f"The 'metadata' field is larger than {limit // 1024} KiB")
+    return bytes(data)
+
+
+def _parse_metadata(raw: bytes) -> dict[str, Any]:
+    if not raw.strip():
+        return {}
+    try:
+        value = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        raise invalid("The 'metadata' field must be a JSON object") from None
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise invalid("The 'metadata' field must be a JSON object")
+    return value
+
+
+def _new_record(
+    file_id: str, principal: Principal, stored: _Stored, metadata: dict[str, Any]
+) -> FileRecord:
+    stamp = now()
+    return FileRecord(
+        id=file_id,
+        user_id=principal.id,
+        hash=stored.sha256,
+        filename=stored.name,
+        data=FileData(status="pending"),
+        meta=FileMeta(
+            name=stored.name, content_type=stored.content_type, size=stored.size, data=metadata
+        ),
+        created_at=stamp,
+        updated_at=stamp,
+    )
+
+
+# --- reading -----------------------------------------------------------------------------
+
+
+async def list_files(request: web.Request) -> web.Response:
+    records = await request.app[CATALOG].list_for(principal_of(request).id)
+    return json_value([file_object(record) for record in records])
+
+
+async def get_file(request: web.Request) -> web.Response:
+    return json_value(file_object(await readable_record(request)))
+
+
+def status_of(record: FileRecord) -> FileStatusReply:
+    data = record.data
+    return FileStatusReply(
+        status=data.status,
+        error=data.error,
+        chunks_done=data.chunks_done,
+        chunks_total=data.chunks_total,
+    )
+
+
+async def file_status(request: web.Request) -> web.StreamResponse:
+    record = await readable_record(request)
+    if request.query.get("stream", "").lower() not in ("1", "true", "yes"):
+        return json_value(status_of(record))
+    return await _status_stream(request, record)
+
+
+async def _status_stream(request: web.Request, record: FileRecord) -> web.StreamResponse:
+    """SSE: the status now and after every change, until completed/failed (or the bound)."""
+    settings, catalog = request.app[SETTINGS], request.app[CATALOG]
+    response = web.StreamResponse(headers=SSE_HEADERS)
+    response.content_type = "text/event-stream"
+    await response.prepare(request)
+    last: FileStatusReply | None = None
+    updates = catalog.watch(record.id)
+    try:
+        async with asyncio.timeout(settings.file_status_stream_max_seconds):
+            async for latest in updates:
+                if latest is None:
+                    gone = FileStatusReply(status="failed", error="The file was deleted")
+                    await response.write(_event(gone))
+                    break
+                reply = status_of(latest)
+                if reply != last:
+                    await response.write(_event(reply))
+                    last = reply
+                if reply.status in TERMINAL:
+                    break
+    except TimeoutError:
+        log.info("file_status_stream_bound_reached", file_id=record.id)
+    finally:
+        await updates.aclose()  # type: ignore[attr-defined]
+    await response.write_eof()
+    return response
+
+
+def _event(reply: FileStatusReply) -> bytes:
+    return b"data: " + encode(reply) + b"\n\n"
+
+
+async def file_content(request: web.Request) -> web.StreamResponse:
+    """The original bytes, streamed from the object store, as a download."""
+    record = await readable_record(request)
+    chunks = request.app[CATALOG].blobs.get_stream(blob_name(record.id))
+    try:
+        first = await anext(chunks, b"")  # a missing blob is a JSON 404, before any header
+        response = web.StreamResponse(
+            headers={
+                hdrs.CONTENT_DISPOSITION: content_disposition(record.meta.name),
+                "X-Content-Type-Options": "nosniff",
+            }
+        )
+        response.content_type = (
+            record.meta.content_type.split(";", 1)[0] or "application/octet-stream"
+        )
+        response.content_length = record.meta.size
+        await response.prepare(request)
+        if first:
+            await response.write(first)
+        async for piece in chunks:
+            await response.write(piece)
+        await response.write_eof()
+        return response
+    finally:
+        await chunks.aclose()  # type: ignore[attr-defined]
+
+
+def content_disposition(name: str) -> str:
+    """`attachment` with an ASCII fallback name and the exact one per RFC 6266/5987."""
+    fallback = "".join(
+        c if c.isascii() and c.isprintable() and c not in '"\\;' else "_" for c in name
+    )
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
+async def file_text(request: web.Request) -> web.Response:
+    """`{content}`: the text the ingestion workers extracted."""
+    record = await readable_record(request)
+    try:
+        raw = await request.app[CATALOG].blobs.get_bytes(text_name(record.id), MAX_TEXT_BYTES)
+    except RagwayError as exc:
+        if exc.code != "not_found":
+            raise
+        status = record.data.status
+        if status == "failed":
+            why = record.data.error or "it could not be processed"
+            raise not_found(f"File {record.meta.name!r} has no text: {why}") from None
+        if status != "completed":
+            raise not_found(
+                f"File {record.meta.name!r} is still {status}: its text is not extracted yet"
+            ) from None
+        raise not_found(f"File {record.meta.name!r} has no extracted text") from None
+    return json_bytes(b'{"content":' + encode(raw.decode("utf-8", errors="replace")) + b"}")
+
+
+# --- deleting ----------------------------------------------------------------------------
+
+
+async def delete_file(request: web.Request) -> web.Response:
+    app = request.app
+    await app[BUS].request(
+        subjects.FILES_DELETE,
+        DeleteFileRequest(principal=principal_of(request), file_id=request.match_info["file_id"]),
+        Ok,
+        timeout=app[SETTINGS].request_timeout_seconds,
+        capability="retrieval",
+    )
+    return json_bytes(TRUE)
+
+
+def add_routes(app: web.Application, access: dict[str, Access]) -> None:
+    table: list[tuple[str, str, str, Handler]] = [
+        ("POST", "/api/v1/files/", "files_upload", upload_file),
+        ("POST", "/api/v1/files", "files_upload_bare", upload_file),
+        ("GET", "/api/v1/files/", "files_list", list_files),
+        ("GET", "/api/v1/files", "files_list_bare", list_files),
+        ("GET", "/api/v1/files/{file_id}", "files_get", get_file),
+        ("GET", "/api/v1/files/{file_id}/process/status", "files_status", file_status),
+        ("GET", "/api/v1/files/{file_id}/content", "files_content", file_content),
+        ("GET", "/api/v1/files/{file_id}/data/content", "files_text", file_text),
+        ("DELETE", "/api/v1/files/{file_id}", "files_delete", delete_file),
+    ]
+    for method, path, name, handler in table:
+        app.router.add_route(method, path, handler, name=name)
+        access[name] = "user"

@@ -1,0 +1,72 @@
+"""What the inference-proxy and a sandbox worker process say to each other over the
+worker's stdin/stdout: length-prefixed msgpack frames. Imported by the worker, so it
+must stay light (stdlib + msgspec only)."""
+
+from __future__ import annotations
+
+import struct
+from typing import Any, BinaryIO, Literal
+
+import msgspec
+
+Op = Literal["inspect_pipe", "inspect_tools", "pipe", "tool"]
+MAX_FRAME_BYTES = 64 * 1024 * 1024
+_LENGTH = struct.Struct(">I")
+
+
+class Call(msgspec.Struct, kw_only=True, tag=True):
+    """One job for one worker process: load `source`, then do `op`."""
+
+    op: Op
+    plugin_id: str
+    source: str
+    body: dict[str, Any] | None = None  # a pipe's request body
+    method: str = ""  # a tool call's method
+    arguments: dict[str, Any] = {}
+    user: dict[str, Any] = {}
+
+
+class Chunk(msgspec.Struct, kw_only=True, tag=True):
+    """A piece of a streaming pipe's answer."""
+
+    text: str
+
+
+class Result(msgspec.Struct, kw_only=True, tag=True):
+    """The call finished: the whole answer (or tool result), or the tool specs found."""
+
+    text: str = ""
+    specs: list[dict[str, Any]] | None = None
+
+
+class Failure(msgspec.Struct, kw_only=True, tag=True):
+    """The admin's code failed; `invalid` when the source breaks the rules."""
+
+    type: str
+    message: str
+    invalid: bool = False
+
+
+Frame = Chunk | Result | Failure
+
+encode = msgspec.msgpack.Encoder().encode
+call_decoder = msgspec.msgpack.Decoder(Call)
+frame_decoder = msgspec.msgpack.Decoder(Frame)
+
+
+def framed(payload: bytes) -> bytes:
+    return _LENGTH.pack(len(payload)) + payload
+
+
+def frame_length(header: bytes) -> int:
+    (length,) = _LENGTH.unpack(header)
+    return int(length)
+
+
+def read_call(stream: BinaryIO) -> Call | None:
+    """The worker's one call, or None when the proxy closed stdin (shutdown)."""
+    header = stream.read(_LENGTH.size)
+    if len(header) < _LENGTH.size:
+        return None
+    payload = stream.read(frame_length(header))
+    return call_decoder.decode(payload)

@@ -1,0 +1,88 @@
+"""Helpers for process-level tests: a clean environment and the process tree under a pid."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from stack.nats_server import free_port
+from stack.settings import StackSettings
+
+# Variables of the surrounding shell that would leak into the stack under test.
+FOREIGN_PREFIXES = ("RAGWAY_", "OPENAI_", "OLLAMA_")
+
+
+def clean_environ(**overrides: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(FOREIGN_PREFIXES)}
+    if "RAGWAY_CACHE_DIR" in os.environ:
+        env["RAGWAY_CACHE_DIR"] = os.environ["RAGWAY_CACHE_DIR"]
+    env.update(overrides)
+    return env
+
+
+def free_stack_settings(data_dir: Path) -> StackSettings:
+    """Settings on free ports and a private data dir, so tests never touch a real install."""
+    return StackSettings(
+        data_dir=str(data_dir),
+        cache_dir=os.environ.get("RAGWAY_CACHE_DIR") or "~/.cache/ragway",
+        port=free_port(),
+        nats_port=free_port(),
+        nats_monitor_port=free_port(),
+        llm_port=free_port(),
+        log_level="warning",
+        stop_timeout_s=15.0,
+    )
+
+
+def settings_environ(settings: StackSettings) -> dict[str, str]:
+    """The same settings as RAGWAY_* variables, for `python -m stack run`."""
+    return {
+        "RAGWAY_DATA_DIR": settings.data_dir,
+        "RAGWAY_PORT": str(settings.port),
+        "RAGWAY_NATS_PORT": str(settings.nats_port),
+        "RAGWAY_NATS_MONITOR_PORT": str(settings.nats_monitor_port),
+        "RAGWAY_LLM_PORT": str(settings.llm_port),
+        "RAGWAY_LOG_LEVEL": settings.log_level,
+    }
+
+
+def _parents() -> dict[int, int]:
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # the command name may contain spaces: fields resume after the last ')'
+        fields = stat.rsplit(")", 1)[1].split()
+        parents[int(entry.name)] = int(fields[1])
+    return parents
+
+
+def descendants(pid: int) -> set[int]:
+    parents = _parents()
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        children = {child for child, parent in parents.items() if parent in frontier}
+        frontier = children - found
+        found |= children
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Running and not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""

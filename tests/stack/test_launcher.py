@@ -1,0 +1,192 @@
+"""The launcher runs the whole stack as real processes, stops all of it, and keeps data."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from stack.launcher import Stack
+from stack.llm_setup import MODEL_ID
+
+from tests.stack.support import (
+    alive,
+    clean_environ,
+    command_line,
+    descendants,
+    free_stack_settings,
+    settings_environ,
+)
+
+pytestmark = pytest.mark.slow
+
+PASSWORD = "correct horse battery"
+SERVICE_MODULES = ("auth", "inference_proxy", "ingestion", "retrieval", "gateway")
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+        yield session
+
+
+async def call(
+    http: aiohttp.ClientSession, method: str, url: str, token: str = "", **kw: Any
+) -> tuple[int, Any]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with http.request(method, url, headers=headers, **kw) as reply:
+        return reply.status, await reply.json()
+
+
+class Launched:
+    """`python -m stack run` as a child process, with the URL it printed when ready."""
+
+    def __init__(self, data_dir: Path, log_path: Path) -> None:
+        settings = free_stack_settings(data_dir)
+        with open(log_path, "wb") as log_file:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "stack", "run"],
+                env=clean_environ(**settings_environ(settings)),
+                stdout=subprocess.PIPE,
+                stderr=log_file,
+            )
+        self.log_path = log_path
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()  # one line, printed once /health is 200
+        assert b"ready at" in line, log_path.read_text()[-3000:]
+        self.url = line.decode().split("ready at", 1)[1].strip()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def launched(tmp_path: Path) -> Iterator[Launched]:
+    launched = Launched(tmp_path / "data", tmp_path / "launcher.log")
+    yield launched
+    launched.stop()
+
+
+def signup_while_supervising(stack: Stack, url: str, body: dict[str, str]) -> tuple[int, Any]:
+    """Run the supervisor loop as `python -m stack run` does until the signup succeeds."""
+    deadline = time.monotonic() + 30
+    while True:
+        stack.supervise_once()
+        request = urllib.request.Request(
+            url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=5) as reply:
+                return reply.status, json.loads(reply.read())
+        except urllib.error.HTTPError as exc:
+            if exc.code not in (503, 504) or time.monotonic() > deadline:
+                return exc.code, json.loads(exc.read())
+        except TimeoutError:
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(0.2)
+
+
+def wait_until_gone(pids: set[int], within_s: float) -> list[str]:
+    """Command lines of the processes still alive after `within_s`."""
+    deadline = time.monotonic() + within_s
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return [command_line(pid) for pid in pids if alive(pid)]
+
+
+async def test_make_run_starts_every_process_serves_the_local_model_and_sigterm_stops_all(
+    launched: Launched, http: aiohttp.ClientSession
+) -> None:
+    url = launched.url
+    status, health = await call(http, "GET", f"{url}/health")
+    assert status == 200 and health["status"] is True
+
+    tree = descendants(launched.process.pid)
+    commands = " ".join(command_line(pid) for pid in tree)
+    for module in SERVICE_MODULES:
+        assert f"-m {module}" in commands
+    assert "nats-server" in commands
+    assert "llama-server" in commands  # no backend configured: the local LLM runs
+
+    status, session = await call(
+        http,
+        "POST",
+        f"{url}/api/v1/auths/signup",
+        json={"name": "Ada", "email": "ada@example.test", "password": PASSWORD},
+    )
+    assert status == 200, session
+    status, models = await call(http, "GET", f"{url}/api/models", session["token"])
+    assert MODEL_ID in [model["id"] for model in models["data"]]
+    question = {"role": "user", "content": "Say hello."}
+    status, completion = await call(
+        http,
+        "POST",
+        f"{url}/api/chat/completions",
+        session["token"],
+        json={"model": MODEL_ID, "messages": [question], "max_tokens": 12},
+    )
+    assert status == 200, completion
+    assert completion["choices"][0]["message"]["content"].strip()
+
+    launched.process.send_signal(signal.SIGTERM)
+    assert await asyncio.to_thread(launched.process.wait, 60) == 0
+    assert await asyncio.to_thread(wait_until_gone, tree, 5) == []
+
+
+async def test_a_user_signed_up_before_a_restart_can_sign_in_after_it(
+    tmp_path: Path, http: aiohttp.ClientSession, llama_server: str
+) -> None:
+    # A configured backend: the launcher must not start a second llama-server.
+    environ = clean_environ(RAGWAY_OPENAI_API_BASE_URLS=llama_server)
+    email = f"grace-{uuid.uuid4().hex[:8]}@example.test"
+    settings = free_stack_settings(tmp_path / "data")
+
+    first = Stack(settings, environ)
+    await first.astart()
+    try:
+        assert first.llama is None
+        # A service that dies is restarted by the supervisor (and answers again).
+        auth = next(child for child in first.services if child.name == "auth")
+        crashed_pid = auth.pid
+        auth.signal_group(signal.SIGKILL)
+        status, session = await asyncio.to_thread(
+            signup_while_supervising,
+            first,
+            f"{first.url}/api/v1/auths/signup",
+            {"name": "Grace", "email": email, "password": PASSWORD},
+        )
+        assert status == 200, session
+        assert auth.running() and auth.pid != crashed_pid
+    finally:
+        await first.astop()
+    assert wait_until_gone(set(first.pids()), 5) == []
+
+    second = Stack(free_stack_settings(tmp_path / "data"), environ)
+    await second.astart()
+    try:
+        status, again = await call(
+            http,
+            "POST",
+            f"{second.url}/api/v1/auths/signin",
+            json={"email": email, "password": PASSWORD},
+        )
+        assert status == 200, again
+        assert (again["id"], again["role"]) == (session["id"], "admin")
+        status, me = await call(http, "GET", f"{second.url}/api/v1/auths/", again["token"])
+        assert (status, me["email"]) == (200, email)
+    finally:
+        await second.astop()
