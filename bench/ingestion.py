@@ -31,16 +31,17 @@ import time  # noqa: E402
 import uuid  # noqa: E402
 
 import msgspec  # noqa: E402
+from nats.js import JetStreamContext  # noqa: E402
+
 from catalog.files import FileCatalog, blob_name, now  # noqa: E402
+from catalog.jobs import ensure_stream  # noqa: E402
 from common.logging import configure_logging  # noqa: E402
 from common.nats_conn import connect_nats  # noqa: E402
 from contracts.files import FileData, FileMeta, FileRecord, IngestJob  # noqa: E402
 from embedding.embedder import Embedder  # noqa: E402
 from ingestion.documents import Chunk  # noqa: E402
 from ingestion.pipeline import process_file  # noqa: E402
-from ingestion.queue import ensure_stream  # noqa: E402
 from ingestion.settings import Settings as IngestionSettings  # noqa: E402
-from nats.js import JetStreamContext  # noqa: E402
 from retrieval.app import serve as serve_retrieval  # noqa: E402
 from retrieval.settings import Settings as RetrievalSettings  # noqa: E402
 from stack.nats_server import NatsServer, NatsServerConfig, free_port  # noqa: E402

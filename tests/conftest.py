@@ -11,10 +11,11 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from nats.aio.client import Client
+
 from common.bus import Bus
 from common.logging import configure_logging
 from common.nats_conn import connect_nats
-from nats.aio.client import Client
 from stack.llama_server import LlamaServer, LlamaServerConfig
 from stack.llm_setup import cache_dir_from, missing_llm_parts
 from stack.nats_server import NatsServer, NatsServerConfig, free_port

@@ -14,7 +14,6 @@ import json
 from collections.abc import AsyncIterable, AsyncIterator
 from datetime import UTC, datetime
 
-from common.errors import RagwayError
 from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
 from nats.js.kv import MSG_ROLLUP_SUBJECT
@@ -24,6 +23,8 @@ from nats.js.object_store import (
     OBJ_META_PRE_TEMPLATE,
     OBJ_STREAM_TEMPLATE,
 )
+
+from common.errors import RagwayError
 
 CHUNK_SIZE = 128 * 1024
 FETCH_BATCH = 64

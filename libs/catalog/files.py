@@ -8,14 +8,14 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 import msgspec
-from common.errors import RagwayError
-from contracts.files import FileRecord
 from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from catalog.blobs import BlobStore
 from catalog.buckets import ensure_kv, ensure_object_store
+from common.errors import RagwayError
+from contracts.files import FileRecord
 
 _encode = msgspec.json.Encoder().encode
 _decode_record = msgspec.json.Decoder(FileRecord).decode

@@ -16,7 +16,9 @@ FileStatus = Literal["pending", "processing", "completed", "failed"]
 
 
 class FileData(msgspec.Struct, kw_only=True, omit_defaults=True):
-    status: FileStatus = "pending"
+    """Processing state. `status` has no default, so it is always serialized."""
+
+    status: FileStatus
     error: str | None = None
     chunks_done: int = 0
     chunks_total: int = 0

@@ -113,7 +113,14 @@ class Embedder:
         items = [prefix + text for text in texts] if prefix else list(texts)
         if not items:
             return []
-        return [v.tolist() for v in self._dense.embed(items, batch_size=self.settings.batch_size)]
+        # A batch is padded to its longest text: embedding in length order wastes far less
+        # compute on padding when chunk lengths vary (the results go back in input order).
+        order = sorted(range(len(items)), key=lambda i: len(items[i]))
+        vectors = self._dense.embed([items[i] for i in order], batch_size=self.settings.batch_size)
+        result: list[DenseVector] = [[] for _ in items]
+        for i, vector in zip(order, vectors, strict=True):
+            result[i] = vector.tolist()
+        return result
 
     def embed_query(self, text: str) -> DenseVector:
         """The vector of a search query (with the model's query prefix, if it has one)."""

@@ -11,7 +11,6 @@ from types import FrameType
 
 from common.logging import configure_logging
 from common.settings import load_settings
-
 from stack.launcher import Stack
 from stack.llm_setup import setup_llm
 from stack.settings import StackSettings

@@ -21,8 +21,8 @@ from types import TracebackType
 
 import nats
 import structlog
-from contracts import subjects
 
+from contracts import subjects
 from stack.llama_server import LlamaServer, LlamaServerConfig
 from stack.llm_setup import MODEL_ID
 from stack.nats_server import NatsServer, NatsServerConfig
@@ -149,7 +149,10 @@ class Stack:
         now = time.monotonic()
         if self.nats.process is not None and self.nats.process.poll() is not None:
             log.error("child_exited", child="nats-server", code=self.nats.process.returncode)
-            self.nats.start()
+            try:
+                self.nats.start()
+            except RuntimeError as exc:  # tried again on the next round
+                log.error("child_restart_failed", child="nats-server", error=str(exc))
         children = [*self.services, self.gateway]
         if self.llama is not None:
             children.append(self.llama.child)

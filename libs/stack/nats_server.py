@@ -104,7 +104,7 @@ class NatsServer:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
 
-    async def astart(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109 - start()'s bound
+    async def astart(self, timeout: float = 10.0) -> None:
         await asyncio.to_thread(self.start, timeout)
 
     async def astop(self, kill: bool = False) -> None:

@@ -1,9 +1,8 @@
+from auth.app import serve
+from auth.settings import Settings
 from common.logging import configure_logging
 from common.runner import run_until_signalled
 from common.settings import load_settings
-
-from auth.app import serve
-from auth.settings import Settings
 
 # Open WebUI's names work too, so an existing deployment keeps its secret and role policy.
 settings = load_settings(

@@ -7,10 +7,6 @@ from contextlib import asynccontextmanager
 
 import structlog
 from argon2 import PasswordHasher
-from common.bus import Bus
-from common.nats_conn import connect_nats
-from common.service import ServiceHost
-from contracts import subjects
 
 from auth.handlers import AuthHandlers
 from auth.passwords import Passwords
@@ -18,6 +14,10 @@ from auth.ratelimit import FailureLimiter
 from auth.settings import Settings
 from auth.store import Buckets, UserStore
 from auth.tokens import TokenIssuer, load_jwt_secret
+from common.bus import Bus
+from common.nats_conn import connect_nats
+from common.service import ServiceHost
+from contracts import subjects
 
 
 @asynccontextmanager

@@ -13,6 +13,15 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
+from structlog.typing import FilteringBoundLogger
+
+from auth.errors import bad_credentials, conflict, rate_limited
+from auth.passwords import Passwords
+from auth.ratelimit import FailureLimiter
+from auth.settings import Settings
+from auth.store import UserRecord, UserStore, now
+from auth.tokens import TokenIssuer
+from auth.validation import MAX_PASSWORD_LENGTH, check_password, clean_email, clean_name
 from common.bus import Bus
 from common.errors import not_found, unauthorized
 from contracts import subjects
@@ -33,15 +42,6 @@ from contracts.auth import (
     UsersList,
     UsersListRequest,
 )
-from structlog.typing import FilteringBoundLogger
-
-from auth.errors import bad_credentials, conflict, rate_limited
-from auth.passwords import Passwords
-from auth.ratelimit import FailureLimiter
-from auth.settings import Settings
-from auth.store import UserRecord, UserStore, now
-from auth.tokens import TokenIssuer
-from auth.validation import MAX_PASSWORD_LENGTH, check_password, clean_email, clean_name
 
 API_KEY_PREFIX = "sk-"
 Endpoint = tuple[str, Callable[[Any], Awaitable[Any]], type[Any]]

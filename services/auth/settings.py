@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import msgspec
+
 from contracts.auth import Role
 
 Positive = Annotated[int, msgspec.Meta(ge=1)]

@@ -17,8 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import msgspec
-from common.errors import RagwayError, not_found
-from contracts.auth import Principal, Role, User
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import (
@@ -28,6 +26,9 @@ from nats.js.errors import (
     KeyWrongLastSequenceError,
 )
 from nats.js.kv import KeyValue
+
+from common.errors import RagwayError, not_found
+from contracts.auth import Principal, Role, User
 
 CAS_ATTEMPTS = 20
 FIRST_USER_KEY = "first_user"

@@ -7,10 +7,11 @@ import time
 import uuid
 
 import jwt
-from contracts.auth import JwtParams
 from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from structlog.typing import FilteringBoundLogger
+
+from contracts.auth import JwtParams
 
 ALGORITHM = "HS256"
 SECRET_KEY = "jwt_secret"

@@ -10,21 +10,22 @@ from dataclasses import dataclass
 
 import structlog
 from aiohttp import web
+
 from catalog.files import FileCatalog
+from catalog.jobs import ensure_stream
 from common.bus import Bus
 from common.nats_conn import connect_nats
 from contracts import subjects
-
 from gateway import (
     health,
     routes_auth,
     routes_chat,
     routes_files,
+    routes_functions,
     routes_knowledge,
     routes_retrieval,
 )
 from gateway.identity import Identity
-from gateway.ingest_queue import ensure_stream
 from gateway.middleware import add_request_id_header, authenticate, request_context
 from gateway.settings import Settings
 from gateway.state import ACCESS, BUS, CATALOG, IDENTITY, SETTINGS, Access
@@ -59,6 +60,7 @@ def build_app(settings: Settings, bus: Bus, identity: Identity) -> web.Applicati
         routes_auth,
         routes_chat,
         routes_files,
+        routes_functions,
         routes_knowledge,
         routes_retrieval,
     ):

@@ -6,6 +6,7 @@ from typing import Any, TypeVar
 
 import msgspec
 from aiohttp import web
+
 from common.codec import decode
 from common.errors import invalid
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aiohttp import web
+
 from common.codec import encode
 from common.errors import ErrorCode
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 
 from aiohttp import web
-from contracts.subjects import BACKEND_SERVICES
 
+from common.errors import RagwayError
+from contracts.subjects import BACKEND_SERVICES
 from gateway.bodies import json_value
 from gateway.errors import error_response
 from gateway.state import BUS, SETTINGS, Access
@@ -19,8 +20,10 @@ def services_to_check(configured: str) -> tuple[str, ...]:
 
 async def _answers(request: web.Request, name: str, wait_seconds: float) -> bool:
     try:
-        await request.app[BUS].nc.request(f"$SRV.PING.{name}", b"", timeout=wait_seconds)
-    except Exception:
+        await request.app[BUS].request_raw(
+            f"$SRV.PING.{name}", b"", timeout=wait_seconds, capability=name
+        )
+    except RagwayError:
         return False
     return True
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 import jwt
 import structlog
+from nats.aio.msg import Msg
+
 from common.bus import Bus
 from common.codec import decode
 from common.errors import RagwayError, unauthorized
@@ -27,7 +29,6 @@ from contracts.auth import (
     Principal,
     UserRef,
 )
-from nats.aio.msg import Msg
 
 log = structlog.get_logger()
 

@@ -9,9 +9,9 @@ import time
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
+
 from common.bus import new_request_id, request_id_var
 from common.errors import RagwayError, forbidden, unauthorized
-
 from gateway.errors import error_response, status_for
 from gateway.state import ACCESS, IDENTITY, PRINCIPAL, REQUEST_ID
 

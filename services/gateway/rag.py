@@ -12,6 +12,7 @@ import html
 from typing import Any
 
 import msgspec
+
 from common.bus import Bus
 from common.errors import invalid
 from contracts import subjects

@@ -5,6 +5,7 @@ from __future__ import annotations
 import msgspec
 from aiohttp import web
 from aiohttp.typedefs import Handler
+
 from common.codec import encode
 from common.errors import RagwayError, invalid
 from contracts import subjects
@@ -18,7 +19,6 @@ from contracts.auth import (
     UsersList,
     UsersListRequest,
 )
-
 from gateway.bodies import TRUE, json_bytes, json_value, parse, read_body
 from gateway.state import BUS, IDENTITY, SETTINGS, Access, principal_of
 

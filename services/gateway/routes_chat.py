@@ -15,6 +15,8 @@ import msgspec
 import nats.errors
 import structlog
 from aiohttp import web
+from nats.aio.client import Client
+
 from common.bus import outgoing_headers
 from common.codec import decode, encode
 from contracts import subjects
@@ -28,8 +30,6 @@ from contracts.chat import (
     StreamEnd,
 )
 from contracts.models import ModelsRequest
-from nats.aio.client import Client
-
 from gateway import rag
 from gateway.bodies import json_bytes, parse, read_body
 from gateway.state import BUS, SETTINGS, Access, principal_of

@@ -19,6 +19,7 @@ import msgspec
 import structlog
 from aiohttp import BodyPartReader, hdrs, web
 from aiohttp.typedefs import Handler
+
 from catalog.files import FileCatalog, blob_name, now, text_name
 from common.codec import encode
 from common.errors import RagwayError, invalid, not_found
@@ -32,7 +33,6 @@ from contracts.files import (
     FileStatusReply,
     IngestJob,
 )
-
 from gateway.bodies import TRUE, json_bytes, json_value
 from gateway.ingest_queue import publish_job
 from gateway.state import BUS, CATALOG, REQUEST_ID, SETTINGS, Access, principal_of
@@ -63,9 +63,8 @@ class _Stored(msgspec.Struct, kw_only=True):
 
 
 def file_object(record: FileRecord) -> dict[str, Any]:
-    """The record as clients see it: `data.status` always present (FileData omits defaults)."""
+    """The record as clients see it (Open WebUI's file object)."""
     value: dict[str, Any] = msgspec.to_builtins(record)
-    value["data"].setdefault("status", record.data.status)
     return value
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
+
 from common.codec import encode
 from contracts import subjects
 from contracts.knowledge import (
@@ -22,7 +23,6 @@ from contracts.knowledge import (
     KnowledgeRef,
     KnowledgeUpdate,
 )
-
 from gateway.bodies import TRUE, json_bytes, json_value, parse, read_body
 from gateway.state import BUS, SETTINGS, Access, principal_of
 

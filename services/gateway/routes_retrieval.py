@@ -10,8 +10,8 @@ from typing import Annotated, Literal
 
 import msgspec
 from aiohttp import web
-from contracts.retrieval import ChunkHit, RetrievalResult, ScopeItem, SearchMode
 
+from contracts.retrieval import ChunkHit, RetrievalResult, ScopeItem, SearchMode
 from gateway import rag
 from gateway.bodies import json_value, parse, read_body
 from gateway.state import BUS, SETTINGS, Access, principal_of

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import msgspec
+
 from contracts.subjects import INGEST_JOBS, INGEST_STREAM
 
 Name = Annotated[str, msgspec.Meta(pattern=r"^[a-zA-Z0-9_-]+$")]

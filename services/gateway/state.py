@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Literal
 
 from aiohttp import web
+
 from catalog.files import FileCatalog
 from common.bus import Bus
 from contracts.auth import Principal
-
 from gateway.identity import Identity
 from gateway.settings import Settings
 

@@ -7,15 +7,22 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 import aiohttp
+
+from common.codec import encode
 from common.nats_conn import connect_nats
 from common.service import ServiceHost
 from contracts import subjects
 from contracts.chat import CompletionJob
-from contracts.models import ModelsRequest
-
+from contracts.functions import PluginListRequest, PluginRef, PluginSave
+from contracts.models import ModelsReply, ModelsRequest
 from inference_proxy.catalog import ModelCatalog
 from inference_proxy.chat import ChatRunner
+from inference_proxy.completions import Completions
+from inference_proxy.pipes import PipeRunner
+from inference_proxy.plugins import PluginService, PluginStore
+from inference_proxy.sandbox import Sandbox, SandboxLimits
 from inference_proxy.settings import ENV_ALIASES, Settings, configured_backends
+from inference_proxy.tool_loop import ToolLoop
 
 __all__ = ["ENV_ALIASES", "InferenceProxy", "Settings", "serve"]
 
@@ -26,11 +33,13 @@ class InferenceProxy:
 
     catalog: ModelCatalog
     chat: ChatRunner
+    plugins: PluginStore
+    sandbox: Sandbox
 
 
 @asynccontextmanager
 async def serve(settings: Settings) -> AsyncIterator[InferenceProxy]:
-    """Serve MODELS_LIST, CHAT_COMPLETE and CHAT_STREAM until the context exits."""
+    """Serve MODELS_LIST, CHAT_COMPLETE, CHAT_STREAM and PLUGINS_* until the context exits."""
     openai, ollama = configured_backends(settings)
     async with AsyncExitStack() as stack:
         http = await stack.enter_async_context(
@@ -55,15 +64,43 @@ async def serve(settings: Settings) -> AsyncIterator[InferenceProxy]:
         )
         chat = ChatRunner(nc, http, catalog, settings)
         stack.push_async_callback(chat.aclose)
+        sandbox = Sandbox(
+            SandboxLimits(
+                timeout_seconds=settings.function_timeout_seconds,
+                memory_mb=settings.function_memory_mb,
+                spares=settings.sandbox_spares,
+                max_running=settings.sandbox_max_running,
+            )
+        )
+        await sandbox.start()
+        stack.push_async_callback(sandbox.aclose)
+        plugins = await PluginStore.open(
+            nc.jetstream(), settings.bucket_prefix, settings.kv_replicas
+        )
+        stack.push_async_callback(plugins.aclose)
+        pipes = PipeRunner(nc, sandbox)
+        stack.push_async_callback(pipes.aclose)
+        tools = ToolLoop(nc, chat, sandbox, plugins, settings)
+        stack.push_async_callback(tools.aclose)
+        completions = Completions(chat, pipes, tools, plugins)
+        plugin_service = PluginService(plugins, sandbox)
 
         async def list_models(request: ModelsRequest) -> bytes:
-            return (await catalog.snapshot(refresh=request.refresh)).encoded
+            snapshot = await catalog.snapshot(refresh=request.refresh)
+            functions = plugins.function_models()
+            if not functions:
+                return snapshot.encoded
+            return encode(ModelsReply(data=functions + snapshot.models))
 
         host = await stack.enter_async_context(
             ServiceHost(nc, subjects.INFERENCE_SERVICE, description="Model list and chat")
         )
         await host.add(subjects.MODELS_LIST, list_models, ModelsRequest)
-        await host.add(subjects.CHAT_COMPLETE, chat.complete, CompletionJob)
-        await host.add(subjects.CHAT_STREAM, chat.stream, CompletionJob)
+        await host.add(subjects.CHAT_COMPLETE, completions.complete, CompletionJob)
+        await host.add(subjects.CHAT_STREAM, completions.stream, CompletionJob)
+        await host.add(subjects.PLUGINS_SAVE, plugin_service.save, PluginSave)
+        await host.add(subjects.PLUGINS_LIST, plugin_service.list, PluginListRequest)
+        await host.add(subjects.PLUGINS_GET, plugin_service.get, PluginRef)
+        await host.add(subjects.PLUGINS_DELETE, plugin_service.delete, PluginRef)
         await nc.flush()  # the server knows the endpoints before we say we are serving
-        yield InferenceProxy(catalog=catalog, chat=chat)
+        yield InferenceProxy(catalog=catalog, chat=chat, plugins=plugins, sandbox=sandbox)

@@ -11,9 +11,9 @@ from typing import Any
 import aiohttp
 import msgspec
 import structlog
+
 from common.codec import encode
 from contracts.models import Model, ModelsReply
-
 from inference_proxy.settings import Backend
 
 log = structlog.get_logger()

@@ -13,14 +13,14 @@ import aiohttp
 import msgspec
 import nats.errors
 import structlog
-from common.codec import encode
-from common.errors import RagwayError
-from contracts.chat import STREAM_END, STREAM_HEADER, CompletionJob, StreamAccepted, StreamEnd
-from contracts.subjects import chat_cancel_subject
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from common.codec import encode
+from common.errors import RagwayError
+from contracts.chat import STREAM_END, STREAM_HEADER, CompletionJob, StreamAccepted, StreamEnd
+from contracts.subjects import chat_cancel_subject
 from inference_proxy.catalog import ModelCatalog
 from inference_proxy.errors import StreamFailure, error_for_exception, error_for_status
 from inference_proxy.ollama_convert import completion_from_ollama, to_ollama_chat
@@ -225,7 +225,7 @@ class ChatRunner:
             if request.backend.kind == "ollama"
             else OpenAIStream(request.model)
         )
-        idle = self._settings.stream_idle_timeout_seconds
+        idle = self._settings.backend_idle_timeout_seconds
         error: str | None = None
         outcome = "ok"
         chunks = 0

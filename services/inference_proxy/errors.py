@@ -7,8 +7,8 @@ from typing import Any
 
 import aiohttp
 import msgspec
-from common.errors import RagwayError
 
+from common.errors import RagwayError
 from inference_proxy.settings import Backend
 
 

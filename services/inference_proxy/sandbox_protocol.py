@@ -26,20 +26,20 @@ class Call(msgspec.Struct, kw_only=True, tag=True):
     user: dict[str, Any] = {}
 
 
-class Chunk(msgspec.Struct, kw_only=True, tag=True):
+class Chunk(msgspec.Struct, kw_only=True, tag_field="kind", tag=True):
     """A piece of a streaming pipe's answer."""
 
     text: str
 
 
-class Result(msgspec.Struct, kw_only=True, tag=True):
+class Result(msgspec.Struct, kw_only=True, tag_field="kind", tag=True):
     """The call finished: the whole answer (or tool result), or the tool specs found."""
 
     text: str = ""
     specs: list[dict[str, Any]] | None = None
 
 
-class Failure(msgspec.Struct, kw_only=True, tag=True):
+class Failure(msgspec.Struct, kw_only=True, tag_field="kind", tag=True):
     """The admin's code failed; `invalid` when the source breaks the rules."""
 
     type: str

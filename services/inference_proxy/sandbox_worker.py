@@ -64,7 +64,7 @@ def load_module(plugin_id: str, source: str) -> types.ModuleType:
     module.__file__ = f"<{plugin_id}>"
     sys.modules[name] = module  # dataclasses and typing look classes' modules up here
     code = compile(source, f"<{plugin_id}>", "exec")
-    exec(code, module.__dict__)  # noqa: S102 - running admin-installed code is the point
+    exec(code, module.__dict__)  # running admin-installed code is the point
     return module
 
 
@@ -137,7 +137,7 @@ def parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
 
 
 def _public_methods(cls: type) -> list[tuple[str, Callable[..., Any]]]:
-    found = []
+    found: list[tuple[str, Callable[..., Any]]] = []
     for name, value in vars(cls).items():
         if name.startswith("_"):
             continue
@@ -159,7 +159,7 @@ def tool_specs(module: types.ModuleType) -> list[dict[str, Any]]:
         try:
             hints = typing.get_type_hints(fn)
         except Exception as exc:
-            raise SourceInvalid(f"`Tools.{name}` has type hints that do not resolve: {exc}") from None
+            raise SourceInvalid(f"`Tools.{name}`: type hints do not resolve: {exc}") from None
         params = [
             p
             for p in inspect.signature(fn).parameters.values()
@@ -248,7 +248,6 @@ def run_call(call: Call, out: _Out) -> None:
         if call.method not in names:
             raise SourceInvalid(f"The tool has no method `{call.method}`")
         fn = getattr(_class(module, "Tools")(), call.method)
-        out.send(Result(text=""))  if False else None  # noqa: E701 (placeholder never runs)
         result = fn(**call.arguments, **_extras(fn, call.user))
         asyncio.run(_drive(result, out))
 
@@ -273,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         detail = f"{exc.msg} (line {exc.lineno})" if exc.lineno else str(exc.msg)
         invalid = call.op.startswith("inspect")
         out.send(Failure(type="SyntaxError", message=detail, invalid=invalid))
-    except BaseException as exc:  # noqa: BLE001 - everything the admin's code raises goes back
+    except BaseException as exc:  # whatever the admin's code raises goes back
         invalid = call.op.startswith("inspect")
         out.send(Failure(type=type(exc).__name__, message=str(exc)[:2000], invalid=invalid))
     return 0

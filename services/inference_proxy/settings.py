@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
+
 from common.settings import split_list
 
 # Open WebUI's unprefixed variable names, accepted besides RAGWAY_<FIELD>
@@ -26,10 +27,20 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # time to the response headers, or to the whole answer when not streaming
     backend_timeout_seconds: float = 120.0
     # longest gap allowed between two pieces of a stream
-    stream_idle_timeout_seconds: float = 60.0
+    backend_idle_timeout_seconds: float = 60.0
     models_cache_seconds: float = 10.0
     models_fetch_timeout_seconds: float = 3.0
     max_backend_connections: int = 256
+    # functions (pipes) and tools: KV buckets `<prefix>_functions`, `<prefix>_tools`
+    bucket_prefix: Annotated[str, msgspec.Meta(pattern=r"^[a-zA-Z0-9_-]+$")] = "ragway"
+    kv_replicas: Annotated[int, msgspec.Meta(ge=1)] = 1  # 3 on a NATS cluster
+    # every call of admin code runs in a worker process under these limits
+    function_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+    function_memory_mb: Annotated[int, msgspec.Meta(ge=64)] = 512
+    sandbox_spares: Annotated[int, msgspec.Meta(ge=0)] = 2
+    sandbox_max_running: Annotated[int, msgspec.Meta(ge=1)] = 8
+    # model calls in one completion with `tool_ids` before giving up
+    max_tool_rounds: Annotated[int, msgspec.Meta(ge=1)] = 5
 
     @property
     def nats_servers(self) -> list[str]:

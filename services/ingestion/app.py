@@ -8,14 +8,14 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import structlog
+from nats.aio.client import Client
+
 from catalog.files import FileCatalog
 from common.bus import Bus
 from common.nats_conn import connect_nats
 from common.service import ServiceHost
 from contracts.subjects import INGESTION_SERVICE
 from embedding.embedder import Embedder
-from nats.aio.client import Client
-
 from ingestion.documents import ProcessedFile
 from ingestion.jobs import JobProcessor
 from ingestion.pipeline import process_file_in_thread

@@ -11,10 +11,10 @@ import time
 from collections.abc import Callable
 
 import structlog
+
 from catalog.files import FileCatalog, blob_name, text_name
 from common.errors import RagwayError
 from contracts.files import FileData, FileRecord
-
 from ingestion.chunking import ChunkingOptions
 from ingestion.documents import Chunk, ProcessedFile
 from ingestion.errors import ExtractionError

@@ -1,39 +1,21 @@
 """The job queue: a JetStream work-queue stream and the durable consumer all workers share.
 
-The gateway creates the same stream when it starts (whoever comes first wins; the config
-must stay identical, see `stream_config`). The consumer is this service's alone.
+The stream itself is defined once in `catalog.jobs` (the gateway ensures it too). The
+consumer is this service's alone.
 """
 
 from __future__ import annotations
 
 import structlog
 from nats.js import JetStreamContext
-from nats.js.api import (
-    AckPolicy,
-    ConsumerConfig,
-    DeliverPolicy,
-    RetentionPolicy,
-    StorageType,
-    StreamConfig,
-)
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from catalog.jobs import ensure_stream
 from ingestion.settings import Settings
 
 log = structlog.get_logger()
 
 MAX_DELIVERIES_ADVISORY = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.{consumer}"
-
-
-def stream_config(name: str, subject: str, replicas: int) -> StreamConfig:
-    """Jobs stay until a worker acks them (work-queue retention), on disk."""
-    return StreamConfig(
-        name=name,
-        subjects=[subject],
-        retention=RetentionPolicy.WORK_QUEUE,
-        storage=StorageType.FILE,
-        num_replicas=replicas,
-    )
 
 
 def consumer_config(settings: Settings) -> ConsumerConfig:
@@ -47,20 +29,6 @@ def consumer_config(settings: Settings) -> ConsumerConfig:
         # every worker pulls; more outstanding jobs than this wait in the stream
         max_ack_pending=1000,
     )
-
-
-async def ensure_stream(js: JetStreamContext, name: str, subject: str, replicas: int) -> None:
-    """Create the stream unless it exists (a concurrent creator with the same config is fine)."""
-    try:
-        await js.stream_info(name)
-        return
-    except NotFoundError:
-        pass
-    try:
-        await js.add_stream(stream_config(name, subject, replicas))
-        log.info("ingest_stream_created", stream=name, subject=subject, replicas=replicas)
-    except BadRequestError:
-        await js.stream_info(name)  # created meanwhile by someone else: fine if it is there
 
 
 async def ensure_queue(js: JetStreamContext, settings: Settings) -> None:

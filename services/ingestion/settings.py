@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import msgspec
+
 from contracts.subjects import INGEST_CONSUMER, INGEST_JOBS, INGEST_STREAM
 from embedding.settings import EmbedderSettings
-
 from ingestion.chunking import ChunkingOptions
 from ingestion.extraction import ExtractionLimits
 

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 import structlog
+
 from common.bus import Bus
 from common.errors import RagwayError
 from contracts import subjects
@@ -19,7 +20,6 @@ from contracts.retrieval import (
     VectorsWritten,
 )
 from embedding.embedder import Embedder
-
 from ingestion.documents import Chunk
 
 log = structlog.get_logger()

@@ -16,13 +16,13 @@ from collections.abc import Awaitable
 import msgspec
 import nats.errors
 import structlog
-from common.bus import request_id_var
-from common.errors import RagwayError
-from contracts.files import IngestJob
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 
+from common.bus import request_id_var
+from common.errors import RagwayError
+from contracts.files import IngestJob
 from ingestion.jobs import FileGone, JobFailed, JobProcessor
 from ingestion.queue import ensure_queue, max_deliveries_subject
 from ingestion.settings import Settings

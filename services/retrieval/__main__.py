@@ -1,7 +1,6 @@
 from common.logging import configure_logging
 from common.runner import run_until_signalled
 from common.settings import load_settings
-
 from retrieval.app import serve
 from retrieval.settings import Settings
 

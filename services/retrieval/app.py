@@ -20,8 +20,6 @@ from contracts.knowledge import (
 )
 from contracts.retrieval import CopyFileVectors, FileVectorsRef, RetrievalQuery, UpsertChunks
 from embedding.embedder import Embedder
-from vectorstore.store import VectorStore
-
 from retrieval.engines import load_embedder, open_store
 from retrieval.knowledge import KnowledgeHandlers
 from retrieval.knowledge_store import KnowledgeStore
@@ -29,6 +27,7 @@ from retrieval.scope import ScopeResolver
 from retrieval.search import Searcher
 from retrieval.settings import Settings
 from retrieval.vectors import VectorHandlers
+from vectorstore.store import VectorStore
 
 
 @dataclass(frozen=True)

@@ -7,12 +7,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import structlog
+
 from embedding.embedder import Embedder
 from embedding.settings import EmbedderSettings
+from retrieval.settings import Settings
 from vectorstore.factory import open_store as open_vector_store
 from vectorstore.store import VectorStore
-
-from retrieval.settings import Settings
 
 log = structlog.get_logger()
 

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable
 
 import structlog
+
 from catalog.files import FileCatalog
 from common.errors import RagwayError, invalid
 from contracts.auth import Ok, Principal
@@ -28,7 +29,6 @@ from contracts.knowledge import (
     KnowledgeReply,
     KnowledgeUpdate,
 )
-
 from retrieval.access import can_read_file, can_read_knowledge, can_write_knowledge
 from retrieval.errors import file_failed, file_not_found, knowledge_not_found, knowledge_read_only
 from retrieval.knowledge_store import KnowledgeStore, now

@@ -8,12 +8,13 @@ import time
 from collections.abc import Callable
 
 import msgspec
-from catalog.buckets import ensure_kv
-from common.errors import RagwayError
-from contracts.knowledge import Knowledge
 from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
+
+from catalog.buckets import ensure_kv
+from common.errors import RagwayError
+from contracts.knowledge import Knowledge
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(Knowledge).decode

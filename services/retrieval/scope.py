@@ -13,11 +13,11 @@ import time
 from dataclasses import dataclass, field
 
 import structlog
+
 from catalog.files import FileCatalog
 from contracts.auth import Principal
 from contracts.files import FileRecord
 from contracts.retrieval import ScopeItem
-
 from retrieval.access import can_read_file, can_read_knowledge
 from retrieval.errors import file_failed, file_not_found, file_not_ready, knowledge_not_found
 from retrieval.knowledge_store import KnowledgeStore

@@ -6,14 +6,14 @@ import asyncio
 from typing import Any
 
 import structlog
+
 from contracts.retrieval import ChunkHit, HitGroup, RetrievalQuery, RetrievalResult
 from embedding.embedder import Embedder
 from embedding.vectors import DenseVector, SparseVector
-from vectorstore.points import Hit, SearchQuery
-from vectorstore.store import VectorStore
-
 from retrieval.scope import ResolvedItem, ScopeResolver
 from retrieval.settings import Settings
+from vectorstore.points import Hit, SearchQuery
+from vectorstore.store import VectorStore
 
 log = structlog.get_logger()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import structlog
+
 from catalog.files import FileCatalog
 from common.errors import invalid
 from contracts.auth import Ok
@@ -12,12 +13,11 @@ from contracts.files import DeleteFileRequest
 from contracts.retrieval import CopyFileVectors, FileVectorsRef, UpsertChunks, VectorsWritten
 from embedding.embedder import Embedder
 from embedding.vectors import SparseVector
-from vectorstore.points import ChunkPoint, Hit
-from vectorstore.store import VectorStore
-
 from retrieval.access import can_read_file
 from retrieval.errors import file_not_found
 from retrieval.knowledge import KnowledgeHandlers
+from vectorstore.points import ChunkPoint, Hit
+from vectorstore.store import VectorStore
 
 log = structlog.get_logger()
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+from nats.aio.client import Client
+
 from auth.settings import Settings
 from common.bus import Bus
 from contracts import subjects
-from nats.aio.client import Client
-
 from tests.auth.support import Events, fast_settings, running
 
 

@@ -9,6 +9,8 @@ from contextlib import asynccontextmanager
 from typing import TypeVar
 
 import msgspec
+from nats.aio.msg import Msg
+
 from auth.app import serve
 from auth.settings import Settings
 from common.bus import Bus
@@ -16,7 +18,6 @@ from common.codec import decode
 from common.errors import RagwayError
 from contracts import subjects
 from contracts.auth import AuthEvent, JwtParams, JwtParamsRequest, Session, SignupRequest
-from nats.aio.msg import Msg
 
 PASSWORD = "correct horse battery"
 T = TypeVar("T")

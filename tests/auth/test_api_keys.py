@@ -6,11 +6,11 @@ import hashlib
 import re
 
 import pytest
+
 from common.bus import Bus
 from common.errors import RagwayError
 from contracts import subjects
 from contracts.auth import ApiKeyReply, KeyResolveRequest, Ok, Principal, UserRef
-
 from tests.auth.support import Events, call, signup
 
 

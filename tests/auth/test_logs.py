@@ -7,6 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 import structlog
+from structlog.testing import capture_logs
+
 from auth.settings import Settings
 from common.bus import Bus
 from common.errors import RagwayError
@@ -20,8 +22,6 @@ from contracts.auth import (
     SigninRequest,
     UserRef,
 )
-from structlog.testing import capture_logs
-
 from tests.auth.support import PASSWORD, call, running, signup
 
 

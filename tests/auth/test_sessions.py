@@ -8,12 +8,12 @@ import time
 import jwt
 import msgspec
 import pytest
+
 from auth.settings import Settings
 from common.bus import Bus
 from common.errors import RagwayError
 from contracts import subjects
 from contracts.auth import JwtParams, JwtParamsRequest, Session, SigninRequest
-
 from tests.auth.support import PASSWORD, call, fast_settings, running, signup
 
 

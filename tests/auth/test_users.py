@@ -6,6 +6,8 @@ import asyncio
 
 import msgspec
 import pytest
+from nats.aio.client import Client
+
 from auth.errors import BAD_CREDENTIALS
 from auth.settings import Settings
 from common.bus import Bus
@@ -22,8 +24,6 @@ from contracts.auth import (
     UsersList,
     UsersListRequest,
 )
-from nats.aio.client import Client
-
 from tests.auth.support import PASSWORD, Events, call, fast_settings, running, signup
 
 

@@ -10,10 +10,11 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+from nats.aio.client import Client
+
 from catalog.files import FileCatalog, now
 from common.errors import RagwayError
 from contracts.files import FileData, FileMeta, FileRecord
-from nats.aio.client import Client
 
 
 @pytest.fixture
@@ -27,7 +28,7 @@ def a_record(file_id: str, user_id: str = "u1") -> FileRecord:
         user_id=user_id,
         hash="",
         filename="a.txt",
-        data=FileData(),
+        data=FileData(status="pending"),
         meta=FileMeta(name="a.txt", content_type="text/plain", size=3),
         created_at=now(),
         updated_at=now(),

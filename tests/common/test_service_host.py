@@ -7,10 +7,11 @@ import uuid
 
 import msgspec
 import pytest
+from nats.aio.client import Client
+
 from common.bus import Bus, request_id_var
 from common.errors import RagwayError
 from common.service import ServiceHost
-from nats.aio.client import Client
 
 
 class Echo(msgspec.Struct, frozen=True):

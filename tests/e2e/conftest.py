@@ -143,8 +143,9 @@ async def stack(
             ollama_base_urls=ollama_fake.origin,
             backend_connect_timeout_seconds=1,
             backend_timeout_seconds=3,
-            stream_idle_timeout_seconds=2,
+            backend_idle_timeout_seconds=2,
             models_cache_seconds=0.5,
+            function_timeout_seconds=2,  # a stuck function is killed well inside the tests
         )
     )
     gateway_settings = GatewaySettings(

@@ -16,9 +16,7 @@ async def upload(
 ) -> dict[str, Any]:
     data = aiohttp.FormData()
     data.add_field("file", content, filename=name, content_type=content_type)
-    status, record = await stack.call(
-        "POST", "/api/v1/files/", headers=account.key_auth, data=data
-    )
+    status, record = await stack.call("POST", "/api/v1/files/", headers=account.key_auth, data=data)
     assert status == 200, record
     return dict(record)
 

@@ -57,7 +57,9 @@ async def test_deleting_a_file_removes_it_and_only_its_owner_may(
     record = await completed_upload(stack, user, b"Delete me: the owl sleeps by day.", "owl.txt")
     status, _ = await stack.call("DELETE", f"/api/v1/files/{record['id']}", headers=other.key_auth)
     assert status == 404
-    status, body = await stack.call("DELETE", f"/api/v1/files/{record['id']}", headers=user.key_auth)
+    status, body = await stack.call(
+        "DELETE", f"/api/v1/files/{record['id']}", headers=user.key_auth
+    )
     assert (status, body) == (200, True)
     status, _ = await stack.call("GET", f"/api/v1/files/{record['id']}", headers=user.key_auth)
     assert status == 404

@@ -5,6 +5,7 @@ from __future__ import annotations
 import aiohttp
 import pytest
 from aiohttp import web
+
 from common.errors import ERROR_CODES, RagwayError
 from gateway.app import GatewayHandle
 from gateway.errors import STATUS_BY_CODE, status_for

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import aiohttp
+from nats.aio.client import Client
+
 from common.service import ServiceHost
 from gateway.app import GatewayHandle
-from nats.aio.client import Client
 
 
 async def test_health_names_the_missing_service_then_reports_all_up(

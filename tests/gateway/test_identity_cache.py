@@ -6,13 +6,14 @@ import asyncio
 import time
 from collections.abc import Callable
 
+from nats.aio.client import Client
+
 from common.codec import encode
 from contracts import subjects
 from contracts.auth import AuthEvent, Principal
 from gateway.app import GatewayHandle
 from gateway.identity import IdentityCache
 from gateway.state import IDENTITY
-from nats.aio.client import Client
 
 
 def principal(user_id: str) -> Principal:

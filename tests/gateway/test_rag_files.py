@@ -15,6 +15,8 @@ from typing import Any
 import aiohttp
 import msgspec
 import pytest
+from nats.js import JetStreamContext
+
 from auth.app import serve as serve_auth
 from auth.settings import Settings as AuthSettings
 from catalog.files import FileCatalog, text_name
@@ -22,8 +24,6 @@ from common.nats_conn import connect_nats
 from contracts.files import FileData, FileRecord
 from gateway.app import GatewayHandle, Settings, serve
 from gateway.uploads import safe_filename
-from nats.js import JetStreamContext
-
 from tests.gateway.rag_helpers import RssPeak, form, sse_events, streamed_form
 
 MIB = 1024 * 1024
@@ -40,7 +40,9 @@ class Env:
     alice: dict[str, str]
     bob: dict[str, str]
 
-    async def call(self, method: str, path: str, auth: dict[str, str], **kw: Any) -> tuple[int, Any]:
+    async def call(
+        self, method: str, path: str, auth: dict[str, str], **kw: Any
+    ) -> tuple[int, Any]:
         async with self.http.request(method, self.gateway.url + path, headers=auth, **kw) as reply:
             body = await reply.json() if reply.content_type == "application/json" else None
             return reply.status, body
@@ -209,7 +211,7 @@ async def test_an_upload_without_a_file_field_is_400(env: Env) -> None:
 
 async def test_content_comes_back_byte_for_byte_as_a_safe_download(env: Env) -> None:
     content = bytes(range(256)) * 2000  # over one object-store chunk
-    record = await env.upload(content, "résumé \"final\".json")
+    record = await env.upload(content, 'résumé "final".json')
     url = f"{env.gateway.url}/api/v1/files/{record['id']}/content"
     async with env.http.get(url, headers=env.alice) as reply:
         assert reply.status == 200
@@ -250,12 +252,8 @@ async def test_status_is_json_and_its_stream_follows_changes_until_completed(env
     async def worker() -> None:
         await asyncio.sleep(0.1)
         await env.catalog.update(file_id, _with_status("processing", chunks_total=2))
-        await env.catalog.update(
-            file_id, _with_status("processing", chunks_done=1, chunks_total=2)
-        )
-        await env.catalog.update(
-            file_id, _with_status("completed", chunks_done=2, chunks_total=2)
-        )
+        await env.catalog.update(file_id, _with_status("processing", chunks_done=1, chunks_total=2))
+        await env.catalog.update(file_id, _with_status("completed", chunks_done=2, chunks_total=2))
 
     moving = asyncio.create_task(worker())
     url = f"{env.gateway.url}/api/v1/files/{file_id}/process/status?stream=true"
@@ -299,12 +297,26 @@ async def test_another_user_gets_404_for_a_file_on_every_read_route(env: Env, ro
 
 async def test_a_20_mb_upload_does_not_grow_the_gateway_by_20_mb(env: Env) -> None:
     await env.upload(b"warm up " * 1000, "warm.txt")
-    async with RssPeak() as rss:
-        async with env.http.post(
+    async with (
+        RssPeak() as rss,
+        env.http.post(
             f"{env.gateway.url}/api/v1/files/", data=streamed_form(20 * MIB), headers=env.alice
-        ) as reply:
-            assert reply.status == 200
-            record = await reply.json()
+        ) as reply,
+    ):
+        assert reply.status == 200
+        record = await reply.json()
     assert record["meta"]["size"] == 20 * MIB
     # gateway, client and NATS client share this process; all of them stay far below 20 MB
     assert rss.growth < 8 * MIB, f"RSS grew by {rss.growth / MIB:.1f} MiB"
+
+
+async def test_a_status_stream_ends_at_its_time_bound_while_still_pending(env: Env) -> None:
+    record = await env.upload(b"never processed", "waiting.txt")
+    bounded = Settings(
+        **{**msgspec.structs.asdict(env.settings), "file_status_stream_max_seconds": 0.3}
+    )
+    async with serve(bounded) as gateway:
+        url = f"{gateway.url}/api/v1/files/{record['id']}/process/status?stream=true"
+        async with asyncio.timeout(3), env.http.get(url, headers=env.alice) as reply:
+            events = await sse_events(reply)
+    assert events == [{"status": "pending"}]

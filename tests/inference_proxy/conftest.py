@@ -11,14 +11,14 @@ from typing import Any
 
 import msgspec
 import nats.errors
+from nats.aio.client import Client
+
 from common.bus import Bus
 from common.nats_conn import connect_nats
 from contracts import subjects
 from contracts.auth import Principal
 from contracts.chat import STREAM_END, STREAM_HEADER, CompletionJob, StreamAccepted, StreamEnd
 from inference_proxy.app import InferenceProxy, Settings, serve
-from nats.aio.client import Client
-
 from tests.fakes.fixtures import ollama_fake, openai_fake
 
 __all__ = ["ollama_fake", "openai_fake"]

@@ -6,9 +6,9 @@ from __future__ import annotations
 import time
 
 import pytest
+
 from common.bus import Bus
 from common.errors import RagwayError
-
 from tests.fakes.ollama_fake import OllamaFake
 from tests.fakes.openai_fake import OpenAIFake
 from tests.inference_proxy.conftest import chat_body, complete, running_proxy
@@ -43,7 +43,7 @@ async def test_an_openai_backend_answers_with_its_key_and_without_ragway_fields(
                 "two words",
                 files=[{"type": "file", "id": "f1"}],
                 chat_id="c1",
-                tool_ids=["t"],
+                tool_ids=[],
                 temperature=0.2,
                 logit_bias={"50256": -100},
             ),

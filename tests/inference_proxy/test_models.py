@@ -9,7 +9,6 @@ from common.bus import Bus
 from contracts import subjects
 from contracts.models import ModelsReply, ModelsRequest
 from stack.nats_server import free_port
-
 from tests.fakes.ollama_fake import OllamaFake
 from tests.fakes.openai_fake import OpenAIFake
 from tests.inference_proxy.conftest import running_proxy

@@ -9,11 +9,11 @@ from typing import Any
 
 import msgspec
 import pytest
+from nats.aio.client import Client
+
 from common.bus import Bus
 from common.errors import RagwayError
 from contracts.subjects import chat_cancel_subject
-from nats.aio.client import Client
-
 from tests.fakes.ollama_fake import OllamaFake
 from tests.fakes.openai_fake import OpenAIFake
 from tests.inference_proxy.conftest import Stream, chat_body, open_stream, running_proxy
@@ -110,7 +110,7 @@ async def test_a_stream_that_goes_quiet_ends_with_an_error_after_the_idle_bound(
     ollama_fake.chunk_delay = 1.0
     async with (
         running_proxy(
-            nats_url, ollama_base_urls=ollama_fake.origin, stream_idle_timeout_seconds=0.3
+            nats_url, ollama_base_urls=ollama_fake.origin, backend_idle_timeout_seconds=0.3
         ),
         open_stream(nc, bus, chat_body("llama3.2:latest")) as (_, stream, collect),
     ):

@@ -10,12 +10,13 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+from nats.aio.client import Client
+
 from catalog.files import FileCatalog
 from common.bus import Bus
 from common.nats_conn import connect_nats
 from embedding.embedder import read_manifest
 from ingestion.app import Settings
-from nats.aio.client import Client
 from retrieval.app import Retrieval, serve
 from retrieval.engines import embedder_settings
 from retrieval.settings import Settings as RetrievalSettings

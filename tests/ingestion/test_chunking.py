@@ -7,6 +7,7 @@ import random
 import re
 
 import pytest
+
 from ingestion.chunking import ChunkingOptions, chunk_text
 from ingestion.documents import Chunk, ExtractedText, Span
 

@@ -6,9 +6,9 @@ import codecs
 import json
 
 import pytest
+
 from ingestion.errors import ExtractionError
 from ingestion.extraction import ExtractionLimits, extract_text
-
 from tests.ingestion.files import (
     docx_bytes,
     encrypted_pdf_bytes,

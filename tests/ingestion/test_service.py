@@ -7,21 +7,22 @@ import json
 import time
 
 import docx
+import msgspec
 import pytest
+from nats.aio.client import Client
+
 from common.settings import load_settings
 from ingestion.app import SETTINGS_ALIASES, Settings, serve
 from ingestion.chunking import ChunkingOptions
 from ingestion.errors import ExtractionError
 from ingestion.extraction import ExtractionLimits
 from ingestion.pipeline import process_file
-from nats.aio.client import Client
-
 from tests.ingestion.files import pdf_bytes
 from tests.ingestion.test_chunking import prose
 
 
-async def test_the_service_answers_ping_and_processes_files(nats_url: str, nc: Client) -> None:
-    settings = Settings(nats_url=nats_url, chunk_size=200, chunk_overlap=20)
+async def test_the_service_answers_ping_and_processes_files(settings: Settings, nc: Client) -> None:
+    settings = msgspec.structs.replace(settings, chunk_size=200, chunk_overlap=20)
     async with serve(settings) as ingestion:
         reply = await nc.request("$SRV.PING.ingestion", b"", timeout=2)
         assert json.loads(reply.data)["name"] == "ingestion"

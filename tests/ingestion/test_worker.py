@@ -6,6 +6,9 @@ import asyncio
 import time
 import uuid
 
+import msgspec
+from nats.aio.client import Client
+
 from catalog.files import FileCatalog, text_name
 from common.bus import Bus
 from contracts import subjects
@@ -13,9 +16,7 @@ from contracts.auth import Principal
 from contracts.retrieval import RetrievalQuery, RetrievalResult, ScopeItem
 from ingestion.app import Settings, serve
 from ingestion.queue import ensure_queue
-from nats.aio.client import Client
 from retrieval.app import Retrieval
-
 from tests.ingestion.test_chunking import prose
 from tests.ingestion.uploads import queue_job, record_when, upload, wait_for
 
@@ -138,8 +139,8 @@ async def test_a_job_for_a_deleted_file_is_acked_and_skipped(
 async def test_stopping_mid_file_hands_the_job_back_at_once_and_the_next_worker_finishes_it(
     retrieval: Retrieval, catalog: FileCatalog, module_nc: Client, settings: Settings
 ) -> None:
-    patient = Settings(**{**_fields(settings), "ack_wait_seconds": 60.0})
-    quick_stop = Settings(**{**_fields(patient), "stop_grace_seconds": 0.0})
+    patient = msgspec.structs.replace(settings, ack_wait_seconds=60.0)
+    quick_stop = msgspec.structs.replace(patient, stop_grace_seconds=0.0)
     content = handbook(11, parts=30)
     async with serve(quick_stop) as first:
         record = await upload(module_nc, catalog, settings, content, f"{uuid.uuid4()}.md")
@@ -156,14 +157,10 @@ async def test_stopping_mid_file_hands_the_job_back_at_once_and_the_next_worker_
     assert await retrieval.store.count(record.id) == done.data.chunks_total
 
 
-def _fields(settings: Settings) -> dict[str, object]:
-    return {name: getattr(settings, name) for name in settings.__struct_fields__}
-
-
 async def test_a_job_whose_workers_keep_dying_ends_its_file_failed_after_max_deliveries(
     retrieval: Retrieval, catalog: FileCatalog, module_nc: Client, settings: Settings
 ) -> None:
-    doomed = Settings(**{**_fields(settings), "max_deliver": 2, "ack_wait_seconds": 2.0})
+    doomed = msgspec.structs.replace(settings, max_deliver=2, ack_wait_seconds=2.0)
     js = module_nc.jetstream()
     await ensure_queue(js, doomed)
     record = await upload(module_nc, catalog, doomed, b"a note nobody finishes")

@@ -12,11 +12,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from nats.aio.client import Client
+
 from catalog.files import FileCatalog
 from ingestion.app import Settings
-from nats.aio.client import Client
 from retrieval.app import Retrieval
-
 from tests.ingestion.test_worker import DONE, handbook
 from tests.ingestion.uploads import record_when, upload, wait_for
 

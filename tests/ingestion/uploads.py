@@ -7,12 +7,13 @@ import hashlib
 import uuid
 from collections.abc import Callable
 
-from catalog.files import FileCatalog, blob_name, now
-from contracts.files import FileData, FileMeta, FileRecord, FileStatus, IngestJob
-from ingestion.app import Settings
-from ingestion.queue import ensure_stream
 from msgspec import json
 from nats.aio.client import Client
+
+from catalog.files import FileCatalog, blob_name, now
+from catalog.jobs import ensure_stream
+from contracts.files import FileData, FileMeta, FileRecord, FileStatus, IngestJob
+from ingestion.app import Settings
 
 WAIT_SECONDS = 60.0
 

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
+
 from catalog.files import FileCatalog, now
 from common.bus import Bus
 from common.errors import RagwayError

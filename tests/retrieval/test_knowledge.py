@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import msgspec
+
 from catalog.files import FileCatalog
 from common.bus import Bus
 from contracts import subjects
@@ -21,7 +22,6 @@ from contracts.knowledge import (
     KnowledgeUpdate,
 )
 from retrieval.app import Retrieval
-
 from tests.retrieval.helpers import (
     add,
     add_file,

@@ -6,6 +6,7 @@ import asyncio
 import time
 
 import pytest
+
 from catalog.files import FileCatalog
 from common.bus import Bus
 from common.errors import RagwayError
@@ -13,7 +14,6 @@ from contracts import subjects
 from contracts.auth import Principal
 from contracts.retrieval import RetrievalQuery, RetrievalResult, ScopeItem, SearchMode
 from retrieval.app import Retrieval
-
 from tests.retrieval.helpers import add_file, ingested, set_status, user, write_chunks
 
 PASSAGES = [

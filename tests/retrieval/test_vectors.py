@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from catalog.files import FileCatalog
 from common.bus import Bus
 from common.errors import RagwayError
@@ -12,7 +13,6 @@ from contracts.files import DeleteFileRequest
 from contracts.knowledge import AccessControl
 from contracts.retrieval import CopyFileVectors, FileVectorsRef, VectorsWritten
 from retrieval.app import Retrieval
-
 from tests.retrieval.helpers import add, add_file, create, get, ingested, search, user, write_chunks
 
 TEXTS = [

@@ -17,9 +17,10 @@ from typing import Any
 
 import aiohttp
 import pytest
+
 from stack.launcher import Stack
 from stack.llm_setup import MODEL_ID
-
+from stack.settings import StackSettings
 from tests.stack.support import (
     alive,
     clean_environ,
@@ -150,12 +151,19 @@ async def test_make_run_starts_every_process_serves_the_local_model_and_sigterm_
 async def test_a_user_signed_up_before_a_restart_can_sign_in_after_it(
     tmp_path: Path, http: aiohttp.ClientSession, llama_server: str
 ) -> None:
-    # A configured backend: the launcher must not start a second llama-server.
-    environ = clean_environ(RAGWAY_OPENAI_API_BASE_URLS=llama_server)
+    # A configured backend: the launcher must not start a second llama-server. Only the
+    # services this test needs (the first test starts them all), to keep restarts quick.
+    environ = clean_environ(
+        RAGWAY_OPENAI_API_BASE_URLS=llama_server, RAGWAY_HEALTH_SERVICES="auth,inference-proxy"
+    )
     email = f"grace-{uuid.uuid4().hex[:8]}@example.test"
-    settings = free_stack_settings(tmp_path / "data")
 
-    first = Stack(settings, environ)
+    def settings() -> StackSettings:
+        chosen = free_stack_settings(tmp_path / "data")
+        chosen.services = "auth,inference_proxy"
+        return chosen
+
+    first = Stack(settings(), environ)
     await first.astart()
     try:
         assert first.llama is None
@@ -163,6 +171,8 @@ async def test_a_user_signed_up_before_a_restart_can_sign_in_after_it(
         auth = next(child for child in first.services if child.name == "auth")
         crashed_pid = auth.pid
         auth.signal_group(signal.SIGKILL)
+        assert auth.process is not None
+        await asyncio.to_thread(auth.process.wait, 10)
         status, session = await asyncio.to_thread(
             signup_while_supervising,
             first,
@@ -175,7 +185,7 @@ async def test_a_user_signed_up_before_a_restart_can_sign_in_after_it(
         await first.astop()
     assert wait_until_gone(set(first.pids()), 5) == []
 
-    second = Stack(free_stack_settings(tmp_path / "data"), environ)
+    second = Stack(settings(), environ)
     await second.astart()
     try:
         status, again = await call(

@@ -6,6 +6,7 @@ import json
 
 import aiohttp
 import pytest
+
 from stack.llm_setup import MODEL_ID
 
 pytestmark = pytest.mark.llm

@@ -1,0 +1,205 @@
+"""Chats in JetStream KV (`<prefix>_chats`), one owner each, updated with compare-and-set.
+
+Keys are `chat.<user_id>.<chat_id>` (the whole chat) and `title.<user_id>.<chat_id>` (its
+summary for listing). Owner-scoped keys make ownership structural: a chat is only ever
+looked up under the caller's id, so another user's chat is simply not found. Listing
+watches `title.<user_id>.*`, a server-side subject filter, so it reads that user's small
+summaries and never another user's chats or any chat body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+from common.errors import RagwayError
+from contracts.chats import DEFAULT_TITLE, PAGE_SIZE, ChatContent, ChatRecord, ChatSummary
+from nats.js import JetStreamContext
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+
+from catalog.buckets import ensure_kv
+
+_encode = msgspec.json.Encoder().encode
+_decode_record = msgspec.json.Decoder(ChatRecord).decode
+_decode_summary = msgspec.json.Decoder(ChatSummary).decode
+
+CAS_ATTEMPTS = 20
+NOT_FOUND = "Chat not found"
+
+
+def now() -> int:
+    return int(time.time())
+
+
+def check_content(chat: dict[str, Any]) -> ChatContent:
+    """Validate the parts of `chat` ragway reads; `invalid` naming the field otherwise."""
+    try:
+        return msgspec.convert(chat, ChatContent)
+    except msgspec.ValidationError as exc:
+        raise RagwayError("invalid", f"Invalid chat: {exc}") from None
+
+
+def _title_of(chat: dict[str, Any], fallback: str = DEFAULT_TITLE) -> str:
+    title = chat.get("title")
+    return title if isinstance(title, str) and title else fallback
+
+
+class ChatStore:
+    """Create, read, list, merge-update and delete the chats of each user."""
+
+    def __init__(self, kv: KeyValue) -> None:
+        self._kv = kv
+
+    @classmethod
+    async def open(cls, js: JetStreamContext, prefix: str = "ragway", replicas: int = 1) -> ChatStore:
+        return cls(await ensure_kv(js, f"{prefix}_chats", replicas))
+
+    async def create(
+        self, user_id: str, chat: dict[str, Any], folder_id: str | None = None
+    ) -> ChatRecord:
+        check_content(chat)
+        stamp = now()
+        record = ChatRecord(
+            id=str(uuid.uuid4()),
+            user_id=user_id,
+            title=_title_of(chat),
+            chat={**chat, "title": _title_of(chat)},
+            created_at=stamp,
+            updated_at=stamp,
+            folder_id=folder_id,
+        )
+        await self._kv.create(_chat_key(user_id, record.id), _encode(record))
+        await self._put_summary(record)
+        return record
+
+    async def get(self, user_id: str, chat_id: str) -> ChatRecord:
+        """The caller's chat; `not_found` for a missing chat or anyone else's."""
+        if not _valid(chat_id):
+            raise RagwayError("not_found", NOT_FOUND)
+        try:
+            entry = await self._kv.get(_chat_key(user_id, chat_id))
+        except KeyNotFoundError:
+            raise RagwayError("not_found", NOT_FOUND) from None
+        if not entry.value:
+            raise RagwayError("not_found", NOT_FOUND)
+        return _decode_record(entry.value)
+
+    async def list(self, user_id: str, page: int | None = None) -> list[ChatSummary]:
+        """The user's chats, most recently updated first; `page` (from 1) of PAGE_SIZE."""
+        watcher = await self._kv.watch(f"title.{_token(user_id)}.*", ignore_deletes=True)
+        summaries: list[ChatSummary] = []
+        try:
+            async for entry in watcher:
+                if entry is None:  # the watcher's marker: every current value was delivered
+                    break
+                if entry.value:
+                    summaries.append(_decode_summary(entry.value))
+        finally:
+            await watcher.stop()
+        summaries.sort(key=lambda s: (s.updated_at, s.created_at), reverse=True)
+        if page is None:
+            return summaries
+        start = (max(page, 1) - 1) * PAGE_SIZE
+        return summaries[start : start + PAGE_SIZE]
+
+    async def update(
+        self, user_id: str, chat_id: str, change: Callable[[ChatRecord], ChatRecord]
+    ) -> ChatRecord:
+        """Apply `change` to the current chat atomically (retrying on concurrent writes)."""
+        key = _chat_key(user_id, chat_id)
+        if not _valid(chat_id):
+            raise RagwayError("not_found", NOT_FOUND)
+        for _ in range(CAS_ATTEMPTS):
+            try:
+                entry = await self._kv.get(key)
+            except KeyNotFoundError:
+                raise RagwayError("not_found", NOT_FOUND) from None
+            if not entry.value:
+                raise RagwayError("not_found", NOT_FOUND)
+            updated = change(_decode_record(entry.value))
+            updated.updated_at = now()
+            try:
+                await self._kv.update(key, _encode(updated), last=entry.revision)
+            except KeyWrongLastSequenceError:
+                await asyncio.sleep(0.005)
+                continue
+            await self._put_summary(updated)
+            return updated
+        raise RagwayError("unavailable", "The chat is too busy to update")
+
+    async def merge(self, user_id: str, chat_id: str, fields: dict[str, Any]) -> ChatRecord:
+        """Open WebUI's update: `chat` fields replaced one by one, the rest kept."""
+        check_content(fields)
+
+        def merged(record: ChatRecord) -> ChatRecord:
+            chat = {**record.chat, **fields}
+            record.title = _title_of(chat, record.title)
+            record.chat = {**chat, "title": record.title}
+            return record
+
+        return await self.update(user_id, chat_id, merged)
+
+    async def delete(self, user_id: str, chat_id: str) -> None:
+        await self.get(user_id, chat_id)  # not_found for anyone else's
+        with contextlib.suppress(KeyNotFoundError):
+            await self._kv.purge(_title_key(user_id, chat_id))
+        with contextlib.suppress(KeyNotFoundError):
+            await self._kv.purge(_chat_key(user_id, chat_id))
+
+    async def _put_summary(self, record: ChatRecord) -> None:
+        summary = ChatSummary(
+            id=record.id,
+            title=record.title,
+            updated_at=record.updated_at,
+            created_at=record.created_at,
+        )
+        await self._kv.put(_title_key(record.user_id, record.id), _encode(summary))
+
+
+def _token(user_id: str) -> str:
+    if not _valid(user_id):
+        raise RagwayError("invalid", "This user id cannot own chats")
+    return user_id
+
+
+def _chat_key(user_id: str, chat_id: str) -> str:
+    return f"chat.{_token(user_id)}.{chat_id}"
+
+
+def _title_key(user_id: str, chat_id: str) -> str:
+    return f"title.{_token(user_id)}.{chat_id}"
+
+
+def _valid(key: str) -> bool:
+    return bool(key) and len(key) <= 128 and all(c.isalnum() or c in "-_" for c in key)
+
+
+def append_message(chat: dict[str, Any], message: dict[str, Any]) -> None:
+    """Add `message` under the history's current leaf, make it the leaf, and list it.
+
+    `message` needs an `id`; `parentId`/`childrenIds` are set here. A history that is
+    missing or malformed is started afresh rather than failing the completion.
+    """
+    history = chat.get("history")
+    if not isinstance(history, dict) or not isinstance(history.get("messages"), dict):
+        history = {"currentId": None, "messages": {}}
+        chat["history"] = history
+    nodes: dict[str, Any] = history["messages"]
+    parent_id = history.get("currentId")
+    parent = nodes.get(parent_id) if isinstance(parent_id, str) else None
+    if isinstance(parent, dict):
+        children = parent.get("childrenIds")
+        parent["childrenIds"] = [*(children if isinstance(children, list) else []), message["id"]]
+    else:
+        parent_id = None
+    node = {**message, "parentId": parent_id, "childrenIds": []}
+    nodes[message["id"]] = node
+    history["currentId"] = message["id"]
+    listed = chat.get("messages")
+    chat["messages"] = [*(listed if isinstance(listed, list) else []), node]

@@ -1,0 +1,3 @@
+from ragway_cli.main import main
+
+main()

@@ -1,0 +1,82 @@
+"""Open WebUI's function (pipe) and tool routes, answered by the inference-proxy.
+
+Writes are admin-only here and again in the proxy; lists are for every signed-in user
+(tools' specs included). Installing validates the source in the proxy's sandbox, so it
+gets the completion timeout rather than the short request one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from common.codec import encode
+from contracts import subjects
+from contracts.functions import PluginForm, PluginKind, PluginListRequest, PluginRef, PluginSave
+from gateway.bodies import TRUE, json_bytes, parse, read_body
+from gateway.state import BUS, SETTINGS, Access, principal_of
+
+CAPABILITY = "functions"
+
+
+async def _call(request: web.Request, subject: str, message: Any, *, slow: bool = False) -> bytes:
+    app = request.app
+    settings = app[SETTINGS]
+    return await app[BUS].request_raw(
+        subject,
+        encode(message),
+        timeout=settings.completion_timeout_seconds if slow else settings.request_timeout_seconds,
+        capability=CAPABILITY,
+    )
+
+
+def _handlers(kind: PluginKind) -> dict[str, Handler]:
+    def ref(request: web.Request) -> PluginRef:
+        return PluginRef(principal=principal_of(request), kind=kind, id=request.match_info["id"])
+
+    async def create(request: web.Request) -> web.Response:
+        form = parse(await read_body(request), PluginForm)
+        message = PluginSave(principal=principal_of(request), kind=kind, form=form)
+        return json_bytes(await _call(request, subjects.PLUGINS_SAVE, message, slow=True))
+
+    async def list_all(request: web.Request) -> web.Response:
+        message = PluginListRequest(principal=principal_of(request), kind=kind)
+        return json_bytes(await _call(request, subjects.PLUGINS_LIST, message))
+
+    async def get(request: web.Request) -> web.Response:
+        return json_bytes(await _call(request, subjects.PLUGINS_GET, ref(request)))
+
+    async def update(request: web.Request) -> web.Response:
+        form = parse(await read_body(request), PluginForm)
+        message = PluginSave(
+            principal=principal_of(request), kind=kind, form=form, id=request.match_info["id"]
+        )
+        return json_bytes(await _call(request, subjects.PLUGINS_SAVE, message, slow=True))
+
+    async def delete(request: web.Request) -> web.Response:
+        await _call(request, subjects.PLUGINS_DELETE, ref(request))
+        return json_bytes(TRUE)
+
+    return {"create": create, "list": list_all, "get": get, "update": update, "delete": delete}
+
+
+def add_routes(app: web.Application, access: dict[str, Access]) -> None:
+    for kind, plural in (("function", "functions"), ("tool", "tools")):
+        handlers = _handlers(kind)  # type: ignore[arg-type]
+        base = f"/api/v1/{plural}"
+        # Open WebUI shows a function's source to admins only; a tool's to its readers
+        read_one: Access = "admin" if kind == "function" else "user"
+        table: list[tuple[str, str, str, Access]] = [
+            ("POST", f"{base}/create", "create", "admin"),
+            ("GET", f"{base}/", "list", "user"),
+            ("GET", base, "list", "user"),
+            ("GET", f"{base}/id/{{id}}", "get", read_one),
+            ("POST", f"{base}/id/{{id}}/update", "update", "admin"),
+            ("DELETE", f"{base}/id/{{id}}/delete", "delete", "admin"),
+        ]
+        for method, path, action, level in table:
+            name = f"{plural}_{action}" + ("_bare" if path == base else "")
+            app.router.add_route(method, path, handlers[action], name=name)
+            access[name] = level

@@ -1,0 +1,68 @@
+"""CHAT_COMPLETE and CHAT_STREAM: a function model answers itself, `tool_ids` go
+through the tool loop, everything else straight to the backend."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from contracts.chat import CompletionJob, StreamAccepted
+from inference_proxy.chat import ChatRunner
+from inference_proxy.pipes import PipeRunner
+from inference_proxy.plugins import PluginStore
+from inference_proxy.tool_loop import ToolLoop
+
+
+class _Routing(msgspec.Struct):
+    """The two fields that pick the path (the rest is decoded only when needed)."""
+
+    model: Any = None
+    tool_ids: Any = None
+
+
+_routing = msgspec.json.Decoder(_Routing)
+
+
+class Completions:
+    def __init__(
+        self, chat: ChatRunner, pipes: PipeRunner, tools: ToolLoop, store: PluginStore
+    ) -> None:
+        self._chat = chat
+        self._pipes = pipes
+        self._tools = tools
+        self._store = store
+
+    def _route(self, job: CompletionJob) -> tuple[str, Any]:
+        try:
+            routing = _routing.decode(job.body)
+        except msgspec.DecodeError:
+            return "backend", None  # the backend path reports the malformed body
+        if isinstance(routing.model, str):
+            record = self._store.function(routing.model)
+            if record is not None and record.is_active:
+                return "pipe", record
+        if isinstance(routing.tool_ids, list) and routing.tool_ids:
+            return "tools", [str(t) for t in routing.tool_ids]
+        return "backend", None
+
+    async def complete(self, job: CompletionJob) -> bytes:
+        path, detail = self._route(job)
+        if path == "pipe":
+            return await self._pipes.complete(job, detail, _body(job))
+        if path == "tools":
+            return await self._tools.complete(job, _body(job), detail)
+        return await self._chat.complete(job)
+
+    async def stream(self, job: CompletionJob) -> StreamAccepted:
+        path, detail = self._route(job)
+        if path == "pipe":
+            return await self._pipes.stream(job, detail, _body(job))
+        if path == "tools":
+            return await self._tools.stream(job, _body(job), detail)
+        return await self._chat.stream(job)
+
+
+def _body(job: CompletionJob) -> dict[str, Any]:
+    body: dict[str, Any] = msgspec.json.decode(job.body)
+    return body

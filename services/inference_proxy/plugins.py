@@ -1,0 +1,268 @@
+"""Function models (pipes) and tools: stored in JetStream KV, mirrored in memory by a
+watcher (so every proxy replica sees installs at once), validated in the sandbox.
+
+Installing runs the source's top-level code, so validation happens in a worker process
+like every call: the proxy never imports admin code itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+import msgspec
+import structlog
+from nats.js import JetStreamContext
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
+
+from catalog.buckets import ensure_kv
+from common.codec import encode
+from common.errors import RagwayError, forbidden, invalid, not_found
+from contracts.auth import Principal
+from contracts.functions import (
+    FunctionInfo,
+    FunctionRecord,
+    PluginKind,
+    PluginListRequest,
+    PluginRef,
+    PluginSave,
+    ToolInfo,
+    ToolRecord,
+)
+from contracts.models import Model
+from inference_proxy.sandbox import Sandbox, SandboxCrash, SandboxTimeout
+from inference_proxy.sandbox_protocol import Call, Failure, Result
+
+log = structlog.get_logger()
+
+Record = FunctionRecord | ToolRecord
+_RECORD_TYPES: dict[PluginKind, type[FunctionRecord] | type[ToolRecord]] = {
+    "function": FunctionRecord,
+    "tool": ToolRecord,
+}
+PIPE_META = {"type": "pipe"}
+
+
+class _Mirror:
+    """One bucket's latest values, kept current by a KV watcher."""
+
+    def __init__(self, kv: KeyValue, record_type: type[FunctionRecord] | type[ToolRecord]) -> None:
+        self.kv = kv
+        self.items: dict[str, Any] = {}
+        self._decoder = msgspec.json.Decoder(record_type)
+        self._ready = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        watcher = await self.kv.watchall()
+        self._task = asyncio.create_task(self._follow(watcher))
+        await self._ready.wait()
+
+    async def _follow(self, watcher: KeyValue.KeyWatcher) -> None:
+        try:
+            async for entry in watcher:
+                if entry is None:
+                    self._ready.set()  # the initial values are in
+                    continue
+                if entry.operation in (KV_DEL, KV_PURGE) or not entry.value:
+                    self.items.pop(entry.key, None)
+                    continue
+                try:
+                    self.items[entry.key] = self._decoder.decode(entry.value)
+                except msgspec.DecodeError:
+                    log.warning("plugin_record_malformed", bucket=self.kv._name, key=entry.key)
+        finally:
+            with contextlib.suppress(Exception):
+                await watcher.stop()
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+class PluginStore:
+    """Function and tool records by id."""
+
+    def __init__(self, functions: KeyValue, tools: KeyValue) -> None:
+        self._mirrors: dict[PluginKind, _Mirror] = {
+            "function": _Mirror(functions, FunctionRecord),
+            "tool": _Mirror(tools, ToolRecord),
+        }
+
+    @classmethod
+    async def open(cls, js: JetStreamContext, prefix: str, replicas: int) -> PluginStore:
+        functions = await ensure_kv(js, f"{prefix}_functions", replicas)
+        tools = await ensure_kv(js, f"{prefix}_tools", replicas)
+        store = cls(functions, tools)
+        for mirror in store._mirrors.values():
+            await mirror.start()
+        return store
+
+    async def aclose(self) -> None:
+        for mirror in self._mirrors.values():
+            await mirror.aclose()
+
+    def get(self, kind: PluginKind, plugin_id: str) -> Any:
+        return self._mirrors[kind].items.get(plugin_id)
+
+    def function(self, plugin_id: str) -> FunctionRecord | None:
+        found: FunctionRecord | None = self._mirrors["function"].items.get(plugin_id)
+        return found
+
+    def tool(self, plugin_id: str) -> ToolRecord | None:
+        found: ToolRecord | None = self._mirrors["tool"].items.get(plugin_id)
+        return found
+
+    def all(self, kind: PluginKind) -> list[Any]:
+        return sorted(self._mirrors[kind].items.values(), key=lambda r: r.id)
+
+    async def create(self, kind: PluginKind, record: Record) -> None:
+        mirror = self._mirrors[kind]
+        try:
+            await mirror.kv.create(record.id, encode(record))
+        except KeyWrongLastSequenceError:
+            raise RagwayError("conflict", f"A {kind} with the id '{record.id}' exists") from None
+        mirror.items[record.id] = record  # read-your-writes before the watcher catches up
+
+    async def replace(self, kind: PluginKind, record: Record) -> None:
+        mirror = self._mirrors[kind]
+        await mirror.kv.put(record.id, encode(record))
+        mirror.items[record.id] = record
+
+    async def delete(self, kind: PluginKind, plugin_id: str) -> None:
+        mirror = self._mirrors[kind]
+        with contextlib.suppress(KeyNotFoundError):
+            await mirror.kv.delete(plugin_id)
+        mirror.items.pop(plugin_id, None)
+
+    def function_models(self) -> list[Model]:
+        return [
+            Model(
+                id=record.id,
+                name=record.name,
+                created=record.created_at,
+                owned_by="function",
+                pipe=PIPE_META,
+            )
+            for record in self.all("function")
+            if record.is_active
+        ]
+
+
+def user_of(principal: Principal) -> dict[str, Any]:
+    """Open WebUI's `__user__` argument."""
+    return {
+        "id": principal.id,
+        "email": principal.email,
+        "name": principal.name,
+        "role": principal.role,
+    }
+
+
+def _require_admin(principal: Principal) -> None:
+    if principal.role != "admin":
+        raise forbidden("Only administrators may do this")
+
+
+def _info(record: Record) -> FunctionInfo | ToolInfo:
+    info_type = FunctionInfo if isinstance(record, FunctionRecord) else ToolInfo
+    return info_type(**{name: getattr(record, name) for name in info_type.__struct_fields__})
+
+
+class PluginService:
+    """The PLUGINS_* endpoints: install, list, read, update and remove pipes and tools."""
+
+    def __init__(self, store: PluginStore, sandbox: Sandbox) -> None:
+        self._store = store
+        self._sandbox = sandbox
+
+    async def save(self, request: PluginSave) -> Record:
+        _require_admin(request.principal)
+        form = request.form
+        plugin_id = (request.id or form.id).strip()
+        if not plugin_id.isidentifier():
+            raise invalid("Only alphanumeric characters and underscores are allowed in the id")
+        kind = request.kind
+        now = int(time.time())
+        existing = self._store.get(kind, plugin_id) if request.id else None
+        if request.id and existing is None:
+            raise not_found(f"No {kind} with the id '{plugin_id}'")
+        specs = await self.validate(kind, plugin_id, form.content)
+        created_at = existing.created_at if existing is not None else now
+        owner = existing.user_id if existing is not None else request.principal.id
+        record: Record
+        if kind == "function":
+            record = FunctionRecord(
+                id=plugin_id if request.id else plugin_id.lower(),
+                user_id=owner,
+                name=form.name,
+                meta=form.meta,
+                content=form.content,
+                updated_at=now,
+                created_at=created_at,
+            )
+        else:
+            record = ToolRecord(
+                id=plugin_id if request.id else plugin_id.lower(),
+                user_id=owner,
+                name=form.name,
+                meta=form.meta,
+                specs=specs,
+                access_control=existing.access_control if existing is not None else None,
+                content=form.content,
+                updated_at=now,
+                created_at=created_at,
+            )
+        if request.id:
+            await self._store.replace(kind, record)
+        else:
+            await self._store.create(kind, record)
+        log.info("plugin_saved", kind=kind, plugin_id=record.id, created=not request.id)
+        return record
+
+    async def validate(self, kind: PluginKind, plugin_id: str, source: str) -> list[dict[str, Any]]:
+        """The tool specs (empty for a pipe); `invalid` with the reason when it is unusable."""
+        call = Call(
+            op="inspect_pipe" if kind == "function" else "inspect_tools",
+            plugin_id=plugin_id,
+            source=source,
+        )
+        try:
+            async with self._sandbox.run(call) as run:
+                frame = await run.next_frame()
+        except SandboxTimeout as exc:
+            raise invalid(f"Loading the {kind} source {exc}") from None
+        except SandboxCrash as exc:
+            raise invalid(f"Loading the {kind} source failed: {exc}") from None
+        if isinstance(frame, Failure):
+            reason = frame.message
+            if frame.type != "SourceInvalid":
+                reason = f"{frame.type}: {frame.message}"
+            raise invalid(f"Invalid {kind} source: {reason}")
+        if not isinstance(frame, Result):
+            raise invalid(f"Invalid {kind} source: loading it produced output")
+        return frame.specs or []
+
+    async def list(self, request: PluginListRequest) -> list[FunctionInfo | ToolInfo]:
+        return [_info(record) for record in self._store.all(request.kind)]
+
+    async def get(self, request: PluginRef) -> Record:
+        if request.kind == "function":
+            _require_admin(request.principal)  # the source is the admin's business
+        record: Record | None = self._store.get(request.kind, request.id)
+        if record is None:
+            raise not_found(f"No {request.kind} with the id '{request.id}'")
+        return record
+
+    async def delete(self, request: PluginRef) -> bool:
+        _require_admin(request.principal)
+        if self._store.get(request.kind, request.id) is None:
+            raise not_found(f"No {request.kind} with the id '{request.id}'")
+        await self._store.delete(request.kind, request.id)
+        log.info("plugin_deleted", kind=request.kind, plugin_id=request.id)
+        return True
