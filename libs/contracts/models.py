@@ -8,16 +8,19 @@ import msgspec
 
 
 class Model(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """An `/api/models` entry. Fields clients always expect have no default, so
+    `omit_defaults` only drops the backend-specific ones that do not apply."""
+
     id: str
     name: str
-    object: str = "model"
-    created: int = 0
+    object: Literal["model"]
+    created: int
     owned_by: Literal["ollama", "openai", "function"]
     ollama: dict[str, Any] | None = None
     openai: dict[str, Any] | None = None
     urlIdx: int | None = None
     pipe: dict[str, Any] | None = None
-    connection_type: str = "external"
+    connection_type: str
 
 
 class ModelsRequest(msgspec.Struct, frozen=True, kw_only=True):

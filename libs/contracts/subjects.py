@@ -36,6 +36,15 @@ def chat_cancel_subject(stream_id: str) -> str:
     return f"{CHAT_CANCEL_PREFIX}.{stream_id}"
 
 
+# the Ollama pass-through (see contracts.ollama); cancel: ragway.ollama.cancel.<stream_id>
+OLLAMA_PROXY = "ragway.ollama.proxy"
+OLLAMA_CANCEL_PREFIX = "ragway.ollama.cancel"
+
+
+def ollama_cancel_subject(stream_id: str) -> str:
+    return f"{OLLAMA_CANCEL_PREFIX}.{stream_id}"
+
+
 # function models (pipes) and tools, owned by the inference-proxy; `kind` in each request
 PLUGINS_SAVE = "ragway.plugins.save"
 PLUGINS_LIST = "ragway.plugins.list"

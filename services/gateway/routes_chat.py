@@ -31,7 +31,9 @@ from contracts.chat import (
 )
 from contracts.models import ModelsRequest
 from gateway import rag
+from gateway.chat_log import ChatAppend
 from gateway.bodies import json_bytes, parse, read_body
+from gateway.routes_chats import CHATS
 from gateway.state import BUS, SETTINGS, Access, principal_of
 
 log = structlog.get_logger()
@@ -60,13 +62,15 @@ async def list_models(request: web.Request) -> web.Response:
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     body = await read_body(request)
     chat = parse(body, ChatCompletionRequest)
+    # a chat_id the caller does not own is a 404 before the model is asked anything
+    record = await ChatAppend.start(request.app[CHATS], principal_of(request).id, chat)
     sources: list[rag.SourceEntry] | None = None
     if chat.files:
         body, sources = await _with_rag(request, body, chat.files)
     job = CompletionJob(principal=principal_of(request), body=msgspec.Raw(body))
     if chat.stream:
         first = b"" if sources is None else b"data: " + encode({"sources": sources}) + b"\n\n"
-        return await _stream(request, job, first)
+        return await _stream(request, job, first, record, sources)
     app = request.app
     reply = await app[BUS].request_raw(
         subjects.CHAT_COMPLETE,
@@ -76,6 +80,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     )
     if sources is not None:
         reply = _with_sources(reply, sources)
+    if record is not None:
+        await record.finish_with_completion(reply, sources)
     return json_bytes(reply)
 
 
@@ -111,11 +117,17 @@ def _with_sources(reply: bytes, sources: list[rag.SourceEntry]) -> bytes:
 
 
 async def _stream(
-    request: web.Request, job: CompletionJob, first: bytes = b""
+    request: web.Request,
+    job: CompletionJob,
+    first: bytes = b"",
+    record: ChatAppend | None = None,
+    sources: list[rag.SourceEntry] | None = None,
 ) -> web.StreamResponse:
     """Relay the proxy's SSE bytes from a private inbox until its end message.
 
-    `first` (the RAG sources event) goes out before the relayed chunks."""
+    `first` (the RAG sources event) goes out before the relayed chunks. With `record`
+    (a `chat_id`), `[DONE]` is held back until the answer is in the chat's history, so a
+    client that reads the chat right after the stream sees it."""
     app = request.app
     bus, settings = app[BUS], app[SETTINGS]
     nc = bus.nc
@@ -150,9 +162,15 @@ async def _stream(
                 finished = True
                 if not last.rstrip().endswith(b"[DONE]"):
                     await response.write(error_event(_end_error(msg.data)))
+                elif record is not None:
+                    await _record_stream(record, msg.data, sources)
+                    await response.write(DONE)
                 break
             last = msg.data
-            await response.write(last)
+            if record is not None and last.endswith(DONE):
+                await response.write(last[: -len(DONE)])
+            else:
+                await response.write(last)
         await response.write_eof()
         return response
     finally:
@@ -168,6 +186,18 @@ async def _cancel(nc: Client, stream_id: str) -> None:
         await asyncio.shield(nc.publish(subject, b"", headers=outgoing_headers()))
     except Exception:
         log.warning("stream_cancel_failed", stream_id=stream_id)
+
+
+async def _record_stream(
+    record: ChatAppend, data: bytes, sources: list[rag.SourceEntry] | None
+) -> None:
+    try:
+        end = decode(data, StreamEnd)
+    except msgspec.DecodeError:
+        log.warning("chat_append_skipped", chat_id=record.chat_id, reason="unreadable end")
+        return
+    if end.error is None:
+        await record.finish(end.content, end.usage, list(sources) if sources else None)
 
 
 def _end_error(data: bytes) -> str:

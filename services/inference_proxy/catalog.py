@@ -109,6 +109,7 @@ class ModelCatalog:
                     Model(
                         id=model_id,
                         name=str(entry.get("name") or model_id),
+                        object="model",
                         created=_int(entry.get("created"), now),
                         owned_by="openai",
                         openai=entry,
@@ -137,6 +138,7 @@ class ModelCatalog:
                 Model(
                     id=model_id,
                     name=str(entry.get("name") or model_id),
+                    object="model",
                     created=now,
                     owned_by="ollama",
                     ollama=entry,

@@ -145,9 +145,11 @@ class PluginStore:
             Model(
                 id=record.id,
                 name=record.name,
+                object="model",
                 created=record.created_at,
                 owned_by="function",
                 pipe=PIPE_META,
+                connection_type="function",
             )
             for record in self.all("function")
             if record.is_active

@@ -50,6 +50,12 @@ async def test_models_from_both_backends_are_listed(stack: Stack, user: Account)
     owned = {model["id"]: model["owned_by"] for model in body["data"]}
     assert owned[OPENAI_MODEL] == "openai"
     assert owned[OLLAMA_MODEL] == "ollama"
+    for model in body["data"]:
+        assert model["object"] == "model"
+        assert {"id", "name", "created", "owned_by"} <= model.keys()
+    by_id = {model["id"]: model for model in body["data"]}
+    assert "urlIdx" in by_id[OPENAI_MODEL] and "openai" in by_id[OPENAI_MODEL]
+    assert by_id[OLLAMA_MODEL]["ollama"]["urls"] == [0]
     status, again = await stack.call("GET", "/api/v1/models", headers=user.jwt_auth)
     assert status == 200
     assert {m["id"] for m in again["data"]} == set(owned)

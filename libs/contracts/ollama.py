@@ -1,0 +1,60 @@
+"""The Ollama pass-through: an HTTP request for the inference-proxy to forward as is.
+
+The gateway subscribes to `stream_inbox` first, then asks on OLLAMA_PROXY. The proxy
+replies with the backend's status and content type once the backend answered, then
+publishes the body bytes to the inbox as they arrive (binary-safe, unchanged), and
+last a message with the header STREAM_HEADER=STREAM_END (from `contracts.chat`) and an
+`OllamaProxyEnd` body. The gateway publishes on `ollama_cancel_subject(stream_id)`
+when its client goes away.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from contracts.auth import Principal
+
+# Which Ollama API paths each role may use (Open WebUI's split)
+USER_PATHS = frozenset(
+    {"api/tags", "api/version", "api/show", "api/generate", "api/chat", "api/embed", "api/embeddings"}
+)
+ADMIN_PATHS = frozenset(
+    {"api/ps", "api/pull", "api/push", "api/create", "api/copy", "api/delete", "api/blobs"}
+)
+
+Method = Literal["GET", "HEAD", "POST", "DELETE"]
+
+
+def path_level(path: str) -> Literal["user", "admin"] | None:
+    """Who may call `path` (e.g. `api/tags`, `api/blobs/sha256:…`); None: not forwarded."""
+    if path in USER_PATHS:
+        return "user"
+    if path in ADMIN_PATHS or path.startswith("api/blobs/"):
+        return "admin"
+    return None
+
+
+class OllamaProxyRequest(msgspec.Struct, frozen=True, kw_only=True):
+    principal: Principal
+    method: Method
+    path: str  # without the /ollama prefix and the url_idx suffix: "api/chat"
+    url_idx: int | None = None
+    query: str = ""
+    content_type: str = ""
+    body: bytes = b""
+    stream_inbox: str
+    stream_id: str
+
+
+class OllamaProxyAccepted(msgspec.Struct, frozen=True, kw_only=True):
+    """The backend's status line and content type; the body follows on the inbox."""
+
+    status: int
+    content_type: str = ""
+
+
+class OllamaProxyEnd(msgspec.Struct, frozen=True, kw_only=True):
+    size: int = 0
+    error: str | None = None

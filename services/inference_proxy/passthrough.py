@@ -1,0 +1,206 @@
+"""The Ollama pass-through: forward one HTTP request to an Ollama backend and relay its
+reply, bytes unchanged, to the caller's NATS inbox as they arrive (see contracts.ollama).
+
+Status codes and bodies of the backend come through as they are (a 404 for an unknown
+model is Ollama's own); only transport failures become ragway errors: no backend at that
+index (not_found), unreachable or silent backend (bad_gateway/timeout).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+import aiohttp
+import msgspec
+import nats.errors
+import structlog
+from common.codec import encode
+from common.errors import RagwayError
+from contracts.chat import STREAM_END, STREAM_HEADER
+from contracts.ollama import OllamaProxyAccepted, OllamaProxyEnd, OllamaProxyRequest, path_level
+from contracts.subjects import ollama_cancel_subject
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from inference_proxy.catalog import ModelCatalog
+from inference_proxy.errors import error_for_exception
+from inference_proxy.settings import Backend, Settings
+
+log = structlog.get_logger()
+
+MAX_PIECE = 256 * 1024  # well under any NATS max_payload
+_END_HEADERS = {STREAM_HEADER: STREAM_END}
+
+
+class _Named(msgspec.Struct):
+    model: str | None = None
+    name: str | None = None
+
+
+_decode_named = msgspec.json.Decoder(_Named).decode
+
+
+class OllamaPassthrough:
+    def __init__(
+        self,
+        nc: Client,
+        http: aiohttp.ClientSession,
+        backends: list[Backend],
+        catalog: ModelCatalog,
+        settings: Settings,
+    ) -> None:
+        self._nc = nc
+        self._http = http
+        self._backends = backends
+        self._catalog = catalog
+        self._settings = settings
+        connect = settings.backend_connect_timeout_seconds
+        self._timeout = aiohttp.ClientTimeout(total=None, connect=connect, sock_connect=connect)
+        self._relays: set[asyncio.Task[None]] = set()
+
+    async def open(self, request: OllamaProxyRequest) -> OllamaProxyAccepted:
+        """Send the request; once the backend answered, relay its body in the background."""
+        level = path_level(request.path)
+        if level is None:
+            raise RagwayError("not_found", f"Unknown Ollama API path: {request.path}")
+        if level == "admin" and request.principal.role != "admin":
+            raise RagwayError("forbidden", "Only administrators may do this")
+        backend = await self._backend(request)
+        response = await self._send(backend, request)
+        cancel = asyncio.Event()
+        try:
+            subscription = await self._nc.subscribe(
+                ollama_cancel_subject(request.stream_id), cb=_setter(cancel)
+            )
+        except BaseException:
+            response.close()
+            raise
+        relay = asyncio.create_task(
+            self._relay(backend, request, response, cancel, subscription, time.perf_counter())
+        )
+        self._relays.add(relay)
+        relay.add_done_callback(self._relays.discard)
+        return OllamaProxyAccepted(
+            status=response.status, content_type=response.headers.get("Content-Type", "")
+        )
+
+    async def _backend(self, request: OllamaProxyRequest) -> Backend:
+        if not self._backends:
+            raise RagwayError("not_found", "No Ollama backend is configured")
+        if request.url_idx is not None:
+            if not 0 <= request.url_idx < len(self._backends):
+                raise RagwayError(
+                    "not_found", f"Ollama backend index {request.url_idx} is not configured"
+                )
+            return self._backends[request.url_idx]
+        # Like Open WebUI: without an index, a request naming a model goes where it lives
+        model = _model_of(request.body)
+        if model:
+            route = await self._catalog.route(model)
+            if route is not None and route.backends[0].kind == "ollama":
+                return route.pick()
+        return self._backends[0]
+
+    async def _send(self, backend: Backend, request: OllamaProxyRequest) -> aiohttp.ClientResponse:
+        url = f"{backend.base_url}/{request.path}"
+        if request.query:
+            url += f"?{request.query}"
+        headers = {"Content-Type": request.content_type} if request.content_type else {}
+        limit = self._settings.backend_timeout_seconds
+        try:
+            async with asyncio.timeout(limit):
+                return await self._http.request(
+                    request.method,
+                    url,
+                    data=request.body or None,
+                    headers=headers,
+                    timeout=self._timeout,
+                    allow_redirects=False,
+                    auto_decompress=False,
+                )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            error = error_for_exception(backend, exc, limit)
+            raise RagwayError(error.code, error.detail.replace("Model backend", "Ollama backend"))
+
+    async def _relay(
+        self,
+        backend: Backend,
+        request: OllamaProxyRequest,
+        response: aiohttp.ClientResponse,
+        cancel: asyncio.Event,
+        subscription: Subscription,
+        started: float,
+    ) -> None:
+        idle = self._settings.backend_idle_timeout_seconds
+        inbox = request.stream_inbox
+        size, error, outcome = 0, None, "ok"
+        try:
+            loop = asyncio.get_running_loop()
+            async with asyncio.timeout(idle) as deadline:
+                while not cancel.is_set():
+                    data = await response.content.readany()
+                    if not data:
+                        break
+                    deadline.reschedule(loop.time() + idle)
+                    size += len(data)
+                    for start in range(0, len(data), MAX_PIECE):
+                        await self._nc.publish(inbox, data[start : start + MAX_PIECE])
+            if cancel.is_set():
+                outcome, error = "cancelled", "Cancelled by the caller"
+        except TimeoutError:
+            outcome, error = "backend_failed", f"The Ollama backend sent nothing for {idle:g}s"
+        except aiohttp.ClientError:
+            outcome = "backend_failed"
+            error = f"The connection to Ollama backend {backend.host} broke"
+        except (nats.errors.Error, asyncio.CancelledError):
+            outcome, error = "relay_failed", "The reply could not be delivered"
+        finally:
+            if error is None:
+                response.release()
+            else:
+                response.close()  # stop the backend (a pull or a generation) too
+            with contextlib.suppress(Exception):
+                await self._nc.publish(
+                    inbox, encode(OllamaProxyEnd(size=size, error=error)), headers=_END_HEADERS
+                )
+            with contextlib.suppress(Exception):
+                await subscription.unsubscribe()
+            log.info(
+                "ollama_passthrough",
+                path=request.path,
+                backend=backend.host,
+                status=response.status,
+                outcome=outcome,
+                bytes=size,
+                duration_ms=round((time.perf_counter() - started) * 1000, 1),
+            )
+
+    async def aclose(self, grace_seconds: float = 10.0) -> None:
+        """Let running relays finish (bounded), then cancel the rest."""
+        if self._relays:
+            _, pending = await asyncio.wait(set(self._relays), timeout=grace_seconds)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=2)
+
+
+def _setter(event: asyncio.Event) -> Any:
+    async def on_message(msg: Msg) -> None:
+        event.set()
+
+    return on_message
+
+
+def _model_of(body: bytes) -> str:
+    if not body:
+        return ""
+    try:
+        named = _decode_named(body)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return ""
+    return named.model or named.name or ""
