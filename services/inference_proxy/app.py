@@ -15,9 +15,11 @@ from contracts import subjects
 from contracts.chat import CompletionJob
 from contracts.functions import PluginListRequest, PluginRef, PluginSave
 from contracts.models import ModelsReply, ModelsRequest
+from contracts.ollama import OllamaProxyRequest
 from inference_proxy.catalog import ModelCatalog
 from inference_proxy.chat import ChatRunner
 from inference_proxy.completions import Completions
+from inference_proxy.passthrough import OllamaPassthrough
 from inference_proxy.pipes import PipeRunner
 from inference_proxy.plugins import PluginService, PluginStore
 from inference_proxy.sandbox import Sandbox, SandboxLimits
@@ -64,6 +66,8 @@ async def serve(settings: Settings) -> AsyncIterator[InferenceProxy]:
         )
         chat = ChatRunner(nc, http, catalog, settings)
         stack.push_async_callback(chat.aclose)
+        passthrough = OllamaPassthrough(nc, http, ollama, catalog, settings)
+        stack.push_async_callback(passthrough.aclose)
         sandbox = Sandbox(
             SandboxLimits(
                 timeout_seconds=settings.function_timeout_seconds,
@@ -102,5 +106,6 @@ async def serve(settings: Settings) -> AsyncIterator[InferenceProxy]:
         await host.add(subjects.PLUGINS_LIST, plugin_service.list, PluginListRequest)
         await host.add(subjects.PLUGINS_GET, plugin_service.get, PluginRef)
         await host.add(subjects.PLUGINS_DELETE, plugin_service.delete, PluginRef)
+        await host.add(subjects.OLLAMA_PROXY, passthrough.open, OllamaProxyRequest)
         await nc.flush()  # the server knows the endpoints before we say we are serving
         yield InferenceProxy(catalog=catalog, chat=chat, plugins=plugins, sandbox=sandbox)

@@ -70,18 +70,31 @@ class OllamaPassthrough:
         if level == "admin" and request.principal.role != "admin":
             raise RagwayError("forbidden", "Only administrators may do this")
         backend = await self._backend(request)
-        response = await self._send(backend, request)
-        cancel = asyncio.Event()
+        cancel = _Cancel()
+        # listen first: a caller gone while the backend is still thinking stops it too
+        subscription = await self._nc.subscribe(
+            ollama_cancel_subject(request.stream_id), cb=cancel.on_message
+        )
+        started = time.perf_counter()
         try:
-            subscription = await self._nc.subscribe(
-                ollama_cancel_subject(request.stream_id), cb=_setter(cancel)
-            )
+            cancel.task = sending = asyncio.ensure_future(self._send(backend, request))
+            try:
+                response = await sending
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if cancel.requested and current is not None and not current.cancelling():
+                    raise RagwayError("timeout", "Cancelled by the caller") from None
+                raise
         except BaseException:
-            response.close()
+            with contextlib.suppress(Exception):
+                await subscription.unsubscribe()
             raise
         relay = asyncio.create_task(
-            self._relay(backend, request, response, cancel, subscription, time.perf_counter())
+            self._relay(backend, request, response, cancel, subscription, started)
         )
+        cancel.task = relay
+        if cancel.requested:
+            relay.cancel()
         self._relays.add(relay)
         relay.add_done_callback(self._relays.discard)
         return OllamaProxyAccepted(
@@ -131,7 +144,7 @@ class OllamaPassthrough:
         backend: Backend,
         request: OllamaProxyRequest,
         response: aiohttp.ClientResponse,
-        cancel: asyncio.Event,
+        cancel: _Cancel,
         subscription: Subscription,
         started: float,
     ) -> None:
@@ -141,7 +154,7 @@ class OllamaPassthrough:
         try:
             loop = asyncio.get_running_loop()
             async with asyncio.timeout(idle) as deadline:
-                while not cancel.is_set():
+                while True:
                     data = await response.content.readany()
                     if not data:
                         break
@@ -149,14 +162,15 @@ class OllamaPassthrough:
                     size += len(data)
                     for start in range(0, len(data), MAX_PIECE):
                         await self._nc.publish(inbox, data[start : start + MAX_PIECE])
-            if cancel.is_set():
-                outcome, error = "cancelled", "Cancelled by the caller"
+        except asyncio.CancelledError:
+            outcome = "cancelled" if cancel.requested else "shutdown"
+            error = "Cancelled by the caller" if cancel.requested else "The proxy is shutting down"
         except TimeoutError:
             outcome, error = "backend_failed", f"The Ollama backend sent nothing for {idle:g}s"
         except aiohttp.ClientError:
             outcome = "backend_failed"
             error = f"The connection to Ollama backend {backend.host} broke"
-        except (nats.errors.Error, asyncio.CancelledError):
+        except nats.errors.Error:
             outcome, error = "relay_failed", "The reply could not be delivered"
         finally:
             if error is None:
@@ -189,11 +203,17 @@ class OllamaPassthrough:
                 await asyncio.wait(pending, timeout=2)
 
 
-def _setter(event: asyncio.Event) -> Any:
-    async def on_message(msg: Msg) -> None:
-        event.set()
+class _Cancel:
+    """Set by a message on the cancel subject; cancels whatever runs in `task`."""
 
-    return on_message
+    def __init__(self) -> None:
+        self.task: asyncio.Future[Any] | None = None
+        self.requested = False
+
+    async def on_message(self, msg: Msg) -> None:
+        self.requested = True
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
 
 
 def _model_of(body: bytes) -> str:

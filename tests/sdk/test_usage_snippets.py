@@ -1,5 +1,5 @@
 """Every snippet of the README's "Use it from…" section (docs/usage/snippets/, included
-verbatim in docs/usage/README-section.md) runs here against a live ragway: curl, Python
+verbatim in README.md) runs here against a live ragway: curl, Python
 (openai SDK and requests), JavaScript (node's fetch) and the `ragway` CLI."""
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def snippet_env(stack: Stack, account: Account, workdir: Path) -> dict[str, str]
 
 @pytest.mark.parametrize("name", sorted(p.name for p in SNIPPETS.iterdir()))
 def test_the_readme_section_includes_each_snippet_verbatim(name: str) -> None:
-    section = (USAGE / "README-section.md").read_text()
+    section = (USAGE.parent.parent / "README.md").read_text()
     assert (SNIPPETS / name).read_text().strip() in section
 
 
