@@ -17,13 +17,13 @@ from collections.abc import Callable
 from typing import Any
 
 import msgspec
-from common.errors import RagwayError
-from contracts.chats import DEFAULT_TITLE, PAGE_SIZE, ChatContent, ChatRecord, ChatSummary
 from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from catalog.buckets import ensure_kv
+from common.errors import RagwayError
+from contracts.chats import DEFAULT_TITLE, PAGE_SIZE, ChatContent, ChatRecord, ChatSummary
 
 _encode = msgspec.json.Encoder().encode
 _decode_record = msgspec.json.Decoder(ChatRecord).decode
@@ -57,7 +57,9 @@ class ChatStore:
         self._kv = kv
 
     @classmethod
-    async def open(cls, js: JetStreamContext, prefix: str = "ragway", replicas: int = 1) -> ChatStore:
+    async def open(
+        cls, js: JetStreamContext, prefix: str = "ragway", replicas: int = 1
+    ) -> ChatStore:
         return cls(await ensure_kv(js, f"{prefix}_chats", replicas))
 
     async def create(

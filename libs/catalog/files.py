@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable
 
 import msgspec
 from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
 from nats.js.kv import KeyValue
 
 from catalog.blobs import BlobStore
@@ -102,7 +102,7 @@ class FileCatalog:
     async def list_all(self) -> list[FileRecord]:
         try:
             keys = await self._records.keys()
-        except Exception:  # nats-py raises NoKeysError on an empty bucket
+        except NoKeysError:  # an empty bucket (other failures must not read as empty)
             return []
         records = await asyncio.gather(*(self.get(key) for key in keys))
         return [record for record in records if record is not None]

@@ -25,6 +25,7 @@ ERROR_HEADER = "Nats-Service-Error"
 ERROR_CODE_HEADER = "Nats-Service-Error-Code"
 
 NO_RESPONDERS_RETRY_SECONDS = 0.05
+BUS_UNAVAILABLE = "The message bus is unavailable"
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 
@@ -68,6 +69,10 @@ class Bus:
         headers: dict[str, str] | None = None,
     ) -> bytes:
         """Send bytes, return the reply's bytes; map NATS failures to clear errors."""
+        if not self.nc.is_connected:
+            # While reconnecting nats-py buffers the request and waits out the whole
+            # timeout; a caller is better served by a clear answer at once.
+            raise RagwayError("unavailable", BUS_UNAVAILABLE)
         sent_headers = outgoing_headers(headers)
         try:
             try:
@@ -89,7 +94,7 @@ class Bus:
             nats.errors.StaleConnectionError,
             nats.errors.OutboundBufferLimitError,
         ):
-            raise RagwayError("unavailable", "The message bus is unavailable") from None
+            raise RagwayError("unavailable", BUS_UNAVAILABLE) from None
         raise_for_error_headers(msg.headers)
         return msg.data
 

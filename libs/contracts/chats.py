@@ -27,8 +27,8 @@ class HistoryMessage(msgspec.Struct, kw_only=True, omit_defaults=True):
     """One node of `chat.history.messages` (the fields ragway reads; others are kept)."""
 
     id: str
-    parentId: str | None = None  # noqa: N815 - Open WebUI's field name
-    childrenIds: list[str] = msgspec.field(default_factory=list)  # noqa: N815
+    parentId: str | None = None
+    childrenIds: list[str] = msgspec.field(default_factory=list)
     role: Literal["system", "user", "assistant", "tool"]
     content: str | list[dict[str, Any]] = ""
     model: str | None = None
@@ -38,7 +38,7 @@ class HistoryMessage(msgspec.Struct, kw_only=True, omit_defaults=True):
 
 
 class History(msgspec.Struct, kw_only=True):
-    currentId: str | None = None  # noqa: N815
+    currentId: str | None = None
     messages: dict[str, HistoryMessage] = msgspec.field(default_factory=dict)
 
 

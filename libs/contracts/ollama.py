@@ -18,7 +18,15 @@ from contracts.auth import Principal
 
 # Which Ollama API paths each role may use (Open WebUI's split)
 USER_PATHS = frozenset(
-    {"api/tags", "api/version", "api/show", "api/generate", "api/chat", "api/embed", "api/embeddings"}
+    {
+        "api/tags",
+        "api/version",
+        "api/show",
+        "api/generate",
+        "api/chat",
+        "api/embed",
+        "api/embeddings",
+    }
 )
 ADMIN_PATHS = frozenset(
     {"api/ps", "api/pull", "api/push", "api/create", "api/copy", "api/delete", "api/blobs"}

@@ -84,3 +84,11 @@ class FileVectorsRef(msgspec.Struct, frozen=True, kw_only=True):
 
 class VectorsWritten(msgspec.Struct, frozen=True, kw_only=True):
     count: int
+
+
+class StoredChunks(msgspec.Struct, frozen=True, kw_only=True):
+    """What the store holds for one file: its point count and chunk indexes, in order."""
+
+    file_id: str
+    count: int
+    indexes: list[int]

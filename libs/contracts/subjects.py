@@ -72,3 +72,5 @@ RETRIEVAL_QUERY = "ragway.retrieval.query"
 VECTORS_UPSERT = "ragway.vectors.upsert"
 VECTORS_COPY = "ragway.vectors.copy"
 VECTORS_DELETE = "ragway.vectors.delete"
+# what the store holds for one file (operators, and the fault tests' exactly-once check)
+VECTORS_STORED = "ragway.vectors.stored"

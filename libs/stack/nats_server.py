@@ -23,6 +23,10 @@ class NatsServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     host: str = "127.0.0.1"
     max_payload_mb: int = 8
     server_name: str = "ragway"
+    # Cluster membership (see stack.nats_cluster): a name, a route port, the peers' routes.
+    cluster_name: str = ""
+    cluster_port: int = 0
+    routes: tuple[str, ...] = ()
 
 
 def nats_server_binary() -> str:
@@ -52,8 +56,21 @@ def write_config(config: NatsServerConfig) -> Path:
         f"http: {config.host}:{config.monitor_port}\n"
         f"max_payload: {config.max_payload_mb}MB\n"
         f"jetstream {{\n  store_dir: {str(config.store_dir)!r}\n}}\n"
+        + cluster_block(config)
     )
     return path
+
+
+def cluster_block(config: NatsServerConfig) -> str:
+    """The `cluster {}` section: routes to every peer, so the nodes form one JetStream cluster."""
+    if not config.cluster_name:
+        return ""
+    routes = "".join(f"    {route}\n" for route in config.routes)
+    return (
+        f"cluster {{\n  name: {config.cluster_name}\n"
+        f"  listen: {config.host}:{config.cluster_port}\n"
+        f"  routes: [\n{routes}  ]\n}}\n"
+    )
 
 
 class NatsServer:

@@ -31,7 +31,8 @@ class StackSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     llm_threads: int = 0  # 0: about half the cores
     services: str = DEFAULT_SERVICES
     start_timeout_s: float = 120.0
-    stop_timeout_s: float = 10.0
+    # above the gateway's shutdown grace (25 s) and ingestion's stop grace (20 s)
+    stop_timeout_s: float = 30.0
     log_level: str = "info"
 
     def service_list(self) -> list[str]:

@@ -21,9 +21,11 @@ from gateway import (
     routes_auth,
     routes_chat,
     routes_chats,
+    routes_docs,
     routes_files,
     routes_functions,
     routes_knowledge,
+    routes_ollama,
     routes_retrieval,
 )
 from gateway.identity import Identity
@@ -61,9 +63,11 @@ def build_app(settings: Settings, bus: Bus, identity: Identity) -> web.Applicati
         routes_auth,
         routes_chat,
         routes_chats,
+        routes_docs,
         routes_files,
         routes_functions,
         routes_knowledge,
+        routes_ollama,
         routes_retrieval,
     ):
         module.add_routes(app, access)
@@ -114,7 +118,15 @@ async def serve(settings: Settings) -> AsyncIterator[GatewayHandle]:
         )
         on_reconnect.append(identity.on_reconnect)
         app = build_app(settings, bus, identity)
-        runner = web.AppRunner(app, handler_cancellation=True, access_log=None, lingering_time=1.0)
+        # cleanup() closes the socket (new clients are refused), closes idle keep-alive
+        # connections, and waits up to the grace for requests in flight before cancelling.
+        runner = web.AppRunner(
+            app,
+            handler_cancellation=True,
+            access_log=None,
+            lingering_time=1.0,
+            shutdown_timeout=settings.shutdown_grace_seconds,
+        )
         await runner.setup()
         try:
             site = web.TCPSite(runner, settings.host, settings.port)

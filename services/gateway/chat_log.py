@@ -15,6 +15,7 @@ from typing import Any
 
 import msgspec
 import structlog
+
 from catalog.chats import ChatStore, append_message
 from common.errors import RagwayError
 from contracts.chat import ChatCompletionRequest

@@ -6,19 +6,28 @@ import asyncio
 import re
 import time
 
+import nats.errors
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from common.bus import new_request_id, request_id_var
+from common.bus import BUS_UNAVAILABLE, new_request_id, request_id_var
 from common.errors import RagwayError, forbidden, unauthorized
 from gateway.errors import error_response, status_for
-from gateway.state import ACCESS, IDENTITY, PRINCIPAL, REQUEST_ID
+from gateway.state import ACCESS, BUS, IDENTITY, PRINCIPAL, REQUEST_ID
 
 log = structlog.get_logger()
 
 REQUEST_ID_HEADER = "X-Request-Id"
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+# NATS failures that mean "the bus is away" wherever they surface (KV, object store, ...)
+BUS_DOWN = (
+    nats.errors.ConnectionClosedError,
+    nats.errors.ConnectionReconnectingError,
+    nats.errors.StaleConnectionError,
+    nats.errors.OutboundBufferLimitError,
+    nats.errors.NoRespondersError,
+)
 
 
 def route_of(request: web.Request) -> str:
@@ -57,10 +66,18 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
 
 
 async def _mapped(request: web.Request, handler: Handler) -> web.StreamResponse:
+    bus = request.app.get(BUS)
+    if bus is not None and not bus.nc.is_connected:
+        # Nothing works without the bus: say so at once rather than after a timeout.
+        return error_response(503, BUS_UNAVAILABLE)
     try:
         return await handler(request)
     except RagwayError as exc:
         return error_response(status_for(exc.code), exc.detail)
+    except nats.errors.TimeoutError:  # JetStream (KV, object store) calls that got no answer
+        return error_response(504, "The message bus did not answer in time")
+    except BUS_DOWN:
+        return error_response(503, BUS_UNAVAILABLE)
     except web.HTTPRequestEntityTooLarge:
         return error_response(413, "Request body too large")
     except web.HTTPException as exc:

@@ -31,8 +31,8 @@ from contracts.chat import (
 )
 from contracts.models import ModelsRequest
 from gateway import rag
-from gateway.chat_log import ChatAppend
 from gateway.bodies import json_bytes, parse, read_body
+from gateway.chat_log import ChatAppend
 from gateway.routes_chats import CHATS
 from gateway.state import BUS, SETTINGS, Access, principal_of
 

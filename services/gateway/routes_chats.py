@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+
 from catalog.chats import ChatStore
 from contracts.chats import ChatForm
-
 from gateway.bodies import TRUE, json_bytes, json_value, parse, read_body
 from gateway.state import BUS, SETTINGS, Access, principal_of
 
@@ -84,4 +84,3 @@ def add_routes(app: web.Application, access: dict[str, Access]) -> None:
         app.router.add_route(method, path, handler, name=name)
         access[name] = "user"
     app.cleanup_ctx.append(_chat_store)
-

@@ -22,6 +22,8 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     completion_timeout_seconds: float = 130.0
     stream_idle_timeout_seconds: float = 65.0
     health_timeout_seconds: float = 1.0
+    # on SIGTERM: stop listening, let requests in flight (streams) finish for this long
+    shutdown_grace_seconds: Annotated[float, msgspec.Meta(ge=0)] = 25.0
     max_body_mb: int = 16
     auth_cache_seconds: float = 60.0
     # Comma-separated nats.micro names /health asks; empty means every backend service.

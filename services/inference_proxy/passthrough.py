@@ -17,15 +17,15 @@ import aiohttp
 import msgspec
 import nats.errors
 import structlog
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
 from common.codec import encode
 from common.errors import RagwayError
 from contracts.chat import STREAM_END, STREAM_HEADER
 from contracts.ollama import OllamaProxyAccepted, OllamaProxyEnd, OllamaProxyRequest, path_level
 from contracts.subjects import ollama_cancel_subject
-from nats.aio.client import Client
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
-
 from inference_proxy.catalog import ModelCatalog
 from inference_proxy.errors import error_for_exception
 from inference_proxy.settings import Backend, Settings
@@ -137,7 +137,8 @@ class OllamaPassthrough:
                 )
         except (aiohttp.ClientError, TimeoutError) as exc:
             error = error_for_exception(backend, exc, limit)
-            raise RagwayError(error.code, error.detail.replace("Model backend", "Ollama backend"))
+            detail = error.detail.replace("Model backend", "Ollama backend")
+            raise RagwayError(error.code, detail) from None
 
     async def _relay(
         self,

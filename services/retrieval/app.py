@@ -64,6 +64,7 @@ async def serve(settings: Settings) -> AsyncIterator[Retrieval]:
             (subjects.VECTORS_UPSERT, vectors.upsert, UpsertChunks),
             (subjects.VECTORS_COPY, vectors.copy, CopyFileVectors),
             (subjects.VECTORS_DELETE, vectors.delete, FileVectorsRef),
+            (subjects.VECTORS_STORED, vectors.stored, FileVectorsRef),
             (subjects.FILES_DELETE, vectors.delete_file, DeleteFileRequest),
             (subjects.RETRIEVAL_QUERY, searcher.query, RetrievalQuery),
             (subjects.KNOWLEDGE_CREATE, knowledge.create, KnowledgeCreate),

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import msgspec
 from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
 from nats.js.kv import KeyValue
 
 from catalog.buckets import ensure_kv
@@ -87,7 +87,7 @@ class KnowledgeStore:
     async def list_all(self) -> list[Knowledge]:
         try:
             keys = await self._kv.keys()
-        except Exception:  # nats-py raises NoKeysError on an empty bucket
+        except NoKeysError:  # an empty bucket (other failures must not read as empty)
             return []
         found = await asyncio.gather(*(self.get(key) for key in keys))
         return [item for item in found if item is not None]

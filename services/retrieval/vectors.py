@@ -10,7 +10,13 @@ from catalog.files import FileCatalog
 from common.errors import invalid
 from contracts.auth import Ok
 from contracts.files import DeleteFileRequest
-from contracts.retrieval import CopyFileVectors, FileVectorsRef, UpsertChunks, VectorsWritten
+from contracts.retrieval import (
+    CopyFileVectors,
+    FileVectorsRef,
+    StoredChunks,
+    UpsertChunks,
+    VectorsWritten,
+)
 from embedding.embedder import Embedder
 from embedding.vectors import SparseVector
 from retrieval.access import can_read_file
@@ -118,6 +124,13 @@ class VectorHandlers:
         before = await self._store.count(request.file_id)
         await self._store.delete_file(request.file_id)
         return VectorsWritten(count=before)
+
+    async def stored(self, request: FileVectorsRef) -> StoredChunks:
+        """Points and chunk indexes held for a file: a count above len(indexes) is a duplicate."""
+        count = await self._store.count(request.file_id)
+        chunks = await self._store.get_file_chunks(request.file_id)
+        indexes = [hit.chunk_index for hit in chunks]
+        return StoredChunks(file_id=request.file_id, count=count, indexes=indexes)
 
     async def delete_file(self, request: DeleteFileRequest) -> Ok:
         """Delete a file everywhere: vectors, knowledge links, record, blobs, hash index."""

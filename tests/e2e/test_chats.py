@@ -51,9 +51,7 @@ async def test_an_update_merges_chat_fields_and_renames(stack: Stack, user: Acco
     assert updated["chat"]["params"] == {"t": 1}  # kept: not in the update
 
 
-async def test_a_malformed_history_is_refused_naming_the_field(
-    stack: Stack, user: Account
-) -> None:
+async def test_a_malformed_history_is_refused_naming_the_field(stack: Stack, user: Account) -> None:
     status, body = await stack.call(
         "POST",
         "/api/v1/chats/new",

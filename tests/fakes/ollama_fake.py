@@ -86,6 +86,8 @@ class OllamaFake(FakeBackend):
     drop_after: int | None = None
     hang_chat: bool = False
     version: str = "0.6.8"
+    # blobs pushed with `POST /api/blobs/<digest>` (what `api/create` with files uses)
+    blobs: dict[str, bytes] = field(default_factory=dict)
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -103,6 +105,8 @@ class OllamaFake(FakeBackend):
             web.post("/api/create", self.api_create),
             web.post("/api/copy", self.api_copy),
             web.delete("/api/delete", self.api_delete),
+            web.head("/api/blobs/{digest}", self.api_blob_exists),
+            web.post("/api/blobs/{digest}", self.api_blob_push),
         ]
 
     async def root(self, request: web.Request) -> web.Response:
@@ -326,6 +330,18 @@ class OllamaFake(FakeBackend):
             return _not_found(model)
         self.models.remove(model)
         return web.Response(status=200)
+
+    async def api_blob_exists(self, request: web.Request) -> web.Response:
+        return web.Response(status=200 if request.match_info["digest"] in self.blobs else 404)
+
+    async def api_blob_push(self, request: web.Request) -> web.Response:
+        digest = request.match_info["digest"]
+        data = await request.read()
+        actual = "sha256:" + hashlib.sha256(data).hexdigest()
+        if actual != digest:
+            return web.json_response({"error": "digest mismatch"}, status=400)
+        self.blobs[digest] = data
+        return web.Response(status=201)
 
     async def _ndjson(
         self, request: web.Request, lines: list[bytes], *, chat: bool = False

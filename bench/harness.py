@@ -1,0 +1,272 @@
+"""What the benchmarks share: the fake backend process, ragway as real processes, a
+closed-loop HTTP load generator (aiohttp) and the statistics printed with each figure.
+
+Not a benchmark itself (`make bench` runs the scripts it names).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from stack.launcher import Stack
+from stack.nats_server import free_port
+from stack.settings import StackSettings
+
+BENCH_DIR = Path(__file__).resolve().parent
+OUT_DIR = BENCH_DIR / "out"
+PASSWORD = "bench password 123"
+# Variables of the surrounding shell that would leak into the stack under test.
+FOREIGN_PREFIXES = ("RAGWAY_", "OPENAI_", "OLLAMA_")
+
+
+def loadavg() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load {one:.2f}/{five:.2f} on {os.cpu_count()} CPUs"
+
+
+def write_results(name: str, data: dict[str, Any]) -> Path:
+    """Keep a run's figures as JSON under bench/out/ (RESULTS.md and plots read them)."""
+    OUT_DIR.mkdir(exist_ok=True)
+    path = OUT_DIR / f"{name}.json"
+    path.write_text(json.dumps(data, indent=2))
+    return path
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of unsorted values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+# --- the fake backend, in its own process ------------------------------------------------
+
+
+@dataclass
+class FakeProcess:
+    process: asyncio.subprocess.Process
+    base_url: str  # ends in /v1
+
+
+@asynccontextmanager
+async def fake_backend(
+    *, tokens: int, delay: float = 0.0, models: str = "fast"
+) -> AsyncIterator[FakeProcess]:
+    """bench/fake_backend.py as a child process; its base URL once it listens."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(BENCH_DIR / "fake_backend.py"),
+        "--tokens",
+        str(tokens),
+        "--delay",
+        str(delay),
+        "--models",
+        models,
+        stdout=asyncio.subprocess.PIPE,
+        stdin=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        assert process.stdout is not None
+        line = await asyncio.wait_for(process.stdout.readline(), 30)
+        if not line.startswith(b"listening "):
+            raise RuntimeError(f"fake backend did not start: {line!r}")
+        yield FakeProcess(process, line.split()[1].decode())
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            await process.wait()
+
+
+# --- ragway as real processes ------------------------------------------------------------
+
+
+def clean_environ(**overrides: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(FOREIGN_PREFIXES)}
+    if "RAGWAY_CACHE_DIR" in os.environ:
+        env["RAGWAY_CACHE_DIR"] = os.environ["RAGWAY_CACHE_DIR"]
+    env.update(overrides)
+    return env
+
+
+@dataclass
+class Ragway:
+    stack: Stack
+    api_key: str
+    token: str
+
+    @property
+    def url(self) -> str:
+        return self.stack.url
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"}
+
+    def pid_of(self, name: str) -> int:
+        children = [*self.stack.services, self.stack.gateway]
+        for child in children:
+            if child is not None and child.name == name and child.pid:
+                return child.pid
+        raise KeyError(name)
+
+
+@asynccontextmanager
+async def ragway(
+    *, services: str = "auth,inference_proxy", log_level: str = "warning", **environ: str
+) -> AsyncIterator[Ragway]:
+    """The stack (`Stack`, as `python -m stack run` starts it) with an admin's API key."""
+    with tempfile.TemporaryDirectory(prefix="ragway-bench-") as tmp:
+        settings = StackSettings(
+            data_dir=str(Path(tmp, "data")),
+            cache_dir=os.environ.get("RAGWAY_CACHE_DIR") or "~/.cache/ragway",
+            port=free_port(),
+            nats_port=free_port(),
+            nats_monitor_port=free_port(),
+            llm_port=free_port(),
+            local_llm=False,
+            services=services,
+            log_level=log_level,
+            stop_timeout_s=10.0,
+        )
+        micro = {"auth": "auth", "inference_proxy": "inference-proxy"}
+        health = ",".join(micro.get(s, s) for s in settings.service_list())
+        env = clean_environ(RAGWAY_HEALTH_SERVICES=health, **environ)
+        stack = Stack(settings, env)
+        await stack.astart()
+        try:
+            token, key = await _admin_key(stack.url)
+            yield Ragway(stack, key, token)
+        finally:
+            await stack.astop()
+
+
+async def _admin_key(url: str) -> tuple[str, str]:
+    async with aiohttp.ClientSession() as http:
+        async with http.post(
+            f"{url}/api/v1/auths/signup",
+            json={"name": "Bench", "email": f"{uuid.uuid4().hex[:8]}@bench.local",
+                  "password": PASSWORD},
+        ) as reply:
+            reply.raise_for_status()
+            token = (await reply.json())["token"]
+        async with http.post(
+            f"{url}/api/v1/auths/api_key", headers={"Authorization": f"Bearer {token}"}
+        ) as reply:
+            reply.raise_for_status()
+            return token, (await reply.json())["api_key"]
+
+
+# --- the load generator ------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Sample:
+    ttft: float  # seconds to the first SSE event (to the whole body when not streamed)
+    total: float
+
+
+@dataclass
+class Round:
+    samples: list[Sample] = field(default_factory=list)
+    errors: int = 0
+    elapsed: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        return len(self.samples) / self.elapsed if self.elapsed else 0.0
+
+    def ttft(self, q: float) -> float:
+        return percentile([s.ttft for s in self.samples], q)
+
+    def total(self, q: float) -> float:
+        return percentile([s.total for s in self.samples], q)
+
+
+Call = Callable[[aiohttp.ClientSession], Awaitable[Sample]]
+
+
+def stream_chat(url: str, headers: dict[str, str], body: dict[str, Any]) -> Call:
+    """A streamed chat completion: time to the first `data:` event, and to the end."""
+    payload = json.dumps(body).encode()
+    all_headers = {**headers, "Content-Type": "application/json"}
+
+    async def call(http: aiohttp.ClientSession) -> Sample:
+        started = time.perf_counter()
+        first = 0.0
+        async with http.post(url, data=payload, headers=all_headers) as reply:
+            if reply.status != 200:
+                raise RuntimeError(f"{reply.status}: {(await reply.read())[:200]!r}")
+            done = False
+            async for line in reply.content:
+                if line.startswith(b"data:"):
+                    if not first:
+                        first = time.perf_counter() - started
+                    if line.startswith(b"data: [DONE]"):
+                        done = True
+                    elif b'"error"' in line[:16]:
+                        raise RuntimeError(line.decode()[:200])
+            if not done:
+                raise RuntimeError("stream ended without [DONE]")
+        return Sample(first, time.perf_counter() - started)
+
+    return call
+
+
+def get_json(url: str, headers: dict[str, str]) -> Call:
+    async def call(http: aiohttp.ClientSession) -> Sample:
+        started = time.perf_counter()
+        async with http.get(url, headers=headers) as reply:
+            body = await reply.read()
+            if reply.status != 200:
+                raise RuntimeError(f"{reply.status}: {body[:200]!r}")
+        elapsed = time.perf_counter() - started
+        return Sample(elapsed, elapsed)
+
+    return call
+
+
+async def closed_loop(call: Call, clients: int, seconds: float, warmup: float = 0.5) -> Round:
+    """`clients` workers, each sending its next request when the last one ended."""
+    result = Round()
+    connector = aiohttp.TCPConnector(limit=0, force_close=False)
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+        warm_until = time.perf_counter() + warmup
+        stop_at = warm_until + seconds
+
+        async def worker() -> None:
+            while time.perf_counter() < stop_at:
+                try:
+                    sample = await call(http)
+                except (aiohttp.ClientError, RuntimeError, TimeoutError):
+                    result.errors += 1
+                    await asyncio.sleep(0.01)
+                    continue
+                # Counted when it ended inside the measured window, so the rate is
+                # completions per second of steady state.
+                if warm_until <= time.perf_counter() <= stop_at:
+                    result.samples.append(sample)
+
+        await asyncio.gather(*(worker() for _ in range(clients)))
+        result.elapsed = seconds
+    return result

@@ -1,0 +1,219 @@
+"""Uploads through the gateway: how soon a 1 MB text file is searchable, and how much the
+gateway's memory grows while a 200 MB file streams in.
+
+    .venv/bin/python bench/upload_latency.py [--text-mb 1] [--big-mb 200] [--runs 3]
+
+ragway runs as real processes (`Stack`, every service, one ingestion worker); the gateway
+is its own process and its VmRSS is read from /proc while the big upload runs. Searchable
+means: the upload returned, the file reached `completed`, and a query on it
+(`/api/v1/retrieval/query/doc`) returned chunks. Baselines in the same run: the Embedder
+alone on the very same chunks (dense + BM25, one thread, the worker's batch size), and the
+gateway's RSS just before the upload.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# bench/ingestion.py shadows the `ingestion` package for scripts run from bench/.
+# So the package is imported first, and bench/ comes back only for `harness`.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import ingestion.pipeline  # noqa: E402, F401
+
+sys.path.append(str(Path(__file__).resolve().parent))
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import json  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from typing import Any  # noqa: E402
+
+import aiohttp  # noqa: E402
+from harness import Ragway, loadavg, median, ragway, write_results  # noqa: E402
+
+from common.logging import configure_logging  # noqa: E402
+from embedding.embedder import Embedder  # noqa: E402
+from ingestion.pipeline import process_file  # noqa: E402
+from ingestion.settings import Settings as IngestionSettings  # noqa: E402
+
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "msmarco" / "corpus.jsonl"
+MIB = 1024 * 1024
+
+
+def text_of(size: int, skip: int) -> str:
+    """About `size` bytes of real passages (msmarco), starting after `skip` of them."""
+    parts: list[str] = []
+    total = 0
+    with CORPUS.open(encoding="utf-8") as lines:
+        for n, line in enumerate(lines):
+            if n < skip:
+                continue
+            parts.append(json.loads(line)["text"])
+            total += len(parts[-1].encode()) + 2
+            if total >= size:
+                break
+    return "\n\n".join(parts)
+
+
+def embed_alone(text: str) -> tuple[int, float]:
+    """Chunks of `text` as the worker cuts them, and the Embedder's seconds for them."""
+    settings = IngestionSettings()
+    processed = process_file(
+        text.encode(),
+        "bench.txt",
+        "text/plain",
+        limits=settings.extraction_limits(),
+        chunking=settings.chunking(),
+    )
+    texts = [chunk.text for chunk in processed.chunks]
+    embedder = Embedder(settings.embedder())
+    embedder.embed_documents(["warm up"])
+    started = time.perf_counter()
+    for at in range(0, len(texts), settings.embedding_batch_size):
+        batch = texts[at : at + settings.embedding_batch_size]
+        embedder.embed_documents(batch)
+        embedder.sparse_documents(batch)
+    return len(texts), time.perf_counter() - started
+
+
+async def upload(http: aiohttp.ClientSession, rw: Ragway, name: str, body: Any, kind: str) -> str:
+    form = aiohttp.FormData()
+    form.add_field("file", body, filename=name, content_type=kind)
+    async with http.post(f"{rw.url}/api/v1/files/", data=form, headers=rw.headers) as reply:
+        if reply.status != 200:
+            raise RuntimeError(f"upload {reply.status}: {await reply.text()}")
+        return str((await reply.json())["id"])
+
+
+async def searchable_after(http: aiohttp.ClientSession, rw: Ragway, text: str) -> dict[str, Any]:
+    started = time.perf_counter()
+    file_id = await upload(http, rw, "one-mb.txt", text.encode(), "text/plain")
+    uploaded = time.perf_counter() - started
+    returned = time.perf_counter()
+    while True:
+        async with http.get(f"{rw.url}/api/v1/files/{file_id}", headers=rw.headers) as reply:
+            data = (await reply.json())["data"]
+        if data["status"] == "failed":
+            raise RuntimeError(f"ingestion failed: {data}")
+        if data["status"] == "completed":
+            break
+        await asyncio.sleep(0.02)
+    completed = time.perf_counter() - returned
+    query = {"collection_name": file_id, "query": "what is the meaning", "k": 4}
+    async with http.post(
+        f"{rw.url}/api/v1/retrieval/query/doc", json=query, headers=rw.headers
+    ) as reply:
+        found = await reply.json()
+    if not found["documents"][0]:
+        raise RuntimeError("the completed file found nothing")
+    return {
+        "upload_s": uploaded,
+        "completed_s": completed,
+        "searchable_s": time.perf_counter() - returned,
+        "chunks": data.get("chunks_total", 0),
+        "file_id": file_id,
+    }
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+async def big_upload_rss(http: aiohttp.ClientSession, rw: Ragway, size_mb: int) -> dict[str, Any]:
+    pid = rw.pid_of("gateway")
+    with tempfile.NamedTemporaryFile(suffix=".dat") as blob:
+        block = bytes(range(256)) * 4096  # 1 MiB that no extractor takes for text
+        for _ in range(size_mb):
+            blob.write(block)
+        blob.flush()
+        before = rss_mb(pid)
+        peak = before
+        done = asyncio.Event()
+
+        async def sample() -> None:
+            nonlocal peak
+            while not done.is_set():
+                peak = max(peak, rss_mb(pid))
+                await asyncio.sleep(0.01)
+
+        sampler = asyncio.create_task(sample())
+        started = time.perf_counter()
+        with open(blob.name, "rb") as body:
+            file_id = await upload(http, rw, "big.dat", body, "application/octet-stream")
+        seconds = time.perf_counter() - started
+        done.set()
+        await sampler
+        after = rss_mb(pid)
+    async with http.delete(f"{rw.url}/api/v1/files/{file_id}", headers=rw.headers) as reply:
+        await reply.read()
+    return {
+        "size_mb": size_mb,
+        "seconds": seconds,
+        "rss_before_mb": before,
+        "rss_peak_mb": peak,
+        "rss_after_mb": after,
+        "growth_mb": peak - before,
+    }
+
+
+async def bench(args: argparse.Namespace) -> dict[str, Any]:
+    result: dict[str, Any] = {"args": vars(args)}
+    environ = {
+        "RAGWAY_FILE_MAX_SIZE_MB": str(args.big_mb + 50),
+        "RAGWAY_MAX_BODY_MB": str(args.big_mb + 50),
+        "OPENAI_API_BASE_URLS": "http://127.0.0.1:9/v1",  # no model needed, no local LLM
+    }
+    texts = [text_of(int(args.text_mb * MIB), skip=run * 5000) for run in range(args.runs)]
+    chunks, alone = await asyncio.to_thread(embed_alone, texts[0])
+    async with (
+        ragway(services="auth,inference_proxy,ingestion,retrieval", **environ) as rw,
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as http,
+    ):
+        await searchable_after(http, rw, "Warm-up text. " * 50)
+        runs = [await searchable_after(http, rw, text) for text in texts]
+        searchable = median([r["searchable_s"] for r in runs])
+        result["searchable"] = {
+            "runs": runs,
+            "median_s": searchable,
+            "embed_alone_s": alone,
+            "embed_chunks": chunks,
+            "load": loadavg(),
+        }
+        print(
+            f"{args.text_mb:g} MB text ({runs[0]['chunks']} chunks): searchable "
+            f"{searchable:.2f} s after the upload returned (median of {len(runs)}; upload "
+            f"{median([r['upload_s'] for r in runs]) * 1000:.0f} ms) | baseline Embedder alone "
+            f"{alone:.2f} s for {chunks} chunks, ratio {searchable / alone:.2f} | "
+            f"target <= 3 s {'ok' if searchable <= 3 else 'MISSED'} | {loadavg()}",
+            flush=True,
+        )
+        big = await big_upload_rss(http, rw, args.big_mb)
+        result["big_upload"] = {**big, "load": loadavg()}
+        print(
+            f"{args.big_mb} MB upload in {big['seconds']:.1f} s "
+            f"({args.big_mb / big['seconds']:.0f} MB/s): gateway RSS {big['rss_before_mb']:.0f}"
+            f" -> peak {big['rss_peak_mb']:.0f} MB, growth {big['growth_mb']:.1f} MB "
+            f"(target <= 50 MB {'ok' if big['growth_mb'] <= 50 else 'MISSED'}) | {loadavg()}",
+            flush=True,
+        )
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--text-mb", type=float, default=1.0)
+    parser.add_argument("--big-mb", type=int, default=200)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    configure_logging("warning")
+    result = asyncio.run(bench(args))
+    print(f"figures kept in {write_results('upload_latency', result)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,224 @@
+"""The OpenAPI document, generated from the routes the app serves and the msgspec types
+that validate their bodies (`msgspec.json.schema_components`), never written by hand.
+
+`ROUTE_DOCS` says, per aiohttp route name, what each route takes and returns; paths,
+methods and who may call come from the router and the access table themselves, so a
+route can never be served without appearing here (undocumented ones are marked so, and
+a test keeps that list empty).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from contracts.auth import ApiKeyReply, Session, SigninRequest, SignupRequest, User
+from contracts.chat import ChatCompletionRequest
+from contracts.chats import ChatForm, ChatRecord, ChatSummary
+from contracts.files import FileRecord, FileStatusReply
+from contracts.functions import FunctionInfo, PluginForm, ToolInfo
+from contracts.knowledge import FileIdForm, KnowledgeForm, KnowledgeReply
+from contracts.models import ModelsReply
+from gateway.routes_auth import RoleForm
+from gateway.routes_retrieval import QueryCollectionForm, QueryDocForm, QueryReply
+from gateway.state import ACCESS
+
+UNDOCUMENTED = "(undocumented)"
+JSON = "application/json"
+
+
+class ErrorReply(msgspec.Struct):
+    detail: str
+
+
+class UploadForm(msgspec.Struct):
+    """multipart/form-data: the file, and optional JSON metadata."""
+
+    file: bytes
+    metadata: str | None = None
+
+
+class UsersReply(msgspec.Struct):
+    users: list[User]
+    total: int
+
+
+class HealthReply(msgspec.Struct):
+    status: bool
+    services: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RouteDoc:
+    summary: str
+    tag: str
+    request: Any = None  # a msgspec-understood type, validated on the way in
+    response: Any = None  # None: a free-form JSON object
+    request_media: str = JSON
+    response_media: str = JSON
+
+
+def _crud(tag: str, info: Any, plural: str) -> dict[str, RouteDoc]:
+    return {
+        f"{plural}_create": RouteDoc(f"Install a {tag} (admin)", tag, PluginForm, info),
+        f"{plural}_list": RouteDoc(f"List {plural}", tag, None, list[info]),
+        f"{plural}_list_bare": RouteDoc(f"List {plural}", tag, None, list[info]),
+        f"{plural}_get": RouteDoc(f"One {tag} with its source", tag, None, info),
+        f"{plural}_update": RouteDoc(f"Replace a {tag} (admin)", tag, PluginForm, info),
+        f"{plural}_delete": RouteDoc(f"Delete a {tag} (admin)", tag, None, bool),
+    }
+
+
+ROUTE_DOCS: dict[str, RouteDoc] = {
+    "health": RouteDoc("Liveness and backend services", "health", None, HealthReply),
+    "signup": RouteDoc("Create an account (the first is admin)", "auths", SignupRequest, Session),
+    "signin": RouteDoc("Sign in with email and password", "auths", SigninRequest, Session),
+    "current_user": RouteDoc("The signed-in user", "auths", None, User),
+    "create_api_key": RouteDoc("Create (replace) the API key", "auths", None, ApiKeyReply),
+    "get_api_key": RouteDoc("The current API key", "auths", None, ApiKeyReply),
+    "delete_api_key": RouteDoc("Revoke the API key", "auths", None, bool),
+    "list_users": RouteDoc("All users (admin)", "users", None, UsersReply),
+    "update_user": RouteDoc("Change a user's role (admin)", "users", RoleForm, User),
+    "delete_user": RouteDoc("Delete a user (admin)", "users", None, bool),
+    "api_models": RouteDoc("Models of every backend", "models", None, ModelsReply),
+    "api_v1_models": RouteDoc("Models of every backend", "models", None, ModelsReply),
+    "api_chat": RouteDoc(
+        "OpenAI chat completion (SSE when `stream`)", "chat", ChatCompletionRequest
+    ),
+    "api_v1_chat": RouteDoc(
+        "OpenAI chat completion (SSE when `stream`)", "chat", ChatCompletionRequest
+    ),
+    "chats_new": RouteDoc("Create a chat", "chats", ChatForm, ChatRecord),
+    "chats_list": RouteDoc(
+        "The caller's chats, newest first (`?page=`)", "chats", None, list[ChatSummary]
+    ),
+    "chats_list_bare": RouteDoc(
+        "The caller's chats, newest first", "chats", None, list[ChatSummary]
+    ),
+    "chats_get": RouteDoc("A chat with its history", "chats", None, ChatRecord),
+    "chats_update": RouteDoc("Merge fields into a chat", "chats", ChatForm, ChatRecord),
+    "chats_delete": RouteDoc("Delete a chat", "chats", None, bool),
+    "files_upload": RouteDoc(
+        "Upload a file (processed in the background)",
+        "files",
+        UploadForm,
+        FileRecord,
+        request_media="multipart/form-data",
+    ),
+    "files_upload_bare": RouteDoc(
+        "Upload a file", "files", UploadForm, FileRecord, request_media="multipart/form-data"
+    ),
+    "files_list": RouteDoc("The caller's files", "files", None, list[FileRecord]),
+    "files_list_bare": RouteDoc("The caller's files", "files", None, list[FileRecord]),
+    "files_get": RouteDoc("A file record", "files", None, FileRecord),
+    "files_status": RouteDoc(
+        "Processing status (`?stream=true` for SSE)", "files", None, FileStatusReply
+    ),
+    "files_content": RouteDoc(
+        "The original bytes", "files", None, bytes, response_media="application/octet-stream"
+    ),
+    "files_text": RouteDoc("The extracted text", "files", None, dict[str, str]),
+    "files_delete": RouteDoc("Delete a file, its vectors and links", "files", None, bool),
+    "knowledge_create": RouteDoc("Create a collection", "knowledge", KnowledgeForm, KnowledgeReply),
+    "knowledge_list": RouteDoc("Readable collections", "knowledge", None, list[KnowledgeReply]),
+    "knowledge_list_bare": RouteDoc(
+        "Readable collections", "knowledge", None, list[KnowledgeReply]
+    ),
+    "knowledge_get": RouteDoc("A collection with its files", "knowledge", None, KnowledgeReply),
+    "knowledge_update": RouteDoc("Update a collection", "knowledge", KnowledgeForm, KnowledgeReply),
+    "knowledge_file_add": RouteDoc("Add a file", "knowledge", FileIdForm, KnowledgeReply),
+    "knowledge_file_remove": RouteDoc("Remove a file", "knowledge", FileIdForm, KnowledgeReply),
+    "knowledge_reset": RouteDoc("Remove every file", "knowledge", None, KnowledgeReply),
+    "knowledge_delete": RouteDoc("Delete a collection", "knowledge", None, bool),
+    "retrieval_query_doc": RouteDoc("Search one file", "retrieval", QueryDocForm, QueryReply),
+    "retrieval_query_collection": RouteDoc(
+        "Search collections", "retrieval", QueryCollectionForm, QueryReply
+    ),
+    **_crud("function", FunctionInfo, "functions"),
+    **_crud("tool", ToolInfo, "tools"),
+    "ollama": RouteDoc(
+        "Ollama API pass-through (`api/...`, optional `/{url_idx}`); admin-only: "
+        "ps, pull, push, create, copy, delete, blobs",
+        "ollama",
+        response_media="application/x-ndjson",
+    ),
+    "openapi": RouteDoc("This document", "docs"),
+    "docs": RouteDoc("Swagger UI", "docs", response=str, response_media="text/html"),
+    "docs_static": RouteDoc("Swagger UI assets", "docs", response=str, response_media="text/plain"),
+}
+
+
+def openapi_document(app: web.Application) -> dict[str, Any]:
+    """The OpenAPI 3.1 document for every route `app` serves."""
+    access = app[ACCESS]
+    types = [ErrorReply]
+    for doc in ROUTE_DOCS.values():
+        types += [t for t in (doc.request, doc.response) if t is not None]
+    schemas, components = msgspec.json.schema_components(
+        types, schema_hook=_any_value, ref_template="#/components/schemas/{name}"
+    )
+    schema_of = {repr(t): s for t, s in zip(types, schemas, strict=True)}
+    paths: dict[str, dict[str, Any]] = {}
+    for route in app.router.routes():
+        resource = route.resource
+        if resource is None or (route.method == "HEAD" and _has_get(resource)):
+            continue
+        name = route.name or resource.name or ""
+        doc = ROUTE_DOCS.get(name, RouteDoc(UNDOCUMENTED, "other"))
+        level = access.get(name, "user")
+        operation: dict[str, Any] = {
+            "operationId": f"{name}_{route.method.lower()}",
+            "summary": doc.summary,
+            "tags": [doc.tag],
+            "responses": _responses(doc, schema_of),
+        }
+        if level == "public":
+            operation["security"] = []
+        elif level == "admin":
+            operation["description"] = "Administrators only."
+        params = re.findall(r"{(\w+)", resource.canonical)
+        if params:
+            operation["parameters"] = [
+                {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+                for p in params
+            ]
+        if doc.request is not None:
+            operation["requestBody"] = {
+                "required": True,
+                "content": {doc.request_media: {"schema": schema_of[repr(doc.request)]}},
+            }
+        paths.setdefault(resource.canonical, {})[route.method.lower()] = operation
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "ragway", "version": "0.1.0", "description": "Open WebUI's HTTP API"},
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"bearer": []}],
+    }
+
+
+def _responses(doc: RouteDoc, schema_of: dict[str, Any]) -> dict[str, Any]:
+    ok = {"type": "object"} if doc.response is None else schema_of[repr(doc.response)]
+    error = {"description": "Error", "content": {JSON: {"schema": schema_of[repr(ErrorReply)]}}}
+    return {
+        "200": {"description": "OK", "content": {doc.response_media: {"schema": ok}}},
+        "default": error,
+    }
+
+
+def _any_value(type_: Any) -> dict[str, Any]:
+    """`object` (free-form JSON) in a few reply types: any value."""
+    if type_ is object:
+        return {"description": "any JSON value"}
+    raise NotImplementedError(f"no JSON schema for {type_!r}")
+
+
+def _has_get(resource: web.AbstractResource) -> bool:
+    return any(route.method == "GET" for route in resource)
