@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.ragway-installed
 PATHS := libs services tests bench
 
-.PHONY: setup setup-models run test lint fmt bench clean
+.PHONY: setup setup-models run test lint fmt bench bench-anchors clean
 
 setup: $(STAMP) setup-models
 
@@ -38,12 +38,22 @@ fmt: $(STAMP)
 	$(VENV)/bin/ruff check --fix $(PATHS)
 	$(VENV)/bin/ruff format $(PATHS)
 
-# Benchmarks print ratios against a baseline measured in the same run.
+# Benchmarks print ratios against a baseline measured in the same run (bench/RESULTS.md).
+BENCHES := gateway_overhead retrieval_latency upload_latency ingestion retrieval_quality
+OPENWEBUI_VENV ?= $(HOME)/.cache/ragway/openwebui-venv
+
 bench: setup
-	@set -e; found=0; for script in bench/*.py; do \
-		[ -e "$$script" ] || continue; found=1; \
-		echo "== $$script"; $(PY) "$$script"; \
-	done; [ $$found = 1 ] || echo "no benchmarks in bench/ yet"
+	@set -e; for name in $(BENCHES); do \
+		echo "== bench/$$name.py ($$(cut -d' ' -f1-3 /proc/loadavg) load)"; \
+		$(PY) "bench/$$name.py"; \
+	done
+
+# Open WebUI in its own virtualenv outside the repository (~6 min, ~7.3 GB the first time).
+bench-anchors: setup
+	test -x $(OPENWEBUI_VENV)/bin/open-webui || { \
+		$(PYTHON) -m venv $(OPENWEBUI_VENV) && \
+		$(OPENWEBUI_VENV)/bin/pip install -q open-webui==0.12.4; }
+	$(PY) bench/openwebui_anchor.py --venv $(OPENWEBUI_VENV)
 
 clean:
 	rm -rf .pytest_cache .mypy_cache .ruff_cache build *.egg-info bench/out

@@ -39,14 +39,19 @@ QUANTILES = (50, 95, 99)
 
 
 async def compare(
-    name: str, direct: Call, through: Call, clients: int, args: argparse.Namespace
+    name: str,
+    direct: Call,
+    through: Call,
+    clients: int,
+    args: argparse.Namespace,
+    via: str = "ragway",
 ) -> dict[str, Any]:
-    """Alternate direct and ragway rounds; medians over rounds of each statistic."""
-    rounds: dict[str, list[Round]] = {"direct": [], "ragway": []}
+    """Alternate direct and `via` (ragway, Open WebUI) rounds; medians over rounds."""
+    rounds: dict[str, list[Round]] = {"direct": [], "via": []}
     for _ in range(args.rounds):
-        for target, call in (("direct", direct), ("ragway", through)):
+        for target, call in (("direct", direct), ("via", through)):
             rounds[target].append(await closed_loop(call, clients, args.seconds))
-    row: dict[str, Any] = {"workload": name, "clients": clients, "load": loadavg()}
+    row: dict[str, Any] = {"workload": name, "clients": clients, "via_name": via, "load": loadavg()}
     for target, runs in rounds.items():
         row[target] = {
             "rate": median([r.rate for r in runs]),
@@ -55,8 +60,8 @@ async def compare(
             **{f"ttft_p{q}": median([r.ttft(q) for r in runs]) * 1000 for q in QUANTILES},
             **{f"total_p{q}": median([r.total(q) for r in runs]) * 1000 for q in QUANTILES},
         }
-    # Added latency: ragway's percentile minus the direct one, per round, then the median.
-    pairs = list(zip(rounds["direct"], rounds["ragway"], strict=True))
+    # Added latency: the percentile through `via` minus the direct one, per round, then the median.
+    pairs = list(zip(rounds["direct"], rounds["via"], strict=True))
     row["added_ttft"] = {
         f"p{q}": median([(r.ttft(q) - d.ttft(q)) * 1000 for d, r in pairs]) for q in QUANTILES
     }
@@ -69,11 +74,11 @@ async def compare(
 
 
 def print_row(row: dict[str, Any]) -> None:
-    d, r = row["direct"], row["ragway"]
+    d, r = row["direct"], row["via"]
     added, added_total = row["added_ttft"], row["added_total"]
     print(
         f"{row['workload']:>12} c={row['clients']:<3} "
-        f"rate direct {d['rate']:7.1f}/s ragway {r['rate']:7.1f}/s "
+        f"rate direct {d['rate']:7.1f}/s {row['via_name']} {r['rate']:7.1f}/s "
         f"ratio {row['rate_ratio']:.2f} | TTFT p50 {d['ttft_p50']:6.2f} -> {r['ttft_p50']:6.2f} ms"
         f" | added TTFT p50/p95/p99 {added['p50']:+.2f}/{added['p95']:+.2f}/{added['p99']:+.2f}"
         f" ms | added total p50 {added_total['p50']:+.2f} ms"
@@ -147,7 +152,7 @@ def verdicts(result: dict[str, Any]) -> None:
     for count in (8, 64):
         row = rows.get(("chat", count))
         if row:
-            rate = row["ragway"]["rate"]
+            rate = row["via"]["rate"]
             print(
                 f"ceiling at {count} clients: ragway {rate:.0f} completions/s = "
                 f"{rate / 90:.1f}x Open WebUI's ~90/s (target >= 5x; "

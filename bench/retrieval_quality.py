@@ -30,11 +30,11 @@ import msgspec
 
 from embedding.embedder import Embedder
 from embedding.settings import EmbedderSettings
-from vectorstore import ChunkPoint, SearchQuery
+from vectorstore import ChunkPoint, SearchMode, SearchQuery
 from vectorstore.edge import EdgeStore
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
-MODES = ("dense", "sparse", "hybrid")
+MODES: tuple[SearchMode, ...] = ("dense", "sparse", "hybrid")
 K = 10
 
 
@@ -95,7 +95,9 @@ def first_seen(file_ids: list[str]) -> list[str]:
     return list(dict.fromkeys(file_ids))
 
 
-async def ingest(data: Dataset, embedder: Embedder, store: EdgeStore) -> dict[str, float]:
+async def ingest(
+    data: Dataset, embedder: Embedder, store: EdgeStore
+) -> tuple[dict[str, float], list[ChunkPoint]]:
     chunks = [
         (doc_id, i, piece)
         for doc_id, text in data.docs.items()
@@ -117,7 +119,7 @@ async def ingest(data: Dataset, embedder: Embedder, store: EdgeStore) -> dict[st
         await store.upsert(points[at : at + 512])
     await store.optimize()
     store_s = time.perf_counter() - started
-    return {
+    stats = {
         "docs": len(data.docs),
         "chunks": len(chunks),
         "dense_docs_per_s": len(data.docs) / dense_s,
@@ -125,6 +127,7 @@ async def ingest(data: Dataset, embedder: Embedder, store: EdgeStore) -> dict[st
         "sparse_chunks_per_s": len(chunks) / sparse_s,
         "upsert_and_index_s": store_s,
     }
+    return stats, points
 
 
 async def evaluate(data: Dataset, embedder: Embedder, store: EdgeStore) -> dict[str, dict]:
@@ -137,7 +140,7 @@ async def evaluate(data: Dataset, embedder: Embedder, store: EdgeStore) -> dict[
             sparse = embedder.sparse_query(text)
             started = time.perf_counter()
             hits = await store.search(
-                SearchQuery(file_ids=scope, dense=dense, sparse=sparse, limit=K, mode=mode)  # type: ignore[arg-type]
+                SearchQuery(file_ids=scope, dense=dense, sparse=sparse, limit=K, mode=mode)
             )
             latencies.append(time.perf_counter() - started)
             ranked = first_seen([hit.file_id for hit in hits])
@@ -151,25 +154,16 @@ async def evaluate(data: Dataset, embedder: Embedder, store: EdgeStore) -> dict[
     return results
 
 
-async def latency_at(points: int, data: Dataset, embedder: Embedder, store: EdgeStore) -> None:
+async def latency_at(
+    points: int, data: Dataset, originals: list[ChunkPoint], embedder: Embedder, store: EdgeStore
+) -> None:
     """Copy the stored chunks under new file ids until the store holds `points`, then time."""
     base = await store.count()
-    originals = [c for doc in list(data.docs) for c in await store.get_file_chunks(doc)]
-    texts = [hit.text for hit in originals]
-    dense = await asyncio.to_thread(embedder.embed_documents, texts)
-    sparse = await asyncio.to_thread(embedder.sparse_documents, texts)
     copy = 0
     while await store.count() < points:
         copy += 1
         batch = [
-            ChunkPoint(
-                file_id=f"{hit.file_id}~{copy}",
-                chunk_index=hit.chunk_index,
-                text=hit.text,
-                dense=v,
-                sparse=s,
-            )
-            for hit, v, s in zip(originals, dense, sparse, strict=True)
+            msgspec.structs.replace(point, file_id=f"{point.file_id}~{copy}") for point in originals
         ]
         for at in range(0, len(batch), 512):
             await store.upsert(batch[at : at + 512])
@@ -188,7 +182,7 @@ async def latency_at(points: int, data: Dataset, embedder: Embedder, store: Edge
                     sparse=embedder.sparse_query(text),
                     limit=K,
                     mode=mode,
-                )  # type: ignore[arg-type]
+                )
                 started = time.perf_counter()
                 await store.search(q)
                 latencies.append((time.perf_counter() - started) * 1000)
@@ -230,7 +224,7 @@ async def main() -> int:
             store = EdgeStore(Path(tmp) / "shard")
             await store.ensure_collection(embedder.dimension)
             try:
-                stats = await ingest(data, embedder, store)
+                stats, points = await ingest(data, embedder, store)
                 print(
                     f"\n{name}: {stats['docs']} docs -> {stats['chunks']} chunks;"
                     f" dense {stats['dense_docs_per_s']:.1f} docs/s"
@@ -245,7 +239,7 @@ async def main() -> int:
                         f"  search p50 {r['p50_ms']:.2f} ms"
                     )
                 if args.latency_points and name == "msmarco":
-                    await latency_at(args.latency_points, data, embedder, store)
+                    await latency_at(args.latency_points, data, points, embedder, store)
             finally:
                 await store.close()
     return 0

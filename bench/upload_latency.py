@@ -1,7 +1,7 @@
 """Uploads through the gateway: how soon a 1 MB text file is searchable, and how much the
 gateway's memory grows while a 200 MB file streams in.
 
-    .venv/bin/python bench/upload_latency.py [--text-mb 1] [--big-mb 200] [--runs 3]
+    .venv/bin/python bench/upload_latency.py [--text-mb 1] [--big-mb 200] [--runs 2]
 
 ragway runs as real processes (`Stack`, every service, one ingestion worker); the gateway
 is its own process and its VmRSS is read from /proc while the big upload runs. Searchable
@@ -208,7 +208,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--text-mb", type=float, default=1.0)
     parser.add_argument("--big-mb", type=int, default=200)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=2)
     args = parser.parse_args()
     configure_logging("warning")
     result = asyncio.run(bench(args))

@@ -10,6 +10,7 @@ when its client goes away.
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 import msgspec
@@ -32,6 +33,9 @@ ADMIN_PATHS = frozenset(
     {"api/ps", "api/pull", "api/push", "api/create", "api/copy", "api/delete", "api/blobs"}
 )
 
+# A blob is named by its digest only: no other segment can ride along (`../`, a URL).
+BLOB_PATH = re.compile(r"api/blobs/sha256[:-][0-9a-fA-F]{64}")
+
 Method = Literal["GET", "HEAD", "POST", "DELETE"]
 
 
@@ -39,7 +43,7 @@ def path_level(path: str) -> Literal["user", "admin"] | None:
     """Who may call `path` (e.g. `api/tags`, `api/blobs/sha256:…`); None: not forwarded."""
     if path in USER_PATHS:
         return "user"
-    if path in ADMIN_PATHS or path.startswith("api/blobs/"):
+    if path in ADMIN_PATHS or BLOB_PATH.fullmatch(path):
         return "admin"
     return None
 

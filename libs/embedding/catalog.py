@@ -48,5 +48,3 @@ class ModelManifest(msgspec.Struct, kw_only=True):
     files: list[str] = []
     cosine_vs_pytorch: dict[str, float] = {}
     format_version: int = MANIFEST_FORMAT
-
-

@@ -31,7 +31,9 @@ class EmbedderSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
         return Path(self.cache_dir).expanduser() / "models"
 
     def resolved_model_dir(self) -> Path:
-        return Path(self.model_dir).expanduser() if self.model_dir else self.models_root() / self.model
+        return (
+            Path(self.model_dir).expanduser() if self.model_dir else self.models_root() / self.model
+        )
 
     def bm25_dir(self) -> Path:
         return self.models_root() / BM25_DIR_NAME

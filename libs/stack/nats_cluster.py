@@ -1,10 +1,8 @@
 """A JetStream cluster of real nats-server processes on loopback, routed to each other.
 
-    cluster = NatsCluster.on_free_ports(base_dir, size=3)
-    cluster.start()                 # returns once every node reports /healthz ok
-    cluster.urls                    # "nats://127.0.0.1:p1,nats://...": RAGWAY_NATS_URL
-    cluster.nodes[0].stop(kill=True); cluster.restart(0)   # a node fails and rejoins
-"""
+`NatsCluster.on_free_ports(base_dir, size=3)` makes one; `start()` returns once every node
+reports /healthz ok; `urls` is the services' RAGWAY_NATS_URL; a test fails a node with
+`nodes[i].stop(kill=True)` and brings it back on its old store with `restart(i)`."""
 
 from __future__ import annotations
 

@@ -55,8 +55,7 @@ def write_config(config: NatsServerConfig) -> Path:
         f"listen: {config.host}:{config.port}\n"
         f"http: {config.host}:{config.monitor_port}\n"
         f"max_payload: {config.max_payload_mb}MB\n"
-        f"jetstream {{\n  store_dir: {str(config.store_dir)!r}\n}}\n"
-        + cluster_block(config)
+        f"jetstream {{\n  store_dir: {str(config.store_dir)!r}\n}}\n" + cluster_block(config)
     )
     return path
 

@@ -8,4 +8,12 @@ from vectorstore.factory import open_store
 from vectorstore.points import ChunkPoint, Hit, SearchMode, SearchQuery, point_id
 from vectorstore.store import VectorStore
 
-__all__ = ["ChunkPoint", "Hit", "SearchMode", "SearchQuery", "VectorStore", "open_store", "point_id"]
+__all__ = [
+    "ChunkPoint",
+    "Hit",
+    "SearchMode",
+    "SearchQuery",
+    "VectorStore",
+    "open_store",
+    "point_id",
+]

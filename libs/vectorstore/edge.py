@@ -177,7 +177,7 @@ class EdgeStore:
                     ),
                     qe.Prefetch(limit=candidates, query=sparse_query, filter=scope),
                 ],
-                query=qe.Fusion.Rrf(k=RRF_K),
+                query=qe.Fusion.Rrf(k=RRF_K),  # type: ignore[arg-type]  # stub: Fusion, not Fusion.Rrf
                 filter=scope,
                 with_payload=True,
             )

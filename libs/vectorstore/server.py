@@ -9,7 +9,6 @@ import structlog
 from qdrant_client import AsyncQdrantClient, models
 from qdrant_client.http.exceptions import UnexpectedResponse
 
-from common.errors import RagwayError
 from vectorstore.points import DENSE, SPARSE, ChunkPoint, Hit, SearchQuery
 from vectorstore.store import (
     RRF_K,
@@ -40,13 +39,27 @@ def _hit(point: Any, score: float | None = None) -> Hit:
 class ServerStore:
     """A `VectorStore` in one collection of a Qdrant server."""
 
-    def __init__(self, client: AsyncQdrantClient, collection: str) -> None:
+    def __init__(
+        self, client: AsyncQdrantClient, collection: str, *, payload_index: bool = True
+    ) -> None:
         self.client = client
         self.collection = collection
+        self._payload_index = payload_index
 
     @classmethod
     def connect(cls, url: str, collection: str, api_key: str = "") -> ServerStore:
+        """A store on a Qdrant server."""
         return cls(AsyncQdrantClient(url=url, api_key=api_key or None), collection)
+
+    @classmethod
+    def local(cls, collection: str, path: str | None = None) -> ServerStore:
+        """qdrant-client's local mode (in memory, or in `path`): the server's API, for tests.
+
+        Local mode scans instead of using payload indexes (and warns when one is made),
+        so none is made.
+        """
+        client = AsyncQdrantClient(path=path) if path else AsyncQdrantClient(location=":memory:")
+        return cls(client, collection, payload_index=False)
 
     async def ensure_collection(self, dim: int) -> None:
         if not await self.client.collection_exists(self.collection):
@@ -64,9 +77,10 @@ class ServerStore:
             except UnexpectedResponse as exc:
                 if exc.status_code != 409:  # another replica created it meanwhile
                     raise
-            await self.client.create_payload_index(
-                self.collection, "file_id", models.PayloadSchemaType.KEYWORD, wait=True
-            )
+            if self._payload_index:
+                await self.client.create_payload_index(
+                    self.collection, "file_id", models.PayloadSchemaType.KEYWORD, wait=True
+                )
         info = await self.client.get_collection(self.collection)
         vectors = info.config.params.vectors
         have = vectors[DENSE].size if isinstance(vectors, dict) and DENSE in vectors else None
@@ -146,7 +160,9 @@ class ServerStore:
                         limit=candidates,
                         score_threshold=query.score_threshold,
                     ),
-                    models.Prefetch(query=sparse_vector, using=SPARSE, filter=scope, limit=candidates),
+                    models.Prefetch(
+                        query=sparse_vector, using=SPARSE, filter=scope, limit=candidates
+                    ),
                 ],
                 query=models.RrfQuery(rrf=models.Rrf(k=RRF_K)),
                 query_filter=scope,

@@ -16,7 +16,7 @@ class VectorStore(Protocol):
     """Chunks of files with a dense and a BM25 vector each, searched within a set of files."""
 
     async def ensure_collection(self, dim: int) -> None:
-        """Create the collection (dense `dim`-d cosine + BM25 with IDF) or check the existing one."""
+        """Create the collection (dense `dim`-d cosine, BM25 with IDF), or check it."""
         ...
 
     async def upsert(self, points: Sequence[ChunkPoint]) -> None:

@@ -31,6 +31,8 @@ def parse(body: bytes, type_: type[T]) -> T:
         raise invalid(f"Invalid request body: {exc}") from None
     except msgspec.DecodeError:
         raise invalid("Malformed JSON body") from None
+    except RecursionError:  # msgspec's answer to a nesting bomb (`[[[[...`)
+        raise invalid("Malformed JSON body: nested too deeply") from None
     return result
 
 

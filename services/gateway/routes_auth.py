@@ -20,6 +20,7 @@ from contracts.auth import (
     UsersListRequest,
 )
 from gateway.bodies import TRUE, json_bytes, json_value, parse, read_body
+from gateway.client_addr import client_address, trusted_networks
 from gateway.state import BUS, IDENTITY, SETTINGS, Access, principal_of
 
 CAPABILITY = "auth"
@@ -54,7 +55,12 @@ async def signup(request: web.Request) -> web.Response:
 
 async def signin(request: web.Request) -> web.Response:
     form = parse(await read_body(request), SigninRequest)
-    form = msgspec.structs.replace(form, client_addr=request.remote or "")
+    address = client_address(
+        request.remote,
+        request.headers.get("X-Forwarded-For"),
+        request.app[SETTINGS].trusted_proxies,
+    )
+    form = msgspec.structs.replace(form, client_addr=address)
     return json_bytes(await _call(request, subjects.AUTH_SIGNIN, encode(form)))
 
 
@@ -118,6 +124,7 @@ async def delete_user(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application, access: dict[str, Access]) -> None:
+    trusted_networks(app[SETTINGS].trusted_proxies)  # a malformed setting fails at startup
     table: list[tuple[str, str, str, Handler, Access]] = [
         ("POST", "/api/v1/auths/signup", "signup", signup, "public"),
         ("POST", "/api/v1/auths/signin", "signin", signin, "public"),

@@ -12,10 +12,10 @@ import uuid
 from typing import Any
 
 import msgspec
-import nats.errors
 import structlog
 from aiohttp import web
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 
 from common.bus import outgoing_headers
 from common.codec import decode, encode
@@ -133,8 +133,14 @@ async def _stream(
     nc = bus.nc
     stream_id = uuid.uuid4().hex
     inbox = nc.new_inbox()
-    # Subscribe before asking, so no chunk can arrive before anyone listens.
-    sub = await nc.subscribe(inbox)
+    # Subscribe before asking, so no chunk can arrive before anyone listens. A callback
+    # feeding a plain queue: `next_msg` costs a uuid4 and two tasks per chunk.
+    chunks: asyncio.Queue[Msg] = asyncio.Queue()
+
+    async def on_chunk(msg: Msg) -> None:
+        chunks.put_nowait(msg)
+
+    sub = await nc.subscribe(inbox, cb=on_chunk)
     job = msgspec.structs.replace(job, stream_inbox=inbox, stream_id=stream_id)
     finished = False
     try:
@@ -151,26 +157,40 @@ async def _stream(
         if first:
             await response.write(first)
         last = b""
-        while True:
-            try:
-                msg = await sub.next_msg(timeout=settings.stream_idle_timeout_seconds)
-            except nats.errors.TimeoutError:
-                log.warning("stream_idle_timeout", stream_id=stream_id)
-                await response.write(error_event("The model stopped responding"))
-                break
-            if msg.headers and msg.headers.get(STREAM_HEADER) == STREAM_END:
-                finished = True
-                if not last.rstrip().endswith(b"[DONE]"):
-                    await response.write(error_event(_end_error(msg.data)))
-                elif record is not None:
-                    await _record_stream(record, msg.data, sources)
-                    await response.write(DONE)
-                break
-            last = msg.data
-            if record is not None and last.endswith(DONE):
-                await response.write(last[: -len(DONE)])
-            else:
-                await response.write(last)
+        end: Msg | None = None
+        idle = settings.stream_idle_timeout_seconds
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(idle) as deadline:
+                while end is None:
+                    # Everything that arrived meanwhile goes out in one write (one syscall).
+                    batch = [await chunks.get()]
+                    while not chunks.empty():
+                        batch.append(chunks.get_nowait())
+                    deadline.reschedule(loop.time() + idle)
+                    pieces: list[bytes] = []
+                    for msg in batch:
+                        if msg.headers and msg.headers.get(STREAM_HEADER) == STREAM_END:
+                            end = msg
+                            break
+                        pieces.append(msg.data)
+                    if pieces:
+                        last = pieces[-1]
+                        if record is not None and last.endswith(DONE):
+                            pieces[-1] = last[: -len(DONE)]
+                        await response.write(b"".join(pieces))
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            log.warning("stream_idle_timeout", stream_id=stream_id)
+            await response.write(error_event("The model stopped responding"))
+        if end is not None:
+            finished = True
+            if not last.rstrip().endswith(b"[DONE]"):
+                await response.write(error_event(_end_error(end.data)))
+            elif record is not None:
+                await _record_stream(record, end.data, sources)
+                await response.write(DONE)
         await response.write_eof()
         return response
     finally:

@@ -170,7 +170,7 @@ def _parse_metadata(raw: bytes) -> dict[str, Any]:
         return {}
     try:
         value = msgspec.json.decode(raw)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         raise invalid("The 'metadata' field must be a JSON object") from None
     if value is None:
         return {}

@@ -26,6 +26,9 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     shutdown_grace_seconds: Annotated[float, msgspec.Meta(ge=0)] = 25.0
     max_body_mb: int = 16
     auth_cache_seconds: float = 60.0
+    # Comma-separated addresses/CIDRs of reverse proxies whose X-Forwarded-For is believed
+    # (for sign-in rate limits per client). Empty: the peer address is the client's.
+    trusted_proxies: str = ""
     # Comma-separated nats.micro names /health asks; empty means every backend service.
     health_services: str = ""
     env: str = ""

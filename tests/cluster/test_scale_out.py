@@ -67,15 +67,17 @@ async def all_completed(client: Client, file_ids: list[str]) -> dict[str, str]:
         await asyncio.sleep(0.25)
 
 
-async def worker_busy_with_a_file(
-    deployment: Deployment, client: Client
-) -> tuple[str, str] | None:
+async def worker_busy_with_a_file(deployment: Deployment, client: Client) -> tuple[str, str] | None:
     """(worker, file id) of an ingestion worker whose latest job is still processing."""
     for name in deployment.services:
         if not name.startswith("ingestion") or not deployment.services[name].running():
             continue
         started = [e for e in deployment.log_lines(name) if e.get("event") == "job_started"]
-        if started and await status_of(client, started[-1]["file_id"]) == "processing":
+        if not started:
+            continue
+        status, body = await client.file_status(started[-1]["file_id"])
+        # 404: a file of another test's user
+        if status == 200 and body["status"] == "processing":
             return name, started[-1]["file_id"]
     return None
 
@@ -103,37 +105,41 @@ async def test_killing_a_nats_node_and_a_worker_under_load_loses_no_upload_chat_
     contents = {f"doc-{i}.md": document(100 + i, sections=10) for i in range(DOCUMENTS)}
 
     chatters = [
-        asyncio.create_task(load.chat_loop(client, turn))
-        for turn, client in enumerate(clients * 2)
+        asyncio.create_task(load.chat_loop(client, turn)) for turn, client in enumerate(clients * 2)
     ]
     uploads = {
         name: asyncio.create_task(load.upload(clients[i % 2], name, content))
         for i, (name, content) in enumerate(contents.items())
     }
+    try:
+        # 1. SIGKILL an ingestion worker in the middle of a file.
+        deadline = time.monotonic() + 60
+        while (busy := await worker_busy_with_a_file(deployment, owner)) is None:
+            assert time.monotonic() < deadline, "no worker ever got a job"
+            await asyncio.sleep(0.05)
+        victim, victim_file = busy
+        deployment.services[victim].signal_group(signal.SIGKILL)
 
-    # 1. SIGKILL an ingestion worker in the middle of a file.
-    deadline = time.monotonic() + 60
-    while (busy := await worker_busy_with_a_file(deployment, owner)) is None:
-        assert time.monotonic() < deadline, "no worker ever got a job"
-        await asyncio.sleep(0.05)
-    victim, victim_file = busy
-    deployment.services[victim].signal_group(signal.SIGKILL)
+        # 2. SIGKILL the NATS node leading the file records (clients there must move over).
+        node = leader_of(deployment, "KV_ragway_files")
+        await asyncio.sleep(0.5)
+        deployment.cluster.nodes[node].stop(kill=True)
+        killed_at = time.monotonic()
+        await asyncio.sleep(5)  # load goes on with two nodes of three
 
-    # 2. SIGKILL the NATS node leading the file records (clients there must move over).
-    node = leader_of(deployment, "KV_ragway_files")
-    await asyncio.sleep(0.5)
-    deployment.cluster.nodes[node].stop(kill=True)
-    killed_at = time.monotonic()
-    await asyncio.sleep(5)  # load goes on with two nodes of three
-
-    # 3. The node comes back on its old store and catches up.
-    await asyncio.to_thread(deployment.cluster.restart, node)
-    file_ids = {name: await task for name, task in uploads.items()}
-    accepted_s = time.monotonic() - killed_at
-    states = await all_completed(owner, list(file_ids.values()))
-    load.stopping.set()
-    await asyncio.gather(*chatters)
-    recovered_s = time.monotonic() - killed_at
+        # 3. The node comes back on its old store and catches up.
+        await asyncio.to_thread(deployment.cluster.restart, node)
+        file_ids = {name: await task for name, task in uploads.items()}
+        accepted_s = time.monotonic() - killed_at
+        states = await all_completed(owner, list(file_ids.values()))
+        recovered_s = time.monotonic() - killed_at
+    finally:
+        load.stopping.set()
+        for task in uploads.values():
+            task.cancel()
+        await asyncio.gather(*chatters, *uploads.values(), return_exceptions=True)
+    for chatter in chatters:  # no chat loop ended on a connection error
+        assert chatter.exception() is None, chatter.exception()
 
     # Every upload completed, the killed worker's file included (another worker took it).
     assert set(states.values()) == {"completed"}, states

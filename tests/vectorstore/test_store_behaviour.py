@@ -14,16 +14,12 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from qdrant_client import AsyncQdrantClient
 
 from common.errors import RagwayError
 from embedding.vectors import SparseVector
-from vectorstore import ChunkPoint, SearchQuery, VectorStore, point_id
+from vectorstore import ChunkPoint, SearchQuery, VectorStore, open_store, point_id
 from vectorstore.edge import EdgeStore
 from vectorstore.server import ServerStore
-
-# Local mode warns that payload indexes do nothing there (it always scans): expected.
-pytestmark = pytest.mark.filterwarnings("ignore:Payload indexes have no effect:UserWarning")
 
 VOCAB = ["apple", "banana", "cherry", "date", "elder", "fig", "grape", "kiwi", "lemon", "the"]
 DIM = len(VOCAB)
@@ -74,7 +70,7 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     if request.param == "edge":
         engine = EdgeStore(tmp_path / "edge")
     else:
-        engine = ServerStore(AsyncQdrantClient(location=":memory:"), "chunks")
+        engine = ServerStore.local("chunks")
     await engine.ensure_collection(DIM)
     yield engine
     await engine.close()
@@ -203,3 +199,27 @@ async def test_the_edge_store_keeps_its_points_across_a_reopen(tmp_path: Path) -
         assert hits[0].id == point_id("a", 1)
     finally:
         await second.close()
+
+
+async def test_the_server_store_works_on_a_directory_too(tmp_path: Path) -> None:
+    store = ServerStore.local("chunks", path=str(tmp_path / "local"))
+    await store.ensure_collection(DIM)
+    await store.upsert(FILE_A)
+    await store.close()
+    reopened = ServerStore.local("chunks", path=str(tmp_path / "local"))
+    try:
+        await reopened.ensure_collection(DIM)
+        assert await reopened.count("a") == 3
+    finally:
+        await reopened.close()
+
+
+async def test_open_store_without_a_url_keeps_the_collection_in_its_own_directory(
+    tmp_path: Path,
+) -> None:
+    async with open_store(dim=DIM, edge_path=tmp_path, collection="kb") as store:
+        assert isinstance(store, EdgeStore)
+        await store.upsert(FILE_B)
+    async with open_store(dim=DIM, edge_path=tmp_path, collection="kb") as store:
+        assert await store.count() == 2
+    assert (tmp_path / "kb" / "edge_config.json").is_file()

@@ -1,0 +1,93 @@
+"""The Kubernetes manifests pass the API schemas (offline, kubernetes-validate ships them)
+and say what a production deployment needs: probes, resources, secrets, an HPA."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
+KUBERNETES_VERSION = "1.30.0"  # the oldest version the manifests promise to work on
+MANIFESTS = sorted(K8S.glob("*.yaml"))
+
+
+def resources() -> list[dict[str, Any]]:
+    return [doc for path in MANIFESTS for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def of_kind(kind: str) -> dict[str, dict[str, Any]]:
+    return {doc["metadata"]["name"]: doc for doc in resources() if doc["kind"] == kind}
+
+
+def containers(deployment: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(deployment["spec"]["template"]["spec"]["containers"])
+
+
+@pytest.mark.parametrize("path", MANIFESTS, ids=[path.name for path in MANIFESTS])
+@pytest.mark.parametrize("version", [KUBERNETES_VERSION, kubernetes_validate.latest_version()])
+def test_every_manifest_is_valid_against_the_kubernetes_schemas_strictly(
+    path: Path, version: str
+) -> None:
+    docs = [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+    assert docs
+    for doc in docs:
+        kubernetes_validate.validate(doc, version, strict=True)
+
+
+def test_a_manifest_with_a_misspelt_field_is_rejected() -> None:
+    deployment = of_kind("Deployment")["gateway"]
+    deployment["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
+
+
+def test_every_service_runs_as_a_deployment_with_probes_and_resource_bounds() -> None:
+    deployments = of_kind("Deployment")
+    assert set(deployments) == {"auth", "gateway", "inference-proxy", "ingestion", "retrieval"}
+    for name, deployment in deployments.items():
+        [container] = containers(deployment)
+        assert container["image"].split(":")[1] not in ("", "latest"), name
+        assert {"readinessProbe", "livenessProbe"} <= set(container), name
+        for bound in ("requests", "limits"):
+            assert {"cpu", "memory"} <= set(container["resources"][bound]), (name, bound)
+        assert container["securityContext"]["runAsNonRoot"] is True
+
+
+def test_ingestion_scales_with_an_hpa_and_the_gateway_is_a_service() -> None:
+    [hpa] = of_kind("HorizontalPodAutoscaler").values()
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": "ingestion",
+    }
+    assert 2 <= hpa["spec"]["minReplicas"] < hpa["spec"]["maxReplicas"]
+    service = of_kind("Service")["gateway"]
+    gateway = of_kind("Deployment")["gateway"]
+    assert service["spec"]["selector"].items() <= gateway["spec"]["selector"]["matchLabels"].items()
+
+
+def test_secrets_referenced_by_the_deployments_exist_with_those_keys() -> None:
+    secrets = of_kind("Secret")
+    config = of_kind("ConfigMap")["ragway-config"]["data"]
+    assert config["RAGWAY_KV_REPLICAS"] == "3"
+    assert len(config["RAGWAY_NATS_URL"].split(",")) == 3
+    for deployment in of_kind("Deployment").values():
+        for container in containers(deployment):
+            for env in container.get("env", []):
+                ref = env.get("valueFrom", {}).get("secretKeyRef")
+                if ref:
+                    assert ref["key"] in secrets[ref["name"]]["stringData"], env
+
+
+def test_helm_values_ask_for_a_3_node_jetstream_cluster_on_disk_and_a_pinned_qdrant() -> None:
+    nats = yaml.safe_load((K8S / "helm" / "nats.values.yaml").read_text())
+    assert nats["config"]["cluster"] == {"enabled": True, "replicas": 3}
+    assert nats["config"]["jetstream"]["fileStore"]["enabled"] is True
+    assert nats["config"]["jetstream"]["fileStore"]["pvc"]["enabled"] is True
+    qdrant = yaml.safe_load((K8S / "helm" / "qdrant.values.yaml").read_text())
+    assert qdrant["image"]["tag"].startswith("v1.")
+    assert qdrant["persistence"]["size"]

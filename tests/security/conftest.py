@@ -1,0 +1,104 @@
+"""Security tests run against the e2e stack (auth, inference-proxy with the backend fakes,
+gateway, and retrieval + ingestion for files and knowledge) plus a SECOND gateway on the
+same NATS, built with `env=dev` so it also serves `/openapi.json`.
+
+Two gateways matter: each caches principals, and a revoked key or a deleted user must be
+refused by both on their very next request.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import pytest
+from gateway.app import Settings as GatewaySettings
+from gateway.app import serve as serve_gateway
+
+from tests.e2e.conftest import (  # noqa: F401  (fixtures)
+    _reset_fakes,
+    admin,
+    backend_fakes,
+    nats_url,
+    rag,
+    stack,
+    user,
+)
+from tests.e2e.conftest import Account, RagServices, Stack
+
+
+@pytest.fixture(scope="session")
+async def second(stack: Stack, nats_url: str) -> AsyncIterator[Stack]:  # noqa: F811
+    """Another gateway on the same NATS (and the dev docs on): the same users, its own cache."""
+    settings = GatewaySettings(
+        nats_url=nats_url,
+        port=0,
+        env="dev",
+        request_timeout_seconds=5,
+        completion_timeout_seconds=6,
+        stream_idle_timeout_seconds=4,
+        # its own principal cache lives long: only events can make it forget
+        auth_cache_seconds=600,
+    )
+    async with serve_gateway(settings) as handle:
+        other = Stack(url=handle.url, http=stack.http, gateway=handle)
+        other._admin = await stack.admin()
+        yield other
+
+
+@dataclass
+class Owned:
+    """What user A owns: a completed file, a private collection holding it, a chat."""
+
+    owner: Account
+    file_id: str
+    knowledge_id: str
+    chat_id: str
+
+
+async def upload(
+    stack: Stack, account: Account, content: bytes, name: str, content_type: str = "text/markdown"
+) -> dict[str, Any]:
+    data = aiohttp.FormData()
+    data.add_field("file", content, filename=name, content_type=content_type)
+    status, record = await stack.call("POST", "/api/v1/files/", headers=account.key_auth, data=data)
+    assert status == 200, record
+    return dict(record)
+
+
+async def owned_by_new_user(stack: Stack) -> Owned:
+    """A fresh user with a processed file, a private collection containing it, and a chat."""
+    from tests.e2e.rag_helpers import settled
+
+    owner = await stack.with_key(await stack.signup())
+    text = f"# Private notes {uuid.uuid4().hex}\n\nThe vault code is 4711 and only A knows it.\n"
+    record = await upload(stack, owner, text.encode(), "private.md")
+    state = await settled(stack, owner, record["id"])
+    assert state["status"] == "completed", state
+    status, knowledge = await stack.call(
+        "POST",
+        "/api/v1/knowledge/create",
+        headers=owner.key_auth,
+        json={"name": "A's private collection", "access_control": {}},
+    )
+    assert status == 200, knowledge
+    status, linked = await stack.call(
+        "POST",
+        f"/api/v1/knowledge/{knowledge['id']}/file/add",
+        headers=owner.key_auth,
+        json={"file_id": record["id"]},
+    )
+    assert status == 200, linked
+    status, chat = await stack.call(
+        "POST", "/api/v1/chats/new", headers=owner.key_auth, json={"chat": {"title": "A's chat"}}
+    )
+    assert status == 200, chat
+    return Owned(owner, record["id"], knowledge["id"], chat["id"])
+
+
+@pytest.fixture(scope="session")
+async def owned(stack: Stack, rag: RagServices) -> Owned:  # noqa: F811
+    return await owned_by_new_user(stack)
