@@ -97,7 +97,8 @@ class ServiceHost:
             log.exception("handler_failed")
             await self._respond_error(msg, "internal", "Internal error")
         finally:
-            log.debug(
+            # the service's canonical line for this request, carrying the caller's request id
+            log.info(
                 "nats_request",
                 outcome=outcome,
                 duration_ms=round((time.perf_counter() - started) * 1000, 2),
