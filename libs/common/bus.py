@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import msgspec
 import nats.errors
+import nats.js.errors
 from nats.aio.client import Client
 
 from common.codec import decode, encode
@@ -26,6 +27,16 @@ ERROR_CODE_HEADER = "Nats-Service-Error-Code"
 
 NO_RESPONDERS_RETRY_SECONDS = 0.05
 BUS_UNAVAILABLE = "The message bus is unavailable"
+# NATS failures that mean "the bus (or JetStream) is away for now", wherever they surface
+BUS_FAILURES: tuple[type[Exception], ...] = (
+    nats.errors.ConnectionClosedError,
+    nats.errors.ConnectionReconnectingError,
+    nats.errors.StaleConnectionError,
+    nats.errors.OutboundBufferLimitError,
+    nats.errors.NoRespondersError,
+    nats.js.errors.ServiceUnavailableError,  # JetStream not ready (e.g. just restarted)
+    nats.js.errors.NoStreamResponseError,
+)
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 
@@ -88,12 +99,7 @@ class Bus:
             raise RagwayError(
                 "timeout", f"The {capability} service did not answer in time"
             ) from None
-        except (
-            nats.errors.ConnectionClosedError,
-            nats.errors.ConnectionReconnectingError,
-            nats.errors.StaleConnectionError,
-            nats.errors.OutboundBufferLimitError,
-        ):
+        except BUS_FAILURES:
             raise RagwayError("unavailable", BUS_UNAVAILABLE) from None
         raise_for_error_headers(msg.headers)
         return msg.data

@@ -14,13 +14,21 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import msgspec
+import nats.errors
 import structlog
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.micro import ServiceConfig, add_service
 from nats.micro.service import EndpointConfig, Service
 
-from common.bus import ERROR_CODE_HEADER, ERROR_HEADER, REQUEST_ID_HEADER, request_id_var
+from common.bus import (
+    BUS_FAILURES,
+    BUS_UNAVAILABLE,
+    ERROR_CODE_HEADER,
+    ERROR_HEADER,
+    REQUEST_ID_HEADER,
+    request_id_var,
+)
 from common.codec import encode, json_decoder
 from common.errors import RagwayError
 
@@ -92,6 +100,12 @@ class ServiceHost:
         except RagwayError as exc:
             outcome = exc.code
             await self._respond_error(msg, exc.code, exc.detail)
+        except nats.errors.TimeoutError:  # a KV / object store call that got no answer
+            outcome = "timeout"
+            await self._respond_error(msg, "timeout", "The message bus did not answer in time")
+        except BUS_FAILURES:  # e.g. JetStream still starting after a nats-server restart
+            outcome = "unavailable"
+            await self._respond_error(msg, "unavailable", BUS_UNAVAILABLE)
         except Exception:
             outcome = "internal"
             log.exception("handler_failed")

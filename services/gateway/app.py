@@ -15,7 +15,9 @@ from catalog.files import FileCatalog
 from catalog.jobs import ensure_stream
 from common.bus import Bus
 from common.nats_conn import connect_nats
+from common.service import ServiceHost
 from contracts import subjects
+from contracts.subjects import GATEWAY_SERVICE
 from gateway import (
     health,
     routes_auth,
@@ -109,7 +111,11 @@ async def serve(settings: Settings) -> AsyncIterator[GatewayHandle]:
         for hook in on_reconnect:
             await hook()
 
-    async with connect_nats(settings.nats_servers, "gateway", on_reconnect=reconnected) as nc:
+    async with (
+        connect_nats(settings.nats_servers, "gateway", on_reconnect=reconnected) as nc,
+        # no NATS endpoints: registering still gives the gateway `$SRV.PING/INFO/STATS`
+        ServiceHost(nc, GATEWAY_SERVICE, description="ragway HTTP gateway"),
+    ):
         bus = Bus(nc)
         identity = Identity(
             bus,

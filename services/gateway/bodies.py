@@ -33,6 +33,8 @@ def parse(body: bytes, type_: type[T]) -> T:
         raise invalid("Malformed JSON body") from None
     except RecursionError:  # msgspec's answer to a nesting bomb (`[[[[...`)
         raise invalid("Malformed JSON body: nested too deeply") from None
+    except UnicodeDecodeError:
+        raise invalid("Malformed JSON body: not valid UTF-8") from None
     return result
 
 

@@ -11,7 +11,7 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from common.bus import BUS_UNAVAILABLE, new_request_id, request_id_var
+from common.bus import BUS_FAILURES, BUS_UNAVAILABLE, new_request_id, request_id_var
 from common.errors import RagwayError, forbidden, unauthorized
 from gateway.errors import error_response, status_for
 from gateway.state import ACCESS, BUS, IDENTITY, PRINCIPAL, REQUEST_ID
@@ -20,14 +20,6 @@ log = structlog.get_logger()
 
 REQUEST_ID_HEADER = "X-Request-Id"
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
-# NATS failures that mean "the bus is away" wherever they surface (KV, object store, ...)
-BUS_DOWN = (
-    nats.errors.ConnectionClosedError,
-    nats.errors.ConnectionReconnectingError,
-    nats.errors.StaleConnectionError,
-    nats.errors.OutboundBufferLimitError,
-    nats.errors.NoRespondersError,
-)
 
 
 def route_of(request: web.Request) -> str:
@@ -76,7 +68,7 @@ async def _mapped(request: web.Request, handler: Handler) -> web.StreamResponse:
         return error_response(status_for(exc.code), exc.detail)
     except nats.errors.TimeoutError:  # JetStream (KV, object store) calls that got no answer
         return error_response(504, "The message bus did not answer in time")
-    except BUS_DOWN:
+    except BUS_FAILURES:
         return error_response(503, BUS_UNAVAILABLE)
     except web.HTTPRequestEntityTooLarge:
         return error_response(413, "Request body too large")

@@ -18,6 +18,7 @@ from urllib.parse import quote
 import msgspec
 import structlog
 from aiohttp import BodyPartReader, hdrs, web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 
 from catalog.files import FileCatalog, blob_name, now, text_name
@@ -96,10 +97,7 @@ async def upload_file(request: web.Request) -> web.Response:
     stored: _Stored | None = None
     metadata: dict[str, Any] = {}
     try:
-        reader = await request.multipart()
-        async for part in reader:
-            if not isinstance(part, BodyPartReader):
-                raise invalid("Nested multipart bodies are not supported")
+        async for part in _parts(request):
             if part.name == "file" and stored is None:
                 stored = await _store_part(catalog, part, file_id, max_size)
             elif part.name == "metadata":
@@ -131,6 +129,24 @@ async def upload_file(request: web.Request) -> web.Response:
         raise
     log.info("file_uploaded", file_id=file_id, size=stored.size, content_type=stored.content_type)
     return json_value(file_object(record))
+
+
+async def _parts(request: web.Request) -> AsyncIterator[BodyPartReader]:
+    """The form's parts; a body that is not well-formed multipart is `invalid`."""
+    try:
+        reader = await request.multipart()
+    except ValueError:  # no boundary in the Content-Type
+        raise invalid("Malformed multipart body: the Content-Type has no boundary") from None
+    while True:
+        try:
+            part = await reader.next()
+        except (HttpProcessingError, ValueError):
+            raise invalid("Malformed multipart body") from None
+        if part is None:
+            return
+        if not isinstance(part, BodyPartReader):
+            raise invalid("Nested multipart bodies are not supported")
+        yield part
 
 
 def _too_large(limit_mb: int) -> RagwayError:
@@ -170,7 +186,7 @@ def _parse_metadata(raw: bytes) -> dict[str, Any]:
         return {}
     try:
         value = msgspec.json.decode(raw)
-    except (msgspec.DecodeError, RecursionError):
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
         raise invalid("The 'metadata' field must be a JSON object") from None
     if value is None:
         return {}

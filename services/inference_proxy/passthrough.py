@@ -222,6 +222,6 @@ def _model_of(body: bytes) -> str:
         return ""
     try:
         named = _decode_named(body)
-    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError, UnicodeDecodeError):
         return ""
     return named.model or named.name or ""

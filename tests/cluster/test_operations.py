@@ -12,6 +12,7 @@ import pytest
 
 from contracts import subjects
 from tests.cluster.deployment import (
+    GATEWAYS,
     INGESTION_WORKERS,
     Client,
     Deployment,
@@ -75,8 +76,9 @@ async def test_one_request_id_follows_an_upload_and_a_rag_chat_through_every_ser
     }
 
 
-async def test_every_backend_service_instance_answers_srv_stats(deployment: Deployment) -> None:
+async def test_every_service_instance_answers_srv_stats(deployment: Deployment) -> None:
     names = (
+        subjects.GATEWAY_SERVICE,
         subjects.AUTH_SERVICE,
         subjects.INFERENCE_SERVICE,
         subjects.RETRIEVAL_SERVICE,
@@ -90,9 +92,11 @@ async def test_every_backend_service_instance_answers_srv_stats(deployment: Depl
             assert reply["type"] == "io.nats.micro.v1.stats_response"
             assert reply["name"] == name
             assert "started" in reply
-            # ingestion workers consume a JetStream queue: a micro service with no endpoints
-            if name != subjects.INGESTION_SERVICE:
+            # ingestion workers consume a JetStream queue and the gateway serves HTTP:
+            # micro services with no NATS endpoints
+            if name not in (subjects.INGESTION_SERVICE, subjects.GATEWAY_SERVICE):
                 assert reply["endpoints"], reply
     assert len({reply["id"] for reply in stats[subjects.INGESTION_SERVICE]}) == INGESTION_WORKERS
+    assert len({reply["id"] for reply in stats[subjects.GATEWAY_SERVICE]}) == GATEWAYS
     handled = sum(e["num_requests"] for r in stats[subjects.AUTH_SERVICE] for e in r["endpoints"])
     assert handled > 0  # the sign-up of the test before went through auth

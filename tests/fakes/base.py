@@ -72,7 +72,7 @@ class FakeBackend:
         body: Any = None
         if request.can_read_body:
             raw = await request.read()
-            with contextlib.suppress(ValueError):
+            with contextlib.suppress(ValueError, RecursionError):
                 body = await request.json() if raw else None
         self.requests.append(
             RecordedRequest(request.method, request.path, dict(request.headers), body)

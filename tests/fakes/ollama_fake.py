@@ -359,7 +359,7 @@ class OllamaFake(FakeBackend):
 async def _body(request: web.Request) -> dict[str, Any]:
     try:
         body = await request.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # real Ollama answers such bodies with a 4xx too
         return {}
     return body if isinstance(body, dict) else {}
 

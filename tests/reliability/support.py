@@ -185,13 +185,13 @@ async def eventually(
         await asyncio.sleep(interval)
 
 
-def markdown_file(index: int, sections: int = 4) -> bytes:
-    """A small markdown file that splits into several chunks at chunk_size 300."""
+def markdown_file(index: int, sections: int = 4, sentences: int = 40) -> bytes:
+    """A small markdown file, distinct per index, that makes several chunks at chunk_size 300."""
     lines = [f"# Document {index}\n"]
     for part in range(sections):
         lines.append(f"## Part {part} of document {index}\n")
         lines.append(
-            " ".join(f"word{index}x{part}x{n} sentence about topic {n % 7}." for n in range(40))
+            " ".join(f"word{index}x{part}x{n} sentence about topic {n % 7}." for n in range(sentences))
             + "\n"
         )
     return "\n".join(lines).encode()

@@ -15,10 +15,13 @@ from typing import Any
 
 import aiohttp
 import pytest
+
 from gateway.app import Settings as GatewaySettings
 from gateway.app import serve as serve_gateway
-
 from tests.e2e.conftest import (  # noqa: F401  (fixtures)
+    Account,
+    RagServices,
+    Stack,
     _reset_fakes,
     admin,
     backend_fakes,
@@ -27,7 +30,6 @@ from tests.e2e.conftest import (  # noqa: F401  (fixtures)
     stack,
     user,
 )
-from tests.e2e.conftest import Account, RagServices, Stack
 
 
 @pytest.fixture(scope="session")
@@ -60,39 +62,39 @@ class Owned:
 
 
 async def upload(
-    stack: Stack, account: Account, content: bytes, name: str, content_type: str = "text/markdown"
+    api: Stack, account: Account, content: bytes, name: str, content_type: str = "text/markdown"
 ) -> dict[str, Any]:
     data = aiohttp.FormData()
     data.add_field("file", content, filename=name, content_type=content_type)
-    status, record = await stack.call("POST", "/api/v1/files/", headers=account.key_auth, data=data)
+    status, record = await api.call("POST", "/api/v1/files/", headers=account.key_auth, data=data)
     assert status == 200, record
     return dict(record)
 
 
-async def owned_by_new_user(stack: Stack) -> Owned:
+async def owned_by_new_user(api: Stack) -> Owned:
     """A fresh user with a processed file, a private collection containing it, and a chat."""
     from tests.e2e.rag_helpers import settled
 
-    owner = await stack.with_key(await stack.signup())
+    owner = await api.with_key(await api.signup())
     text = f"# Private notes {uuid.uuid4().hex}\n\nThe vault code is 4711 and only A knows it.\n"
-    record = await upload(stack, owner, text.encode(), "private.md")
-    state = await settled(stack, owner, record["id"])
+    record = await upload(api, owner, text.encode(), "private.md")
+    state = await settled(api, owner, record["id"])
     assert state["status"] == "completed", state
-    status, knowledge = await stack.call(
+    status, knowledge = await api.call(
         "POST",
         "/api/v1/knowledge/create",
         headers=owner.key_auth,
         json={"name": "A's private collection", "access_control": {}},
     )
     assert status == 200, knowledge
-    status, linked = await stack.call(
+    status, linked = await api.call(
         "POST",
         f"/api/v1/knowledge/{knowledge['id']}/file/add",
         headers=owner.key_auth,
         json={"file_id": record["id"]},
     )
     assert status == 200, linked
-    status, chat = await stack.call(
+    status, chat = await api.call(
         "POST", "/api/v1/chats/new", headers=owner.key_auth, json={"chat": {"title": "A's chat"}}
     )
     assert status == 200, chat

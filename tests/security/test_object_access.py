@@ -210,9 +210,7 @@ async def test_objects_of_another_user_named_in_bodies_are_404_and_leak_nothing(
     assert await snapshot(stack, owned) == before
 
 
-async def test_the_owner_and_an_admin_still_reach_the_objects(
-    stack: Stack, admin: Account
-) -> None:
+async def test_the_owner_and_an_admin_still_reach_the_objects(stack: Stack, admin: Account) -> None:
     """The 404s above come from ownership, not from broken routes."""
     owned = await owned_by_new_user(stack)
     for account in (owned.owner, admin):

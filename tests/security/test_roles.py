@@ -11,9 +11,9 @@ import re
 
 import pytest
 from aiohttp import web
+
 from contracts.ollama import ADMIN_PATHS
 from gateway.state import ACCESS
-
 from tests.e2e.conftest import PASSWORD, Account, Stack
 
 pytestmark = pytest.mark.security

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import aiohttp
 import pytest
+
 from auth.app import serve as serve_auth
 from auth.settings import Settings as AuthSettings
 from gateway.app import Settings as GatewaySettings
