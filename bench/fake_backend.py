@@ -16,14 +16,14 @@ from pathlib import Path
 # tests/ lives at the repository root, which a script run from bench/ does not see.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import signal  # noqa: E402
-from typing import Any  # noqa: E402
+import argparse
+import asyncio
+import signal
+from typing import Any
 
-from aiohttp import web  # noqa: E402
+from aiohttp import web
 
-from tests.fakes.openai_fake import OpenAIFake  # noqa: E402
+from tests.fakes.openai_fake import OpenAIFake
 
 
 class BenchFake(OpenAIFake):

@@ -24,6 +24,7 @@ from harness import (
     Call,
     Round,
     closed_loop,
+    cpu_seconds,
     fake_backend,
     get_json,
     loadavg,
@@ -45,13 +46,26 @@ async def compare(
     clients: int,
     args: argparse.Namespace,
     via: str = "ragway",
+    cpu_pids: dict[str, int] | None = None,
 ) -> dict[str, Any]:
-    """Alternate direct and `via` (ragway, Open WebUI) rounds; medians over rounds."""
+    """Alternate direct and `via` (ragway, Open WebUI) rounds; medians over rounds.
+
+    With `cpu_pids`, also the CPU milliseconds each of those processes spent per request
+    in the `via` rounds."""
     rounds: dict[str, list[Round]] = {"direct": [], "via": []}
+    cpu: dict[str, list[float]] = {name: [] for name in cpu_pids or {}}
     for _ in range(args.rounds):
         for target, call in (("direct", direct), ("via", through)):
-            rounds[target].append(await closed_loop(call, clients, args.seconds))
+            before = {n: cpu_seconds(pid) for n, pid in (cpu_pids or {}).items()}
+            result = await closed_loop(call, clients, args.seconds, warmup=0.5)
+            rounds[target].append(result)
+            if target == "via" and result.samples:
+                for n, pid in (cpu_pids or {}).items():
+                    # warm-up requests used CPU too: divide by every request of the round
+                    spent = cpu_seconds(pid) - before[n]
+                    cpu[n].append(spent * 1000 / (result.rate * (args.seconds + 0.5)))
     row: dict[str, Any] = {"workload": name, "clients": clients, "via_name": via, "load": loadavg()}
+    row["cpu_ms_per_request"] = {n: median(v) for n, v in cpu.items()}
     for target, runs in rounds.items():
         row[target] = {
             "rate": median([r.rate for r in runs]),
@@ -73,6 +87,11 @@ async def compare(
     return row
 
 
+def cpu_text(row: dict[str, Any]) -> str:
+    spent = row.get("cpu_ms_per_request") or {}
+    return "".join(f" | {n} {ms:.2f} CPU-ms/req" for n, ms in spent.items())
+
+
 def print_row(row: dict[str, Any]) -> None:
     d, r = row["direct"], row["via"]
     added, added_total = row["added_ttft"], row["added_total"]
@@ -82,7 +101,7 @@ def print_row(row: dict[str, Any]) -> None:
         f"ratio {row['rate_ratio']:.2f} | TTFT p50 {d['ttft_p50']:6.2f} -> {r['ttft_p50']:6.2f} ms"
         f" | added TTFT p50/p95/p99 {added['p50']:+.2f}/{added['p95']:+.2f}/{added['p99']:+.2f}"
         f" ms | added total p50 {added_total['p50']:+.2f} ms"
-        f" | errors {d['errors']}/{r['errors']} | {row['load']}",
+        f" | errors {d['errors']}/{r['errors']}{cpu_text(row)} | {row['load']}",
         flush=True,
     )
 
@@ -123,11 +142,16 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             for direct, through in calls.values():  # warm caches and connections
                 await closed_loop(direct, 1, 0.2, warmup=0)
                 await closed_loop(through, 1, 0.2, warmup=0)
+            pids = {"gateway": rw.pid_of("gateway"), "proxy": rw.pid_of("inference_proxy")}
             rows = []
             for name in ("chat", "models"):
                 for count in clients:
-                    rows.append(await compare(name, *calls[name], count, args))
-            rows.append(await compare("chat-paced", *calls["chat-paced"], args.paced_clients, args))
+                    rows.append(await compare(name, *calls[name], count, args, cpu_pids=pids))
+            rows.append(
+                await compare(
+                    "chat-paced", *calls["chat-paced"], args.paced_clients, args, cpu_pids=pids
+                )
+            )
     return {"args": vars(args), "rows": rows}
 
 

@@ -46,6 +46,12 @@ def write_results(name: str, data: dict[str, Any]) -> Path:
     return path
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used (robust to a noisy machine, unlike latency)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     """Nearest-rank percentile (q in 0..100) of unsorted values."""
     if not values:
@@ -164,8 +170,11 @@ async def _admin_key(url: str) -> tuple[str, str]:
     async with aiohttp.ClientSession() as http:
         async with http.post(
             f"{url}/api/v1/auths/signup",
-            json={"name": "Bench", "email": f"{uuid.uuid4().hex[:8]}@bench.local",
-                  "password": PASSWORD},
+            json={
+                "name": "Bench",
+                "email": f"{uuid.uuid4().hex[:8]}@bench.local",
+                "password": PASSWORD,
+            },
         ) as reply:
             reply.raise_for_status()
             token = (await reply.json())["token"]

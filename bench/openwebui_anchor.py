@@ -73,7 +73,7 @@ async def open_webui(venv: Path, backends: list[str], log_path: Path) -> AsyncIt
             DATA_DIR=data,
             GLOBAL_LOG_LEVEL="WARNING",
         )
-        with open(log_path, "wb") as log_file:
+        with open(log_path, "wb") as log_file:  # noqa: ASYNC230 - handed to the child
             process = await asyncio.create_subprocess_exec(
                 str(executable),
                 "serve",
@@ -111,7 +111,7 @@ async def _wait_healthy(
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
         while time.monotonic() < deadline:
             if process.returncode is not None:
-                tail = log_path.read_text(errors="replace")[-3000:]
+                tail = log_path.read_text(errors="replace")[-3000:]  # noqa: ASYNC240
                 raise SystemExit(f"Open WebUI exited with {process.returncode}:\n{tail}")
             try:
                 async with http.get(f"{url}/health") as reply:
@@ -127,8 +127,11 @@ async def _admin_key(url: str) -> str:
     async with aiohttp.ClientSession() as http:
         async with http.post(
             f"{url}/api/v1/auths/signup",
-            json={"name": "Bench", "email": f"{uuid.uuid4().hex[:8]}@bench.local",
-                  "password": PASSWORD},
+            json={
+                "name": "Bench",
+                "email": f"{uuid.uuid4().hex[:8]}@bench.local",
+                "password": PASSWORD,
+            },
         ) as reply:
             if reply.status != 200:
                 raise SystemExit(f"Open WebUI signup: {reply.status} {await reply.text()}")
@@ -144,10 +147,11 @@ async def _admin_key(url: str) -> str:
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     clients = [int(n) for n in args.clients.split(",")]
     log_path = Path(tempfile.gettempdir()) / "openwebui-bench.log"
+    venv = Path(args.venv).expanduser()  # noqa: ASYNC240 - once, at startup
     async with (
         fake_backend(tokens=args.tokens, models="fast") as fast,
         fake_backend(tokens=20, delay=0.010, models="paced") as paced,
-        open_webui(Path(args.venv).expanduser(), [fast.base_url, paced.base_url], log_path) as ui,
+        open_webui(venv, [fast.base_url, paced.base_url], log_path) as ui,
     ):
         print(f"{loadavg()}; Open WebUI log: {log_path}")
         chat = f"{ui.url}/api/chat/completions"

@@ -56,10 +56,11 @@ from contracts.retrieval import (
 DIM = 384
 CHUNKS_PER_FILE = 100
 PER_REQUEST = 25  # keeps one upsert well under NATS's 1 MB message limit
-WORDS = (
-    "invoice contract river mountain protein engine orbit ledger harvest violin glacier "
-    "compiler vaccine bridge tariff satellite novel enzyme turbine archive"
-).split()
+WORDS = [
+    *("invoice", "contract", "river", "mountain", "protein", "engine", "orbit", "ledger"),
+    *("harvest", "violin", "glacier", "compiler", "vaccine", "bridge", "tariff"),
+    *("satellite", "novel", "enzyme", "turbine", "archive"),
+]
 QUERIES = [
     "what does the contract say about the invoice",
     "how does the engine turbine work",

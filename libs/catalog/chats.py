@@ -179,7 +179,12 @@ def _title_key(user_id: str, chat_id: str) -> str:
 
 
 def _valid(key: str) -> bool:
-    return bool(key) and len(key) <= 128 and all(c.isalnum() or c in "-_" for c in key)
+    return (
+        bool(key)
+        and len(key) <= 128
+        and key.isascii()
+        and all(c.isalnum() or c in "-_" for c in key)
+    )
 
 
 def append_message(chat: dict[str, Any], message: dict[str, Any]) -> None:

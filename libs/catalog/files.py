@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator, Callable
 
 import msgspec
 from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from catalog.blobs import BlobStore
-from catalog.buckets import ensure_kv, ensure_object_store
+from catalog.buckets import ensure_kv, ensure_object_store, kv_keys
 from common.errors import RagwayError
 from contracts.files import FileRecord
 
@@ -100,10 +100,7 @@ class FileCatalog:
             await self._records.purge(file_id)
 
     async def list_all(self) -> list[FileRecord]:
-        try:
-            keys = await self._records.keys()
-        except NoKeysError:  # an empty bucket (other failures must not read as empty)
-            return []
+        keys = await kv_keys(self._records)
         records = await asyncio.gather(*(self.get(key) for key in keys))
         return [record for record in records if record is not None]
 
@@ -144,4 +141,9 @@ class FileCatalog:
 
 
 def _valid_key(key: str) -> bool:
-    return bool(key) and len(key) <= 128 and all(c.isalnum() or c in "-_" for c in key)
+    return (
+        bool(key)
+        and len(key) <= 128
+        and key.isascii()
+        and all(c.isalnum() or c in "-_" for c in key)
+    )

@@ -42,6 +42,16 @@ class UploadForm(msgspec.Struct):
     metadata: str | None = None
 
 
+class CurrentUser(msgspec.Struct):
+    """`GET /api/v1/auths/`: who the credential belongs to (no timestamps)."""
+
+    id: str
+    email: str
+    name: str
+    role: str
+    profile_image_url: str
+
+
 class UsersReply(msgspec.Struct):
     users: list[User]
     total: int
@@ -77,7 +87,7 @@ ROUTE_DOCS: dict[str, RouteDoc] = {
     "health": RouteDoc("Liveness and backend services", "health", None, HealthReply),
     "signup": RouteDoc("Create an account (the first is admin)", "auths", SignupRequest, Session),
     "signin": RouteDoc("Sign in with email and password", "auths", SigninRequest, Session),
-    "current_user": RouteDoc("The signed-in user", "auths", None, User),
+    "current_user": RouteDoc("The signed-in user", "auths", None, CurrentUser),
     "create_api_key": RouteDoc("Create (replace) the API key", "auths", None, ApiKeyReply),
     "get_api_key": RouteDoc("The current API key", "auths", None, ApiKeyReply),
     "delete_api_key": RouteDoc("Revoke the API key", "auths", None, bool),

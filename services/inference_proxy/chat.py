@@ -82,6 +82,11 @@ class ChatRunner:
             total=None, connect=connect, sock_connect=connect
         )
         self._relays: set[asyncio.Task[None]] = set()
+        # One wildcard subscription for every stream's cancel subject instead of a SUB and
+        # an UNSUB per stream; streams register here by id.
+        self._cancels: dict[str, _Cancel] = {}
+        self._cancel_sub: Subscription | None = None
+        self._cancel_lock = asyncio.Lock()
 
     async def _prepare(self, job: CompletionJob, *, stream: bool) -> _Request:
         try:
@@ -156,7 +161,7 @@ class ChatRunner:
             raise RagwayError("invalid", "A stream needs a `stream_inbox`")
         request = await self._prepare(job, stream=True)
         cancel = _Cancel()
-        subscription = await self._watch_cancel(job.stream_id, cancel)
+        await self._watch_cancel(job.stream_id, cancel)
         started = time.perf_counter()
         try:
             cancel.task = opening = asyncio.ensure_future(self._open(request))
@@ -168,11 +173,10 @@ class ChatRunner:
                     raise RagwayError("timeout", "The stream was cancelled by its caller") from None
                 raise
         except BaseException:
-            if subscription is not None:
-                await _unsubscribe(subscription)
+            self._cancels.pop(job.stream_id, None)
             raise
         relay = asyncio.create_task(
-            self._relay(request, response, job.stream_inbox, cancel, subscription, started)
+            self._relay(request, response, job.stream_inbox, cancel, job.stream_id, started)
         )
         cancel.task = relay
         if cancel.requested:
@@ -181,14 +185,21 @@ class ChatRunner:
         relay.add_done_callback(self._relays.discard)
         return StreamAccepted(model=request.model)
 
-    async def _watch_cancel(self, stream_id: str, cancel: _Cancel) -> Subscription | None:
+    async def _watch_cancel(self, stream_id: str, cancel: _Cancel) -> None:
         if not stream_id:
-            return None
+            return
+        if self._cancel_sub is None:
+            async with self._cancel_lock:
+                if self._cancel_sub is None:
+                    self._cancel_sub = await self._nc.subscribe(
+                        chat_cancel_subject("*"), cb=self._on_cancel
+                    )
+        self._cancels[stream_id] = cancel
 
-        async def on_cancel(msg: Msg) -> None:
+    async def _on_cancel(self, msg: Msg) -> None:
+        cancel = self._cancels.get(msg.subject.rsplit(".", 1)[-1])
+        if cancel is not None:
             cancel.trigger()
-
-        return await self._nc.subscribe(chat_cancel_subject(stream_id), cb=on_cancel)
 
     async def _open(self, request: _Request) -> aiohttp.ClientResponse:
         backend = request.backend
@@ -217,7 +228,7 @@ class ChatRunner:
         response: aiohttp.ClientResponse,
         inbox: str,
         cancel: _Cancel,
-        subscription: Subscription | None,
+        stream_id: str,
         started: float,
     ) -> None:
         translator: OpenAIStream | OllamaStream = (
@@ -275,8 +286,7 @@ class ChatRunner:
                     ),
                     _END_HEADERS,
                 )
-            if subscription is not None:
-                await _unsubscribe(subscription)
+            self._cancels.pop(stream_id, None)
             log.info(
                 "chat_stream",
                 model=request.model,
@@ -309,6 +319,9 @@ class ChatRunner:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=2)
+        if self._cancel_sub is not None:
+            await _unsubscribe(self._cancel_sub)
+            self._cancel_sub = None
 
 
 async def _unsubscribe(subscription: Subscription) -> None:

@@ -9,10 +9,10 @@ from collections.abc import Callable
 
 import msgspec
 from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from catalog.buckets import ensure_kv
+from catalog.buckets import ensure_kv, kv_keys
 from common.errors import RagwayError
 from contracts.knowledge import Knowledge
 
@@ -27,7 +27,12 @@ def now() -> int:
 
 
 def valid_key(key: str) -> bool:
-    return bool(key) and len(key) <= 128 and all(c.isalnum() or c in "-_" for c in key)
+    return (
+        bool(key)
+        and len(key) <= 128
+        and key.isascii()
+        and all(c.isalnum() or c in "-_" for c in key)
+    )
 
 
 class KnowledgeStore:
@@ -85,9 +90,6 @@ class KnowledgeStore:
             await self._kv.purge(knowledge_id)
 
     async def list_all(self) -> list[Knowledge]:
-        try:
-            keys = await self._kv.keys()
-        except NoKeysError:  # an empty bucket (other failures must not read as empty)
-            return []
+        keys = await kv_keys(self._kv)
         found = await asyncio.gather(*(self.get(key) for key in keys))
         return [item for item in found if item is not None]

@@ -46,13 +46,11 @@ async def launch(
 
         async def start(services: str | None = None, **env: str) -> ProcessStack:
             data_dir: Path = tmp_path_factory.mktemp("stack")
-            stack = Stack(
-                process_stack_settings(data_dir, services), stack_environ(fake, **env)
-            )
+            stack = Stack(process_stack_settings(data_dir, services), stack_environ(fake, **env))
             await stack.astart()
             handle = ProcessStack(stack, http, fake)
             cleanup.push_async_callback(handle.stop)
-            handle.admin = await handle.signup()
+            handle.signed_up = await handle.signup()
             return handle
 
         yield start

@@ -8,6 +8,7 @@ is stopped and started again on the same port and store directory.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -19,6 +20,7 @@ import aiohttp
 
 from stack.launcher import Stack
 from stack.processes import ChildProcess
+from stack.settings import StackSettings
 from tests.fakes.openai_fake import OpenAIFake
 from tests.stack.support import clean_environ, free_stack_settings
 
@@ -68,12 +70,18 @@ class ProcessStack:
     stack: Stack
     http: aiohttp.ClientSession
     fake: OpenAIFake
-    admin: Account | None = None
+    signed_up: Account | None = None
     extra: list[ChildProcess] = field(default_factory=list)
 
     @property
     def url(self) -> str:
         return self.stack.url
+
+    @property
+    def admin(self) -> Account:
+        """The first account signed up on this stack (so an admin)."""
+        assert self.signed_up is not None
+        return self.signed_up
 
     def child(self, name: str) -> ChildProcess:
         found = [c for c in [*self.stack.services, self.stack.gateway] if c and c.name == name]
@@ -83,7 +91,8 @@ class ProcessStack:
     def start_child(self, package: str) -> ChildProcess:
         """One more `python -m <package>` with the stack's environment (a second worker)."""
         log_path = self.stack.data_dir / "logs" / f"{package}-{len(self.extra) + 2}.log"
-        child = ChildProcess(package, [_python(), "-m", package], self.stack.child_env(), log_path)
+        argv = [sys.executable, "-m", package]
+        child = ChildProcess(package, argv, self.stack.child_env(), log_path)
         child.start()
         self.extra.append(child)
         return child
@@ -142,13 +151,7 @@ class ProcessStack:
         await self.stack.astop()
 
 
-def _python() -> str:
-    import sys
-
-    return sys.executable
-
-
-def process_stack_settings(data_dir: Path, services: str | None = None) -> Any:
+def process_stack_settings(data_dir: Path, services: str | None = None) -> StackSettings:
     settings = free_stack_settings(data_dir)
     settings.stop_timeout_s = 10.0
     if services is not None:
@@ -191,7 +194,9 @@ def markdown_file(index: int, sections: int = 4, sentences: int = 40) -> bytes:
     for part in range(sections):
         lines.append(f"## Part {part} of document {index}\n")
         lines.append(
-            " ".join(f"word{index}x{part}x{n} sentence about topic {n % 7}." for n in range(sentences))
+            " ".join(
+                f"word{index}x{part}x{n} sentence about topic {n % 7}." for n in range(sentences)
+            )
             + "\n"
         )
     return "\n".join(lines).encode()

@@ -21,9 +21,10 @@ from tests.reliability.support import (
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 
-# Every answer during the outage must come within this (the gateway's request timeout is 3 s:
-# only a request already on the wire when the server died may wait that long).
-OUTAGE_ANSWER_BOUND_S = 3.5
+# Requests sent during the outage are answered at once (503). One already on the wire when
+# the server died waits for its reply until a timeout: the gateway's request timeout (3 s
+# here) or, for JetStream calls (KV, object store), nats-py's 5 s API timeout.
+OUTAGE_ANSWER_BOUND_S = 5.5
 
 
 @dataclass
@@ -85,9 +86,7 @@ async def test_a_nats_restart_under_traffic_loses_nothing_and_needs_no_service_r
     assert status == 200, key
     key_user = Account(user.id, user.email, key["api_key"])
     record = await stack.upload(key_user, markdown_file(1), "before.md")
-    await eventually(
-        lambda: stack.file_status(user, record["id"]), lambda s: s == "completed", 60
-    )
+    await eventually(lambda: stack.file_status(user, record["id"]), lambda s: s == "completed", 60)
     status, knowledge = await stack.call(
         "POST", "/api/v1/knowledge/create", user, json={"name": "Kept", "description": "d"}
     )
@@ -169,9 +168,7 @@ async def test_a_nats_restart_under_traffic_loses_nothing_and_needs_no_service_r
     )
     assert status == 200 and found["metadatas"][0][0]["file_id"] == record["id"]
     second = await stack.upload(key_user, markdown_file(2), "after.md")
-    await eventually(
-        lambda: stack.file_status(user, second["id"]), lambda s: s == "completed", 60
-    )
+    await eventually(lambda: stack.file_status(user, second["id"]), lambda s: s == "completed", 60)
     status, completion = await stack.call(
         "POST",
         "/api/chat/completions",

@@ -18,14 +18,17 @@ import pytest
 from stack.processes import wait_http_ok
 from tests.fakes.openai_fake import OpenAIFake
 from tests.reliability.conftest import StackFactory
-from tests.reliability.support import MODEL, ProcessStack, eventually
+from tests.reliability.support import MODEL, ProcessStack
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
 async def stack(launch: StackFactory) -> ProcessStack:
-    launched: ProcessStack = await launch()
+    launched: ProcessStack = await launch(
+        services="auth,inference_proxy,retrieval",  # ingestion is not needed here
+        RAGWAY_HEALTH_SERVICES="auth,inference-proxy,retrieval",
+    )
     return launched
 
 

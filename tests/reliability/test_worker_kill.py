@@ -64,7 +64,6 @@ async def test_a_worker_killed_mid_batch_loses_and_duplicates_no_chunk_of_50_fil
     stack: ProcessStack, bus: Bus
 ) -> None:
     user = stack.admin
-    assert user is not None
     victim = stack.child("ingestion")
     survivor = stack.start_child("ingestion")
     await eventually(
@@ -77,7 +76,9 @@ async def test_a_worker_killed_mid_batch_loses_and_duplicates_no_chunk_of_50_fil
 
     async def upload(index: int) -> str:
         async with uploads:
-            record = await stack.upload(user, markdown_file(index, 2, 30), f"doc-{index}.md")
+            record = await stack.upload(
+                user, markdown_file(index, sections=1, sentences=20), f"doc-{index}.md"
+            )
             return str(record["id"])
 
     file_ids = await asyncio.gather(*(upload(i) for i in range(FILES)))

@@ -30,6 +30,7 @@ from tests.e2e.conftest import (  # noqa: F401  (fixtures)
     stack,
     user,
 )
+from tests.e2e.rag_helpers import settled
 
 
 @pytest.fixture(scope="session")
@@ -73,8 +74,6 @@ async def upload(
 
 async def owned_by_new_user(api: Stack) -> Owned:
     """A fresh user with a processed file, a private collection containing it, and a chat."""
-    from tests.e2e.rag_helpers import settled
-
     owner = await api.with_key(await api.signup())
     text = f"# Private notes {uuid.uuid4().hex}\n\nThe vault code is 4711 and only A knows it.\n"
     record = await upload(api, owner, text.encode(), "private.md")

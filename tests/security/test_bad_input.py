@@ -255,7 +255,7 @@ async def test_hostile_file_names_are_stored_as_one_safe_name(stack: Stack, user
         "..\\..\\windows\\win.ini": None,  # backslashes are quoted-pair escapes here
         "..\\\\..\\\\windows\\\\win.ini": "win.ini",
         "%2e%2e%2f%2e%2e%2fetc%2fshadow": "shadow",
-        "nul\x00byte.md": "nulbyte.md",
+        "nul%00byte.md": "nulbyte.md",
         "\u202egnp.md": "gnp.md",  # right-to-left override dropped
         "résumé 日本語 📄.md": "résumé 日本語 📄.md",
         "." * 10: "file",
@@ -279,6 +279,11 @@ async def test_hostile_file_names_are_stored_as_one_safe_name(stack: Stack, user
             assert disposition.startswith("attachment;")
             assert "/" not in disposition.split("filename*=")[0]
             assert await reply.read() == b"# hi\n"
+    # a raw NUL cannot even be a header: the multipart body is malformed
+    status, reply, _ = await send(
+        stack, user, "/api/v1/files/", multipart("nul\x00byte.md", b"# hi\n"), _form()
+    )
+    assert_refused(status, reply, 400)
     await still_works(stack, user)
 
 
