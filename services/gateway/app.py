@@ -96,7 +96,7 @@ async def _auth_listeners(app: web.Application) -> AsyncIterator[None]:
 async def _file_store(app: web.Application) -> AsyncIterator[None]:
     """File records and blobs in JetStream, and the ingestion job stream (made if missing)."""
     settings = app[SETTINGS]
-    js = app[BUS].nc.jetstream()
+    js = app[BUS].nc.jetstream(timeout=app[SETTINGS].request_timeout_seconds)
     app[CATALOG] = await FileCatalog.open(js, settings.bucket_prefix, settings.kv_replicas)
     await ensure_stream(js, settings.ingest_stream, settings.ingest_subject, settings.kv_replicas)
     yield

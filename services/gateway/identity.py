@@ -116,6 +116,11 @@ class Identity:
         self._verified: dict[str, tuple[str, float]] = {}
 
     async def principal_for(self, credential: str) -> Principal:
+        # Let auth events that reached us before this request be applied first: nats-py
+        # hands a message to its callback two loop iterations after the bytes arrive, so
+        # without this a request racing a revocation could still hit the stale cache.
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
         if credential.startswith(API_KEY_PREFIX):
             return await self._from_api_key(credential)
         return await self._from_jwt(credential)

@@ -64,7 +64,7 @@ async def delete_chat(request: web.Request) -> web.Response:
 
 async def _chat_store(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    js = app[BUS].nc.jetstream()
+    js = app[BUS].nc.jetstream(timeout=settings.request_timeout_seconds)
     app[CHATS] = await ChatStore.open(js, settings.bucket_prefix, settings.kv_replicas)
     yield
 

@@ -120,7 +120,7 @@ async def upload_file(request: web.Request) -> web.Response:
         raise
     try:
         await publish_job(
-            request.app[BUS].nc.jetstream(),
+            request.app[BUS].nc.jetstream(timeout=request.app[SETTINGS].request_timeout_seconds),
             settings.ingest_subject,
             IngestJob(file_id=file_id, request_id=request.get(REQUEST_ID, "")),
         )

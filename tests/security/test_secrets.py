@@ -151,10 +151,13 @@ async def _kv_contents(nats_url: str) -> dict[str, bytes]:
 
 async def test_neither_passwords_nor_raw_keys_are_stored(processes: ProcessStack) -> None:
     seen = await full_flow(processes.url)
-    async with aiohttp.ClientSession() as http, http.post(
-        processes.url + "/api/v1/auths/api_key",
-        headers={"Authorization": f"Bearer {seen['signin jwt']}"},
-    ) as reply:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            processes.url + "/api/v1/auths/api_key",
+            headers={"Authorization": f"Bearer {seen['signin jwt']}"},
+        ) as reply,
+    ):
         live_key = (await reply.json())["api_key"]  # one key that is stored right now
     stored = await _kv_contents(processes.nats.url)
     assert stored, "no KV values read"
