@@ -15,6 +15,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+
 from auth.app import serve as serve_auth
 from auth.settings import Settings as AuthSettings
 from gateway.app import GatewayHandle
@@ -23,7 +24,6 @@ from gateway.app import serve as serve_gateway
 from inference_proxy.app import serve as serve_proxy
 from inference_proxy.settings import Settings as ProxySettings
 from stack.nats_server import NatsServer, NatsServerConfig, free_port
-
 from tests.fakes.ollama_fake import OllamaFake
 from tests.fakes.openai_fake import OpenAIFake
 

@@ -10,8 +10,8 @@ from typing import Any
 import aiohttp
 import openai
 import pytest
-from gateway.app import Settings, serve
 
+from gateway.app import Settings, serve
 from tests.e2e.conftest import Account, Stack
 from tests.fakes.ollama_fake import OllamaFake
 from tests.fakes.openai_fake import OpenAIFake

@@ -8,11 +8,11 @@ from typing import Any
 
 import aiohttp
 import pytest
+
 from catalog.files import FileCatalog, now
 from common.nats_conn import connect_nats
 from contracts.files import FileData, FileMeta, FileRecord
 from gateway.app import Settings, serve
-
 from tests.e2e.conftest import Account, Stack
 from tests.e2e.rag_helpers import completed_upload, settled, upload
 from tests.e2e.test_chat_flow import content_of, read_events
