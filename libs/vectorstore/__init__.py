@@ -5,11 +5,12 @@ to a Qdrant server. `open_store` picks one from configuration.
 """
 
 from vectorstore.factory import open_store
-from vectorstore.points import ChunkPoint, Hit, SearchMode, SearchQuery, point_id
+from vectorstore.points import ChunkPoint, Fusion, Hit, SearchMode, SearchQuery, point_id
 from vectorstore.store import VectorStore
 
 __all__ = [
     "ChunkPoint",
+    "Fusion",
     "Hit",
     "SearchMode",
     "SearchQuery",

@@ -20,6 +20,7 @@ import qdrant_edge as qe
 import structlog
 
 from common.errors import RagwayError
+from embedding.vectors import SparseVector
 from vectorstore.points import DENSE, SPARSE, ChunkPoint, Hit, SearchQuery
 from vectorstore.store import (
     RRF_K,
@@ -27,7 +28,10 @@ from vectorstore.store import (
     check_query,
     dimension_conflict,
     prefetch_limit,
+    retarget,
+    rrf_weights,
     sort_chunks,
+    stored_point,
 )
 
 log = structlog.get_logger(__name__)
@@ -45,6 +49,26 @@ def _hit(point: Any, score: float | None = None) -> Hit:
         score=float(point.score if score is None else score),
         payload=dict(point.payload or {}),
     )
+
+
+def _point(record: Any) -> ChunkPoint:
+    vectors = record.vector or {}
+    sparse = vectors.get(SPARSE)
+    return stored_point(
+        dict(record.payload or {}),
+        [float(v) for v in vectors.get(DENSE, [])],
+        SparseVector(
+            indices=[int(i) for i in sparse.indices] if sparse is not None else [],
+            values=[float(v) for v in sparse.values] if sparse is not None else [],
+        ),
+    )
+
+
+def _fusion(query: SearchQuery) -> Any:
+    # The stub types `query` as Fusion, not its Rrf/Dbsf members: hence Any.
+    if query.fusion == "dbsf":
+        return qe.Fusion.Dbsf()
+    return qe.Fusion.Rrf(k=RRF_K, weights=rrf_weights(query))
 
 
 class EdgeStore:
@@ -146,9 +170,10 @@ class EdgeStore:
             if sparse is not None
             else None
         )
-        if query.mode == "sparse" and sparse_query is None:
+        mode = query.effective_mode()
+        if mode == "sparse" and sparse_query is None:
             return []  # nothing to match: the query was only stopwords
-        if query.mode == "dense" or (query.mode == "hybrid" and sparse_query is None):
+        if mode == "dense" or (mode == "hybrid" and sparse_query is None):
             request = qe.QueryRequest(
                 limit=query.limit,
                 query=dense_query,
@@ -156,7 +181,7 @@ class EdgeStore:
                 with_payload=True,
                 score_threshold=query.score_threshold,
             )
-        elif query.mode == "sparse":
+        elif mode == "sparse":
             request = qe.QueryRequest(
                 limit=query.limit,
                 query=sparse_query,
@@ -177,31 +202,44 @@ class EdgeStore:
                     ),
                     qe.Prefetch(limit=candidates, query=sparse_query, filter=scope),
                 ],
-                query=qe.Fusion.Rrf(k=RRF_K),  # type: ignore[arg-type]  # stub: Fusion, not Fusion.Rrf
+                query=_fusion(query),
                 filter=scope,
                 with_payload=True,
             )
         return [_hit(point) for point in self.shard.query(request)]
 
     async def get_file_chunks(self, file_id: str) -> list[Hit]:
-        return await self._run(self._file_chunks, file_id)
+        records = await self._run(self._scroll_file, file_id, False)
+        return sort_chunks([_hit(record, 1.0) for record in records])
 
-    def _file_chunks(self, file_id: str) -> list[Hit]:
-        hits: list[Hit] = []
+    async def get_file_points(self, file_id: str) -> list[ChunkPoint]:
+        records = await self._run(self._scroll_file, file_id, True)
+        points = [_point(record) for record in records]
+        return sorted(points, key=lambda p: p.chunk_index)
+
+    async def copy_file(
+        self, source_file_id: str, target_file_id: str, payload: dict[str, Any]
+    ) -> int:
+        points = retarget(await self.get_file_points(source_file_id), target_file_id, payload)
+        await self.upsert(points)
+        return len(points)
+
+    def _scroll_file(self, file_id: str, with_vector: bool) -> list[Any]:
+        records: list[Any] = []
         offset: Any = None
         while True:
-            records, offset = self.shard.scroll(
+            page, offset = self.shard.scroll(
                 qe.ScrollRequest(
                     offset=offset,
                     limit=SCROLL_PAGE,
                     filter=_file_filter([file_id]),
                     with_payload=True,
-                    with_vector=False,
+                    with_vector=with_vector,
                 )
             )
-            hits.extend(_hit(record, 1.0) for record in records)
+            records.extend(page)
             if offset is None:
-                return sort_chunks(hits)
+                return records
 
     async def close(self) -> None:
         if self._shard is not None:

@@ -16,6 +16,9 @@ DENSE = "dense"  # name of the dense vector in the collection
 SPARSE = "bm25"  # name of the sparse vector (IDF modifier: BM25 scoring in the engine)
 
 SearchMode = Literal["hybrid", "dense", "sparse"]
+# How "hybrid" fuses its dense and BM25 candidates: reciprocal rank fusion (with the
+# query's weights) or Qdrant's distribution-based score fusion (weights ignored).
+Fusion = Literal["rrf", "dbsf"]
 
 
 def point_id(file_id: str, chunk_index: int) -> str:
@@ -57,6 +60,9 @@ class SearchQuery(msgspec.Struct, frozen=True, kw_only=True):
     `score_threshold` applies to the dense cosine similarity ("dense", and the dense
     candidates of "hybrid") or to the BM25 score ("sparse"); fused RRF scores are ranks,
     not similarities, so no threshold is applied to them.
+
+    For "hybrid", `dense_weight` and `sparse_weight` weigh the two candidate lists in RRF;
+    a weight of 0 leaves that list out altogether (the search is then single-mode).
     """
 
     file_ids: list[str]
@@ -65,6 +71,17 @@ class SearchQuery(msgspec.Struct, frozen=True, kw_only=True):
     limit: int = 10
     mode: SearchMode = "hybrid"
     score_threshold: float | None = None
+    fusion: Fusion = "rrf"
+    dense_weight: float = 1.0
+    sparse_weight: float = 1.0
+
+    def effective_mode(self) -> SearchMode:
+        """The mode actually run: hybrid with a zero weight is single-mode."""
+        if self.mode == "hybrid" and self.dense_weight <= 0:
+            return "sparse"
+        if self.mode == "hybrid" and self.sparse_weight <= 0:
+            return "dense"
+        return self.mode
 
 
 class Hit(msgspec.Struct, frozen=True, kw_only=True):

@@ -9,6 +9,7 @@ import structlog
 from qdrant_client import AsyncQdrantClient, models
 from qdrant_client.http.exceptions import UnexpectedResponse
 
+from embedding.vectors import SparseVector
 from vectorstore.points import DENSE, SPARSE, ChunkPoint, Hit, SearchQuery
 from vectorstore.store import (
     RRF_K,
@@ -16,7 +17,10 @@ from vectorstore.store import (
     check_query,
     dimension_conflict,
     prefetch_limit,
+    retarget,
+    rrf_weights,
     sort_chunks,
+    stored_point,
 )
 
 log = structlog.get_logger(__name__)
@@ -34,6 +38,25 @@ def _hit(point: Any, score: float | None = None) -> Hit:
         score=float(point.score if score is None else score),
         payload=dict(point.payload or {}),
     )
+
+
+def _point(record: models.Record) -> ChunkPoint:
+    vectors = record.vector if isinstance(record.vector, dict) else {}
+    dense = vectors.get(DENSE, [])
+    sparse = vectors.get(SPARSE)
+    return stored_point(
+        dict(record.payload or {}),
+        [float(v) for v in dense] if isinstance(dense, list) else [],  # type: ignore[arg-type]
+        SparseVector(indices=list(sparse.indices), values=[float(v) for v in sparse.values])
+        if isinstance(sparse, models.SparseVector)
+        else SparseVector(indices=[], values=[]),
+    )
+
+
+def _fusion(query: SearchQuery) -> models.RrfQuery | models.FusionQuery:
+    if query.fusion == "dbsf":
+        return models.FusionQuery(fusion=models.Fusion.DBSF)
+    return models.RrfQuery(rrf=models.Rrf(k=RRF_K, weights=rrf_weights(query)))
 
 
 class ServerStore:
@@ -126,9 +149,10 @@ class ServerStore:
             if sparse is not None
             else None
         )
-        if query.mode == "sparse" and sparse_vector is None:
+        mode = query.effective_mode()
+        if mode == "sparse" and sparse_vector is None:
             return []  # nothing to match: the query was only stopwords
-        if query.mode == "dense" or (query.mode == "hybrid" and sparse_vector is None):
+        if mode == "dense" or (mode == "hybrid" and sparse_vector is None):
             response = await self.client.query_points(
                 self.collection,
                 query=query.dense,
@@ -138,7 +162,7 @@ class ServerStore:
                 with_payload=True,
                 score_threshold=query.score_threshold,
             )
-        elif query.mode == "sparse":
+        elif mode == "sparse":
             response = await self.client.query_points(
                 self.collection,
                 query=sparse_vector,
@@ -164,7 +188,7 @@ class ServerStore:
                         query=sparse_vector, using=SPARSE, filter=scope, limit=candidates
                     ),
                 ],
-                query=models.RrfQuery(rrf=models.Rrf(k=RRF_K)),
+                query=_fusion(query),
                 query_filter=scope,
                 limit=query.limit,
                 with_payload=True,
@@ -172,20 +196,36 @@ class ServerStore:
         return [_hit(point) for point in response.points]
 
     async def get_file_chunks(self, file_id: str) -> list[Hit]:
-        hits: list[Hit] = []
+        records = await self._scroll_file(file_id, with_vectors=False)
+        return sort_chunks([_hit(record, 1.0) for record in records])
+
+    async def get_file_points(self, file_id: str) -> list[ChunkPoint]:
+        records = await self._scroll_file(file_id, with_vectors=True)
+        points = [_point(record) for record in records]
+        return sorted(points, key=lambda p: p.chunk_index)
+
+    async def copy_file(
+        self, source_file_id: str, target_file_id: str, payload: dict[str, Any]
+    ) -> int:
+        points = retarget(await self.get_file_points(source_file_id), target_file_id, payload)
+        await self.upsert(points)
+        return len(points)
+
+    async def _scroll_file(self, file_id: str, *, with_vectors: bool) -> list[models.Record]:
+        records: list[models.Record] = []
         offset: Any = None
         while True:
-            records, offset = await self.client.scroll(
+            page, offset = await self.client.scroll(
                 self.collection,
                 scroll_filter=_file_filter([file_id]),
                 limit=SCROLL_PAGE,
                 offset=offset,
                 with_payload=True,
-                with_vectors=False,
+                with_vectors=with_vectors,
             )
-            hits.extend(_hit(record, 1.0) for record in records)
+            records.extend(page)
             if offset is None:
-                return sort_chunks(hits)
+                return records
 
     async def close(self) -> None:
         await self.client.close()

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
+
+import msgspec
 
 from common.errors import RagwayError
+from embedding.vectors import SparseVector
 from vectorstore.points import ChunkPoint, Hit, SearchQuery
 
 SCROLL_PAGE = 256
@@ -39,6 +42,21 @@ class VectorStore(Protocol):
         """All chunks of a file in chunk order ("full context"); scores are 1.0."""
         ...
 
+    async def get_file_points(self, file_id: str) -> list[ChunkPoint]:
+        """All chunks of a file with their vectors, in chunk order."""
+        ...
+
+    async def copy_file(
+        self, source_file_id: str, target_file_id: str, payload: dict[str, Any]
+    ) -> int:
+        """Store a file's chunks again, vectors included, under another file id.
+
+        `payload` is merged over each copied chunk's payload (e.g. a new owner and name);
+        ids derive from the target file id, so copying twice overwrites. Returns the
+        number of chunks copied (0: the source holds none). Nothing is re-embedded.
+        """
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -46,10 +64,21 @@ def check_query(query: SearchQuery) -> None:
     """Reject a query the chosen mode cannot run."""
     if query.limit < 1:
         raise RagwayError("invalid", "limit must be at least 1")
+    if query.dense_weight < 0 or query.sparse_weight < 0:
+        raise RagwayError("invalid", "fusion weights must not be negative")
+    if query.mode == "hybrid" and query.dense_weight <= 0 and query.sparse_weight <= 0:
+        raise RagwayError("invalid", "hybrid search needs a positive weight")
     if query.mode in ("dense", "hybrid") and query.dense is None:
         raise RagwayError("invalid", f"{query.mode} search needs a dense vector")
     if query.mode in ("sparse", "hybrid") and query.sparse is None:
         raise RagwayError("invalid", f"{query.mode} search needs a sparse vector")
+
+
+def rrf_weights(query: SearchQuery) -> list[float] | None:
+    """RRF weights for [dense, sparse]; None when equal (the engines' plain RRF)."""
+    if query.dense_weight == query.sparse_weight:
+        return None
+    return [query.dense_weight, query.sparse_weight]
 
 
 def prefetch_limit(limit: int) -> int:
@@ -59,6 +88,27 @@ def prefetch_limit(limit: int) -> int:
 
 def sort_chunks(hits: list[Hit]) -> list[Hit]:
     return sorted(hits, key=lambda hit: hit.chunk_index)
+
+
+def stored_point(payload: dict[str, Any], dense: list[float], sparse: SparseVector) -> ChunkPoint:
+    """A chunk as it was written, rebuilt from a stored point's payload and vectors."""
+    extra = {k: v for k, v in payload.items() if k not in ("file_id", "chunk_index", "text")}
+    return ChunkPoint(
+        file_id=str(payload.get("file_id", "")),
+        chunk_index=int(payload.get("chunk_index", 0)),
+        text=str(payload.get("text", "")),
+        dense=dense,
+        sparse=sparse,
+        payload=extra,
+    )
+
+
+def retarget(points: list[ChunkPoint], file_id: str, payload: dict[str, Any]) -> list[ChunkPoint]:
+    """The same chunks and vectors under another file id (so new point ids), `payload` merged."""
+    return [
+        msgspec.structs.replace(p, file_id=file_id, payload={**p.payload, **payload})
+        for p in points
+    ]
 
 
 def dimension_conflict(want: int, have: int | None) -> RagwayError:

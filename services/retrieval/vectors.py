@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import Awaitable, Callable
 
 import structlog
 
@@ -22,7 +22,7 @@ from embedding.vectors import SparseVector
 from retrieval.access import can_read_file
 from retrieval.errors import file_not_found
 from retrieval.knowledge import KnowledgeHandlers
-from vectorstore.points import ChunkPoint, Hit
+from vectorstore.points import ChunkPoint
 from vectorstore.store import VectorStore
 
 log = structlog.get_logger()
@@ -75,6 +75,15 @@ class VectorHandlers:
         return VectorsWritten(count=len(points))
 
     async def _write(self, file_id: str, points: list[ChunkPoint]) -> None:
+        """Write only for a file that exists (see `_guarded`)."""
+
+        async def write() -> int:
+            await self._store.upsert(points)
+            return len(points)
+
+        await self._guarded(file_id, write)
+
+    async def _guarded(self, file_id: str, write: Callable[[], Awaitable[int]]) -> int:
         """Write only for a file that exists, and undo it if the file was deleted meanwhile.
 
         A worker may still be embedding a file its owner deletes: without the second check
@@ -82,43 +91,32 @@ class VectorHandlers:
         """
         if await self._files.get(file_id) is None:
             raise file_not_found(file_id)
-        if points:
-            await self._store.upsert(points)
+        written = await write()
         if await self._files.get(file_id) is None:
             await self._store.delete_file(file_id)
             raise file_not_found(file_id)
+        return written
 
     async def copy(self, request: CopyFileVectors) -> VectorsWritten:
-        """Store the source file's chunks again under the target file (identical content)."""
-        source = await self._store.get_file_chunks(request.source_file_id)
-        if not source:
-            raise file_not_found(request.source_file_id)
-        points = await asyncio.to_thread(self._rebuild, source, request)
-        await self._store.delete_file(request.target_file_id)
-        await self._write(request.target_file_id, points)
-        log.info(
-            "vectors_copied",
-            source_file_id=request.source_file_id,
-            file_id=request.target_file_id,
-            count=len(points),
-        )
-        return VectorsWritten(count=len(points))
+        """Store the source file's chunks again under the target file (identical content).
 
-    def _rebuild(self, source: list[Hit], request: CopyFileVectors) -> list[ChunkPoint]:
-        texts = [hit.text for hit in source]
-        dense = self._embedder.embed_documents(texts)
-        sparse = self._embedder.sparse_documents(texts)
-        return [
-            ChunkPoint(
-                file_id=request.target_file_id,
-                chunk_index=hit.chunk_index,
-                text=hit.text,
-                dense=d,
-                sparse=s,
-                payload=_payload(request.owner, request.name, hit.payload),
-            )
-            for hit, d, s in zip(source, dense, sparse, strict=True)
-        ]
+        The stored vectors are copied as they are: nothing is embedded again.
+        """
+        target = request.target_file_id
+        if await self._store.count(request.source_file_id) == 0:
+            raise file_not_found(request.source_file_id)
+        await self._store.delete_file(target)
+        payload = {"owner": request.owner, "name": request.name}
+        count = await self._guarded(
+            target,
+            lambda: self._store.copy_file(request.source_file_id, target, payload),
+        )
+        if count == 0:  # the source was deleted meanwhile
+            raise file_not_found(request.source_file_id)
+        log.info(
+            "vectors_copied", source_file_id=request.source_file_id, file_id=target, count=count
+        )
+        return VectorsWritten(count=count)
 
     async def delete(self, request: FileVectorsRef) -> VectorsWritten:
         before = await self._store.count(request.file_id)

@@ -11,9 +11,36 @@ from contracts import subjects
 from contracts.auth import Ok, Principal
 from contracts.files import DeleteFileRequest
 from contracts.knowledge import AccessControl
-from contracts.retrieval import CopyFileVectors, FileVectorsRef, VectorsWritten
+from contracts.retrieval import (
+    CopyFileVectors,
+    FileVectorsRef,
+    RetrievalQuery,
+    RetrievalResult,
+    ScopeItem,
+    VectorsWritten,
+)
 from retrieval.app import Retrieval
-from tests.retrieval.helpers import add, add_file, create, get, ingested, search, user, write_chunks
+from tests.retrieval.helpers import (
+    add,
+    add_file,
+    create,
+    error_code,
+    get,
+    ingested,
+    search,
+    set_status,
+    user,
+    write_chunks,
+)
+
+
+async def search_file(bus: Bus, who: Principal, file_id: str, text: str) -> RetrievalResult:
+    request = RetrievalQuery(principal=who, query=text, items=[ScopeItem(type="file", id=file_id)])
+    result: RetrievalResult = await bus.request(
+        subjects.RETRIEVAL_QUERY, request, RetrievalResult, timeout=10, capability="retrieval"
+    )
+    return result
+
 
 TEXTS = [
     "Glaciers carve U-shaped valleys as they slowly move downhill.",
@@ -37,13 +64,19 @@ async def test_writing_the_same_chunks_twice_leaves_no_duplicates(
     assert chunks[0].payload["owner"] == owner.id and chunks[0].payload["page"] == 1
 
 
-async def test_copying_reuses_the_vectors_under_the_new_file_owner_and_name(
-    retrieval: Retrieval, catalog: FileCatalog, mbus: Bus
+async def test_copying_reuses_the_stored_vectors_under_the_new_file_owner_and_name(
+    retrieval: Retrieval, catalog: FileCatalog, mbus: Bus, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     alice, bob = user(), user()
     source = await ingested(mbus, retrieval, catalog, alice, TEXTS, name="nature.txt")
     target = await add_file(catalog, bob, "copy.txt", status="processing")
 
+    def no_embedding(*args: object) -> None:
+        raise AssertionError("copying must not embed again")
+
+    # A tripwire, not a stand-in: copying must work without the model being called.
+    for method in ("embed_documents", "sparse_documents"):
+        monkeypatch.setattr(retrieval.embedder, method, no_embedding)
     copied = await mbus.request(
         subjects.VECTORS_COPY,
         CopyFileVectors(
@@ -53,6 +86,7 @@ async def test_copying_reuses_the_vectors_under_the_new_file_owner_and_name(
         timeout=10,
         capability="retrieval",
     )
+    monkeypatch.undo()
 
     assert copied.count == 3
     assert await retrieval.store.count(target.id) == 3
@@ -60,6 +94,29 @@ async def test_copying_reuses_the_vectors_under_the_new_file_owner_and_name(
     chunks = await retrieval.store.get_file_chunks(target.id)
     assert [c.text for c in chunks] == TEXTS
     assert {(c.payload["owner"], c.payload["name"]) for c in chunks} == {(bob.id, "copy.txt")}
+    await set_status(catalog, target.id, "completed")
+    found = await search_file(mbus, bob, target.id, "violin strings")
+    assert found.groups[0].hits[0].text == TEXTS[1]
+    assert {hit.metadata["file_id"] for hit in found.groups[0].hits} == {target.id}
+    assert await error_code(search_file(mbus, bob, source.id, "violin strings")) == "not_found"
+
+
+async def test_copying_from_a_file_without_vectors_is_not_found(
+    retrieval: Retrieval, catalog: FileCatalog, mbus: Bus
+) -> None:
+    owner = user()
+    target = await add_file(catalog, owner, status="processing")
+    request = CopyFileVectors(
+        source_file_id="no-such-file", target_file_id=target.id, owner=owner.id, name="x"
+    )
+
+    with pytest.raises(RagwayError) as missing:
+        await mbus.request(
+            subjects.VECTORS_COPY, request, VectorsWritten, timeout=10, capability="retrieval"
+        )
+
+    assert missing.value.code == "not_found"
+    assert await retrieval.store.count(target.id) == 0
 
 
 async def test_deleting_vectors_of_a_file_removes_only_that_file(

@@ -223,3 +223,85 @@ async def test_open_store_without_a_url_keeps_the_collection_in_its_own_director
     async with open_store(dim=DIM, edge_path=tmp_path, collection="kb") as store:
         assert await store.count() == 2
     assert (tmp_path / "kb" / "edge_config.json").is_file()
+
+
+async def test_a_files_points_come_back_with_the_vectors_they_were_written_with(
+    filled: VectorStore,
+) -> None:
+    points = await filled.get_file_points("a")
+    assert [p.chunk_index for p in points] == [0, 1, 2]
+    for stored, written in zip(points, FILE_A, strict=True):
+        assert stored.text == written.text and stored.payload == written.payload
+        assert stored.dense == pytest.approx(written.dense, abs=1e-6)
+        assert stored.sparse.indices == written.sparse.indices
+        assert stored.sparse.values == pytest.approx(written.sparse.values)
+    assert await filled.get_file_points("missing") == []
+
+
+async def test_copying_a_file_stores_its_vectors_under_the_new_file_only(
+    filled: VectorStore,
+) -> None:
+    copied = await filled.copy_file("a", "a2", {"owner": "u2", "name": "copy.txt"})
+
+    assert copied == 3
+    assert await filled.count("a2") == 3 and await filled.count("a") == 3
+    hits = await filled.search(query("cherry", ["a2"], "dense", limit=1))
+    original = await filled.search(query("cherry", ["a"], "dense", limit=1))
+    assert hits[0].id == point_id("a2", 1) != original[0].id
+    assert hits[0].score == pytest.approx(original[0].score, abs=1e-5)
+    assert hits[0].payload["owner"] == "u2" and hits[0].payload["name"] == "copy.txt"
+    assert original[0].payload["owner"] == "u1"
+    sparse_hits = await filled.search(query("cherry", ["a2"], "sparse", limit=1))
+    assert sparse_hits[0].id == point_id("a2", 1)
+    assert await filled.copy_file("missing", "m2", {}) == 0
+    assert await filled.count("m2") == 0
+
+
+# Dense (no IDF) prefers the chunk full of "the"; BM25 (IDF) prefers the one with the rare "kiwi".
+DISAGREEING = [
+    chunk("w", i, text)
+    for i, text in enumerate(
+        ["the the the the date", "the elder", "the fig", "the grape", "the lemon", "kiwi apple"]
+    )
+]
+DISAGREEING_QUERY = "the kiwi"
+
+
+@pytest.mark.parametrize(
+    ("dense_weight", "sparse_weight", "first"),
+    [(1.0, 0.0, 0), (0.0, 1.0, 5), (10.0, 1.0, 0), (1.0, 10.0, 5)],
+)
+async def test_hybrid_weights_decide_between_dense_and_bm25_when_they_disagree(
+    store: VectorStore, dense_weight: float, sparse_weight: float, first: int
+) -> None:
+    await store.upsert(DISAGREEING)
+    assert (await store.search(query(DISAGREEING_QUERY, ["w"], "dense")))[0].chunk_index == 0
+    assert (await store.search(query(DISAGREEING_QUERY, ["w"], "sparse")))[0].chunk_index == 5
+
+    hits = await store.search(
+        query(
+            DISAGREEING_QUERY,
+            ["w"],
+            "hybrid",
+            dense_weight=dense_weight,
+            sparse_weight=sparse_weight,
+        )
+    )
+
+    assert hits[0].chunk_index == first
+    assert {hit.file_id for hit in hits} == {"w"}
+
+
+async def test_dbsf_fusion_ranks_the_matching_chunk_first_within_the_scope(
+    filled: VectorStore,
+) -> None:
+    hits = await filled.search(query("cherry", ["a"], "hybrid", fusion="dbsf"))
+    assert hits[0].id == point_id("a", 1)
+    assert {hit.file_id for hit in hits} == {"a"}
+
+
+async def test_negative_or_all_zero_weights_are_refused(filled: VectorStore) -> None:
+    for weights in ({"dense_weight": -1.0}, {"dense_weight": 0.0, "sparse_weight": 0.0}):
+        with pytest.raises(RagwayError) as refused:
+            await filled.search(query("apple", ["a"], "hybrid", **weights))
+        assert refused.value.code == "invalid"
