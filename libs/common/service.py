@@ -8,7 +8,6 @@ is logged here and answered with a generic `internal` error (no repr leaks).
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -31,6 +30,7 @@ from common.bus import (
 )
 from common.codec import encode, json_decoder
 from common.errors import RagwayError
+from common.tasks import BackgroundTasks
 
 ReqT = TypeVar("ReqT")
 Handler = Callable[[ReqT], Awaitable[Any]]
@@ -49,7 +49,7 @@ class ServiceHost:
         self._version = version
         self._description = description
         self._service: Service | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = BackgroundTasks()
 
     async def start(self) -> None:
         self._service = await add_service(
@@ -70,9 +70,7 @@ class ServiceHost:
 
         async def on_message(request: Any) -> None:
             msg: Msg = request._msg
-            task = asyncio.create_task(self._handle(msg, subject, handler, decoder))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._tasks.spawn(self._handle(msg, subject, handler, decoder))
 
         await self._service.add_endpoint(
             EndpointConfig(name=endpoint_name, subject=subject, handler=on_message)
@@ -133,10 +131,7 @@ class ServiceHost:
         if self._service is not None:
             await self._service.stop()
             self._service = None
-        if self._tasks:
-            _, pending = await asyncio.wait(set(self._tasks), timeout=grace_seconds)
-            for task in pending:
-                task.cancel()
+        await self._tasks.drain(grace_seconds)
 
     async def __aenter__(self) -> ServiceHost:
         await self.start()

@@ -61,8 +61,10 @@ class SearchQuery(msgspec.Struct, frozen=True, kw_only=True):
     candidates of "hybrid") or to the BM25 score ("sparse"); fused RRF scores are ranks,
     not similarities, so no threshold is applied to them.
 
-    For "hybrid", `dense_weight` and `sparse_weight` weigh the two candidate lists in RRF;
-    a weight of 0 leaves that list out altogether (the search is then single-mode).
+    For "hybrid", `dense_weight` and `sparse_weight` go to Qdrant's weighted RRF, whose
+    score is 1 / ((rank + 1) / weight + k - 1): with k = 60 a weight barely changes the
+    ranking (and a large one flattens that list's rank differences). A weight of 0 leaves
+    that list out altogether: the search is then single-mode.
     """
 
     file_ids: list[str]

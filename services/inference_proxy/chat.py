@@ -19,6 +19,7 @@ from nats.aio.subscription import Subscription
 
 from common.codec import encode
 from common.errors import RagwayError
+from common.tasks import BackgroundTasks
 from contracts.chat import STREAM_END, STREAM_HEADER, CompletionJob, StreamAccepted, StreamEnd
 from contracts.subjects import chat_cancel_subject
 from inference_proxy.catalog import ModelCatalog
@@ -81,7 +82,7 @@ class ChatRunner:
         self._stream_timeout = aiohttp.ClientTimeout(
             total=None, connect=connect, sock_connect=connect
         )
-        self._relays: set[asyncio.Task[None]] = set()
+        self._relays = BackgroundTasks()
         # One wildcard subscription for every stream's cancel subject instead of a SUB and
         # an UNSUB per stream; streams register here by id.
         self._cancels: dict[str, _Cancel] = {}
@@ -175,14 +176,12 @@ class ChatRunner:
         except BaseException:
             self._cancels.pop(job.stream_id, None)
             raise
-        relay = asyncio.create_task(
+        relay = self._relays.spawn(
             self._relay(request, response, job.stream_inbox, cancel, job.stream_id, started)
         )
         cancel.task = relay
         if cancel.requested:
             relay.cancel()
-        self._relays.add(relay)
-        relay.add_done_callback(self._relays.discard)
         return StreamAccepted(model=request.model)
 
     async def _watch_cancel(self, stream_id: str, cancel: _Cancel) -> None:
@@ -313,12 +312,7 @@ class ChatRunner:
 
     async def aclose(self, grace_seconds: float = 10.0) -> None:
         """Let running streams finish (bounded), then cancel the rest."""
-        if self._relays:
-            _, pending = await asyncio.wait(set(self._relays), timeout=grace_seconds)
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.wait(pending, timeout=2)
+        await self._relays.drain(grace_seconds)
         if self._cancel_sub is not None:
             await _unsubscribe(self._cancel_sub)
             self._cancel_sub = None

@@ -23,6 +23,7 @@ from nats.aio.subscription import Subscription
 
 from common.codec import encode
 from common.errors import RagwayError
+from common.tasks import BackgroundTasks
 from contracts.chat import STREAM_END, STREAM_HEADER
 from contracts.ollama import OllamaProxyAccepted, OllamaProxyEnd, OllamaProxyRequest, path_level
 from contracts.subjects import ollama_cancel_subject
@@ -60,7 +61,7 @@ class OllamaPassthrough:
         self._settings = settings
         connect = settings.backend_connect_timeout_seconds
         self._timeout = aiohttp.ClientTimeout(total=None, connect=connect, sock_connect=connect)
-        self._relays: set[asyncio.Task[None]] = set()
+        self._relays = BackgroundTasks()
 
     async def open(self, request: OllamaProxyRequest) -> OllamaProxyAccepted:
         """Send the request; once the backend answered, relay its body in the background."""
@@ -89,14 +90,12 @@ class OllamaPassthrough:
             with contextlib.suppress(Exception):
                 await subscription.unsubscribe()
             raise
-        relay = asyncio.create_task(
+        relay = self._relays.spawn(
             self._relay(backend, request, response, cancel, subscription, started)
         )
         cancel.task = relay
         if cancel.requested:
             relay.cancel()
-        self._relays.add(relay)
-        relay.add_done_callback(self._relays.discard)
         return OllamaProxyAccepted(
             status=response.status, content_type=response.headers.get("Content-Type", "")
         )
@@ -196,12 +195,7 @@ class OllamaPassthrough:
 
     async def aclose(self, grace_seconds: float = 10.0) -> None:
         """Let running relays finish (bounded), then cancel the rest."""
-        if self._relays:
-            _, pending = await asyncio.wait(set(self._relays), timeout=grace_seconds)
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.wait(pending, timeout=2)
+        await self._relays.drain(grace_seconds)
 
 
 class _Cancel:

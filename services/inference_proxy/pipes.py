@@ -20,6 +20,7 @@ from nats.aio.msg import Msg
 
 from common.codec import encode
 from common.errors import RagwayError
+from common.tasks import BackgroundTasks
 from contracts.chat import STREAM_END, STREAM_HEADER, CompletionJob, StreamAccepted, StreamEnd
 from contracts.functions import FunctionRecord
 from contracts.subjects import chat_cancel_subject
@@ -104,7 +105,7 @@ class PipeRunner:
     def __init__(self, nc: Client, sandbox: Sandbox) -> None:
         self._nc = nc
         self._sandbox = sandbox
-        self._relays: set[asyncio.Task[None]] = set()
+        self._relays = BackgroundTasks()
 
     def _call(self, job: CompletionJob, record: FunctionRecord, body: dict[str, Any]) -> Call:
         return Call(
@@ -141,11 +142,9 @@ class PipeRunner:
         if not job.stream_inbox:
             raise RagwayError("invalid", "A stream needs a `stream_inbox`")
         first: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
-        relay = asyncio.create_task(
+        relay = self._relays.spawn(
             self._relay(job, record, self._call(job, record, {**body, "stream": True}), first)
         )
-        self._relays.add(relay)
-        relay.add_done_callback(self._relays.discard)
         try:
             frame = await asyncio.shield(first)
         except (SandboxTimeout, SandboxCrash) as exc:
@@ -250,12 +249,7 @@ class PipeRunner:
         )
 
     async def aclose(self, grace_seconds: float = 5.0) -> None:
-        if self._relays:
-            _, pending = await asyncio.wait(set(self._relays), timeout=grace_seconds)
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.wait(pending, timeout=2)
+        await self._relays.drain(grace_seconds)
 
 
 class _PipeFailed(Exception):

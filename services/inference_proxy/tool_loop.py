@@ -24,6 +24,7 @@ from nats.aio.subscription import Subscription
 
 from common.codec import encode
 from common.errors import RagwayError, not_found
+from common.tasks import BackgroundTasks
 from contracts.chat import STREAM_END, STREAM_HEADER, CompletionJob, StreamAccepted, StreamEnd
 from contracts.functions import ToolRecord
 from contracts.subjects import chat_cancel_subject
@@ -74,7 +75,7 @@ class ToolLoop:
         self._store = store
         self._rounds = settings.max_tool_rounds
         self._idle = settings.backend_idle_timeout_seconds
-        self._relays: set[asyncio.Task[None]] = set()
+        self._relays = BackgroundTasks()
 
     def tools_for(self, body: dict[str, Any], tool_ids: list[str]) -> _Tools:
         specs = [t for t in body.get("tools") or [] if isinstance(t, dict)]
@@ -130,9 +131,7 @@ class ToolLoop:
         except BaseException:
             await _unsubscribe(sub)
             raise
-        relay = asyncio.create_task(self._relay(job, body, messages, tools, sub, inbox))
-        self._relays.add(relay)
-        relay.add_done_callback(self._relays.discard)
+        self._relays.spawn(self._relay(job, body, messages, tools, sub, inbox))
         return accepted
 
     async def _open_round(
@@ -292,12 +291,7 @@ class ToolLoop:
         return result[:MAX_RESULT_CHARS]
 
     async def aclose(self, grace_seconds: float = 5.0) -> None:
-        if self._relays:
-            _, pending = await asyncio.wait(set(self._relays), timeout=grace_seconds)
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.wait(pending, timeout=2)
+        await self._relays.drain(grace_seconds)
 
 
 def _message_of(reply: bytes) -> dict[str, Any]:
