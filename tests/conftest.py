@@ -53,6 +53,18 @@ async def bus(nc: Client) -> Bus:
     return Bus(nc)
 
 
+@pytest.fixture(scope="module")
+async def module_nc(nats_url: str) -> AsyncIterator[Client]:
+    """A connection shared by one module's tests (and its module-scoped services)."""
+    async with connect_nats([nats_url], name="test-module") as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def mbus(module_nc: Client) -> Bus:
+    return Bus(module_nc)
+
+
 @pytest.fixture(scope="session")
 def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The real llama-server with the small model on a free port: its OpenAI `/v1` base URL.

@@ -68,10 +68,11 @@ def check_query(query: SearchQuery) -> None:
         raise RagwayError("invalid", "fusion weights must not be negative")
     if query.mode == "hybrid" and query.dense_weight <= 0 and query.sparse_weight <= 0:
         raise RagwayError("invalid", "hybrid search needs a positive weight")
-    if query.mode in ("dense", "hybrid") and query.dense is None:
-        raise RagwayError("invalid", f"{query.mode} search needs a dense vector")
-    if query.mode in ("sparse", "hybrid") and query.sparse is None:
-        raise RagwayError("invalid", f"{query.mode} search needs a sparse vector")
+    mode = query.effective_mode()
+    if mode in ("dense", "hybrid") and query.dense is None:
+        raise RagwayError("invalid", f"{mode} search needs a dense vector")
+    if mode in ("sparse", "hybrid") and query.sparse is None:
+        raise RagwayError("invalid", f"{mode} search needs a sparse vector")
 
 
 def rrf_weights(query: SearchQuery) -> list[float] | None:

@@ -10,6 +10,7 @@ import structlog
 from contracts.retrieval import ChunkHit, HitGroup, RetrievalQuery, RetrievalResult
 from embedding.embedder import Embedder
 from embedding.vectors import DenseVector, SparseVector
+from retrieval.fusion import dense_reads, parse_scripts
 from retrieval.scope import ResolvedItem, ScopeResolver
 from retrieval.settings import Settings
 from vectorstore.points import Hit, SearchQuery
@@ -36,6 +37,7 @@ class Searcher:
         self._resolver = resolver
         self._embedder = embedder
         self._store = store
+        self._dense_scripts = parse_scripts(settings.dense_scripts)
 
     async def query(self, request: RetrievalQuery) -> RetrievalResult:
         if not request.items:
@@ -45,7 +47,8 @@ class Searcher:
         wait = min(max(request.wait_seconds, 0.0), self._settings.max_wait_seconds)
         resolved = await self._resolver.resolve(request.principal, request.items, wait)
         needs_search = any(not entry.item.full_context for entry in resolved)
-        dense, sparse = await self._embed(request) if needs_search else (None, None)
+        use_dense = request.mode != "hybrid" or dense_reads(request.query, self._dense_scripts)
+        dense, sparse = await self._embed(request, use_dense) if needs_search else (None, None)
         groups = await asyncio.gather(
             *(self._group(entry, request, k, dense, sparse) for entry in resolved)
         )
@@ -54,15 +57,16 @@ class Searcher:
             items=len(resolved),
             hits=sum(len(group.hits) for group in groups),
             mode=request.mode,
+            dense=use_dense,
         )
         return RetrievalResult(groups=list(groups))
 
     async def _embed(
-        self, request: RetrievalQuery
+        self, request: RetrievalQuery, use_dense: bool
     ) -> tuple[DenseVector | None, SparseVector | None]:
         """Only the vectors the mode needs, computed once for every item."""
         dense = sparse = None
-        if request.mode in ("dense", "hybrid"):
+        if request.mode == "dense" or (request.mode == "hybrid" and use_dense):
             dense = await asyncio.to_thread(self._embedder.embed_query, request.query)
         if request.mode in ("sparse", "hybrid"):
             sparse = await asyncio.to_thread(self._embedder.sparse_query, request.query)
@@ -90,6 +94,9 @@ class Searcher:
                     limit=k,
                     mode=request.mode,
                     score_threshold=request.score_threshold,
+                    fusion=self._settings.hybrid_fusion,
+                    # no dense vector in a hybrid query: the model cannot read its language
+                    dense_weight=0.0 if dense is None else 1.0,
                 )
             )
             hits = [chunk_hit(hit) for hit in found]

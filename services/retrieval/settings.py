@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -32,6 +32,12 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     embedding_threads: Annotated[int, msgspec.Meta(ge=0)] = 1
     bm25_language: str = "english"
     bm25_stopwords: str = "english,arabic"
+    # hybrid search: how dense and BM25 candidates are fused (see bench/retrieval_quality.py)
+    hybrid_fusion: Literal["rrf", "dbsf"] = "rrf"
+    # Unicode scripts the dense model was trained on (comma-separated); a hybrid query
+    # written mostly in other scripts runs on BM25 alone. Empty: always fuse (set it empty,
+    # or to the model's scripts, for a multilingual model).
+    dense_scripts: str = "latin"
     default_k: Positive = 4  # used when a query asks for k <= 0
     max_k: Positive = 100
     # the longest a query may wait for files that are still being ingested

@@ -217,7 +217,7 @@ async def rag(
     try:
         read_manifest(embedder_settings(retrieval_settings).resolved_model_dir())
     except Exception:
-        pytest.skip("embedding model not built: run `python -m embedding.build`")
+        pytest.fail("embedding model not built: run `make setup` (python -m embedding.build)")
     ingestion_settings = IngestionSettings(
         nats_url=nats_url, log_level="warning", ack_wait_seconds=10.0, nak_delay_seconds=0.2
     )

@@ -13,8 +13,6 @@ import pytest
 from nats.aio.client import Client
 
 from catalog.files import FileCatalog
-from common.bus import Bus
-from common.nats_conn import connect_nats
 from embedding.embedder import read_manifest
 from ingestion.app import Settings
 from retrieval.app import Retrieval, serve
@@ -40,20 +38,9 @@ async def retrieval(
     try:
         read_manifest(embedder_settings(settings).resolved_model_dir())
     except Exception:
-        pytest.skip("embedding model not built: run `python -m embedding.build`")
+        pytest.fail("embedding model not built: run `make setup` (python -m embedding.build)")
     async with serve(settings) as handle:
         yield handle
-
-
-@pytest.fixture(scope="module")
-async def module_nc(nats_url: str) -> AsyncIterator[Client]:
-    async with connect_nats([nats_url], name="ingestion-test") as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def mbus(module_nc: Client) -> Bus:
-    return Bus(module_nc)
 
 
 @pytest.fixture(scope="module")
