@@ -25,7 +25,10 @@ import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
+import aiohttp
+import harness  # type: ignore[import-not-found]  # bench/harness.py, beside this script
 import msgspec
 
 from embedding.embedder import Embedder
@@ -201,6 +204,133 @@ async def latency_at(
     )
 
 
+# --- through the real system ----------------------------------------------------------------
+
+
+async def extra_worker(stack: Any) -> asyncio.subprocess.Process:
+    """A second ingestion worker process on the stack's NATS (workers share one queue)."""
+    env = harness.clean_environ(
+        RAGWAY_NATS_URL=f"nats://127.0.0.1:{stack.settings.nats_port}",
+        RAGWAY_CACHE_DIR=stack.settings.cache_dir,
+        RAGWAY_LOG_LEVEL="warning",
+    )
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "ingestion", env=env, stdout=asyncio.subprocess.DEVNULL
+    )
+
+
+async def ingest_via_api(
+    http: aiohttp.ClientSession, url: str, headers: dict[str, str], data: Dataset, concurrency: int
+) -> tuple[str, dict[str, str], float]:
+    """Upload every document as a file, add all to one collection, wait until completed."""
+    gate = asyncio.Semaphore(concurrency)
+    file_doc: dict[str, str] = {}
+
+    async def upload(doc_id: str, text: str) -> None:
+        async with gate:
+            form = aiohttp.FormData()
+            form.add_field(
+                "file", text.encode(), filename=f"{doc_id}.txt", content_type="text/plain"
+            )
+            async with http.post(f"{url}/api/v1/files/", data=form, headers=headers) as reply:
+                reply.raise_for_status()
+                file_doc[(await reply.json())["id"]] = doc_id
+
+    async def completed(file_id: str) -> None:
+        while True:
+            async with http.get(f"{url}/api/v1/files/{file_id}", headers=headers) as reply:
+                reply.raise_for_status()
+                status = (await reply.json())["data"]["status"]
+            if status == "completed":
+                return
+            if status == "failed":
+                raise RuntimeError(f"file {file_id} ({file_doc[file_id]}) failed")
+            await asyncio.sleep(0.5)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(upload(d, t) for d, t in data.docs.items()))
+    async with http.post(
+        f"{url}/api/v1/knowledge/create",
+        json={"name": data.name, "description": "bench", "access_control": None},
+        headers=headers,
+    ) as reply:
+        reply.raise_for_status()
+        knowledge_id = (await reply.json())["id"]
+    for file_id in file_doc:
+        async with http.post(
+            f"{url}/api/v1/knowledge/{knowledge_id}/file/add",
+            json={"file_id": file_id},
+            headers=headers,
+        ) as reply:
+            reply.raise_for_status()
+    await asyncio.gather(*(completed(f) for f in file_doc))
+    return knowledge_id, file_doc, time.perf_counter() - started
+
+
+async def evaluate_via_api(
+    http: aiohttp.ClientSession,
+    url: str,
+    headers: dict[str, str],
+    data: Dataset,
+    knowledge_id: str,
+    file_doc: dict[str, str],
+) -> dict[str, dict]:
+    results: dict[str, dict] = {}
+    for mode in MODES:
+        ndcgs, recalls = [], []
+        for query_id, text in data.queries.items():
+            body = {"collection_names": [knowledge_id], "query": text, "k": K, "mode": mode}
+            async with http.post(
+                f"{url}/api/v1/retrieval/query/collection", json=body, headers=headers
+            ) as reply:
+                reply.raise_for_status()
+                metadatas = (await reply.json())["metadatas"][0]
+            ranked = first_seen([file_doc.get(m["file_id"], "") for m in metadatas])
+            ndcgs.append(ndcg(ranked, data.qrels[query_id]))
+            recalls.append(recall(ranked, data.qrels[query_id]))
+        results[mode] = {"ndcg@10": statistics.fmean(ndcgs), "recall@10": statistics.fmean(recalls)}
+    return results
+
+
+def limited(data: Dataset, limit: int) -> Dataset:
+    """Every judged document, then others up to `limit` documents in all."""
+    if limit <= 0 or limit >= len(data.docs):
+        return data
+    judged = {doc for rels in data.qrels.values() for doc in rels if doc in data.docs}
+    keep = list(judged) + [d for d in data.docs if d not in judged][: max(0, limit - len(judged))]
+    return Dataset(data.name, {d: data.docs[d] for d in keep}, data.queries, data.qrels)
+
+
+async def run_via_api(args: argparse.Namespace) -> None:
+    environ = {"RAGWAY_EMBEDDING_QUANTIZED": "true"} if args.quantized else {}
+    async with harness.ragway(services="auth,ingestion,retrieval", **environ) as system:
+        workers = [await extra_worker(system.stack) for _ in range(args.workers - 1)]
+        try:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as http:
+                for name in args.datasets.split(","):
+                    data = limited(load(DATASETS / name), args.limit_docs)
+                    knowledge_id, file_doc, seconds = await ingest_via_api(
+                        http, system.url, system.headers, data, args.concurrency
+                    )
+                    print(
+                        f"\n{name} (API, {args.workers} workers): {len(data.docs)} files ingested"
+                        f" in {seconds:.1f} s = {len(data.docs) / seconds:.1f} docs/s;"
+                        f" {len(data.queries)} judged queries"
+                    )
+                    scores = await evaluate_via_api(
+                        http, system.url, system.headers, data, knowledge_id, file_doc
+                    )
+                    for mode, r in scores.items():
+                        print(
+                            f"  {mode:>6}: nDCG@10 {r['ndcg@10']:.3f}"
+                            f"  recall@10 {r['recall@10']:.3f}"
+                        )
+        finally:
+            for worker in workers:
+                worker.terminate()
+                await worker.wait()
+
+
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--datasets", default="msmarco,arcd")
@@ -213,7 +343,21 @@ async def main() -> int:
         default=0,
         help="after msmarco, grow the store to this many points and time search",
     )
+    parser.add_argument(
+        "--via",
+        choices=["api", "library"],
+        default="api",
+        help="api: the real system over HTTP; library: Embedder + EdgeStore in-process (fast)",
+    )
+    parser.add_argument(
+        "--limit-docs", type=int, default=0, help="api: at most N docs (judged kept)"
+    )
+    parser.add_argument("--workers", type=int, default=2, help="api: ingestion worker processes")
+    parser.add_argument("--concurrency", type=int, default=8, help="api: uploads in flight")
     args = parser.parse_args()
+    if args.via == "api":
+        await run_via_api(args)
+        return 0
     embedder = Embedder(
         EmbedderSettings(model=args.model, quantized=args.quantized, threads=args.threads)
     )

@@ -175,3 +175,26 @@ async def test_a_file_still_processing_at_the_deadline_gives_a_clear_conflict(
     assert 0.3 <= time.monotonic() - started < 3
     assert waiting.value.code == "conflict"
     assert "big.docx" in waiting.value.detail and "still being processed" in waiting.value.detail
+
+
+ARABIC = [
+    "القاهرة هي عاصمة مصر وأكبر مدنها.",
+    "نهر النيل أطول نهر في أفريقيا.",
+    "الأهرامات بنيت في الجيزة قبل آلاف السنين.",
+    "الرياض هي عاصمة المملكة العربية السعودية.",
+    "تشتهر دمشق بأسواقها القديمة.",
+]
+
+
+async def test_a_hybrid_query_in_a_script_the_dense_model_cannot_read_ranks_like_bm25(
+    retrieval: Retrieval, catalog: FileCatalog, mbus: Bus
+) -> None:
+    owner = user()
+    record = await ingested(mbus, retrieval, catalog, owner, ARABIC, name="arabic.txt")
+    question = "ما هي عاصمة مصر"
+
+    hybrid = await query(mbus, owner, question, [file_item(record.id)], k=5)
+    sparse = await query(mbus, owner, question, [file_item(record.id)], mode="sparse", k=5)
+
+    assert hybrid.groups[0].hits[0].text == ARABIC[0]
+    assert [h.text for h in hybrid.groups[0].hits] == [h.text for h in sparse.groups[0].hits]
