@@ -122,8 +122,10 @@ async def backend_fakes() -> AsyncIterator[tuple[OpenAIFake, OllamaFake]]:
 
 @pytest.fixture(scope="session")
 async def stack(
-    nats_url: str, backend_fakes: tuple[OpenAIFake, OllamaFake]
+    nats_url: str, backend_fakes: tuple[OpenAIFake, OllamaFake], llama_server: str
 ) -> AsyncIterator[Stack]:
+    """Everything but RAG, in-process. Backends: the OpenAI fake (index 0), the real
+    llama-server with the small model (index 1), and the Ollama fake."""
     openai_fake, ollama_fake = backend_fakes
     auth_settings = AuthSettings(
         nats_url=nats_url,
@@ -138,11 +140,12 @@ async def stack(
         if serve_proxy is None
         else ProxySettings(
             nats_url=nats_url,
-            openai_api_base_urls=openai_fake.base_url,
-            openai_api_keys=openai_fake.api_key or "",
+            openai_api_base_urls=f"{openai_fake.base_url};{llama_server}",
+            openai_api_keys=f"{openai_fake.api_key or ''};none",
             ollama_base_urls=ollama_fake.origin,
             backend_connect_timeout_seconds=1,
-            backend_timeout_seconds=3,
+            # the real small model must answer a RAG prompt inside it, even on a busy machine
+            backend_timeout_seconds=8,
             backend_idle_timeout_seconds=2,
             models_cache_seconds=0.5,
             function_timeout_seconds=2,  # a stuck function is killed well inside the tests
@@ -152,7 +155,7 @@ async def stack(
         nats_url=nats_url,
         port=0,
         request_timeout_seconds=5,
-        completion_timeout_seconds=6,
+        completion_timeout_seconds=12,
         stream_idle_timeout_seconds=4,
     )
     async with contextlib.AsyncExitStack() as services:

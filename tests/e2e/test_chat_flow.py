@@ -131,7 +131,7 @@ async def test_a_backend_that_hangs_is_a_bounded_gateway_error(
     )
     assert status in (502, 504)
     assert set(body) == {"detail"}
-    assert time.monotonic() - started < 6
+    assert time.monotonic() - started < 11  # the proxy's backend timeout (8 s) + margin
 
 
 async def test_a_backend_error_before_streaming_is_a_json_error_not_sse(
