@@ -41,6 +41,20 @@ log = structlog.get_logger()
 
 MIB = 1024 * 1024
 
+# each module registers its routes and declares who may call them
+ROUTE_MODULES = (
+    health,
+    routes_auth,
+    routes_chat,
+    routes_chats,
+    routes_docs,
+    routes_files,
+    routes_functions,
+    routes_knowledge,
+    routes_ollama,
+    routes_retrieval,
+)
+
 
 @dataclass(frozen=True, slots=True)
 class GatewayHandle:
@@ -60,18 +74,7 @@ def build_app(settings: Settings, bus: Bus, identity: Identity) -> web.Applicati
     app[BUS] = bus
     app[IDENTITY] = identity
     access: dict[str, Access] = {}
-    for module in (
-        health,
-        routes_auth,
-        routes_chat,
-        routes_chats,
-        routes_docs,
-        routes_files,
-        routes_functions,
-        routes_knowledge,
-        routes_ollama,
-        routes_retrieval,
-    ):
+    for module in ROUTE_MODULES:
         module.add_routes(app, access)
     app[ACCESS] = access
     app.on_response_prepare.append(add_request_id_header)

@@ -51,7 +51,16 @@ class ScopeResolver:
         ones are waited for within the same deadline and left out if still not done,
         and its failed ones are left out (one bad file must not break a collection).
         """
-        resolved = [await self._check(principal, item) for item in items]
+        # All items are read at once; the error reported is the first in scope order, as
+        # if they had been checked one after the other.
+        checked = await asyncio.gather(
+            *(self._check(principal, item) for item in items), return_exceptions=True
+        )
+        resolved: list[ResolvedItem] = []
+        for outcome in checked:
+            if isinstance(outcome, BaseException):
+                raise outcome
+            resolved.append(outcome)
         deadline = time.monotonic() + wait_seconds
         await asyncio.gather(*(self._settle(entry, deadline, wait_seconds) for entry in resolved))
         return resolved

@@ -11,6 +11,7 @@ from contracts.retrieval import ChunkHit, HitGroup, RetrievalQuery, RetrievalRes
 from embedding.embedder import Embedder
 from embedding.vectors import DenseVector, SparseVector
 from retrieval.fusion import dense_reads, parse_scripts
+from retrieval.query_vectors import QueryVectors
 from retrieval.scope import ResolvedItem, ScopeResolver
 from retrieval.settings import Settings
 from vectorstore.points import Hit, SearchQuery
@@ -35,7 +36,7 @@ class Searcher:
     ) -> None:
         self._settings = settings
         self._resolver = resolver
-        self._embedder = embedder
+        self._vectors = QueryVectors(embedder, settings.query_cache_size)
         self._store = store
         self._dense_scripts = parse_scripts(settings.dense_scripts)
 
@@ -45,10 +46,19 @@ class Searcher:
         # k <= 0 asks for the deployment's default (RAGWAY_DEFAULT_K)
         k = min(request.k if request.k > 0 else self._settings.default_k, self._settings.max_k)
         wait = min(max(request.wait_seconds, 0.0), self._settings.max_wait_seconds)
-        resolved = await self._resolver.resolve(request.principal, request.items, wait)
-        needs_search = any(not entry.item.full_context for entry in resolved)
+        needs_search = any(not item.full_context for item in request.items)
         use_dense = request.mode != "hybrid" or dense_reads(request.query, self._dense_scripts)
-        dense, sparse = await self._embed(request, use_dense) if needs_search else (None, None)
+        # The query is embedded while the scope is checked (KV reads): neither needs the
+        # other, and a scope that fails the query only wastes the embedding.
+        embedding = asyncio.ensure_future(self._embed(request, use_dense, needs_search))
+        try:
+            resolved = await self._resolver.resolve(request.principal, request.items, wait)
+        except BaseException:
+            embedding.cancel()
+            if embedding.done() and not embedding.cancelled():
+                embedding.exception()  # retrieved: the scope's error is the one reported
+            raise
+        dense, sparse = await embedding
         groups = await asyncio.gather(
             *(self._group(entry, request, k, dense, sparse) for entry in resolved)
         )
@@ -62,15 +72,16 @@ class Searcher:
         return RetrievalResult(groups=list(groups))
 
     async def _embed(
-        self, request: RetrievalQuery, use_dense: bool
+        self, request: RetrievalQuery, use_dense: bool, needs_search: bool
     ) -> tuple[DenseVector | None, SparseVector | None]:
         """Only the vectors the mode needs, computed once for every item."""
-        dense = sparse = None
-        if request.mode == "dense" or (request.mode == "hybrid" and use_dense):
-            dense = await asyncio.to_thread(self._embedder.embed_query, request.query)
-        if request.mode in ("sparse", "hybrid"):
-            sparse = await asyncio.to_thread(self._embedder.sparse_query, request.query)
-        return dense, sparse
+        if not needs_search:
+            return None, None
+        return await self._vectors.vectors(
+            request.query,
+            dense=request.mode == "dense" or (request.mode == "hybrid" and use_dense),
+            sparse=request.mode in ("sparse", "hybrid"),
+        )
 
     async def _group(
         self,

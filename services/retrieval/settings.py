@@ -42,6 +42,8 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_k: Positive = 100
     # the longest a query may wait for files that are still being ingested
     max_wait_seconds: Annotated[float, msgspec.Meta(ge=0)] = 300.0
+    # query vectors kept for repeated questions (dense + BM25 of a query text; 0: none)
+    query_cache_size: Annotated[int, msgspec.Meta(ge=0)] = 256
     # searches and vector writes run in threads: this bounds how many at once
     store_concurrency: Positive = 4
 

@@ -269,7 +269,8 @@ DISAGREEING_QUERY = "the kiwi"
 
 @pytest.mark.parametrize(
     ("dense_weight", "sparse_weight", "first"),
-    [(1.0, 0.0, 0), (0.0, 1.0, 5), (1.0, 1.0, 0)],
+    # (equal weights are not asserted: the two winners then tie on fused rank)
+    [(1.0, 0.0, 0), (0.0, 1.0, 5)],
 )
 async def test_a_zero_weight_leaves_that_side_out_of_hybrid_search(
     store: VectorStore, dense_weight: float, sparse_weight: float, first: int
