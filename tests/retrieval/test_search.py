@@ -198,3 +198,20 @@ async def test_a_hybrid_query_in_a_script_the_dense_model_cannot_read_ranks_like
 
     assert hybrid.groups[0].hits[0].text == ARABIC[0]
     assert [h.text for h in hybrid.groups[0].hits] == [h.text for h in sparse.groups[0].hits]
+
+
+async def test_a_query_with_several_unreadable_items_names_the_first_one_in_scope_order(
+    retrieval: Retrieval, catalog: FileCatalog, mbus: Bus
+) -> None:
+    alice, bob = user(), user()
+    theirs = await ingested(mbus, retrieval, catalog, alice, PASSAGES[:1])
+    missing = "0" * 32
+
+    for items, first in (
+        ([file_item(missing), file_item(theirs.id)], missing),
+        ([file_item(theirs.id), file_item(missing)], theirs.id),
+    ):
+        with pytest.raises(RagwayError) as denied:
+            await query(mbus, bob, "lighthouse", items)
+        assert denied.value.code == "not_found"
+        assert first in denied.value.detail
