@@ -16,6 +16,7 @@ from contracts.chat import CompletionJob
 from contracts.functions import PluginListRequest, PluginRef, PluginSave
 from contracts.models import ModelsReply, ModelsRequest
 from contracts.ollama import OllamaProxyRequest
+from inference_proxy.cancels import CancelRegistry
 from inference_proxy.catalog import ModelCatalog
 from inference_proxy.chat import ChatRunner
 from inference_proxy.completions import Completions
@@ -64,9 +65,14 @@ async def serve(settings: Settings) -> AsyncIterator[InferenceProxy]:
             cache_seconds=settings.models_cache_seconds,
             fetch_timeout=settings.models_fetch_timeout_seconds,
         )
-        chat = ChatRunner(nc, http, catalog, settings)
+        # closed after the runners that use them (callbacks run last-in, first-out)
+        chat_cancels = CancelRegistry(nc, subjects.CHAT_CANCEL_PREFIX)
+        stack.push_async_callback(chat_cancels.close)
+        ollama_cancels = CancelRegistry(nc, subjects.OLLAMA_CANCEL_PREFIX)
+        stack.push_async_callback(ollama_cancels.close)
+        chat = ChatRunner(nc, http, catalog, settings, chat_cancels)
         stack.push_async_callback(chat.aclose)
-        passthrough = OllamaPassthrough(nc, http, ollama, catalog, settings)
+        passthrough = OllamaPassthrough(nc, http, ollama, catalog, settings, ollama_cancels)
         stack.push_async_callback(passthrough.aclose)
         sandbox = Sandbox(
             SandboxLimits(
@@ -82,9 +88,9 @@ async def serve(settings: Settings) -> AsyncIterator[InferenceProxy]:
             nc.jetstream(), settings.bucket_prefix, settings.kv_replicas
         )
         stack.push_async_callback(plugins.aclose)
-        pipes = PipeRunner(nc, sandbox)
+        pipes = PipeRunner(nc, sandbox, chat_cancels)
         stack.push_async_callback(pipes.aclose)
-        tools = ToolLoop(nc, chat, sandbox, plugins, settings)
+        tools = ToolLoop(nc, chat, sandbox, plugins, settings, chat_cancels)
         stack.push_async_callback(tools.aclose)
         completions = Completions(chat, pipes, tools, plugins)
         plugin_service = PluginService(plugins, sandbox)

@@ -14,14 +14,13 @@ import msgspec
 import nats.errors
 import structlog
 from nats.aio.client import Client
-from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from common.codec import encode
 from common.errors import RagwayError
 from common.tasks import BackgroundTasks
 from contracts.chat import STREAM_END, STREAM_HEADER, CompletionJob, StreamAccepted, StreamEnd
-from contracts.subjects import chat_cancel_subject
+from inference_proxy.cancels import CancelRegistry, CancelWatch
 from inference_proxy.catalog import ModelCatalog
 from inference_proxy.errors import StreamFailure, error_for_exception, error_for_status
 from inference_proxy.ollama_convert import completion_from_ollama, to_ollama_chat
@@ -54,22 +53,14 @@ class _Request:
     headers: dict[str, str]
 
 
-@dataclass
-class _Cancel:
-    """Set by a message on the stream's cancel subject; stops whatever runs in `task`."""
-
-    task: asyncio.Task[Any] | None = None
-    requested: bool = False
-
-    def trigger(self) -> None:
-        self.requested = True
-        if self.task is not None and not self.task.done():
-            self.task.cancel()
-
-
 class ChatRunner:
     def __init__(
-        self, nc: Client, http: aiohttp.ClientSession, catalog: ModelCatalog, settings: Settings
+        self,
+        nc: Client,
+        http: aiohttp.ClientSession,
+        catalog: ModelCatalog,
+        settings: Settings,
+        cancels: CancelRegistry,
     ) -> None:
         self._nc = nc
         self._http = http
@@ -83,11 +74,7 @@ class ChatRunner:
             total=None, connect=connect, sock_connect=connect
         )
         self._relays = BackgroundTasks()
-        # One wildcard subscription for every stream's cancel subject instead of a SUB and
-        # an UNSUB per stream; streams register here by id.
-        self._cancels: dict[str, _Cancel] = {}
-        self._cancel_sub: Subscription | None = None
-        self._cancel_lock = asyncio.Lock()
+        self._cancels = cancels
 
     async def _prepare(self, job: CompletionJob, *, stream: bool) -> _Request:
         try:
@@ -161,44 +148,30 @@ class ChatRunner:
         if not job.stream_inbox:
             raise RagwayError("invalid", "A stream needs a `stream_inbox`")
         request = await self._prepare(job, stream=True)
-        cancel = _Cancel()
-        await self._watch_cancel(job.stream_id, cancel)
+        opening = asyncio.ensure_future(self._open(request))
+        cancel = await self._cancels.watch(job.stream_id, opening)
         started = time.perf_counter()
         try:
-            cancel.task = opening = asyncio.ensure_future(self._open(request))
             try:
                 response = await opening
             except asyncio.CancelledError:
                 current = asyncio.current_task()
-                if cancel.requested and current is not None and not current.cancelling():
+                requested = cancel is not None and cancel.requested
+                if requested and current is not None and not current.cancelling():
                     raise RagwayError("timeout", "The stream was cancelled by its caller") from None
                 raise
         except BaseException:
-            self._cancels.pop(job.stream_id, None)
+            opening.cancel()
+            self._cancels.forget(cancel)
             raise
         relay = self._relays.spawn(
-            self._relay(request, response, job.stream_inbox, cancel, job.stream_id, started)
+            self._relay(request, response, job.stream_inbox, cancel, started)
         )
-        cancel.task = relay
-        if cancel.requested:
-            relay.cancel()
-        return StreamAccepted(model=request.model)
-
-    async def _watch_cancel(self, stream_id: str, cancel: _Cancel) -> None:
-        if not stream_id:
-            return
-        if self._cancel_sub is None:
-            async with self._cancel_lock:
-                if self._cancel_sub is None:
-                    self._cancel_sub = await self._nc.subscribe(
-                        chat_cancel_subject("*"), cb=self._on_cancel
-                    )
-        self._cancels[stream_id] = cancel
-
-    async def _on_cancel(self, msg: Msg) -> None:
-        cancel = self._cancels.get(msg.subject.rsplit(".", 1)[-1])
         if cancel is not None:
-            cancel.trigger()
+            cancel.task = relay
+            if cancel.requested:
+                relay.cancel()
+        return StreamAccepted(model=request.model)
 
     async def _open(self, request: _Request) -> aiohttp.ClientResponse:
         backend = request.backend
@@ -226,8 +199,7 @@ class ChatRunner:
         request: _Request,
         response: aiohttp.ClientResponse,
         inbox: str,
-        cancel: _Cancel,
-        stream_id: str,
+        cancel: CancelWatch | None,
         started: float,
     ) -> None:
         translator: OpenAIStream | OllamaStream = (
@@ -263,7 +235,7 @@ class ChatRunner:
                 outcome = "backend_failed"
                 await self._publish(inbox, error_event(error))
         except asyncio.CancelledError:
-            outcome = "cancelled" if cancel.requested else "shutdown"
+            outcome = "cancelled" if cancel is not None and cancel.requested else "shutdown"
             error = error or "The stream was cancelled"
         except _PublishFailed:
             outcome, error = "publish_failed", "The stream could not be delivered"
@@ -285,7 +257,7 @@ class ChatRunner:
                     ),
                     _END_HEADERS,
                 )
-            self._cancels.pop(stream_id, None)
+            self._cancels.forget(cancel)
             log.info(
                 "chat_stream",
                 model=request.model,
@@ -313,9 +285,6 @@ class ChatRunner:
     async def aclose(self, grace_seconds: float = 10.0) -> None:
         """Let running streams finish (bounded), then cancel the rest."""
         await self._relays.drain(grace_seconds)
-        if self._cancel_sub is not None:
-            await _unsubscribe(self._cancel_sub)
-            self._cancel_sub = None
 
 
 async def _unsubscribe(subscription: Subscription) -> None:

@@ -11,22 +11,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import Any
 
 import aiohttp
 import msgspec
 import nats.errors
 import structlog
 from nats.aio.client import Client
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 
 from common.codec import encode
 from common.errors import RagwayError
 from common.tasks import BackgroundTasks
 from contracts.chat import STREAM_END, STREAM_HEADER
 from contracts.ollama import OllamaProxyAccepted, OllamaProxyEnd, OllamaProxyRequest, path_level
-from contracts.subjects import ollama_cancel_subject
+from inference_proxy.cancels import CancelRegistry, CancelWatch
 from inference_proxy.catalog import ModelCatalog
 from inference_proxy.errors import error_for_exception
 from inference_proxy.settings import Backend, Settings
@@ -53,9 +50,11 @@ class OllamaPassthrough:
         backends: list[Backend],
         catalog: ModelCatalog,
         settings: Settings,
+        cancels: CancelRegistry,
     ) -> None:
         self._nc = nc
         self._http = http
+        self._cancels = cancels
         self._backends = backends
         self._catalog = catalog
         self._settings = settings
@@ -71,31 +70,28 @@ class OllamaPassthrough:
         if level == "admin" and request.principal.role != "admin":
             raise RagwayError("forbidden", "Only administrators may do this")
         backend = await self._backend(request)
-        cancel = _Cancel()
-        # listen first: a caller gone while the backend is still thinking stops it too
-        subscription = await self._nc.subscribe(
-            ollama_cancel_subject(request.stream_id), cb=cancel.on_message
-        )
+        sending = asyncio.ensure_future(self._send(backend, request))
+        # a caller gone while the backend is still thinking stops it too
+        cancel = await self._cancels.watch(request.stream_id, sending)
         started = time.perf_counter()
         try:
-            cancel.task = sending = asyncio.ensure_future(self._send(backend, request))
             try:
                 response = await sending
             except asyncio.CancelledError:
                 current = asyncio.current_task()
-                if cancel.requested and current is not None and not current.cancelling():
+                requested = cancel is not None and cancel.requested
+                if requested and current is not None and not current.cancelling():
                     raise RagwayError("timeout", "Cancelled by the caller") from None
                 raise
         except BaseException:
-            with contextlib.suppress(Exception):
-                await subscription.unsubscribe()
+            sending.cancel()
+            self._cancels.forget(cancel)
             raise
-        relay = self._relays.spawn(
-            self._relay(backend, request, response, cancel, subscription, started)
-        )
-        cancel.task = relay
-        if cancel.requested:
-            relay.cancel()
+        relay = self._relays.spawn(self._relay(backend, request, response, cancel, started))
+        if cancel is not None:
+            cancel.task = relay
+            if cancel.requested:
+                relay.cancel()
         return OllamaProxyAccepted(
             status=response.status, content_type=response.headers.get("Content-Type", "")
         )
@@ -144,8 +140,7 @@ class OllamaPassthrough:
         backend: Backend,
         request: OllamaProxyRequest,
         response: aiohttp.ClientResponse,
-        cancel: _Cancel,
-        subscription: Subscription,
+        cancel: CancelWatch | None,
         started: float,
     ) -> None:
         idle = self._settings.backend_idle_timeout_seconds
@@ -163,8 +158,9 @@ class OllamaPassthrough:
                     for start in range(0, len(data), MAX_PIECE):
                         await self._nc.publish(inbox, data[start : start + MAX_PIECE])
         except asyncio.CancelledError:
-            outcome = "cancelled" if cancel.requested else "shutdown"
-            error = "Cancelled by the caller" if cancel.requested else "The proxy is shutting down"
+            requested = cancel is not None and cancel.requested
+            outcome = "cancelled" if requested else "shutdown"
+            error = "Cancelled by the caller" if requested else "The proxy is shutting down"
         except TimeoutError:
             outcome, error = "backend_failed", f"The Ollama backend sent nothing for {idle:g}s"
         except aiohttp.ClientError:
@@ -181,8 +177,7 @@ class OllamaPassthrough:
                 await self._nc.publish(
                     inbox, encode(OllamaProxyEnd(size=size, error=error)), headers=_END_HEADERS
                 )
-            with contextlib.suppress(Exception):
-                await subscription.unsubscribe()
+            self._cancels.forget(cancel)
             log.info(
                 "ollama_passthrough",
                 path=request.path,
@@ -196,19 +191,6 @@ class OllamaPassthrough:
     async def aclose(self, grace_seconds: float = 10.0) -> None:
         """Let running relays finish (bounded), then cancel the rest."""
         await self._relays.drain(grace_seconds)
-
-
-class _Cancel:
-    """Set by a message on the cancel subject; cancels whatever runs in `task`."""
-
-    def __init__(self) -> None:
-        self.task: asyncio.Future[Any] | None = None
-        self.requested = False
-
-    async def on_message(self, msg: Msg) -> None:
-        self.requested = True
-        if self.task is not None and not self.task.done():
-            self.task.cancel()
 
 
 def _model_of(body: bytes) -> str:

@@ -16,14 +16,13 @@ from typing import Any
 
 import structlog
 from nats.aio.client import Client
-from nats.aio.msg import Msg
 
 from common.codec import encode
 from common.errors import RagwayError
 from common.tasks import BackgroundTasks
 from contracts.chat import STREAM_END, STREAM_HEADER, CompletionJob, StreamAccepted, StreamEnd
 from contracts.functions import FunctionRecord
-from contracts.subjects import chat_cancel_subject
+from inference_proxy.cancels import CancelRegistry
 from inference_proxy.plugins import user_of
 from inference_proxy.sandbox import Sandbox, SandboxCrash, SandboxRun, SandboxTimeout
 from inference_proxy.sandbox_protocol import Call, Chunk, Failure, Frame
@@ -102,9 +101,10 @@ def completion(model: str, content: str) -> bytes:
 
 
 class PipeRunner:
-    def __init__(self, nc: Client, sandbox: Sandbox) -> None:
+    def __init__(self, nc: Client, sandbox: Sandbox, cancels: CancelRegistry) -> None:
         self._nc = nc
         self._sandbox = sandbox
+        self._cancels = cancels
         self._relays = BackgroundTasks()
 
     def _call(self, job: CompletionJob, record: FunctionRecord, body: dict[str, Any]) -> Call:
@@ -165,7 +165,7 @@ class PipeRunner:
         parts: list[str] = []
         error: str | None = None
         outcome = "ok"
-        cancel = await self._watch_cancel(job.stream_id)
+        cancel = await self._cancels.watch(job.stream_id, asyncio.current_task())
         try:
             async with self._sandbox.run(call) as run:
                 frame = await run.next_frame()
@@ -188,9 +188,7 @@ class PipeRunner:
                 first.cancel()
                 return
         finally:
-            if cancel is not None:
-                with contextlib.suppress(Exception):
-                    await cancel.unsubscribe()
+            self._cancels.forget(cancel)
             self._log(record, outcome, started, error)
         await self._finish(job.stream_inbox, chunks, parts, error)
 
@@ -225,17 +223,6 @@ class PipeRunner:
                 error=error,
             )
             await self._nc.publish(inbox, encode(end), headers=_END_HEADERS)
-
-    async def _watch_cancel(self, stream_id: str) -> Any:
-        if not stream_id:
-            return None
-        task = asyncio.current_task()
-
-        async def on_cancel(msg: Msg) -> None:
-            if task is not None:
-                task.cancel()
-
-        return await self._nc.subscribe(chat_cancel_subject(stream_id), cb=on_cancel)
 
     def _log(
         self, record: FunctionRecord, outcome: str, started: float, error: str | None = None

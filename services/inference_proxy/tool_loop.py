@@ -19,7 +19,6 @@ import msgspec
 import nats.errors
 import structlog
 from nats.aio.client import Client
-from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from common.codec import encode
@@ -27,7 +26,7 @@ from common.errors import RagwayError, not_found
 from common.tasks import BackgroundTasks
 from contracts.chat import STREAM_END, STREAM_HEADER, CompletionJob, StreamAccepted, StreamEnd
 from contracts.functions import ToolRecord
-from contracts.subjects import chat_cancel_subject
+from inference_proxy.cancels import CancelRegistry
 from inference_proxy.chat import ChatRunner
 from inference_proxy.pipes import failure_error
 from inference_proxy.plugins import PluginStore, user_of
@@ -68,8 +67,10 @@ class ToolLoop:
         sandbox: Sandbox,
         store: PluginStore,
         settings: Settings,
+        cancels: CancelRegistry,
     ) -> None:
         self._nc = nc
+        self._cancels = cancels
         self._chat = chat
         self._sandbox = sandbox
         self._store = store
@@ -156,7 +157,7 @@ class ToolLoop:
         inbox: str,
     ) -> None:
         caller = job.stream_inbox
-        cancel = await self._watch_cancel(job.stream_id)
+        cancel = await self._cancels.watch(job.stream_id, asyncio.current_task())
         try:
             for number in range(self._rounds):
                 if number:
@@ -175,8 +176,7 @@ class ToolLoop:
             await self._fail(caller, "The stream was cancelled")
         finally:
             await _unsubscribe(sub)
-            if cancel is not None:
-                await _unsubscribe(cancel)
+            self._cancels.forget(cancel)
 
     async def _read_round(
         self, sub: Subscription, caller: str, tools: _Tools
@@ -216,17 +216,6 @@ class ToolLoop:
         with contextlib.suppress(Exception):
             await self._nc.publish(caller, error_event(error))
             await self._nc.publish(caller, encode(StreamEnd(error=error)), headers=_END_HEADERS)
-
-    async def _watch_cancel(self, stream_id: str) -> Subscription | None:
-        if not stream_id:
-            return None
-        task = asyncio.current_task()
-
-        async def on_cancel(msg: Msg) -> None:
-            if task is not None:
-                task.cancel()
-
-        return await self._nc.subscribe(chat_cancel_subject(stream_id), cb=on_cancel)
 
     # --- running the calls --------------------------------------------------------------
 

@@ -100,7 +100,7 @@ async def test_without_an_index_a_model_goes_to_the_backend_that_has_it(
 
 
 async def test_no_ollama_configured_is_not_found_with_a_clear_detail() -> None:
-    passthrough = OllamaPassthrough(None, None, [], None, ProxySettings())  # type: ignore[arg-type]
+    passthrough = OllamaPassthrough(None, None, [], None, ProxySettings(), None)  # type: ignore[arg-type]
     request = OllamaProxyRequest(
         principal=Principal(id="u", email="u@x.test", name="u", role="user"),
         method="GET",
