@@ -26,11 +26,10 @@ from harness import (
     closed_loop,
     cpu_seconds,
     fake_backend,
-    get_json,
+    gateway_workload,
     loadavg,
     median,
     ragway,
-    stream_chat,
     write_results,
 )
 
@@ -119,26 +118,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         started = time.perf_counter()
         async with ragway(**environ) as rw:
             print(f"ragway up in {time.perf_counter() - started:.1f} s at {rw.url}; {loadavg()}")
-            chat = f"{rw.url}/api/chat/completions"
-            message = [{"role": "user", "content": "Say something."}]
-
-            def body(model: str) -> dict[str, Any]:
-                return {"model": model, "messages": message, "stream": True}
-
-            calls = {
-                "chat": (
-                    stream_chat(f"{fast.base_url}/chat/completions", {}, body("fast")),
-                    stream_chat(chat, rw.headers, body("fast")),
-                ),
-                "models": (
-                    get_json(f"{fast.base_url}/models", {}),
-                    get_json(f"{rw.url}/api/models", rw.headers),
-                ),
-                "chat-paced": (
-                    stream_chat(f"{paced.base_url}/chat/completions", {}, body("paced")),
-                    stream_chat(chat, rw.headers, body("paced")),
-                ),
-            }
+            calls = gateway_workload(fast.base_url, paced.base_url, rw.url, rw.headers)
             for direct, through in calls.values():  # warm caches and connections
                 await closed_loop(direct, 1, 0.2, warmup=0)
                 await closed_loop(through, 1, 0.2, warmup=0)

@@ -160,13 +160,15 @@ async def ragway(
         stack = Stack(settings, env)
         await stack.astart()
         try:
-            token, key = await _admin_key(stack.url)
+            token, key = await admin_credentials(stack.url)
             yield Ragway(stack, key, token)
         finally:
             await stack.astop()
 
 
-async def _admin_key(url: str) -> tuple[str, str]:
+async def admin_credentials(url: str) -> tuple[str, str]:
+    """Sign up a fresh user (the first one is admin) and create its API key: (JWT, key).
+    Works against ragway and Open WebUI alike."""
     async with aiohttp.ClientSession() as http:
         async with http.post(
             f"{url}/api/v1/auths/signup",
@@ -176,13 +178,15 @@ async def _admin_key(url: str) -> tuple[str, str]:
                 "password": PASSWORD,
             },
         ) as reply:
-            reply.raise_for_status()
-            token = (await reply.json())["token"]
+            if reply.status != 200:
+                raise SystemExit(f"signup at {url}: {reply.status} {await reply.text()}")
+            token = str((await reply.json())["token"])
         async with http.post(
             f"{url}/api/v1/auths/api_key", headers={"Authorization": f"Bearer {token}"}
         ) as reply:
-            reply.raise_for_status()
-            return token, (await reply.json())["api_key"]
+            if reply.status != 200:
+                raise SystemExit(f"API key at {url}: {reply.status} {await reply.text()}")
+            return token, str((await reply.json())["api_key"])
 
 
 # --- the load generator ------------------------------------------------------------------
@@ -279,3 +283,30 @@ async def closed_loop(call: Call, clients: int, seconds: float, warmup: float = 
         await asyncio.gather(*(worker() for _ in range(clients)))
         result.elapsed = seconds
     return result
+
+
+def gateway_workload(
+    fast_url: str, paced_url: str, gateway_url: str, headers: dict[str, str]
+) -> dict[str, tuple[Call, Call]]:
+    """The compared workloads, each as (straight to the backend, through a gateway): a
+    streamed chat from the zero-delay backend, GET models, and a chat from the paced one."""
+    chat = f"{gateway_url}/api/chat/completions"
+    message = [{"role": "user", "content": "Say something."}]
+
+    def body(model: str) -> dict[str, Any]:
+        return {"model": model, "messages": message, "stream": True}
+
+    return {
+        "chat": (
+            stream_chat(f"{fast_url}/chat/completions", {}, body("fast")),
+            stream_chat(chat, headers, body("fast")),
+        ),
+        "models": (
+            get_json(f"{fast_url}/models", {}),
+            get_json(f"{gateway_url}/api/models", headers),
+        ),
+        "chat-paced": (
+            stream_chat(f"{paced_url}/chat/completions", {}, body("paced")),
+            stream_chat(chat, headers, body("paced")),
+        ),
+    }

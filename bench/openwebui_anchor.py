@@ -19,7 +19,6 @@ import secrets
 import signal
 import tempfile
 import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -28,13 +27,12 @@ from typing import Any
 import aiohttp
 from gateway_overhead import compare
 from harness import (
-    PASSWORD,
+    admin_credentials,
     clean_environ,
     closed_loop,
     fake_backend,
-    get_json,
+    gateway_workload,
     loadavg,
-    stream_chat,
     write_results,
 )
 
@@ -93,7 +91,7 @@ async def open_webui(venv: Path, backends: list[str], log_path: Path) -> AsyncIt
             started = time.perf_counter()
             await _wait_healthy(url, process, log_path, within_s=300)
             print(f"Open WebUI up in {time.perf_counter() - started:.0f} s at {url}", flush=True)
-            yield OpenWebUI(url, await _admin_key(url))
+            yield OpenWebUI(url, (await admin_credentials(url))[1])
         finally:
             if process.returncode is None:
                 os.killpg(process.pid, signal.SIGTERM)
@@ -123,27 +121,6 @@ async def _wait_healthy(
     raise SystemExit(f"Open WebUI did not answer /health within {within_s:.0f} s ({log_path})")
 
 
-async def _admin_key(url: str) -> str:
-    async with aiohttp.ClientSession() as http:
-        async with http.post(
-            f"{url}/api/v1/auths/signup",
-            json={
-                "name": "Bench",
-                "email": f"{uuid.uuid4().hex[:8]}@bench.local",
-                "password": PASSWORD,
-            },
-        ) as reply:
-            if reply.status != 200:
-                raise SystemExit(f"Open WebUI signup: {reply.status} {await reply.text()}")
-            token = (await reply.json())["token"]
-        async with http.post(
-            f"{url}/api/v1/auths/api_key", headers={"Authorization": f"Bearer {token}"}
-        ) as reply:
-            if reply.status != 200:
-                raise SystemExit(f"Open WebUI API key: {reply.status} {await reply.text()}")
-            return str((await reply.json())["api_key"])
-
-
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     clients = [int(n) for n in args.clients.split(",")]
     log_path = Path(tempfile.gettempdir()) / "openwebui-bench.log"
@@ -154,26 +131,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         open_webui(venv, [fast.base_url, paced.base_url], log_path) as ui,
     ):
         print(f"{loadavg()}; Open WebUI log: {log_path}")
-        chat = f"{ui.url}/api/chat/completions"
-        message = [{"role": "user", "content": "Say something."}]
-
-        def body(model: str) -> dict[str, Any]:
-            return {"model": model, "messages": message, "stream": True}
-
-        calls = {
-            "chat": (
-                stream_chat(f"{fast.base_url}/chat/completions", {}, body("fast")),
-                stream_chat(chat, ui.headers, body("fast")),
-            ),
-            "models": (
-                get_json(f"{fast.base_url}/models", {}),
-                get_json(f"{ui.url}/api/models", ui.headers),
-            ),
-            "chat-paced": (
-                stream_chat(f"{paced.base_url}/chat/completions", {}, body("paced")),
-                stream_chat(chat, ui.headers, body("paced")),
-            ),
-        }
+        calls = gateway_workload(fast.base_url, paced.base_url, ui.url, ui.headers)
         for direct, through in calls.values():
             await closed_loop(direct, 1, 0.5, warmup=0)
             warm = await closed_loop(through, 1, 1.0, warmup=0)
