@@ -1,7 +1,7 @@
 """Ingestion throughput: chunks/s through the whole pipeline vs. the Embedder alone.
 
     .venv/bin/python bench/ingestion.py [--files 8] [--chars 40000] [--workers 1,2]
-                                        [--quantized]
+                                        [--fp32]
 
 Builds files from real text (msmarco passages, `../shared/datasets`), then for each worker
 count: starts that many `python -m ingestion` processes (one embedding thread each, the
@@ -255,7 +255,9 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=8)
     parser.add_argument("--chars", type=int, default=40_000, help="characters per file")
     parser.add_argument("--workers", default="1,2", help="worker process counts to measure")
-    parser.add_argument("--quantized", action="store_true", help="use the int8 model")
+    parser.add_argument(
+        "--fp32", dest="quantized", action="store_false", help="the fp32 model (default: int8)"
+    )
     args = parser.parse_args()
     configure_logging("warning")
     asyncio.run(bench(args))

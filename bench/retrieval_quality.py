@@ -1,6 +1,6 @@
 """Retrieval quality of dense, sparse (BM25) and hybrid search on labelled BEIR sets.
 
-    .venv/bin/python bench/retrieval_quality.py [--datasets msmarco,arcd] [--quantized]
+    .venv/bin/python bench/retrieval_quality.py [--datasets msmarco,arcd] [--fp32]
                                                 [--latency-points 10000]
 
 Each document becomes one "file", chunked (~1000 characters, 100 overlap), embedded with
@@ -302,7 +302,7 @@ def limited(data: Dataset, limit: int) -> Dataset:
 
 
 async def run_via_api(args: argparse.Namespace) -> None:
-    environ = {"RAGWAY_EMBEDDING_QUANTIZED": "true"} if args.quantized else {}
+    environ = {"RAGWAY_EMBEDDING_QUANTIZED": str(args.quantized).lower()}
     async with harness.ragway(services="auth,ingestion,retrieval", **environ) as system:
         workers = [await extra_worker(system.stack) for _ in range(args.workers - 1)]
         try:
@@ -334,7 +334,9 @@ async def run_via_api(args: argparse.Namespace) -> None:
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--datasets", default="msmarco,arcd")
-    parser.add_argument("--quantized", action="store_true", help="use the int8 model")
+    parser.add_argument(
+        "--fp32", dest="quantized", action="store_false", help="the fp32 model (default: int8)"
+    )
     parser.add_argument("--model", default="all-minilm-l6-v2")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument(

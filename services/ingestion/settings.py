@@ -56,7 +56,8 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     cache_dir: str = "~/.cache/ragway"
     embedding_model: str = "all-minilm-l6-v2"
     embedding_model_dir: str = ""
-    embedding_quantized: bool = False
+    # int8 (MatMul-only, per channel): ~1.6x faster than fp32, msmarco nDCG@10 -0.006
+    embedding_quantized: bool = True
     # onnxruntime threads per process: 1 lets N processes on N cores scale (0 = all cores)
     embedding_threads: Annotated[int, msgspec.Meta(ge=0)] = 1
     embedding_batch_size: Positive = 32

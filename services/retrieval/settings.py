@@ -26,7 +26,8 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     cache_dir: str = "~/.cache/ragway"
     embedding_model: str = "all-minilm-l6-v2"
     embedding_model_dir: str = ""
-    embedding_quantized: bool = False
+    # int8 (MatMul-only, per channel): ~1.6x faster than fp32, msmarco nDCG@10 -0.006
+    embedding_quantized: bool = True
     # onnxruntime threads per query embedding: queries are a few tokens, and one thread each
     # lets concurrent queries use the cores instead of fighting over them (0: all cores)
     embedding_threads: Annotated[int, msgspec.Meta(ge=0)] = 1
