@@ -18,20 +18,115 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import argparse
 import asyncio
+import contextlib
 import signal
+import time
+import uuid
 from typing import Any
 
+import msgspec
 from aiohttp import web
 
+from tests.fakes.base import count_words
 from tests.fakes.openai_fake import OpenAIFake
+
+_encode = msgspec.json.Encoder().encode
 
 
 class BenchFake(OpenAIFake):
-    """The test fake without its request log."""
+    """The test fake without its request log, and with a cheaper streaming path.
+
+    A stream sends the same SSE events as the test fake (one id, the role first, one
+    chunk per token, the finish chunk, usage when asked, `[DONE]`), each in its own
+    write, `token_delay` apart. The events are encoded with msgspec, and each write is
+    made by a timer callback straight to the socket (HTTP chunked framing, as aiohttp
+    would write it) instead of a task waking from `asyncio.sleep`: on 2 shared cores
+    the backend's CPU per token comes out of what ragway and the load generator get,
+    and a real backend runs on a machine of its own.
+    """
 
     @web.middleware
     async def _record(self, request: web.Request, handler: Any) -> web.StreamResponse:
         return await handler(request)  # type: ignore[no-any-return]
+
+    async def chat_completions(self, request: web.Request) -> web.StreamResponse:
+        body = msgspec.json.decode(await request.read()) if request.can_read_body else None
+        if (
+            not isinstance(body, dict)
+            or not body.get("stream")
+            or body.get("model") not in self.models
+            or self.tokens_per_reply is None
+            or self.fail_after_chunks is not None
+            or self.api_key is not None
+            or self.responder is not None
+            or self.hang
+            or self.error_status is not None
+        ):
+            return await super().chat_completions(request)
+        events = _events(body, self.tokens_per_reply)
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream; charset=utf-8",
+                "Cache-Control": "no-cache",
+            }
+        )
+        await response.prepare(request)
+        transport = request.transport
+        assert transport is not None
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        pending = iter(events)
+
+        def send_next() -> None:
+            event = next(pending, None)
+            if event is None or transport.is_closing():
+                if not done.done():
+                    done.set_result(None)
+                return
+            transport.write(b"%x\r\n%s\r\n" % (len(event), event))
+            if self.token_delay:
+                loop.call_later(self.token_delay, send_next)
+            else:
+                send_next()
+
+        send_next()
+        await done
+        with contextlib.suppress(ConnectionError):  # the client left mid-stream
+            await response.write_eof()
+        return response
+
+
+def _events(body: dict[str, Any], tokens: int) -> list[bytes]:
+    """The SSE events of one streamed reply, as `OpenAIFake` sends them."""
+    model = body["model"]
+    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    head = {
+        "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+        "system_fingerprint": "fp_fake",
+    }
+
+    def chunk(delta: dict[str, Any], finish: str | None) -> bytes:
+        obj: dict[str, Any] = {
+            **head,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        }
+        if include_usage:
+            obj["usage"] = None
+        return b"data: " + _encode(obj) + b"\n\n"
+
+    events = [chunk({"role": "assistant", "content": ""}, None)]
+    events += [chunk({"content": f"t{i} "}, None) for i in range(tokens)]
+    events.append(chunk({}, "stop"))
+    if include_usage:
+        prompt = count_words(body.get("messages"))
+        usage = {"prompt_tokens": prompt, "completion_tokens": tokens}
+        usage["total_tokens"] = prompt + tokens
+        events.append(b"data: " + _encode({**head, "choices": [], "usage": usage}) + b"\n\n")
+    events.append(b"data: [DONE]\n\n")
+    return events
 
 
 async def serve(args: argparse.Namespace) -> None:

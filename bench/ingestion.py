@@ -1,7 +1,7 @@
 """Ingestion throughput: chunks/s through the whole pipeline vs. the Embedder alone.
 
     .venv/bin/python bench/ingestion.py [--files 8] [--chars 40000] [--workers 1,2]
-                                        [--fp32]
+                                        [--fp32] [--one-file]
 
 Builds files from real text (msmarco passages, `../shared/datasets`), then for each worker
 count: starts that many `python -m ingestion` processes (one embedding thread each, the
@@ -11,6 +11,9 @@ times job → `completed` for all of them. The baseline embeds the very same chu
 + BM25, the worker's batch size) with the `Embedder` alone in this process, with as many
 onnxruntime threads as there are workers. The ratio says what the pipeline (blob fetch,
 extraction, chunking, NATS, vector writes, record updates) costs on top of embedding.
+With `--one-file` the same text is one file (its dense ranges are jobs of their own, so
+the workers share it). Each worker's CPU seconds per chunk (utime + stime from /proc) and
+the ratio of N workers to one worker are printed too.
 """
 
 from __future__ import annotations
@@ -75,6 +78,17 @@ def chunks_of(texts: list[str], settings: IngestionSettings) -> list[Chunk]:
         )
         chunks.extend(processed.chunks)
     return chunks
+
+
+def loadavg() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load {one:.2f}/{five:.2f} on {os.cpu_count()} CPUs"
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def embed_alone(chunks: list[Chunk], settings: IngestionSettings, threads: int) -> float:
@@ -174,6 +188,8 @@ async def run_jobs(
 
 async def bench(args: argparse.Namespace) -> None:
     texts = build_files(args.files, args.chars)
+    if args.one_file:
+        texts = ["\n\n".join(texts)]
     worker_counts = [int(n) for n in args.workers.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         server = NatsServer(
@@ -206,8 +222,17 @@ async def bench(args: argparse.Namespace) -> None:
                 js = nc.jetstream()
                 catalog = await FileCatalog.open(js, "bench")
                 await ensure_stream(js, base.ingest_stream, base.ingest_subject, 1)
+                rates: dict[int, float] = {}
                 for count in worker_counts:
-                    await measure(count, texts, chunks, base, server.url, js, catalog, args)
+                    rates[count] = await measure(
+                        count, texts, chunks, base, server.url, js, catalog, args
+                    )
+                for count, rate in rates.items():
+                    if count != 1 and 1 in rates:
+                        print(
+                            f"{count} workers / 1 worker = {rate / rates[1]:.2f}x "
+                            f"(target 1.7x) | {loadavg()}"
+                        )
         finally:
             await server.astop()
 
@@ -221,7 +246,7 @@ async def measure(
     js: JetStreamContext,
     catalog: FileCatalog,
     args: argparse.Namespace,
-) -> None:
+) -> float:
     alone = await asyncio.to_thread(embed_alone, chunks, base, count)
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAGWAY_")}
     env |= {
@@ -236,7 +261,9 @@ async def measure(
         warm = await store_files(catalog, ["Warm-up text. " * 20] * count, f"warm{count}")
         await run_jobs(js, catalog, base, warm)
         records = await store_files(catalog, texts, f"run{count}")
+        cpu_before = [cpu_seconds(proc.pid) for proc in procs]
         seconds, written = await run_jobs(js, catalog, base, records)
+        cpu = [cpu_seconds(proc.pid) - at for proc, at in zip(procs, cpu_before, strict=True)]
     finally:
         for proc in procs:
             proc.terminate()
@@ -247,7 +274,12 @@ async def measure(
         f"workers={count}: pipeline {written} chunks in {seconds:.2f} s = {pipeline_rate:.1f} "
         f"chunks/s; Embedder alone ({count} thread{'s' if count > 1 else ''}) "
         f"{alone_rate:.1f} chunks/s; ratio pipeline/embedder = {pipeline_rate / alone_rate:.2f}"
+        f" | worker CPU {' + '.join(f'{c:.1f}' for c in cpu)} s = "
+        f"{sum(cpu) / written * 1000:.0f} CPU-ms per chunk; busy "
+        f"{', '.join(f'{c / seconds:.0%}' for c in cpu)} of the wall time | {loadavg()}",
+        flush=True,
     )
+    return pipeline_rate
 
 
 def main() -> None:
@@ -257,6 +289,9 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2", help="worker process counts to measure")
     parser.add_argument(
         "--fp32", dest="quantized", action="store_false", help="the fp32 model (default: int8)"
+    )
+    parser.add_argument(
+        "--one-file", action="store_true", help="all the text as one file (shared by workers)"
     )
     args = parser.parse_args()
     configure_logging("warning")

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable
 import msgspec
 from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
-from nats.js.kv import KeyValue
+from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from catalog.blobs import BlobStore
 from catalog.buckets import ensure_kv, ensure_object_store, kv_keys
@@ -124,6 +124,20 @@ class FileCatalog:
         if await self.file_with_hash(sha256) == file_id:
             with contextlib.suppress(KeyNotFoundError):
                 await self._hashes.purge(sha256)
+
+    async def follow(self) -> AsyncIterator[tuple[str, FileRecord | None] | None]:
+        """Every record, one None once those are in, then every change: (id, None once deleted)."""
+        watcher = await self._records.watchall()
+        try:
+            async for entry in watcher:
+                if entry is None:
+                    yield None
+                elif entry.operation in (KV_DEL, KV_PURGE) or not entry.value:
+                    yield entry.key, None
+                else:
+                    yield entry.key, _decode_record(entry.value)
+        finally:
+            await watcher.stop()
 
     async def watch(self, file_id: str) -> AsyncIterator[FileRecord | None]:
         """Yield the record now and after every change (None once deleted)."""

@@ -14,9 +14,11 @@ import msgspec
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 
 from common.codec import decode, encode
 from common.errors import ERROR_CODES, RagwayError
+from common.inbox import Mailbox
 
 T = TypeVar("T")
 
@@ -24,6 +26,9 @@ REQUEST_ID_HEADER = "Ragway-Request-Id"
 USER_ID_HEADER = "Ragway-User-Id"
 ERROR_HEADER = "Nats-Service-Error"
 ERROR_CODE_HEADER = "Nats-Service-Error-Code"
+# nats-server's answer to a request nobody subscribes to (a status-only message)
+STATUS_HEADER = "Status"
+NO_RESPONDERS_STATUS = "503"
 
 NO_RESPONDERS_RETRY_SECONDS = 0.05
 BUS_UNAVAILABLE = "The message bus is unavailable"
@@ -125,5 +130,53 @@ class Bus:
                 "internal", f"Malformed reply from the {capability} service"
             ) from None
 
+    async def request_into(
+        self,
+        subject: str,
+        message: Any,
+        reply_type: type[T],
+        box: Mailbox,
+        *,
+        timeout: float,
+        capability: str,
+    ) -> T:
+        """`request`, answered on `box.reply_subject`: the stream that follows arrives on
+        the same mailbox, so asking needs no subscription or request future of its own."""
+        if not self.nc.is_connected:
+            raise RagwayError("unavailable", BUS_UNAVAILABLE)
+        payload = encode(message)
+        headers = outgoing_headers()
+        try:
+            async with asyncio.timeout(timeout):
+                await self.nc.publish(subject, payload, reply=box.reply_subject, headers=headers)
+                msg = await box.reply()
+                if _no_responders(msg):
+                    # as in request_raw: one short retry for a service that just (re)subscribed
+                    await asyncio.sleep(NO_RESPONDERS_RETRY_SECONDS)
+                    await self.nc.publish(
+                        subject, payload, reply=box.reply_subject, headers=headers
+                    )
+                    msg = await box.reply()
+        except TimeoutError:
+            raise RagwayError(
+                "timeout", f"The {capability} service did not answer in time"
+            ) from None
+        except BUS_FAILURES:
+            raise RagwayError("unavailable", BUS_UNAVAILABLE) from None
+        if _no_responders(msg):
+            raise RagwayError("unavailable", f"The {capability} service is unavailable")
+        raise_for_error_headers(msg.headers)
+        try:
+            return decode(msg.data, reply_type)
+        except msgspec.DecodeError:
+            raise RagwayError(
+                "internal", f"Malformed reply from the {capability} service"
+            ) from None
+
     async def publish(self, subject: str, message: Any) -> None:
         await self.nc.publish(subject, encode(message), headers=outgoing_headers())
+
+
+def _no_responders(msg: Msg) -> bool:
+    headers = msg.headers
+    return headers is not None and headers.get(STATUS_HEADER) == NO_RESPONDERS_STATUS

@@ -16,12 +16,21 @@ FileStatus = Literal["pending", "processing", "completed", "failed"]
 
 
 class FileData(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """Processing state. `status` has no default, so it is always serialized."""
+    """Processing state. `status` has no default, so it is always serialized.
+
+    Ingestion is progressive: every chunk is first stored with its text and BM25 vector
+    (`keyword_searchable`), then dense vectors are added batch by batch (`chunks_done` of
+    `chunks_total`); the file is `completed` once every chunk has its dense vector.
+    """
 
     status: FileStatus
     error: str | None = None
     chunks_done: int = 0
     chunks_total: int = 0
+    keyword_searchable: bool = False
+    # Dense embedding progress per chunk range ("first index" -> chunks embedded in it),
+    # so a redelivered range job counts its chunks once; emptied when completed.
+    dense_ranges: dict[str, int] = {}
 
 
 class FileMeta(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -45,10 +54,17 @@ class FileRecord(msgspec.Struct, kw_only=True):
 
 
 class IngestJob(msgspec.Struct, frozen=True, kw_only=True):
-    """Published on INGEST_JOBS (work queue): extract, chunk, embed, store one file."""
+    """Published on INGEST_JOBS (work queue): extract, chunk, embed, store one file.
+
+    Without a range (`stop` 0) the job indexes the whole file for keyword search, then
+    embeds it, or hands ranges of a large file's chunks out as jobs of their own; with
+    one it embeds chunks `start` to `stop` (exclusive) of a keyword-searchable file.
+    """
 
     file_id: str
     request_id: str = ""
+    start: int = 0
+    stop: int = 0
 
 
 class FileStatusReply(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -58,6 +74,7 @@ class FileStatusReply(msgspec.Struct, kw_only=True, omit_defaults=True):
     error: str | None = None
     chunks_done: int = 0
     chunks_total: int = 0
+    keyword_searchable: bool = False
 
 
 class DeleteFileRequest(msgspec.Struct, frozen=True, kw_only=True):

@@ -32,6 +32,9 @@ class RetrievalQuery(msgspec.Struct, frozen=True, kw_only=True):
     mode: SearchMode = "hybrid"
     score_threshold: float | None = None
     wait_seconds: float = 0.0
+    # How long a file that is keyword-searchable but still being embedded is waited for
+    # before it is searched as it is (see `HitGroup.partial`); None: `wait_seconds`.
+    complete_wait_seconds: float | None = None
 
 
 class ChunkHit(msgspec.Struct, kw_only=True):
@@ -40,13 +43,24 @@ class ChunkHit(msgspec.Struct, kw_only=True):
     metadata: dict[str, Any]
 
 
+class PartialFile(msgspec.Struct, kw_only=True):
+    """A file searched before its dense vectors were all written: BM25 covered every
+    chunk, dense similarity only the `chunks_embedded` that had one."""
+
+    file_id: str
+    name: str
+    chunks_embedded: int
+    chunks_total: int
+
+
 class HitGroup(msgspec.Struct, kw_only=True):
-    """The hits of one scope item, best first."""
+    """The hits of one scope item, best first; `partial` names its files still embedding."""
 
     type: Literal["file", "collection"]
     id: str
     name: str
     hits: list[ChunkHit]
+    partial: list[PartialFile] = []
 
 
 class RetrievalResult(msgspec.Struct, kw_only=True):

@@ -64,6 +64,14 @@ def _point(record: Any) -> ChunkPoint:
     )
 
 
+def _vectors(point: ChunkPoint) -> dict[str, Any]:
+    """The point's named vectors; a keyword-only point (no dense yet) has BM25 alone."""
+    vectors: dict[str, Any] = {SPARSE: qe.SparseVector(point.sparse.indices, point.sparse.values)}
+    if point.dense:
+        vectors[DENSE] = point.dense
+    return vectors
+
+
 def _fusion(query: SearchQuery) -> Any:
     # The stub types `query` as Fusion, not its Rrf/Dbsf members: hence Any.
     if query.fusion == "dbsf":
@@ -71,13 +79,66 @@ def _fusion(query: SearchQuery) -> Any:
     return qe.Fusion.Rrf(k=RRF_K, weights=rrf_weights(query))
 
 
+def _request(query: SearchQuery) -> qe.QueryRequest | None:
+    """The engine's request for a checked query with files (None: nothing can match)."""
+    scope = _file_filter(query.file_ids)
+    sparse = query.sparse if query.sparse is not None and query.sparse.indices else None
+    dense_query = qe.Query.Nearest(query.dense, using=DENSE) if query.dense is not None else None
+    sparse_query = (
+        qe.Query.Nearest(qe.SparseVector(sparse.indices, sparse.values), using=SPARSE)
+        if sparse is not None
+        else None
+    )
+    mode = query.effective_mode()
+    if mode == "sparse" and sparse_query is None:
+        return None  # nothing to match: the query was only stopwords
+    if mode == "dense" or (mode == "hybrid" and sparse_query is None):
+        request = qe.QueryRequest(
+            limit=query.limit,
+            query=dense_query,
+            filter=scope,
+            with_payload=True,
+            score_threshold=query.score_threshold,
+        )
+    elif mode == "sparse":
+        request = qe.QueryRequest(
+            limit=query.limit,
+            query=sparse_query,
+            filter=scope,
+            with_payload=True,
+            score_threshold=query.score_threshold,
+        )
+    else:
+        candidates = prefetch_limit(query.limit)
+        request = qe.QueryRequest(
+            limit=query.limit,
+            prefetches=[
+                qe.Prefetch(
+                    limit=candidates,
+                    query=dense_query,
+                    filter=scope,
+                    score_threshold=query.score_threshold,
+                ),
+                qe.Prefetch(limit=candidates, query=sparse_query, filter=scope),
+            ],
+            query=_fusion(query),
+            filter=scope,
+            with_payload=True,
+        )
+    return request
+
+
 class EdgeStore:
     """A `VectorStore` in a local directory."""
 
-    def __init__(self, path: Path, *, optimize_after: int = 20_000) -> None:
+    def __init__(self, path: Path, *, optimize_after: int = 0) -> None:
         self.path = path
-        # Points written since the last `optimize()`: the shard builds its HNSW and sparse
-        # indexes only when asked, so large imports trigger it now and then.
+        # The shard builds its HNSW and sparse indexes only when asked (`optimize()`), and
+        # holds the GIL all the while (71 s at 30k points, 172 s at 100k here): the whole
+        # process stops answering. Every query ragway makes is filtered to a few files,
+        # which the `file_id` payload index serves without HNSW (0.97 ms unoptimized vs
+        # 1.31 ms optimized for one file at 100k), so by default (0) writes never trigger
+        # it; a positive value optimizes after that many points (bulk imports, benches).
         self._optimize_after = optimize_after
         self._unoptimized = 0
         self._shard: qe.EdgeShard | None = None
@@ -120,19 +181,12 @@ class EdgeStore:
 
     def _upsert(self, points: Sequence[ChunkPoint]) -> None:
         batch = [
-            qe.Point(
-                id=uuid.UUID(p.id),
-                vector={
-                    DENSE: p.dense,
-                    SPARSE: qe.SparseVector(p.sparse.indices, p.sparse.values),
-                },
-                payload=p.full_payload(),
-            )
+            qe.Point(id=uuid.UUID(p.id), vector=_vectors(p), payload=p.full_payload())
             for p in points
         ]
         self.shard.update(qe.UpdateOperation.upsert_points(batch))
         self._unoptimized += len(batch)
-        if self._unoptimized >= self._optimize_after:
+        if 0 < self._optimize_after <= self._unoptimized:
             self._optimize()
 
     def _optimize(self) -> None:
@@ -154,59 +208,30 @@ class EdgeStore:
         return await self._run(self.shard.count, request)
 
     async def search(self, query: SearchQuery) -> list[Hit]:
-        check_query(query)
-        if not query.file_ids:
-            return []
-        return await self._run(self._search, query)
+        return (await self.search_many([query]))[0]
 
-    def _search(self, query: SearchQuery) -> list[Hit]:
-        scope = _file_filter(query.file_ids)
-        sparse = query.sparse if query.sparse is not None and query.sparse.indices else None
-        dense_query = (
-            qe.Query.Nearest(query.dense, using=DENSE) if query.dense is not None else None
-        )
-        sparse_query = (
-            qe.Query.Nearest(qe.SparseVector(sparse.indices, sparse.values), using=SPARSE)
-            if sparse is not None
-            else None
-        )
-        mode = query.effective_mode()
-        if mode == "sparse" and sparse_query is None:
-            return []  # nothing to match: the query was only stopwords
-        if mode == "dense" or (mode == "hybrid" and sparse_query is None):
-            request = qe.QueryRequest(
-                limit=query.limit,
-                query=dense_query,
-                filter=scope,
-                with_payload=True,
-                score_threshold=query.score_threshold,
-            )
-        elif mode == "sparse":
-            request = qe.QueryRequest(
-                limit=query.limit,
-                query=sparse_query,
-                filter=scope,
-                with_payload=True,
-                score_threshold=query.score_threshold,
-            )
+    async def search_many(self, queries: Sequence[SearchQuery]) -> list[list[Hit]]:
+        for query in queries:
+            check_query(query)
+        if not any(query.file_ids for query in queries):
+            return [[] for _ in queries]
+        return await self._run(self._search_many, queries)
+
+    def _search_many(self, queries: Sequence[SearchQuery]) -> list[list[Hit]]:
+        """Every query that can match anything in one engine call (and one thread hop)."""
+        requests = [_request(query) if query.file_ids else None for query in queries]
+        asked = [request for request in requests if request is not None]
+        if not asked:
+            found: list[list[Any]] = []
+        elif len(asked) == 1:
+            found = [self.shard.query(asked[0])]
         else:
-            candidates = prefetch_limit(query.limit)
-            request = qe.QueryRequest(
-                limit=query.limit,
-                prefetches=[
-                    qe.Prefetch(
-                        limit=candidates,
-                        query=dense_query,
-                        filter=scope,
-                        score_threshold=query.score_threshold,
-                    ),
-                    qe.Prefetch(limit=candidates, query=sparse_query, filter=scope),
-                ],
-                query=_fusion(query),
-                filter=scope,
-                with_payload=True,
-            )
-        return [_hit(point) for point in self.shard.query(request)]
+            found = self.shard.query_batch(qe.QueryBatchRequest(asked))
+        results = iter(found)
+        return [
+            [_hit(point) for point in next(results)] if request is not None else []
+            for request in requests
+        ]
 
     async def get_file_chunks(self, file_id: str) -> list[Hit]:
         records = await self._run(self._scroll_file, file_id, False)

@@ -31,6 +31,7 @@ class ChunkPoint(msgspec.Struct, frozen=True, kw_only=True):
 
     The stored payload is `payload` plus `file_id`, `chunk_index` and `text` (these three
     win over same-named keys in `payload`). Put e.g. `owner`, `name`, `hash` in `payload`.
+    An empty `dense` stores a keyword-only point (BM25 alone, until its dense vector).
     """
 
     file_id: str

@@ -53,10 +53,69 @@ def _point(record: models.Record) -> ChunkPoint:
     )
 
 
+def _vectors(point: ChunkPoint) -> dict[str, Any]:
+    """The point's named vectors; a keyword-only point (no dense yet) has BM25 alone."""
+    vectors: dict[str, Any] = {
+        SPARSE: models.SparseVector(indices=point.sparse.indices, values=point.sparse.values)
+    }
+    if point.dense:
+        vectors[DENSE] = point.dense
+    return vectors
+
+
 def _fusion(query: SearchQuery) -> models.RrfQuery | models.FusionQuery:
     if query.fusion == "dbsf":
         return models.FusionQuery(fusion=models.Fusion.DBSF)
     return models.RrfQuery(rrf=models.Rrf(k=RRF_K, weights=rrf_weights(query)))
+
+
+def _request(query: SearchQuery) -> models.QueryRequest | None:
+    """The server's request for a checked query with files (None: nothing can match)."""
+    scope = _file_filter(query.file_ids)
+    sparse = query.sparse if query.sparse is not None and query.sparse.indices else None
+    sparse_vector = (
+        models.SparseVector(indices=sparse.indices, values=sparse.values)
+        if sparse is not None
+        else None
+    )
+    mode = query.effective_mode()
+    if mode == "sparse" and sparse_vector is None:
+        return None  # nothing to match: the query was only stopwords
+    if mode == "dense" or (mode == "hybrid" and sparse_vector is None):
+        return models.QueryRequest(
+            query=query.dense,
+            using=DENSE,
+            filter=scope,
+            limit=query.limit,
+            with_payload=True,
+            score_threshold=query.score_threshold,
+        )
+    if mode == "sparse":
+        return models.QueryRequest(
+            query=sparse_vector,
+            using=SPARSE,
+            filter=scope,
+            limit=query.limit,
+            with_payload=True,
+            score_threshold=query.score_threshold,
+        )
+    candidates = prefetch_limit(query.limit)
+    return models.QueryRequest(
+        prefetch=[
+            models.Prefetch(
+                query=query.dense,
+                using=DENSE,
+                filter=scope,
+                limit=candidates,
+                score_threshold=query.score_threshold,
+            ),
+            models.Prefetch(query=sparse_vector, using=SPARSE, filter=scope, limit=candidates),
+        ],
+        query=_fusion(query),
+        filter=scope,
+        limit=query.limit,
+        with_payload=True,
+    )
 
 
 class ServerStore:
@@ -114,14 +173,7 @@ class ServerStore:
         if not points:
             return
         batch = [
-            models.PointStruct(
-                id=p.id,
-                vector={
-                    DENSE: p.dense,
-                    SPARSE: models.SparseVector(indices=p.sparse.indices, values=p.sparse.values),
-                },
-                payload=p.full_payload(),
-            )
+            models.PointStruct(id=p.id, vector=_vectors(p), payload=p.full_payload())
             for p in points
         ]
         await self.client.upsert(self.collection, points=batch, wait=True)
@@ -139,61 +191,21 @@ class ServerStore:
         return result.count
 
     async def search(self, query: SearchQuery) -> list[Hit]:
-        check_query(query)
-        if not query.file_ids:
-            return []
-        scope = _file_filter(query.file_ids)
-        sparse = query.sparse if query.sparse is not None and query.sparse.indices else None
-        sparse_vector = (
-            models.SparseVector(indices=sparse.indices, values=sparse.values)
-            if sparse is not None
-            else None
-        )
-        mode = query.effective_mode()
-        if mode == "sparse" and sparse_vector is None:
-            return []  # nothing to match: the query was only stopwords
-        if mode == "dense" or (mode == "hybrid" and sparse_vector is None):
-            response = await self.client.query_points(
-                self.collection,
-                query=query.dense,
-                using=DENSE,
-                query_filter=scope,
-                limit=query.limit,
-                with_payload=True,
-                score_threshold=query.score_threshold,
-            )
-        elif mode == "sparse":
-            response = await self.client.query_points(
-                self.collection,
-                query=sparse_vector,
-                using=SPARSE,
-                query_filter=scope,
-                limit=query.limit,
-                with_payload=True,
-                score_threshold=query.score_threshold,
-            )
-        else:
-            candidates = prefetch_limit(query.limit)
-            response = await self.client.query_points(
-                self.collection,
-                prefetch=[
-                    models.Prefetch(
-                        query=query.dense,
-                        using=DENSE,
-                        filter=scope,
-                        limit=candidates,
-                        score_threshold=query.score_threshold,
-                    ),
-                    models.Prefetch(
-                        query=sparse_vector, using=SPARSE, filter=scope, limit=candidates
-                    ),
-                ],
-                query=_fusion(query),
-                query_filter=scope,
-                limit=query.limit,
-                with_payload=True,
-            )
-        return [_hit(point) for point in response.points]
+        return (await self.search_many([query]))[0]
+
+    async def search_many(self, queries: Sequence[SearchQuery]) -> list[list[Hit]]:
+        for query in queries:
+            check_query(query)
+        requests = [_request(query) if query.file_ids else None for query in queries]
+        asked = [request for request in requests if request is not None]
+        if not asked:
+            return [[] for _ in queries]
+        # one round trip for all of them
+        responses = iter(await self.client.query_batch_points(self.collection, requests=asked))
+        return [
+            [_hit(point) for point in next(responses).points] if request is not None else []
+            for request in requests
+        ]
 
     async def get_file_chunks(self, file_id: str) -> list[Hit]:
         records = await self._scroll_file(file_id, with_vectors=False)

@@ -23,7 +23,11 @@ class VectorStore(Protocol):
         ...
 
     async def upsert(self, points: Sequence[ChunkPoint]) -> None:
-        """Write chunks; a chunk already stored (same file and index) is overwritten."""
+        """Write chunks; a chunk already stored (same file and index) is overwritten.
+
+        A point with an empty `dense` is stored with its BM25 vector alone: sparse search
+        finds it, dense search skips it until it is written again with its dense vector.
+        """
         ...
 
     async def delete_file(self, file_id: str) -> None:
@@ -36,6 +40,13 @@ class VectorStore(Protocol):
 
     async def search(self, query: SearchQuery) -> list[Hit]:
         """The best chunks among `query.file_ids`, best first."""
+        ...
+
+    async def search_many(self, queries: Sequence[SearchQuery]) -> list[list[Hit]]:
+        """`search` for each query (same results, same order), in one engine call.
+
+        Every query is checked first: one invalid query fails them all.
+        """
         ...
 
     async def get_file_chunks(self, file_id: str) -> list[Hit]:

@@ -14,6 +14,7 @@ from aiohttp import web
 from catalog.files import FileCatalog
 from catalog.jobs import ensure_stream
 from common.bus import Bus
+from common.inbox import Inboxes
 from common.nats_conn import connect_nats
 from common.service import ServiceHost
 from contracts import subjects
@@ -33,7 +34,7 @@ from gateway import (
 from gateway.identity import Identity
 from gateway.middleware import add_request_id_header, authenticate, request_context
 from gateway.settings import Settings
-from gateway.state import ACCESS, BUS, CATALOG, IDENTITY, SETTINGS, Access
+from gateway.state import ACCESS, BUS, CATALOG, IDENTITY, INBOXES, SETTINGS, Access
 
 __all__ = ["GatewayHandle", "Settings", "build_app", "serve"]
 
@@ -79,6 +80,7 @@ def build_app(settings: Settings, bus: Bus, identity: Identity) -> web.Applicati
     app[ACCESS] = access
     app.on_response_prepare.append(add_request_id_header)
     app.cleanup_ctx.append(_auth_listeners)
+    app.cleanup_ctx.append(_inboxes)
     app.cleanup_ctx.append(_file_store)
     return app
 
@@ -87,6 +89,7 @@ async def _auth_listeners(app: web.Application) -> AsyncIterator[None]:
     """Invalidate cached principals on auth events; fetch JWT params in the background."""
     identity = app[IDENTITY]
     sub = await app[BUS].nc.subscribe(subjects.AUTH_EVENTS, cb=identity.on_event)
+    identity.listen(sub)
     fetch = asyncio.create_task(identity.fetch_jwt_params_until_ready())
     yield
     fetch.cancel()
@@ -94,6 +97,14 @@ async def _auth_listeners(app: web.Application) -> AsyncIterator[None]:
         await fetch
     with contextlib.suppress(Exception):
         await sub.unsubscribe()
+
+
+async def _inboxes(app: web.Application) -> AsyncIterator[None]:
+    """Subscribed at startup, so the first stream does not pay for it."""
+    inboxes = app[INBOXES] = Inboxes(app[BUS].nc)
+    await inboxes.start()
+    yield
+    await app[INBOXES].close()
 
 
 async def _file_store(app: web.Application) -> AsyncIterator[None]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import jwt
 import structlog
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 
 from common.bus import Bus
 from common.codec import decode
@@ -34,6 +35,7 @@ log = structlog.get_logger()
 
 API_KEY_PREFIX = "sk-"
 MAX_CACHE_ENTRIES = 100_000
+EVENT_WAIT_ITERATIONS = 4
 
 
 @dataclass(slots=True)
@@ -114,13 +116,23 @@ class Identity:
         self._jwt_lock = asyncio.Lock()
         # token -> (user id, exp): a token's signature is checked once, its expiry always
         self._verified: dict[str, tuple[str, float]] = {}
+        self._events: Subscription | None = None
+
+    def listen(self, events: Subscription) -> None:
+        """The AUTH_EVENTS subscription whose callback is `on_event`."""
+        self._events = events
 
     async def principal_for(self, credential: str) -> Principal:
-        # Let auth events that reached us before this request be applied first: nats-py
-        # hands a message to its callback two loop iterations after the bytes arrive, so
-        # without this a request racing a revocation could still hit the stale cache.
-        await asyncio.sleep(0)
-        await asyncio.sleep(0)
+        # Auth events that reached us before this request are applied first: nats-py parses
+        # a message into its subscription's queue at once but runs the callback a loop
+        # iteration later, so a request racing a revocation could still hit the stale
+        # cache. Waiting only while one is queued costs nothing in the common case
+        # (bounded: a subscription closed at shutdown keeps what it had queued).
+        events = self._events
+        for _ in range(EVENT_WAIT_ITERATIONS):
+            if events is None or not events.pending_msgs:
+                break
+            await asyncio.sleep(0)
         if credential.startswith(API_KEY_PREFIX):
             return await self._from_api_key(credential)
         return await self._from_jwt(credential)

@@ -4,6 +4,10 @@ The prompt goes in front of the last user message: a task line, short guidelines
 `<context>` with one `<source id="n" name="...">` per chunk, numbered 1..n in the order
 of `sources` (one entry per `files` item, its chunks best first), so `[n]` in an answer
 points at the n-th document across `sources`.
+
+A file still being embedded is waited for a bounded time; after that it is searched as
+it is (BM25 over every chunk, dense similarity over the chunks embedded so far) and its
+`sources` entry names it under `indexing`, so a partial answer is never a silent one.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from contracts.auth import Principal
 from contracts.chat import FileRef
 from contracts.retrieval import (
     HitGroup,
+    PartialFile,
     RetrievalQuery,
     RetrievalResult,
     ScopeItem,
@@ -47,13 +52,18 @@ class Source(msgspec.Struct, kw_only=True):
     name: str
 
 
-class SourceEntry(msgspec.Struct, kw_only=True):
-    """One `files` item's hits, as Open WebUI's `sources` carry them."""
+class SourceEntry(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One `files` item's hits, as Open WebUI's `sources` carry them.
+
+    `indexing` (ragway's, only when not empty) lists the item's files that were searched
+    before their dense embedding finished, with how many chunks had a dense vector.
+    """
 
     source: Source
     document: list[str]
     metadata: list[dict[str, Any]]
     distances: list[float]
+    indexing: list[PartialFile] = []
 
 
 def scope_items(files: list[FileRef]) -> list[ScopeItem]:
@@ -72,8 +82,13 @@ async def retrieve(
     wait_seconds: float,
     reply_seconds: float,
     mode: SearchMode = "hybrid",
+    complete_wait_seconds: float | None = None,
 ) -> RetrievalResult:
-    """RETRIEVAL_QUERY; its errors (not_found, failed file, still processing) propagate."""
+    """RETRIEVAL_QUERY; its errors (not_found, failed file, still processing) propagate.
+
+    `wait_seconds` bounds the wait for files to become searchable at all,
+    `complete_wait_seconds` the wait for a keyword-searchable file to finish embedding.
+    """
     request = RetrievalQuery(
         principal=principal,
         query=query,
@@ -81,6 +96,7 @@ async def retrieve(
         k=k,
         mode=mode,
         wait_seconds=wait_seconds,
+        complete_wait_seconds=complete_wait_seconds,
     )
     return await bus.request(
         subjects.RETRIEVAL_QUERY,
@@ -99,6 +115,7 @@ def sources_of(groups: list[HitGroup]) -> list[SourceEntry]:
             document=[hit.text for hit in group.hits],
             metadata=[hit.metadata for hit in group.hits],
             distances=[hit.score for hit in group.hits],
+            indexing=group.partial,
         )
         for group in groups
     ]

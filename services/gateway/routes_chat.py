@@ -34,7 +34,7 @@ from gateway import rag
 from gateway.bodies import json_bytes, parse, read_body
 from gateway.chat_log import ChatAppend
 from gateway.routes_chats import CHATS
-from gateway.state import BUS, SETTINGS, Access, principal_of
+from gateway.state import BUS, INBOXES, SETTINGS, Access, principal_of
 
 log = structlog.get_logger()
 
@@ -103,6 +103,7 @@ async def _with_rag(
         k=settings.rag_top_k,
         wait_seconds=settings.rag_wait_seconds,
         reply_seconds=settings.request_timeout_seconds,
+        complete_wait_seconds=settings.rag_complete_wait_seconds,
     )
     sources = rag.sources_of(result.groups)
     return encode(rag.rewrite(original, sources)), sources
@@ -116,6 +117,13 @@ def _with_sources(reply: bytes, sources: list[rag.SourceEntry]) -> bytes:
     return encode(completion)
 
 
+class _SSEResponse(web.StreamResponse):
+    """Headers go out with the first bytes written (one send, not two), as aiohttp does
+    for `web.Response`; an aiohttp without that switch sends them at `prepare`."""
+
+    _send_headers_immediately = False
+
+
 async def _stream(
     request: web.Request,
     job: CompletionJob,
@@ -123,81 +131,76 @@ async def _stream(
     record: ChatAppend | None = None,
     sources: list[rag.SourceEntry] | None = None,
 ) -> web.StreamResponse:
-    """Relay the proxy's SSE bytes from a private inbox until its end message.
+    """Relay the proxy's SSE bytes from a private mailbox until its end message.
 
     `first` (the RAG sources event) goes out before the relayed chunks. With `record`
     (a `chat_id`), `[DONE]` is held back until the answer is in the chat's history, so a
     client that reads the chat right after the stream sees it."""
     app = request.app
     bus, settings = app[BUS], app[SETTINGS]
-    nc = bus.nc
     stream_id = uuid.uuid4().hex
-    inbox = nc.new_inbox()
-    # Subscribe before asking, so no chunk can arrive before anyone listens. A callback
-    # feeding a plain queue: `next_msg` costs a uuid4 and two tasks per chunk.
-    chunks: asyncio.Queue[Msg] = asyncio.Queue()
-
-    async def on_chunk(msg: Msg) -> None:
-        chunks.put_nowait(msg)
-
-    sub = await nc.subscribe(inbox, cb=on_chunk)
-    job = msgspec.structs.replace(job, stream_inbox=inbox, stream_id=stream_id)
     finished = False
-    try:
-        await bus.request(
-            subjects.CHAT_STREAM,
-            job,
-            StreamAccepted,
-            timeout=settings.completion_timeout_seconds,
-            capability=CAPABILITY,
-        )
-        response = web.StreamResponse(headers=SSE_HEADERS)
-        response.content_type = "text/event-stream"
-        await response.prepare(request)
-        if first:
-            await response.write(first)
-        last = b""
-        end: Msg | None = None
-        idle = settings.stream_idle_timeout_seconds
-        loop = asyncio.get_running_loop()
+    # The mailbox listens before the job is sent, so no chunk can arrive unheard; the
+    # proxy's StreamAccepted comes to its reply subject, the chunks to its subject.
+    async with app[INBOXES].open() as box:
+        job = msgspec.structs.replace(job, stream_inbox=box.subject, stream_id=stream_id)
         try:
-            async with asyncio.timeout(idle) as deadline:
-                while end is None:
-                    # Everything that arrived meanwhile goes out in one write (one syscall).
-                    batch = [await chunks.get()]
-                    while not chunks.empty():
-                        batch.append(chunks.get_nowait())
-                    deadline.reschedule(loop.time() + idle)
-                    pieces: list[bytes] = []
-                    for msg in batch:
-                        if msg.headers and msg.headers.get(STREAM_HEADER) == STREAM_END:
-                            end = msg
-                            break
-                        pieces.append(msg.data)
-                    if pieces:
-                        last = pieces[-1]
-                        if record is not None and last.endswith(DONE):
-                            pieces[-1] = last[: -len(DONE)]
-                        await response.write(b"".join(pieces))
-        except TimeoutError:
-            if not deadline.expired():
-                raise
-            log.warning("stream_idle_timeout", stream_id=stream_id)
-            await response.write(error_event("The model stopped responding"))
-        if end is not None:
-            finished = True
-            if not last.rstrip().endswith(b"[DONE]"):
-                await response.write(error_event(_end_error(end.data)))
-            elif record is not None:
-                await _record_stream(record, end.data, sources)
-                await response.write(DONE)
-        await response.write_eof()
-        return response
-    finally:
-        await sub.unsubscribe()
-        if not finished:
-            # Client gone, idle timeout or a failed start: tell the proxy to stop.
-            await _cancel(bus.nc, stream_id)
+            await bus.request_into(
+                subjects.CHAT_STREAM,
+                job,
+                StreamAccepted,
+                box,
+                timeout=settings.completion_timeout_seconds,
+                capability=CAPABILITY,
+            )
+            response = _SSEResponse(headers=SSE_HEADERS)
+            response.content_type = "text/event-stream"
+            await response.prepare(request)
+            if first:
+                await response.write(first)
+            last = b""
+            tail = b""  # what arrived with the end message: sent with the end of the body
+            end: Msg | None = None
+            idle = settings.stream_idle_timeout_seconds
+            loop = asyncio.get_running_loop()
+            try:
+                async with asyncio.timeout(idle) as deadline:
+                    while end is None:
+                        # Everything that arrived meanwhile goes out in one write (one send).
+                        batch = await box.batch()
+                        deadline.reschedule(loop.time() + idle)
+                        pieces: list[bytes] = []
+                        for msg in batch:
+                            if msg.headers and msg.headers.get(STREAM_HEADER) == STREAM_END:
+                                end = msg
+                                break
+                            pieces.append(msg.data)
+                        if pieces:
+                            last = pieces[-1]
+                            if record is not None and last.endswith(DONE):
+                                pieces[-1] = last[: -len(DONE)]
+                            if end is None or record is not None:
+                                await response.write(b"".join(pieces))
+                            else:
+                                tail = b"".join(pieces)
+            except TimeoutError:
+                if not deadline.expired():
+                    raise
+                log.warning("stream_idle_timeout", stream_id=stream_id)
+                tail = error_event("The model stopped responding")
+            if end is not None:
+                finished = True
+                if not last.rstrip().endswith(b"[DONE]"):
+                    tail += error_event(_end_error(end.data))
+                elif record is not None:
+                    await _record_stream(record, end.data, sources)
+                    tail = DONE
+            await response.write_eof(tail)
+            return response
+        finally:
+            if not finished:
+                # Client gone, idle timeout or a failed start: tell the proxy to stop.
+                await _cancel(bus.nc, stream_id)
 
 
 async def _cancel(nc: Client, stream_id: str) -> None:

@@ -64,8 +64,10 @@ class _Stored(msgspec.Struct, kw_only=True):
 
 
 def file_object(record: FileRecord) -> dict[str, Any]:
-    """The record as clients see it (Open WebUI's file object)."""
+    """The record as clients see it (Open WebUI's file object), without the workers'
+    per-range bookkeeping (`chunks_done` sums it)."""
     value: dict[str, Any] = msgspec.to_builtins(record)
+    value["data"].pop("dense_ranges", None)
     return value
 
 
@@ -232,6 +234,7 @@ def status_of(record: FileRecord) -> FileStatusReply:
         error=data.error,
         chunks_done=data.chunks_done,
         chunks_total=data.chunks_total,
+        keyword_searchable=data.keyword_searchable,
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-import nats.errors
+import msgspec
 import structlog
 from aiohttp import web
 from nats.aio.client import Client
@@ -22,7 +22,7 @@ from common.errors import RagwayError, forbidden
 from contracts import subjects
 from contracts.chat import STREAM_END, STREAM_HEADER
 from contracts.ollama import OllamaProxyAccepted, OllamaProxyEnd, OllamaProxyRequest, path_level
-from gateway.state import BUS, SETTINGS, Access, principal_of
+from gateway.state import BUS, INBOXES, SETTINGS, Access, principal_of
 
 log = structlog.get_logger()
 
@@ -56,8 +56,6 @@ async def ollama(request: web.Request) -> web.StreamResponse:
     body = await request.read()
     if len(body) > max_body(bus.nc):
         raise RagwayError("too_large", "Request body too large for the Ollama pass-through")
-    stream_id = uuid.uuid4().hex
-    inbox = bus.nc.new_inbox()
     proxied = OllamaProxyRequest(
         principal=principal,
         method=request.method,  # type: ignore[arg-type]  # the routes allow only these
@@ -66,51 +64,60 @@ async def ollama(request: web.Request) -> web.StreamResponse:
         query=request.query_string,
         content_type=request.headers.get("Content-Type", "") if body else "",
         body=body,
-        stream_inbox=inbox,
-        stream_id=stream_id,
+        stream_inbox="",  # a mailbox's, once `_relay` opened one
+        stream_id=uuid.uuid4().hex,
     )
     return await _relay(request, proxied)
 
 
 async def _relay(request: web.Request, proxied: OllamaProxyRequest) -> web.StreamResponse:
-    """Ask the proxy, then copy the inbox's bytes into the response until the end marker."""
+    """Ask the proxy, then copy the mailbox's bytes into the response until the end marker."""
     bus, settings = request.app[BUS], request.app[SETTINGS]
-    # Subscribe before asking, so no byte can arrive before anyone listens.
-    sub = await bus.nc.subscribe(proxied.stream_inbox)
     finished = False
-    try:
-        accepted = await bus.request(
-            subjects.OLLAMA_PROXY,
-            proxied,
-            OllamaProxyAccepted,
-            timeout=settings.completion_timeout_seconds,
-            capability=CAPABILITY,
-        )
-        response = web.StreamResponse(status=accepted.status)
-        if accepted.content_type:
-            response.headers["Content-Type"] = accepted.content_type
-        await response.prepare(request)
-        while True:
-            try:
-                msg = await sub.next_msg(timeout=settings.stream_idle_timeout_seconds)
-            except nats.errors.TimeoutError:
-                log.warning("ollama_idle_timeout", stream_id=proxied.stream_id)
-                await _fail(request, response, "The Ollama backend stopped responding")
-                return response
-            if msg.headers and msg.headers.get(STREAM_HEADER) == STREAM_END:
-                finished = True
-                end = decode(msg.data, OllamaProxyEnd)
-                if end.error is not None:
-                    await _fail(request, response, end.error)
+    # The mailbox listens before the proxy is asked, so no byte can arrive unheard.
+    async with request.app[INBOXES].open() as box:
+        proxied = msgspec.structs.replace(proxied, stream_inbox=box.subject)
+        try:
+            accepted = await bus.request_into(
+                subjects.OLLAMA_PROXY,
+                proxied,
+                OllamaProxyAccepted,
+                box,
+                timeout=settings.completion_timeout_seconds,
+                capability=CAPABILITY,
+            )
+            response = web.StreamResponse(status=accepted.status)
+            if accepted.content_type:
+                response.headers["Content-Type"] = accepted.content_type
+            await response.prepare(request)
+            idle = settings.stream_idle_timeout_seconds
+            while not finished:
+                try:
+                    async with asyncio.timeout(idle):
+                        batch = await box.batch()
+                except TimeoutError:
+                    log.warning("ollama_idle_timeout", stream_id=proxied.stream_id)
+                    await _fail(request, response, "The Ollama backend stopped responding")
                     return response
-                break
-            await response.write(msg.data)
-        await response.write_eof()
-        return response
-    finally:
-        await sub.unsubscribe()
-        if not finished:
-            await _cancel(bus.nc, proxied.stream_id)
+                pieces: list[bytes] = []
+                for msg in batch:
+                    if msg.headers and msg.headers.get(STREAM_HEADER) == STREAM_END:
+                        finished = True
+                        end = decode(msg.data, OllamaProxyEnd)
+                        if pieces:
+                            await response.write(b"".join(pieces))
+                        if end.error is not None:
+                            await _fail(request, response, end.error)
+                            return response
+                        break
+                    pieces.append(msg.data)
+                else:
+                    await response.write(b"".join(pieces))
+            await response.write_eof()
+            return response
+        finally:
+            if not finished:
+                await _cancel(bus.nc, proxied.stream_id)
 
 
 async def _fail(request: web.Request, response: web.StreamResponse, message: str) -> None:

@@ -82,6 +82,7 @@ async def _search(
         wait_seconds=settings.rag_wait_seconds,
         reply_seconds=settings.request_timeout_seconds,
         mode=mode,
+        complete_wait_seconds=settings.rag_complete_wait_seconds,
     )
     return json_value(ranked(result, k))
 

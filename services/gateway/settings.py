@@ -43,6 +43,9 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     file_status_stream_max_seconds: Annotated[float, msgspec.Meta(gt=0)] = 600.0
     # RAG: how long a chat or query waits for files still being processed; chunks per item
     rag_wait_seconds: Annotated[float, msgspec.Meta(ge=0)] = 30.0
+    # ... and how long for a file that is keyword-searchable but still being embedded,
+    # before it is searched as it is (named in the reply's sources as `indexing`)
+    rag_complete_wait_seconds: Annotated[float, msgspec.Meta(ge=0)] = 5.0
     rag_top_k: Annotated[int, msgspec.Meta(ge=1)] = 4
 
     @property

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from catalog.files import FileCatalog
 from common.bus import Bus
+from common.inbox import Inboxes
 from contracts.auth import Principal
 from gateway.identity import Identity
 from gateway.settings import Settings
@@ -19,6 +20,8 @@ SETTINGS = web.AppKey("settings", Settings)
 BUS = web.AppKey("bus", Bus)
 IDENTITY = web.AppKey("identity", Identity)
 ACCESS = web.AppKey("access", dict[str, Access])
+# the private inboxes streamed replies (chat, Ollama pass-through) arrive on
+INBOXES = web.AppKey("inboxes", Inboxes)
 # opened at startup (cleanup_ctx): file records and blobs in JetStream
 CATALOG = web.AppKey("catalog", FileCatalog)
 

@@ -19,6 +19,7 @@ from embedding.embedder import Embedder
 from ingestion.documents import ProcessedFile
 from ingestion.jobs import JobProcessor
 from ingestion.pipeline import process_file_in_thread
+from ingestion.queue import JobQueue
 from ingestion.settings import SETTINGS_ALIASES, Settings
 from ingestion.vectors import EmbeddingStats, VectorWriter
 from ingestion.worker import Worker, WorkerStats
@@ -91,6 +92,8 @@ async def serve(settings: Settings) -> AsyncIterator[Ingestion]:
             limits=settings.extraction_limits(),
             chunking=settings.chunking(),
             max_file_bytes=settings.file_max_size_mb * 1024 * 1024,
+            hand_out=JobQueue(js, settings.ingest_subject).hand_out,
+            range_chunks=settings.dense_range_chunks,
         )
         host = await stack.enter_async_context(
             ServiceHost(nc, INGESTION_SERVICE, description="File ingestion")

@@ -1,22 +1,33 @@
-"""One ingestion job: blob → text → chunks → vectors in the store → record `completed`.
+"""One ingestion job, in two phases, so a file is searchable long before it is embedded.
 
-The record's status tells the uploader where the job is. Typed failures (an unreadable
-file) end it `failed` with a reason; anything else propagates so the worker can hand the
-job to the queue again.
+1. Keyword phase (seconds): blob → text → chunks → BM25 vectors; every chunk is stored
+   with its text and BM25 vector alone, and the record says `keyword_searchable`.
+2. Dense phase (the model's speed): dense vectors batch by batch, written over the same
+   points (ids derive from file and chunk index, so writing again is idempotent), with
+   progress per chunk range in the record; `completed` once every chunk has one. A file
+   with more chunks than one range hands its ranges out as jobs of their own, so every
+   worker can embed a part of one big file.
+
+A redelivered job never writes keyword-only points over dense ones: the keyword phase
+runs only while the record is not yet `keyword_searchable`, and a range resumes after
+the chunks its record says are embedded. Typed failures (an unreadable file) end the
+file `failed` with a reason; anything else propagates so the worker can hand the job to
+the queue again.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import structlog
 
 from catalog.files import FileCatalog, blob_name, text_name
 from common.errors import RagwayError
-from contracts.files import FileData, FileRecord
+from contracts.files import FileData, FileRecord, IngestJob
+from contracts.retrieval import ChunkVector
 from ingestion.chunking import ChunkingOptions
-from ingestion.documents import Chunk, ProcessedFile
+from ingestion.documents import ProcessedFile
 from ingestion.errors import ExtractionError
 from ingestion.extraction import ExtractionLimits
 from ingestion.pipeline import process_file_in_thread
@@ -25,6 +36,11 @@ from ingestion.vectors import VectorWriter
 log = structlog.get_logger()
 
 FINISHED = ("completed", "failed")
+# Keyword-only points per VECTORS_UPSERT request: bounded by text size, well under the
+# NATS payload limit (8 MB in our deployments, 1 MB by default).
+KEYWORD_BATCH_CHARS = 256 * 1024
+
+HandOut = Callable[[IngestJob], Awaitable[None]]
 
 
 class FileGone(Exception):
@@ -48,42 +64,157 @@ class JobProcessor:
         limits: ExtractionLimits,
         chunking: ChunkingOptions,
         max_file_bytes: int,
+        hand_out: HandOut,
+        range_chunks: int,
     ) -> None:
         self.catalog = catalog
         self.writer = writer
         self._limits = limits
         self._chunking = chunking
         self._max_file_bytes = max_file_bytes
+        self._hand_out = hand_out
+        self._range_chunks = range_chunks
 
-    async def process(self, file_id: str) -> None:
+    async def process(self, job: IngestJob) -> None:
         """Run one job to the end; raises `FileGone`, `JobFailed`, or anything unexpected."""
-        record = await self.catalog.get(file_id)
+        record = await self.catalog.get(job.file_id)
         if record is None:
-            raise FileGone(file_id)
+            raise FileGone(job.file_id)
         if record.data.status in FINISHED:
-            log.info("job_already_finished", file_id=file_id, status=record.data.status)
+            log.info("job_already_finished", file_id=job.file_id, status=record.data.status)
             return
+        if job.stop > job.start:
+            processed = await self._extract(record)
+            await self._embed_range(record, processed, job.start, job.stop)
+        else:
+            await self._index_file(record, job.request_id)
+
+    async def _index_file(self, record: FileRecord, request_id: str) -> None:
+        """The keyword phase, then the dense one here or handed out in ranges."""
+        file_id = record.id
         started = time.perf_counter()
-        await self._set(file_id, lambda data: FileData(status="processing"))
+        if record.data.status == "pending":
+            await self._set(file_id, lambda data: FileData(status="processing"))
         processed = await self._extract(record)
-        await self.catalog.blobs.put_bytes(text_name(file_id), processed.text.encode())
         total = len(processed.chunks)
-        await self._set(file_id, lambda data: FileData(status="processing", chunks_total=total))
-        reused = await self._reuse_identical(record, total)
-        if not reused:
-            await self._embed_and_write(record, processed.chunks)
-        finished = FileData(status="completed", chunks_done=total, chunks_total=total)
-        await self._set(file_id, lambda data: finished)
-        await self.catalog.remember_hash(record.hash, file_id)
+        if record.data.keyword_searchable:
+            log.info("keyword_phase_already_done", file_id=file_id, chunks=total)
+        else:
+            await self.catalog.blobs.put_bytes(text_name(file_id), processed.text.encode())
+            if await self._reuse_identical(record, total):
+                await self._complete(record, total, reused=True)
+                return
+            await self._write_keyword_points(record, processed)
+            await self._set(
+                file_id,
+                lambda data: FileData(
+                    status="processing", chunks_total=total, keyword_searchable=True
+                ),
+            )
+            log.info(
+                "file_keyword_searchable",
+                file_id=file_id,
+                kind=processed.kind,
+                characters=processed.characters,
+                chunks=total,
+                duration_ms=round((time.perf_counter() - started) * 1000, 1),
+            )
+        ranges = chunk_ranges(total, self._range_chunks)
+        if len(ranges) <= 1:
+            await self._embed_range(record, processed, 0, total)
+            return
+        for first, stop in ranges:
+            await self._hand_out(
+                IngestJob(file_id=file_id, request_id=request_id, start=first, stop=stop)
+            )
+        log.info("dense_ranges_queued", file_id=file_id, ranges=len(ranges), chunks=total)
+
+    async def _write_keyword_points(self, record: FileRecord, processed: ProcessedFile) -> None:
+        """Every chunk with its text and BM25 vector, in requests of bounded size."""
+        vectors = await self.writer.keyword_vectors(processed.chunks)
+        batch: list[ChunkVector] = []
+        size = 0
+        for vector in vectors:
+            batch.append(vector)
+            size += len(vector.text)
+            if size >= KEYWORD_BATCH_CHARS:
+                await self._upsert(record, batch)
+                batch, size = [], 0
+        await self._upsert(record, batch)
+
+    async def _embed_range(
+        self, record: FileRecord, processed: ProcessedFile, first: int, stop: int
+    ) -> None:
+        """Dense vectors for chunks [first, stop), after those the record says are done."""
+        total = len(processed.chunks)
+        if total != record.data.chunks_total and record.data.chunks_total:
+            # Chunking settings changed since the keyword phase: the ranges no longer fit.
+            raise JobFailed("The file's chunks changed while it was processed; upload it again")
+        key = str(first)
+        latest = await self.catalog.get(record.id)
+        if latest is None:
+            raise FileGone(record.id)
+        resume = first + latest.data.dense_ranges.get(key, 0)
+        if resume > first:
+            log.info("dense_range_resumed", file_id=record.id, first=first, resume=resume)
+        chunks = processed.chunks[resume:stop]
+        size = self.writer.batch_size
+        # An empty rest (a redelivery after the last write) still records the range.
+        for at in range(0, max(len(chunks), 1), size):
+            batch = chunks[at : at + size]
+            if batch:
+                keyword = await self.writer.keyword_vectors(batch)
+                await self._upsert(record, await self.writer.add_dense(keyword))
+            done = resume - first + min(at + size, len(chunks))
+            updated = await self._record_dense(record.id, key, done, total)
+            if updated.data.status == "failed":
+                log.info("dense_range_stopped_file_failed", file_id=record.id, first=first)
+                return
+            if updated.data.status == "completed":
+                await self._complete(record, total, reused=False)
+                return
+
+    async def _record_dense(self, file_id: str, key: str, done: int, total: int) -> FileRecord:
+        """Progress of one range; the write that brings every range to its end completes."""
+
+        def change(data: FileData) -> FileData:
+            if data.status in FINISHED:
+                return data
+            ranges = {**data.dense_ranges, key: max(done, data.dense_ranges.get(key, 0))}
+            embedded = sum(ranges.values())
+            if embedded >= total:
+                return _completed(total)
+            return FileData(
+                status="processing",
+                chunks_done=embedded,
+                chunks_total=total,
+                keyword_searchable=True,
+                dense_ranges=ranges,
+            )
+
+        return await self._update(file_id, change)
+
+    async def _complete(self, record: FileRecord, total: int, *, reused: bool) -> None:
+        if reused:
+            await self._set(record.id, lambda data: _completed(total))
+        await self.catalog.remember_hash(record.hash, record.id)
         log.info(
             "file_ingested",
-            file_id=file_id,
-            kind=processed.kind,
-            characters=processed.characters,
+            file_id=record.id,
             chunks=total,
             reused_vectors=reused,
-            duration_ms=round((time.perf_counter() - started) * 1000, 1),
+            seconds_since_upload=round(time.time() - record.created_at, 1),
         )
+
+    async def _upsert(self, record: FileRecord, vectors: Sequence[ChunkVector]) -> None:
+        if not vectors:
+            return
+        try:
+            await self.writer.upsert(record.id, record.user_id, record.filename, list(vectors))
+        except RagwayError as exc:
+            if exc.code == "not_found":
+                await self._ensure_exists(record.id)
+            raise
 
     async def fail(self, file_id: str, reason: str) -> bool:
         """Mark the file failed (unless it finished meanwhile); False when it is gone."""
@@ -145,37 +276,32 @@ class JobProcessor:
             return False
         return True
 
-    async def _embed_and_write(self, record: FileRecord, chunks: list[Chunk]) -> None:
-        size = self.writer.batch_size
-        for start in range(0, len(chunks), size):
-            vectors = await self.writer.embed(chunks[start : start + size])
-            try:
-                await self.writer.upsert(record.id, record.user_id, record.filename, vectors)
-            except RagwayError as exc:
-                if exc.code == "not_found":
-                    await self._ensure_exists(record.id)
-                raise
-            done = start + len(vectors)
-            await self._set(record.id, _progress(done))
-
     async def _ensure_exists(self, file_id: str) -> None:
         if await self.catalog.get(file_id) is None:
             raise FileGone(file_id)
 
     async def _set(self, file_id: str, change: Callable[[FileData], FileData]) -> None:
+        await self._update(file_id, change)
+
+    async def _update(self, file_id: str, change: Callable[[FileData], FileData]) -> FileRecord:
         def apply(record: FileRecord) -> FileRecord:
             record.data = change(record.data)
             return record
 
         try:
-            await self.catalog.update(file_id, apply)
+            return await self.catalog.update(file_id, apply)
         except RagwayError as exc:
             if exc.code == "not_found":
                 raise FileGone(file_id) from None
             raise
 
 
-def _progress(done: int) -> Callable[[FileData], FileData]:
-    return lambda data: FileData(
-        status="processing", chunks_done=done, chunks_total=data.chunks_total
+def _completed(total: int) -> FileData:
+    return FileData(
+        status="completed", chunks_done=total, chunks_total=total, keyword_searchable=True
     )
+
+
+def chunk_ranges(total: int, size: int) -> list[tuple[int, int]]:
+    """[first, stop) ranges of at most `size` chunks covering `total` chunks."""
+    return [(first, min(first + size, total)) for first in range(0, total, size)]

@@ -6,11 +6,13 @@ consumer is this service's alone.
 
 from __future__ import annotations
 
+import msgspec
 import structlog
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from catalog.jobs import ensure_stream
+from contracts.files import IngestJob
 from ingestion.settings import Settings
 
 log = structlog.get_logger()
@@ -41,3 +43,18 @@ def max_deliveries_subject(settings: Settings) -> str:
     return MAX_DELIVERIES_ADVISORY.format(
         stream=settings.ingest_stream, consumer=settings.ingest_consumer
     )
+
+
+class JobQueue:
+    """Publishes the jobs a worker hands out (a big file's dense ranges) on the same queue."""
+
+    def __init__(self, js: JetStreamContext, subject: str) -> None:
+        self._js = js
+        self._subject = subject
+        self._encode = msgspec.json.Encoder().encode
+
+    async def hand_out(self, job: IngestJob) -> None:
+        """Queue `job` once: a redelivered job that hands it out again within the stream's
+        duplicate window (2 min by default) is deduplicated by its message id."""
+        msg_id = f"{job.file_id}:{job.start}-{job.stop}"
+        await self._js.publish(self._subject, self._encode(job), headers={"Nats-Msg-Id": msg_id})

@@ -61,6 +61,9 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # onnxruntime threads per process: 1 lets N processes on N cores scale (0 = all cores)
     embedding_threads: Annotated[int, msgspec.Meta(ge=0)] = 1
     embedding_batch_size: Positive = 32
+    # a file with more chunks than this is embedded in ranges of this many chunks, each
+    # its own job, so several workers embed one big file together
+    dense_range_chunks: Positive = 256
     bm25_language: str = "english"
     bm25_stopwords: str = "english,arabic"
 

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
+import msgspec
 import structlog
 
 from common.bus import Bus
@@ -62,14 +63,22 @@ class VectorWriter:
     def batch_size(self) -> int:
         return self._embedder.settings.batch_size
 
-    async def embed(self, chunks: Sequence[Chunk]) -> list[ChunkVector]:
-        """Dense and BM25 vectors of one batch, computed on the embedding thread(s)."""
+    async def keyword_vectors(self, chunks: Sequence[Chunk]) -> list[ChunkVector]:
+        """BM25 vectors of chunks (no dense yet), on a thread of their own.
+
+        Not on the embedding thread(s): BM25 is ~100x cheaper than the dense model, and
+        a file must not wait behind another file's dense batches to become searchable.
+        """
+        return await asyncio.to_thread(_keyword_vectors, self._embedder, chunks)
+
+    async def add_dense(self, vectors: Sequence[ChunkVector]) -> list[ChunkVector]:
+        """The same chunks with their dense vectors, computed on the embedding thread(s)."""
         loop = asyncio.get_running_loop()
         started = loop.time()
-        vectors = await loop.run_in_executor(self._pool, _embed_batch, self._embedder, chunks)
+        embedded = await loop.run_in_executor(self._pool, _add_dense, self._embedder, vectors)
         self.stats.embed_seconds += loop.time() - started
-        self.stats.chunks_embedded += len(chunks)
-        return vectors
+        self.stats.chunks_embedded += len(vectors)
+        return embedded
 
     async def upsert(self, file_id: str, owner: str, name: str, vectors: list[ChunkVector]) -> int:
         request = UpsertChunks(file_id=file_id, owner=owner, name=name, chunks=vectors)
@@ -129,18 +138,23 @@ class VectorWriter:
         raise AssertionError("unreachable")
 
 
-def _embed_batch(embedder: Embedder, chunks: Sequence[Chunk]) -> list[ChunkVector]:
-    texts = [chunk.text for chunk in chunks]
-    dense = embedder.embed_documents(texts)
-    sparse = embedder.sparse_documents(texts)
+def _keyword_vectors(embedder: Embedder, chunks: Sequence[Chunk]) -> list[ChunkVector]:
+    sparse = embedder.sparse_documents([chunk.text for chunk in chunks])
     return [
         ChunkVector(
             index=chunk.index,
             text=chunk.text,
-            dense=d,
+            dense=[],
             sparse_indices=s.indices,
             sparse_values=s.values,
             metadata=dict(chunk.metadata),
         )
-        for chunk, d, s in zip(chunks, dense, sparse, strict=True)
+        for chunk, s in zip(chunks, sparse, strict=True)
+    ]
+
+
+def _add_dense(embedder: Embedder, vectors: Sequence[ChunkVector]) -> list[ChunkVector]:
+    dense = embedder.embed_documents([vector.text for vector in vectors])
+    return [
+        msgspec.structs.replace(vector, dense=d) for vector, d in zip(vectors, dense, strict=True)
     ]

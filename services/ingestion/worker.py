@@ -133,6 +133,8 @@ class Worker:
         structlog.contextvars.bind_contextvars(
             request_id=job.request_id, file_id=job.file_id, delivery=deliveries
         )
+        if job.stop > job.start:
+            structlog.contextvars.bind_contextvars(chunks=f"{job.start}-{job.stop}")
         log.info("job_started")
         heartbeat = asyncio.create_task(self._heartbeat(msg))
         try:
@@ -148,7 +150,7 @@ class Worker:
         """Process, write the outcome, then ack; on an unexpected error, nak for a retry."""
         try:
             try:
-                await self._processor.process(job.file_id)
+                await self._processor.process(job)
                 self.stats.completed += 1
             except FileGone:
                 self.stats.skipped += 1

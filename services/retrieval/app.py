@@ -23,6 +23,7 @@ from embedding.embedder import Embedder
 from retrieval.engines import load_embedder, open_store
 from retrieval.knowledge import KnowledgeHandlers
 from retrieval.knowledge_store import KnowledgeStore
+from retrieval.known_files import KnownFiles, known_files
 from retrieval.scope import ScopeResolver
 from retrieval.search import Searcher
 from retrieval.settings import Settings
@@ -37,6 +38,7 @@ class Retrieval:
     settings: Settings
     embedder: Embedder
     store: VectorStore
+    known: KnownFiles
     knowledge: KnowledgeHandlers
     vectors: VectorHandlers
     searcher: Searcher
@@ -56,9 +58,11 @@ async def serve(settings: Settings) -> AsyncIterator[Retrieval]:
         knowledge_store = await KnowledgeStore.open(
             js, settings.bucket_prefix, settings.kv_replicas
         )
+        known = await stack.enter_async_context(known_files(files))
         knowledge = KnowledgeHandlers(knowledge_store, files)
-        vectors = VectorHandlers(store, embedder, files, knowledge)
-        searcher = Searcher(settings, ScopeResolver(files, knowledge_store), embedder, store)
+        vectors = VectorHandlers(store, embedder, files, known, knowledge)
+        resolver = ScopeResolver(files, known, knowledge_store)
+        searcher = Searcher(settings, resolver, embedder, store)
         host = await stack.enter_async_context(ServiceHost(nc, subjects.RETRIEVAL_SERVICE))
         endpoints = [
             (subjects.VECTORS_UPSERT, vectors.upsert, UpsertChunks),
@@ -78,4 +82,4 @@ async def serve(settings: Settings) -> AsyncIterator[Retrieval]:
         ]
         for subject, handler, request_type in endpoints:
             await host.add(subject, handler, request_type)  # type: ignore[arg-type]
-        yield Retrieval(settings, embedder, store, knowledge, vectors, searcher)
+        yield Retrieval(settings, embedder, store, known, knowledge, vectors, searcher)

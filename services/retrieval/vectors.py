@@ -22,6 +22,7 @@ from embedding.vectors import SparseVector
 from retrieval.access import can_read_file
 from retrieval.errors import file_not_found
 from retrieval.knowledge import KnowledgeHandlers
+from retrieval.known_files import KnownFiles
 from vectorstore.points import ChunkPoint
 from vectorstore.store import VectorStore
 
@@ -42,11 +43,13 @@ class VectorHandlers:
         store: VectorStore,
         embedder: Embedder,
         files: FileCatalog,
+        known: KnownFiles,
         knowledge: KnowledgeHandlers,
     ) -> None:
         self._store = store
         self._embedder = embedder
         self._files = files
+        self._known = known
         self._knowledge = knowledge
 
     async def upsert(self, request: UpsertChunks) -> VectorsWritten:
@@ -54,7 +57,7 @@ class VectorHandlers:
         dim = self._embedder.dimension
         points = []
         for chunk in request.chunks:
-            if len(chunk.dense) != dim:
+            if chunk.dense and len(chunk.dense) != dim:  # empty: keyword-only, dense later
                 raise invalid(
                     f"chunk {chunk.index}: dense vector has {len(chunk.dense)} dims, not {dim}"
                 )
@@ -138,5 +141,6 @@ class VectorHandlers:
         await self._store.delete_file(record.id)
         unlinked = await self._knowledge.forget_file(record.id)
         await self._files.delete(record.id)
+        self._known.forget(record.id)  # the watch would take a moment longer
         log.info("file_deleted", file_id=record.id, collections_unlinked=unlinked)
         return Ok()

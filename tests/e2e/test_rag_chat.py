@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from typing import Any
@@ -10,8 +11,13 @@ import aiohttp
 import pytest
 
 from catalog.files import FileCatalog, now
+from common.bus import Bus
 from common.nats_conn import connect_nats
+from contracts import subjects
 from contracts.files import FileData, FileMeta, FileRecord
+from contracts.retrieval import ChunkVector, UpsertChunks, VectorsWritten
+from embedding.embedder import Embedder
+from embedding.settings import EmbedderSettings
 from gateway.app import Settings, serve
 from tests.e2e.conftest import Account, Stack
 from tests.e2e.rag_helpers import completed_upload, settled, upload
@@ -65,6 +71,7 @@ async def test_a_chat_with_a_file_gets_the_rag_prompt_and_sources(
     assert source["metadata"][0]["file_id"] == record["id"]
     assert source["metadata"][0]["name"] == "birds.txt"
     assert len(source["distances"]) == 1
+    assert "indexing" not in source  # completed: nothing to say
 
     sent = backend_body(backend_fakes)
     assert "files" not in sent
@@ -209,6 +216,56 @@ async def test_a_file_still_processing_after_the_wait_is_409_naming_it(
     ) as reply:  # fmt: skip
         assert reply.status == 409
         assert "stuck.txt" in (await reply.json())["detail"]
+
+
+def bm25_chunk(text: str) -> ChunkVector:
+    """A chunk as the keyword phase of ingestion stores it: text and BM25, no dense yet."""
+    [sparse] = Embedder(EmbedderSettings(threads=1)).sparse_documents([text])
+    return ChunkVector(
+        index=0, text=text, dense=[], sparse_indices=sparse.indices, sparse_values=sparse.values
+    )
+
+
+async def test_a_file_still_being_embedded_is_searched_by_keywords_and_named_in_sources(
+    stack: Stack, user: Account, nats_url: str, backend_fakes: tuple[OpenAIFake, OllamaFake]
+) -> None:
+    """Keyword-searchable, dense vectors not written: after the bounded wait the chat is
+    answered from what is indexed, and `sources` says the file is still indexing."""
+    text = FACTS.decode()
+    file_id = str(uuid.uuid4())
+    async with connect_nats([nats_url], name="rag-test") as nc:
+        catalog = await FileCatalog.open(nc.jetstream())
+        stamp = now()
+        await catalog.create(
+            FileRecord(
+                id=file_id, user_id=user.id, hash="1" * 64, filename="swifts.txt",
+                data=FileData(status="processing", chunks_total=1, keyword_searchable=True),
+                meta=FileMeta(name="swifts.txt", content_type="text/plain", size=len(FACTS)),
+                created_at=stamp, updated_at=stamp,
+            )
+        )  # fmt: skip
+        chunk = await asyncio.to_thread(bm25_chunk, text)
+        written = await Bus(nc).request(
+            subjects.VECTORS_UPSERT,
+            UpsertChunks(file_id=file_id, owner=user.id, name="swifts.txt", chunks=[chunk]),
+            VectorsWritten,
+            timeout=10,
+            capability="retrieval",
+        )
+        assert written.count == 1
+    settings = Settings(nats_url=nats_url, port=0, rag_complete_wait_seconds=0.2)
+    async with serve(settings) as gateway, aiohttp.ClientSession() as http, http.post(
+        gateway.url + "/api/chat/completions", headers=user.key_auth,
+        json=chat([{"type": "file", "id": file_id}]),
+    ) as reply:  # fmt: skip
+        assert reply.status == 200, await reply.text()
+        body = await reply.json()
+    [source] = body["sources"]
+    assert source["document"] == [text]
+    assert source["indexing"] == [
+        {"file_id": file_id, "name": "swifts.txt", "chunks_embedded": 0, "chunks_total": 1}
+    ]
+    assert text in backend_body(backend_fakes)["messages"][-1]["content"]
 
 
 async def test_a_chat_without_files_is_forwarded_untouched(

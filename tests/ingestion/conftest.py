@@ -62,6 +62,7 @@ def settings(nats_url: str, prefix: str) -> Settings:
         chunk_size=300,
         chunk_overlap=30,
         embedding_batch_size=8,
+        dense_range_chunks=1000,  # one job per file unless a test splits on purpose
         ack_wait_seconds=3.0,
         nak_delay_seconds=0.2,
     )

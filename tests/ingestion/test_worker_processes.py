@@ -11,6 +11,7 @@ import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
+import msgspec
 import pytest
 from nats.aio.client import Client
 
@@ -68,6 +69,7 @@ def worker_env(settings: Settings) -> dict[str, str]:
         "chunk_size",
         "chunk_overlap",
         "embedding_batch_size",
+        "dense_range_chunks",
         "ack_wait_seconds",
     ):
         env[f"RAGWAY_{name.upper()}"] = str(getattr(settings, name))
@@ -126,3 +128,41 @@ async def test_a_worker_killed_mid_file_leaves_the_job_to_another_that_completes
     survivor.proc.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(survivor.proc.wait(), timeout=20) == 0
     assert survivor.saw("service_stopped")
+
+
+async def test_a_worker_killed_while_both_embed_ranges_of_one_file_loses_and_duplicates_nothing(
+    retrieval: Retrieval, catalog: FileCatalog, module_nc: Client, settings: Settings
+) -> None:
+    ranged = msgspec.structs.replace(settings, dense_range_chunks=32)
+    started: list[WorkerProcess] = []
+    try:
+        for _ in range(2):
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "ingestion", env=worker_env(ranged),
+                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            started.append(WorkerProcess(proc))
+        for worker in started:
+            await worker.wait_for_event("ingestion_worker_started")
+        record = await upload(module_nc, catalog, ranged, handbook(23, parts=60), "ranges.md")
+        # both workers hold a range of this file, and some chunks are embedded already
+        await record_when(catalog, record.id, lambda r: r.data.chunks_done >= 2 * 32)
+        victim, survivor = started
+        assert victim.saw("job_started", file_id=record.id) and survivor.saw(
+            "job_started", file_id=record.id
+        )
+        victim.proc.send_signal(signal.SIGKILL)
+        assert await victim.proc.wait() == -signal.SIGKILL
+        partial = await catalog.require(record.id)
+
+        done = await wait_for(catalog, record.id, DONE)
+        total = done.data.chunks_total
+        assert partial.data.status == "processing" and partial.data.chunks_done < total
+        assert done.data.status == "completed" and done.data.chunks_done == total
+        points = await retrieval.store.get_file_points(record.id)
+        assert sorted(p.chunk_index for p in points) == list(range(total))  # none twice
+        assert all(len(p.dense) == retrieval.embedder.dimension for p in points)
+    finally:
+        for worker in started:
+            await worker.close()

@@ -14,7 +14,7 @@ from contracts import subjects
 from contracts.auth import Principal
 from contracts.retrieval import RetrievalQuery, RetrievalResult, ScopeItem, SearchMode
 from retrieval.app import Retrieval
-from tests.retrieval.helpers import add_file, ingested, set_status, user, write_chunks
+from tests.retrieval.helpers import add_file, create, ingested, set_status, user, write_chunks
 
 PASSAGES = [
     "The lighthouse keeper climbs the spiral stairs every evening to light the lamp.",
@@ -85,6 +85,28 @@ async def test_full_context_returns_every_chunk_of_the_file_in_order(
     result = await query(mbus, owner, "anything", [file_item(record.id, full_context=True)], k=1)
 
     assert [hit.text for hit in result.groups[0].hits] == PASSAGES
+
+
+async def test_each_item_of_a_query_gets_its_own_hits_in_scope_order(
+    retrieval: Retrieval, catalog: FileCatalog, mbus: Bus
+) -> None:
+    owner = user()
+    files = [await ingested(mbus, retrieval, catalog, owner, [text]) for text in PASSAGES]
+    empty = await create(mbus, owner, None, name="Empty")
+    items = [
+        file_item(files[3].id),
+        ScopeItem(type="collection", id=empty.id),  # no files: no hits, no error
+        file_item(files[1].id, full_context=True),
+        file_item(files[2].id),
+        file_item(files[0].id),
+    ]
+
+    result = await query(mbus, owner, "bread starter flour", items, k=1)
+
+    assert [group.id for group in result.groups] == [item.id for item in items]
+    hits = [[hit.metadata["file_id"] for hit in group.hits] for group in result.groups]
+    assert hits == [[files[3].id], [], [files[1].id], [files[2].id], [files[0].id]]
+    assert result.groups[2].hits[0].score == 1.0  # read whole, not scored
 
 
 async def test_another_users_file_is_not_found_but_an_admin_may_search_it(

@@ -19,6 +19,7 @@ from common.errors import RagwayError
 from embedding.vectors import SparseVector
 from vectorstore import ChunkPoint, SearchQuery, VectorStore, open_store, point_id
 from vectorstore.edge import EdgeStore
+from vectorstore.points import Hit
 from vectorstore.server import ServerStore
 
 VOCAB = ["apple", "banana", "cherry", "date", "elder", "fig", "grape", "kiwi", "lemon", "the"]
@@ -102,6 +103,41 @@ async def test_search_never_returns_chunks_of_files_outside_the_scope(
 @pytest.mark.parametrize("mode", MODES)
 async def test_an_empty_scope_finds_nothing(filled: VectorStore, mode: str) -> None:
     assert await filled.search(query("apple", [], mode)) == []
+
+
+def ranked(hits: list[Hit]) -> list[tuple[float, str]]:
+    """Scores and ids best first, tied hits in id order (engines order ties arbitrarily)."""
+    return sorted((-round(hit.score, 5), hit.id) for hit in hits)
+
+
+async def test_search_many_answers_each_query_as_search_would(filled: VectorStore) -> None:
+    queries = [
+        query("cherry", ["a", "b"]),
+        query("apple", ["b"], "dense", limit=1),
+        query("apple", [], "hybrid"),  # an empty scope
+        query("kiwi lemon", ["a", "b"], "sparse"),
+        query("the", ["a", "b"], "sparse"),  # no term in any chunk: nothing to match
+        query("elder", ["a"], "hybrid", fusion="dbsf"),
+    ]
+    one_by_one = [await filled.search(q) for q in queries]
+    assert [ranked(hits) for hits in await filled.search_many(queries)] == [
+        ranked(hits) for hits in one_by_one
+    ]
+    assert one_by_one[0][0].id == point_id("a", 1) and one_by_one[2] == []
+    assert [h.file_id for h in one_by_one[1]] == ["b"]
+
+
+async def test_search_many_of_one_query_or_none(filled: VectorStore) -> None:
+    assert await filled.search_many([]) == []
+    [hits] = await filled.search_many([query("grape", ["a", "b"])])
+    assert hits[0].id == point_id("b", 0)
+
+
+async def test_search_many_refuses_all_when_one_query_is_invalid(filled: VectorStore) -> None:
+    invalid = SearchQuery(file_ids=["a"], dense=None, sparse=sparse("apple"), mode="dense")
+    with pytest.raises(RagwayError) as refused:
+        await filled.search_many([query("apple", ["a"]), invalid])
+    assert refused.value.code == "invalid"
 
 
 async def test_the_limit_caps_the_number_of_hits(filled: VectorStore) -> None:
@@ -306,3 +342,33 @@ async def test_negative_or_all_zero_weights_are_refused(filled: VectorStore) -> 
         with pytest.raises(RagwayError) as refused:
             await filled.search(query("apple", ["a"], "hybrid", **weights))
         assert refused.value.code == "invalid"
+
+
+async def test_keyword_only_chunks_are_found_by_bm25_and_skipped_by_dense_search(
+    store: VectorStore,
+) -> None:
+    keyword_only = [msgspec.structs.replace(c, dense=[]) for c in FILE_A]
+    await store.upsert([*keyword_only, *FILE_B])
+    assert await store.count("a") == 3
+    sparse_hits = await store.search(query("cherry", ["a", "b"], "sparse"))
+    assert sparse_hits[0].id == point_id("a", 1)
+    dense_hits = await store.search(query("cherry", ["a", "b"], "dense"))
+    assert {hit.file_id for hit in dense_hits} == {"b"}
+    # fused: the BM25 match ranks with the best dense candidate (RRF ties rank 1 with rank 1)
+    hybrid = {hit.id: hit.score for hit in await store.search(query("cherry", ["a", "b"]))}
+    assert hybrid[point_id("a", 1)] == max(hybrid.values())
+    stored = await store.get_file_points("a")
+    assert [p.dense for p in stored] == [[], [], []]
+
+
+async def test_writing_a_keyword_only_chunk_again_with_its_dense_vector_completes_it(
+    store: VectorStore,
+) -> None:
+    await store.upsert([msgspec.structs.replace(c, dense=[]) for c in FILE_A])
+    await store.upsert(FILE_A[1:2])  # the dense vector arrives for one chunk
+    assert await store.count("a") == 3
+    dense_hits = await store.search(query("cherry", ["a"], "dense"))
+    assert [hit.id for hit in dense_hits] == [point_id("a", 1)]
+    stored = {p.chunk_index: p for p in await store.get_file_points("a")}
+    assert stored[1].dense == pytest.approx(FILE_A[1].dense)
+    assert stored[0].dense == [] and stored[0].sparse.indices == FILE_A[0].sparse.indices

@@ -1,0 +1,85 @@
+"""Settled file records (completed or failed), kept current by a watch on the files bucket.
+
+Every query checks the record of each file in its scope; a KV read costs a round trip and
+~0.5 ms of CPU here, ten files ~2.3 ms, on the cores the query embedding needs. A settled
+record hardly changes, so the scope check reads it here instead. Anything else is read
+from the bucket: a file this mirror has not seen yet (created a moment ago) or one still
+being ingested, and every file while the watch is not running. A deletion reaches the
+mirror with the watch (milliseconds later); a file deleted through this service leaves it
+at once (`forget`), and its vectors are deleted before its record in any case.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+
+from catalog.files import FileCatalog
+from contracts.files import FileRecord
+
+log = structlog.get_logger()
+
+SETTLED = ("completed", "failed")
+RETRY_SECONDS = 1.0  # before watching again after the watch failed or ended
+
+
+class KnownFiles:
+    def __init__(self, files: FileCatalog) -> None:
+        self._files = files
+        self._settled: dict[str, FileRecord] = {}
+        self._live = False
+        self._ready = asyncio.Event()
+
+    async def get(self, file_id: str) -> FileRecord | None:
+        """The file's record as `FileCatalog.get` gives it (None: no such file)."""
+        record = self._settled.get(file_id) if self._live else None
+        return record if record is not None else await self._files.get(file_id)
+
+    def forget(self, file_id: str) -> None:
+        self._settled.pop(file_id, None)
+
+    def __contains__(self, file_id: str) -> bool:
+        return self._live and file_id in self._settled
+
+    async def follow(self) -> None:
+        """Mirror the bucket until cancelled; while the watch is down, reads go to the bucket."""
+        while True:
+            try:
+                async for change in self._files.follow():
+                    if change is None:  # the records that existed at the start are in
+                        self._live = True
+                        self._ready.set()
+                        continue
+                    file_id, record = change
+                    if record is not None and record.data.status in SETTLED:
+                        self._settled[file_id] = record
+                    else:
+                        self._settled.pop(file_id, None)
+            except Exception:
+                log.warning("file_watch_failed", retry_seconds=RETRY_SECONDS, exc_info=True)
+            finally:
+                self._live = False
+                self._settled.clear()
+                self._ready.set()  # start serving (from the bucket) rather than wait
+            await asyncio.sleep(RETRY_SECONDS)
+
+    async def ready(self) -> None:
+        await self._ready.wait()
+
+
+@asynccontextmanager
+async def known_files(files: FileCatalog) -> AsyncIterator[KnownFiles]:
+    """A mirror of the settled records, followed until exit."""
+    known = KnownFiles(files)
+    task = asyncio.create_task(known.follow())
+    try:
+        await known.ready()
+        yield known
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
