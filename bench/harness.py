@@ -138,9 +138,11 @@ class Ragway:
 
 @asynccontextmanager
 async def ragway(
-    *, services: str = "auth,inference_proxy", log_level: str = "warning", **environ: str
+    *, services: str = "auth,inference_proxy", log_level: str = "info", **environ: str
 ) -> AsyncIterator[Ragway]:
-    """The stack (`Stack`, as `python -m stack run` starts it) with an admin's API key."""
+    """The stack (`Stack`, as `python -m stack run` starts it) with an admin's API key.
+    Services log at the production default (`info`: a canonical line per request), so
+    the figures include what a deployment pays for its logs."""
     with tempfile.TemporaryDirectory(prefix="ragway-bench-") as tmp:
         settings = StackSettings(
             data_dir=str(Path(tmp, "data")),

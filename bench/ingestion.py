@@ -223,9 +223,12 @@ async def bench(args: argparse.Namespace) -> None:
                 catalog = await FileCatalog.open(js, "bench")
                 await ensure_stream(js, base.ingest_stream, base.ingest_subject, 1)
                 rates: dict[int, float] = {}
+                # what else takes the cores the workers need, per chunk
+                assert server.process is not None
+                others = {"retrieval+bench": os.getpid(), "nats-server": server.process.pid}
                 for count in worker_counts:
                     rates[count] = await measure(
-                        count, texts, chunks, base, server.url, js, catalog, args
+                        count, texts, chunks, base, server.url, js, catalog, args, others
                     )
                 for count, rate in rates.items():
                     if count != 1 and 1 in rates:
@@ -246,6 +249,7 @@ async def measure(
     js: JetStreamContext,
     catalog: FileCatalog,
     args: argparse.Namespace,
+    others: dict[str, int],
 ) -> float:
     alone = await asyncio.to_thread(embed_alone, chunks, base, count)
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAGWAY_")}
@@ -262,8 +266,10 @@ async def measure(
         await run_jobs(js, catalog, base, warm)
         records = await store_files(catalog, texts, f"run{count}")
         cpu_before = [cpu_seconds(proc.pid) for proc in procs]
+        others_before = {name: cpu_seconds(pid) for name, pid in others.items()}
         seconds, written = await run_jobs(js, catalog, base, records)
         cpu = [cpu_seconds(proc.pid) - at for proc, at in zip(procs, cpu_before, strict=True)]
+        others_cpu = {n: cpu_seconds(pid) - others_before[n] for n, pid in others.items()}
     finally:
         for proc in procs:
             proc.terminate()
@@ -276,7 +282,9 @@ async def measure(
         f"{alone_rate:.1f} chunks/s; ratio pipeline/embedder = {pipeline_rate / alone_rate:.2f}"
         f" | worker CPU {' + '.join(f'{c:.1f}' for c in cpu)} s = "
         f"{sum(cpu) / written * 1000:.0f} CPU-ms per chunk; busy "
-        f"{', '.join(f'{c / seconds:.0%}' for c in cpu)} of the wall time | {loadavg()}",
+        f"{', '.join(f'{c / seconds:.0%}' for c in cpu)} of the wall time | "
+        + ", ".join(f"{n} {c / written * 1000:.1f}" for n, c in others_cpu.items())
+        + f" CPU-ms per chunk | {loadavg()}",
         flush=True,
     )
     return pipeline_rate

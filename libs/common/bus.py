@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import uuid
+import os
 from typing import Any, TypeVar
 
 import msgspec
@@ -47,7 +47,8 @@ request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id
 
 
 def new_request_id() -> str:
-    return uuid.uuid4().hex
+    """32 random hex digits, like a uuid4's hex without building a UUID object."""
+    return os.urandom(16).hex()
 
 
 def outgoing_headers(extra: dict[str, str] | None = None) -> dict[str, str]:

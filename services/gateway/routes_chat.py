@@ -8,7 +8,7 @@ the bytes the client sent; replies come back as bytes and go out unchanged. With
 from __future__ import annotations
 
 import asyncio
-import uuid
+import os
 from typing import Any
 
 import msgspec
@@ -19,6 +19,7 @@ from nats.aio.msg import Msg
 
 from common.bus import outgoing_headers
 from common.codec import decode, encode
+from common.idle import idle_timeout
 from contracts import subjects
 from contracts.chat import (
     STREAM_END,
@@ -138,7 +139,7 @@ async def _stream(
     client that reads the chat right after the stream sees it."""
     app = request.app
     bus, settings = app[BUS], app[SETTINGS]
-    stream_id = uuid.uuid4().hex
+    stream_id = os.urandom(16).hex()  # a uuid4's randomness without the UUID object
     finished = False
     # The mailbox listens before the job is sent, so no chunk can arrive unheard; the
     # proxy's StreamAccepted comes to its reply subject, the chunks to its subject.
@@ -161,14 +162,12 @@ async def _stream(
             last = b""
             tail = b""  # what arrived with the end message: sent with the end of the body
             end: Msg | None = None
-            idle = settings.stream_idle_timeout_seconds
-            loop = asyncio.get_running_loop()
             try:
-                async with asyncio.timeout(idle) as deadline:
+                async with idle_timeout(settings.stream_idle_timeout_seconds) as idle:
                     while end is None:
                         # Everything that arrived meanwhile goes out in one write (one send).
                         batch = await box.batch()
-                        deadline.reschedule(loop.time() + idle)
+                        idle.touch()
                         pieces: list[bytes] = []
                         for msg in batch:
                             if msg.headers and msg.headers.get(STREAM_HEADER) == STREAM_END:
@@ -184,7 +183,7 @@ async def _stream(
                             else:
                                 tail = b"".join(pieces)
             except TimeoutError:
-                if not deadline.expired():
+                if not idle.expired():
                     raise
                 log.warning("stream_idle_timeout", stream_id=stream_id)
                 tail = error_event("The model stopped responding")

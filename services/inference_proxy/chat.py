@@ -18,6 +18,7 @@ from nats.aio.subscription import Subscription
 
 from common.codec import encode
 from common.errors import RagwayError
+from common.idle import idle_timeout
 from common.tasks import BackgroundTasks
 from contracts.chat import STREAM_END, STREAM_HEADER, CompletionJob, StreamAccepted, StreamEnd
 from inference_proxy.cancels import CancelRegistry, CancelWatch
@@ -32,6 +33,9 @@ log = structlog.get_logger()
 # ragway/Open WebUI request fields an OpenAI-compatible backend must not see
 RAGWAY_ONLY_FIELDS = ("files", "chat_id", "tool_ids")
 _END_HEADERS = {STREAM_HEADER: STREAM_END}
+# after a stream's end: how long, and for how many reads, to wait for the body's end
+REUSE_WAIT_SECONDS = 1.0
+REUSE_READ_LIMIT = 16
 
 
 class _Completion(msgspec.Struct):
@@ -148,20 +152,21 @@ class ChatRunner:
         if not job.stream_inbox:
             raise RagwayError("invalid", "A stream needs a `stream_inbox`")
         request = await self._prepare(job, stream=True)
-        opening = asyncio.ensure_future(self._open(request))
-        cancel = await self._cancels.watch(job.stream_id, opening)
+        # The backend is opened in the calling task (no task of its own: one hop less
+        # before the first chunk); a cancel message cancels this task while it opens.
+        current = asyncio.current_task()
+        cancel = await self._cancels.watch(job.stream_id, current)
         started = time.perf_counter()
         try:
             try:
-                response = await opening
+                response = await self._open(request)
             except asyncio.CancelledError:
-                current = asyncio.current_task()
                 requested = cancel is not None and cancel.requested
-                if requested and current is not None and not current.cancelling():
+                # uncancel() == 0: the cancel message was the only reason (not a shutdown)
+                if requested and current is not None and current.uncancel() == 0:
                     raise RagwayError("timeout", "The stream was cancelled by its caller") from None
                 raise
         except BaseException:
-            opening.cancel()
             self._cancels.forget(cancel)
             raise
         relay = self._relays.spawn(
@@ -213,13 +218,12 @@ class ChatRunner:
         chunks = 0
         try:
             try:
-                loop = asyncio.get_running_loop()
-                async with asyncio.timeout(idle) as deadline:
+                async with idle_timeout(idle) as quiet:
                     while not translator.done:
                         data = await response.content.readany()
                         if not data:
                             break
-                        deadline.reschedule(loop.time() + idle)
+                        quiet.touch()
                         out = translator.feed(data)
                         if out:
                             chunks += 1
@@ -240,9 +244,7 @@ class ChatRunner:
         except _PublishFailed:
             outcome, error = "publish_failed", "The stream could not be delivered"
         finally:
-            if error is None:
-                response.release()  # keeps the connection when the body was read to the end
-            else:
+            if error is not None:
                 response.close()  # tells the backend to stop generating
             with contextlib.suppress(Exception):
                 await self._publish(
@@ -267,6 +269,8 @@ class ChatRunner:
                 messages=chunks,
                 duration_ms=round((time.perf_counter() - started) * 1000, 1),
             )
+            if error is None:
+                await _release_for_reuse(response)
 
     async def _publish(
         self, inbox: str, data: bytes, headers: dict[str, str] | None = None
@@ -285,6 +289,29 @@ class ChatRunner:
     async def aclose(self, grace_seconds: float = 10.0) -> None:
         """Let running streams finish (bounded), then cancel the rest."""
         await self._relays.drain(grace_seconds)
+
+
+async def _release_for_reuse(response: aiohttp.ClientResponse) -> None:
+    """Read what follows the end of the stream, then hand the connection back.
+
+    A backend may send `[DONE]` (or Ollama's `done`) before the chunked body's terminator,
+    in a later segment; a response released before its body ended closes the connection,
+    so every stream would open a new one. The caller already has its end message; this
+    only waits (bounded) for the terminator."""
+    try:
+        async with asyncio.timeout(REUSE_WAIT_SECONDS):
+            left = REUSE_READ_LIMIT
+            while left and not response.content.at_eof():
+                if not await response.content.readany():
+                    break
+                left -= 1
+    except (TimeoutError, aiohttp.ClientError):
+        response.close()
+        return
+    except BaseException:
+        response.close()
+        raise
+    response.release()  # keeps the connection when the body was read to the end
 
 
 async def _unsubscribe(subscription: Subscription) -> None:

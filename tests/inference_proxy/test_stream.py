@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from typing import Any
 
 import msgspec
@@ -13,10 +14,12 @@ from nats.aio.client import Client
 
 from common.bus import Bus
 from common.errors import RagwayError
+from contracts import subjects
+from contracts.chat import StreamAccepted
 from contracts.subjects import chat_cancel_subject
 from tests.fakes.ollama_fake import OllamaFake
 from tests.fakes.openai_fake import OpenAIFake
-from tests.inference_proxy.conftest import Stream, chat_body, open_stream, running_proxy
+from tests.inference_proxy.conftest import Stream, chat_body, job, open_stream, running_proxy
 from tests.inference_proxy.test_complete import OLLAMA_USAGE_FIELDS
 
 
@@ -157,6 +160,40 @@ async def test_cancelling_a_stream_closes_the_backend_response(
     assert stream.end is not None and stream.end.error == "The stream was cancelled"
     assert 0 < len(stream.chunks) < 500
     assert openai_fake.streams_finished == 0
+
+
+async def test_cancelling_a_stream_while_the_backend_opens_answers_at_once_and_keeps_serving(
+    nats_url: str, nc: Client, bus: Bus, openai_fake: OpenAIFake
+) -> None:
+    openai_fake.hang = True
+    async with running_proxy(
+        nats_url, openai_api_base_urls=openai_fake.base_url, openai_api_keys="sk-fake-key"
+    ):
+        body = chat_body("gpt-fake")
+
+        async def cancel_soon() -> None:
+            await asyncio.sleep(0.3)
+            await nc.publish(chat_cancel_subject(stream_id), b"")
+
+        stream_id = uuid.uuid4().hex
+        canceller = asyncio.create_task(cancel_soon())
+        started = time.monotonic()
+        with pytest.raises(RagwayError) as cancelled:
+            await bus.request(
+                subjects.CHAT_STREAM,
+                job(body, stream_inbox=nc.new_inbox(), stream_id=stream_id),
+                StreamAccepted,
+                timeout=10,
+                capability="inference",
+            )
+        await canceller
+        assert cancelled.value.code == "timeout"
+        assert "cancelled by its caller" in cancelled.value.detail
+        assert time.monotonic() - started < 2
+        openai_fake.hang = False
+        async with open_stream(nc, bus, body) as (_, stream, collect):
+            await collect()
+        assert_well_formed(stream)
 
 
 async def test_many_concurrent_streams_each_get_their_own_complete_answer(

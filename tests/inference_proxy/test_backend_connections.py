@@ -1,0 +1,97 @@
+"""Backend connections are reused across streams, also when a backend sends `[DONE]`
+before its chunked body's terminator (a per-stream TCP connect otherwise)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import msgspec
+import pytest
+from aiohttp import web
+from nats.aio.client import Client
+
+from common.bus import Bus
+from tests.inference_proxy.conftest import chat_body, open_stream, running_proxy
+
+MODEL = "late-terminator"
+
+
+class LateTerminatorBackend:
+    """An OpenAI-compatible backend that writes `[DONE]`, then ends the chunked body
+    `end_delay` seconds later; it records the client address of every chat request."""
+
+    def __init__(self, end_delay: float) -> None:
+        self.end_delay = end_delay
+        self.peers: list[object] = []
+
+    async def models(self, _: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": MODEL, "object": "model"}]})
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        assert request.transport is not None
+        self.peers.append(request.transport.get_extra_info("peername"))
+        await request.read()
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        base = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": MODEL}
+        for delta, finish in (({"role": "assistant", "content": "hi"}, None), ({}, "stop")):
+            chunk = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+            await response.write(b"data: " + msgspec.json.encode(chunk) + b"\n\n")
+        usage = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+        await response.write(
+            b"data: " + msgspec.json.encode({**base, "choices": [], "usage": usage}) + b"\n\n"
+        )
+        await response.write(b"data: [DONE]\n\n")
+        await asyncio.sleep(self.end_delay)
+        await response.write_eof()
+        return response
+
+
+@pytest.fixture
+async def late_backend() -> AsyncIterator[tuple[LateTerminatorBackend, str]]:
+    backend = LateTerminatorBackend(end_delay=0.05)
+    app = web.Application()
+    app.router.add_get("/v1/models", backend.models)
+    app.router.add_post("/v1/chat/completions", backend.chat)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    yield backend, f"http://127.0.0.1:{port}/v1"
+    await runner.cleanup()
+
+
+async def test_streams_reuse_the_backend_connection_when_the_body_ends_after_done(
+    nats_url: str, nc: Client, bus: Bus, late_backend: tuple[LateTerminatorBackend, str]
+) -> None:
+    backend, base_url = late_backend
+    async with running_proxy(nats_url, openai_api_base_urls=base_url, openai_api_keys="k"):
+        for _ in range(3):
+            async with open_stream(nc, bus, chat_body(MODEL)) as (_, stream, collect):
+                await collect()
+            assert stream.end is not None and stream.end.error is None
+            assert stream.events[-1] == b"[DONE]"
+            await asyncio.sleep(0.15)  # the terminator has come; the connection is back
+    assert len(backend.peers) == 3
+    assert len(set(backend.peers)) == 1, backend.peers
+
+
+async def test_a_body_that_never_ends_after_done_still_ends_the_stream_at_once(
+    nats_url: str, nc: Client, bus: Bus, late_backend: tuple[LateTerminatorBackend, str]
+) -> None:
+    backend, base_url = late_backend
+    backend.end_delay = 3  # beyond the proxy's wait (1 s): the connection is closed instead
+    async with running_proxy(nats_url, openai_api_base_urls=base_url, openai_api_keys="k"):
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        async with open_stream(nc, bus, chat_body(MODEL)) as (_, stream, collect):
+            await collect()
+        assert loop.time() - started < 1
+        assert stream.end is not None and stream.end.error is None
+        await asyncio.sleep(1.3)  # past the wait: the next stream needs a new connection
+        async with open_stream(nc, bus, chat_body(MODEL)) as (_, stream, collect):
+            await collect()
+        assert stream.end is not None and stream.end.error is None
+    assert len(set(backend.peers)) == 2
