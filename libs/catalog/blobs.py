@@ -11,6 +11,7 @@ import base64
 import contextlib
 import hashlib
 import json
+import uuid
 from collections.abc import AsyncIterable, AsyncIterator
 from datetime import UTC, datetime
 
@@ -122,17 +123,23 @@ class BlobStore:
         if remaining == 0:
             return
         subject = OBJ_CHUNKS_PRE_TEMPLATE.format(bucket=self._bucket, obj=info.nuid)
-        sub = await self._js.pull_subscribe(
-            subject,
-            durable=None,
-            stream=self._stream,
+        # Named, so that it can be deleted as soon as the object is read: unsubscribing
+        # leaves an ephemeral consumer on the server until its inactive threshold, and a
+        # burst of reads (thousands of uploads ingested at once) then hits the stream's
+        # consumer limit. The threshold only cleans up after a reader that died.
+        consumer = f"get-{uuid.uuid4().hex}"
+        await self._js.add_consumer(
+            self._stream,
             config=api.ConsumerConfig(
+                name=consumer,
+                filter_subject=subject,
                 ack_policy=api.AckPolicy.NONE,
                 deliver_policy=api.DeliverPolicy.ALL,
                 inactive_threshold=30.0,
                 mem_storage=True,
             ),
         )
+        sub = await self._js.pull_subscribe_bind(consumer=consumer, stream=self._stream)
         try:
             while remaining > 0:
                 batch = await sub.fetch(min(FETCH_BATCH, remaining), timeout=10)
@@ -142,6 +149,8 @@ class BlobStore:
         finally:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
+            with contextlib.suppress(Exception):
+                await self._js.delete_consumer(self._stream, consumer)
 
     async def get_bytes(self, name: str, max_size: int | None = None) -> bytes:
         parts = bytearray()

@@ -60,6 +60,15 @@ async def test_reading_a_blob_is_fast_enough_to_feed_ingestion(catalog: FileCata
     assert elapsed < 10, f"reading 20 MiB took {elapsed:.1f}s"
 
 
+async def test_reading_blobs_leaves_no_consumer_behind(catalog: FileCatalog, nc: Client) -> None:
+    # Thousands of files ingested at once would otherwise hit the stream's consumer limit.
+    await catalog.blobs.put_bytes("blob/read-me", b"some text" * 1000)
+    for _ in range(5):
+        assert await catalog.blobs.get_bytes("blob/read-me") == b"some text" * 1000
+    info = await nc.jetstream().stream_info(catalog.blobs._stream)
+    assert info.state.consumer_count == 0
+
+
 async def test_an_oversized_blob_is_refused_and_leaves_nothing(catalog: FileCatalog) -> None:
     with pytest.raises(RagwayError) as exc:
         await catalog.blobs.put_stream("blob/too-big", pieces(b"x" * 50_000), max_size=20_000)
