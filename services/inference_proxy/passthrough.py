@@ -20,6 +20,7 @@ from nats.aio.client import Client
 
 from common.codec import encode
 from common.errors import RagwayError
+from common.idle import idle_timeout
 from common.tasks import BackgroundTasks
 from contracts.chat import STREAM_END, STREAM_HEADER
 from contracts.ollama import OllamaProxyAccepted, OllamaProxyEnd, OllamaProxyRequest, path_level
@@ -147,13 +148,12 @@ class OllamaPassthrough:
         inbox = request.stream_inbox
         size, error, outcome = 0, None, "ok"
         try:
-            loop = asyncio.get_running_loop()
-            async with asyncio.timeout(idle) as deadline:
+            async with idle_timeout(idle) as deadline:
                 while True:
                     data = await response.content.readany()
                     if not data:
                         break
-                    deadline.reschedule(loop.time() + idle)
+                    deadline.touch()
                     size += len(data)
                     for start in range(0, len(data), MAX_PIECE):
                         await self._nc.publish(inbox, data[start : start + MAX_PIECE])

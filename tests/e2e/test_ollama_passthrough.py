@@ -243,3 +243,18 @@ async def test_a_binary_blob_goes_through_byte_exact(
         assert reply.status == 200
     async with stack.http.post(url, headers=user.key_auth, data=data) as reply:
         assert reply.status == 403
+
+
+async def test_a_pull_stream_that_goes_quiet_ends_with_an_error_line_after_the_idle_bound(
+    stack: Stack, admin: Account, ollama_fake: OllamaFake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ollama_fake, "pull_steps", 3)
+    ollama_fake.chunk_delay = 3.0  # longer than the proxy's idle bound here (2 s)
+    started = asyncio.get_running_loop().time()
+    async with stack.http.post(
+        f"{stack.url}/ollama/api/pull", headers=admin.key_auth, json={"model": "slow:1b"}
+    ) as reply:
+        lines = await ndjson_lines(reply)
+    elapsed = asyncio.get_running_loop().time() - started
+    assert "sent nothing for 2s" in lines[-1]["error"]
+    assert elapsed < 2.9  # the idle bound ended it, not the backend's next line
