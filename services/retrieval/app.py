@@ -59,7 +59,7 @@ async def serve(settings: Settings) -> AsyncIterator[Retrieval]:
             js, settings.bucket_prefix, settings.kv_replicas
         )
         known = await stack.enter_async_context(known_files(files))
-        knowledge = KnowledgeHandlers(knowledge_store, files)
+        knowledge = KnowledgeHandlers(knowledge_store, known)
         vectors = VectorHandlers(store, embedder, files, known, knowledge)
         resolver = ScopeResolver(files, known, knowledge_store)
         searcher = Searcher(settings, resolver, embedder, store)

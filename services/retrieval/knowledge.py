@@ -8,13 +8,11 @@ changing one you may read but not write is `forbidden`.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Callable
 
 import structlog
 
-from catalog.files import FileCatalog
 from common.errors import RagwayError, invalid
 from contracts.auth import Ok, Principal
 from contracts.knowledge import (
@@ -32,6 +30,7 @@ from contracts.knowledge import (
 from retrieval.access import can_read_file, can_read_knowledge, can_write_knowledge
 from retrieval.errors import file_failed, file_not_found, knowledge_not_found, knowledge_read_only
 from retrieval.knowledge_store import KnowledgeStore, now
+from retrieval.known_files import KnownFiles
 
 log = structlog.get_logger()
 
@@ -50,13 +49,13 @@ def _checked_name(form: KnowledgeForm) -> str:
 class KnowledgeHandlers:
     """The endpoints, over the collection store and the file catalog."""
 
-    def __init__(self, store: KnowledgeStore, files: FileCatalog) -> None:
+    def __init__(self, store: KnowledgeStore, files: KnownFiles) -> None:
         self._store = store
         self._files = files
 
     async def reply(self, principal: Principal, knowledge: Knowledge) -> KnowledgeReply:
         """The collection as clients see it, with the records of its (still existing) files."""
-        records = await asyncio.gather(*(self._files.get(fid) for fid in knowledge.data.file_ids))
+        records = await self._files.listing(knowledge.data.file_ids)
         return KnowledgeReply(
             id=knowledge.id,
             user_id=knowledge.user_id,
@@ -67,7 +66,7 @@ class KnowledgeHandlers:
             access_control=knowledge.access_control,
             created_at=knowledge.created_at,
             updated_at=knowledge.updated_at,
-            files=[record for record in records if record is not None],
+            files=records,
             write_access=can_write_knowledge(principal, knowledge),
         )
 

@@ -31,6 +31,9 @@ class KnownFiles:
     def __init__(self, files: FileCatalog) -> None:
         self._files = files
         self._settled: dict[str, FileRecord] = {}
+        # every record the watch delivered, settled or not: for listings, which may be a
+        # few milliseconds behind the bucket (a scope check may not: it uses `get`)
+        self._latest: dict[str, FileRecord] = {}
         self._live = False
         self._ready = asyncio.Event()
 
@@ -39,8 +42,26 @@ class KnownFiles:
         record = self._settled.get(file_id) if self._live else None
         return record if record is not None else await self._files.get(file_id)
 
+    async def listing(self, file_ids: list[str]) -> list[FileRecord]:
+        """The records of these files that exist, in order, as of the watch's last change.
+
+        A knowledge collection's reply lists every file it holds; reading each from the
+        bucket made adding the n-th file cost n round trips (5,000 files: 12.5M reads)."""
+        if not self._live:
+            records = await asyncio.gather(*(self._files.get(fid) for fid in file_ids))
+            return [record for record in records if record is not None]
+        found: list[FileRecord] = []
+        for file_id in file_ids:
+            record = self._latest.get(file_id)
+            if record is None:  # created a moment ago: the watch has not delivered it yet
+                record = await self._files.get(file_id)
+            if record is not None:
+                found.append(record)
+        return found
+
     def forget(self, file_id: str) -> None:
         self._settled.pop(file_id, None)
+        self._latest.pop(file_id, None)
 
     def __contains__(self, file_id: str) -> bool:
         return self._live and file_id in self._settled
@@ -59,11 +80,16 @@ class KnownFiles:
                         self._settled[file_id] = record
                     else:
                         self._settled.pop(file_id, None)
+                    if record is not None:
+                        self._latest[file_id] = record
+                    else:
+                        self._latest.pop(file_id, None)
             except Exception:
                 log.warning("file_watch_failed", retry_seconds=RETRY_SECONDS, exc_info=True)
             finally:
                 self._live = False
                 self._settled.clear()
+                self._latest.clear()
                 self._ready.set()  # start serving (from the bucket) rather than wait
             await asyncio.sleep(RETRY_SECONDS)
 

@@ -99,3 +99,25 @@ async def test_a_file_the_watch_has_not_delivered_yet_is_read_from_the_bucket(
     assert found is not None and found.id == record.id
     assert record.id not in known
     assert await known.get("no-such-file") is None
+
+
+async def test_a_listing_follows_every_record_and_leaves_out_deleted_ones(
+    retrieval: Retrieval, catalog: FileCatalog
+) -> None:
+    owner = user()
+    pending = await add_file(catalog, owner, status="processing")
+    done = await add_file(catalog, owner, status="completed")
+    gone = await add_file(catalog, owner, status="completed")
+    await until(lambda: done.id in retrieval.known and gone.id in retrieval.known)
+    await catalog.delete(gone.id)
+    await until(lambda: gone.id not in retrieval.known)
+
+    listed = await retrieval.known.listing([pending.id, gone.id, done.id])
+    assert [(r.id, r.data.status) for r in listed] == [
+        (pending.id, "processing"),
+        (done.id, "completed"),
+    ]
+    await set_status(catalog, pending.id, "completed")
+    await until(lambda: pending.id in retrieval.known)
+    listed = await retrieval.known.listing([pending.id])
+    assert listed[0].data.status == "completed"
