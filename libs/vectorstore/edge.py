@@ -92,25 +92,9 @@ def _request(query: SearchQuery) -> qe.QueryRequest | None:
     mode = query.effective_mode()
     if mode == "sparse" and sparse_query is None:
         return None  # nothing to match: the query was only stopwords
-    if mode == "dense" or (mode == "hybrid" and sparse_query is None):
-        request = qe.QueryRequest(
-            limit=query.limit,
-            query=dense_query,
-            filter=scope,
-            with_payload=True,
-            score_threshold=query.score_threshold,
-        )
-    elif mode == "sparse":
-        request = qe.QueryRequest(
-            limit=query.limit,
-            query=sparse_query,
-            filter=scope,
-            with_payload=True,
-            score_threshold=query.score_threshold,
-        )
-    else:
+    if mode == "hybrid" and sparse_query is not None:
         candidates = prefetch_limit(query.limit)
-        request = qe.QueryRequest(
+        return qe.QueryRequest(
             limit=query.limit,
             prefetches=[
                 qe.Prefetch(
@@ -125,7 +109,14 @@ def _request(query: SearchQuery) -> qe.QueryRequest | None:
             filter=scope,
             with_payload=True,
         )
-    return request
+    # one list: dense (or hybrid with nothing sparse to match), or sparse
+    return qe.QueryRequest(
+        limit=query.limit,
+        query=sparse_query if mode == "sparse" else dense_query,
+        filter=scope,
+        with_payload=True,
+        score_threshold=query.score_threshold,
+    )
 
 
 class EdgeStore:
