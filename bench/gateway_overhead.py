@@ -16,7 +16,6 @@ rounds alternate, `--rounds` times each; every figure is the median over rounds.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import time
 from typing import Any
 
@@ -34,6 +33,7 @@ from harness import (
 )
 
 from common.logging import configure_logging
+from common.runner import run_stoppable
 
 QUANTILES = (50, 95, 99)
 
@@ -173,7 +173,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=20, help="tokens per zero-delay reply")
     args = parser.parse_args()
     configure_logging("warning")
-    result = asyncio.run(bench(args))
+    result = run_stoppable(bench(args))
     verdicts(result)
     print(f"figures kept in {write_results('gateway_overhead', result)}")
 

@@ -40,6 +40,7 @@ from catalog.files import FileCatalog, blob_name, now  # noqa: E402
 from catalog.jobs import ensure_stream  # noqa: E402
 from common.logging import configure_logging  # noqa: E402
 from common.nats_conn import connect_nats  # noqa: E402
+from common.runner import run_stoppable  # noqa: E402
 from contracts.files import FileData, FileMeta, FileRecord, IngestJob  # noqa: E402
 from embedding.embedder import Embedder  # noqa: E402
 from ingestion.documents import Chunk  # noqa: E402
@@ -303,7 +304,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     configure_logging("warning")
-    asyncio.run(bench(args))
+    run_stoppable(bench(args))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from pathlib import Path
 import nats
 from harness import write_results
 
+from common.runner import run_stoppable
 from stack.nats_server import NatsServer, NatsServerConfig, free_port
 
 CHUNK = (
@@ -117,7 +118,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    result = asyncio.run(bench(args))
+    result = run_stoppable(bench(args))
     print(f"figures kept in {write_results('nats_relay', result)}")
 
 

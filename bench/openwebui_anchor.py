@@ -37,6 +37,7 @@ from harness import (
 )
 
 from common.logging import configure_logging
+from common.runner import run_stoppable
 from stack.nats_server import free_port
 
 DEFAULT_VENV = "~/.cache/ragway/openwebui-venv"
@@ -159,7 +160,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=20)
     args = parser.parse_args()
     configure_logging("warning")
-    result = asyncio.run(bench(args))
+    result = run_stoppable(bench(args))
     print(f"figures kept in {write_results('openwebui_anchor', result)}")
 
 

@@ -61,6 +61,7 @@ from common.bus import Bus
 from common.errors import RagwayError
 from common.logging import configure_logging
 from common.nats_conn import connect_nats
+from common.runner import run_stoppable
 from contracts import subjects
 from contracts.auth import Principal
 from contracts.files import FileData, FileMeta, FileRecord
@@ -420,7 +421,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     configure_logging("warning")
-    result = asyncio.run(bench(args))
+    result = run_stoppable(bench(args))
     print(f"figures kept in {write_results('retrieval_latency', result)}")
 
 

@@ -31,6 +31,7 @@ import aiohttp
 import harness  # type: ignore[import-not-found]  # bench/harness.py, beside this script
 import msgspec
 
+from common.runner import run_stoppable
 from embedding.embedder import Embedder
 from embedding.settings import EmbedderSettings
 from vectorstore import ChunkPoint, SearchMode, SearchQuery
@@ -392,4 +393,4 @@ async def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    sys.exit(run_stoppable(main()))

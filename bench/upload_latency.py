@@ -36,6 +36,7 @@ import aiohttp  # noqa: E402
 from harness import Ragway, loadavg, median, ragway, write_results  # noqa: E402
 
 from common.logging import configure_logging  # noqa: E402
+from common.runner import run_stoppable  # noqa: E402
 from embedding.embedder import Embedder  # noqa: E402
 from ingestion.pipeline import process_file  # noqa: E402
 from ingestion.settings import Settings as IngestionSettings  # noqa: E402
@@ -253,7 +254,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1)
     args = parser.parse_args()
     configure_logging("warning")
-    result = asyncio.run(bench(args))
+    result = run_stoppable(bench(args))
     print(f"figures kept in {write_results('upload_latency', result)}")
 
 

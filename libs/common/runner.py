@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 import uvloop
 
 log = structlog.get_logger()
+
+T = TypeVar("T")
 
 
 def run_until_signalled(
@@ -35,3 +37,21 @@ def run_until_signalled(
         log.info("service_stopped", service=name)
 
     uvloop.run(main())
+
+
+def run_stoppable(main: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run(main)`, where SIGTERM/SIGINT cancel `main` so that its `async with`
+    blocks clean up (a benchmark's stack stops its child processes) before exiting 143."""
+
+    async def guarded() -> T:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, task.cancel)
+        return await main
+
+    try:
+        return asyncio.run(guarded())
+    except asyncio.CancelledError:
+        raise SystemExit(143) from None
