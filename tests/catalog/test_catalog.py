@@ -136,3 +136,12 @@ async def test_watching_a_record_sees_its_changes(catalog: FileCatalog) -> None:
     await catalog.update("w1", complete)
     await asyncio.wait_for(task, 5)
     assert seen[0] == "pending" and seen[-1] == "completed"
+
+
+async def test_listings_under_concurrent_load_never_read_a_full_bucket_as_empty(
+    catalog: FileCatalog,
+) -> None:
+    for n in range(5):
+        await catalog.create(a_record(f"busy-{n}"))
+    listings = await asyncio.gather(*(catalog.list_all() for _ in range(60)))
+    assert {len(listing) for listing in listings} == {5}
