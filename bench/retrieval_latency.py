@@ -144,7 +144,7 @@ def store_cache_dir(sizes: list[int]) -> Path:
     loads it again.
     """
     code = hashlib.sha256(qe_version().encode())
-    for written_by in (EdgeStore._open, EdgeStore._upsert, EdgeStore._optimize, ChunkPoint):
+    for written_by in (EdgeStore._open, EdgeStore._upsert, ChunkPoint):
         code.update(inspect.getsource(written_by).encode())
     code.update(inspect.getsource(synthetic_points).encode())
     return STORE_CACHE / code.hexdigest()[:12] / "-".join(str(size) for size in sizes)

@@ -6,8 +6,10 @@ The request id of the current context travels in a header so every service logs 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import os
+from collections.abc import Iterator
 from typing import Any, TypeVar
 
 import msgspec
@@ -86,12 +88,9 @@ class Bus:
         headers: dict[str, str] | None = None,
     ) -> bytes:
         """Send bytes, return the reply's bytes; map NATS failures to clear errors."""
-        if not self.nc.is_connected:
-            # While reconnecting nats-py buffers the request and waits out the whole
-            # timeout; a caller is better served by a clear answer at once.
-            raise RagwayError("unavailable", BUS_UNAVAILABLE)
+        self._check_connected()
         sent_headers = outgoing_headers(headers)
-        try:
+        with _mapped_failures(capability):
             try:
                 msg = await self.nc.request(subject, payload, timeout=timeout, headers=sent_headers)
             except nats.errors.NoRespondersError:
@@ -99,14 +98,6 @@ class Bus:
                 # (re)subscribed; one short retry separates that from a service that is down.
                 await asyncio.sleep(NO_RESPONDERS_RETRY_SECONDS)
                 msg = await self.nc.request(subject, payload, timeout=timeout, headers=sent_headers)
-        except nats.errors.NoRespondersError:
-            raise RagwayError("unavailable", f"The {capability} service is unavailable") from None
-        except (TimeoutError, nats.errors.TimeoutError):
-            raise RagwayError(
-                "timeout", f"The {capability} service did not answer in time"
-            ) from None
-        except BUS_FAILURES:
-            raise RagwayError("unavailable", BUS_UNAVAILABLE) from None
         raise_for_error_headers(msg.headers)
         return msg.data
 
@@ -124,12 +115,7 @@ class Bus:
         data = await self.request_raw(
             subject, encode(message), timeout=timeout, capability=capability, headers=headers
         )
-        try:
-            return decode(data, reply_type)
-        except msgspec.DecodeError:
-            raise RagwayError(
-                "internal", f"Malformed reply from the {capability} service"
-            ) from None
+        return _decode_reply(data, reply_type, capability)
 
     async def request_into(
         self,
@@ -143,39 +129,52 @@ class Bus:
     ) -> T:
         """`request`, answered on `box.reply_subject`: the stream that follows arrives on
         the same mailbox, so asking needs no subscription or request future of its own."""
-        if not self.nc.is_connected:
-            raise RagwayError("unavailable", BUS_UNAVAILABLE)
+        self._check_connected()
         payload = encode(message)
         headers = outgoing_headers()
-        try:
+        with _mapped_failures(capability):
             async with asyncio.timeout(timeout):
                 await self.nc.publish(subject, payload, reply=box.reply_subject, headers=headers)
                 msg = await box.reply()
-                if _no_responders(msg):
-                    # as in request_raw: one short retry for a service that just (re)subscribed
+                if _no_responders(msg):  # the same one short retry as `request_raw`
                     await asyncio.sleep(NO_RESPONDERS_RETRY_SECONDS)
                     await self.nc.publish(
                         subject, payload, reply=box.reply_subject, headers=headers
                     )
                     msg = await box.reply()
-        except TimeoutError:
-            raise RagwayError(
-                "timeout", f"The {capability} service did not answer in time"
-            ) from None
-        except BUS_FAILURES:
-            raise RagwayError("unavailable", BUS_UNAVAILABLE) from None
-        if _no_responders(msg):
-            raise RagwayError("unavailable", f"The {capability} service is unavailable")
+            if _no_responders(msg):
+                raise nats.errors.NoRespondersError
         raise_for_error_headers(msg.headers)
-        try:
-            return decode(msg.data, reply_type)
-        except msgspec.DecodeError:
-            raise RagwayError(
-                "internal", f"Malformed reply from the {capability} service"
-            ) from None
+        return _decode_reply(msg.data, reply_type, capability)
+
+    def _check_connected(self) -> None:
+        if not self.nc.is_connected:
+            # While reconnecting nats-py buffers a request and waits out the whole
+            # timeout; a caller is better served by a clear answer at once.
+            raise RagwayError("unavailable", BUS_UNAVAILABLE)
 
     async def publish(self, subject: str, message: Any) -> None:
         await self.nc.publish(subject, encode(message), headers=outgoing_headers())
+
+
+@contextlib.contextmanager
+def _mapped_failures(capability: str) -> Iterator[None]:
+    """NATS failures of a request to `capability` as the RagwayErrors callers handle."""
+    try:
+        yield
+    except nats.errors.NoRespondersError:
+        raise RagwayError("unavailable", f"The {capability} service is unavailable") from None
+    except (TimeoutError, nats.errors.TimeoutError):
+        raise RagwayError("timeout", f"The {capability} service did not answer in time") from None
+    except BUS_FAILURES:
+        raise RagwayError("unavailable", BUS_UNAVAILABLE) from None
+
+
+def _decode_reply(data: bytes, reply_type: type[T], capability: str) -> T:
+    try:
+        return decode(data, reply_type)
+    except msgspec.DecodeError:
+        raise RagwayError("internal", f"Malformed reply from the {capability} service") from None
 
 
 def _no_responders(msg: Msg) -> bool:

@@ -122,16 +122,8 @@ def _request(query: SearchQuery) -> qe.QueryRequest | None:
 class EdgeStore:
     """A `VectorStore` in a local directory."""
 
-    def __init__(self, path: Path, *, optimize_after: int = 0) -> None:
+    def __init__(self, path: Path) -> None:
         self.path = path
-        # The shard builds its HNSW and sparse indexes only when asked (`optimize()`), and
-        # holds the GIL all the while (71 s at 30k points, 172 s at 100k here): the whole
-        # process stops answering. Every query ragway makes is filtered to a few files,
-        # which the `file_id` payload index serves without HNSW (0.97 ms unoptimized vs
-        # 1.31 ms optimized for one file at 100k), so by default (0) writes never trigger
-        # it; a positive value optimizes after that many points (bulk imports, benches).
-        self._optimize_after = optimize_after
-        self._unoptimized = 0
         self._shard: qe.EdgeShard | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edge-store")
 
@@ -176,17 +168,15 @@ class EdgeStore:
             for p in points
         ]
         self.shard.update(qe.UpdateOperation.upsert_points(batch))
-        self._unoptimized += len(batch)
-        if 0 < self._optimize_after <= self._unoptimized:
-            self._optimize()
-
-    def _optimize(self) -> None:
-        self.shard.optimize()
-        self._unoptimized = 0
 
     async def optimize(self) -> None:
-        """Build the search indexes now (after a bulk import; it blocks the store meanwhile)."""
-        await self._run(self._optimize)
+        """Build the HNSW and sparse indexes now: for bulk imports only (benches).
+
+        The shard holds the GIL for the whole call (71 s at 30k points, 172 s at 100k
+        here): the process stops answering. Every query ragway makes is filtered to a few
+        files, which the `file_id` payload index serves without HNSW (0.97 ms unoptimized
+        vs 1.31 ms optimized for one file at 100k), so writes never trigger it."""
+        await self._run(self.shard.optimize)
 
     async def delete_file(self, file_id: str) -> None:
         operation = qe.UpdateOperation.delete_points_by_filter(_file_filter([file_id]))

@@ -30,17 +30,20 @@ RETRY_SECONDS = 1.0  # before watching again after the watch failed or ended
 class KnownFiles:
     def __init__(self, files: FileCatalog) -> None:
         self._files = files
-        self._settled: dict[str, FileRecord] = {}
-        # every record the watch delivered, settled or not: for listings, which may be a
-        # few milliseconds behind the bucket (a scope check may not: it uses `get`)
+        # every record the watch delivered, settled or not: listings may be a few
+        # milliseconds behind the bucket; a scope check (`get`) trusts only settled ones
         self._latest: dict[str, FileRecord] = {}
         self._live = False
         self._ready = asyncio.Event()
 
     async def get(self, file_id: str) -> FileRecord | None:
         """The file's record as `FileCatalog.get` gives it (None: no such file)."""
-        record = self._settled.get(file_id) if self._live else None
+        record = self._settled(file_id)
         return record if record is not None else await self._files.get(file_id)
+
+    def _settled(self, file_id: str) -> FileRecord | None:
+        record = self._latest.get(file_id) if self._live else None
+        return record if record is not None and record.data.status in SETTLED else None
 
     async def listing(self, file_ids: list[str]) -> list[FileRecord]:
         """The records of these files that exist, in order, as of the watch's last change.
@@ -60,11 +63,10 @@ class KnownFiles:
         return found
 
     def forget(self, file_id: str) -> None:
-        self._settled.pop(file_id, None)
         self._latest.pop(file_id, None)
 
     def __contains__(self, file_id: str) -> bool:
-        return self._live and file_id in self._settled
+        return self._settled(file_id) is not None
 
     async def follow(self) -> None:
         """Mirror the bucket until cancelled; while the watch is down, reads go to the bucket."""
@@ -76,10 +78,6 @@ class KnownFiles:
                         self._ready.set()
                         continue
                     file_id, record = change
-                    if record is not None and record.data.status in SETTLED:
-                        self._settled[file_id] = record
-                    else:
-                        self._settled.pop(file_id, None)
                     if record is not None:
                         self._latest[file_id] = record
                     else:
@@ -88,7 +86,6 @@ class KnownFiles:
                 log.warning("file_watch_failed", retry_seconds=RETRY_SECONDS, exc_info=True)
             finally:
                 self._live = False
-                self._settled.clear()
                 self._latest.clear()
                 self._ready.set()  # start serving (from the bucket) rather than wait
             await asyncio.sleep(RETRY_SECONDS)
