@@ -1,14 +1,17 @@
 """The embedded engine: Qdrant's own engine in-process (`qdrant-edge-py` EdgeShard).
 
 The shard's API is synchronous, so every call runs on one worker thread owned by the
-store; that also serialises access, which the shard expects. One process owns a storage
-directory (a second one fails on the WAL lock).
+store, under one lock that serialises access (which the shard expects). Searches may also
+run on a caller's thread under the same lock (`thread_search`): a query embedded in a
+worker thread is searched there too, one thread hop instead of two. One process owns a
+storage directory (a second one fails on the WAL lock).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -126,9 +129,16 @@ class EdgeStore:
         self.path = path
         self._shard: qe.EdgeShard | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edge-store")
+        self._lock = threading.Lock()  # one shard call at a time, whatever the thread
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, partial(fn, *args))
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, partial(self._locked, fn, *args)
+        )
+
+    def _locked(self, fn: Callable[..., T], *args: Any) -> T:
+        with self._lock:
+            return fn(*args)
 
     @property
     def shard(self) -> qe.EdgeShard:
@@ -197,6 +207,17 @@ class EdgeStore:
         if not any(query.file_ids for query in queries):
             return [[] for _ in queries]
         return await self._run(self._search_many, queries)
+
+    def thread_search(self) -> Callable[[Sequence[SearchQuery]], list[list[Hit]]]:
+        return self._search_many_now
+
+    def _search_many_now(self, queries: Sequence[SearchQuery]) -> list[list[Hit]]:
+        """`search_many` for a worker thread: blocks, takes the shard's lock itself."""
+        for query in queries:
+            check_query(query)
+        if not any(query.file_ids for query in queries):
+            return [[] for _ in queries]
+        return self._locked(self._search_many, queries)
 
     def _search_many(self, queries: Sequence[SearchQuery]) -> list[list[Hit]]:
         """Every query that can match anything in one engine call (and one thread hop)."""

@@ -207,6 +207,9 @@ class ServerStore:
             for request in requests
         ]
 
+    def thread_search(self) -> None:
+        return None  # the client is asynchronous: searches stay on the event loop
+
     async def get_file_chunks(self, file_id: str) -> list[Hit]:
         records = await self._scroll_file(file_id, with_vectors=False)
         return sort_chunks([_hit(record, 1.0) for record in records])

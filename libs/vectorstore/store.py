@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import msgspec
@@ -47,6 +47,12 @@ class VectorStore(Protocol):
 
         Every query is checked first: one invalid query fails them all.
         """
+        ...
+
+    def thread_search(self) -> Callable[[Sequence[SearchQuery]], list[list[Hit]]] | None:
+        """A blocking `search_many` that any worker thread may call, or None when the
+        engine is only reached asynchronously (a server). With it, a caller that computes
+        the query vectors in a thread searches there as well: one thread hop, not two."""
         ...
 
     async def get_file_chunks(self, file_id: str) -> list[Hit]:

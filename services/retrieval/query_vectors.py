@@ -1,10 +1,11 @@
-"""A query's dense and BM25 vectors: both in one thread hop, the latest ones kept.
+"""A query's dense and BM25 vectors, the latest ones kept.
 
 Query embedding is most of a search's cost (the dense model takes a few ms on one core;
 BM25 takes tens of µs, less than a second thread hop would). Vectors depend only on the
 query text and the loaded models, so the same question asked again (a regenerated
 answer, several users asking the same thing) reuses them. The cache is touched only on
-the event loop; the embedder runs in a worker thread.
+the event loop (`cached`, `keep`); `compute` blocks and runs in a worker thread, where
+the searcher may also search with what it computed (one hop for both).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from embedding.embedder import Embedder
 from embedding.vectors import DenseVector, SparseVector
 
 V = TypeVar("V")
+Vectors = tuple[DenseVector | None, SparseVector | None]
 
 
 class QueryVectors:
@@ -26,31 +28,39 @@ class QueryVectors:
         self._dense: OrderedDict[str, DenseVector] = OrderedDict()
         self._sparse: OrderedDict[str, SparseVector] = OrderedDict()
 
-    async def vectors(
-        self, text: str, *, dense: bool, sparse: bool
-    ) -> tuple[DenseVector | None, SparseVector | None]:
+    async def vectors(self, text: str, *, dense: bool, sparse: bool) -> Vectors:
         """The vectors asked for (None for the others), computed at most once per text."""
-        dense_vector = self._cached(self._dense, text) if dense else None
-        sparse_vector = self._cached(self._sparse, text) if sparse else None
+        dense_vector, sparse_vector = self.cached(text, dense=dense, sparse=sparse)
         need_dense = dense and dense_vector is None
         need_sparse = sparse and sparse_vector is None
         if need_dense or need_sparse:
-            made_dense, made_sparse = await asyncio.to_thread(
-                self._embed, text, need_dense, need_sparse
-            )
-            if made_dense is not None:
-                dense_vector = self._keep(self._dense, text, made_dense)
-            if made_sparse is not None:
-                sparse_vector = self._keep(self._sparse, text, made_sparse)
+            made = await asyncio.to_thread(self.compute, text, dense=need_dense, sparse=need_sparse)
+            dense_vector, sparse_vector = self.keep(text, made, (dense_vector, sparse_vector))
         return dense_vector, sparse_vector
 
-    def _embed(
-        self, text: str, dense: bool, sparse: bool
-    ) -> tuple[DenseVector | None, SparseVector | None]:
+    def cached(self, text: str, *, dense: bool, sparse: bool) -> Vectors:
+        """The kept vectors of `text` among those asked for (event loop only)."""
+        return (
+            self._cached(self._dense, text) if dense else None,
+            self._cached(self._sparse, text) if sparse else None,
+        )
+
+    def compute(self, text: str, *, dense: bool, sparse: bool) -> Vectors:
+        """The vectors asked for, computed now (blocks: run it in a worker thread)."""
         return (
             self._embedder.embed_query(text) if dense else None,
             self._embedder.sparse_query(text) if sparse else None,
         )
+
+    def keep(self, text: str, made: Vectors, known: Vectors) -> Vectors:
+        """Keep what `compute` made for `text`; the vectors to use (made, else known)."""
+        made_dense, made_sparse = made
+        dense, sparse = known
+        if made_dense is not None:
+            dense = self._keep(self._dense, text, made_dense)
+        if made_sparse is not None:
+            sparse = self._keep(self._sparse, text, made_sparse)
+        return dense, sparse
 
     def _cached(self, cache: OrderedDict[str, V], text: str) -> V | None:
         value = cache.get(text)

@@ -26,6 +26,7 @@ from retrieval.known_files import KnownFiles
 log = structlog.get_logger()
 
 POLL_SECONDS = 0.1
+SETTLED = ("completed", "failed")
 
 
 @dataclass
@@ -63,21 +64,30 @@ class ScopeResolver:
         failed ones are left out (one bad file must not break a collection).
         """
         # All items are read at once; the error reported is the first in scope order, as
-        # if they had been checked one after the other.
-        checked = await asyncio.gather(
-            *(self._check(principal, item) for item in items), return_exceptions=True
-        )
-        resolved: list[ResolvedItem] = []
-        for outcome in checked:
-            if isinstance(outcome, BaseException):
-                raise outcome
-            resolved.append(outcome)
+        # if they had been checked one after the other. (One item, the common case, is
+        # awaited directly: no task per step on every query's path.)
+        if len(items) == 1:
+            resolved = [await self._check(principal, items[0])]
+        else:
+            checked = await asyncio.gather(
+                *(self._check(principal, item) for item in items), return_exceptions=True
+            )
+            resolved = []
+            for outcome in checked:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+                resolved.append(outcome)
         now = time.monotonic()
         deadlines = (
             now + wait_seconds,
             now + (wait_seconds if complete_wait_seconds is None else complete_wait_seconds),
         )
-        await asyncio.gather(*(self._settle(entry, deadlines, wait_seconds) for entry in resolved))
+        if len(resolved) == 1:
+            await self._settle(resolved[0], deadlines, wait_seconds)
+        else:
+            await asyncio.gather(
+                *(self._settle(entry, deadlines, wait_seconds) for entry in resolved)
+            )
         return resolved
 
     async def _check(self, principal: Principal, item: ScopeItem) -> ResolvedItem:
@@ -96,9 +106,13 @@ class ScopeResolver:
         self, entry: ResolvedItem, deadlines: tuple[float, float], wait_seconds: float
     ) -> None:
         strict = entry.item.type == "file"
-        settled = await asyncio.gather(
-            *(self._until_settled(record, *deadlines) for record in entry.records)
-        )
+        settled: list[FileRecord | None]
+        if all(record.data.status in SETTLED for record in entry.records):
+            settled = list(entry.records)  # nothing to wait for (the common case)
+        else:
+            settled = await asyncio.gather(
+                *(self._until_settled(record, *deadlines) for record in entry.records)
+            )
         kept: list[FileRecord] = []
         for original, record in zip(entry.records, settled, strict=True):
             if record is None:  # deleted meanwhile
@@ -130,7 +144,7 @@ class ScopeResolver:
     ) -> FileRecord | None:
         """The record once completed or failed, or as it is at its deadline (None: deleted);
         a keyword-searchable record's deadline is `partial_deadline`."""
-        while record.data.status not in ("completed", "failed"):
+        while record.data.status not in SETTLED:
             bound = partial_deadline if record.data.keyword_searchable else deadline
             left = bound - time.monotonic()
             if left <= 0:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from concurrent.futures import Future
 from typing import Any
 
 import structlog
@@ -15,7 +16,7 @@ from contracts.retrieval import ChunkHit, HitGroup, PartialFile, RetrievalQuery,
 from embedding.embedder import Embedder
 from embedding.vectors import DenseVector, SparseVector
 from retrieval.fusion import dense_reads, parse_scripts
-from retrieval.query_vectors import QueryVectors
+from retrieval.query_vectors import QueryVectors, Vectors
 from retrieval.scope import ResolvedItem, ScopeResolver
 from retrieval.settings import Settings
 from vectorstore.points import Hit, SearchQuery
@@ -24,6 +25,8 @@ from vectorstore.store import VectorStore
 log = structlog.get_logger()
 
 HIDDEN_PAYLOAD = ("owner", "text")
+# what the embedding thread hands back: the vectors it made, and the hits when it searched
+_Embedded = tuple[Vectors, list[list[Hit]] | None]
 
 
 def chunk_hit(hit: Hit, score: float | None = None) -> ChunkHit:
@@ -42,6 +45,7 @@ class Searcher:
         self._resolver = resolver
         self._vectors = QueryVectors(embedder, settings.query_cache_size)
         self._store = store
+        self._thread_search = store.thread_search()
         self._dense_scripts = parse_scripts(settings.dense_scripts)
 
     async def query(self, request: RetrievalQuery) -> RetrievalResult:
@@ -57,23 +61,46 @@ class Searcher:
             complete_wait = min(max(request.complete_wait_seconds, 0.0), wait)
         needs_search = any(not item.full_context for item in request.items)
         use_dense = request.mode != "hybrid" or dense_reads(request.query, self._dense_scripts)
-        # The query is embedded while the scope is checked (KV reads): neither needs the
-        # other, and a scope that fails the query only wastes the embedding.
+        want_dense = needs_search and (
+            request.mode == "dense" or (request.mode == "hybrid" and use_dense)
+        )
+        want_sparse = needs_search and request.mode in ("sparse", "hybrid")
+        known = self._vectors.cached(request.query, dense=want_dense, sparse=want_sparse)
+        need_dense = want_dense and known[0] is None
+        need_sparse = want_sparse and known[1] is None
+        # The query is embedded in a worker thread while the scope is checked here (KV
+        # reads): neither needs the other, and a scope that fails the query only wastes
+        # the embedding. The scope is nearly always known before the embedding is done:
+        # then the thread searches too (one thread hop for both, not two).
         started = time.perf_counter()
-        embedding = asyncio.ensure_future(self._embed(request, use_dense, needs_search))
+        scope: Future[list[ResolvedItem]] = Future()
+        work: asyncio.Future[_Embedded] | None = None
+        if need_dense or need_sparse:
+            work = asyncio.ensure_future(
+                asyncio.to_thread(
+                    self._embed_then_search, request, k, need_dense, need_sparse, known, scope
+                )
+            )
         try:
             resolved = await self._resolver.resolve(
                 request.principal, request.items, wait, complete_wait
             )
         except BaseException:
-            embedding.cancel()
-            if embedding.done() and not embedding.cancelled():
-                embedding.exception()  # retrieved: the scope's error is the one reported
+            scope.cancel()  # the thread will not search
+            if work is not None:
+                work.cancel()
+                if work.done() and not work.cancelled():
+                    work.exception()  # retrieved: the scope's error is the one reported
             raise
+        scope.set_result(resolved)
         scoped = time.perf_counter()
-        dense, sparse = await embedding
+        dense, sparse = known
+        searched: list[list[Hit]] | None = None
+        if work is not None:
+            made, searched = await work
+            dense, sparse = self._vectors.keep(request.query, made, known)
         embedded = time.perf_counter()
-        hits = await self._hits(resolved, request, k, dense, sparse)
+        hits = await self._hits(resolved, request, k, dense, sparse, searched)
         groups = [self._group(entry, found) for entry, found in zip(resolved, hits, strict=True)]
         log.info(
             "retrieval_query",
@@ -82,36 +109,45 @@ class Searcher:
             mode=request.mode,
             dense=use_dense,
             # stages: the scope check and the embedding overlap; `embed_wait_ms` is the part
-            # of the embedding that the scope check did not hide
+            # of the embedding (and of the search, when `searched_in_thread`) that the scope
+            # check did not hide
             scope_ms=round((scoped - started) * 1000, 2),
             embed_wait_ms=round((embedded - scoped) * 1000, 2),
             search_ms=round((time.perf_counter() - embedded) * 1000, 2),
+            searched_in_thread=searched is not None,
         )
         return RetrievalResult(groups=groups)
 
-    async def _embed(
-        self, request: RetrievalQuery, use_dense: bool, needs_search: bool
-    ) -> tuple[DenseVector | None, SparseVector | None]:
-        """Only the vectors the mode needs, computed once for every item."""
-        if not needs_search:
-            return None, None
-        return await self._vectors.vectors(
-            request.query,
-            dense=request.mode == "dense" or (request.mode == "hybrid" and use_dense),
-            sparse=request.mode in ("sparse", "hybrid"),
-        )
+    def _embed_then_search(
+        self,
+        request: RetrievalQuery,
+        k: int,
+        need_dense: bool,
+        need_sparse: bool,
+        known: Vectors,
+        scope: Future[list[ResolvedItem]],
+    ) -> _Embedded:
+        """In a worker thread: the missing vectors, and the searched items' hits when the
+        scope is already known and the store can search from this thread (else None: the
+        event loop searches)."""
+        made = self._vectors.compute(request.query, dense=need_dense, sparse=need_sparse)
+        if self._thread_search is None or not scope.done() or scope.cancelled():
+            return made, None
+        dense = made[0] if made[0] is not None else known[0]
+        sparse = made[1] if made[1] is not None else known[1]
+        queries = self._queries(scope.result(), request, k, dense, sparse)
+        return made, self._thread_search(queries)
 
-    async def _hits(
+    def _queries(
         self,
         resolved: list[ResolvedItem],
         request: RetrievalQuery,
         k: int,
         dense: DenseVector | None,
         sparse: SparseVector | None,
-    ) -> list[list[ChunkHit]]:
-        """Each item's hits: the searched ones in one store call, full-context ones read whole."""
-        searched = [entry for entry in resolved if not entry.item.full_context]
-        queries = [
+    ) -> list[SearchQuery]:
+        """One store query per searched (not full-context) item, in scope order."""
+        return [
             SearchQuery(
                 file_ids=[record.id for record in entry.records],
                 dense=dense,
@@ -123,18 +159,35 @@ class Searcher:
                 # no dense vector in a hybrid query: the model cannot read its language
                 dense_weight=0.0 if dense is None else 1.0,
             )
-            for entry in searched
+            for entry in resolved
+            if not entry.item.full_context
         ]
-        found, read = await asyncio.gather(
-            self._store.search_many(queries),
-            asyncio.gather(
-                *(
-                    self._full_context([record.id for record in entry.records])
-                    for entry in resolved
-                    if entry.item.full_context
-                )
-            ),
-        )
+
+    async def _hits(
+        self,
+        resolved: list[ResolvedItem],
+        request: RetrievalQuery,
+        k: int,
+        dense: DenseVector | None,
+        sparse: SparseVector | None,
+        searched: list[list[Hit]] | None,
+    ) -> list[list[ChunkHit]]:
+        """Each item's hits: the searched ones (already found in the embedding thread, or
+        now in one store call), full-context ones read whole."""
+        whole_reads = [
+            self._full_context([record.id for record in entry.records])
+            for entry in resolved
+            if entry.item.full_context
+        ]
+        found: list[list[Hit]]
+        if searched is None:
+            queries = self._queries(resolved, request, k, dense, sparse)
+            found, read = await asyncio.gather(
+                self._store.search_many(queries), asyncio.gather(*whole_reads)
+            )
+        else:
+            found = searched
+            read = await asyncio.gather(*whole_reads) if whole_reads else []
         searched_hits = iter(found)
         whole = iter(read)
         return [

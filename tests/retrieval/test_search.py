@@ -237,3 +237,20 @@ async def test_a_query_with_several_unreadable_items_names_the_first_one_in_scop
             await query(mbus, bob, "lighthouse", items)
         assert denied.value.code == "not_found"
         assert first in denied.value.detail
+
+
+async def test_a_new_query_searched_in_its_embedding_thread_finds_what_a_cached_one_does(
+    retrieval: Retrieval, catalog: FileCatalog, mbus: Bus
+) -> None:
+    owner = user()
+    record = await ingested(mbus, retrieval, catalog, owner, PASSAGES, name="mixed.txt")
+    items = [file_item(record.id), file_item(record.id, full_context=True)]
+
+    # new text: embedded and searched in one worker thread (the scope is known by then)
+    fresh = await query(mbus, owner, "who lights the lamp of the lighthouse", items)
+    # the same text again: its vectors are cached, so the event loop asks the store
+    cached = await query(mbus, owner, "who lights the lamp of the lighthouse", items)
+
+    assert fresh == cached
+    assert fresh.groups[0].hits[0].text == PASSAGES[0]
+    assert [hit.text for hit in fresh.groups[1].hits] == PASSAGES

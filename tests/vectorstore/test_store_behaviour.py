@@ -6,6 +6,7 @@ Vectors are built by hand from a tiny vocabulary so every expected ranking is ex
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
 from collections import Counter
@@ -125,6 +126,28 @@ async def test_search_many_answers_each_query_as_search_would(filled: VectorStor
     ]
     assert one_by_one[0][0].id == point_id("a", 1) and one_by_one[2] == []
     assert [h.file_id for h in one_by_one[1]] == ["b"]
+
+
+async def test_a_worker_thread_search_answers_as_search_many_does(filled: VectorStore) -> None:
+    search_now = filled.thread_search()
+    if isinstance(filled, ServerStore):
+        assert search_now is None  # an asynchronous client: searches stay on the loop
+        return
+    assert search_now is not None
+    queries = [query("cherry", ["a", "b"]), query("apple", []), query("kiwi", ["b"], "sparse")]
+    expected = await filled.search_many(queries)
+
+    # several threads at once, beside writes on the store's own thread: one call at a time
+    upserting = filled.upsert([chunk("c", i, "fig grape") for i in range(50)])
+    found, _ = await asyncio.gather(
+        asyncio.gather(*(asyncio.to_thread(search_now, queries) for _ in range(8))), upserting
+    )
+
+    assert all(
+        [ranked(hits) for hits in result] == [ranked(hits) for hits in expected] for result in found
+    )
+    with pytest.raises(RagwayError):
+        search_now([query("apple", ["a"], limit=0)])
 
 
 async def test_search_many_of_one_query_or_none(filled: VectorStore) -> None:
