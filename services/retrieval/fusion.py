@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Iterable
+from functools import lru_cache
 
 
 def parse_scripts(value: str) -> frozenset[str]:
@@ -19,6 +20,7 @@ def parse_scripts(value: str) -> frozenset[str]:
     return frozenset(part.strip().upper() for part in value.split(",") if part.strip())
 
 
+@lru_cache(maxsize=8192)
 def _script(char: str) -> str:
     # Unicode names start with the script for letters: "LATIN SMALL LETTER A",
     # "ARABIC LETTER ALEF", "CJK UNIFIED IDEOGRAPH-4E2D", "HIRAGANA LETTER A".
@@ -28,8 +30,12 @@ def _script(char: str) -> str:
 def dense_reads(text: str, scripts: Iterable[str]) -> bool:
     """Whether most letters of `text` are in `scripts` (no scripts given: always)."""
     allowed = frozenset(scripts)
+    if not allowed:
+        return True
+    if text.isascii():  # every ASCII letter is Latin (most queries: no per-letter lookups)
+        return "LATIN" in allowed or not any(char.isalpha() for char in text)
     letters = [char for char in text if char.isalpha()]
-    if not allowed or not letters:
+    if not letters:
         return True
     inside = sum(1 for char in letters if _script(char) in allowed)
     return inside * 2 >= len(letters)

@@ -180,14 +180,19 @@ class Searcher:
             if entry.item.full_context
         ]
         found: list[list[Hit]]
-        if searched is None:
-            queries = self._queries(resolved, request, k, dense, sparse)
-            found, read = await asyncio.gather(
-                self._store.search_many(queries), asyncio.gather(*whole_reads)
-            )
-        else:
+        read: list[list[ChunkHit]] = []
+        if searched is not None:
             found = searched
-            read = await asyncio.gather(*whole_reads) if whole_reads else []
+            if whole_reads:
+                read = await asyncio.gather(*whole_reads)
+        else:
+            queries = self._queries(resolved, request, k, dense, sparse)
+            if whole_reads:
+                found, read = await asyncio.gather(
+                    self._store.search_many(queries), asyncio.gather(*whole_reads)
+                )
+            else:
+                found = await self._store.search_many(queries)
         searched_hits = iter(found)
         whole = iter(read)
         return [

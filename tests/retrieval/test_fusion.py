@@ -34,3 +34,10 @@ def test_no_scripts_configured_means_every_query_is_fused() -> None:
 def test_scripts_are_parsed_case_insensitively() -> None:
     assert parse_scripts("Latin, arabic") == {"LATIN", "ARABIC"}
     assert dense_reads("ما هي عاصمة فرنسا؟", parse_scripts("latin,arabic"))
+
+
+def test_a_plain_ascii_query_is_latin_for_a_model_without_latin() -> None:
+    arabic_only = parse_scripts("arabic")
+    assert not dense_reads("what is the capital of France?", arabic_only)
+    assert dense_reads("2024 - 42", arabic_only)  # no letters: nothing to judge by
+    assert dense_reads("ما هي عاصمة فرنسا؟", arabic_only)
