@@ -18,6 +18,7 @@ import structlog
 
 from embedding.catalog import MANIFEST_FILE, ModelManifest
 from embedding.errors import model_missing
+from embedding.query_model import QueryModel
 from embedding.settings import EmbedderSettings
 from embedding.vectors import DenseVector, SparseVector
 
@@ -77,6 +78,7 @@ class Embedder:
             local_files_only=True,
             threads=threads,
         )
+        self._query = QueryModel.of(self._dense, self.manifest)
         bm25_dir = settings.bm25_dir()
         if not bm25_dir.is_dir():
             raise model_missing(str(bm25_dir))
@@ -124,9 +126,7 @@ class Embedder:
 
     def embed_query(self, text: str) -> DenseVector:
         """The vector of a search query (with the model's query prefix, if it has one)."""
-        vector = next(iter(self._dense.embed([self.manifest.query_prefix + text])))
-        result: DenseVector = vector.tolist()
-        return result
+        return self._query.embed(self.manifest.query_prefix + text)
 
     def sparse_documents(self, texts: Sequence[str]) -> list[SparseVector]:
         """BM25 term frequencies per text; the store applies IDF at query time."""

@@ -55,6 +55,16 @@ def test_batches_give_the_same_vectors_as_single_texts(embedder: Embedder) -> No
     assert np.allclose(batch, single, atol=1e-4)
 
 
+def test_a_query_vector_is_fastembeds_own_vector_for_that_text(embedder: Embedder) -> None:
+    long_query = "why does the tide come in twice a day " * 60  # past the 256-token limit
+    queries = ["Where is the Eiffel Tower?", "x", "ما هي عاصمة فرنسا؟", long_query]
+    for model in (embedder, Embedder(EmbedderSettings(quantized=True))):
+        ours = np.array([model.embed_query(q) for q in queries])
+        theirs = np.array(list(model._dense.embed(queries, batch_size=1)))
+        assert ours.shape == theirs.shape == (len(queries), 384)
+        assert np.allclose(ours, theirs, atol=1e-5)
+
+
 def test_the_int8_model_agrees_with_fp32(embedder: Embedder) -> None:
     int8 = Embedder(EmbedderSettings(quantized=True))
     cosines = np.sum(
