@@ -13,7 +13,7 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from catalog.blobs import BlobStore
-from catalog.buckets import ensure_kv, ensure_object_store, kv_keys
+from catalog.buckets import ensure_kv, ensure_object_store, kv_latest
 from common.errors import RagwayError
 from contracts.files import FileRecord
 
@@ -38,7 +38,16 @@ def text_name(file_id: str) -> str:
 class FileCatalog:
     """Records (`<prefix>_files`), a content-hash index and the blobs of uploaded files."""
 
-    def __init__(self, records: KeyValue, hashes: KeyValue, blobs: BlobStore) -> None:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        records_bucket: str,
+        records: KeyValue,
+        hashes: KeyValue,
+        blobs: BlobStore,
+    ) -> None:
+        self._js = js
+        self._records_bucket = records_bucket
         self._records = records
         self._hashes = hashes
         self.blobs = blobs
@@ -47,10 +56,11 @@ class FileCatalog:
     async def open(
         cls, js: JetStreamContext, prefix: str = "ragway", replicas: int = 1
     ) -> FileCatalog:
-        records = await ensure_kv(js, f"{prefix}_files", replicas)
+        records_bucket = f"{prefix}_files"
+        records = await ensure_kv(js, records_bucket, replicas)
         hashes = await ensure_kv(js, f"{prefix}_file_hashes", replicas)
         await ensure_object_store(js, f"{prefix}_blobs", replicas)
-        return cls(records, hashes, BlobStore(js, f"{prefix}_blobs"))
+        return cls(js, records_bucket, records, hashes, BlobStore(js, f"{prefix}_blobs"))
 
     async def create(self, record: FileRecord) -> None:
         await self._records.create(record.id, _encode(record))
@@ -100,9 +110,9 @@ class FileCatalog:
             await self._records.purge(file_id)
 
     async def list_all(self) -> list[FileRecord]:
-        keys = await kv_keys(self._records)
-        records = await asyncio.gather(*(self.get(key) for key in keys))
-        return [record for record in records if record is not None]
+        """Every record, read in one pass over the bucket (not a read per file)."""
+        values = await kv_latest(self._js, self._records_bucket)
+        return [_decode_record(value) for value in values.values() if value]
 
     async def list_for(self, user_id: str) -> list[FileRecord]:
         records = [r for r in await self.list_all() if r.user_id == user_id]
@@ -114,6 +124,8 @@ class FileCatalog:
         await self._hashes.put(sha256, file_id.encode())
 
     async def file_with_hash(self, sha256: str) -> str | None:
+        if not _valid_key(sha256):
+            return None  # e.g. a record without a hash yet: nothing is indexed under it
         try:
             entry = await self._hashes.get(sha256)
         except KeyNotFoundError:

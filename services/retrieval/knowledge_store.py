@@ -12,7 +12,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from catalog.buckets import ensure_kv, kv_keys
+from catalog.buckets import ensure_kv, kv_latest
 from common.errors import RagwayError
 from contracts.knowledge import Knowledge
 
@@ -38,14 +38,17 @@ def valid_key(key: str) -> bool:
 class KnowledgeStore:
     """One KV entry per collection, keyed by its id."""
 
-    def __init__(self, kv: KeyValue) -> None:
+    def __init__(self, js: JetStreamContext, bucket: str, kv: KeyValue) -> None:
+        self._js = js
+        self._bucket = bucket
         self._kv = kv
 
     @classmethod
     async def open(
         cls, js: JetStreamContext, prefix: str = "ragway", replicas: int = 1
     ) -> KnowledgeStore:
-        return cls(await ensure_kv(js, f"{prefix}_knowledge", replicas))
+        bucket = f"{prefix}_knowledge"
+        return cls(js, bucket, await ensure_kv(js, bucket, replicas))
 
     async def create(self, knowledge: Knowledge) -> None:
         await self._kv.create(knowledge.id, _encode(knowledge))
@@ -90,6 +93,6 @@ class KnowledgeStore:
             await self._kv.purge(knowledge_id)
 
     async def list_all(self) -> list[Knowledge]:
-        keys = await kv_keys(self._kv)
-        found = await asyncio.gather(*(self.get(key) for key in keys))
-        return [item for item in found if item is not None]
+        """Every collection, read in one pass over the bucket (not a read per collection)."""
+        values = await kv_latest(self._js, self._bucket)
+        return [_decode(value) for value in values.values() if value]

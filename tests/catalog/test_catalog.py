@@ -145,3 +145,42 @@ async def test_listings_under_concurrent_load_never_read_a_full_bucket_as_empty(
         await catalog.create(a_record(f"busy-{n}"))
     listings = await asyncio.gather(*(catalog.list_all() for _ in range(60)))
     assert {len(listing) for listing in listings} == {5}
+
+
+async def test_a_listing_holds_each_records_latest_version_and_no_deleted_one(
+    catalog: FileCatalog,
+) -> None:
+    assert await catalog.list_all() == []  # an empty bucket
+    for n in range(3):
+        await catalog.create(a_record(f"l{n}"))
+
+    def complete(record: FileRecord) -> FileRecord:
+        record.data.status = "completed"
+        return record
+
+    await catalog.update("l1", complete)
+    await catalog.delete("l2")
+
+    listed = {record.id: record.data.status for record in await catalog.list_all()}
+    assert listed == {"l0": "pending", "l1": "completed"}
+    await catalog.delete("l0")
+    await catalog.delete("l1")
+    assert await catalog.list_all() == []  # only deletion markers left
+
+
+async def test_listings_while_records_change_always_hold_every_record(catalog: FileCatalog) -> None:
+    for n in range(20):
+        await catalog.create(a_record(f"c{n}"))
+
+    def touched(record: FileRecord) -> FileRecord:
+        record.data.chunks_done += 1
+        return record
+
+    async def churn() -> None:
+        for _ in range(5):
+            await asyncio.gather(*(catalog.update(f"c{n}", touched) for n in range(20)))
+
+    listings, _ = await asyncio.gather(
+        asyncio.gather(*(catalog.list_all() for _ in range(20))), churn()
+    )
+    assert all(len(listing) == 20 for listing in listings)
