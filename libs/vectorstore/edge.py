@@ -125,8 +125,11 @@ def _request(query: SearchQuery) -> qe.QueryRequest | None:
 class EdgeStore:
     """A `VectorStore` in a local directory."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, search_threads: int = 0) -> None:
+        """`search_threads`: the size of the shard's search pool, stored with the shard
+        (0: leave it as stored; a new shard gets the engine's default, one per CPU)."""
         self.path = path
+        self._search_threads = search_threads
         self._shard: qe.EdgeShard | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edge-store")
         self._lock = threading.Lock()  # one shard call at a time, whatever the thread
@@ -156,17 +159,22 @@ class EdgeStore:
             if stored.get("size") != dim:
                 raise dimension_conflict(dim, stored.get("size"))
             if self._shard is None:
-                self._shard = qe.EdgeShard.load(str(self.path))
+                # no config when the pool is left alone: the shard opens as it was stored
+                config = self._config(dim) if self._search_threads else None
+                self._shard = qe.EdgeShard.load(str(self.path), config)
             return
         self.path.mkdir(parents=True, exist_ok=True)
-        config = qe.EdgeConfig(
-            vectors={DENSE: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)},
-            sparse_vectors={SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
-        )
-        shard = qe.EdgeShard.create(str(self.path), config)
+        shard = qe.EdgeShard.create(str(self.path), self._config(dim))
         shard.update(qe.UpdateOperation.create_field_index("file_id", qe.PayloadSchemaType.Keyword))
         self._shard = shard
         log.info("vector_store_created", engine="edge", path=str(self.path), dim=dim)
+
+    def _config(self, dim: int) -> qe.EdgeConfig:
+        return qe.EdgeConfig(
+            vectors={DENSE: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)},
+            sparse_vectors={SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
+            max_search_threads=self._search_threads or None,
+        )
 
     async def upsert(self, points: Sequence[ChunkPoint]) -> None:
         if points:

@@ -17,11 +17,12 @@ async def open_store(
     collection: str = "ragway_chunks",
     qdrant_url: str = "",
     qdrant_api_key: str = "",
+    edge_search_threads: int = 0,
 ) -> AsyncIterator[VectorStore]:
     """A ready store: a Qdrant server if `qdrant_url` is set, else the embedded engine.
 
     The embedded engine keeps the collection in `<edge_path>/<collection>`, owned by this
-    process alone.
+    process alone; `edge_search_threads` sizes its search pool (0: as stored).
     """
     store: VectorStore
     if qdrant_url:
@@ -31,7 +32,7 @@ async def open_store(
     else:
         from vectorstore.edge import EdgeStore
 
-        store = EdgeStore(edge_path / collection)
+        store = EdgeStore(edge_path / collection, search_threads=edge_search_threads)
     try:
         await store.ensure_collection(dim)
         yield store

@@ -43,6 +43,7 @@ async def open_store(settings: Settings, dim: int) -> AsyncIterator[VectorStore]
         collection=settings.collection,
         qdrant_url=settings.qdrant_url,
         qdrant_api_key=settings.qdrant_api_key,
+        edge_search_threads=settings.vector_search_threads,
     ) as store:
         log.info("vector_store_ready", engine="server" if settings.qdrant_url else "edge", dim=dim)
         yield store

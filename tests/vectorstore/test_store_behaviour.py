@@ -7,6 +7,7 @@ Vectors are built by hand from a tiny vocabulary so every expected ranking is ex
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import random
 from collections import Counter
@@ -70,7 +71,7 @@ MODES = ["hybrid", "dense", "sparse"]
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[VectorStore]:
     engine: VectorStore
     if request.param == "edge":
-        engine = EdgeStore(tmp_path / "edge")
+        engine = EdgeStore(tmp_path / "edge", search_threads=1)  # as the retrieval service
     else:
         engine = ServerStore.local("chunks")
     await engine.ensure_collection(DIM)
@@ -241,6 +242,25 @@ async def test_reopening_with_another_dimension_is_a_conflict(filled: VectorStor
         await filled.ensure_collection(DIM + 1)
     assert caught.value.code == "conflict"
     await filled.ensure_collection(DIM)  # the right dimension is fine, again and again
+
+
+async def test_the_edge_stores_search_pool_can_be_resized_at_a_reopen(tmp_path: Path) -> None:
+    first = EdgeStore(tmp_path / "shard")  # the engine's default pool
+    await first.ensure_collection(DIM)
+    await first.upsert([*FILE_A, *FILE_B])
+    await first.close()
+
+    for threads in (1, 3, 0):  # 0: as stored
+        store = EdgeStore(tmp_path / "shard", search_threads=threads)
+        await store.ensure_collection(DIM)
+        try:
+            assert await store.count() == 5
+            hits = await store.search(query("cherry", ["a", "b"], "hybrid"))
+            assert hits[0].id == point_id("a", 1)
+        finally:
+            await store.close()
+        stored = json.loads((tmp_path / "shard" / "edge_config.json").read_text())
+        assert stored.get("max_search_threads") == (threads or 3)
 
 
 async def test_the_edge_store_keeps_its_points_across_a_reopen(tmp_path: Path) -> None:
