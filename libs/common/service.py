@@ -94,7 +94,9 @@ class ServiceHost:
                 raise RagwayError("invalid", f"Invalid request: {exc}") from None
             reply = await handler(request)
             if msg.reply:
-                await msg.respond(_to_bytes(reply))
+                # not msg.respond(): that echoes the request's headers, which no caller
+                # reads and which cost an encode here and a parse at the caller
+                await self.nc.publish(msg.reply, _to_bytes(reply))
         except RagwayError as exc:
             outcome = exc.code
             await self._respond_error(msg, exc.code, exc.detail)

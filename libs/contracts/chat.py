@@ -64,12 +64,19 @@ class CompletionJob(msgspec.Struct, frozen=True, kw_only=True):
     body: msgspec.Raw
     stream_inbox: str = ""
     stream_id: str = ""
+    # the caller reads `StreamAccepted.first` (a caller that does not know it leaves this
+    # False, so a stream's first bytes never go where nobody reads them)
+    first_in_reply: bool = False
 
 
 class StreamAccepted(msgspec.Struct, frozen=True, kw_only=True):
-    """The reply to CHAT_STREAM once the backend has accepted the request."""
+    """The reply to CHAT_STREAM once the backend has accepted the request.
+
+    `first`: the stream's first SSE bytes when they came with the backend's answer (the
+    caller writes them before the stream's messages); empty otherwise."""
 
     model: str
+    first: bytes = b""
 
 
 class StreamEnd(msgspec.Struct, frozen=True, kw_only=True):

@@ -144,9 +144,11 @@ async def _stream(
     # The mailbox listens before the job is sent, so no chunk can arrive unheard; the
     # proxy's StreamAccepted comes to its reply subject, the chunks to its subject.
     async with app[INBOXES].open() as box:
-        job = msgspec.structs.replace(job, stream_inbox=box.subject, stream_id=stream_id)
+        job = msgspec.structs.replace(
+            job, stream_inbox=box.subject, stream_id=stream_id, first_in_reply=True
+        )
         try:
-            await bus.request_into(
+            accepted = await bus.request_into(
                 subjects.CHAT_STREAM,
                 job,
                 StreamAccepted,
@@ -157,8 +159,9 @@ async def _stream(
             response = _SSEResponse(headers=SSE_HEADERS)
             response.content_type = "text/event-stream"
             await response.prepare(request)
-            if first:
-                await response.write(first)
+            # the stream's first bytes may have come with the acceptance (one message)
+            if first or accepted.first:
+                await response.write(first + accepted.first)
             last = b""
             tail = b""  # what arrived with the end message: sent with the end of the body
             end: Msg | None = None

@@ -16,6 +16,7 @@ from contracts.chat import CompletionJob
 from contracts.functions import PluginListRequest, PluginRef, PluginSave
 from contracts.models import ModelsReply, ModelsRequest
 from contracts.ollama import OllamaProxyRequest
+from inference_proxy.backend_http import BackendPool
 from inference_proxy.cancels import CancelRegistry
 from inference_proxy.catalog import ModelCatalog
 from inference_proxy.chat import ChatRunner
@@ -70,7 +71,13 @@ async def serve(settings: Settings) -> AsyncIterator[InferenceProxy]:
         stack.push_async_callback(chat_cancels.close)
         ollama_cancels = CancelRegistry(nc, subjects.OLLAMA_CANCEL_PREFIX)
         stack.push_async_callback(ollama_cancels.close)
-        chat = ChatRunner(nc, http, catalog, settings, chat_cancels)
+        backend = BackendPool(
+            limit=settings.max_backend_connections,
+            keepalive_seconds=30,
+            connect_timeout=settings.backend_connect_timeout_seconds,
+        )
+        stack.push_async_callback(backend.close)
+        chat = ChatRunner(nc, backend, catalog, settings, chat_cancels)
         stack.push_async_callback(chat.aclose)
         passthrough = OllamaPassthrough(nc, http, ollama, catalog, settings, ollama_cancels)
         stack.push_async_callback(passthrough.aclose)

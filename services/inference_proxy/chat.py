@@ -9,7 +9,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import msgspec
 import nats.errors
 import structlog
@@ -21,6 +20,7 @@ from common.errors import RagwayError
 from common.idle import idle_timeout
 from common.tasks import BackgroundTasks
 from contracts.chat import STREAM_END, STREAM_HEADER, CompletionJob, StreamAccepted, StreamEnd
+from inference_proxy.backend_http import BackendHTTPError, BackendPool, BackendResponse
 from inference_proxy.cancels import CancelRegistry, CancelWatch
 from inference_proxy.catalog import ModelCatalog
 from inference_proxy.errors import StreamFailure, error_for_exception, error_for_status
@@ -33,9 +33,14 @@ log = structlog.get_logger()
 # ragway/Open WebUI request fields an OpenAI-compatible backend must not see
 RAGWAY_ONLY_FIELDS = ("files", "chat_id", "tool_ids")
 _END_HEADERS = {STREAM_HEADER: STREAM_END}
-# after a stream's end: how long, and for how many reads, to wait for the body's end
+# after a stream's end: how long to wait for the body's end before closing instead
 REUSE_WAIT_SECONDS = 1.0
-REUSE_READ_LIMIT = 16
+
+
+_top_level = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_json_decode = msgspec.json.decode
+_JSON_TRUE = msgspec.Raw(b"true")
+_JSON_FALSE = msgspec.Raw(b"false")
 
 
 class _Completion(msgspec.Struct):
@@ -61,33 +66,30 @@ class ChatRunner:
     def __init__(
         self,
         nc: Client,
-        http: aiohttp.ClientSession,
+        backend: BackendPool,
         catalog: ModelCatalog,
         settings: Settings,
         cancels: CancelRegistry,
     ) -> None:
         self._nc = nc
-        self._http = http
+        self._backend = backend  # the connect timeout is the pool's
         self._catalog = catalog
         self._settings = settings
-        connect = settings.backend_connect_timeout_seconds
-        self._answer_timeout = aiohttp.ClientTimeout(
-            total=settings.backend_timeout_seconds, connect=connect, sock_connect=connect
-        )
-        self._stream_timeout = aiohttp.ClientTimeout(
-            total=None, connect=connect, sock_connect=connect
-        )
         self._relays = BackgroundTasks()
         self._cancels = cancels
 
     async def _prepare(self, job: CompletionJob, *, stream: bool) -> _Request:
+        # Top-level fields only: the messages (most of a long chat) stay raw JSON, copied
+        # into the backend's body without being parsed into objects and encoded again.
         try:
-            body = msgspec.json.decode(job.body)
+            body = _top_level.decode(job.body)
+            model = _json_decode(body["model"]) if "model" in body else None
+        except msgspec.ValidationError:
+            model = None  # JSON, but not an object
         except msgspec.DecodeError:
             raise RagwayError("invalid", "The completion body is not valid JSON") from None
-        if not isinstance(body, dict) or not isinstance(body.get("model"), str):
+        if not isinstance(model, str):
             raise RagwayError("invalid", "The completion body needs a `model`")
-        model: str = body["model"]
         route = await self._catalog.route(model)
         if route is None:
             raise RagwayError("not_found", "Model not found")
@@ -97,15 +99,17 @@ class ChatRunner:
                 backend,
                 model,
                 f"{backend.base_url}/api/chat",
-                msgspec.json.encode(to_ollama_chat(body, stream=stream)),
+                msgspec.json.encode(to_ollama_chat(_json_decode(job.body), stream=stream)),
                 {"Content-Type": "application/json"},
             )
         for field in RAGWAY_ONLY_FIELDS:
             body.pop(field, None)
-        body["stream"] = stream
+        body["stream"] = _JSON_TRUE if stream else _JSON_FALSE
         if stream:
             # usage comes as a last chunk only when asked for
-            body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+            given = _json_decode(body["stream_options"]) if "stream_options" in body else None
+            options = {**(given if isinstance(given, dict) else {}), "include_usage": True}
+            body["stream_options"] = msgspec.Raw(msgspec.json.encode(options))
         else:
             body.pop("stream_options", None)
         headers = {"Content-Type": "application/json"}
@@ -123,17 +127,16 @@ class ChatRunner:
         """The backend's answer as OpenAI `chat.completion` JSON bytes."""
         request = await self._prepare(job, stream=False)
         backend = request.backend
+        limit = self._settings.backend_timeout_seconds
         try:
-            async with self._http.post(
-                request.url,
-                data=request.payload,
-                headers=request.headers,
-                timeout=self._answer_timeout,
-            ) as response:
-                body = await response.read()
+            async with asyncio.timeout(limit):
+                response = await self._backend.post(request.url, request.payload, request.headers)
+                try:
+                    body = await response.read()
+                finally:
+                    response.release()  # closes instead when the body did not end
                 status = response.status
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            limit = self._settings.backend_timeout_seconds
+        except (BackendHTTPError, TimeoutError) as exc:
             raise error_for_exception(backend, exc, limit) from None
         if status >= 400:
             raise error_for_status(backend, status, body)
@@ -147,8 +150,12 @@ class ChatRunner:
             ) from None
         return body  # an OpenAI backend's answer goes out as it came
 
-    async def stream(self, job: CompletionJob) -> StreamAccepted:
-        """Open the backend stream; once it answered 2xx, relay it in the background."""
+    async def stream(self, job: CompletionJob, *, first_in_reply: bool = False) -> StreamAccepted:
+        """Open the backend stream; once it answered 2xx, relay it in the background.
+
+        With `first_in_reply`, what the backend already sent with its headers goes out
+        translated in the reply (`StreamAccepted.first`), not as a stream message of its
+        own; nothing is waited for."""
         if not job.stream_inbox:
             raise RagwayError("invalid", "A stream needs a `stream_inbox`")
         request = await self._prepare(job, stream=True)
@@ -169,58 +176,64 @@ class ChatRunner:
         except BaseException:
             self._cancels.forget(cancel)
             raise
+        translator: OpenAIStream | OllamaStream = (
+            OllamaStream(request.model)
+            if request.backend.kind == "ollama"
+            else OpenAIStream(request.model)
+        )
+        first = b""
+        failure: str | None = None
+        if first_in_reply and (data := response.buffered()):
+            try:
+                first = translator.feed(data)
+            except StreamFailure as exc:
+                failure = str(exc)  # reported by the relay, as any later failure
         relay = self._relays.spawn(
-            self._relay(request, response, job.stream_inbox, cancel, started)
+            self._relay(request, response, translator, job.stream_inbox, cancel, started, failure)
         )
         if cancel is not None:
             cancel.task = relay
             if cancel.requested:
                 relay.cancel()
-        return StreamAccepted(model=request.model)
+        return StreamAccepted(model=request.model, first=first)
 
-    async def _open(self, request: _Request) -> aiohttp.ClientResponse:
+    async def _open(self, request: _Request) -> BackendResponse:
         backend = request.backend
         limit = self._settings.backend_timeout_seconds
         try:
             async with asyncio.timeout(limit):
-                response = await self._http.post(
-                    request.url,
-                    data=request.payload,
-                    headers=request.headers,
-                    timeout=self._stream_timeout,
-                )
+                response = await self._backend.post(request.url, request.payload, request.headers)
                 if response.status >= 400:
                     try:
                         body = await response.read()
                     finally:
                         response.release()
                     raise error_for_status(backend, response.status, body)
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (BackendHTTPError, TimeoutError) as exc:
             raise error_for_exception(backend, exc, limit) from None
         return response
 
     async def _relay(
         self,
         request: _Request,
-        response: aiohttp.ClientResponse,
+        response: BackendResponse,
+        translator: OpenAIStream | OllamaStream,
         inbox: str,
         cancel: CancelWatch | None,
         started: float,
+        failure: str | None,
     ) -> None:
-        translator: OpenAIStream | OllamaStream = (
-            OllamaStream(request.model)
-            if request.backend.kind == "ollama"
-            else OpenAIStream(request.model)
-        )
         idle = self._settings.backend_idle_timeout_seconds
         error: str | None = None
         outcome = "ok"
         chunks = 0
         try:
             try:
+                if failure is not None:
+                    raise StreamFailure(failure)
                 async with idle_timeout(idle) as quiet:
                     while not translator.done:
-                        data = await response.content.readany()
+                        data = await response.readany()
                         if not data:
                             break
                         quiet.touch()
@@ -233,7 +246,7 @@ class ChatRunner:
                 error = f"The model backend sent nothing for {idle:g}s"
             except StreamFailure as exc:
                 error = str(exc)
-            except aiohttp.ClientError:
+            except BackendHTTPError:
                 error = f"The connection to model backend {request.backend.host} broke"
             if error is not None:
                 outcome = "backend_failed"
@@ -260,7 +273,9 @@ class ChatRunner:
                     _END_HEADERS,
                 )
             self._cancels.forget(cancel)
-            log.info(
+            # the service's request line (ServiceHost) already logged the accepted stream
+            # with its request id: this second line goes out at `info` only on failure
+            (log.info if error is not None else log.debug)(
                 "chat_stream",
                 model=request.model,
                 backend=request.backend.host,
@@ -291,27 +306,24 @@ class ChatRunner:
         await self._relays.drain(grace_seconds)
 
 
-async def _release_for_reuse(response: aiohttp.ClientResponse) -> None:
-    """Read what follows the end of the stream, then hand the connection back.
+async def _release_for_reuse(response: BackendResponse) -> None:
+    """Wait for the end of the body, then hand the connection back.
 
     A backend may send `[DONE]` (or Ollama's `done`) before the chunked body's terminator,
     in a later segment; a response released before its body ended closes the connection,
     so every stream would open a new one. The caller already has its end message; this
     only waits (bounded) for the terminator."""
-    try:
-        async with asyncio.timeout(REUSE_WAIT_SECONDS):
-            left = REUSE_READ_LIMIT
-            while left and not response.content.at_eof():
-                if not await response.content.readany():
-                    break
-                left -= 1
-    except (TimeoutError, aiohttp.ClientError):
-        response.close()
-        return
-    except BaseException:
-        response.close()
-        raise
-    response.release()  # keeps the connection when the body was read to the end
+    if not response.ended:
+        try:
+            async with asyncio.timeout(REUSE_WAIT_SECONDS):
+                await response.wait_end()
+        except TimeoutError:
+            response.close()
+            return
+        except BaseException:
+            response.close()
+            raise
+    response.release()  # keeps the connection only when the body ended cleanly
 
 
 async def _unsubscribe(subscription: Subscription) -> None:

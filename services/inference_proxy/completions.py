@@ -60,7 +60,7 @@ class Completions:
             return await self._pipes.stream(job, detail, _body(job))
         if path == "tools":
             return await self._tools.stream(job, _body(job), detail)
-        return await self._chat.stream(job)
+        return await self._chat.stream(job, first_in_reply=job.first_in_reply)
 
 
 def _body(job: CompletionJob) -> dict[str, Any]:

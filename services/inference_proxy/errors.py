@@ -9,6 +9,7 @@ import aiohttp
 import msgspec
 
 from common.errors import RagwayError
+from inference_proxy.backend_http import BackendConnectError, BackendDisconnected
 from inference_proxy.settings import Backend
 
 
@@ -56,8 +57,10 @@ def error_for_exception(backend: Backend, exc: BaseException, timeout: float) ->
         return RagwayError(
             "timeout", f"Model backend {backend.host} did not answer within {timeout:g}s"
         )
-    if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ClientOSError):
+    if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ClientOSError | BackendConnectError):
         return RagwayError("bad_gateway", f"Model backend unreachable: {backend.host}")
-    if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError):
+    if isinstance(
+        exc, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError | BackendDisconnected
+    ):
         return RagwayError("bad_gateway", f"Model backend {backend.host} closed the connection")
     return RagwayError("bad_gateway", f"Model backend {backend.host} failed")

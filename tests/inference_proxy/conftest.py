@@ -47,7 +47,7 @@ async def wait_until_serving(nats_url: str) -> None:
                     await asyncio.sleep(0.01)
 
 
-def job(body: dict[str, Any], **extra: str) -> CompletionJob:
+def job(body: dict[str, Any], **extra: Any) -> CompletionJob:
     return CompletionJob(principal=PRINCIPAL, body=msgspec.Raw(msgspec.json.encode(body)), **extra)
 
 
@@ -86,20 +86,28 @@ class Stream:
 
 @asynccontextmanager
 async def open_stream(
-    nc: Client, bus: Bus, body: dict[str, Any]
+    nc: Client, bus: Bus, body: dict[str, Any], *, first_in_reply: bool = False
 ) -> AsyncIterator[tuple[StreamAccepted, Stream, Any]]:
-    """Ask for a stream the way the gateway does: subscribe first, then request."""
+    """Ask for a stream the way the gateway does: subscribe first, then request (with
+    `first_in_reply`, the reply's `first` bytes are the stream's first message)."""
     stream = Stream(stream_id=uuid.uuid4().hex)
     inbox = nc.new_inbox()
     subscription = await nc.subscribe(inbox)
     try:
         accepted = await bus.request(
             subjects.CHAT_STREAM,
-            job(body, stream_inbox=inbox, stream_id=stream.stream_id),
+            job(
+                body,
+                stream_inbox=inbox,
+                stream_id=stream.stream_id,
+                first_in_reply=first_in_reply,
+            ),
             StreamAccepted,
             timeout=10,
             capability="inference",
         )
+        if accepted.first:
+            stream.messages.append(accepted.first)
 
         async def collect(wait_seconds: float = 10) -> Stream:
             while True:

@@ -40,6 +40,49 @@ def assert_well_formed(stream: Stream) -> list[dict[str, Any]]:
     return chunks
 
 
+@pytest.mark.parametrize("kind", ["openai", "ollama"])
+async def test_first_bytes_in_the_reply_make_the_same_stream_as_messages_only(
+    nats_url: str,
+    nc: Client,
+    bus: Bus,
+    openai_fake: OpenAIFake,
+    ollama_fake: OllamaFake,
+    kind: str,
+) -> None:
+    """The first chunk may ride in StreamAccepted.first, only when the caller asked."""
+    if kind == "openai":
+        backends: dict[str, Any] = {
+            "openai_api_base_urls": openai_fake.base_url,
+            "openai_api_keys": "sk-fake-key",
+        }
+        model = "gpt-fake"
+    else:
+        backends = {"ollama_base_urls": ollama_fake.origin}
+        model = "qwen2.5:0.5b"
+    streams: dict[bool, Stream] = {}
+    firsts: dict[bool, bytes] = {}
+    async with running_proxy(nats_url, **backends):
+        for inline in (False, True, True, True):
+            async with open_stream(nc, bus, chat_body(model, "same"), first_in_reply=inline) as (
+                accepted,
+                stream,
+                collect,
+            ):
+                await collect()
+            streams[inline] = stream
+            firsts[inline] = firsts.get(inline, b"") or accepted.first
+    assert firsts[False] == b""  # never sent to a caller that did not ask
+    assert firsts[True].startswith(b"data: {")  # the fake sends its head and first chunk at once
+
+    def comparable(stream: Stream) -> list[dict[str, Any]]:
+        chunks = assert_well_formed(stream)
+        return [{k: v for k, v in c.items() if k not in ("id", "created")} for c in chunks]
+
+    assert comparable(streams[True]) == comparable(streams[False])
+    assert streams[True].events[-1] == b"[DONE]"
+    assert streams[True].end == streams[False].end
+
+
 async def test_an_openai_stream_has_one_id_role_first_and_usage_on_the_finish_chunk(
     nats_url: str, nc: Client, bus: Bus, openai_fake: OpenAIFake
 ) -> None:
@@ -62,6 +105,39 @@ async def test_an_openai_stream_has_one_id_role_first_and_usage_on_the_finish_ch
     sent = openai_fake.last("/v1/chat/completions").json
     assert sent["stream"] is True and sent["stream_options"] == {"include_usage": True}
     assert "chat_id" not in sent
+
+
+async def test_the_backend_gets_the_callers_fields_as_sent_with_the_stream_fields_set(
+    nats_url: str, nc: Client, bus: Bus, openai_fake: OpenAIFake
+) -> None:
+    history = [
+        {"role": "user" if n % 2 == 0 else "assistant", "content": f'line {n} \u00e9"\\ \U0001f600'}
+        for n in range(40)
+    ]
+    body = {
+        "model": "gpt-fake",
+        "messages": history,
+        "stream": False,  # overridden: this is a stream
+        "stream_options": {"other": 1},
+        "temperature": 0.25,
+        "logit_bias": {"50256": -100},
+        "files": [{"type": "file", "id": "f1"}],
+        "tool_ids": [],
+        "chat_id": "c",
+    }
+    async with (
+        running_proxy(
+            nats_url, openai_api_base_urls=openai_fake.base_url, openai_api_keys="sk-fake-key"
+        ),
+        open_stream(nc, bus, body) as (_, stream, collect),
+    ):
+        await collect()
+    assert_well_formed(stream)
+    sent = openai_fake.last("/v1/chat/completions").json
+    expected = {k: v for k, v in body.items() if k not in ("files", "tool_ids", "chat_id")}
+    expected["stream"] = True
+    expected["stream_options"] = {"other": 1, "include_usage": True}
+    assert sent == expected
 
 
 async def test_an_ollama_stream_is_translated_into_openai_chunks_with_timings(

@@ -1,0 +1,428 @@
+"""The proxy's HTTP/1.1 backend client against real local servers: keep-alive reuse,
+body framings (Content-Length, chunked, close-delimited), chunk boundaries anywhere,
+bodies that never end or break off, error bodies, TLS and flow control."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import ssl
+import subprocess
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from inference_proxy.backend_http import (
+    HIGH_WATER_BYTES,
+    BackendConnectError,
+    BackendDisconnected,
+    BackendPool,
+    BackendProtocolError,
+    BackendResponse,
+    _Connection,
+)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@contextlib.asynccontextmanager
+async def http_server(
+    handler: Handler, ssl_context: ssl.SSLContext | None = None
+) -> AsyncIterator[tuple[str, list[object]]]:
+    """An aiohttp server answering every POST with `handler`; yields its base URL and
+    the client address of every request it saw."""
+    peers: list[object] = []
+
+    async def recording(request: web.Request) -> web.StreamResponse:
+        assert request.transport is not None
+        peers.append(request.transport.get_extra_info("peername"))
+        return await handler(request)
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", recording)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
+    await site.start()
+    port = runner.addresses[0][1]
+    scheme = "https" if ssl_context is not None else "http"
+    try:
+        yield f"{scheme}://127.0.0.1:{port}", peers
+    finally:
+        await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def raw_server(
+    answer: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+) -> AsyncIterator[str]:
+    """A TCP server whose bytes are written by hand (framings aiohttp would not send)."""
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(server.wait_closed(), 1)
+
+
+async def read_request(reader: asyncio.StreamReader) -> bytes:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":", 1)[1])
+    return head + await reader.readexactly(length)
+
+
+@pytest.fixture
+async def pool() -> AsyncIterator[BackendPool]:
+    backends = BackendPool(limit=8, keepalive_seconds=30, connect_timeout=2)
+    yield backends
+    await backends.close()
+
+
+async def echo(request: web.Request) -> web.Response:
+    return web.Response(body=b"got " + await request.read(), content_type="text/plain")
+
+
+async def test_sequential_requests_reuse_one_connection_when_each_body_was_read(
+    pool: BackendPool,
+) -> None:
+    async with http_server(echo) as (url, peers):
+        for n in range(3):
+            response = await pool.post(f"{url}/v1/x", f"body {n}".encode(), {"X-A": "1"})
+            assert response.status == 200
+            assert await response.read() == f"got body {n}".encode()
+            response.release()
+        assert len(peers) == 3 and len(set(peers)) == 1, peers
+        assert pool.idle_connections() == 1
+
+
+async def test_a_response_released_before_its_body_ended_closes_its_connection(
+    pool: BackendPool,
+) -> None:
+    async def slow(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        await response.write(b"part")
+        await asyncio.sleep(0.2)
+        await response.write_eof()
+        return response
+
+    async with http_server(slow) as (url, peers):
+        for _ in range(2):
+            response = await pool.post(url, b"", {})
+            assert await response.readany() == b"part"
+            response.release()  # the body has not ended: not reusable
+        assert len(set(peers)) == 2
+        assert pool.idle_connections() == 0
+
+
+def _chunked(pieces: list[bytes], trailer: bytes = b"") -> bytes:
+    body = b"".join(b"%x;ext=1\r\n%s\r\n" % (len(p), p) for p in pieces)
+    return body + b"0\r\n" + trailer + b"\r\n"
+
+
+def _response_bytes() -> tuple[bytes, bytes]:
+    pieces = [b"data: one\n\n", b"x" * 300, b"\r\n\r\n", b"last"]
+    head = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+    raw = head + b"Content-Type: text/event-stream\r\n\r\n" + _chunked(pieces, b"X-T: 1\r\n")
+    return raw, b"".join(pieces)
+
+
+def _parser(pool: BackendPool) -> tuple[_Connection, BackendResponse]:
+    conn = _Connection(("http", "127.0.0.1", 1))
+    response = BackendResponse(conn, pool)
+    conn.response = response
+    return conn, response
+
+
+async def test_a_chunked_response_parses_the_same_when_split_at_any_byte(
+    pool: BackendPool,
+) -> None:
+    raw, body = _response_bytes()
+    for split in range(len(raw) + 1):
+        conn, response = _parser(pool)
+        for piece in (raw[:split], raw[split:]):
+            if piece:
+                conn.data_received(piece)
+        assert response.status == 200, split
+        assert response.headers["content-type"] == "text/event-stream"
+        assert response.ended, split
+        assert response.buffered() == body, split
+        assert not conn.closed
+    conn, response = _parser(pool)
+    for byte in range(len(raw)):  # one byte at a time
+        conn.data_received(raw[byte : byte + 1])
+    assert response.ended and response.buffered() == body
+
+
+async def test_chunked_content_length_and_close_delimited_bodies_over_sockets(
+    pool: BackendPool,
+) -> None:
+    raw, body = _response_bytes()
+    answers = {
+        b"/chunked": raw,
+        b"/length": b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+        b"/close": b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil close",
+    }
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(Exception):
+            while True:
+                request = await read_request(reader)
+                path = request.split(b" ")[1]
+                for index in range(0, len(answers[path]), 7):  # many small segments
+                    writer.write(answers[path][index : index + 7])
+                    await writer.drain()
+                if path == b"/close":
+                    break
+        writer.close()
+
+    async with raw_server(answer) as url:
+        for path, expected, reusable in (
+            ("/chunked", body, True),
+            ("/length", b"hello", True),
+            ("/close", b"until close", False),
+        ):
+            response = await pool.post(url + path, b"{}", {})
+            assert await response.read() == expected
+            assert response.at_eof()
+            response.release()
+            assert pool.idle_connections() == (1 if reusable else 0), path
+
+
+async def test_a_body_that_never_ends_keeps_the_reader_waiting_until_closed(
+    pool: BackendPool,
+) -> None:
+    started = asyncio.Event()
+    gone = asyncio.Event()
+
+    async def endless(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        await response.write(b"first")
+        started.set()
+        assert request.transport is not None
+        for _ in range(600):  # no end, until the client leaves (30 s at most)
+            if request.transport is None or request.transport.is_closing():
+                gone.set()
+                break
+            await asyncio.sleep(0.05)
+        return response
+
+    async with http_server(endless) as (url, _):
+        response = await pool.post(url, b"", {})
+        assert await response.readany() == b"first"
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.2):
+                await response.readany()
+        response.close()  # the backend sees its client leave
+        await asyncio.wait_for(gone.wait(), 5)
+        assert pool.idle_connections() == 0
+
+
+async def test_a_backend_that_resets_mid_body_fails_the_read(pool: BackendPool) -> None:
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.transport.abort()  # RST, no terminator
+
+    async with raw_server(answer) as url:
+        response = await pool.post(url, b"", {})
+        assert await response.readany() == b"hello"
+        with pytest.raises(BackendDisconnected):
+            await response.read()
+        assert not response.ended
+        response.release()  # closes: the body did not end
+        assert pool.idle_connections() == 0
+
+
+async def test_a_backend_that_closes_before_answering_is_a_disconnect(pool: BackendPool) -> None:
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.close()
+
+    async with raw_server(answer) as url:
+        with pytest.raises(BackendDisconnected):
+            await pool.post(url, b"", {})
+
+
+async def test_a_kept_alive_connection_dropped_as_it_is_reused_is_retried_on_a_new_one(
+    pool: BackendPool,
+) -> None:
+    connections = 0
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        if connections == 1:
+            # the next request on this connection is read, then dropped unanswered: a
+            # backend whose keep-alive ran out just as the connection was reused
+            await read_request(reader)
+        writer.close()
+
+    async with raw_server(answer) as url:
+        for _ in range(2):
+            response = await pool.post(url, b"question", {})
+            assert (response.status, await response.read()) == (200, b"ok")
+            response.release()
+    assert connections == 2  # the second request went out again on a new connection
+
+
+async def test_garbage_instead_of_http_is_a_protocol_error(pool: BackendPool) -> None:
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"SSH-2.0-OpenSSH\r\n\r\n")
+        await writer.drain()
+
+    async with raw_server(answer) as url:
+        with pytest.raises(BackendProtocolError):
+            await pool.post(url, b"", {})
+
+
+@pytest.mark.parametrize("status", [400, 404, 429, 500, 503])
+async def test_error_statuses_come_with_their_body_and_keep_the_connection(
+    pool: BackendPool, status: int
+) -> None:
+    async def failing(request: web.Request) -> web.Response:
+        await request.read()
+        return web.json_response({"error": {"message": f"no ({status})"}}, status=status)
+
+    async with http_server(failing) as (url, peers):
+        for _ in range(2):
+            response = await pool.post(url, b"{}", {"Content-Type": "application/json"})
+            assert response.status == status
+            assert await response.read() == f'{{"error": {{"message": "no ({status})"}}}}'.encode()
+            response.release()
+        assert len(set(peers)) == 1
+
+
+async def test_the_request_carries_host_length_and_the_given_headers(pool: BackendPool) -> None:
+    seen: list[web.Request] = []
+    bodies: list[bytes] = []
+
+    async def record(request: web.Request) -> web.Response:
+        seen.append(request)
+        bodies.append(await request.read())
+        return web.Response(text="ok")
+
+    async with http_server(record) as (url, _):
+        response = await pool.post(f"{url}/v1/chat/completions?a=1", b'{"k": 1}', {"X-Key": "v"})
+        assert await response.read() == b"ok"
+        response.release()
+    request = seen[0]
+    assert request.path_qs == "/v1/chat/completions?a=1"
+    assert request.host == url.split("://")[1]
+    assert request.headers["X-Key"] == "v" and request.headers["Content-Length"] == "8"
+    assert bodies == [b'{"k": 1}']
+
+
+async def test_a_header_with_a_line_break_is_refused_before_anything_is_sent(
+    pool: BackendPool,
+) -> None:
+    async with http_server(echo) as (url, peers):
+        with pytest.raises(ValueError):
+            await pool.post(url, b"", {"Authorization": "Bearer k\r\nX-Evil: 1"})
+    assert peers == []
+
+
+async def test_an_unreachable_backend_is_a_connect_error(pool: BackendPool) -> None:
+    async with raw_server(lambda r, w: asyncio.sleep(0)) as url:
+        pass  # closed: nothing listens on that port any more
+    with pytest.raises(BackendConnectError):
+        await pool.post(url, b"", {})
+
+
+async def test_idle_connections_expire_and_are_not_reused() -> None:
+    backends = BackendPool(limit=4, keepalive_seconds=0.1)
+    try:
+        async with http_server(echo) as (url, peers):
+            for _ in range(2):
+                response = await backends.post(url, b"", {})
+                await response.read()
+                response.release()
+                assert backends.idle_connections() == 1
+                await asyncio.sleep(0.35)
+                assert backends.idle_connections() == 0  # swept after keepalive_seconds
+            assert len(set(peers)) == 2
+    finally:
+        await backends.close()
+
+
+async def test_a_slow_reader_pauses_the_socket_and_still_gets_every_byte(
+    pool: BackendPool,
+) -> None:
+    blob = bytes(range(256)) * 8 * 1024  # 2 MiB
+
+    async def big(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        for index in range(0, len(blob), 64 * 1024):
+            await response.write(blob[index : index + 64 * 1024])
+        await response.write_eof()
+        return response
+
+    async with http_server(big) as (url, _):
+        response = await pool.post(url, b"", {})
+        await asyncio.sleep(0.3)  # the reader lags: buffering stops near the high-water mark
+        assert response._paused
+        assert response._size < HIGH_WATER_BYTES + 512 * 1024
+        assert await response.read() == blob
+        response.release()
+        assert pool.idle_connections() == 1
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("the openssl command is needed to make a self-signed certificate")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+            "-keyout", str(key), "-out", str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+async def test_https_backends_are_spoken_to_over_tls_with_reuse(
+    tls_files: tuple[Path, Path],
+) -> None:
+    cert, key = tls_files
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(cert, key)
+    trusting = ssl.create_default_context(cafile=str(cert))
+    backends = BackendPool(ssl_context=trusting)
+    try:
+        async with http_server(echo, server_context) as (url, peers):
+            for _ in range(2):
+                response = await backends.post(url, b"secret", {})
+                assert await response.read() == b"got secret"
+                response.release()
+            assert len(set(peers)) == 1
+            # the default context does not trust a self-signed certificate
+            strict = BackendPool()
+            try:
+                with pytest.raises(BackendConnectError):
+                    await strict.post(url, b"", {})
+            finally:
+                await strict.close()
+    finally:
+        await backends.close()
