@@ -144,9 +144,13 @@ async def test_a_worker_thread_search_answers_as_search_many_does(filled: Vector
         asyncio.gather(*(asyncio.to_thread(search_now, queries) for _ in range(8))), upserting
     )
 
-    assert all(
-        [ranked(hits) for hits in result] == [ranked(hits) for hits in expected] for result in found
-    )
+    # the same hits and the same best one: the writes change BM25's collection statistics,
+    # so scores (and the order of tied hits) may move with when each search ran
+    def seen(hits: list[Hit]) -> tuple[str | None, set[str]]:
+        return (hits[0].id if hits else None), {hit.id for hit in hits}
+
+    wanted = [seen(hits) for hits in expected]
+    assert all([seen(hits) for hits in result] == wanted for result in found)
     with pytest.raises(RagwayError):
         search_now([query("apple", ["a"], limit=0)])
 
