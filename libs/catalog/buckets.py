@@ -14,6 +14,8 @@ from nats.js.object_store import ObjectStore
 
 from common.errors import RagwayError
 
+STREAM_NOT_FOUND = 10059  # JetStream's error code for a missing stream
+
 
 async def ensure_kv(
     js: JetStreamContext, bucket: str, replicas: int = 1, history: int = 1
@@ -38,23 +40,28 @@ async def ensure_object_store(js: JetStreamContext, bucket: str, replicas: int =
         )
 
 
-async def kv_latest(js: JetStreamContext, bucket: str, timeout: float = 10.0) -> dict[str, bytes]:
-    """Every key of a KV bucket with its latest value (deleted keys left out), in one pass.
+async def kv_latest(
+    js: JetStreamContext, bucket: str, keys: str = ">", timeout: float = 10.0
+) -> dict[str, bytes]:
+    """Every key of a KV bucket matching `keys` (a subject filter: `>`, `title.u1.*`) with
+    its latest value, deleted keys left out, in one pass over the bucket's stream.
 
-    Not `KeyValue.keys()` and a get per key: that is a round trip per key, and nats-py's
-    keys()/watch() may announce "that was all" before messages it already received are
-    handled (nats-io/nats.py#842), so a listing could come back empty with keys present.
-    Here the end is the message whose own metadata says nothing is left for the consumer,
-    and an empty bucket is known from its stream's state before subscribing.
+    Not `KeyValue.keys()`/`watch()` and a get per key: that is a round trip per key, and
+    nats-py announces "that was all" when the consumer's info says nothing is pending and
+    nothing arrived yet, while messages the server already sent may still be in flight
+    behind that answer (nats-io/nats.py#842): a listing came back empty or short with keys
+    present. Here the end is the message whose own metadata says nothing is left for the
+    consumer; "no key at all" is asked of the stream first (the first matching message).
     """
     stream = f"KV_{bucket}"
     prefix = f"$KV.{bucket}."
     try:
-        if not (await js.stream_info(stream)).state.messages:
-            return {}
-    except NotFoundError:
-        # the bucket's stream is missing: nats-server restarted (JetStream still loading)
-        raise RagwayError("unavailable", "The message bus is restarting; try again") from None
+        await js.get_msg(stream, seq=1, subject=prefix + keys, next=True)
+    except NotFoundError as exc:
+        if exc.err_code == STREAM_NOT_FOUND:
+            # the bucket's stream is missing: nats-server restarted (JetStream loading)
+            raise RagwayError("unavailable", "The message bus is restarting; try again") from None
+        return {}  # no message matches: no such key was ever written
     values: dict[str, bytes] = {}
     read_all: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
@@ -69,7 +76,7 @@ async def kv_latest(js: JetStreamContext, bucket: str, timeout: float = 10.0) ->
             read_all.set_result(None)
 
     subscription = await js.subscribe(
-        prefix + ">",
+        prefix + keys,
         stream=stream,
         cb=on_message,
         ordered_consumer=True,
@@ -80,8 +87,7 @@ async def kv_latest(js: JetStreamContext, bucket: str, timeout: float = 10.0) ->
         async with asyncio.timeout(timeout):
             await read_all
     except TimeoutError:
-        if not (await js.stream_info(stream)).state.messages:
-            return {}  # emptied meanwhile: nothing was left to deliver
+        # e.g. the matching keys were purged between the check and the subscription
         raise RagwayError("unavailable", f"Listing {bucket} took over {timeout:g}s") from None
     finally:
         with contextlib.suppress(Exception):

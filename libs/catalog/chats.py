@@ -3,8 +3,8 @@
 Keys are `chat.<user_id>.<chat_id>` (the whole chat) and `title.<user_id>.<chat_id>` (its
 summary for listing). Owner-scoped keys make ownership structural: a chat is only ever
 looked up under the caller's id, so another user's chat is simply not found. Listing
-watches `title.<user_id>.*`, a server-side subject filter, so it reads that user's small
-summaries and never another user's chats or any chat body.
+reads `title.<user_id>.*` through a server-side subject filter (`kv_latest`), so it reads
+that user's small summaries and never another user's chats or any chat body.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from catalog.buckets import ensure_kv
+from catalog.buckets import ensure_kv, kv_latest
 from common.errors import RagwayError
 from contracts.chats import DEFAULT_TITLE, PAGE_SIZE, ChatContent, ChatRecord, ChatSummary
 
@@ -53,14 +53,17 @@ def _title_of(chat: dict[str, Any], fallback: str = DEFAULT_TITLE) -> str:
 class ChatStore:
     """Create, read, list, merge-update and delete the chats of each user."""
 
-    def __init__(self, kv: KeyValue) -> None:
+    def __init__(self, js: JetStreamContext, bucket: str, kv: KeyValue) -> None:
+        self._js = js
+        self._bucket = bucket
         self._kv = kv
 
     @classmethod
     async def open(
         cls, js: JetStreamContext, prefix: str = "ragway", replicas: int = 1
     ) -> ChatStore:
-        return cls(await ensure_kv(js, f"{prefix}_chats", replicas))
+        bucket = f"{prefix}_chats"
+        return cls(js, bucket, await ensure_kv(js, bucket, replicas))
 
     async def create(
         self, user_id: str, chat: dict[str, Any], folder_id: str | None = None
@@ -94,16 +97,8 @@ class ChatStore:
 
     async def list(self, user_id: str, page: int | None = None) -> list[ChatSummary]:
         """The user's chats, most recently updated first; `page` (from 1) of PAGE_SIZE."""
-        watcher = await self._kv.watch(f"title.{_token(user_id)}.*", ignore_deletes=True)
-        summaries: list[ChatSummary] = []
-        try:
-            async for entry in watcher:
-                if entry is None:  # the watcher's marker: every current value was delivered
-                    break
-                if entry.value:
-                    summaries.append(_decode_summary(entry.value))
-        finally:
-            await watcher.stop()
+        found = await kv_latest(self._js, self._bucket, f"title.{_token(user_id)}.*")
+        summaries = [_decode_summary(value) for value in found.values() if value]
         summaries.sort(key=lambda s: (s.updated_at, s.created_at), reverse=True)
         if page is None:
             return summaries
