@@ -67,6 +67,8 @@ class CompletionJob(msgspec.Struct, frozen=True, kw_only=True):
     # the caller reads `StreamAccepted.first` (a caller that does not know it leaves this
     # False, so a stream's first bytes never go where nobody reads them)
     first_in_reply: bool = False
+    # the caller reads `StreamEnd.tail` (same reasoning: False sends them as a message)
+    tail_in_end: bool = False
 
 
 class StreamAccepted(msgspec.Struct, frozen=True, kw_only=True):
@@ -80,9 +82,14 @@ class StreamAccepted(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class StreamEnd(msgspec.Struct, frozen=True, kw_only=True):
-    """The last message of a stream: what was said, for chat history and logs."""
+    """The last message of a stream: what was said, for chat history and logs.
+
+    `tail`: the stream's closing SSE bytes (the finish chunk, `data: [DONE]`) when the
+    caller asked for them here (`CompletionJob.tail_in_end`): one message fewer per stream;
+    the caller writes them after every message before this one."""
 
     content: str = ""
     finish_reason: str | None = None
     usage: dict[str, Any] | None = None
     error: str | None = None
+    tail: bytes = b""

@@ -145,7 +145,11 @@ async def _stream(
     # proxy's StreamAccepted comes to its reply subject, the chunks to its subject.
     async with app[INBOXES].open() as box:
         job = msgspec.structs.replace(
-            job, stream_inbox=box.subject, stream_id=stream_id, first_in_reply=True
+            job,
+            stream_inbox=box.subject,
+            stream_id=stream_id,
+            first_in_reply=True,
+            tail_in_end=True,
         )
         try:
             accepted = await bus.request_into(
@@ -192,11 +196,18 @@ async def _stream(
                 tail = error_event("The model stopped responding")
             if end is not None:
                 finished = True
+                ended = _decode_end(end.data)
+                closing = ended.tail if ended is not None else b""
+                if closing:  # the stream's last bytes came with its end (one message)
+                    last = closing
+                    if record is not None and closing.endswith(DONE):
+                        closing = closing[: -len(DONE)]
+                    tail += closing
                 if not last.rstrip().endswith(b"[DONE]"):
-                    tail += error_event(_end_error(end.data))
+                    tail += error_event(_end_error(ended))
                 elif record is not None:
-                    await _record_stream(record, end.data, sources)
-                    tail = DONE
+                    await _record_stream(record, ended, sources)
+                    tail += DONE
             await response.write_eof(tail)
             return response
         finally:
@@ -213,24 +224,27 @@ async def _cancel(nc: Client, stream_id: str) -> None:
         log.warning("stream_cancel_failed", stream_id=stream_id)
 
 
-async def _record_stream(
-    record: ChatAppend, data: bytes, sources: list[rag.SourceEntry] | None
-) -> None:
+def _decode_end(data: bytes) -> StreamEnd | None:
     try:
-        end = decode(data, StreamEnd)
+        return decode(data, StreamEnd)
     except msgspec.DecodeError:
+        return None
+
+
+async def _record_stream(
+    record: ChatAppend, end: StreamEnd | None, sources: list[rag.SourceEntry] | None
+) -> None:
+    if end is None:
         log.warning("chat_append_skipped", chat_id=record.chat_id, reason="unreadable end")
         return
     if end.error is None:
         await record.finish(end.content, end.usage, list(sources) if sources else None)
 
 
-def _end_error(data: bytes) -> str:
-    try:
-        end = decode(data, StreamEnd)
-    except msgspec.DecodeError:
+def _end_error(end: StreamEnd | None) -> str:
+    if end is None or not end.error:
         return "The stream ended unexpectedly"
-    return end.error or "The stream ended unexpectedly"
+    return end.error
 
 
 def add_routes(app: web.Application, access: dict[str, Access]) -> None:

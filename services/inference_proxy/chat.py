@@ -150,12 +150,15 @@ class ChatRunner:
             ) from None
         return body  # an OpenAI backend's answer goes out as it came
 
-    async def stream(self, job: CompletionJob, *, first_in_reply: bool = False) -> StreamAccepted:
+    async def stream(
+        self, job: CompletionJob, *, first_in_reply: bool = False, tail_in_end: bool = False
+    ) -> StreamAccepted:
         """Open the backend stream; once it answered 2xx, relay it in the background.
 
         With `first_in_reply`, what the backend already sent with its headers goes out
         translated in the reply (`StreamAccepted.first`), not as a stream message of its
-        own; nothing is waited for."""
+        own; nothing is waited for. With `tail_in_end`, the stream's closing bytes go out
+        in its end message (`StreamEnd.tail`)."""
         if not job.stream_inbox:
             raise RagwayError("invalid", "A stream needs a `stream_inbox`")
         request = await self._prepare(job, stream=True)
@@ -189,7 +192,16 @@ class ChatRunner:
             except StreamFailure as exc:
                 failure = str(exc)  # reported by the relay, as any later failure
         relay = self._relays.spawn(
-            self._relay(request, response, translator, job.stream_inbox, cancel, started, failure)
+            self._relay(
+                request,
+                response,
+                translator,
+                job.stream_inbox,
+                cancel,
+                started,
+                failure,
+                tail_in_end,
+            )
         )
         if cancel is not None:
             cancel.task = relay
@@ -222,9 +234,11 @@ class ChatRunner:
         cancel: CancelWatch | None,
         started: float,
         failure: str | None,
+        tail_in_end: bool,
     ) -> None:
         idle = self._settings.backend_idle_timeout_seconds
         error: str | None = None
+        tail = b""  # the closing bytes, when they ride in the end message
         outcome = "ok"
         chunks = 0
         try:
@@ -241,7 +255,11 @@ class ChatRunner:
                         if out:
                             chunks += 1
                             await self._publish(inbox, out)
-                await self._publish(inbox, translator.close())
+                closing = translator.close()
+                if tail_in_end:
+                    tail = closing
+                else:
+                    await self._publish(inbox, closing)
             except TimeoutError:
                 error = f"The model backend sent nothing for {idle:g}s"
             except StreamFailure as exc:
@@ -268,6 +286,7 @@ class ChatRunner:
                             finish_reason=translator.finish_reason,
                             usage=translator.usage,
                             error=error,
+                            tail=tail,
                         )
                     ),
                     _END_HEADERS,

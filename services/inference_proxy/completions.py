@@ -60,7 +60,9 @@ class Completions:
             return await self._pipes.stream(job, detail, _body(job))
         if path == "tools":
             return await self._tools.stream(job, _body(job), detail)
-        return await self._chat.stream(job, first_in_reply=job.first_in_reply)
+        return await self._chat.stream(
+            job, first_in_reply=job.first_in_reply, tail_in_end=job.tail_in_end
+        )
 
 
 def _body(job: CompletionJob) -> dict[str, Any]:

@@ -86,10 +86,16 @@ class Stream:
 
 @asynccontextmanager
 async def open_stream(
-    nc: Client, bus: Bus, body: dict[str, Any], *, first_in_reply: bool = False
+    nc: Client,
+    bus: Bus,
+    body: dict[str, Any],
+    *,
+    first_in_reply: bool = False,
+    tail_in_end: bool = False,
 ) -> AsyncIterator[tuple[StreamAccepted, Stream, Any]]:
     """Ask for a stream the way the gateway does: subscribe first, then request (with
-    `first_in_reply`, the reply's `first` bytes are the stream's first message)."""
+    `first_in_reply`, the reply's `first` bytes are the stream's first message; with
+    `tail_in_end`, the end message's `tail` is its last one)."""
     stream = Stream(stream_id=uuid.uuid4().hex)
     inbox = nc.new_inbox()
     subscription = await nc.subscribe(inbox)
@@ -101,6 +107,7 @@ async def open_stream(
                 stream_inbox=inbox,
                 stream_id=stream.stream_id,
                 first_in_reply=first_in_reply,
+                tail_in_end=tail_in_end,
             ),
             StreamAccepted,
             timeout=10,
@@ -114,6 +121,8 @@ async def open_stream(
                 msg = await subscription.next_msg(timeout=wait_seconds)
                 if (msg.headers or {}).get(STREAM_HEADER) == STREAM_END:
                     stream.end = msgspec.json.decode(msg.data, type=StreamEnd)
+                    if stream.end.tail:
+                        stream.messages.append(stream.end.tail)
                     return stream
                 stream.messages.append(msg.data)
 

@@ -83,6 +83,47 @@ async def test_first_bytes_in_the_reply_make_the_same_stream_as_messages_only(
     assert streams[True].end == streams[False].end
 
 
+@pytest.mark.parametrize("kind", ["openai", "ollama"])
+async def test_closing_bytes_in_the_end_message_make_the_same_stream_as_messages_only(
+    nats_url: str,
+    nc: Client,
+    bus: Bus,
+    openai_fake: OpenAIFake,
+    ollama_fake: OllamaFake,
+    kind: str,
+) -> None:
+    """The closing bytes may ride in StreamEnd.tail, only when the caller asked."""
+    if kind == "openai":
+        backends: dict[str, Any] = {
+            "openai_api_base_urls": openai_fake.base_url,
+            "openai_api_keys": "sk-fake-key",
+        }
+        model = "gpt-fake"
+    else:
+        backends = {"ollama_base_urls": ollama_fake.origin}
+        model = "qwen2.5:0.5b"
+    streams: dict[bool, Stream] = {}
+    async with running_proxy(nats_url, **backends):
+        for in_end in (False, True):
+            async with open_stream(
+                nc, bus, chat_body(model, "same"), first_in_reply=True, tail_in_end=in_end
+            ) as (_, stream, collect):
+                await collect()
+            streams[in_end] = stream
+
+    def comparable(stream: Stream) -> list[dict[str, Any]]:
+        chunks = assert_well_formed(stream)
+        return [{k: v for k, v in c.items() if k not in ("id", "created")} for c in chunks]
+
+    assert comparable(streams[True]) == comparable(streams[False])
+    asked, not_asked = streams[True].end, streams[False].end
+    assert asked is not None and not_asked is not None
+    assert not_asked.tail == b""  # never sent to a caller that did not ask
+    assert asked.tail.endswith(b"data: [DONE]\n\n")
+    assert b"[DONE]" not in b"".join(streams[True].messages[:-1])  # no message carried it
+    assert msgspec.structs.replace(asked, tail=b"") == not_asked
+
+
 async def test_an_openai_stream_has_one_id_role_first_and_usage_on_the_finish_chunk(
     nats_url: str, nc: Client, bus: Bus, openai_fake: OpenAIFake
 ) -> None:
