@@ -27,6 +27,7 @@ from nats.js.errors import (
 )
 from nats.js.kv import KeyValue
 
+from catalog.buckets import kv_latest
 from common.errors import RagwayError, not_found
 from contracts.auth import Principal, Role, User
 
@@ -97,12 +98,16 @@ class Buckets:
     emails: KeyValue
     keys: KeyValue
     meta: KeyValue
+    js: JetStreamContext
+    users_bucket: str  # the name `users` was opened with (listings read its stream)
 
     @classmethod
     async def open(cls, js: JetStreamContext, prefix: str, replicas: int) -> Buckets:
         names = ("users", "user_emails", "api_keys", "auth_meta")
-        opened = [await ensure_kv(js, f"{prefix}_{name}", replicas) for name in names]
-        return cls(*opened)
+        users, emails, keys, meta = [
+            await ensure_kv(js, f"{prefix}_{name}", replicas) for name in names
+        ]
+        return cls(users, emails, keys, meta, js=js, users_bucket=f"{prefix}_users")
 
 
 class UserStore:
@@ -171,19 +176,10 @@ class UserStore:
         await self._b.users.create(record.id, _encode(record))
 
     async def all(self) -> list[UserRecord]:
-        """Every user (one pass over the bucket's latest values)."""
-        watcher = await self._b.users.watchall(ignore_deletes=True)
-        records: list[UserRecord] = []
-        try:
-            while True:
-                entry = await watcher.updates(timeout=10)
-                if entry is None:
-                    break
-                if entry.value and entry.operation is None:
-                    records.append(_decode_user(entry.value))
-        finally:
-            await watcher.stop()
-        return records
+        """Every user, in one pass over the bucket's latest values (`kv_latest`: nats-py's
+        watch may announce the end before values already sent, and list users short)."""
+        values = await kv_latest(self._b.js, self._b.users_bucket)
+        return [_decode_user(value) for value in values.values() if value]
 
     async def change(
         self, user_id: str, edit: Callable[[UserRecord], UserRecord]

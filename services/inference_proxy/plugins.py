@@ -18,7 +18,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
-from catalog.buckets import ensure_kv
+from catalog.buckets import ensure_kv, kv_latest
 from common.codec import encode
 from common.errors import RagwayError, forbidden, invalid, not_found
 from contracts.auth import Principal
@@ -49,7 +49,15 @@ PIPE_META = {"type": "pipe"}
 class _Mirror:
     """One bucket's latest values, kept current by a KV watcher."""
 
-    def __init__(self, kv: KeyValue, record_type: type[FunctionRecord] | type[ToolRecord]) -> None:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        bucket: str,
+        kv: KeyValue,
+        record_type: type[FunctionRecord] | type[ToolRecord],
+    ) -> None:
+        self._js = js
+        self._bucket = bucket
         self.kv = kv
         self.items: dict[str, Any] = {}
         self._decoder = msgspec.json.Decoder(record_type)
@@ -57,9 +65,20 @@ class _Mirror:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        # The values as they are now, read to the end (`kv_latest`: nats-py's watch may
+        # announce "all in" before values already sent); the watch then keeps them current
+        # (it delivers the latest values again first, which changes nothing).
+        for key, value in (await kv_latest(self._js, self._bucket)).items():
+            self._keep(key, value)
         watcher = await self.kv.watchall()
         self._task = asyncio.create_task(self._follow(watcher))
         await self._ready.wait()
+
+    def _keep(self, key: str, value: bytes) -> None:
+        try:
+            self.items[key] = self._decoder.decode(value)
+        except msgspec.DecodeError:
+            log.warning("plugin_record_malformed", bucket=self._bucket, key=key)
 
     async def _follow(self, watcher: KeyValue.KeyWatcher) -> None:
         try:
@@ -70,10 +89,7 @@ class _Mirror:
                 if entry.operation in (KV_DEL, KV_PURGE) or not entry.value:
                     self.items.pop(entry.key, None)
                     continue
-                try:
-                    self.items[entry.key] = self._decoder.decode(entry.value)
-                except msgspec.DecodeError:
-                    log.warning("plugin_record_malformed", bucket=self.kv._name, key=entry.key)
+                self._keep(entry.key, entry.value)
         finally:
             with contextlib.suppress(Exception):
                 await watcher.stop()
@@ -88,16 +104,18 @@ class _Mirror:
 class PluginStore:
     """Function and tool records by id."""
 
-    def __init__(self, functions: KeyValue, tools: KeyValue) -> None:
-        self._mirrors: dict[PluginKind, _Mirror] = {
-            "function": _Mirror(functions, FunctionRecord),
-            "tool": _Mirror(tools, ToolRecord),
-        }
+    def __init__(self, functions: _Mirror, tools: _Mirror) -> None:
+        self._mirrors: dict[PluginKind, _Mirror] = {"function": functions, "tool": tools}
 
     @classmethod
     async def open(cls, js: JetStreamContext, prefix: str, replicas: int) -> PluginStore:
-        functions = await ensure_kv(js, f"{prefix}_functions", replicas)
-        tools = await ensure_kv(js, f"{prefix}_tools", replicas)
+        functions, tools = [
+            _Mirror(js, bucket, await ensure_kv(js, bucket, replicas), record_type)
+            for bucket, record_type in (
+                (f"{prefix}_functions", FunctionRecord),
+                (f"{prefix}_tools", ToolRecord),
+            )
+        ]
         store = cls(functions, tools)
         for mirror in store._mirrors.values():
             await mirror.start()
