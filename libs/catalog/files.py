@@ -138,7 +138,11 @@ class FileCatalog:
                 await self._hashes.purge(sha256)
 
     async def follow(self) -> AsyncIterator[tuple[str, FileRecord | None] | None]:
-        """Every record, one None once those are in, then every change: (id, None once deleted)."""
+        """Every record, one None once those are in, then every change: (id, None once deleted).
+
+        nats-py may send the None before every existing record arrived (nats-io/nats.py#842):
+        a mirror built on this must not treat a missing id as "no such file" (KnownFiles
+        reads the bucket for ids it has not seen); `list_all` is the complete listing."""
         watcher = await self._records.watchall()
         try:
             async for entry in watcher:
