@@ -138,7 +138,7 @@ class ChatRunner:
                 status = response.status
         except (BackendHTTPError, TimeoutError) as exc:
             raise error_for_exception(backend, exc, limit) from None
-        if status >= 400:
+        if status >= 300:
             raise error_for_status(backend, status, body)
         try:
             if backend.kind == "ollama":
@@ -215,7 +215,7 @@ class ChatRunner:
         try:
             async with asyncio.timeout(limit):
                 response = await self._backend.post(request.url, request.payload, request.headers)
-                if response.status >= 400:
+                if response.status >= 300:  # an error, or a redirect (never followed)
                     try:
                         body = await response.read()
                     finally:

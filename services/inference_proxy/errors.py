@@ -33,6 +33,12 @@ def backend_message(body: bytes) -> str:
 
 
 def error_for_status(backend: Backend, status: int, body: bytes) -> RagwayError:
+    if 300 <= status < 400:  # not followed: a POST must not silently change its target
+        return RagwayError(
+            "bad_gateway",
+            f"Model backend {backend.host} answered with a redirect (HTTP {status}): "
+            "configure the URL it redirects to",
+        )
     message = backend_message(body)
     if status in (401, 403):
         return RagwayError(

@@ -135,6 +135,7 @@ async def test_a_hanging_backend_times_out_within_the_configured_bound(
         (429, "rate_limited"),
         (500, "bad_gateway"),
         (401, "bad_gateway"),
+        (307, "bad_gateway"),
     ],
 )
 async def test_backend_error_statuses_map_to_ragway_codes(
@@ -151,6 +152,8 @@ async def test_backend_error_statuses_map_to_ragway_codes(
         assert failed.value.detail == f"Fake backend error {status}"
     if status == 401:
         assert "credentials" in failed.value.detail
+    if status == 307:
+        assert "redirect (HTTP 307)" in failed.value.detail
 
 
 async def test_a_wrong_key_is_a_bad_gateway_naming_the_credentials(

@@ -205,6 +205,20 @@ async def test_a_stream_to_an_unknown_model_is_refused_before_it_starts(
     assert missing.value.code == "not_found"
 
 
+async def test_a_stream_to_a_backend_that_redirects_is_refused_naming_the_redirect(
+    nats_url: str, nc: Client, bus: Bus, openai_fake: OpenAIFake
+) -> None:
+    async with running_proxy(
+        nats_url, openai_api_base_urls=openai_fake.base_url, openai_api_keys="sk-fake-key"
+    ):
+        openai_fake.error_status = 308
+        with pytest.raises(RagwayError) as redirected:
+            async with open_stream(nc, bus, chat_body("gpt-fake")):
+                pass
+    assert redirected.value.code == "bad_gateway"
+    assert "redirect (HTTP 308)" in redirected.value.detail
+
+
 async def test_a_backend_dropping_mid_stream_yields_an_error_event_done_and_an_end(
     nats_url: str, nc: Client, bus: Bus, openai_fake: OpenAIFake
 ) -> None:
