@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncGenerator
 
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -13,8 +14,6 @@ from nats.js.kv import KV_DEL, KV_OP, KV_PURGE, KeyValue
 from nats.js.object_store import ObjectStore
 
 from common.errors import RagwayError
-
-STREAM_NOT_FOUND = 10059  # JetStream's error code for a missing stream
 
 
 async def ensure_kv(
@@ -40,40 +39,33 @@ async def ensure_object_store(js: JetStreamContext, bucket: str, replicas: int =
         )
 
 
-async def kv_latest(
-    js: JetStreamContext, bucket: str, keys: str = ">", timeout: float = 10.0
-) -> dict[str, bytes]:
+async def kv_follow(
+    js: JetStreamContext, bucket: str, keys: str = ">"
+) -> AsyncGenerator[tuple[str, bytes | None] | None, None]:
     """Every key of a KV bucket matching `keys` (a subject filter: `>`, `title.u1.*`) with
-    its latest value, deleted keys left out, in one pass over the bucket's stream.
+    its latest value, then one None once all of those are in, then every change (value
+    None: deleted), until the caller stops iterating.
 
-    Not `KeyValue.keys()`/`watch()` and a get per key: that is a round trip per key, and
-    nats-py announces "that was all" when the consumer's info says nothing is pending and
-    nothing arrived yet, while messages the server already sent may still be in flight
-    behind that answer (nats-io/nats.py#842): a listing came back empty or short with keys
-    present. Here the end is the message whose own metadata says nothing is left for the
-    consumer; "no key at all" is asked of the stream first (the first matching message).
+    Not nats-py's `watch()`: it announces "all in" when the consumer's info says nothing
+    is pending and nothing arrived yet, while messages the server already sent may still
+    be in flight behind that answer (nats-io/nats.py#842): listings came back empty or
+    short, mirrors started incomplete. A message's own `num_pending` will not do either:
+    under concurrent updates it reaches 0 before keys rewritten meanwhile come (measured:
+    18 of 20 keys). Here "all in" is when every key the stream held when asked has come
+    (the stream's own list of subjects, one request), with whatever value it has by then.
     """
     stream = f"KV_{bucket}"
     prefix = f"$KV.{bucket}."
     try:
-        await js.get_msg(stream, seq=1, subject=prefix + keys, next=True)
-    except NotFoundError as exc:
-        if exc.err_code == STREAM_NOT_FOUND:
-            # the bucket's stream is missing: nats-server restarted (JetStream loading)
-            raise RagwayError("unavailable", "The message bus is restarting; try again") from None
-        return {}  # no message matches: no such key was ever written
-    values: dict[str, bytes] = {}
-    read_all: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        held = (await js.stream_info(stream, subjects_filter=prefix + keys)).state.subjects
+    except NotFoundError:
+        # the bucket's stream is missing: nats-server restarted (JetStream loading)
+        raise RagwayError("unavailable", "The message bus is restarting; try again") from None
+    waiting = set(held or ())
+    arrived: asyncio.Queue[Msg] = asyncio.Queue()
 
     async def on_message(msg: Msg) -> None:
-        key = msg.subject[len(prefix) :]
-        operation = msg.headers.get(KV_OP) if msg.headers else None
-        if operation in (KV_DEL, KV_PURGE):
-            values.pop(key, None)
-        else:
-            values[key] = msg.data
-        if msg.metadata.num_pending == 0 and not read_all.done():
-            read_all.set_result(None)
+        arrived.put_nowait(msg)
 
     subscription = await js.subscribe(
         prefix + keys,
@@ -84,12 +76,42 @@ async def kv_latest(
         inactive_threshold=60.0,
     )
     try:
-        async with asyncio.timeout(timeout):
-            await read_all
-    except TimeoutError:
-        # e.g. the matching keys were purged between the check and the subscription
-        raise RagwayError("unavailable", f"Listing {bucket} took over {timeout:g}s") from None
+        if not waiting:
+            yield None
+        while True:
+            msg = await arrived.get()
+            operation = msg.headers.get(KV_OP) if msg.headers else None
+            deleted = operation in (KV_DEL, KV_PURGE) or not msg.data
+            yield msg.subject[len(prefix) :], None if deleted else msg.data
+            if waiting:
+                waiting.discard(msg.subject)
+                if not waiting:
+                    yield None
     finally:
         with contextlib.suppress(Exception):
             await subscription.unsubscribe()
-    return values
+
+
+async def kv_latest(
+    js: JetStreamContext, bucket: str, keys: str = ">", timeout: float = 10.0
+) -> dict[str, bytes]:
+    """Every key of a KV bucket matching `keys` with its latest value (deleted keys left
+    out), in one pass over the bucket's stream (`kv_follow` up to its "all in")."""
+    values: dict[str, bytes] = {}
+    try:
+        async with (
+            asyncio.timeout(timeout),
+            contextlib.aclosing(kv_follow(js, bucket, keys)) as changes,
+        ):
+            async for change in changes:
+                if change is None:
+                    return values
+                key, value = change
+                if value is None:
+                    values.pop(key, None)
+                else:
+                    values[key] = value
+    except TimeoutError:
+        # e.g. keys purged from the stream (not merely deleted) while it was read
+        raise RagwayError("unavailable", f"Listing {bucket} took over {timeout:g}s") from None
+    return values  # not reached: the changes never end before their "all in"

@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator, Callable
 import msgspec
 from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
-from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
+from nats.js.kv import KeyValue
 
 from catalog.blobs import BlobStore
-from catalog.buckets import ensure_kv, ensure_object_store, kv_latest
+from catalog.buckets import ensure_kv, ensure_object_store, kv_follow, kv_latest
 from common.errors import RagwayError
 from contracts.files import FileRecord
 
@@ -138,22 +138,14 @@ class FileCatalog:
                 await self._hashes.purge(sha256)
 
     async def follow(self) -> AsyncIterator[tuple[str, FileRecord | None] | None]:
-        """Every record, one None once those are in, then every change: (id, None once deleted).
-
-        nats-py may send the None before every existing record arrived (nats-io/nats.py#842):
-        a mirror built on this must not treat a missing id as "no such file" (KnownFiles
-        reads the bucket for ids it has not seen); `list_all` is the complete listing."""
-        watcher = await self._records.watchall()
-        try:
-            async for entry in watcher:
-                if entry is None:
+        """Every record, one None once those are in, then every change: (id, None once deleted)."""
+        async with contextlib.aclosing(kv_follow(self._js, self._records_bucket)) as changes:
+            async for change in changes:
+                if change is None:
                     yield None
-                elif entry.operation in (KV_DEL, KV_PURGE) or not entry.value:
-                    yield entry.key, None
                 else:
-                    yield entry.key, _decode_record(entry.value)
-        finally:
-            await watcher.stop()
+                    file_id, value = change
+                    yield file_id, None if value is None else _decode_record(value)
 
     async def watch(self, file_id: str) -> AsyncIterator[FileRecord | None]:
         """Yield the record now and after every change (None once deleted)."""

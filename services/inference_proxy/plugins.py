@@ -16,9 +16,9 @@ import msgspec
 import structlog
 from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
-from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
+from nats.js.kv import KeyValue
 
-from catalog.buckets import ensure_kv, kv_latest
+from catalog.buckets import ensure_kv, kv_follow
 from common.codec import encode
 from common.errors import RagwayError, forbidden, invalid, not_found
 from contracts.auth import Principal
@@ -47,7 +47,7 @@ PIPE_META = {"type": "pipe"}
 
 
 class _Mirror:
-    """One bucket's latest values, kept current by a KV watcher."""
+    """One bucket's latest values, kept current by following it (`kv_follow`)."""
 
     def __init__(
         self,
@@ -65,34 +65,28 @@ class _Mirror:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        # The values as they are now, read to the end (`kv_latest`: nats-py's watch may
-        # announce "all in" before values already sent); the watch then keeps them current
-        # (it delivers the latest values again first, which changes nothing).
-        for key, value in (await kv_latest(self._js, self._bucket)).items():
-            self._keep(key, value)
-        watcher = await self.kv.watchall()
-        self._task = asyncio.create_task(self._follow(watcher))
-        await self._ready.wait()
+        """Follow the bucket; return once the values it holds now are in."""
+        self._task = asyncio.create_task(self._follow())
+        ready = asyncio.ensure_future(self._ready.wait())
+        await asyncio.wait({ready, self._task}, return_when=asyncio.FIRST_COMPLETED)
+        if not self._ready.is_set():
+            ready.cancel()
+            self._task.result()  # the reason it stopped (e.g. the bus is restarting)
 
-    def _keep(self, key: str, value: bytes) -> None:
-        try:
-            self.items[key] = self._decoder.decode(value)
-        except msgspec.DecodeError:
-            log.warning("plugin_record_malformed", bucket=self._bucket, key=key)
-
-    async def _follow(self, watcher: KeyValue.KeyWatcher) -> None:
-        try:
-            async for entry in watcher:
-                if entry is None:
-                    self._ready.set()  # the initial values are in
+    async def _follow(self) -> None:
+        async with contextlib.aclosing(kv_follow(self._js, self._bucket)) as changes:
+            async for change in changes:
+                if change is None:
+                    self._ready.set()  # the values the bucket held are in
                     continue
-                if entry.operation in (KV_DEL, KV_PURGE) or not entry.value:
-                    self.items.pop(entry.key, None)
+                key, value = change
+                if value is None:
+                    self.items.pop(key, None)
                     continue
-                self._keep(entry.key, entry.value)
-        finally:
-            with contextlib.suppress(Exception):
-                await watcher.stop()
+                try:
+                    self.items[key] = self._decoder.decode(value)
+                except msgspec.DecodeError:
+                    log.warning("plugin_record_malformed", bucket=self._bucket, key=key)
 
     async def aclose(self) -> None:
         if self._task is not None:

@@ -183,4 +183,4 @@ async def test_listings_while_records_change_always_hold_every_record(catalog: F
     listings, _ = await asyncio.gather(
         asyncio.gather(*(catalog.list_all() for _ in range(20))), churn()
     )
-    assert all(len(listing) == 20 for listing in listings)
+    assert [len(listing) for listing in listings] == [20] * 20
