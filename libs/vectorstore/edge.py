@@ -28,7 +28,7 @@ from vectorstore.points import DENSE, SPARSE, ChunkPoint, Hit, SearchQuery
 from vectorstore.store import (
     RRF_K,
     SCROLL_PAGE,
-    check_query,
+    any_to_search,
     dimension_conflict,
     prefetch_limit,
     retarget,
@@ -210,9 +210,7 @@ class EdgeStore:
         return (await self.search_many([query]))[0]
 
     async def search_many(self, queries: Sequence[SearchQuery]) -> list[list[Hit]]:
-        for query in queries:
-            check_query(query)
-        if not any(query.file_ids for query in queries):
+        if not any_to_search(queries):
             return [[] for _ in queries]
         return await self._run(self._search_many, queries)
 
@@ -221,9 +219,7 @@ class EdgeStore:
 
     def _search_many_now(self, queries: Sequence[SearchQuery]) -> list[list[Hit]]:
         """`search_many` for a worker thread: blocks, takes the shard's lock itself."""
-        for query in queries:
-            check_query(query)
-        if not any(query.file_ids for query in queries):
+        if not any_to_search(queries):
             return [[] for _ in queries]
         return self._locked(self._search_many, queries)
 

@@ -92,6 +92,13 @@ def check_query(query: SearchQuery) -> None:
         raise RagwayError("invalid", f"{mode} search needs a sparse vector")
 
 
+def any_to_search(queries: Sequence[SearchQuery]) -> bool:
+    """Check every query (one invalid query fails them all); whether any has files."""
+    for query in queries:
+        check_query(query)
+    return any(query.file_ids for query in queries)
+
+
 def rrf_weights(query: SearchQuery) -> list[float] | None:
     """RRF weights for [dense, sparse]; None when equal (the engines' plain RRF)."""
     if query.dense_weight == query.sparse_weight:

@@ -183,8 +183,7 @@ async def _stream(
                             pieces.append(msg.data)
                         if pieces:
                             last = pieces[-1]
-                            if record is not None and last.endswith(DONE):
-                                pieces[-1] = last[: -len(DONE)]
+                            pieces[-1] = _held_back(last, record)
                             if end is None or record is not None:
                                 await response.write(b"".join(pieces))
                             else:
@@ -197,12 +196,9 @@ async def _stream(
             if end is not None:
                 finished = True
                 ended = _decode_end(end.data)
-                closing = ended.tail if ended is not None else b""
-                if closing:  # the stream's last bytes came with its end (one message)
-                    last = closing
-                    if record is not None and closing.endswith(DONE):
-                        closing = closing[: -len(DONE)]
-                    tail += closing
+                if ended is not None and ended.tail:  # the last bytes came with the end
+                    last = ended.tail
+                    tail += _held_back(last, record)
                 if not last.rstrip().endswith(b"[DONE]"):
                     tail += error_event(_end_error(ended))
                 elif record is not None:
@@ -222,6 +218,11 @@ async def _cancel(nc: Client, stream_id: str) -> None:
         await asyncio.shield(nc.publish(subject, b"", headers=outgoing_headers()))
     except Exception:
         log.warning("stream_cancel_failed", stream_id=stream_id)
+
+
+def _held_back(data: bytes, record: ChatAppend | None) -> bytes:
+    """`data` without its `[DONE]` while a chat's history still has to be written."""
+    return data[: -len(DONE)] if record is not None and data.endswith(DONE) else data
 
 
 def _decode_end(data: bytes) -> StreamEnd | None:

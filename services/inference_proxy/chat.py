@@ -13,7 +13,6 @@ import msgspec
 import nats.errors
 import structlog
 from nats.aio.client import Client
-from nats.aio.subscription import Subscription
 
 from common.codec import encode
 from common.errors import RagwayError
@@ -343,8 +342,3 @@ async def _release_for_reuse(response: BackendResponse) -> None:
             response.close()
             raise
     response.release()  # keeps the connection only when the body ended cleanly
-
-
-async def _unsubscribe(subscription: Subscription) -> None:
-    with contextlib.suppress(Exception):
-        await subscription.unsubscribe()

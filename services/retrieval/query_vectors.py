@@ -10,7 +10,6 @@ the searcher may also search with what it computed (one hop for both).
 
 from __future__ import annotations
 
-import asyncio
 from collections import OrderedDict
 from typing import TypeVar
 
@@ -27,16 +26,6 @@ class QueryVectors:
         self._cache_size = cache_size
         self._dense: OrderedDict[str, DenseVector] = OrderedDict()
         self._sparse: OrderedDict[str, SparseVector] = OrderedDict()
-
-    async def vectors(self, text: str, *, dense: bool, sparse: bool) -> Vectors:
-        """The vectors asked for (None for the others), computed at most once per text."""
-        dense_vector, sparse_vector = self.cached(text, dense=dense, sparse=sparse)
-        need_dense = dense and dense_vector is None
-        need_sparse = sparse and sparse_vector is None
-        if need_dense or need_sparse:
-            made = await asyncio.to_thread(self.compute, text, dense=need_dense, sparse=need_sparse)
-            dense_vector, sparse_vector = self.keep(text, made, (dense_vector, sparse_vector))
-        return dense_vector, sparse_vector
 
     def cached(self, text: str, *, dense: bool, sparse: bool) -> Vectors:
         """The kept vectors of `text` among those asked for (event loop only)."""

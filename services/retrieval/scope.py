@@ -21,12 +21,11 @@ from contracts.retrieval import ScopeItem
 from retrieval.access import can_read_file, can_read_knowledge
 from retrieval.errors import file_failed, file_not_found, file_not_ready, knowledge_not_found
 from retrieval.knowledge_store import KnowledgeStore
-from retrieval.known_files import KnownFiles
+from retrieval.known_files import SETTLED, KnownFiles
 
 log = structlog.get_logger()
 
 POLL_SECONDS = 0.1
-SETTLED = ("completed", "failed")
 
 
 @dataclass

@@ -40,6 +40,24 @@ def assert_well_formed(stream: Stream) -> list[dict[str, Any]]:
     return chunks
 
 
+def backend_of(
+    kind: str, openai_fake: OpenAIFake, ollama_fake: OllamaFake
+) -> tuple[dict[str, Any], str]:
+    """The proxy settings for one fake backend, and a model it serves."""
+    if kind == "openai":
+        return {
+            "openai_api_base_urls": openai_fake.base_url,
+            "openai_api_keys": "sk-fake-key",
+        }, "gpt-fake"
+    return {"ollama_base_urls": ollama_fake.origin}, "qwen2.5:0.5b"
+
+
+def comparable(stream: Stream) -> list[dict[str, Any]]:
+    """The stream's chunks without what differs from stream to stream (id, created)."""
+    chunks = assert_well_formed(stream)
+    return [{k: v for k, v in c.items() if k not in ("id", "created")} for c in chunks]
+
+
 @pytest.mark.parametrize("kind", ["openai", "ollama"])
 async def test_first_bytes_in_the_reply_make_the_same_stream_as_messages_only(
     nats_url: str,
@@ -50,15 +68,7 @@ async def test_first_bytes_in_the_reply_make_the_same_stream_as_messages_only(
     kind: str,
 ) -> None:
     """The first chunk may ride in StreamAccepted.first, only when the caller asked."""
-    if kind == "openai":
-        backends: dict[str, Any] = {
-            "openai_api_base_urls": openai_fake.base_url,
-            "openai_api_keys": "sk-fake-key",
-        }
-        model = "gpt-fake"
-    else:
-        backends = {"ollama_base_urls": ollama_fake.origin}
-        model = "qwen2.5:0.5b"
+    backends, model = backend_of(kind, openai_fake, ollama_fake)
     streams: dict[bool, Stream] = {}
     firsts: dict[bool, bytes] = {}
     async with running_proxy(nats_url, **backends):
@@ -73,10 +83,6 @@ async def test_first_bytes_in_the_reply_make_the_same_stream_as_messages_only(
             firsts[inline] = firsts.get(inline, b"") or accepted.first
     assert firsts[False] == b""  # never sent to a caller that did not ask
     assert firsts[True].startswith(b"data: {")  # the fake sends its head and first chunk at once
-
-    def comparable(stream: Stream) -> list[dict[str, Any]]:
-        chunks = assert_well_formed(stream)
-        return [{k: v for k, v in c.items() if k not in ("id", "created")} for c in chunks]
 
     assert comparable(streams[True]) == comparable(streams[False])
     assert streams[True].events[-1] == b"[DONE]"
@@ -93,15 +99,7 @@ async def test_closing_bytes_in_the_end_message_make_the_same_stream_as_messages
     kind: str,
 ) -> None:
     """The closing bytes may ride in StreamEnd.tail, only when the caller asked."""
-    if kind == "openai":
-        backends: dict[str, Any] = {
-            "openai_api_base_urls": openai_fake.base_url,
-            "openai_api_keys": "sk-fake-key",
-        }
-        model = "gpt-fake"
-    else:
-        backends = {"ollama_base_urls": ollama_fake.origin}
-        model = "qwen2.5:0.5b"
+    backends, model = backend_of(kind, openai_fake, ollama_fake)
     streams: dict[bool, Stream] = {}
     async with running_proxy(nats_url, **backends):
         for in_end in (False, True):
@@ -110,10 +108,6 @@ async def test_closing_bytes_in_the_end_message_make_the_same_stream_as_messages
             ) as (_, stream, collect):
                 await collect()
             streams[in_end] = stream
-
-    def comparable(stream: Stream) -> list[dict[str, Any]]:
-        chunks = assert_well_formed(stream)
-        return [{k: v for k, v in c.items() if k not in ("id", "created")} for c in chunks]
 
     assert comparable(streams[True]) == comparable(streams[False])
     asked, not_asked = streams[True].end, streams[False].end
