@@ -67,8 +67,10 @@ async def _mapped(request: web.Request, handler: Handler) -> web.StreamResponse:
     except RagwayError as exc:
         return error_response(status_for(exc.code), exc.detail)
     except nats.errors.TimeoutError:  # JetStream (KV, object store) calls that got no answer
+        log.warning("bus_timeout")
         return error_response(504, "The message bus did not answer in time")
-    except BUS_FAILURES:
+    except BUS_FAILURES as exc:
+        log.warning("bus_failure", error=repr(exc))
         return error_response(503, BUS_UNAVAILABLE)
     except web.HTTPRequestEntityTooLarge:
         return error_response(413, "Request body too large")

@@ -173,7 +173,8 @@ async def test_killing_a_nats_node_and_a_worker_under_load_loses_no_upload_chat_
     assert status == 200, signed_in
     for name, file_id in file_ids.items():
         status, stored = await clients[1].call("GET", f"/api/v1/files/{file_id}/content")
-        assert status == 200 and stored == contents[name], name
+        assert status == 200, (name, status, stored)
+        assert stored == contents[name], name
         status, found = await clients[0].call(
             "POST",
             "/api/v1/retrieval/query/doc",
