@@ -13,6 +13,7 @@ from nats.js.errors import NotFoundError
 from nats.js.kv import KV_DEL, KV_OP, KV_PURGE, KeyValue
 from nats.js.object_store import ObjectStore
 
+from common.bus import BUS_UNAVAILABLE
 from common.errors import RagwayError
 
 
@@ -92,26 +93,43 @@ async def kv_follow(
             await subscription.unsubscribe()
 
 
+# How often a listing looks whether the bus is still there while it waits for keys.
+DISCONNECT_CHECK_S = 0.05
+
+
 async def kv_latest(
     js: JetStreamContext, bucket: str, keys: str = ">", timeout: float = 10.0
 ) -> dict[str, bytes]:
     """Every key of a KV bucket matching `keys` with its latest value (deleted keys left
-    out), in one pass over the bucket's stream (`kv_follow` up to its "all in")."""
-    values: dict[str, bytes] = {}
+    out), in one pass over the bucket's stream (`kv_follow` up to its "all in").
+
+    A listing whose connection drops fails at once (`unavailable`): the ordered consumer
+    would only go quiet, and the caller would wait out `timeout` for keys never coming."""
+    nc = js._nc  # nats-py offers no public way back from the context to its connection
+    reading = asyncio.ensure_future(_read_latest(js, bucket, keys))
     try:
-        async with (
-            asyncio.timeout(timeout),
-            contextlib.aclosing(kv_follow(js, bucket, keys)) as changes,
-        ):
-            async for change in changes:
-                if change is None:
-                    return values
-                key, value = change
-                if value is None:
-                    values.pop(key, None)
-                else:
-                    values[key] = value
+        async with asyncio.timeout(timeout):
+            while not reading.done():
+                if not nc.is_connected:
+                    raise RagwayError("unavailable", BUS_UNAVAILABLE)
+                await asyncio.wait((reading,), timeout=DISCONNECT_CHECK_S)
     except TimeoutError:
         # e.g. keys purged from the stream (not merely deleted) while it was read
         raise RagwayError("unavailable", f"Listing {bucket} took over {timeout:g}s") from None
+    finally:
+        reading.cancel()  # a no-op once it is done; otherwise its aclose unsubscribes
+    return reading.result()
+
+
+async def _read_latest(js: JetStreamContext, bucket: str, keys: str) -> dict[str, bytes]:
+    values: dict[str, bytes] = {}
+    async with contextlib.aclosing(kv_follow(js, bucket, keys)) as changes:
+        async for change in changes:
+            if change is None:
+                return values
+            key, value = change
+            if value is None:
+                values.pop(key, None)
+            else:
+                values[key] = value
     return values  # not reached: the changes never end before their "all in"
