@@ -20,15 +20,12 @@ import argparse
 import asyncio
 import contextlib
 import signal
-import time
-import uuid
 from typing import Any
 
 import msgspec
 from aiohttp import web
 
-from tests.fakes.base import count_words
-from tests.fakes.openai_fake import OpenAIFake
+from tests.fakes.openai_fake import OpenAIFake, sse_events
 
 _encode = msgspec.json.Encoder().encode
 
@@ -63,7 +60,7 @@ class BenchFake(OpenAIFake):
             or self.error_status is not None
         ):
             return await super().chat_completions(request)
-        events = _events(body, self.tokens_per_reply)
+        events = sse_events(body, self._reply(body), _encode)
         response = web.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream; charset=utf-8",
@@ -94,39 +91,6 @@ class BenchFake(OpenAIFake):
         with contextlib.suppress(ConnectionError):  # the client left mid-stream
             await response.write_eof()
         return response
-
-
-def _events(body: dict[str, Any], tokens: int) -> list[bytes]:
-    """The SSE events of one streamed reply, as `OpenAIFake` sends them."""
-    model = body["model"]
-    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-    head = {
-        "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
-        "object": "chat.completion.chunk",
-        "created": int(time.time()),
-        "model": model,
-        "system_fingerprint": "fp_fake",
-    }
-
-    def chunk(delta: dict[str, Any], finish: str | None) -> bytes:
-        obj: dict[str, Any] = {
-            **head,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
-        }
-        if include_usage:
-            obj["usage"] = None
-        return b"data: " + _encode(obj) + b"\n\n"
-
-    events = [chunk({"role": "assistant", "content": ""}, None)]
-    events += [chunk({"content": f"t{i} "}, None) for i in range(tokens)]
-    events.append(chunk({}, "stop"))
-    if include_usage:
-        prompt = count_words(body.get("messages"))
-        usage = {"prompt_tokens": prompt, "completion_tokens": tokens}
-        usage["total_tokens"] = prompt + tokens
-        events.append(b"data: " + _encode({**head, "choices": [], "usage": usage}) + b"\n\n")
-    events.append(b"data: [DONE]\n\n")
-    return events
 
 
 async def serve(args: argparse.Namespace) -> None:

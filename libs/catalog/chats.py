@@ -3,14 +3,12 @@
 Keys are `chat.<user_id>.<chat_id>` (the whole chat) and `title.<user_id>.<chat_id>` (its
 summary for listing). Owner-scoped keys make ownership structural: a chat is only ever
 looked up under the caller's id, so another user's chat is simply not found. Listing
-reads `title.<user_id>.*` through a server-side subject filter (`kv_latest`), so it reads
+reads `title.<user_id>.*` through a server-side subject filter (`Bucket.latest`), so it reads
 that user's small summaries and never another user's chats or any chat body.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 import uuid
 from collections.abc import Callable
@@ -18,10 +16,8 @@ from typing import Any
 
 import msgspec
 from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
-from nats.js.kv import KeyValue
 
-from catalog.buckets import ensure_kv, kv_latest
+from catalog.buckets import Bucket
 from common.errors import RagwayError
 from contracts.chats import DEFAULT_TITLE, PAGE_SIZE, ChatContent, ChatRecord, ChatSummary
 
@@ -29,7 +25,6 @@ _encode = msgspec.json.Encoder().encode
 _decode_record = msgspec.json.Decoder(ChatRecord).decode
 _decode_summary = msgspec.json.Decoder(ChatSummary).decode
 
-CAS_ATTEMPTS = 20
 NOT_FOUND = "Chat not found"
 
 
@@ -53,17 +48,14 @@ def _title_of(chat: dict[str, Any], fallback: str = DEFAULT_TITLE) -> str:
 class ChatStore:
     """Create, read, list, merge-update and delete the chats of each user."""
 
-    def __init__(self, js: JetStreamContext, bucket: str, kv: KeyValue) -> None:
-        self._js = js
+    def __init__(self, bucket: Bucket) -> None:
         self._bucket = bucket
-        self._kv = kv
 
     @classmethod
     async def open(
         cls, js: JetStreamContext, prefix: str = "ragway", replicas: int = 1
     ) -> ChatStore:
-        bucket = f"{prefix}_chats"
-        return cls(js, bucket, await ensure_kv(js, bucket, replicas))
+        return cls(await Bucket.open(js, f"{prefix}_chats", replicas))
 
     async def create(
         self, user_id: str, chat: dict[str, Any], folder_id: str | None = None
@@ -79,7 +71,7 @@ class ChatStore:
             updated_at=stamp,
             folder_id=folder_id,
         )
-        await self._kv.create(_chat_key(user_id, record.id), _encode(record))
+        await self._bucket.kv.create(_chat_key(user_id, record.id), _encode(record))
         await self._put_summary(record)
         return record
 
@@ -87,17 +79,14 @@ class ChatStore:
         """The caller's chat; `not_found` for a missing chat or anyone else's."""
         if not _valid(chat_id):
             raise RagwayError("not_found", NOT_FOUND)
-        try:
-            entry = await self._kv.get(_chat_key(user_id, chat_id))
-        except KeyNotFoundError:
-            raise RagwayError("not_found", NOT_FOUND) from None
-        if not entry.value:
+        value = await self._bucket.get(_chat_key(user_id, chat_id))
+        if value is None:
             raise RagwayError("not_found", NOT_FOUND)
-        return _decode_record(entry.value)
+        return _decode_record(value)
 
     async def list(self, user_id: str, page: int | None = None) -> list[ChatSummary]:
         """The user's chats, most recently updated first; `page` (from 1) of PAGE_SIZE."""
-        found = await kv_latest(self._js, self._bucket, f"title.{_token(user_id)}.*")
+        found = await self._bucket.latest(f"title.{_token(user_id)}.*")
         summaries = [_decode_summary(value) for value in found.values() if value]
         summaries.sort(key=lambda s: (s.updated_at, s.created_at), reverse=True)
         if page is None:
@@ -112,23 +101,18 @@ class ChatStore:
         key = _chat_key(user_id, chat_id)
         if not _valid(chat_id):
             raise RagwayError("not_found", NOT_FOUND)
-        for _ in range(CAS_ATTEMPTS):
-            try:
-                entry = await self._kv.get(key)
-            except KeyNotFoundError:
-                raise RagwayError("not_found", NOT_FOUND) from None
-            if not entry.value:
-                raise RagwayError("not_found", NOT_FOUND)
-            updated = change(_decode_record(entry.value))
+
+        def stamped(record: ChatRecord) -> ChatRecord:
+            updated = change(record)
             updated.updated_at = now()
-            try:
-                await self._kv.update(key, _encode(updated), last=entry.revision)
-            except KeyWrongLastSequenceError:
-                await asyncio.sleep(0.005)
-                continue
-            await self._put_summary(updated)
             return updated
-        raise RagwayError("unavailable", "The chat is too busy to update")
+
+        busy = RagwayError("unavailable", "The chat is too busy to update")
+        changed = await self._bucket.update(key, _decode_record, stamped, busy)
+        if changed is None:
+            raise RagwayError("not_found", NOT_FOUND)
+        await self._put_summary(changed[1])
+        return changed[1]
 
     async def merge(self, user_id: str, chat_id: str, fields: dict[str, Any]) -> ChatRecord:
         """Open WebUI's update: `chat` fields replaced one by one, the rest kept."""
@@ -144,10 +128,8 @@ class ChatStore:
 
     async def delete(self, user_id: str, chat_id: str) -> None:
         await self.get(user_id, chat_id)  # not_found for anyone else's
-        with contextlib.suppress(KeyNotFoundError):
-            await self._kv.purge(_title_key(user_id, chat_id))
-        with contextlib.suppress(KeyNotFoundError):
-            await self._kv.purge(_chat_key(user_id, chat_id))
+        await self._bucket.purge(_title_key(user_id, chat_id))
+        await self._bucket.purge(_chat_key(user_id, chat_id))
 
     async def _put_summary(self, record: ChatRecord) -> None:
         summary = ChatSummary(
@@ -156,7 +138,7 @@ class ChatStore:
             updated_at=record.updated_at,
             created_at=record.created_at,
         )
-        await self._kv.put(_title_key(record.user_id, record.id), _encode(summary))
+        await self._bucket.put(_title_key(record.user_id, record.id), _encode(summary))
 
 
 def _token(user_id: str) -> str:

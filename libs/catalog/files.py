@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 
 import msgspec
 from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
-from nats.js.kv import KeyValue
 
 from catalog.blobs import BlobStore
-from catalog.buckets import ensure_kv, ensure_object_store, kv_follow, kv_latest
+from catalog.buckets import Bucket, ensure_object_store
 from common.errors import RagwayError
 from contracts.files import FileRecord
 
 _encode = msgspec.json.Encoder().encode
 _decode_record = msgspec.json.Decoder(FileRecord).decode
-
-CAS_ATTEMPTS = 20
 
 
 def now() -> int:
@@ -38,16 +33,7 @@ def text_name(file_id: str) -> str:
 class FileCatalog:
     """Records (`<prefix>_files`), a content-hash index and the blobs of uploaded files."""
 
-    def __init__(
-        self,
-        js: JetStreamContext,
-        records_bucket: str,
-        records: KeyValue,
-        hashes: KeyValue,
-        blobs: BlobStore,
-    ) -> None:
-        self._js = js
-        self._records_bucket = records_bucket
+    def __init__(self, records: Bucket, hashes: Bucket, blobs: BlobStore) -> None:
         self._records = records
         self._hashes = hashes
         self.blobs = blobs
@@ -56,25 +42,19 @@ class FileCatalog:
     async def open(
         cls, js: JetStreamContext, prefix: str = "ragway", replicas: int = 1
     ) -> FileCatalog:
-        records_bucket = f"{prefix}_files"
-        records = await ensure_kv(js, records_bucket, replicas)
-        hashes = await ensure_kv(js, f"{prefix}_file_hashes", replicas)
+        records = await Bucket.open(js, f"{prefix}_files", replicas)
+        hashes = await Bucket.open(js, f"{prefix}_file_hashes", replicas)
         await ensure_object_store(js, f"{prefix}_blobs", replicas)
-        return cls(js, records_bucket, records, hashes, BlobStore(js, f"{prefix}_blobs"))
+        return cls(records, hashes, BlobStore(js, f"{prefix}_blobs"))
 
     async def create(self, record: FileRecord) -> None:
-        await self._records.create(record.id, _encode(record))
+        await self._records.kv.create(record.id, _encode(record))
 
     async def get(self, file_id: str) -> FileRecord | None:
         if not _valid_key(file_id):
             return None
-        try:
-            entry = await self._records.get(file_id)
-        except KeyNotFoundError:
-            return None
-        if not entry.value:
-            return None
-        return _decode_record(entry.value)
+        value = await self._records.get(file_id)
+        return None if value is None else _decode_record(value)
 
     async def require(self, file_id: str) -> FileRecord:
         record = await self.get(file_id)
@@ -84,21 +64,17 @@ class FileCatalog:
 
     async def update(self, file_id: str, change: Callable[[FileRecord], FileRecord]) -> FileRecord:
         """Apply `change` to the current record atomically (retrying on concurrent writes)."""
-        for _ in range(CAS_ATTEMPTS):
-            try:
-                entry = await self._records.get(file_id)
-            except KeyNotFoundError:
-                raise RagwayError("not_found", "File not found") from None
-            if not entry.value:
-                raise RagwayError("not_found", "File not found")
-            updated = change(_decode_record(entry.value))
+
+        def stamped(record: FileRecord) -> FileRecord:
+            updated = change(record)
             updated.updated_at = now()
-            try:
-                await self._records.update(file_id, _encode(updated), last=entry.revision)
-                return updated
-            except KeyWrongLastSequenceError:
-                await asyncio.sleep(0.005)
-        raise RagwayError("unavailable", "File record is too busy to update")
+            return updated
+
+        busy = RagwayError("unavailable", "File record is too busy to update")
+        changed = await self._records.update(file_id, _decode_record, stamped, busy)
+        if changed is None:
+            raise RagwayError("not_found", "File not found")
+        return changed[1]
 
     async def delete(self, file_id: str) -> None:
         record = await self.get(file_id)
@@ -106,12 +82,11 @@ class FileCatalog:
         await self.blobs.delete(text_name(file_id))
         if record is not None:
             await self.forget_hash(record.hash, file_id)
-        with contextlib.suppress(KeyNotFoundError):
-            await self._records.purge(file_id)
+        await self._records.purge(file_id)
 
     async def list_all(self) -> list[FileRecord]:
         """Every record, read in one pass over the bucket (not a read per file)."""
-        values = await kv_latest(self._js, self._records_bucket)
+        values = await self._records.latest()
         return [_decode_record(value) for value in values.values() if value]
 
     async def list_for(self, user_id: str) -> list[FileRecord]:
@@ -126,20 +101,16 @@ class FileCatalog:
     async def file_with_hash(self, sha256: str) -> str | None:
         if not _valid_key(sha256):
             return None  # e.g. a record without a hash yet: nothing is indexed under it
-        try:
-            entry = await self._hashes.get(sha256)
-        except KeyNotFoundError:
-            return None
-        return entry.value.decode() if entry.value else None
+        value = await self._hashes.get(sha256)
+        return None if value is None else value.decode()
 
     async def forget_hash(self, sha256: str, file_id: str) -> None:
         if await self.file_with_hash(sha256) == file_id:
-            with contextlib.suppress(KeyNotFoundError):
-                await self._hashes.purge(sha256)
+            await self._hashes.purge(sha256)
 
     async def follow(self) -> AsyncIterator[tuple[str, FileRecord | None] | None]:
         """Every record, one None once those are in, then every change: (id, None once deleted)."""
-        async with contextlib.aclosing(kv_follow(self._js, self._records_bucket)) as changes:
+        async with contextlib.aclosing(self._records.follow()) as changes:
             async for change in changes:
                 if change is None:
                     yield None
@@ -149,7 +120,7 @@ class FileCatalog:
 
     async def watch(self, file_id: str) -> AsyncIterator[FileRecord | None]:
         """Yield the record now and after every change (None once deleted)."""
-        watcher = await self._records.watch(file_id)
+        watcher = await self._records.kv.watch(file_id)
         try:
             async for entry in watcher:
                 if entry is None:

@@ -29,12 +29,14 @@ from vectorstore.store import (
     RRF_K,
     SCROLL_PAGE,
     any_to_search,
+    copy_points,
     dimension_conflict,
+    in_chunk_order,
+    point_hit,
     prefetch_limit,
-    retarget,
     rrf_weights,
-    sort_chunks,
     stored_point,
+    whole_file,
 )
 
 log = structlog.get_logger(__name__)
@@ -44,14 +46,6 @@ CONFIG_FILE = "edge_config.json"
 
 def _file_filter(file_ids: Sequence[str]) -> qe.Filter:
     return qe.Filter(must=[qe.FieldCondition(key="file_id", match=qe.MatchAny(any=list(file_ids)))])
-
-
-def _hit(point: Any, score: float | None = None) -> Hit:
-    return Hit(
-        id=str(point.id),
-        score=float(point.score if score is None else score),
-        payload=dict(point.payload or {}),
-    )
 
 
 def _point(record: Any) -> ChunkPoint:
@@ -235,25 +229,22 @@ class EdgeStore:
             found = self.shard.query_batch(qe.QueryBatchRequest(asked))
         results = iter(found)
         return [
-            [_hit(point) for point in next(results)] if request is not None else []
+            [point_hit(point) for point in next(results)] if request is not None else []
             for request in requests
         ]
 
     async def get_file_chunks(self, file_id: str) -> list[Hit]:
-        records = await self._run(self._scroll_file, file_id, False)
-        return sort_chunks([_hit(record, 1.0) for record in records])
+        return whole_file(await self._run(self._scroll_file, file_id, False))
 
     async def get_file_points(self, file_id: str) -> list[ChunkPoint]:
-        records = await self._run(self._scroll_file, file_id, True)
-        points = [_point(record) for record in records]
-        return sorted(points, key=lambda p: p.chunk_index)
+        return in_chunk_order(
+            _point(record) for record in await self._run(self._scroll_file, file_id, True)
+        )
 
     async def copy_file(
         self, source_file_id: str, target_file_id: str, payload: dict[str, Any]
     ) -> int:
-        points = retarget(await self.get_file_points(source_file_id), target_file_id, payload)
-        await self.upsert(points)
-        return len(points)
+        return await copy_points(self, source_file_id, target_file_id, payload)
 
     def _scroll_file(self, file_id: str, with_vector: bool) -> list[Any]:
         records: list[Any] = []

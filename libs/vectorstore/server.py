@@ -15,12 +15,14 @@ from vectorstore.store import (
     RRF_K,
     SCROLL_PAGE,
     check_query,
+    copy_points,
     dimension_conflict,
+    in_chunk_order,
+    point_hit,
     prefetch_limit,
-    retarget,
     rrf_weights,
-    sort_chunks,
     stored_point,
+    whole_file,
 )
 
 log = structlog.get_logger(__name__)
@@ -29,14 +31,6 @@ log = structlog.get_logger(__name__)
 def _file_filter(file_ids: Sequence[str]) -> models.Filter:
     return models.Filter(
         must=[models.FieldCondition(key="file_id", match=models.MatchAny(any=list(file_ids)))]
-    )
-
-
-def _hit(point: Any, score: float | None = None) -> Hit:
-    return Hit(
-        id=str(point.id),
-        score=float(point.score if score is None else score),
-        payload=dict(point.payload or {}),
     )
 
 
@@ -203,7 +197,7 @@ class ServerStore:
         # one round trip for all of them
         responses = iter(await self.client.query_batch_points(self.collection, requests=asked))
         return [
-            [_hit(point) for point in next(responses).points] if request is not None else []
+            [point_hit(point) for point in next(responses).points] if request is not None else []
             for request in requests
         ]
 
@@ -211,20 +205,17 @@ class ServerStore:
         return None  # the client is asynchronous: searches stay on the event loop
 
     async def get_file_chunks(self, file_id: str) -> list[Hit]:
-        records = await self._scroll_file(file_id, with_vectors=False)
-        return sort_chunks([_hit(record, 1.0) for record in records])
+        return whole_file(await self._scroll_file(file_id, with_vectors=False))
 
     async def get_file_points(self, file_id: str) -> list[ChunkPoint]:
-        records = await self._scroll_file(file_id, with_vectors=True)
-        points = [_point(record) for record in records]
-        return sorted(points, key=lambda p: p.chunk_index)
+        return in_chunk_order(
+            _point(record) for record in await self._scroll_file(file_id, with_vectors=True)
+        )
 
     async def copy_file(
         self, source_file_id: str, target_file_id: str, payload: dict[str, Any]
     ) -> int:
-        points = retarget(await self.get_file_points(source_file_id), target_file_id, payload)
-        await self.upsert(points)
-        return len(points)
+        return await copy_points(self, source_file_id, target_file_id, payload)
 
     async def _scroll_file(self, file_id: str, *, with_vectors: bool) -> list[models.Record]:
         records: list[models.Record] = []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 import msgspec
@@ -111,8 +111,31 @@ def prefetch_limit(limit: int) -> int:
     return max(limit * 4, 40)
 
 
-def sort_chunks(hits: list[Hit]) -> list[Hit]:
-    return sorted(hits, key=lambda hit: hit.chunk_index)
+def point_hit(point: Any, score: float | None = None) -> Hit:
+    """A hit from either engine's scored point or record (both have id, score, payload)."""
+    return Hit(
+        id=str(point.id),
+        score=float(point.score if score is None else score),
+        payload=dict(point.payload or {}),
+    )
+
+
+def whole_file(records: Sequence[Any]) -> list[Hit]:
+    """A file's stored records as full-context hits: score 1.0, in chunk order."""
+    return sorted((point_hit(record, 1.0) for record in records), key=lambda h: h.chunk_index)
+
+
+def in_chunk_order(points: Iterable[ChunkPoint]) -> list[ChunkPoint]:
+    return sorted(points, key=lambda point: point.chunk_index)
+
+
+async def copy_points(
+    store: VectorStore, source_file_id: str, target_file_id: str, payload: dict[str, Any]
+) -> int:
+    """`VectorStore.copy_file` on any engine: read the points, write them retargeted."""
+    points = retarget(await store.get_file_points(source_file_id), target_file_id, payload)
+    await store.upsert(points)
+    return len(points)
 
 
 def stored_point(payload: dict[str, Any], dense: list[float], sparse: SparseVector) -> ChunkPoint:

@@ -9,7 +9,6 @@ read-modify-write from `update(last=revision)`, retried when another writer got 
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import re
 import time
@@ -18,22 +17,13 @@ from dataclasses import dataclass
 
 import msgspec
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import (
-    APIError,
-    BucketNotFoundError,
-    KeyNotFoundError,
-    KeyWrongLastSequenceError,
-)
-from nats.js.kv import KeyValue
 
-from catalog.buckets import kv_latest
+from catalog.buckets import CAS_ATTEMPTS, Bucket
 from common.errors import RagwayError, not_found
 from contracts.auth import Principal, Role, User
 
-CAS_ATTEMPTS = 20
 FIRST_USER_KEY = "first_user"
-WRONG_LAST_SEQUENCE = (10071, 10164)  # JetStream's "expected last sequence" mismatch codes
+BUSY = "The user changed concurrently; try again"
 _VALID_KEY = re.compile(r"^[-/_=.a-zA-Z0-9]+$")
 
 
@@ -81,33 +71,20 @@ def email_key(email: str) -> str:
     return hashlib.sha256(email.strip().lower().encode()).hexdigest()
 
 
-async def ensure_kv(js: JetStreamContext, bucket: str, replicas: int) -> KeyValue:
-    """Open `bucket`, creating it (on disk, latest value only) when missing."""
-    try:
-        return await js.key_value(bucket)
-    except BucketNotFoundError:
-        # creating an identical bucket is idempotent, so racing instances both succeed
-        return await js.create_key_value(
-            KeyValueConfig(bucket=bucket, history=1, replicas=replicas, storage=StorageType.FILE)
-        )
-
-
 @dataclass(frozen=True)
 class Buckets:
-    users: KeyValue
-    emails: KeyValue
-    keys: KeyValue
-    meta: KeyValue
-    js: JetStreamContext
-    users_bucket: str  # the name `users` was opened with (listings read its stream)
+    users: Bucket
+    emails: Bucket
+    keys: Bucket
+    meta: Bucket
 
     @classmethod
     async def open(cls, js: JetStreamContext, prefix: str, replicas: int) -> Buckets:
         names = ("users", "user_emails", "api_keys", "auth_meta")
         users, emails, keys, meta = [
-            await ensure_kv(js, f"{prefix}_{name}", replicas) for name in names
+            await Bucket.open(js, f"{prefix}_{name}", replicas) for name in names
         ]
-        return cls(users, emails, keys, meta, js=js, users_bucket=f"{prefix}_users")
+        return cls(users, emails, keys, meta)
 
 
 class UserStore:
@@ -122,13 +99,8 @@ class UserStore:
         """The user and the revision to update against, or None."""
         if not _VALID_KEY.match(user_id):
             return None
-        try:
-            entry = await self._b.users.get(user_id)
-        except KeyNotFoundError:
-            return None
-        if not entry.value:
-            return None
-        return _decode_user(entry.value), entry.revision or 0
+        found = await self._b.users.entry(user_id)
+        return None if found is None else (_decode_user(found.value), found.revision)
 
     async def find_by_email(self, email: str) -> UserRecord | None:
         user_id = await _get_text(self._b.emails, email_key(email))
@@ -139,65 +111,45 @@ class UserStore:
 
     async def claim_email(self, email: str, user_id: str) -> bool:
         """Reserve `email` for `user_id`; False when someone already has it."""
-        try:
-            await self._b.emails.create(email_key(email), user_id.encode())
-        except KeyWrongLastSequenceError:
-            return False
-        return True
+        return await self._b.emails.claim(email_key(email), user_id.encode())
 
     async def release_email(self, email: str, user_id: str) -> None:
         """Free `email` if it still belongs to `user_id`."""
         key = email_key(email)
-        try:
-            entry = await self._b.emails.get(key)
-        except KeyNotFoundError:
-            return
-        if (entry.value or b"").decode() == user_id:
-            await _delete_at(self._b.emails, key, entry.revision)
+        found = await self._b.emails.entry(key)
+        if found is not None and found.value.decode() == user_id:
+            await self._b.emails.delete(key, found.revision)
 
     async def claim_first_user(self, user_id: str) -> bool:
         """True for exactly one caller ever: the first user, who becomes admin."""
-        try:
-            await self._b.meta.create(FIRST_USER_KEY, user_id.encode())
-        except KeyWrongLastSequenceError:
-            return False
-        return True
+        return await self._b.meta.claim(FIRST_USER_KEY, user_id.encode())
 
     async def release_first_user(self, user_id: str) -> None:
         """Give the admin claim back when the signup that took it failed."""
-        try:
-            entry = await self._b.meta.get(FIRST_USER_KEY)
-        except KeyNotFoundError:
-            return
-        if (entry.value or b"").decode() == user_id:
-            await _delete_at(self._b.meta, FIRST_USER_KEY, entry.revision)
+        found = await self._b.meta.entry(FIRST_USER_KEY)
+        if found is not None and found.value.decode() == user_id:
+            await self._b.meta.delete(FIRST_USER_KEY, found.revision)
 
     async def insert(self, record: UserRecord) -> None:
-        await self._b.users.create(record.id, _encode(record))
+        await self._b.users.kv.create(record.id, _encode(record))
 
     async def all(self) -> list[UserRecord]:
-        """Every user, in one pass over the bucket's latest values (`kv_latest`: nats-py's
+        """Every user, in one pass over the bucket's latest values (`Bucket.latest`: nats-py's
         watch may announce the end before values already sent, and list users short)."""
-        values = await kv_latest(self._b.js, self._b.users_bucket)
+        values = await self._b.users.latest()
         return [_decode_user(value) for value in values.values() if value]
 
     async def change(
         self, user_id: str, edit: Callable[[UserRecord], UserRecord]
     ) -> tuple[UserRecord, UserRecord]:
         """Apply `edit` with compare-and-set, retrying on races; returns (before, after)."""
-        for _ in range(CAS_ATTEMPTS):
-            found = await self.get(user_id)
-            if found is None:
-                raise not_found("User not found")
-            before, revision = found
-            after = edit(before)
-            try:
-                await self._b.users.update(user_id, _encode(after), last=revision)
-            except KeyWrongLastSequenceError:
-                await asyncio.sleep(0)
-                continue
-            return before, after
-        raise RagwayError("conflict", "The user changed concurrently; try again")
+        changed = None
+        if _VALID_KEY.match(user_id):
+            busy = RagwayError("conflict", BUSY)
+            changed = await self._b.users.update(user_id, _decode_user, edit, busy)
+        if changed is None:
+            raise not_found("User not found")
+        return changed
 
     async def remove(self, user_id: str) -> UserRecord:
         """Delete the user, then their email and API key index entries."""
@@ -206,10 +158,10 @@ class UserStore:
             if found is None:
                 raise not_found("User not found")
             record, revision = found
-            if await _delete_at(self._b.users, user_id, revision):
+            if await self._b.users.delete(user_id, revision):
                 break
         else:
-            raise RagwayError("conflict", "The user changed concurrently; try again")
+            raise RagwayError("conflict", BUSY)
         await self.release_email(record.email, user_id)
         if record.api_key_hash:
             await self.unindex_key(record.api_key_hash)
@@ -223,7 +175,7 @@ class UserStore:
         The index entry is written first and the user record second: a key resolves only
         when both agree, so the new key works once this returns and the old one stops.
         """
-        await self._b.keys.create(key_hash, user_id.encode())
+        await self._b.keys.kv.create(key_hash, user_id.encode())
         try:
             before, _ = await self.change(
                 user_id,
@@ -267,20 +219,6 @@ class UserStore:
         await self._b.keys.delete(key_hash)
 
 
-async def _get_text(bucket: KeyValue, key: str) -> str | None:
-    try:
-        entry = await bucket.get(key)
-    except KeyNotFoundError:
-        return None
-    return entry.value.decode() if entry.value else None
-
-
-async def _delete_at(bucket: KeyValue, key: str, revision: int | None) -> bool:
-    """Delete `key` only if it is still at `revision`."""
-    try:
-        await bucket.delete(key, last=revision)
-    except APIError as exc:
-        if exc.err_code in WRONG_LAST_SEQUENCE:
-            return False
-        raise
-    return True
+async def _get_text(bucket: Bucket, key: str) -> str | None:
+    value = await bucket.get(key)
+    return None if value is None else value.decode()

@@ -7,17 +7,16 @@ import time
 import uuid
 
 import jwt
-from nats.js.errors import KeyWrongLastSequenceError
-from nats.js.kv import KeyValue
 from structlog.typing import FilteringBoundLogger
 
+from catalog.buckets import Bucket
 from contracts.auth import JwtParams
 
 ALGORITHM = "HS256"
 SECRET_KEY = "jwt_secret"
 
 
-async def load_jwt_secret(meta: KeyValue, configured: str, log: FilteringBoundLogger) -> str:
+async def load_jwt_secret(meta: Bucket, configured: str, log: FilteringBoundLogger) -> str:
     """The configured secret, else the one kept in KV, else a new one stored there.
 
     `create` is atomic, so when instances start together exactly one secret wins and the
@@ -27,11 +26,9 @@ async def load_jwt_secret(meta: KeyValue, configured: str, log: FilteringBoundLo
         log.info("jwt_secret_ready", source="settings")
         return configured
     candidate = secrets.token_urlsafe(48)
-    try:
-        await meta.create(SECRET_KEY, candidate.encode())
-    except KeyWrongLastSequenceError:
-        entry = await meta.get(SECRET_KEY)
+    if not await meta.claim(SECRET_KEY, candidate.encode()):
         log.info("jwt_secret_ready", source="kv")
+        entry = await meta.kv.get(SECRET_KEY)
         return (entry.value or b"").decode()
     log.info("jwt_secret_ready", source="generated")
     return candidate

@@ -95,10 +95,6 @@ class BackendResponse:
         """The body ended cleanly (its bytes may still be unread)."""
         return self._state == _DONE
 
-    def at_eof(self) -> bool:
-        """Every byte of a cleanly ended body has been read."""
-        return self._state == _DONE and not self._body
-
     def buffered(self) -> bytes:
         """The body bytes that already arrived, without waiting (b"" when none)."""
         body = self._body

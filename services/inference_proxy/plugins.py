@@ -15,10 +15,8 @@ from typing import Any
 import msgspec
 import structlog
 from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
-from nats.js.kv import KeyValue
 
-from catalog.buckets import ensure_kv, kv_follow
+from catalog.buckets import Bucket
 from common.codec import encode
 from common.errors import RagwayError, forbidden, invalid, not_found
 from contracts.auth import Principal
@@ -47,18 +45,12 @@ PIPE_META = {"type": "pipe"}
 
 
 class _Mirror:
-    """One bucket's latest values, kept current by following it (`kv_follow`)."""
+    """One bucket's latest values, kept current by following it (`Bucket.follow`)."""
 
     def __init__(
-        self,
-        js: JetStreamContext,
-        bucket: str,
-        kv: KeyValue,
-        record_type: type[FunctionRecord] | type[ToolRecord],
+        self, bucket: Bucket, record_type: type[FunctionRecord] | type[ToolRecord]
     ) -> None:
-        self._js = js
-        self._bucket = bucket
-        self.kv = kv
+        self.bucket = bucket
         self.items: dict[str, Any] = {}
         self._decoder = msgspec.json.Decoder(record_type)
         self._ready = asyncio.Event()
@@ -74,7 +66,7 @@ class _Mirror:
             self._task.result()  # the reason it stopped (e.g. the bus is restarting)
 
     async def _follow(self) -> None:
-        async with contextlib.aclosing(kv_follow(self._js, self._bucket)) as changes:
+        async with contextlib.aclosing(self.bucket.follow()) as changes:
             async for change in changes:
                 if change is None:
                     self._ready.set()  # the values the bucket held are in
@@ -86,7 +78,7 @@ class _Mirror:
                 try:
                     self.items[key] = self._decoder.decode(value)
                 except msgspec.DecodeError:
-                    log.warning("plugin_record_malformed", bucket=self._bucket, key=key)
+                    log.warning("plugin_record_malformed", bucket=self.bucket.name, key=key)
 
     async def aclose(self) -> None:
         if self._task is not None:
@@ -104,7 +96,7 @@ class PluginStore:
     @classmethod
     async def open(cls, js: JetStreamContext, prefix: str, replicas: int) -> PluginStore:
         functions, tools = [
-            _Mirror(js, bucket, await ensure_kv(js, bucket, replicas), record_type)
+            _Mirror(await Bucket.open(js, bucket, replicas), record_type)
             for bucket, record_type in (
                 (f"{prefix}_functions", FunctionRecord),
                 (f"{prefix}_tools", ToolRecord),
@@ -135,21 +127,18 @@ class PluginStore:
 
     async def create(self, kind: PluginKind, record: Record) -> None:
         mirror = self._mirrors[kind]
-        try:
-            await mirror.kv.create(record.id, encode(record))
-        except KeyWrongLastSequenceError:
+        if not await mirror.bucket.claim(record.id, encode(record)):
             raise RagwayError("conflict", f"A {kind} with the id '{record.id}' exists") from None
         mirror.items[record.id] = record  # read-your-writes before the watcher catches up
 
     async def replace(self, kind: PluginKind, record: Record) -> None:
         mirror = self._mirrors[kind]
-        await mirror.kv.put(record.id, encode(record))
+        await mirror.bucket.put(record.id, encode(record))
         mirror.items[record.id] = record
 
     async def delete(self, kind: PluginKind, plugin_id: str) -> None:
         mirror = self._mirrors[kind]
-        with contextlib.suppress(KeyNotFoundError):
-            await mirror.kv.delete(plugin_id)
+        await mirror.bucket.delete(plugin_id)
         mirror.items.pop(plugin_id, None)
 
     def function_models(self) -> list[Model]:

@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 from collections.abc import Callable
 
 import msgspec
 from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
-from nats.js.kv import KeyValue
 
-from catalog.buckets import ensure_kv, kv_latest
+from catalog.buckets import Bucket
 from common.errors import RagwayError
 from contracts.knowledge import Knowledge
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(Knowledge).decode
-
-CAS_ATTEMPTS = 20
 
 
 def now() -> int:
@@ -38,29 +32,23 @@ def valid_key(key: str) -> bool:
 class KnowledgeStore:
     """One KV entry per collection, keyed by its id."""
 
-    def __init__(self, js: JetStreamContext, bucket: str, kv: KeyValue) -> None:
-        self._js = js
+    def __init__(self, bucket: Bucket) -> None:
         self._bucket = bucket
-        self._kv = kv
 
     @classmethod
     async def open(
         cls, js: JetStreamContext, prefix: str = "ragway", replicas: int = 1
     ) -> KnowledgeStore:
-        bucket = f"{prefix}_knowledge"
-        return cls(js, bucket, await ensure_kv(js, bucket, replicas))
+        return cls(await Bucket.open(js, f"{prefix}_knowledge", replicas))
 
     async def create(self, knowledge: Knowledge) -> None:
-        await self._kv.create(knowledge.id, _encode(knowledge))
+        await self._bucket.kv.create(knowledge.id, _encode(knowledge))
 
     async def get(self, knowledge_id: str) -> Knowledge | None:
         if not valid_key(knowledge_id):
             return None
-        try:
-            entry = await self._kv.get(knowledge_id)
-        except KeyNotFoundError:
-            return None
-        return _decode(entry.value) if entry.value else None
+        value = await self._bucket.get(knowledge_id)
+        return None if value is None else _decode(value)
 
     async def update(
         self, knowledge_id: str, change: Callable[[Knowledge], Knowledge | None]
@@ -69,30 +57,21 @@ class KnowledgeStore:
 
         Returns the stored value (None when the collection does not exist).
         """
-        for _ in range(CAS_ATTEMPTS):
-            try:
-                entry = await self._kv.get(knowledge_id)
-            except KeyNotFoundError:
-                return None
-            if not entry.value:
-                return None
-            current = _decode(entry.value)
+
+        def stamped(current: Knowledge) -> Knowledge | None:
             updated = change(current)
-            if updated is None:
-                return current
-            updated.updated_at = now()
-            try:
-                await self._kv.update(knowledge_id, _encode(updated), last=entry.revision)
-                return updated
-            except KeyWrongLastSequenceError:
-                await asyncio.sleep(0.005)
-        raise RagwayError("unavailable", "Knowledge is too busy to update; try again")
+            if updated is not None:
+                updated.updated_at = now()
+            return updated
+
+        busy = RagwayError("unavailable", "Knowledge is too busy to update; try again")
+        changed = await self._bucket.update(knowledge_id, _decode, stamped, busy)
+        return None if changed is None else changed[1]
 
     async def delete(self, knowledge_id: str) -> None:
-        with contextlib.suppress(KeyNotFoundError):
-            await self._kv.purge(knowledge_id)
+        await self._bucket.purge(knowledge_id)
 
     async def list_all(self) -> list[Knowledge]:
         """Every collection, read in one pass over the bucket (not a read per collection)."""
-        values = await kv_latest(self._js, self._bucket)
+        values = await self._bucket.latest()
         return [_decode(value) for value in values.values() if value]

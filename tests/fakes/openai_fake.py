@@ -30,6 +30,55 @@ def echo_reply(body: dict[str, Any]) -> ScriptedReply:
     return ScriptedReply(pieces=echo_pieces(last_user_text(body.get("messages"))))
 
 
+def usage_of(body: dict[str, Any], reply: ScriptedReply) -> dict[str, int]:
+    prompt = count_words(body.get("messages"))
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": len(reply.pieces),
+        "total_tokens": prompt + len(reply.pieces),
+    }
+
+
+def _json_bytes(obj: Any) -> bytes:
+    return json.dumps(obj).encode()
+
+
+def sse_events(
+    body: dict[str, Any], reply: ScriptedReply, encode: Callable[[Any], bytes] = _json_bytes
+) -> list[bytes]:
+    """The SSE events of one streamed reply: one id, the role first, a chunk per piece,
+    the tool calls, the finish chunk, usage when `stream_options.include_usage`, `[DONE]`."""
+    head = {
+        "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": body.get("model"),
+        "system_fingerprint": "fp_fake",
+    }
+    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+
+    def chunk(delta: dict[str, Any], finish: str | None) -> bytes:
+        obj: dict[str, Any] = {
+            **head,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        }
+        if include_usage:
+            obj["usage"] = None
+        return b"data: " + encode(obj) + b"\n\n"
+
+    events = [chunk({"role": "assistant", "content": ""}, None)]
+    events += [chunk({"content": piece}, None) for piece in reply.pieces]
+    if reply.tool_calls:
+        calls = [{"index": i, **call} for i, call in enumerate(reply.tool_calls)]
+        events.append(chunk({"tool_calls": calls}, None))
+    events.append(chunk({}, reply.finish_reason))
+    if include_usage:
+        usage = {**head, "choices": [], "usage": usage_of(body, reply)}
+        events.append(b"data: " + encode(usage) + b"\n\n")
+    events.append(b"data: [DONE]\n\n")
+    return events
+
+
 def _error(status: int, message: str, type_: str, code: str | None = None) -> web.Response:
     return web.json_response(
         {"error": {"message": message, "type": type_, "param": None, "code": code}},
@@ -118,22 +167,15 @@ class OpenAIFake(FakeBackend):
                 "model_not_found",
             )
         reply = self._reply(body)
-        usage = {
-            "prompt_tokens": count_words(body.get("messages")),
-            "completion_tokens": len(reply.pieces),
-            "total_tokens": count_words(body.get("messages")) + len(reply.pieces),
-        }
-        completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
-        created = int(time.time())
         if not body.get("stream"):
             message: dict[str, Any] = {"role": "assistant", "content": "".join(reply.pieces)}
             if reply.tool_calls:
                 message["tool_calls"] = reply.tool_calls
             return web.json_response(
                 {
-                    "id": completion_id,
+                    "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
                     "object": "chat.completion",
-                    "created": created,
+                    "created": int(time.time()),
                     "model": model,
                     "choices": [
                         {
@@ -143,59 +185,11 @@ class OpenAIFake(FakeBackend):
                             "finish_reason": reply.finish_reason,
                         }
                     ],
-                    "usage": usage,
+                    "usage": usage_of(body, reply),
                     "system_fingerprint": "fp_fake",
                 }
             )
-        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-
-        def chunk(delta: dict[str, Any], finish: str | None, **extra: Any) -> bytes:
-            obj = {
-                "id": completion_id,
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": model,
-                "system_fingerprint": "fp_fake",
-                "choices": [
-                    {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-                ],
-                **extra,
-            }
-            if include_usage:
-                obj.setdefault("usage", None)
-            return b"data: " + json.dumps(obj).encode() + b"\n\n"
-
-        events = [chunk({"role": "assistant", "content": ""}, None)]
-        events += [chunk({"content": piece}, None) for piece in reply.pieces]
-        if reply.tool_calls:
-            events.append(
-                chunk(
-                    {
-                        "tool_calls": [
-                            {"index": i, **call} for i, call in enumerate(reply.tool_calls)
-                        ]
-                    },
-                    None,
-                )
-            )
-        events.append(chunk({}, reply.finish_reason))
-        if include_usage:
-            events.append(
-                b"data: "
-                + json.dumps(
-                    {
-                        "id": completion_id,
-                        "object": "chat.completion.chunk",
-                        "created": created,
-                        "model": model,
-                        "system_fingerprint": "fp_fake",
-                        "choices": [],
-                        "usage": usage,
-                    }
-                ).encode()
-                + b"\n\n"
-            )
-        events.append(b"data: [DONE]\n\n")
+        events = sse_events(body, reply)
         response = web.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream; charset=utf-8",

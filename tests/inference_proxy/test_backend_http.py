@@ -192,7 +192,8 @@ async def test_chunked_content_length_and_close_delimited_bodies_over_sockets(
         ):
             response = await pool.post(url + path, b"{}", {})
             assert await response.read() == expected
-            assert response.at_eof()
+            assert response.ended  # cleanly: its framing ended, the connection did not break
+            assert await response.readany() == b""  # and nothing is left to read
             response.release()
             assert pool.idle_connections() == (1 if reusable else 0), path
 

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Callable
-
 import pytest
 
 from catalog.files import FileCatalog
@@ -17,16 +13,9 @@ from contracts.files import DeleteFileRequest
 from contracts.retrieval import RetrievalQuery, RetrievalResult, ScopeItem
 from retrieval.app import Retrieval
 from retrieval.known_files import KnownFiles
-from tests.retrieval.helpers import add_file, ingested, set_status, user
+from tests.retrieval.helpers import add_file, ingested, set_status, until, user
 
 TEXTS = ["The lighthouse keeper lights the lamp.", "Sourdough needs a starter."]
-
-
-async def until(condition: Callable[[], bool], seconds: float = 5.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 async def search(bus: Bus, owner: Principal, file_id: str) -> RetrievalResult:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import pytest
+import structlog
+from structlog.testing import LogCapture
 
+import retrieval.search as retrieval_search
 from catalog.files import FileCatalog
 from common.bus import Bus
 from common.errors import RagwayError
@@ -14,7 +18,15 @@ from contracts import subjects
 from contracts.auth import Principal
 from contracts.retrieval import RetrievalQuery, RetrievalResult, ScopeItem, SearchMode
 from retrieval.app import Retrieval
-from tests.retrieval.helpers import add_file, create, ingested, set_status, user, write_chunks
+from tests.retrieval.helpers import (
+    add_file,
+    create,
+    ingested,
+    set_status,
+    until,
+    user,
+    write_chunks,
+)
 
 PASSAGES = [
     "The lighthouse keeper climbs the spiral stairs every evening to light the lamp.",
@@ -240,17 +252,34 @@ async def test_a_query_with_several_unreadable_items_names_the_first_one_in_scop
 
 
 async def test_a_new_query_searched_in_its_embedding_thread_finds_what_a_cached_one_does(
-    retrieval: Retrieval, catalog: FileCatalog, mbus: Bus
+    retrieval: Retrieval, catalog: FileCatalog, mbus: Bus, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     owner = user()
     record = await ingested(mbus, retrieval, catalog, owner, PASSAGES, name="mixed.txt")
     items = [file_item(record.id), file_item(record.id, full_context=True)]
+    # once the settled record is mirrored, the scope check needs no KV read: it is done
+    # before the embedding, so the thread can search
+    await until(lambda: record.id in retrieval.known)
+    # the searcher's canonical line says which path a query took; the suite logs at
+    # warning, so only this module's logger is pointed at a capture that keeps info lines
+    lines = LogCapture()
+    monkeypatch.setattr(
+        retrieval_search,
+        "log",
+        structlog.wrap_logger(
+            None,
+            processors=[lines],
+            wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        ),
+    )
 
     # new text: embedded and searched in one worker thread (the scope is known by then)
     fresh = await query(mbus, owner, "who lights the lamp of the lighthouse", items)
     # the same text again: its vectors are cached, so the event loop asks the store
     cached = await query(mbus, owner, "who lights the lamp of the lighthouse", items)
 
+    paths = [e["searched_in_thread"] for e in lines.entries if e["event"] == "retrieval_query"]
+    assert paths == [True, False]
     assert fresh == cached
     assert fresh.groups[0].hits[0].text == PASSAGES[0]
     assert [hit.text for hit in fresh.groups[1].hits] == PASSAGES
