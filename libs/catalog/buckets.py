@@ -54,13 +54,19 @@ class Bucket:
 
     @classmethod
     async def open(
-        cls, js: JetStreamContext, name: str, replicas: int = 1, history: int = 1
+        cls,
+        js: JetStreamContext,
+        name: str,
+        replicas: int = 1,
+        history: int = 1,
+        ttl: float | None = None,
     ) -> Bucket:
         """Open bucket `name`, creating it (file storage) only when it does not exist.
 
         An existing bucket keeps its own settings. Only "no such bucket" leads to a create:
         any other failure (JetStream starting or unreachable, a stream that is not a KV
-        bucket) is raised, never answered by creating the bucket anew.
+        bucket) is raised, never answered by creating the bucket anew. `ttl`: a key not
+        written for that many seconds is dropped (None: kept).
         """
         try:
             kv = await js.key_value(name)
@@ -68,7 +74,11 @@ class Bucket:
             # creating an identical bucket is idempotent, so racing instances both succeed
             kv = await js.create_key_value(
                 KeyValueConfig(
-                    bucket=name, history=history, replicas=replicas, storage=StorageType.FILE
+                    bucket=name,
+                    history=history,
+                    replicas=replicas,
+                    storage=StorageType.FILE,
+                    ttl=ttl,
                 )
             )
         return cls(js, name, kv)

@@ -14,6 +14,7 @@ from auth.ratelimit import FailureLimiter
 from auth.settings import Settings
 from auth.store import Buckets, UserStore
 from auth.tokens import TokenIssuer, load_jwt_secret
+from catalog.buckets import Bucket
 from common.bus import Bus
 from common.nats_conn import connect_nats
 from common.service import ServiceHost
@@ -43,7 +44,14 @@ async def serve(settings: Settings) -> AsyncIterator[None]:
             passwords=passwords,
             tokens=TokenIssuer(secret, settings.jwt_expires_seconds),
             limiter=FailureLimiter(
-                settings.signin_max_failures, settings.signin_failure_window_seconds
+                await Bucket.open(
+                    nc.jetstream(),
+                    f"{settings.bucket_prefix}_signin_failures",
+                    settings.kv_replicas,
+                    ttl=settings.signin_failure_window_seconds,
+                ),
+                settings.signin_max_failures,
+                settings.signin_failure_window_seconds,
             ),
             bus=Bus(nc),
             log=log,

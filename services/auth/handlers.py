@@ -137,7 +137,7 @@ class AuthHandlers:
         counters = [email_counter]
         if request.client_addr:
             counters.append(f"addr:{request.client_addr}")
-        stamp = self._limiter.acquire(counters)
+        stamp = await self._limiter.acquire(counters)
         if stamp is None:
             self._log.warning("signin_rate_limited", client_addr=request.client_addr)
             raise rate_limited("Too many failed sign-in attempts; try again later")
@@ -152,9 +152,9 @@ class AuthHandlers:
             )
             raise bad_credentials()
         assert record is not None
-        self._limiter.reset(email_counter)
+        await self._limiter.reset(email_counter)
         for counter in counters[1:]:
-            self._limiter.release(counter, stamp)
+            await self._limiter.release(counter, stamp)
         record = await self._touch(record, request.password)
         self._log.info("user_signed_in", user_id=record.id)
         return self._session(record)

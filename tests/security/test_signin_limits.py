@@ -1,7 +1,9 @@
 """Sign-in brute force is limited (429) per email and per client address.
 
-Its own small stack (auth and two gateways on a nats-server of this module), because the
-limits it trips would lock 127.0.0.1 out of every other test's sign-ins. One gateway
+Its own small stack (two auth instances and two gateways on a nats-server of this
+module), because the limits it trips would lock 127.0.0.1 out of every other test's
+sign-ins. NATS spreads sign-ins over both auth instances at random: the limits hold
+only because the instances share their counts. One gateway
 trusts a reverse proxy at 127.0.0.1 (so X-Forwarded-For names the client), the other
 trusts no one (so the header changes nothing).
 """
@@ -70,7 +72,8 @@ async def gateways(nats_server: NatsServer) -> AsyncIterator[Gateways]:
         password_parallelism=1,
     )
     async with contextlib.AsyncExitStack() as running:
-        await running.enter_async_context(serve_auth(auth))
+        for _ in range(2):  # scaled out: each sign-in goes to either instance
+            await running.enter_async_context(serve_auth(auth))
         direct = await running.enter_async_context(
             serve_gateway(GatewaySettings(nats_url=url, port=0))
         )
