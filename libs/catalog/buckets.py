@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import NamedTuple, TypeVar
 
 import msgspec
+import nats.errors
+import structlog
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy, KeyValueConfig, ObjectStoreConfig, StorageType
@@ -19,6 +21,7 @@ from nats.js.errors import (
     KeyNotFoundError,
     KeyWrongLastSequenceError,
     NotFoundError,
+    ServiceUnavailableError,
 )
 from nats.js.kv import KV_DEL, KV_OP, KV_PURGE, KeyValue
 from nats.js.object_store import ObjectStore
@@ -34,7 +37,34 @@ WRONG_LAST_SEQUENCE = (10071, 10164)  # JetStream's "expected last sequence" mis
 # How often a listing looks whether the bus is still there while it waits for keys.
 DISCONNECT_CHECK_S = 0.05
 
+# How long a service starting beside a JetStream that is still forming (a new cluster
+# electing its leaders) keeps asking before it gives up.
+JETSTREAM_STARTUP_S = 30.0
+# JetStream answers that mean "not yet", not "no": asked again at startup
+_NOT_YET = (nats.errors.TimeoutError, nats.errors.NoRespondersError, ServiceUnavailableError)
+
 _encode = msgspec.json.Encoder().encode
+log = structlog.get_logger()
+
+
+async def once_jetstream_answers(
+    what: str, attempt: Callable[[], Awaitable[T]], within_s: float = JETSTREAM_STARTUP_S
+) -> T:
+    """`attempt()`, asked again while JetStream answers "not yet" (a timeout, no
+    responders, 503), for at most `within_s`; then its last error is raised."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    pause = 0.1
+    while True:
+        try:
+            return await attempt()
+        except _NOT_YET as exc:
+            left = deadline - loop.time()
+            if left <= 0:
+                raise
+            log.warning("jetstream_not_ready", what=what, error=repr(exc))
+            await asyncio.sleep(min(pause, left))
+            pause = min(pause * 2, 2.0)
 
 
 class Entry(NamedTuple):
@@ -60,28 +90,33 @@ class Bucket:
         replicas: int = 1,
         history: int = 1,
         ttl: float | None = None,
+        within_s: float = JETSTREAM_STARTUP_S,
     ) -> Bucket:
         """Open bucket `name`, creating it (file storage) only when it does not exist.
 
         An existing bucket keeps its own settings. Only "no such bucket" leads to a create:
         any other failure (JetStream starting or unreachable, a stream that is not a KV
         bucket) is raised, never answered by creating the bucket anew. `ttl`: a key not
-        written for that many seconds is dropped (None: kept).
+        written for that many seconds is dropped (None: kept). While JetStream answers
+        "not yet" it is asked again, for `within_s`.
         """
-        try:
-            kv = await js.key_value(name)
-        except BucketNotFoundError:
-            # creating an identical bucket is idempotent, so racing instances both succeed
-            kv = await js.create_key_value(
-                KeyValueConfig(
-                    bucket=name,
-                    history=history,
-                    replicas=replicas,
-                    storage=StorageType.FILE,
-                    ttl=ttl,
+
+        async def open_or_create() -> KeyValue:
+            try:
+                return await js.key_value(name)
+            except BucketNotFoundError:
+                # creating an identical bucket is idempotent: racing instances both succeed
+                return await js.create_key_value(
+                    KeyValueConfig(
+                        bucket=name,
+                        history=history,
+                        replicas=replicas,
+                        storage=StorageType.FILE,
+                        ttl=ttl,
+                    )
                 )
-            )
-        return cls(js, name, kv)
+
+        return cls(js, name, await once_jetstream_answers(name, open_or_create, within_s))
 
     async def entry(self, key: str) -> Entry | None:
         """The key's value and revision; None when it is missing or deleted."""
@@ -244,9 +279,14 @@ class Bucket:
 
 async def ensure_object_store(js: JetStreamContext, bucket: str, replicas: int = 1) -> ObjectStore:
     """Open object store `bucket`, creating it only when it does not exist (as `Bucket.open`)."""
-    try:
-        return await js.object_store(bucket)
-    except BucketNotFoundError:
-        return await js.create_object_store(
-            bucket, ObjectStoreConfig(bucket=bucket, replicas=replicas, storage=StorageType.FILE)
-        )
+
+    async def open_or_create() -> ObjectStore:
+        try:
+            return await js.object_store(bucket)
+        except BucketNotFoundError:
+            return await js.create_object_store(
+                bucket,
+                ObjectStoreConfig(bucket=bucket, replicas=replicas, storage=StorageType.FILE),
+            )
+
+    return await once_jetstream_answers(bucket, open_or_create)

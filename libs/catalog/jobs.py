@@ -11,6 +11,8 @@ from nats.js import JetStreamContext
 from nats.js.api import RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import BadRequestError, NotFoundError
 
+from catalog.buckets import once_jetstream_answers
+
 log = structlog.get_logger()
 
 
@@ -27,13 +29,17 @@ def stream_config(name: str, subject: str, replicas: int) -> StreamConfig:
 
 async def ensure_stream(js: JetStreamContext, name: str, subject: str, replicas: int) -> None:
     """Create the stream unless it exists (a concurrent creator with the same config is fine)."""
-    try:
-        await js.stream_info(name)
-        return
-    except NotFoundError:
-        pass
-    try:
-        await js.add_stream(stream_config(name, subject, replicas))
-        log.info("ingest_stream_created", stream=name, subject=subject, replicas=replicas)
-    except BadRequestError:
-        await js.stream_info(name)  # created meanwhile by another process: fine if it is there
+
+    async def open_or_create() -> None:
+        try:
+            await js.stream_info(name)
+            return
+        except NotFoundError:
+            pass
+        try:
+            await js.add_stream(stream_config(name, subject, replicas))
+            log.info("ingest_stream_created", stream=name, subject=subject, replicas=replicas)
+        except BadRequestError:
+            await js.stream_info(name)  # created meanwhile by another process: fine if there
+
+    await once_jetstream_answers(name, open_or_create)

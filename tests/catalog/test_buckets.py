@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 
 import pytest
 from nats.aio.client import Client
 from nats.js.api import KeyValueConfig, StorageType, StreamConfig
-from nats.js.errors import BadBucketError, BucketNotFoundError
+from nats.js.errors import BadBucketError, BucketNotFoundError, ServiceUnavailableError
 
-from catalog.buckets import Bucket
+from catalog.buckets import Bucket, once_jetstream_answers
 from common.errors import RagwayError
 
 
@@ -96,3 +97,28 @@ async def test_an_update_gives_before_and_after_and_none_for_a_missing_key(nc: C
     assert await bucket.update("n", int, lambda n: None, busy) == (2, 2)
     assert await bucket.get("n") == b"2"
     assert await bucket.update("missing", int, increment, busy) is None
+
+
+async def test_opening_waits_while_jetstream_answers_not_yet(nc: Client) -> None:
+    # A JetStream nobody answers yet (a cluster still electing leaders): the same
+    # "no responders" as an API prefix that no server serves.
+    absent = nc.jetstream(prefix="$JS.forming.API")
+    present = nc.jetstream()
+    name = a_name()
+    tries: list[str] = []
+
+    async def attempt() -> Bucket:
+        tries.append("try")
+        return await Bucket.open(absent if len(tries) < 3 else present, name, within_s=0)
+
+    bucket = await once_jetstream_answers(name, attempt, within_s=10)
+    assert len(tries) == 3
+    assert (await present.stream_info(f"KV_{bucket.name}")).config.name == f"KV_{name}"
+
+
+async def test_a_jetstream_that_never_answers_fails_opening_after_the_bound(nc: Client) -> None:
+    absent = nc.jetstream(prefix="$JS.forming.API")
+    started = time.perf_counter()
+    with pytest.raises(ServiceUnavailableError):
+        await Bucket.open(absent, a_name(), within_s=0.3)
+    assert 0.25 < time.perf_counter() - started < 3
