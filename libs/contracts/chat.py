@@ -84,9 +84,10 @@ class StreamAccepted(msgspec.Struct, frozen=True, kw_only=True):
 class StreamEnd(msgspec.Struct, frozen=True, kw_only=True):
     """The last message of a stream: what was said, for chat history and logs.
 
-    `tail`: the stream's closing SSE bytes (the finish chunk, `data: [DONE]`) when the
-    caller asked for them here (`CompletionJob.tail_in_end`): one message fewer per stream;
-    the caller writes them after every message before this one."""
+    `tail`: the stream's closing SSE bytes (the finish chunk, `data: [DONE]`, and the
+    chunks that came with the backend's own `[DONE]`) when the caller asked for them here
+    (`CompletionJob.tail_in_end`): one or two messages fewer per stream; the caller writes
+    them after every message before this one."""
 
     content: str = ""
     finish_reason: str | None = None

@@ -41,7 +41,12 @@ log = structlog.get_logger()
 
 CAPABILITY = "inference"
 MODELS_REQUEST = encode(ModelsRequest())
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+# the Content-Type as a header, not through `content_type =` (which builds it per response)
+SSE_HEADERS = {
+    "Content-Type": "text/event-stream",
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",
+}
 DONE = b"data: [DONE]\n\n"
 
 
@@ -161,7 +166,6 @@ async def _stream(
                 capability=CAPABILITY,
             )
             response = _SSEResponse(headers=SSE_HEADERS)
-            response.content_type = "text/event-stream"
             await response.prepare(request)
             # the stream's first bytes may have come with the acceptance (one message)
             if first or accepted.first:

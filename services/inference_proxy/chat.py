@@ -156,8 +156,8 @@ class ChatRunner:
 
         With `first_in_reply`, what the backend already sent with its headers goes out
         translated in the reply (`StreamAccepted.first`), not as a stream message of its
-        own; nothing is waited for. With `tail_in_end`, the stream's closing bytes go out
-        in its end message (`StreamEnd.tail`)."""
+        own; nothing is waited for. With `tail_in_end`, the stream's closing bytes, and
+        what came with the backend's `[DONE]`, go out in its end message (`StreamEnd.tail`)."""
         if not job.stream_inbox:
             raise RagwayError("invalid", "A stream needs a `stream_inbox`")
         request = await self._prepare(job, stream=True)
@@ -251,12 +251,16 @@ class ChatRunner:
                             break
                         quiet.touch()
                         out = translator.feed(data)
-                        if out:
+                        if out and tail_in_end and translator.done:
+                            # the backend's last bytes ride in the end message with the
+                            # closing ones, which follow at once: a message less
+                            tail = out
+                        elif out:
                             chunks += 1
                             await self._publish(inbox, out)
-                closing = translator.close()
+                closing = translator.close()  # raises only before the backend's [DONE]
                 if tail_in_end:
-                    tail = closing
+                    tail += closing
                 else:
                     await self._publish(inbox, closing)
             except TimeoutError:

@@ -4,12 +4,15 @@ chunk carrying finish_reason and usage, [DONE], and always an end message."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
 import pytest
+from aiohttp import web
 from nats.aio.client import Client
 
 from common.bus import Bus
@@ -116,6 +119,82 @@ async def test_closing_bytes_in_the_end_message_make_the_same_stream_as_messages
     assert asked.tail.endswith(b"data: [DONE]\n\n")
     assert b"[DONE]" not in b"".join(streams[True].messages[:-1])  # no message carried it
     assert msgspec.structs.replace(asked, tail=b"") == not_asked
+
+
+USAGE = {"prompt_tokens": 2, "completion_tokens": 2, "total_tokens": 4}
+
+
+def _sse(obj: dict[str, Any]) -> bytes:
+    return b"data: " + msgspec.json.encode(obj) + b"\n\n"
+
+
+@contextlib.asynccontextmanager
+async def late_finish_backend() -> AsyncIterator[str]:
+    """An OpenAI-style backend that sends the role chunk with its headers, then, 50 ms
+    later, its last content chunk, the finish and usage chunks and `[DONE]` in one write."""
+    head = {"id": "chatcmpl-late", "object": "chat.completion.chunk", "created": 1}
+    head["model"] = "late-model"
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        return _sse({**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+
+    async def models(_request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": "late-model"}]})
+
+    async def chat(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(chunk({"role": "assistant", "content": ""}))
+        await asyncio.sleep(0.05)
+        await response.write(
+            chunk({"content": "last words"})
+            + chunk({}, "stop")
+            + _sse({**head, "choices": [], "usage": USAGE})
+            + b"data: [DONE]\n\n"
+        )
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_get("/v1/models", models)
+    app.router.add_post("/v1/chat/completions", chat)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
+    finally:
+        await runner.cleanup()
+
+
+async def test_what_came_with_the_backends_done_rides_in_the_end_message_when_asked(
+    nats_url: str, nc: Client, bus: Bus
+) -> None:
+    """The chunks read together with the backend's `[DONE]` join the closing bytes in
+    StreamEnd.tail (one message fewer); the stream is the same as sent message by message."""
+    streams: dict[bool, Stream] = {}
+    firsts: dict[bool, bytes] = {}
+    async with (
+        late_finish_backend() as base_url,
+        running_proxy(nats_url, openai_api_base_urls=base_url, openai_api_keys="none"),
+    ):
+        for in_end in (False, True):
+            async with open_stream(
+                nc, bus, chat_body("late-model"), first_in_reply=True, tail_in_end=in_end
+            ) as (accepted, stream, collect):
+                await collect()
+            streams[in_end], firsts[in_end] = stream, accepted.first
+
+    assert comparable(streams[True]) == comparable(streams[False])
+    assert streams[True].end is not None and streams[True].end.content == "last words"
+    # messages: the reply's first bytes, then each stream message, then the end's tail
+    assert firsts[True] and streams[True].messages[0] == firsts[True]
+    assert len(streams[True].messages) == 2  # nothing travelled as a message of its own
+    assert b"last words" in streams[True].messages[-1]  # it came in StreamEnd.tail
+    assert len(streams[False].messages) == 3  # not asked: the chunk, then the closing bytes
+    assert b"last words" in streams[False].messages[1]
 
 
 async def test_an_openai_stream_has_one_id_role_first_and_usage_on_the_finish_chunk(
