@@ -25,8 +25,9 @@ from vectorstore.store import VectorStore
 log = structlog.get_logger()
 
 HIDDEN_PAYLOAD = ("owner", "text")
-# what the embedding thread hands back: the vectors it made, and the hits when it searched
-_Embedded = tuple[Vectors, list[list[Hit]] | None]
+# what the embedding thread hands back: the vectors it made, the hits when it searched, and
+# the CPU time the embedding took in that thread (ms)
+_Embedded = tuple[Vectors, list[list[Hit]] | None, float]
 
 
 def chunk_hit(hit: Hit, score: float | None = None) -> ChunkHit:
@@ -96,8 +97,9 @@ class Searcher:
         scoped = time.perf_counter()
         dense, sparse = known
         searched: list[list[Hit]] | None = None
+        embed_cpu_ms = 0.0
         if work is not None:
-            made, searched = await work
+            made, searched, embed_cpu_ms = await work
             dense, sparse = self._vectors.keep(request.query, made, known)
         embedded = time.perf_counter()
         hits = await self._hits(resolved, request, k, dense, sparse, searched)
@@ -114,6 +116,9 @@ class Searcher:
             scope_ms=round((scoped - started) * 1000, 2),
             embed_wait_ms=round((embedded - scoped) * 1000, 2),
             search_ms=round((time.perf_counter() - embedded) * 1000, 2),
+            # the model's own cost (CPU time of the embedding thread): apart from the wait
+            # above, which also holds the thread hops, the search and any CPU contention
+            embed_cpu_ms=round(embed_cpu_ms, 2),
             searched_in_thread=searched is not None,
         )
         return RetrievalResult(groups=groups)
@@ -130,13 +135,15 @@ class Searcher:
         """In a worker thread: the missing vectors, and the searched items' hits when the
         scope is already known and the store can search from this thread (else None: the
         event loop searches)."""
+        started = time.thread_time()
         made = self._vectors.compute(request.query, dense=need_dense, sparse=need_sparse)
+        cpu_ms = (time.thread_time() - started) * 1000
         if self._thread_search is None or not scope.done() or scope.cancelled():
-            return made, None
+            return made, None, cpu_ms
         dense = made[0] if made[0] is not None else known[0]
         sparse = made[1] if made[1] is not None else known[1]
         queries = self._queries(scope.result(), request, k, dense, sparse)
-        return made, self._thread_search(queries)
+        return made, self._thread_search(queries), cpu_ms
 
     def _queries(
         self,

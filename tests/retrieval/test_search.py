@@ -278,8 +278,11 @@ async def test_a_new_query_searched_in_its_embedding_thread_finds_what_a_cached_
     # the same text again: its vectors are cached, so the event loop asks the store
     cached = await query(mbus, owner, "who lights the lamp of the lighthouse", items)
 
-    paths = [e["searched_in_thread"] for e in lines.entries if e["event"] == "retrieval_query"]
-    assert paths == [True, False]
+    entries = [e for e in lines.entries if e["event"] == "retrieval_query"]
+    assert [e["searched_in_thread"] for e in entries] == [True, False]
+    # the model's CPU time is measured in the thread that embedded; a cached text has none
+    assert entries[0]["embed_cpu_ms"] > 0
+    assert entries[1]["embed_cpu_ms"] == 0
     assert fresh == cached
     assert fresh.groups[0].hits[0].text == PASSAGES[0]
     assert [hit.text for hit in fresh.groups[1].hits] == PASSAGES
