@@ -20,7 +20,10 @@ from common.errors import RagwayError
 
 _decode_stamps = msgspec.json.Decoder(list[float]).decode
 _encode = msgspec.json.Encoder().encode
-BUSY = RagwayError("unavailable", "Sign-in attempts are changing too fast; try again")
+
+
+def _busy() -> RagwayError:
+    return RagwayError("unavailable", "Sign-in attempts are changing too fast; try again")
 
 
 class _OverLimit(Exception):
@@ -73,7 +76,7 @@ class FailureLimiter:
             kept.remove(stamp)
             return kept
 
-        await self._bucket.update(counter_key(key), _decode_stamps, without, BUSY)
+        await self._bucket.update(counter_key(key), _decode_stamps, without, _busy())
 
     async def reset(self, key: str) -> None:
         await self._bucket.delete(counter_key(key))
@@ -90,10 +93,10 @@ class FailureLimiter:
         name = counter_key(key)
         try:
             for _ in range(2):  # lost a create to another instance: update what it wrote
-                if await self._bucket.update(name, _decode_stamps, counted, BUSY) is not None:
+                if await self._bucket.update(name, _decode_stamps, counted, _busy()) is not None:
                     return True
                 if await self._bucket.claim(name, _encode(counted([]))):
                     return True
         except _OverLimit:
             return False
-        raise BUSY
+        raise _busy()
