@@ -7,18 +7,17 @@ reads the same chunk/meta subjects with bounded memory.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
+import functools
 import hashlib
 import json
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator
 from datetime import UTC, datetime
 
-from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
-from nats.js.errors import NotFoundError, ServiceUnavailableError
+from nats.js.errors import NotFoundError
 from nats.js.kv import MSG_ROLLUP_SUBJECT
 from nats.js.object_store import (
     OBJ_CHUNKS_PRE_TEMPLATE,
@@ -27,11 +26,12 @@ from nats.js.object_store import (
     OBJ_STREAM_TEMPLATE,
 )
 
+from catalog.buckets import once_jetstream_answers
 from common.errors import RagwayError
 
 CHUNK_SIZE = 128 * 1024
 FETCH_BATCH = 64
-# How long a new read consumer may answer its pulls with "no responders" (see fetch_reachable).
+# How long a new read consumer may answer its pulls with "no responders".
 CONSUMER_REACHABLE_WITHIN_S = 5.0
 
 
@@ -146,7 +146,15 @@ class BlobStore:
         sub = await self._js.pull_subscribe_bind(consumer=consumer, stream=self._stream)
         try:
             while remaining > 0:
-                for msg in await fetch_reachable(sub, min(FETCH_BATCH, remaining)):
+                batch = min(FETCH_BATCH, remaining)
+                # In a cluster a consumer just created can answer "no responders" for a
+                # moment (its leader's interest in pulls has not reached this server yet;
+                # seen for seconds after a node rejoins): such a pull delivered nothing.
+                for msg in await once_jetstream_answers(
+                    "blob read",
+                    functools.partial(sub.fetch, batch, timeout=10),
+                    CONSUMER_REACHABLE_WITHIN_S,
+                ):
                     remaining -= 1
                     yield msg.data
         finally:
@@ -184,28 +192,3 @@ class BlobStore:
     async def _purge_quietly(self, subject: str) -> None:
         with contextlib.suppress(Exception):
             await self._js.purge_stream(self._stream, subject=subject)
-
-
-async def fetch_reachable(
-    sub: JetStreamContext.PullSubscription,
-    batch: int,
-    within_s: float = CONSUMER_REACHABLE_WITHIN_S,
-) -> list[Msg]:
-    """`sub.fetch`, asked again while the server answers "no responders".
-
-    In a cluster a consumer just created can be unreachable from the reader's server for a
-    moment: its leader's interest in pulls has not been routed there yet (seen for seconds
-    after a node rejoins, on 1 read in 50). Such a pull delivered nothing, so asking again
-    is safe; a consumer still unreachable after the bound is a real outage."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within_s
-    pause = 0.01
-    while True:
-        try:
-            return await sub.fetch(batch, timeout=10)
-        except ServiceUnavailableError:
-            left = deadline - loop.time()
-            if left <= 0:
-                raise
-            await asyncio.sleep(min(pause, left))
-            pause = min(pause * 2, 0.25)

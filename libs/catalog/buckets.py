@@ -40,7 +40,8 @@ DISCONNECT_CHECK_S = 0.05
 # How long a service starting beside a JetStream that is still forming (a new cluster
 # electing its leaders) keeps asking before it gives up.
 JETSTREAM_STARTUP_S = 30.0
-# JetStream answers that mean "not yet", not "no": asked again at startup
+# JetStream answers that mean "not yet", not "no": asked again (at startup, and by a blob
+# read whose new consumer the reader's server cannot reach yet)
 _NOT_YET = (nats.errors.TimeoutError, nats.errors.NoRespondersError, ServiceUnavailableError)
 
 _encode = msgspec.json.Encoder().encode

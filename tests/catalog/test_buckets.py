@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 from nats.aio.client import Client
-from nats.js.api import KeyValueConfig, StorageType, StreamConfig
+from nats.js.api import AckPolicy, ConsumerConfig, KeyValueConfig, StorageType, StreamConfig
 from nats.js.errors import BadBucketError, BucketNotFoundError, ServiceUnavailableError
 
 from catalog.buckets import Bucket, once_jetstream_answers
@@ -122,3 +122,23 @@ async def test_a_jetstream_that_never_answers_fails_opening_after_the_bound(nc: 
     with pytest.raises(ServiceUnavailableError):
         await Bucket.open(absent, a_name(), within_s=0.3)
     assert 0.25 < time.perf_counter() - started < 3
+
+
+async def test_a_pull_whose_consumer_is_not_there_yet_is_asked_again(nc: Client) -> None:
+    # How a blob read meets a cluster where its new consumer cannot be reached yet: the
+    # pull is answered "no responders" until the consumer exists.
+    js = nc.jetstream()
+    stream = a_name()
+    await js.add_stream(name=stream, subjects=[f"{stream}.>"])
+    for index in range(3):
+        await js.publish(f"{stream}.m", str(index).encode())
+    sub = await js.pull_subscribe_bind(consumer="late", stream=stream)
+
+    async def created_late() -> None:
+        await asyncio.sleep(0.3)
+        await js.add_consumer(stream, ConsumerConfig(name="late", ack_policy=AckPolicy.NONE))
+
+    creating = asyncio.create_task(created_late())
+    msgs = await once_jetstream_answers("read", lambda: sub.fetch(3, timeout=5), within_s=5)
+    await creating
+    assert [msg.data for msg in msgs] == [b"0", b"1", b"2"]

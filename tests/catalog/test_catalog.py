@@ -11,10 +11,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from nats.aio.client import Client
-from nats.js.api import AckPolicy, ConsumerConfig
-from nats.js.errors import ServiceUnavailableError
 
-from catalog.blobs import fetch_reachable
 from catalog.files import FileCatalog, now
 from common.errors import RagwayError
 from contracts.files import FileData, FileMeta, FileRecord
@@ -187,39 +184,3 @@ async def test_listings_while_records_change_always_hold_every_record(catalog: F
         asyncio.gather(*(catalog.list_all() for _ in range(20))), churn()
     )
     assert [len(listing) for listing in listings] == [20] * 20
-
-
-async def a_stream_of(nc: Client, count: int) -> str:
-    name = f"t{uuid.uuid4().hex[:10]}"
-    js = nc.jetstream()
-    await js.add_stream(name=name, subjects=[f"{name}.>"])
-    for index in range(count):
-        await js.publish(f"{name}.m", str(index).encode())
-    return name
-
-
-async def test_a_pull_nobody_answers_yet_is_asked_again_until_its_consumer_is_there(
-    nc: Client,
-) -> None:
-    # In a cluster a new consumer can be unreachable for a moment (no responders).
-    js = nc.jetstream()
-    stream = await a_stream_of(nc, 3)
-    sub = await js.pull_subscribe_bind(consumer="late", stream=stream)
-
-    async def created_late() -> None:
-        await asyncio.sleep(0.3)
-        await js.add_consumer(stream, ConsumerConfig(name="late", ack_policy=AckPolicy.NONE))
-
-    creating = asyncio.create_task(created_late())
-    msgs = await fetch_reachable(sub, 3, within_s=5.0)
-    await creating
-    assert [msg.data for msg in msgs] == [b"0", b"1", b"2"]
-
-
-async def test_a_consumer_that_never_answers_is_an_outage_after_the_bound(nc: Client) -> None:
-    stream = await a_stream_of(nc, 1)
-    sub = await nc.jetstream().pull_subscribe_bind(consumer="missing", stream=stream)
-    started = time.perf_counter()
-    with pytest.raises(ServiceUnavailableError):
-        await fetch_reachable(sub, 1, within_s=0.3)
-    assert 0.2 < time.perf_counter() - started < 2.0

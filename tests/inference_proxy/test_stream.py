@@ -4,10 +4,9 @@ chunk carrying finish_reason and usage, [DONE], and always an end message."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -20,8 +19,9 @@ from common.errors import RagwayError
 from contracts import subjects
 from contracts.chat import StreamAccepted
 from contracts.subjects import chat_cancel_subject
+from tests.fakes.base import FakeBackend
 from tests.fakes.ollama_fake import OllamaFake
-from tests.fakes.openai_fake import OpenAIFake
+from tests.fakes.openai_fake import OpenAIFake, ScriptedReply, sse_events
 from tests.inference_proxy.conftest import Stream, chat_body, job, open_stream, running_proxy
 from tests.inference_proxy.test_complete import OLLAMA_USAGE_FIELDS
 
@@ -121,52 +121,26 @@ async def test_closing_bytes_in_the_end_message_make_the_same_stream_as_messages
     assert msgspec.structs.replace(asked, tail=b"") == not_asked
 
 
-USAGE = {"prompt_tokens": 2, "completion_tokens": 2, "total_tokens": 4}
-
-
-def _sse(obj: dict[str, Any]) -> bytes:
-    return b"data: " + msgspec.json.encode(obj) + b"\n\n"
-
-
-@contextlib.asynccontextmanager
-async def late_finish_backend() -> AsyncIterator[str]:
+@dataclass
+class LateFinishBackend(FakeBackend):
     """An OpenAI-style backend that sends the role chunk with its headers, then, 50 ms
     later, its last content chunk, the finish and usage chunks and `[DONE]` in one write."""
-    head = {"id": "chatcmpl-late", "object": "chat.completion.chunk", "created": 1}
-    head["model"] = "late-model"
 
-    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-        return _sse({**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+    def routes(self) -> list[web.RouteDef]:
+        return [web.get("/v1/models", self.models), web.post("/v1/chat/completions", self.chat)]
 
-    async def models(_request: web.Request) -> web.Response:
+    async def models(self, _request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": "late-model"}]})
 
-    async def chat(request: web.Request) -> web.StreamResponse:
-        await request.read()
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        role, *rest = sse_events(await request.json(), ScriptedReply(pieces=["last words"]))
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
-        await response.write(chunk({"role": "assistant", "content": ""}))
+        await response.write(role)
         await asyncio.sleep(0.05)
-        await response.write(
-            chunk({"content": "last words"})
-            + chunk({}, "stop")
-            + _sse({**head, "choices": [], "usage": USAGE})
-            + b"data: [DONE]\n\n"
-        )
+        await response.write(b"".join(rest))
         await response.write_eof()
         return response
-
-    app = web.Application()
-    app.router.add_get("/v1/models", models)
-    app.router.add_post("/v1/chat/completions", chat)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
-    finally:
-        await runner.cleanup()
 
 
 async def test_what_came_with_the_backends_done_rides_in_the_end_message_when_asked(
@@ -176,16 +150,18 @@ async def test_what_came_with_the_backends_done_rides_in_the_end_message_when_as
     StreamEnd.tail (one message fewer); the stream is the same as sent message by message."""
     streams: dict[bool, Stream] = {}
     firsts: dict[bool, bytes] = {}
-    async with (
-        late_finish_backend() as base_url,
-        running_proxy(nats_url, openai_api_base_urls=base_url, openai_api_keys="none"),
-    ):
-        for in_end in (False, True):
-            async with open_stream(
-                nc, bus, chat_body("late-model"), first_in_reply=True, tail_in_end=in_end
-            ) as (accepted, stream, collect):
-                await collect()
-            streams[in_end], firsts[in_end] = stream, accepted.first
+    backend = LateFinishBackend()
+    base_url = await backend.start() + "/v1"
+    try:
+        async with running_proxy(nats_url, openai_api_base_urls=base_url, openai_api_keys="none"):
+            for in_end in (False, True):
+                async with open_stream(
+                    nc, bus, chat_body("late-model"), first_in_reply=True, tail_in_end=in_end
+                ) as (accepted, stream, collect):
+                    await collect()
+                streams[in_end], firsts[in_end] = stream, accepted.first
+    finally:
+        await backend.stop()
 
     assert comparable(streams[True]) == comparable(streams[False])
     assert streams[True].end is not None and streams[True].end.content == "last words"
