@@ -22,6 +22,7 @@ from typing import Any
 
 import aiohttp
 
+from common.parent_death import tied_to_parent
 from stack.launcher import Stack
 from stack.nats_server import free_port
 from stack.settings import StackSettings
@@ -79,15 +80,12 @@ async def fake_backend(
     *, tokens: int, delay: float = 0.0, models: str = "fast"
 ) -> AsyncIterator[FakeProcess]:
     """bench/fake_backend.py as a child process; its base URL once it listens."""
+    # Tied to this process (forked by the event loop's thread, which lives as long as the
+    # benchmark): a benchmark killed by a timeout leaves no fake behind.
+    argv = [sys.executable, str(BENCH_DIR / "fake_backend.py"), "--tokens", str(tokens)]
+    argv += ["--delay", str(delay), "--models", models]
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(BENCH_DIR / "fake_backend.py"),
-        "--tokens",
-        str(tokens),
-        "--delay",
-        str(delay),
-        "--models",
-        models,
+        *tied_to_parent(argv),
         stdout=asyncio.subprocess.PIPE,
         stdin=asyncio.subprocess.DEVNULL,
     )

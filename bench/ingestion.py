@@ -40,6 +40,7 @@ from catalog.files import FileCatalog, blob_name, now  # noqa: E402
 from catalog.jobs import ensure_stream  # noqa: E402
 from common.logging import configure_logging  # noqa: E402
 from common.nats_conn import connect_nats  # noqa: E402
+from common.parent_death import tied_to_parent  # noqa: E402
 from common.runner import run_stoppable  # noqa: E402
 from contracts.files import FileData, FileMeta, FileRecord, IngestJob  # noqa: E402
 from embedding.embedder import Embedder  # noqa: E402
@@ -113,9 +114,7 @@ async def start_workers(count: int, env: dict[str, str]) -> list[asyncio.subproc
     procs = []
     for _ in range(count):
         proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "ingestion",
+            *tied_to_parent([sys.executable, "-m", "ingestion"]),  # none left if we are killed
             env=env,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,

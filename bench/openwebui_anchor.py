@@ -37,6 +37,7 @@ from harness import (
 )
 
 from common.logging import configure_logging
+from common.parent_death import tied_to_parent
 from common.runner import run_stoppable
 from stack.nats_server import free_port
 
@@ -74,12 +75,10 @@ async def open_webui(venv: Path, backends: list[str], log_path: Path) -> AsyncIt
         )
         with open(log_path, "wb") as log_file:  # noqa: ASYNC230 - handed to the child
             process = await asyncio.create_subprocess_exec(
-                str(executable),
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
+                # none left if we are killed: tied to this process (common.parent_death)
+                *tied_to_parent(
+                    [str(executable), "serve", "--host", "127.0.0.1", "--port", str(port)]
+                ),
                 env=env,
                 cwd=data,
                 stdin=asyncio.subprocess.DEVNULL,

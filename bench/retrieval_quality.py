@@ -31,6 +31,7 @@ import aiohttp
 import harness  # type: ignore[import-not-found]  # bench/harness.py, beside this script
 import msgspec
 
+from common.parent_death import tied_to_parent
 from common.runner import run_stoppable
 from embedding.embedder import Embedder
 from embedding.settings import EmbedderSettings
@@ -216,7 +217,9 @@ async def extra_worker(stack: Any) -> asyncio.subprocess.Process:
         RAGWAY_LOG_LEVEL="warning",
     )
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "ingestion", env=env, stdout=asyncio.subprocess.DEVNULL
+        *tied_to_parent([sys.executable, "-m", "ingestion"]),  # none left if we are killed
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
     )
 
 

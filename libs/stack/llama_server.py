@@ -8,7 +8,7 @@ from pathlib import Path
 
 import msgspec
 
-from stack.llm_setup import MODEL_ID, llama_launcher, missing_llm_parts, model_path
+from stack.llm_setup import MODEL_ID, llama_server_binary, missing_llm_parts, model_path
 from stack.processes import ChildProcess, wait_http_ok
 
 
@@ -30,7 +30,7 @@ def default_threads() -> int:
 def llama_argv(config: LlamaServerConfig) -> list[str]:
     threads = config.threads or default_threads()
     return [
-        str(llama_launcher(config.cache_dir)),
+        str(llama_server_binary(config.cache_dir)),
         "--model",
         str(model_path(config.cache_dir)),
         "--host",
@@ -39,8 +39,6 @@ def llama_argv(config: LlamaServerConfig) -> list[str]:
         str(config.port),
         "--ctx-size",
         str(config.ctx_size),
-        # The launcher hands llama-server flags through only after `--`.
-        "--",
         "--alias",
         config.model_id,
         "--parallel",

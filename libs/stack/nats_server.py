@@ -15,6 +15,8 @@ from pathlib import Path
 
 import msgspec
 
+from stack.processes import spawn
+
 
 class NatsServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     port: int
@@ -87,11 +89,8 @@ class NatsServer:
         conf = write_config(self.config)
         log_path = self.config.store_dir / "nats-server.log"
         with open(log_path, "ab") as log_file:
-            self.process = subprocess.Popen(
-                [nats_server_binary(), "-c", str(conf)],
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
+            self.process = spawn(
+                [nats_server_binary(), "-c", str(conf)], stdout=log_file, stderr=subprocess.STDOUT
             )
         self.wait_healthy(timeout)
 

@@ -1,20 +1,65 @@
-"""Child processes in their own process groups, stopped as a whole with bounded waits."""
+"""Child processes in their own process groups, stopped as a whole with bounded waits.
+
+Every child is tied to the launcher (`common.parent_death`): it gets SIGTERM when the
+launcher dies, even by SIGKILL, so a killed benchmark or `kill -9` leaks no processes.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import subprocess
 import time
 import urllib.request
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import structlog
 
+from common.parent_death import tied_to_parent
+
 log = structlog.get_logger()
+
+Redirect = int | IO[Any] | None  # what Popen takes for stdin/stdout/stderr
+
+
+def spawn(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    stdin: Redirect = None,
+    stdout: Redirect = None,
+    stderr: Redirect = None,
+) -> subprocess.Popen[bytes]:
+    """Start `argv` in a new session, tied to this process, from the spawning thread.
+
+    The kernel sends the parent-death signal when the *thread* that forked the child exits.
+    Callers run on threads that come and go (`Stack.astart` and `NatsServer.astart` use
+    asyncio.to_thread, whose pool threads exit when their loop closes), so every child is
+    forked by one thread that lives as long as the process.
+    """
+
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            tied_to_parent(argv),
+            env=env,
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr,
+            start_new_session=True,
+        )
+
+    return _spawning_thread(os.getpid()).submit(start).result()
+
+
+@functools.cache
+def _spawning_thread(pid: int) -> ThreadPoolExecutor:
+    """The process's spawning thread (keyed by pid: a forked copy starts its own)."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="spawn")
 
 
 class ChildProcess:
@@ -44,13 +89,12 @@ class ChildProcess:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             output = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         try:
-            self.process = subprocess.Popen(
+            self.process = spawn(
                 self.argv,
                 env=self.env,
                 stdin=subprocess.DEVNULL,
                 stdout=output,
                 stderr=subprocess.STDOUT if output is not None else None,
-                start_new_session=True,
             )
         finally:
             if output is not None:
@@ -81,7 +125,7 @@ class ChildProcess:
                 self.process.wait(timeout=grace)
             except subprocess.TimeoutExpired:
                 log.warning("child_killed", child=self.name, after_s=grace)
-        # Grandchildren (llama-server under its launcher) may outlive their parent.
+        # Grandchildren (a child's own children) may outlive their parent.
         self.signal_group(signal.SIGKILL)
         self.process.wait()
         log.info("child_stopped", child=self.name, code=self.process.returncode)

@@ -217,6 +217,10 @@ class Sandbox:
             str(self.limits.memory_mb),
             "--cpu-seconds",
             str(cpu_seconds),
+            # dies with the proxy even when it is SIGKILLed (the worker arms that itself);
+            # forked by the event loop's thread, which lives as long as the proxy
+            "--parent-pid",
+            str(os.getpid()),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,

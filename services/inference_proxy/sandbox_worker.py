@@ -1,9 +1,10 @@
 """A sandbox worker: one process runs one call of admin-installed code, then exits.
 
 Started by `inference_proxy.sandbox` as `python -I -m inference_proxy.sandbox_worker
---memory-mb N --cpu-seconds S` with a clean environment. It limits itself (address
-space, CPU), waits for one Call on stdin, and answers with frames on what was stdout;
-the code's own prints go to stderr so they cannot corrupt the protocol.
+--memory-mb N --cpu-seconds S --parent-pid P` with a clean environment. It limits itself
+(address space, CPU), dies with the proxy, waits for one Call on stdin, and answers with
+frames on what was stdout; the code's own prints go to stderr so they cannot corrupt the
+protocol.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any, BinaryIO
 
 import msgspec
 
+from common.parent_death import die_with_parent
 from inference_proxy.sandbox_protocol import (
     Call,
     Chunk,
@@ -256,7 +258,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--memory-mb", type=int, default=0)
     parser.add_argument("--cpu-seconds", type=int, default=0)
+    parser.add_argument("--parent-pid", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.parent_pid:
+        die_with_parent(args.parent_pid)  # a call left running must not outlive the proxy
     # the protocol keeps the real stdout; fd 1 (prints, child processes) goes to stderr
     out = _Out(os.fdopen(os.dup(1), "wb", buffering=0))
     os.dup2(2, 1)

@@ -78,8 +78,12 @@ class Worker:
     async def stop(self) -> None:
         """Stop fetching; let jobs in flight finish (bounded), hand the rest back to the queue."""
         if self._fetcher is not None:
-            self._fetcher.cancel()
-            await asyncio.gather(self._fetcher, return_exceptions=True)
+            # Cancel until it ends: nats-py can swallow a cancellation (its flush path catches
+            # CancelledError), seen when SIGTERM and the loss of NATS come together, as they
+            # do when the launcher dies and every child gets SIGTERM at once.
+            while not self._fetcher.done():
+                self._fetcher.cancel()
+                await asyncio.wait({self._fetcher}, timeout=1.0)
             self._fetcher = None
         # Unsubscribing also withdraws the pull request still waiting at the server, which
         # would otherwise swallow the jobs naked below (and a drain would hang on it).

