@@ -272,7 +272,12 @@ async def closed_loop(call: Call, clients: int, seconds: float, warmup: float = 
         warm_until = time.perf_counter() + warmup
         stop_at = warm_until + seconds
 
-        async def worker() -> None:
+        async def worker(index: int) -> None:
+            # Starts spread evenly over the warm-up. Clients started in one burst stay in
+            # step behind a paced backend (every reply takes the same time), so each
+            # completion would begin with all of them asking at once: a burst that no
+            # population of users sends, which turns per-request CPU into queueing.
+            await asyncio.sleep(warmup * index / clients)
             while time.perf_counter() < stop_at:
                 try:
                     sample = await call(http)
@@ -285,7 +290,7 @@ async def closed_loop(call: Call, clients: int, seconds: float, warmup: float = 
                 if warm_until <= time.perf_counter() <= stop_at:
                     result.samples.append(sample)
 
-        await asyncio.gather(*(worker() for _ in range(clients)))
+        await asyncio.gather(*(worker(index) for index in range(clients)))
         result.elapsed = seconds
     return result
 
