@@ -6,8 +6,6 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
-import aiohttp
-
 from common.codec import encode
 from common.nats_conn import connect_nats
 from common.service import ServiceHost
@@ -39,6 +37,7 @@ class InferenceProxy:
     chat: ChatRunner
     plugins: PluginStore
     sandbox: Sandbox
+    backends: BackendPool  # every connection to the model backends
 
 
 @asynccontextmanager
@@ -46,21 +45,19 @@ async def serve(settings: Settings) -> AsyncIterator[InferenceProxy]:
     """Serve MODELS_LIST, CHAT_COMPLETE, CHAT_STREAM and PLUGINS_* until the context exits."""
     openai, ollama = configured_backends(settings)
     async with AsyncExitStack() as stack:
-        http = await stack.enter_async_context(
-            aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(
-                    limit=settings.max_backend_connections, keepalive_timeout=30
-                ),
-                # no timeout by default: every call sets its own bounds
-                timeout=aiohttp.ClientTimeout(total=None),
-                raise_for_status=False,
-            )
+        # one pool for every request to the backends (chat, pass-through, model lists);
+        # no timeout of its own but the connect one: every call sets its own bounds
+        backend = BackendPool(
+            limit=settings.max_backend_connections,
+            keepalive_seconds=30,
+            connect_timeout=settings.backend_connect_timeout_seconds,
         )
+        stack.push_async_callback(backend.close)
         nc = await stack.enter_async_context(
             connect_nats(settings.nats_servers, name=subjects.INFERENCE_SERVICE)
         )
         catalog = ModelCatalog(
-            http,
+            backend,
             openai,
             ollama,
             cache_seconds=settings.models_cache_seconds,
@@ -71,15 +68,9 @@ async def serve(settings: Settings) -> AsyncIterator[InferenceProxy]:
         stack.push_async_callback(chat_cancels.close)
         ollama_cancels = CancelRegistry(nc, subjects.OLLAMA_CANCEL_PREFIX)
         stack.push_async_callback(ollama_cancels.close)
-        backend = BackendPool(
-            limit=settings.max_backend_connections,
-            keepalive_seconds=30,
-            connect_timeout=settings.backend_connect_timeout_seconds,
-        )
-        stack.push_async_callback(backend.close)
         chat = ChatRunner(nc, backend, catalog, settings, chat_cancels)
         stack.push_async_callback(chat.aclose)
-        passthrough = OllamaPassthrough(nc, http, ollama, catalog, settings, ollama_cancels)
+        passthrough = OllamaPassthrough(nc, backend, ollama, catalog, settings, ollama_cancels)
         stack.push_async_callback(passthrough.aclose)
         sandbox = Sandbox(
             SandboxLimits(
@@ -121,4 +112,6 @@ async def serve(settings: Settings) -> AsyncIterator[InferenceProxy]:
         await host.add(subjects.PLUGINS_DELETE, plugin_service.delete, PluginRef)
         await host.add(subjects.OLLAMA_PROXY, passthrough.open, OllamaProxyRequest)
         await nc.flush()  # the server knows the endpoints before we say we are serving
-        yield InferenceProxy(catalog=catalog, chat=chat, plugins=plugins, sandbox=sandbox)
+        yield InferenceProxy(
+            catalog=catalog, chat=chat, plugins=plugins, sandbox=sandbox, backends=backend
+        )

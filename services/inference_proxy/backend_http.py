@@ -1,11 +1,12 @@
-"""A lean HTTP/1.1 client for the chat path to the model backends.
+"""A lean HTTP/1.1 client for every request of the proxy to the model backends.
 
 aiohttp's client was a third of the proxy's CPU per streamed chat: a StreamReader with
 a future per read, ~26 `data_received`/`feed_data`/`resume_reading` calls per stream, the
-ClientResponse and timer machinery. The chat path needs much less: one POST, the status
-and headers parsed once, then body bytes handed to the translator as they arrive. This
-client is an `asyncio.Protocol` per connection that parses the head once and de-chunks
-the body inline, with a keep-alive pool per (scheme, host, port).
+ClientResponse and timer machinery. The proxy needs much less: one request (a chat POST,
+an Ollama pass-through of any method, a model list GET), the status and headers parsed
+once, then body bytes handed on as they arrive. This client is an `asyncio.Protocol` per
+connection that parses the head once and de-chunks the body inline, with one keep-alive
+pool per (scheme, host, port) shared by all of them. Redirects are never followed.
 
 A connection goes back to the pool only after its body ended cleanly (Content-Length
 reached, or the chunked terminator read) and the backend did not ask to close it;
@@ -19,7 +20,7 @@ import re
 import ssl
 import time
 from collections.abc import Mapping
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 MAX_HEAD_BYTES = 64 * 1024
 MAX_LINE_BYTES = 8 * 1024  # a chunk-size or trailer line
@@ -47,6 +48,12 @@ _HEAD, _LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_CRLF, _TRAILERS, _UNTIL_CLOSE, 
 _HEX_DIGITS = frozenset(b"0123456789abcdefABCDEF")
 # a whole chunk-size line: hex size, optional extensions, line end
 _SIZE_LINE = re.compile(rb"([0-9a-fA-F]{1,15})[ \t]*(?:;[^\r\n]*)?\r\n").match
+_METHOD = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+").fullmatch  # an RFC 9110 token
+# methods whose requests carry no Content-Length when they have no content (RFC 9110 8.6)
+_NO_CONTENT_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS", "TRACE"})
+# what may stay as it is in a request target; the rest is percent-encoded (a space, a
+# control character, non-ASCII text from a decoded query)
+_TARGET_SAFE = "!$&'()*+,/:;=?@~%[]"
 
 
 class BackendResponse:
@@ -60,6 +67,7 @@ class BackendResponse:
         "_error",
         "_got_bytes",
         "_keep_alive",
+        "_no_body",
         "_paused",
         "_pool",
         "_remaining",
@@ -71,7 +79,7 @@ class BackendResponse:
         "status",
     )
 
-    def __init__(self, conn: _Connection, pool: BackendPool) -> None:
+    def __init__(self, conn: _Connection, pool: BackendPool, *, head: bool = False) -> None:
         self.status = 0
         self.headers: dict[str, str] = {}
         self.done = False  # released or closed
@@ -85,6 +93,7 @@ class BackendResponse:
         self._error: BackendHTTPError | None = None
         self._got_bytes = False  # any byte of this response arrived
         self._keep_alive = True
+        self._no_body = head  # the answer to a HEAD request has no body, whatever it says
         self._paused = False
         self._waiter: asyncio.Future[None] | None = None
 
@@ -232,7 +241,7 @@ class BackendResponse:
         else:
             self._keep_alive = "close" not in connection
         encoding = headers.get("transfer-encoding")
-        if status in (204, 304):
+        if self._no_body or status in (204, 304):
             self._finish()
         elif encoding is not None:
             if encoding.rsplit(",", 1)[-1].strip().lower() == "chunked":
@@ -410,7 +419,8 @@ class _Target:
         self.key = (parts.scheme, self.host, self.port)
         host = f"[{self.host}]" if ":" in self.host else self.host
         self.host_header = host if self.port == default_port else f"{host}:{self.port}"
-        self.path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self.path = quote(target, safe=_TARGET_SAFE)
 
 
 class BackendPool:
@@ -438,40 +448,58 @@ class BackendPool:
         self._closed = False
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> BackendResponse:
-        """Send a POST; return once the status and headers arrived (body still to read).
+        """Send a POST (see `request`)."""
+        return await self.request("POST", url, body, headers)
 
-        Raises BackendHTTPError subclasses (or TimeoutError for the connect timeout);
-        bound the wait for the answer with a timeout around the call."""
+    async def request(
+        self,
+        method: str,
+        url: str,
+        body: bytes = b"",
+        headers: Mapping[str, str] | None = None,
+    ) -> BackendResponse:
+        """Send a request; return once the status and headers arrived (body still to read).
+
+        `headers` are sent as given, after Host, User-Agent, Accept, Accept-Encoding
+        (identity) and Content-Length, which callers leave out. A GET, HEAD or DELETE
+        without a body is sent without Content-Length. Raises BackendHTTPError subclasses
+        (or TimeoutError for the connect timeout), ValueError for a URL or header that
+        cannot be sent; bound the wait for the answer with a timeout around the call."""
         if self._closed:
             raise BackendConnectError("The backend client is closed")
+        if not _METHOD(method):
+            raise ValueError(f"Not an HTTP method: {method!r}")
         target = self._targets.get(url)
         if target is None:
             target = _Target(url)
             if len(self._targets) < 1024:
                 self._targets[url] = target
         lines = [
-            f"POST {target.path} HTTP/1.1\r\nHost: {target.host_header}\r\n"
+            f"{method} {target.path} HTTP/1.1\r\nHost: {target.host_header}\r\n"
             f"User-Agent: {self._user_agent}\r\nAccept: */*\r\nAccept-Encoding: identity\r\n"
-            f"Content-Length: {len(body)}\r\n"
         ]
-        for name, value in headers.items():
-            if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
-                raise ValueError(f"A line break in the {name!r} header")
-            lines.append(f"{name}: {value}\r\n")
+        if body or method not in _NO_CONTENT_METHODS:
+            lines.append(f"Content-Length: {len(body)}\r\n")
+        if headers:
+            for name, value in headers.items():
+                if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
+                    raise ValueError(f"A line break in the {name!r} header")
+                lines.append(f"{name}: {value}\r\n")
         lines.append("\r\n")
         request = "".join(lines).encode("latin-1") + body
-        response = await self._send(target, request, reuse=True)
+        head = method == "HEAD"
+        response = await self._send(target, request, reuse=True, head=head)
         if response is not None:
             return response
         # A kept-alive connection closed as it was reused, before any byte of an answer:
         # the backend dropped an idle connection (its keep-alive ran out first). Once
         # more on a new connection, as HTTP clients do; a new one failing is reported.
-        response = await self._send(target, request, reuse=False)
+        response = await self._send(target, request, reuse=False, head=head)
         assert response is not None
         return response
 
     async def _send(
-        self, target: _Target, request: bytes, *, reuse: bool
+        self, target: _Target, request: bytes, *, reuse: bool, head: bool
     ) -> BackendResponse | None:
         """The response once its head arrived; None when a reused connection closed
         before answering anything (worth one more try on a new connection)."""
@@ -484,7 +512,7 @@ class BackendPool:
         except BaseException:
             self._slots.release()
             raise
-        response = BackendResponse(conn, self)
+        response = BackendResponse(conn, self, head=head)
         conn.response = response
         try:
             conn.transport.write(request)  # type: ignore[union-attr]

@@ -8,12 +8,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import msgspec
 import structlog
 
 from common.codec import encode
 from contracts.models import Model, ModelsReply
+from inference_proxy.backend_http import BackendHTTPError, BackendPool
 from inference_proxy.settings import Backend
 
 log = structlog.get_logger()
@@ -51,18 +51,18 @@ class ModelCatalog:
 
     def __init__(
         self,
-        http: aiohttp.ClientSession,
+        pool: BackendPool,
         openai: list[Backend],
         ollama: list[Backend],
         *,
         cache_seconds: float,
         fetch_timeout: float,
     ) -> None:
-        self._http = http
+        self._pool = pool
         self._openai = openai
         self._ollama = ollama
         self._cache_seconds = cache_seconds
-        self._timeout = aiohttp.ClientTimeout(total=fetch_timeout)
+        self._fetch_timeout = fetch_timeout  # connecting, the answer and its whole body
         self._snapshot: Snapshot | None = None
         self._inflight: asyncio.Future[Snapshot] | None = None
 
@@ -170,18 +170,13 @@ class ModelCatalog:
 
     async def _get(self, backend: Backend, url: str, headers: dict[str, str]) -> bytes | None:
         try:
-            async with self._http.get(url, headers=headers, timeout=self._timeout) as response:
-                body = await response.read()
-                if response.status != 200:
-                    log.warning(
-                        "backend_models_failed",
-                        backend=backend.host,
-                        kind=backend.kind,
-                        status=response.status,
-                    )
-                    return None
-                return body
-        except (aiohttp.ClientError, TimeoutError) as exc:
+            async with asyncio.timeout(self._fetch_timeout):
+                response = await self._pool.request("GET", url, b"", headers)
+                try:
+                    body = await response.read()
+                finally:
+                    response.release()  # closes instead when the body did not end
+        except (BackendHTTPError, TimeoutError) as exc:
             log.warning(
                 "backend_models_failed",
                 backend=backend.host,
@@ -189,6 +184,15 @@ class ModelCatalog:
                 error=type(exc).__name__,
             )
             return None
+        if response.status != 200:
+            log.warning(
+                "backend_models_failed",
+                backend=backend.host,
+                kind=backend.kind,
+                status=response.status,
+            )
+            return None
+        return body
 
 
 def _int(value: Any, default: int) -> int:

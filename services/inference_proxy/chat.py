@@ -202,6 +202,9 @@ class ChatRunner:
                 tail_in_end,
             )
         )
+        # A relay cancelled before its first step never runs its `finally`: the
+        # connection (and its slot in the shared pool) must not stay taken then.
+        relay.add_done_callback(lambda _: response.close())
         if cancel is not None:
             cancel.task = relay
             if cancel.requested:

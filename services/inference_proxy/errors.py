@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
-import aiohttp
 import msgspec
 
 from common.errors import RagwayError
@@ -59,14 +57,12 @@ def error_for_status(backend: Backend, status: int, body: bytes) -> RagwayError:
 
 def error_for_exception(backend: Backend, exc: BaseException, timeout: float) -> RagwayError:
     """Map a transport failure while waiting for the backend's answer."""
-    if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
+    if isinstance(exc, TimeoutError):
         return RagwayError(
             "timeout", f"Model backend {backend.host} did not answer within {timeout:g}s"
         )
-    if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ClientOSError | BackendConnectError):
+    if isinstance(exc, BackendConnectError):
         return RagwayError("bad_gateway", f"Model backend unreachable: {backend.host}")
-    if isinstance(
-        exc, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError | BackendDisconnected
-    ):
+    if isinstance(exc, BackendDisconnected):
         return RagwayError("bad_gateway", f"Model backend {backend.host} closed the connection")
     return RagwayError("bad_gateway", f"Model backend {backend.host} failed")

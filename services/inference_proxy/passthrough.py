@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import time
 
-import aiohttp
 import msgspec
 import nats.errors
 import structlog
@@ -24,6 +23,7 @@ from common.idle import idle_timeout
 from common.tasks import BackgroundTasks
 from contracts.chat import STREAM_END, STREAM_HEADER
 from contracts.ollama import OllamaProxyAccepted, OllamaProxyEnd, OllamaProxyRequest, path_level
+from inference_proxy.backend_http import BackendHTTPError, BackendPool, BackendResponse
 from inference_proxy.cancels import CancelRegistry, CancelWatch
 from inference_proxy.catalog import ModelCatalog
 from inference_proxy.errors import error_for_exception
@@ -47,20 +47,18 @@ class OllamaPassthrough:
     def __init__(
         self,
         nc: Client,
-        http: aiohttp.ClientSession,
+        pool: BackendPool,
         backends: list[Backend],
         catalog: ModelCatalog,
         settings: Settings,
         cancels: CancelRegistry,
     ) -> None:
         self._nc = nc
-        self._http = http
+        self._pool = pool  # the connect timeout is the pool's
         self._cancels = cancels
         self._backends = backends
         self._catalog = catalog
         self._settings = settings
-        connect = settings.backend_connect_timeout_seconds
-        self._timeout = aiohttp.ClientTimeout(total=None, connect=connect, sock_connect=connect)
         self._relays = BackgroundTasks()
 
     async def open(self, request: OllamaProxyRequest) -> OllamaProxyAccepted:
@@ -86,15 +84,20 @@ class OllamaPassthrough:
                 raise
         except BaseException:
             sending.cancel()
+            if sending.done() and not sending.cancelled() and sending.exception() is None:
+                sending.result().close()  # answered as this task was cancelled
             self._cancels.forget(cancel)
             raise
         relay = self._relays.spawn(self._relay(backend, request, response, cancel, started))
+        # A relay cancelled before its first step never runs its `finally`: the
+        # connection (and its slot in the pool) must not stay taken then.
+        relay.add_done_callback(lambda _: response.close())
         if cancel is not None:
             cancel.task = relay
             if cancel.requested:
                 relay.cancel()
         return OllamaProxyAccepted(
-            status=response.status, content_type=response.headers.get("Content-Type", "")
+            status=response.status, content_type=response.headers.get("content-type", "")
         )
 
     async def _backend(self, request: OllamaProxyRequest) -> Backend:
@@ -114,7 +117,7 @@ class OllamaPassthrough:
                 return route.pick()
         return self._backends[0]
 
-    async def _send(self, backend: Backend, request: OllamaProxyRequest) -> aiohttp.ClientResponse:
+    async def _send(self, backend: Backend, request: OllamaProxyRequest) -> BackendResponse:
         url = f"{backend.base_url}/{request.path}"
         if request.query:
             url += f"?{request.query}"
@@ -122,16 +125,8 @@ class OllamaPassthrough:
         limit = self._settings.backend_timeout_seconds
         try:
             async with asyncio.timeout(limit):
-                return await self._http.request(
-                    request.method,
-                    url,
-                    data=request.body or None,
-                    headers=headers,
-                    timeout=self._timeout,
-                    allow_redirects=False,
-                    auto_decompress=False,
-                )
-        except (aiohttp.ClientError, TimeoutError) as exc:
+                return await self._pool.request(request.method, url, request.body, headers)
+        except (BackendHTTPError, TimeoutError) as exc:
             error = error_for_exception(backend, exc, limit)
             detail = error.detail.replace("Model backend", "Ollama backend")
             raise RagwayError(error.code, detail) from None
@@ -140,7 +135,7 @@ class OllamaPassthrough:
         self,
         backend: Backend,
         request: OllamaProxyRequest,
-        response: aiohttp.ClientResponse,
+        response: BackendResponse,
         cancel: CancelWatch | None,
         started: float,
     ) -> None:
@@ -150,7 +145,7 @@ class OllamaPassthrough:
         try:
             async with idle_timeout(idle) as deadline:
                 while True:
-                    data = await response.content.readany()
+                    data = await response.readany()
                     if not data:
                         break
                     deadline.touch()
@@ -163,14 +158,14 @@ class OllamaPassthrough:
             error = "Cancelled by the caller" if requested else "The proxy is shutting down"
         except TimeoutError:
             outcome, error = "backend_failed", f"The Ollama backend sent nothing for {idle:g}s"
-        except aiohttp.ClientError:
+        except BackendHTTPError:
             outcome = "backend_failed"
             error = f"The connection to Ollama backend {backend.host} broke"
         except nats.errors.Error:
             outcome, error = "relay_failed", "The reply could not be delivered"
         finally:
             if error is None:
-                response.release()
+                response.release()  # the body was read to its end: the connection is kept
             else:
                 response.close()  # stop the backend (a pull or a generation) too
             with contextlib.suppress(Exception):

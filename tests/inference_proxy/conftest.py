@@ -18,6 +18,7 @@ from common.nats_conn import connect_nats
 from contracts import subjects
 from contracts.auth import Principal
 from contracts.chat import STREAM_END, STREAM_HEADER, CompletionJob, StreamAccepted, StreamEnd
+from contracts.ollama import Method, OllamaProxyAccepted, OllamaProxyEnd, OllamaProxyRequest
 from inference_proxy.app import InferenceProxy, Settings, serve
 from tests.fakes.fixtures import ollama_fake, openai_fake
 
@@ -127,5 +128,39 @@ async def open_stream(
                 stream.messages.append(msg.data)
 
         yield accepted, stream, collect
+    finally:
+        await subscription.unsubscribe()
+
+
+async def pass_through(
+    nc: Client, bus: Bus, method: Method, path: str, body: Any = None, *, admin: bool = False
+) -> tuple[OllamaProxyAccepted, bytes, OllamaProxyEnd]:
+    """One OLLAMA_PROXY request the way the gateway makes it: its status, body and end."""
+    inbox = nc.new_inbox()
+    subscription = await nc.subscribe(inbox)
+    principal = msgspec.structs.replace(PRINCIPAL, role="admin") if admin else PRINCIPAL
+    try:
+        accepted = await bus.request(
+            subjects.OLLAMA_PROXY,
+            OllamaProxyRequest(
+                principal=principal,
+                method=method,
+                path=path,
+                content_type="application/json" if body is not None else "",
+                body=b"" if body is None else msgspec.json.encode(body),
+                stream_inbox=inbox,
+                stream_id=uuid.uuid4().hex,
+            ),
+            OllamaProxyAccepted,
+            timeout=10,
+            capability="inference",
+        )
+        pieces = []
+        while True:
+            msg = await subscription.next_msg(timeout=10)
+            if (msg.headers or {}).get(STREAM_HEADER) == STREAM_END:
+                end = msgspec.json.decode(msg.data, type=OllamaProxyEnd)
+                return accepted, b"".join(pieces), end
+            pieces.append(msg.data)
     finally:
         await subscription.unsubscribe()

@@ -1,10 +1,14 @@
 """Backend connections are reused across streams, also when a backend sends `[DONE]`
-before its chunked body's terminator (a per-stream TCP connect otherwise)."""
+before its chunked body's terminator (a per-stream TCP connect otherwise), and chat,
+the Ollama pass-through and the model lists share one pool of them."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 import pytest
@@ -12,7 +16,11 @@ from aiohttp import web
 from nats.aio.client import Client
 
 from common.bus import Bus
-from tests.inference_proxy.conftest import chat_body, open_stream, running_proxy
+from contracts import subjects
+from contracts.models import ModelsReply, ModelsRequest
+from inference_proxy.backend_http import BackendPool
+from tests.fakes.ollama_fake import OllamaFake
+from tests.inference_proxy.conftest import chat_body, open_stream, pass_through, running_proxy
 
 MODEL = "late-terminator"
 
@@ -95,3 +103,81 @@ async def test_a_body_that_never_ends_after_done_still_ends_the_stream_at_once(
             await collect()
         assert stream.end is not None and stream.end.error is None
     assert len(set(backend.peers)) == 2
+
+
+@dataclass
+class PeerRecordingOllama(OllamaFake):
+    """The Ollama fake, noting the client address of every request it receives."""
+
+    peers: list[object] = field(default_factory=list)
+
+    @web.middleware
+    async def _record(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        assert request.transport is not None
+        self.peers.append(request.transport.get_extra_info("peername"))
+        return await super()._record(request, handler)
+
+
+async def refreshed_models(bus: Bus) -> list[str]:
+    reply = await bus.request(
+        subjects.MODELS_LIST,
+        ModelsRequest(refresh=True),
+        ModelsReply,
+        timeout=10,
+        capability="inference",
+    )
+    return [model.id for model in reply.data]
+
+
+async def until_one_idle(pool: BackendPool) -> None:
+    """Until the pool holds the connection again (a chat relay releases it after its end
+    message went out)."""
+    for _ in range(200):
+        if pool.idle_connections() == 1:
+            return
+        await asyncio.sleep(0.01)
+    assert pool.idle_connections() == 1
+
+
+async def test_chat_the_pass_through_and_model_lists_share_one_connection_to_a_backend(
+    nats_url: str, nc: Client, bus: Bus
+) -> None:
+    fake = PeerRecordingOllama()
+    await fake.start()
+    try:
+        async with running_proxy(nats_url, ollama_base_urls=fake.origin) as proxy:
+            pool = proxy.backends
+            assert await refreshed_models(bus) == ["llama3.2:latest", "qwen2.5:0.5b"]
+            await until_one_idle(pool)
+            async with open_stream(nc, bus, chat_body("llama3.2:latest")) as (_, stream, collect):
+                await collect()
+            assert stream.end is not None and stream.end.error is None
+            await until_one_idle(pool)
+            ask = {"model": "llama3.2:latest", "messages": [{"role": "user", "content": "a b"}]}
+            accepted, body, end = await pass_through(nc, bus, "POST", "api/chat", ask)
+            assert (accepted.status, accepted.content_type) == (200, "application/x-ndjson")
+            lines = [json.loads(line) for line in body.splitlines()]
+            assert end.error is None and end.size == len(body)
+            assert "".join(line["message"]["content"] for line in lines) == "Echo: a b"
+            await until_one_idle(pool)
+            accepted, body, end = await pass_through(nc, bus, "GET", "api/tags")
+            assert accepted.status == 200 and end.error is None
+            assert len(json.loads(body)["models"]) == 2
+            accepted, body, end = await pass_through(
+                nc, bus, "DELETE", "api/delete", {"model": "qwen2.5:0.5b"}, admin=True
+            )
+            assert (accepted.status, body, end.error) == (200, b"", None)
+            assert await refreshed_models(bus) == ["llama3.2:latest"]
+            await until_one_idle(pool)
+    finally:
+        await fake.stop()
+    assert fake.paths() == [
+        "/api/tags",
+        "/api/chat",
+        "/api/chat",
+        "/api/tags",
+        "/api/delete",
+        "/api/tags",
+    ]
+    assert fake.last("/api/delete").json == {"model": "qwen2.5:0.5b"}
+    assert len(set(fake.peers)) == 1, fake.peers  # one connection for all six

@@ -32,7 +32,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 async def http_server(
     handler: Handler, ssl_context: ssl.SSLContext | None = None
 ) -> AsyncIterator[tuple[str, list[object]]]:
-    """An aiohttp server answering every POST with `handler`; yields its base URL and
+    """An aiohttp server answering every request with `handler`; yields its base URL and
     the client address of every request it saw."""
     peers: list[object] = []
 
@@ -42,7 +42,7 @@ async def http_server(
         return await handler(request)
 
     app = web.Application()
-    app.router.add_post("/{tail:.*}", recording)
+    app.router.add_route("*", "/{tail:.*}", recording)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
@@ -382,6 +382,145 @@ async def test_a_slow_reader_pauses_the_socket_and_still_gets_every_byte(
         assert await response.read() == blob
         response.release()
         assert pool.idle_connections() == 1
+
+
+async def test_a_get_without_a_body_is_sent_without_a_length_and_reuses_the_connection(
+    pool: BackendPool,
+) -> None:
+    heads: list[bytes] = []
+    connections = 0
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                heads.append(await read_request(reader))
+                writer.write(b'HTTP/1.1 200 OK\r\nContent-Length: 13\r\n\r\n{"models":[]}')
+                await writer.drain()
+        writer.close()
+
+    async with raw_server(answer) as url:
+        for _ in range(2):
+            response = await pool.request("GET", f"{url}/api/tags")
+            assert (response.status, await response.read()) == (200, b'{"models":[]}')
+            response.release()
+    assert connections == 1
+    assert len(heads) == 2
+    for head in heads:
+        assert head.startswith(b"GET /api/tags HTTP/1.1\r\n")
+        assert b"content-length" not in head.lower()
+        assert b"transfer-encoding" not in head.lower()
+
+
+@pytest.mark.parametrize(
+    ("method", "head"),
+    [
+        ("HEAD", b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n"),
+        ("HEAD", b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n"),
+        ("GET", b"HTTP/1.1 204 No Content\r\n\r\n"),
+        ("GET", b"HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n"),
+    ],
+)
+async def test_answers_that_have_no_body_end_with_their_head_and_keep_the_connection(
+    pool: BackendPool, method: str, head: bytes
+) -> None:
+    connections = 0
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            await read_request(reader)
+            writer.write(head)  # what the head announces is not sent: there is no body
+            await writer.drain()
+            await read_request(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nnext")
+            await writer.drain()
+            await reader.read()
+        writer.close()
+
+    async with raw_server(answer) as url, asyncio.timeout(5):
+        response = await pool.request(method, f"{url}/api/blobs/x")
+        assert response.ended  # at once: nothing of a body is waited for
+        assert await response.read() == b""
+        response.release()
+        assert pool.idle_connections() == 1
+        response = await pool.request("GET", f"{url}/api/version")
+        assert (response.status, await response.read()) == (200, b"next")
+        response.release()
+    assert connections == 1
+
+
+async def test_a_body_with_neither_length_nor_chunks_is_read_to_eof_and_not_reused(
+    pool: BackendPool,
+) -> None:
+    connections = 0
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n")
+        for piece in (b'{"models":', b" []}"):
+            writer.write(piece)
+            await writer.drain()
+            await asyncio.sleep(0.02)
+        writer.close()
+
+    async with raw_server(answer) as url:
+        for _ in range(2):
+            response = await pool.request("GET", f"{url}/api/tags")
+            assert await response.read() == b'{"models": []}'
+            assert response.ended  # the close ended the body; it did not break it
+            response.release()
+            assert pool.idle_connections() == 0
+    assert connections == 2
+
+
+async def test_a_delete_sends_its_json_body_with_its_length_and_without_one_no_length(
+    pool: BackendPool,
+) -> None:
+    seen: list[tuple[str, str | None, bytes]] = []
+
+    async def record(request: web.Request) -> web.Response:
+        seen.append((request.method, request.headers.get("Content-Length"), await request.read()))
+        return web.Response(status=200)  # Ollama's answer to /api/delete: 200, no content
+
+    body = b'{"model": "llama3.2:latest"}'
+    json_type = {"Content-Type": "application/json"}
+    async with http_server(record) as (url, peers):
+        for method, content in (("DELETE", body), ("DELETE", b""), ("POST", b"")):
+            response = await pool.request(method, f"{url}/api/delete", content, json_type)
+            assert (response.status, await response.read()) == (200, b"")
+            response.release()
+        assert len(set(peers)) == 1
+    # a POST always states its length, even 0 (RFC 9110 8.6)
+    assert seen == [("DELETE", str(len(body)), body), ("DELETE", None, b""), ("POST", "0", b"")]
+
+
+async def test_a_decoded_query_is_percent_encoded_in_the_request_line(pool: BackendPool) -> None:
+    seen: list[web.Request] = []
+
+    async def record(request: web.Request) -> web.Response:
+        seen.append(request)
+        return web.Response(text="ok")
+
+    async with http_server(record) as (url, _):
+        response = await pool.request("GET", f"{url}/api/tags?name=a b&x=é")
+        assert (response.status, await response.read()) == (200, b"ok")
+        response.release()
+    assert seen[0].raw_path == "/api/tags?name=a%20b&x=%C3%A9"
+    assert dict(seen[0].query) == {"name": "a b", "x": "é"}
+
+
+async def test_a_method_that_is_not_a_token_is_refused_before_anything_is_sent(
+    pool: BackendPool,
+) -> None:
+    async with http_server(echo) as (url, peers):
+        with pytest.raises(ValueError):
+            await pool.request("GET / HTTP/1.1\r\nX-Evil: 1\r\n\r\nGET", url)
+    assert peers == []
 
 
 @pytest.fixture(scope="module")

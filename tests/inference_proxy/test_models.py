@@ -78,3 +78,35 @@ async def test_the_model_list_is_cached_until_it_expires_or_a_refresh_is_asked(
         expired = await list_models(bus)
         assert "new:latest" not in [m.id for m in expired.data]
         assert ollama_fake.paths().count("/api/tags") == 3
+
+
+async def test_a_backend_that_never_finishes_its_list_is_skipped_after_the_fetch_timeout(
+    nats_url: str, bus: Bus, ollama_fake: OllamaFake
+) -> None:
+    closed = asyncio.Event()
+
+    async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        # the head and the start of the body, then nothing: the bound covers the body too
+        writer.write(b'HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n{"models": [')
+        await writer.drain()
+        await reader.read()  # until the proxy gives up and closes
+        closed.set()
+        writer.close()
+
+    server = await asyncio.start_server(trickle, "127.0.0.1", 0)
+    slow = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    async with (
+        server,
+        running_proxy(
+            nats_url,
+            ollama_base_urls=f"{slow};{ollama_fake.origin}",
+            models_fetch_timeout_seconds=0.5,
+        ),
+    ):
+        started = time.monotonic()
+        reply = await list_models(bus)
+        assert 0.4 < time.monotonic() - started < 1.5
+        await asyncio.wait_for(closed.wait(), 2)
+    assert [m.id for m in reply.data] == ["llama3.2:latest", "qwen2.5:0.5b"]
+    assert reply.data[0].ollama is not None and reply.data[0].ollama["urls"] == [1]
