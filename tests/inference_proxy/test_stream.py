@@ -391,3 +391,32 @@ async def test_many_concurrent_streams_each_get_their_own_complete_answer(
     for i, stream in enumerate(streams):
         assert_well_formed(stream)
         assert stream.end is not None and stream.end.content == f"Echo: n {i}"
+
+
+async def test_a_relay_cancelled_before_its_first_step_gives_its_backend_connection_back(
+    nats_url: str, nc: Client, openai_fake: OpenAIFake
+) -> None:
+    # One connection in the pool: a response left open by a relay that never ran would
+    # keep the only slot, and the next stream could not reach the backend at all.
+    openai_fake.tokens_per_reply, openai_fake.token_delay = 1000, 0.01
+    async with running_proxy(
+        nats_url,
+        openai_api_base_urls=openai_fake.base_url,
+        openai_api_keys="sk-fake-key",
+        max_backend_connections=1,
+    ) as proxy:
+        stream_job = job(chat_body("gpt-fake"), stream_inbox=nc.new_inbox(), stream_id="s1")
+        await proxy.chat.stream(stream_job)
+        # `stream` returned without yielding since it spawned the relay: it has not run yet
+        relays = [
+            task
+            for task in asyncio.all_tasks()
+            if task.get_coro().__qualname__.endswith("ChatRunner._relay")  # type: ignore[union-attr]
+        ]
+        assert len(relays) == 1
+        relays[0].cancel()
+        await asyncio.wait(relays, timeout=2)
+        await asyncio.wait_for(openai_fake.client_disconnected.wait(), 2)
+        second = job(chat_body("gpt-fake"), stream_inbox=nc.new_inbox(), stream_id="s2")
+        accepted = await asyncio.wait_for(proxy.chat.stream(second), 5)
+    assert accepted.model == "gpt-fake"
