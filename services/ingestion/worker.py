@@ -51,6 +51,7 @@ class Worker:
         self._slots = asyncio.Semaphore(settings.concurrency)
         self._jobs: set[asyncio.Task[None]] = set()
         self._fetcher: asyncio.Task[None] | None = None
+        self._stopping = False
         self._sub: JetStreamContext.PullSubscription | None = None
         self._advisories: Subscription | None = None
         self.stats = WorkerStats()
@@ -67,6 +68,7 @@ class Worker:
             queue=settings.ingest_consumer,
             cb=self._on_max_deliveries,
         )
+        self._stopping = False
         self._fetcher = asyncio.create_task(self._fetch_loop(self._sub))
         log.info(
             "ingestion_worker_started",
@@ -78,12 +80,13 @@ class Worker:
     async def stop(self) -> None:
         """Stop fetching; let jobs in flight finish (bounded), hand the rest back to the queue."""
         if self._fetcher is not None:
-            # Cancel until it ends: nats-py can swallow a cancellation (its flush path catches
-            # CancelledError), seen when SIGTERM and the loss of NATS come together, as they
-            # do when the launcher dies and every child gets SIGTERM at once.
-            while not self._fetcher.done():
-                self._fetcher.cancel()
-                await asyncio.wait({self._fetcher}, timeout=1.0)
+            # The loop also checks `_stopping`: nats-py can swallow a cancellation (its flush
+            # path catches CancelledError), seen when SIGTERM and the loss of NATS come
+            # together, as they do when the launcher dies and every child gets SIGTERM at
+            # once; the loop then ends after the fetch it is in (at most its wait).
+            self._stopping = True
+            self._fetcher.cancel()
+            await asyncio.wait({self._fetcher}, timeout=FETCH_WAIT_SECONDS + 1.0)
             self._fetcher = None
         # Unsubscribing also withdraws the pull request still waiting at the server, which
         # would otherwise swallow the jobs naked below (and a drain would hang on it).
@@ -101,7 +104,7 @@ class Worker:
             await asyncio.gather(*pending, return_exceptions=True)
 
     async def _fetch_loop(self, sub: JetStreamContext.PullSubscription) -> None:
-        while True:
+        while not self._stopping:
             await self._slots.acquire()
             try:
                 msgs = await sub.fetch(1, timeout=FETCH_WAIT_SECONDS)

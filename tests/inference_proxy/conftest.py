@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,12 +13,14 @@ from typing import Any
 import msgspec
 import nats.errors
 from nats.aio.client import Client
+from nats.aio.subscription import Subscription
 
 from common.bus import Bus
 from common.nats_conn import connect_nats
 from contracts import subjects
 from contracts.auth import Principal
 from contracts.chat import STREAM_END, STREAM_HEADER, CompletionJob, StreamAccepted, StreamEnd
+from contracts.models import ModelsReply, ModelsRequest
 from contracts.ollama import Method, OllamaProxyAccepted, OllamaProxyEnd, OllamaProxyRequest
 from inference_proxy.app import InferenceProxy, Settings, serve
 from tests.fakes.fixtures import ollama_fake, openai_fake
@@ -132,13 +135,16 @@ async def open_stream(
         await subscription.unsubscribe()
 
 
-async def pass_through(
+@asynccontextmanager
+async def open_pass_through(
     nc: Client, bus: Bus, method: Method, path: str, body: Any = None, *, admin: bool = False
-) -> tuple[OllamaProxyAccepted, bytes, OllamaProxyEnd]:
-    """One OLLAMA_PROXY request the way the gateway makes it: its status, body and end."""
+) -> AsyncIterator[tuple[OllamaProxyAccepted, str, Subscription]]:
+    """An OLLAMA_PROXY request the way the gateway makes it: its acceptance, its stream id
+    (for a cancel) and the inbox its body and end message arrive on."""
     inbox = nc.new_inbox()
     subscription = await nc.subscribe(inbox)
     principal = msgspec.structs.replace(PRINCIPAL, role="admin") if admin else PRINCIPAL
+    stream_id = uuid.uuid4().hex
     try:
         accepted = await bus.request(
             subjects.OLLAMA_PROXY,
@@ -149,18 +155,67 @@ async def pass_through(
                 content_type="application/json" if body is not None else "",
                 body=b"" if body is None else msgspec.json.encode(body),
                 stream_inbox=inbox,
-                stream_id=uuid.uuid4().hex,
+                stream_id=stream_id,
             ),
             OllamaProxyAccepted,
             timeout=10,
             capability="inference",
         )
-        pieces = []
-        while True:
-            msg = await subscription.next_msg(timeout=10)
-            if (msg.headers or {}).get(STREAM_HEADER) == STREAM_END:
-                end = msgspec.json.decode(msg.data, type=OllamaProxyEnd)
-                return accepted, b"".join(pieces), end
-            pieces.append(msg.data)
+        yield accepted, stream_id, subscription
     finally:
         await subscription.unsubscribe()
+
+
+async def read_to_end(subscription: Subscription) -> tuple[bytes, OllamaProxyEnd]:
+    """The rest of a pass-through's body, and its end message."""
+    pieces = []
+    while True:
+        msg = await subscription.next_msg(timeout=10)
+        if (msg.headers or {}).get(STREAM_HEADER) == STREAM_END:
+            return b"".join(pieces), msgspec.json.decode(msg.data, type=OllamaProxyEnd)
+        pieces.append(msg.data)
+
+
+async def pass_through(
+    nc: Client, bus: Bus, method: Method, path: str, body: Any = None, *, admin: bool = False
+) -> tuple[OllamaProxyAccepted, bytes, OllamaProxyEnd]:
+    """One whole OLLAMA_PROXY request: its status, body and end."""
+    async with open_pass_through(nc, bus, method, path, body, admin=admin) as opened:
+        accepted, _, subscription = opened
+        body_bytes, end = await read_to_end(subscription)
+    return accepted, body_bytes, end
+
+
+async def list_models(bus: Bus, refresh: bool = False) -> ModelsReply:
+    return await bus.request(
+        subjects.MODELS_LIST,
+        ModelsRequest(refresh=refresh),
+        ModelsReply,
+        timeout=10,
+        capability="inference",
+    )
+
+
+Answer = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@asynccontextmanager
+async def raw_server(answer: Answer) -> AsyncIterator[str]:
+    """A TCP server whose bytes are written by hand (framings aiohttp would not send)."""
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(server.wait_closed(), 1)
+
+
+async def read_request(reader: asyncio.StreamReader) -> bytes:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":", 1)[1])
+    return head + await reader.readexactly(length)

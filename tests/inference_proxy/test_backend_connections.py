@@ -16,11 +16,16 @@ from aiohttp import web
 from nats.aio.client import Client
 
 from common.bus import Bus
-from contracts import subjects
-from contracts.models import ModelsReply, ModelsRequest
+from contracts.models import ModelsReply
 from inference_proxy.backend_http import BackendPool
 from tests.fakes.ollama_fake import OllamaFake
-from tests.inference_proxy.conftest import chat_body, open_stream, pass_through, running_proxy
+from tests.inference_proxy.conftest import (
+    chat_body,
+    list_models,
+    open_stream,
+    pass_through,
+    running_proxy,
+)
 
 MODEL = "late-terminator"
 
@@ -118,14 +123,7 @@ class PeerRecordingOllama(OllamaFake):
         return await super()._record(request, handler)
 
 
-async def refreshed_models(bus: Bus) -> list[str]:
-    reply = await bus.request(
-        subjects.MODELS_LIST,
-        ModelsRequest(refresh=True),
-        ModelsReply,
-        timeout=10,
-        capability="inference",
-    )
+def model_ids(reply: ModelsReply) -> list[str]:
     return [model.id for model in reply.data]
 
 
@@ -147,7 +145,8 @@ async def test_chat_the_pass_through_and_model_lists_share_one_connection_to_a_b
     try:
         async with running_proxy(nats_url, ollama_base_urls=fake.origin) as proxy:
             pool = proxy.backends
-            assert await refreshed_models(bus) == ["llama3.2:latest", "qwen2.5:0.5b"]
+            listed = await list_models(bus, refresh=True)
+            assert model_ids(listed) == ["llama3.2:latest", "qwen2.5:0.5b"]
             await until_one_idle(pool)
             async with open_stream(nc, bus, chat_body("llama3.2:latest")) as (_, stream, collect):
                 await collect()
@@ -167,7 +166,7 @@ async def test_chat_the_pass_through_and_model_lists_share_one_connection_to_a_b
                 nc, bus, "DELETE", "api/delete", {"model": "qwen2.5:0.5b"}, admin=True
             )
             assert (accepted.status, body, end.error) == (200, b"", None)
-            assert await refreshed_models(bus) == ["llama3.2:latest"]
+            assert model_ids(await list_models(bus, refresh=True)) == ["llama3.2:latest"]
             await until_one_idle(pool)
     finally:
         await fake.stop()

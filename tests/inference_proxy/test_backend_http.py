@@ -24,6 +24,7 @@ from inference_proxy.backend_http import (
     BackendResponse,
     _Connection,
 )
+from tests.inference_proxy.conftest import raw_server, read_request
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -53,30 +54,6 @@ async def http_server(
         yield f"{scheme}://127.0.0.1:{port}", peers
     finally:
         await runner.cleanup()
-
-
-@contextlib.asynccontextmanager
-async def raw_server(
-    answer: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
-) -> AsyncIterator[str]:
-    """A TCP server whose bytes are written by hand (framings aiohttp would not send)."""
-    server = await asyncio.start_server(answer, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.close()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(server.wait_closed(), 1)
-
-
-async def read_request(reader: asyncio.StreamReader) -> bytes:
-    head = await reader.readuntil(b"\r\n\r\n")
-    length = 0
-    for line in head.split(b"\r\n"):
-        if line.lower().startswith(b"content-length:"):
-            length = int(line.split(b":", 1)[1])
-    return head + await reader.readexactly(length)
 
 
 @pytest.fixture

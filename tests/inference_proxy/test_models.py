@@ -6,22 +6,10 @@ import asyncio
 import time
 
 from common.bus import Bus
-from contracts import subjects
-from contracts.models import ModelsReply, ModelsRequest
 from stack.nats_server import free_port
 from tests.fakes.ollama_fake import OllamaFake
 from tests.fakes.openai_fake import OpenAIFake
-from tests.inference_proxy.conftest import running_proxy
-
-
-async def list_models(bus: Bus, refresh: bool = False) -> ModelsReply:
-    return await bus.request(
-        subjects.MODELS_LIST,
-        ModelsRequest(refresh=refresh),
-        ModelsReply,
-        timeout=10,
-        capability="inference",
-    )
+from tests.inference_proxy.conftest import list_models, raw_server, running_proxy
 
 
 async def test_models_from_both_kinds_are_merged_and_a_dead_backend_is_skipped(
@@ -94,10 +82,8 @@ async def test_a_backend_that_never_finishes_its_list_is_skipped_after_the_fetch
         closed.set()
         writer.close()
 
-    server = await asyncio.start_server(trickle, "127.0.0.1", 0)
-    slow = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
     async with (
-        server,
+        raw_server(trickle) as slow,
         running_proxy(
             nats_url,
             ollama_base_urls=f"{slow};{ollama_fake.origin}",

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import uuid
 from collections.abc import AsyncIterator
 
 import msgspec
@@ -16,10 +15,14 @@ from nats.aio.client import Client
 from common.bus import Bus
 from common.errors import RagwayError
 from contracts import subjects
-from contracts.chat import STREAM_END, STREAM_HEADER
-from contracts.ollama import OllamaProxyAccepted, OllamaProxyEnd, OllamaProxyRequest
 from tests.fakes.ollama_fake import OllamaFake
-from tests.inference_proxy.conftest import PRINCIPAL, pass_through, running_proxy
+from tests.inference_proxy.conftest import (
+    open_pass_through,
+    pass_through,
+    raw_server,
+    read_to_end,
+    running_proxy,
+)
 
 
 @contextlib.asynccontextmanager
@@ -35,14 +38,8 @@ async def silent_backend() -> AsyncIterator[tuple[str, asyncio.Event]]:
         closed.set()
         writer.close()
 
-    server = await asyncio.start_server(answer, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}", closed
-    finally:
-        server.close()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(server.wait_closed(), 1)
+    async with raw_server(answer) as url:
+        yield url, closed
 
 
 async def test_a_silent_backend_is_a_timeout_within_the_bound_and_its_connection_closed(
@@ -84,42 +81,23 @@ async def test_a_stream_its_caller_cancels_closes_the_backend_connection(
 ) -> None:
     ollama_fake.pull_steps = 2000
     ollama_fake.chunk_delay = 0.005  # 10 s if nobody stopped it
-    stream_id = uuid.uuid4().hex
-    inbox = nc.new_inbox()
-    subscription = await nc.subscribe(inbox)
-    try:
-        async with running_proxy(nats_url, ollama_base_urls=ollama_fake.origin) as proxy:
-            admin = msgspec.structs.replace(PRINCIPAL, role="admin")
-            accepted = await bus.request(
-                subjects.OLLAMA_PROXY,
-                OllamaProxyRequest(
-                    principal=admin,
-                    method="POST",
-                    path="api/pull",
-                    content_type="application/json",
-                    body=b'{"model": "gone:1b"}',
-                    stream_inbox=inbox,
-                    stream_id=stream_id,
-                ),
-                OllamaProxyAccepted,
-                timeout=10,
-                capability="inference",
-            )
-            assert accepted.status == 200
-            first = await subscription.next_msg(timeout=5)
-            assert first.data.startswith(b'{"status": "pulling manifest"}')
-            await nc.publish(subjects.ollama_cancel_subject(stream_id), b"")
-            while True:
-                msg = await subscription.next_msg(timeout=5)
-                if (msg.headers or {}).get(STREAM_HEADER) == STREAM_END:
-                    break
-            end = msgspec.json.decode(msg.data, type=OllamaProxyEnd)
-            assert end.error == "Cancelled by the caller"
-            await asyncio.wait_for(ollama_fake.client_disconnected.wait(), 3)
-            assert proxy.backends.idle_connections() == 0
-            # the pool's slot came back: the next request is answered
-            accepted, _, end = await pass_through(nc, bus, "GET", "api/version")
-            assert accepted.status == 200 and end.error is None
-    finally:
-        await subscription.unsubscribe()
+    async with (
+        running_proxy(nats_url, ollama_base_urls=ollama_fake.origin) as proxy,
+        open_pass_through(nc, bus, "POST", "api/pull", {"model": "gone:1b"}, admin=True) as (
+            accepted,
+            stream_id,
+            subscription,
+        ),
+    ):
+        assert accepted.status == 200
+        first = await subscription.next_msg(timeout=5)
+        assert first.data.startswith(b'{"status": "pulling manifest"}')
+        await nc.publish(subjects.ollama_cancel_subject(stream_id), b"")
+        _, end = await read_to_end(subscription)
+        assert end.error == "Cancelled by the caller"
+        await asyncio.wait_for(ollama_fake.client_disconnected.wait(), 3)
+        assert proxy.backends.idle_connections() == 0
+        # the pool's slot came back: the next request is answered
+        accepted, _, end = await pass_through(nc, bus, "GET", "api/version")
+        assert accepted.status == 200 and end.error is None
     assert ollama_fake.streams_finished == 0

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.stack.support import alive, command_line
+from tests.stack.support import alive, command_line, wait_until_gone
 
 # Plays the proxy: one call to a pipe that records its pid and sleeps, then nothing more.
 PROXY = """
@@ -51,10 +51,7 @@ def test_a_call_still_running_when_the_proxy_is_sigkilled_is_killed_too(tmp_path
 
         proxy.kill()  # no cleanup runs in the proxy
         proxy.wait()
-        deadline = time.monotonic() + 5
-        while alive(worker) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not alive(worker)
+        assert wait_until_gone([worker], 5) == []
     finally:
         proxy.kill()
         proxy.wait()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from stack.nats_server import free_port
@@ -86,3 +88,12 @@ def command_line(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
         return ""
+
+
+def wait_until_gone(pids: Iterable[int], within_s: float) -> list[str]:
+    """Command lines of the processes still alive after `within_s`."""
+    pids = list(pids)
+    deadline = time.monotonic() + within_s
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return [command_line(pid) for pid in pids if alive(pid)]

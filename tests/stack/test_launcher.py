@@ -31,6 +31,7 @@ from tests.stack.support import (
     descendants,
     free_stack_settings,
     settings_environ,
+    wait_until_gone,
 )
 
 pytestmark = pytest.mark.slow
@@ -103,14 +104,6 @@ def signup_while_supervising(stack: Stack, url: str, body: dict[str, str]) -> tu
             if time.monotonic() > deadline:
                 raise
         time.sleep(0.2)
-
-
-def wait_until_gone(pids: set[int], within_s: float) -> list[str]:
-    """Command lines of the processes still alive after `within_s`."""
-    deadline = time.monotonic() + within_s
-    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return [command_line(pid) for pid in pids if alive(pid)]
 
 
 async def test_make_run_starts_every_process_serves_the_local_model_and_sigterm_stops_all(

@@ -14,7 +14,7 @@ import pytest
 
 from common.parent_death import EXIT_PARENT_GONE, tied_to_parent
 from stack.nats_server import free_port
-from tests.stack.support import alive, command_line
+from tests.stack.support import alive, command_line, wait_until_gone
 
 # Starts its children the way the launchers do, from threads that are gone by the time it
 # prints their pids: nats-server through NatsServer.astart (asyncio.to_thread, whose pool
@@ -48,14 +48,6 @@ def launcher(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     process.wait()
 
 
-def gone_within(pids: list[int], seconds: float) -> list[str]:
-    """Command lines of the processes still alive after `seconds`."""
-    deadline = time.monotonic() + seconds
-    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return [command_line(pid) for pid in pids if alive(pid)]
-
-
 def test_a_sigkilled_launcher_takes_nats_server_and_its_children_with_it(
     launcher: subprocess.Popen[bytes],
 ) -> None:
@@ -75,7 +67,7 @@ def test_a_sigkilled_launcher_takes_nats_server_and_its_children_with_it(
 
         launcher.kill()
         launcher.wait()
-        assert gone_within(pids, 5.0) == []
+        assert wait_until_gone(pids, 5.0) == []
     finally:
         for pid in pids:  # never leave them behind, even when the test fails
             if alive(pid):
