@@ -24,6 +24,7 @@ from contracts.functions import FunctionInfo, PluginForm, ToolInfo
 from contracts.knowledge import FileIdForm, KnowledgeForm, KnowledgeReply
 from contracts.models import ModelsReply
 from gateway.routes_auth import RoleForm
+from gateway.routes_config import ConfigReply, VersionReply
 from gateway.routes_retrieval import QueryCollectionForm, QueryDocForm, QueryReply
 from gateway.state import ACCESS
 
@@ -85,6 +86,8 @@ def _crud(tag: str, info: Any, plural: str) -> dict[str, RouteDoc]:
 
 ROUTE_DOCS: dict[str, RouteDoc] = {
     "health": RouteDoc("Liveness and backend services", "health", None, HealthReply),
+    "api_version": RouteDoc("The Open WebUI API version served", "config", None, VersionReply),
+    "api_config": RouteDoc("Public configuration and features", "config", None, ConfigReply),
     "signup": RouteDoc("Create an account (the first is admin)", "auths", SignupRequest, Session),
     "signin": RouteDoc("Sign in with email and password", "auths", SigninRequest, Session),
     "current_user": RouteDoc("The signed-in user", "auths", None, CurrentUser),
