@@ -67,6 +67,10 @@ KNOWLEDGE_FILE_ADD = "ragway.knowledge.file.add"
 KNOWLEDGE_FILE_REMOVE = "ragway.knowledge.file.remove"
 KNOWLEDGE_RESET = "ragway.knowledge.reset"
 KNOWLEDGE_DELETE = "ragway.knowledge.delete"
+KNOWLEDGE_FILES = "ragway.knowledge.files"
+KNOWLEDGE_FILES_BATCH = "ragway.knowledge.files.batch"
+KNOWLEDGE_SYNC_DIFF = "ragway.knowledge.sync.diff"
+KNOWLEDGE_SYNC_CLEANUP = "ragway.knowledge.sync.cleanup"
 
 # retrieval
 RETRIEVAL_QUERY = "ragway.retrieval.query"

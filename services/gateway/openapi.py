@@ -21,7 +21,17 @@ from contracts.chat import ChatCompletionRequest
 from contracts.chats import ChatForm, ChatRecord, ChatSummary
 from contracts.files import FileRecord, FileStatusReply
 from contracts.functions import FunctionInfo, PluginForm, ToolInfo
-from contracts.knowledge import FileIdForm, KnowledgeForm, KnowledgeReply
+from contracts.knowledge import (
+    FileIdForm,
+    KnowledgeBatchReply,
+    KnowledgeFileList,
+    KnowledgeForm,
+    KnowledgeReply,
+    StatusReply,
+    SyncCleanupForm,
+    SyncDiffForm,
+    SyncDiffReply,
+)
 from contracts.models import ModelsReply
 from gateway.routes_auth import RoleForm
 from gateway.routes_config import ConfigReply, VersionReply
@@ -55,6 +65,20 @@ class CurrentUser(msgspec.Struct):
 
 class UsersReply(msgspec.Struct):
     users: list[User]
+    total: int
+
+
+class FilePage(msgspec.Struct):
+    """`?page=N`: one page of files and how many there are."""
+
+    items: list[FileRecord]
+    total: int
+
+
+class KnowledgePage(msgspec.Struct):
+    """`?page=N`: one page of collections and how many there are."""
+
+    items: list[KnowledgeReply]
     total: int
 
 
@@ -112,6 +136,15 @@ ROUTE_DOCS: dict[str, RouteDoc] = {
     "chats_list_bare": RouteDoc(
         "The caller's chats, newest first", "chats", None, list[ChatSummary]
     ),
+    "chats_list_alias": RouteDoc(
+        "The caller's chats, newest first (`?page=`)", "chats", None, list[ChatSummary]
+    ),
+    "chats_search": RouteDoc(
+        "Chats whose title holds `?text=`, newest first (`?page=`)",
+        "chats",
+        None,
+        list[ChatSummary],
+    ),
     "chats_get": RouteDoc("A chat with its history", "chats", None, ChatRecord),
     "chats_update": RouteDoc("Merge fields into a chat", "chats", ChatForm, ChatRecord),
     "chats_delete": RouteDoc("Delete a chat", "chats", None, bool),
@@ -125,8 +158,18 @@ ROUTE_DOCS: dict[str, RouteDoc] = {
     "files_upload_bare": RouteDoc(
         "Upload a file", "files", UploadForm, FileRecord, request_media="multipart/form-data"
     ),
-    "files_list": RouteDoc("The caller's files", "files", None, list[FileRecord]),
-    "files_list_bare": RouteDoc("The caller's files", "files", None, list[FileRecord]),
+    "files_list": RouteDoc(
+        "The caller's files (`?page=`: `{items, total}`)",
+        "files",
+        None,
+        list[FileRecord] | FilePage,
+    ),
+    "files_list_bare": RouteDoc(
+        "The caller's files (`?page=`: `{items, total}`)",
+        "files",
+        None,
+        list[FileRecord] | FilePage,
+    ),
     "files_get": RouteDoc("A file record", "files", None, FileRecord),
     "files_status": RouteDoc(
         "Processing status (`?stream=true` for SSE)", "files", None, FileStatusReply
@@ -137,9 +180,38 @@ ROUTE_DOCS: dict[str, RouteDoc] = {
     "files_text": RouteDoc("The extracted text", "files", None, dict[str, str]),
     "files_delete": RouteDoc("Delete a file, its vectors and links", "files", None, bool),
     "knowledge_create": RouteDoc("Create a collection", "knowledge", KnowledgeForm, KnowledgeReply),
-    "knowledge_list": RouteDoc("Readable collections", "knowledge", None, list[KnowledgeReply]),
+    "knowledge_list": RouteDoc(
+        "Readable collections (`?page=`: `{items, total}`)",
+        "knowledge",
+        None,
+        list[KnowledgeReply] | KnowledgePage,
+    ),
     "knowledge_list_bare": RouteDoc(
-        "Readable collections", "knowledge", None, list[KnowledgeReply]
+        "Readable collections (`?page=`: `{items, total}`)",
+        "knowledge",
+        None,
+        list[KnowledgeReply] | KnowledgePage,
+    ),
+    "knowledge_list_writable": RouteDoc(
+        "Collections the caller may write", "knowledge", None, list[KnowledgeReply]
+    ),
+    "knowledge_files": RouteDoc(
+        "A page of a collection's files (`?page=`, `?query=` on names)",
+        "knowledge",
+        None,
+        KnowledgeFileList,
+    ),
+    "knowledge_batch_add": RouteDoc(
+        "Add many files, each with its own outcome",
+        "knowledge",
+        list[FileIdForm],
+        KnowledgeBatchReply,
+    ),
+    "knowledge_sync_diff": RouteDoc(
+        "Compare a local manifest by content hash", "knowledge", SyncDiffForm, SyncDiffReply
+    ),
+    "knowledge_sync_cleanup": RouteDoc(
+        "Drop the files a sync found stale", "knowledge", SyncCleanupForm, StatusReply
     ),
     "knowledge_get": RouteDoc("A collection with its files", "knowledge", None, KnowledgeReply),
     "knowledge_update": RouteDoc("Update a collection", "knowledge", KnowledgeForm, KnowledgeReply),

@@ -36,6 +36,7 @@ from contracts.files import (
 )
 from gateway.bodies import TRUE, json_bytes, json_value
 from gateway.ingest_queue import publish_job
+from gateway.paging import Paged, page_of
 from gateway.state import BUS, CATALOG, REQUEST_ID, SETTINGS, Access, principal_of
 from gateway.uploads import (
     content_type_for,
@@ -53,6 +54,7 @@ MAX_METADATA_BYTES = 64 * 1024
 MULTIPART_OVERHEAD = 1 * MIB
 MAX_TEXT_BYTES = 64 * MIB
 TERMINAL = ("completed", "failed")
+FILES_PAGE_SIZE = 50  # Open WebUI's files router
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
@@ -219,8 +221,13 @@ def _new_record(
 
 
 async def list_files(request: web.Request) -> web.Response:
-    records = await request.app[CATALOG].list_for(principal_of(request).id)
-    return json_value([file_object(record) for record in records])
+    """The caller's files, newest first: all of them, or `{items, total}` with `?page=`."""
+    catalog, user_id = request.app[CATALOG], principal_of(request).id
+    page = page_of(request)
+    if page is None:
+        return json_value([file_object(record) for record in await catalog.list_for(user_id)])
+    records, total = await catalog.page_for(user_id, (page - 1) * FILES_PAGE_SIZE, FILES_PAGE_SIZE)
+    return json_value(Paged(items=[file_object(r) for r in records], total=total))
 
 
 async def get_file(request: web.Request) -> web.Response:

@@ -14,14 +14,19 @@ from contracts.files import DeleteFileRequest
 from contracts.knowledge import (
     KnowledgeCreate,
     KnowledgeFileChange,
+    KnowledgeFilesBatch,
+    KnowledgeFilesQuery,
     KnowledgeListRequest,
     KnowledgeRef,
     KnowledgeUpdate,
+    SyncCleanupRequest,
+    SyncDiffRequest,
 )
 from contracts.retrieval import CopyFileVectors, FileVectorsRef, RetrievalQuery, UpsertChunks
 from embedding.embedder import Embedder
 from retrieval.engines import load_embedder, open_store
 from retrieval.knowledge import KnowledgeHandlers
+from retrieval.knowledge_files import KnowledgeFileHandlers
 from retrieval.knowledge_store import KnowledgeStore
 from retrieval.known_files import KnownFiles, known_files
 from retrieval.scope import ScopeResolver
@@ -61,6 +66,9 @@ async def serve(settings: Settings) -> AsyncIterator[Retrieval]:
         known = await stack.enter_async_context(known_files(files))
         knowledge = KnowledgeHandlers(knowledge_store, known)
         vectors = VectorHandlers(store, embedder, files, known, knowledge)
+        collection_files = KnowledgeFileHandlers(
+            knowledge, knowledge_store, known, vectors.delete_file
+        )
         resolver = ScopeResolver(files, known, knowledge_store)
         searcher = Searcher(settings, resolver, embedder, store)
         host = await stack.enter_async_context(ServiceHost(nc, subjects.RETRIEVAL_SERVICE))
@@ -79,6 +87,10 @@ async def serve(settings: Settings) -> AsyncIterator[Retrieval]:
             (subjects.KNOWLEDGE_FILE_REMOVE, knowledge.remove_file, KnowledgeFileChange),
             (subjects.KNOWLEDGE_RESET, knowledge.reset, KnowledgeRef),
             (subjects.KNOWLEDGE_DELETE, knowledge.delete, KnowledgeRef),
+            (subjects.KNOWLEDGE_FILES, collection_files.files, KnowledgeFilesQuery),
+            (subjects.KNOWLEDGE_FILES_BATCH, collection_files.batch_add, KnowledgeFilesBatch),
+            (subjects.KNOWLEDGE_SYNC_DIFF, collection_files.sync_diff, SyncDiffRequest),
+            (subjects.KNOWLEDGE_SYNC_CLEANUP, collection_files.sync_cleanup, SyncCleanupRequest),
         ]
         for subject, handler, request_type in endpoints:
             await host.add(subject, handler, request_type)  # type: ignore[arg-type]

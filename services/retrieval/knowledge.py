@@ -76,7 +76,7 @@ class KnowledgeHandlers:
             raise knowledge_not_found(knowledge_id)
         return knowledge
 
-    async def _writable(self, principal: Principal, knowledge_id: str) -> Knowledge:
+    async def writable(self, principal: Principal, knowledge_id: str) -> Knowledge:
         knowledge = await self.readable(principal, knowledge_id)
         if not can_write_knowledge(principal, knowledge):
             raise knowledge_read_only(knowledge_id)
@@ -103,9 +103,14 @@ class KnowledgeHandlers:
 
     async def list(self, request: KnowledgeListRequest) -> KnowledgeList:
         principal = request.principal
-        visible = [k for k in await self._store.list_all() if can_read_knowledge(principal, k)]
+        allowed = can_write_knowledge if request.permission == "write" else can_read_knowledge
+        visible = [k for k in await self._store.list_all() if allowed(principal, k)]
         visible.sort(key=lambda k: k.updated_at, reverse=True)
-        return KnowledgeList(items=[await self.reply(principal, k) for k in visible])
+        stop = None if request.limit is None else request.skip + request.limit
+        chosen = visible[request.skip : stop]
+        return KnowledgeList(
+            items=[await self.reply(principal, k) for k in chosen], total=len(visible)
+        )
 
     async def get(self, request: KnowledgeRef) -> KnowledgeReply:
         return await self.reply(
@@ -113,7 +118,7 @@ class KnowledgeHandlers:
         )
 
     async def update(self, request: KnowledgeUpdate) -> KnowledgeReply:
-        await self._writable(request.principal, request.knowledge_id)
+        await self.writable(request.principal, request.knowledge_id)
         name = _checked_name(request.form)
 
         def change(current: Knowledge) -> Knowledge:
@@ -122,11 +127,11 @@ class KnowledgeHandlers:
             current.access_control = request.form.access_control
             return current
 
-        return await self._store_change(request.principal, request.knowledge_id, change)
+        return await self.store_change(request.principal, request.knowledge_id, change)
 
     async def add_file(self, request: KnowledgeFileChange) -> KnowledgeReply:
         """Link a file the caller may read; one still being ingested joins search when done."""
-        await self._writable(request.principal, request.knowledge_id)
+        await self.writable(request.principal, request.knowledge_id)
         record = await self._files.get(request.file_id)
         if record is None or not can_read_file(request.principal, record):
             raise file_not_found(request.file_id)
@@ -139,11 +144,11 @@ class KnowledgeHandlers:
             current.data.file_ids = [*current.data.file_ids, request.file_id]
             return current
 
-        return await self._store_change(request.principal, request.knowledge_id, change)
+        return await self.store_change(request.principal, request.knowledge_id, change)
 
     async def remove_file(self, request: KnowledgeFileChange) -> KnowledgeReply:
         """Unlink a file from the collection; the file itself stays."""
-        knowledge = await self._writable(request.principal, request.knowledge_id)
+        knowledge = await self.writable(request.principal, request.knowledge_id)
         if request.file_id not in knowledge.data.file_ids:
             raise file_not_found(request.file_id)
 
@@ -153,21 +158,21 @@ class KnowledgeHandlers:
             current.data.file_ids = [f for f in current.data.file_ids if f != request.file_id]
             return current
 
-        return await self._store_change(request.principal, request.knowledge_id, change)
+        return await self.store_change(request.principal, request.knowledge_id, change)
 
     async def reset(self, request: KnowledgeRef) -> KnowledgeReply:
         """Unlink every file (the files stay)."""
-        await self._writable(request.principal, request.knowledge_id)
+        await self.writable(request.principal, request.knowledge_id)
 
         def change(current: Knowledge) -> Knowledge:
             current.data.file_ids = []
             return current
 
-        return await self._store_change(request.principal, request.knowledge_id, change)
+        return await self.store_change(request.principal, request.knowledge_id, change)
 
     async def delete(self, request: KnowledgeRef) -> Ok:
         """Delete the collection only: its files and their vectors belong to their owners."""
-        await self._writable(request.principal, request.knowledge_id)
+        await self.writable(request.principal, request.knowledge_id)
         await self._store.delete(request.knowledge_id)
         log.info("knowledge_deleted", knowledge_id=request.knowledge_id)
         return Ok()
@@ -189,7 +194,7 @@ class KnowledgeHandlers:
             changed += 1
         return changed
 
-    async def _store_change(
+    async def store_change(
         self,
         principal: Principal,
         knowledge_id: str,

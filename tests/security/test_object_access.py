@@ -57,6 +57,12 @@ EXERCISES: dict[str, list[Attempt]] = {
     "knowledge_file_remove": [Attempt(body=lambda _: {"file_id": "ignored"})],
     "knowledge_reset": [Attempt()],
     "knowledge_delete": [Attempt()],
+    "knowledge_files": [Attempt(), Attempt(query="?page=1&query=private")],
+    "knowledge_batch_add": [Attempt(body=lambda mine: [{"file_id": mine.file_id}])],
+    "knowledge_sync_diff": [
+        Attempt(body=lambda _: {"manifest": [{"filename": "x.md", "checksum": "0" * 64}]})
+    ],
+    "knowledge_sync_cleanup": [Attempt(body=lambda mine: {"file_ids": [mine.file_id]})],
     "chats_get": [Attempt()],
     "chats_update": [Attempt(body=lambda _: {"chat": {"title": "renamed by B"}})],
     "chats_delete": [Attempt()],
