@@ -35,6 +35,7 @@ from contracts.knowledge import (
 from contracts.models import ModelsReply
 from gateway.routes_auth import RoleForm
 from gateway.routes_config import ConfigReply, VersionReply
+from gateway.routes_file_edits import ContentForm, ContentReply, ProcessTextForm, ProcessTextReply
 from gateway.routes_retrieval import QueryCollectionForm, QueryDocForm, QueryReply
 from gateway.state import ACCESS
 
@@ -47,7 +48,8 @@ class ErrorReply(msgspec.Struct):
 
 
 class UploadForm(msgspec.Struct):
-    """multipart/form-data: the file, and optional JSON metadata."""
+    """multipart/form-data: the file, and optional JSON metadata (`knowledge_id` links the
+    file to that collection; `?process_in_background=false` answers once processed)."""
 
     file: bytes
     metadata: str | None = None
@@ -178,6 +180,18 @@ ROUTE_DOCS: dict[str, RouteDoc] = {
         "The original bytes", "files", None, bytes, response_media="application/octet-stream"
     ),
     "files_text": RouteDoc("The extracted text", "files", None, dict[str, str]),
+    "files_text_update": RouteDoc(
+        "Replace the extracted text and index it again", "files", ContentForm, ContentReply
+    ),
+    "retrieval_process_text": RouteDoc(
+        "Text becomes a processed file (in a collection if named)",
+        "retrieval",
+        ProcessTextForm,
+        ProcessTextReply,
+    ),
+    "knowledge_file_update": RouteDoc(
+        "Index one of the collection's files again", "knowledge", FileIdForm, KnowledgeReply
+    ),
     "files_delete": RouteDoc("Delete a file, its vectors and links", "files", None, bool),
     "knowledge_create": RouteDoc("Create a collection", "knowledge", KnowledgeForm, KnowledgeReply),
     "knowledge_list": RouteDoc(

@@ -47,6 +47,9 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # before it is searched as it is (named in the reply's sources as `indexing`)
     rag_complete_wait_seconds: Annotated[float, msgspec.Meta(ge=0)] = 5.0
     rag_top_k: Annotated[int, msgspec.Meta(ge=1)] = 4
+    # `?process_in_background=false` uploads, `process/text` and text edits answer once the
+    # file is processed, or with it as it is after this long
+    process_wait_seconds: Annotated[float, msgspec.Meta(ge=0)] = 120.0
 
     @property
     def nats_servers(self) -> list[str]:

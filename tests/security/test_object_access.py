@@ -49,12 +49,14 @@ EXERCISES: dict[str, list[Attempt]] = {
     "files_content": [Attempt()],
     "files_text": [Attempt()],
     "files_delete": [Attempt()],
+    "files_text_update": [Attempt(body=lambda _: {"content": "overwritten by B"})],
     "knowledge_get": [Attempt()],
     "knowledge_update": [
         Attempt(body=lambda _: {"name": "taken over by B", "access_control": None})
     ],
     "knowledge_file_add": [Attempt(body=lambda mine: {"file_id": mine.file_id})],
     "knowledge_file_remove": [Attempt(body=lambda _: {"file_id": "ignored"})],
+    "knowledge_file_update": [Attempt(body=lambda _: {"file_id": "ignored"})],
     "knowledge_reset": [Attempt()],
     "knowledge_delete": [Attempt()],
     "knowledge_files": [Attempt(), Attempt(query="?page=1&query=private")],
