@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import msgspec
 import nats.errors
@@ -31,9 +31,7 @@ from common.bus import (
 from common.codec import encode, json_decoder
 from common.errors import RagwayError
 from common.tasks import BackgroundTasks
-
-ReqT = TypeVar("ReqT")
-Handler = Callable[[ReqT], Awaitable[Any]]
+from contracts.endpoint import Endpoint, Rep, Req
 
 log = structlog.get_logger()
 
@@ -62,10 +60,16 @@ class ServiceHost:
             ),
         )
 
-    async def add(self, subject: str, handler: Handler[ReqT], request_type: type[ReqT]) -> None:
-        """Serve `subject`: decode the body as `request_type`, reply with the handler's value."""
+    async def serve(
+        self, endpoint: Endpoint[Req, Rep], handler: Callable[[Req], Awaitable[Rep | msgspec.Raw]]
+    ) -> None:
+        """Answer `endpoint`: decode each request as its request type, reply with the
+        handler's value (or the bytes of an already encoded one, as `msgspec.Raw`)."""
         assert self._service is not None, "start() first"
-        decoder = json_decoder(request_type)
+        if endpoint.owner != self.name:
+            raise ValueError(f"{endpoint.subject} belongs to {endpoint.owner}, not {self.name}")
+        subject = endpoint.subject
+        decoder = json_decoder(endpoint.request)
         endpoint_name = subject.replace(".", "-")
 
         async def on_message(request: Any) -> None:
@@ -77,7 +81,11 @@ class ServiceHost:
         )
 
     async def _handle(
-        self, msg: Msg, subject: str, handler: Handler[Any], decoder: msgspec.json.Decoder[Any]
+        self,
+        msg: Msg,
+        subject: str,
+        handler: Callable[[Any], Awaitable[Any]],
+        decoder: msgspec.json.Decoder[Any],
     ) -> None:
         headers = msg.headers or {}
         request_id = headers.get(REQUEST_ID_HEADER, "")
@@ -146,6 +154,6 @@ class ServiceHost:
 def _to_bytes(reply: Any) -> bytes:
     if reply is None:
         return b""
-    if isinstance(reply, bytes | bytearray):
+    if isinstance(reply, msgspec.Raw):
         return bytes(reply)
     return encode(reply)
