@@ -57,7 +57,10 @@ async def serve(settings: Settings) -> AsyncIterator[None]:
             log=log,
         )
         async with ServiceHost(
-            nc, subjects.AUTH_SERVICE, description="ragway users, sessions and API keys"
+            nc,
+            subjects.AUTH_SERVICE,
+            description="ragway users, sessions and API keys",
+            max_in_flight=settings.max_in_flight,
         ) as host:
             await handlers.serve(host)
             await nc.flush()  # the server knows every endpoint before anyone is told we are up

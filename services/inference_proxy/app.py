@@ -99,7 +99,12 @@ async def serve(settings: Settings) -> AsyncIterator[InferenceProxy]:
             return ModelsReply(data=functions + snapshot.models)
 
         host = await stack.enter_async_context(
-            ServiceHost(nc, subjects.INFERENCE_SERVICE, description="Model list and chat")
+            ServiceHost(
+                nc,
+                subjects.INFERENCE_SERVICE,
+                description="Model list and chat",
+                max_in_flight=settings.max_in_flight,
+            )
         )
         await host.serve(subjects.MODELS_LIST, list_models)
         await host.serve(subjects.CHAT_COMPLETE, completions.complete)

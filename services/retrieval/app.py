@@ -54,7 +54,9 @@ async def serve(settings: Settings) -> AsyncIterator[Retrieval]:
         vectors = VectorHandlers(store, embedder, files, known, knowledge)
         resolver = ScopeResolver(files, known, knowledge_store)
         searcher = Searcher(settings, resolver, embedder, store)
-        host = await stack.enter_async_context(ServiceHost(nc, subjects.RETRIEVAL_SERVICE))
+        host = await stack.enter_async_context(
+            ServiceHost(nc, subjects.RETRIEVAL_SERVICE, max_in_flight=settings.max_in_flight)
+        )
         await host.serve(subjects.VECTORS_UPSERT, vectors.upsert)
         await host.serve(subjects.VECTORS_COPY, vectors.copy)
         await host.serve(subjects.VECTORS_DELETE, vectors.delete)

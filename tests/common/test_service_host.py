@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
+from typing import Any
 
 import msgspec
 import pytest
@@ -83,3 +85,91 @@ async def test_no_service_listening_is_a_clear_unavailable_error(bus: Bus) -> No
         )
     assert exc.value.code == "unavailable"
     assert "retrieval" in exc.value.detail
+
+
+async def micro_stats(nc: Client, service: str) -> dict[str, Any]:
+    reply = await nc.request(f"$SRV.STATS.{service}", b"", timeout=2)
+    stats: dict[str, Any] = json.loads(reply.data)
+    return stats
+
+
+async def test_stats_count_each_request_its_errors_and_the_time_spent_in_the_handler(
+    nc: Client, bus: Bus
+) -> None:
+    name = f"stats-test-{uuid.uuid4().hex[:8]}"
+    echo = Endpoint(f"test.stats.{uuid.uuid4().hex}", Echo, Echo, name, ())
+
+    async def handle(request: Echo) -> Echo:
+        await asyncio.sleep(0.02)  # the handler's time must show in processing_time
+        if request.text == "missing":
+            raise RagwayError("not_found", "No such thing")
+        if request.text == "boom":
+            raise ValueError("secret internals")
+        return request
+
+    async with ServiceHost(nc, name) as host:
+        await host.serve(echo, handle)
+        await bus.call(echo, Echo(text="hi"), timeout=2)
+        for text in ("missing", "boom"):
+            with pytest.raises(RagwayError):
+                await bus.call(echo, Echo(text=text), timeout=2)
+        stats = await micro_stats(nc, name)
+        info = json.loads((await nc.request(f"$SRV.INFO.{name}", b"", timeout=2)).data)
+
+    [endpoint] = stats["endpoints"]
+    assert endpoint["subject"] == echo.subject
+    assert endpoint["queue_group"] == name
+    assert (endpoint["num_requests"], endpoint["num_errors"]) == (3, 2)
+    assert endpoint["last_error"] == "internal: Internal error"  # no repr of the exception
+    # three awaited sleeps of 20 ms: the handler ran inside the measured time (a host that
+    # starts a task and returns measures microseconds); load only makes it longer
+    assert endpoint["processing_time"] >= 3 * 15_000_000
+    assert endpoint["average_processing_time"] == endpoint["processing_time"] // 3
+    assert [e["subject"] for e in info["endpoints"]] == [echo.subject]
+
+
+async def test_requests_over_the_in_flight_bound_are_refused_at_once_as_busy(
+    nc: Client, bus: Bus
+) -> None:
+    name = f"bound-test-{uuid.uuid4().hex[:8]}"
+    held = Endpoint(f"test.bound.{uuid.uuid4().hex}", Echo, Echo, name, ())
+    started: list[str] = []
+    two_started = asyncio.Event()
+    release = asyncio.Event()
+
+    async def handle(request: Echo) -> Echo:
+        started.append(request.text)
+        if len(started) == 2:
+            two_started.set()
+        await release.wait()
+        return request
+
+    async with ServiceHost(nc, name, max_in_flight=2) as host:
+        await host.serve(held, handle)
+        first = [asyncio.create_task(bus.call(held, Echo(text=t), timeout=5)) for t in "ab"]
+        async with asyncio.timeout(5):
+            await two_started.wait()
+        assert host.in_flight == 2
+        with pytest.raises(RagwayError) as busy:
+            await bus.call(held, Echo(text="c"), timeout=5)
+        assert busy.value.code == "unavailable"
+        assert name in busy.value.detail and "busy" in busy.value.detail
+        assert started == ["a", "b"]  # the refused request never reached the handler
+        release.set()
+        assert [reply.text for reply in await asyncio.gather(*first)] == ["a", "b"]
+        assert host.in_flight == 0
+        # below the bound again: served as usual
+        assert (await bus.call(held, Echo(text="d"), timeout=5)).text == "d"
+        [endpoint] = (await micro_stats(nc, name))["endpoints"]
+    assert (endpoint["num_requests"], endpoint["num_errors"]) == (4, 1)
+    assert endpoint["last_error"].startswith("busy:")
+
+
+async def test_a_service_cannot_serve_another_services_endpoint(nc: Client) -> None:
+    async with ServiceHost(nc, "one-service") as host:
+        with pytest.raises(ValueError, match="belongs to other-service"):
+            await host.serve(Endpoint("test.other", Echo, Echo, "other-service", ()), _echo)
+
+
+async def _echo(request: Echo) -> Echo:
+    return request
