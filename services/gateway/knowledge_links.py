@@ -8,30 +8,18 @@ from typing import Any
 
 from aiohttp import web
 
-from common.codec import encode
 from common.errors import RagwayError, invalid
 from contracts import subjects
 from contracts.knowledge import KnowledgeFileChange, KnowledgeRef, KnowledgeReply
-from gateway.bodies import parse
 from gateway.state import BUS, SETTINGS, principal_of
-
-CAPABILITY = "retrieval"
-
-
-async def _call(request: web.Request, subject: str, message: Any) -> bytes:
-    app = request.app
-    return await app[BUS].request_raw(
-        subject,
-        encode(message),
-        timeout=app[SETTINGS].request_timeout_seconds,
-        capability=CAPABILITY,
-    )
 
 
 async def knowledge_of(request: web.Request, knowledge_id: str) -> KnowledgeReply:
     """The collection as the caller may see it (`not_found` otherwise)."""
     ref = KnowledgeRef(principal=principal_of(request), knowledge_id=knowledge_id)
-    return parse(await _call(request, subjects.KNOWLEDGE_GET, ref), KnowledgeReply)
+    return await request.app[BUS].call(
+        subjects.KNOWLEDGE_GET, ref, timeout=request.app[SETTINGS].request_timeout_seconds
+    )
 
 
 async def writable_knowledge(request: web.Request, knowledge_id: str) -> KnowledgeReply:
@@ -57,4 +45,6 @@ async def link_to_knowledge(request: web.Request, knowledge_id: str, file_id: st
     change = KnowledgeFileChange(
         principal=principal_of(request), knowledge_id=knowledge_id, file_id=file_id
     )
-    await _call(request, subjects.KNOWLEDGE_FILE_ADD, change)
+    await request.app[BUS].call(
+        subjects.KNOWLEDGE_FILE_ADD, change, timeout=request.app[SETTINGS].request_timeout_seconds
+    )

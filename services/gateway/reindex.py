@@ -17,7 +17,7 @@ from catalog.files import text_name
 from common.errors import RagwayError
 from contracts import subjects
 from contracts.files import FileData, FileRecord, IngestJob
-from contracts.retrieval import FileVectorsRef, VectorsWritten
+from contracts.retrieval import FileVectorsRef
 from gateway.ingest_queue import publish_job
 from gateway.state import BUS, CATALOG, REQUEST_ID, SETTINGS
 
@@ -48,12 +48,10 @@ async def reprocess(request: web.Request, record: FileRecord, text: str | None =
 
     await catalog.update(record.id, pending)
     settings = app[SETTINGS]
-    await app[BUS].request(
+    await app[BUS].call(
         subjects.VECTORS_DELETE,
         FileVectorsRef(file_id=record.id),
-        VectorsWritten,
         timeout=settings.request_timeout_seconds,
-        capability="retrieval",
     )
     await publish_job(
         app[BUS].nc.jetstream(timeout=settings.request_timeout_seconds),

@@ -6,13 +6,14 @@ validated here, replies go out as the service sent them.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from common.codec import encode
 from contracts import subjects
+from contracts.endpoint import Endpoint
 from contracts.knowledge import (
     FileIdForm,
     KnowledgeCreate,
@@ -33,18 +34,16 @@ from gateway.bodies import TRUE, json_bytes, json_value, parse, read_body
 from gateway.paging import Paged, page_of, text_of
 from gateway.state import BUS, SETTINGS, Access, principal_of
 
-CAPABILITY = "retrieval"
+Req = TypeVar("Req")
 KNOWLEDGE_PAGE_SIZE = 30  # Open WebUI's knowledge router (PAGE_ITEM_COUNT)
 FILES_PAGE_SIZE = 30
 
 
-async def _call(request: web.Request, subject: str, message: Any) -> bytes:
+async def _call(request: web.Request, endpoint: Endpoint[Req, Any], message: Req) -> bytes:
+    """The retrieval service's reply bytes, relayed as they came."""
     app = request.app
-    return await app[BUS].request_raw(
-        subject,
-        encode(message),
-        timeout=app[SETTINGS].request_timeout_seconds,
-        capability=CAPABILITY,
+    return await app[BUS].call_raw(
+        endpoint, encode(message), timeout=app[SETTINGS].request_timeout_seconds
     )
 
 
@@ -68,7 +67,7 @@ async def list_knowledge(request: web.Request) -> web.Response:
         skip=0 if page is None else (page - 1) * KNOWLEDGE_PAGE_SIZE,
         limit=None if page is None else KNOWLEDGE_PAGE_SIZE,
     )
-    listed = parse(await _call(request, subjects.KNOWLEDGE_LIST, message), KnowledgeList)
+    listed = await _list(request, message)
     if page is None:
         return json_value(listed.items)
     return json_value(Paged(items=listed.items, total=listed.total))
@@ -77,8 +76,13 @@ async def list_knowledge(request: web.Request) -> web.Response:
 async def list_writable(request: web.Request) -> web.Response:
     """`/knowledge/list` (0.6 clients): the collections the caller may add files to."""
     message = KnowledgeListRequest(principal=principal_of(request), permission="write")
-    listed = parse(await _call(request, subjects.KNOWLEDGE_LIST, message), KnowledgeList)
-    return json_value(listed.items)
+    return json_value((await _list(request, message)).items)
+
+
+async def _list(request: web.Request, message: KnowledgeListRequest) -> KnowledgeList:
+    return await request.app[BUS].call(
+        subjects.KNOWLEDGE_LIST, message, timeout=request.app[SETTINGS].request_timeout_seconds
+    )
 
 
 async def list_files(request: web.Request) -> web.Response:
@@ -139,14 +143,16 @@ async def update(request: web.Request) -> web.Response:
     return json_bytes(await _call(request, subjects.KNOWLEDGE_UPDATE, message))
 
 
-async def _file_change(request: web.Request, subject: str) -> web.Response:
+async def _file_change(
+    request: web.Request, endpoint: Endpoint[KnowledgeFileChange, Any]
+) -> web.Response:
     form = parse(await read_body(request), FileIdForm)
     message = KnowledgeFileChange(
         principal=principal_of(request),
         knowledge_id=request.match_info["knowledge_id"],
         file_id=form.file_id,
     )
-    return json_bytes(await _call(request, subject, message))
+    return json_bytes(await _call(request, endpoint, message))
 
 
 async def add_file(request: web.Request) -> web.Response:

@@ -20,7 +20,7 @@ from common.errors import RagwayError
 from contracts import subjects
 from contracts.auth import Principal
 from contracts.functions import PluginForm, PluginListRequest, PluginRef, PluginSave
-from contracts.models import ModelsReply, ModelsRequest
+from contracts.models import ModelsRequest
 from tests.fakes.openai_fake import OpenAIFake, ScriptedReply
 from tests.inference_proxy.conftest import chat_body, complete, open_stream, running_proxy
 
@@ -106,17 +106,13 @@ async def install(
         kind=kind,  # type: ignore[arg-type]
         form=PluginForm(id=plugin_id, name=f"{kind} {plugin_id}", content=source),
     )
-    raw = await bus.request_raw(
-        subjects.PLUGINS_SAVE, encode(message), timeout=10, capability="functions"
-    )
+    raw = await bus.call_raw(subjects.PLUGINS_SAVE, encode(message), timeout=10)
     reply: dict[str, Any] = msgspec.json.decode(raw)
     return reply
 
 
 async def model_ids(bus: Bus) -> dict[str, dict[str, Any]]:
-    reply = await bus.request(
-        subjects.MODELS_LIST, ModelsRequest(), ModelsReply, timeout=5, capability="inference"
-    )
+    reply = await bus.call(subjects.MODELS_LIST, ModelsRequest(), timeout=5)
     return {m.id: msgspec.to_builtins(m) for m in reply.data}
 
 
@@ -129,11 +125,8 @@ async def test_an_installed_pipe_is_listed_as_a_function_model(proxy: None, bus:
     assert models[pipe_id]["pipe"] == {"type": "pipe"}
     # `object` is the Struct default "model" (omitted on the wire by Model's omit_defaults)
     assert "gpt-fake" in models  # the backends' models are still there
-    listed = await bus.request_raw(
-        subjects.PLUGINS_LIST,
-        encode(PluginListRequest(principal=USER, kind="function")),
-        timeout=5,
-        capability="functions",
+    listed = await bus.call_raw(
+        subjects.PLUGINS_LIST, encode(PluginListRequest(principal=USER, kind="function")), timeout=5
     )
     entry = next(e for e in msgspec.json.decode(listed) if e["id"] == pipe_id)
     assert "content" not in entry  # lists show no source
@@ -166,11 +159,10 @@ async def test_non_admins_cannot_install_or_remove_functions(proxy: None, bus: B
         await install(bus, "function", REVERSE_PIPE, new_id("nope"), principal=USER)
     assert raised.value.code == "forbidden"
     with pytest.raises(RagwayError) as raised:
-        await bus.request_raw(
+        await bus.call_raw(
             subjects.PLUGINS_DELETE,
             encode(PluginRef(principal=USER, kind="function", id="anything")),
             timeout=5,
-            capability="functions",
         )
     assert raised.value.code == "forbidden"
 
