@@ -12,16 +12,11 @@ from contracts.auth import Principal
 from contracts.files import FileRecord
 from contracts.knowledge import (
     AccessControl,
-    KnowledgeBatchReply,
-    KnowledgeFileList,
     KnowledgeFilesBatch,
     KnowledgeFilesQuery,
-    KnowledgeList,
     KnowledgeListRequest,
     ManifestEntry,
-    StatusReply,
     SyncCleanupRequest,
-    SyncDiffReply,
     SyncDiffRequest,
 )
 from retrieval.app import Retrieval
@@ -30,17 +25,17 @@ from tests.retrieval.helpers import add, add_file, call, create, error_code, get
 
 async def batch(bus: Bus, who: Principal, knowledge_id: str, ids: list[str]) -> Any:
     message = KnowledgeFilesBatch(principal=who, knowledge_id=knowledge_id, file_ids=ids)
-    return await call(bus, subjects.KNOWLEDGE_FILES_BATCH, message, KnowledgeBatchReply)
+    return await call(bus, subjects.KNOWLEDGE_FILES_BATCH, message)
 
 
 async def files_page(bus: Bus, who: Principal, knowledge_id: str, **kw: Any) -> Any:
     query = KnowledgeFilesQuery(principal=who, knowledge_id=knowledge_id, **kw)
-    return await call(bus, subjects.KNOWLEDGE_FILES, query, KnowledgeFileList)
+    return await call(bus, subjects.KNOWLEDGE_FILES, query)
 
 
 async def diff(bus: Bus, who: Principal, knowledge_id: str, manifest: list[ManifestEntry]) -> Any:
     request = SyncDiffRequest(principal=who, knowledge_id=knowledge_id, manifest=manifest)
-    return await call(bus, subjects.KNOWLEDGE_SYNC_DIFF, request, SyncDiffReply)
+    return await call(bus, subjects.KNOWLEDGE_SYNC_DIFF, request)
 
 
 async def test_a_batch_adds_every_good_file_and_names_each_bad_one(
@@ -126,7 +121,6 @@ async def test_the_writable_listing_and_pages_of_collections(
         mbus,
         subjects.KNOWLEDGE_LIST,
         KnowledgeListRequest(principal=reader, permission="write"),
-        KnowledgeList,
     )
     ids = {k.id for k in writable.items}
     assert own.id in ids and shared.id not in ids
@@ -134,7 +128,6 @@ async def test_the_writable_listing_and_pages_of_collections(
         mbus,
         subjects.KNOWLEDGE_LIST,
         KnowledgeListRequest(principal=reader, skip=0, limit=1),
-        KnowledgeList,
     )
     assert len(page.items) == 1 and page.total >= 2
 
@@ -187,7 +180,7 @@ async def test_sync_cleanup_unlinks_stale_files_and_deletes_only_unshared_own_on
     request = SyncCleanupRequest(
         principal=owner, knowledge_id=collection.id, file_ids=[alone.id, shared.id, "unknown"]
     )
-    reply = await call(mbus, subjects.KNOWLEDGE_SYNC_CLEANUP, request, StatusReply)
+    reply = await call(mbus, subjects.KNOWLEDGE_SYNC_CLEANUP, request)
     assert reply.status is True
     assert (await get(mbus, owner, collection.id)).data.file_ids == [kept.id]
     assert await catalog.get(alone.id) is None  # in no collection any more: deleted
