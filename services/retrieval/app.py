@@ -12,6 +12,7 @@ from common.service import ServiceHost
 from contracts import subjects
 from contracts.files import DeleteFileRequest
 from contracts.knowledge import (
+    KnowledgeAccessUpdate,
     KnowledgeCreate,
     KnowledgeFileChange,
     KnowledgeListRequest,
@@ -58,6 +59,7 @@ async def serve(settings: Settings) -> AsyncIterator[Retrieval]:
         knowledge_store = await KnowledgeStore.open(
             js, settings.bucket_prefix, settings.kv_replicas
         )
+        await knowledge_store.migrate_to_grants()
         known = await stack.enter_async_context(known_files(files))
         knowledge = KnowledgeHandlers(knowledge_store, known)
         vectors = VectorHandlers(store, embedder, files, known, knowledge)
@@ -75,6 +77,7 @@ async def serve(settings: Settings) -> AsyncIterator[Retrieval]:
             (subjects.KNOWLEDGE_LIST, knowledge.list, KnowledgeListRequest),
             (subjects.KNOWLEDGE_GET, knowledge.get, KnowledgeRef),
             (subjects.KNOWLEDGE_UPDATE, knowledge.update, KnowledgeUpdate),
+            (subjects.KNOWLEDGE_ACCESS_UPDATE, knowledge.update_access, KnowledgeAccessUpdate),
             (subjects.KNOWLEDGE_FILE_ADD, knowledge.add_file, KnowledgeFileChange),
             (subjects.KNOWLEDGE_FILE_REMOVE, knowledge.remove_file, KnowledgeFileChange),
             (subjects.KNOWLEDGE_RESET, knowledge.reset, KnowledgeRef),
