@@ -22,6 +22,14 @@ AUTH_KEY_RESOLVE = "ragway.auth.key.resolve"
 AUTH_KEY_CREATE = "ragway.auth.key.create"
 AUTH_KEY_GET = "ragway.auth.key.get"
 AUTH_KEY_DELETE = "ragway.auth.key.delete"
+# auth: groups (membership changes publish `user_updated` for every member they touch)
+AUTH_GROUPS_LIST = "ragway.auth.groups.list"
+AUTH_GROUP_CREATE = "ragway.auth.group.create"
+AUTH_GROUP_GET = "ragway.auth.group.get"
+AUTH_GROUP_UPDATE = "ragway.auth.group.update"
+AUTH_GROUP_USERS_ADD = "ragway.auth.group.users.add"
+AUTH_GROUP_USERS_REMOVE = "ragway.auth.group.users.remove"
+AUTH_GROUP_DELETE = "ragway.auth.group.delete"
 # auth: events (plain publish) that let gateways drop cached principals at once
 AUTH_EVENTS = "ragway.auth.events"
 

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 import structlog
 from argon2 import PasswordHasher
 
+from auth.groups import GroupHandlers
 from auth.handlers import AuthHandlers
 from auth.passwords import Passwords
 from auth.ratelimit import FailureLimiter
@@ -56,10 +57,11 @@ async def serve(settings: Settings) -> AsyncIterator[None]:
             bus=Bus(nc),
             log=log,
         )
+        groups = GroupHandlers(buckets.groups, UserStore(buckets), Bus(nc), log)
         async with ServiceHost(
-            nc, subjects.AUTH_SERVICE, description="ragway users, sessions and API keys"
+            nc, subjects.AUTH_SERVICE, description="ragway users, sessions, API keys and groups"
         ) as host:
-            for subject, handler, request_type in handlers.endpoints():
+            for subject, handler, request_type in [*handlers.endpoints(), *groups.endpoints()]:
                 await host.add(subject, handler, request_type)
             await nc.flush()  # the server knows every endpoint before anyone is told we are up
             log.info("auth_ready", bucket_prefix=settings.bucket_prefix)
