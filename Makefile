@@ -15,7 +15,7 @@ PYTHON_TAG := $(shell $(PYTHON) -c 'import sys, zlib; print(zlib.crc32(sys.versi
 STAMP := $(VENV)/.ragway-installed-$(PYTHON_TAG)
 PATHS := libs services tests bench
 
-.PHONY: setup setup-models run test lint fmt bench bench-anchors clean
+.PHONY: setup setup-models system-packages run test lint fmt bench bench-anchors clean
 
 setup: $(STAMP) setup-models
 
@@ -35,6 +35,18 @@ $(STAMP): pyproject.toml
 setup-models: $(STAMP)
 	$(PY) -m stack setup-llm
 	$(PY) -m embedding.build
+
+# Debian packages that some tests use (headless browser, sandbox); `make test` runs without
+# them and those tests say they were skipped. Installs only what is missing, as root.
+SYSTEM_PACKAGES := chromium:/usr/bin/chromium bubblewrap:/usr/bin/bwrap
+system-packages:
+	@missing=""; for pair in $(SYSTEM_PACKAGES); do \
+		test -x "$${pair#*:}" || missing="$$missing $${pair%%:*}"; done; \
+	if [ -z "$$missing" ]; then echo "system packages: all present"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "system packages: installing$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=600 $$missing; \
+	else echo "system packages missing (as root: apt-get install$$missing); their tests skip"; fi
 
 run: setup
 	$(PY) -m stack run

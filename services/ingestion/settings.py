@@ -6,6 +6,7 @@ from typing import Annotated
 
 import msgspec
 
+from common.settings import default_cache_dir
 from contracts.subjects import INGEST_CONSUMER, INGEST_JOBS, INGEST_STREAM
 from embedding.settings import EmbedderSettings
 from ingestion.chunking import ChunkingOptions
@@ -53,7 +54,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_pdf_pages: int = 2_000
     max_docx_uncompressed_bytes: int = 200 * 1024 * 1024
     # embedding model (see libs/embedding): the same names as the retrieval service's
-    cache_dir: str = "~/.cache/ragway"
+    cache_dir: str = msgspec.field(default_factory=default_cache_dir)
     embedding_model: str = "all-minilm-l6-v2"
     embedding_model_dir: str = ""
     # int8 (MatMul-only, per channel): ~1.6x faster than fp32, msmarco nDCG@10 -0.006

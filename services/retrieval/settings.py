@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from common.settings import default_cache_dir
+
 Positive = Annotated[int, msgspec.Meta(ge=1)]
 
 
@@ -28,7 +30,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # the stored shard's pool as it is (the engine's default for a new one).
     vector_search_threads: Annotated[int, msgspec.Meta(ge=0)] = 1
     # embedding model (see libs/embedding): where exported models live and which one
-    cache_dir: str = "~/.cache/ragway"
+    cache_dir: str = msgspec.field(default_factory=default_cache_dir)
     embedding_model: str = "all-minilm-l6-v2"
     embedding_model_dir: str = ""
     # int8 (MatMul-only, per channel): ~1.6x faster than fp32, msmarco nDCG@10 -0.006
