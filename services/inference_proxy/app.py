@@ -86,6 +86,7 @@ async def serve(settings: Settings) -> AsyncIterator[InferenceProxy]:
             nc.jetstream(), settings.bucket_prefix, settings.kv_replicas
         )
         stack.push_async_callback(plugins.aclose)
+        await plugins.migrate_to_grants()
         pipes = PipeRunner(nc, sandbox, chat_cancels)
         stack.push_async_callback(pipes.aclose)
         tools = ToolLoop(nc, chat, sandbox, plugins, settings, chat_cancels)
@@ -95,7 +96,7 @@ async def serve(settings: Settings) -> AsyncIterator[InferenceProxy]:
 
         async def list_models(request: ModelsRequest) -> bytes:
             snapshot = await catalog.snapshot(refresh=request.refresh)
-            functions = plugins.function_models()
+            functions = plugins.function_models(request.principal)
             if not functions:
                 return snapshot.encoded
             return encode(ModelsReply(data=functions + snapshot.models))
