@@ -57,12 +57,14 @@ async def serve(settings: Settings) -> AsyncIterator[None]:
             bus=Bus(nc),
             log=log,
         )
-        groups = GroupHandlers(buckets.groups, UserStore(buckets), Bus(nc), log)
         async with ServiceHost(
-            nc, subjects.AUTH_SERVICE, description="ragway users, sessions, API keys and groups"
+            nc,
+            subjects.AUTH_SERVICE,
+            description="ragway users, sessions, API keys and groups",
+            max_in_flight=settings.max_in_flight,
         ) as host:
-            for subject, handler, request_type in [*handlers.endpoints(), *groups.endpoints()]:
-                await host.add(subject, handler, request_type)
+            await handlers.serve(host)
+            await GroupHandlers(buckets.groups, UserStore(buckets), Bus(nc), log).serve(host)
             await nc.flush()  # the server knows every endpoint before anyone is told we are up
             log.info("auth_ready", bucket_prefix=settings.bucket_prefix)
             yield None

@@ -15,11 +15,11 @@ from collections.abc import Callable
 import msgspec
 from structlog.typing import FilteringBoundLogger
 
-from auth.handlers import Endpoint
 from auth.store import UserRecord, UserStore, now
 from catalog.buckets import Bucket
 from common.bus import Bus
 from common.errors import RagwayError, forbidden, invalid, not_found
+from common.service import ServiceHost
 from contracts import subjects
 from contracts.auth import AuthEvent, Ok, Principal
 from contracts.groups import (
@@ -66,16 +66,15 @@ class GroupHandlers:
         self._bus = bus
         self._log = log
 
-    def endpoints(self) -> list[Endpoint]:
-        return [
-            (subjects.AUTH_GROUPS_LIST, self.list_groups, GroupListRequest),
-            (subjects.AUTH_GROUP_CREATE, self.create, GroupCreate),
-            (subjects.AUTH_GROUP_GET, self.get, GroupRef),
-            (subjects.AUTH_GROUP_UPDATE, self.update, GroupUpdate),
-            (subjects.AUTH_GROUP_USERS_ADD, self.add_users, GroupMembersChange),
-            (subjects.AUTH_GROUP_USERS_REMOVE, self.remove_users, GroupMembersChange),
-            (subjects.AUTH_GROUP_DELETE, self.delete, GroupRef),
-        ]
+    async def serve(self, host: ServiceHost) -> None:
+        """Answer every group endpoint on `host`."""
+        await host.serve(subjects.AUTH_GROUPS_LIST, self.list_groups)
+        await host.serve(subjects.AUTH_GROUP_CREATE, self.create)
+        await host.serve(subjects.AUTH_GROUP_GET, self.get)
+        await host.serve(subjects.AUTH_GROUP_UPDATE, self.update)
+        await host.serve(subjects.AUTH_GROUP_USERS_ADD, self.add_users)
+        await host.serve(subjects.AUTH_GROUP_USERS_REMOVE, self.remove_users)
+        await host.serve(subjects.AUTH_GROUP_DELETE, self.delete)
 
     # --- reads -----------------------------------------------------------------------
 

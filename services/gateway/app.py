@@ -94,7 +94,7 @@ def build_app(settings: Settings, bus: Bus, identity: Identity) -> web.Applicati
 async def _auth_listeners(app: web.Application) -> AsyncIterator[None]:
     """Invalidate cached principals on auth events; fetch JWT params in the background."""
     identity = app[IDENTITY]
-    sub = await app[BUS].nc.subscribe(subjects.AUTH_EVENTS, cb=identity.on_event)
+    sub = await app[BUS].nc.subscribe(subjects.AUTH_EVENTS.subject, cb=identity.on_event)
     identity.listen(sub)
     fetch = asyncio.create_task(identity.fetch_jwt_params_until_ready())
     yield

@@ -24,7 +24,7 @@ from common.errors import RagwayError, forbidden, invalid, not_found
 from contracts import subjects
 from contracts.auth import Principal
 from contracts.functions import PluginRef
-from contracts.groups import GroupList, GroupListRequest
+from contracts.groups import GroupListRequest
 from contracts.knowledge import KnowledgeRef
 from contracts.models import ModelsRequest
 from contracts.presets import (
@@ -117,11 +117,8 @@ class Presets:
     async def models(self, principal: Principal | None) -> dict[str, ListedModel]:
         """The models `principal` may use (backends and function models), by id; every
         model there is for None."""
-        reply = await self._bus.request_raw(
-            subjects.MODELS_LIST,
-            encode(ModelsRequest(principal=principal)),
-            timeout=self._timeout,
-            capability="inference",
+        reply = await self._bus.call_raw(
+            subjects.MODELS_LIST, encode(ModelsRequest(principal=principal)), timeout=self._timeout
         )
         return {model.id: model for model in _model_list.decode(reply).data}
 
@@ -139,11 +136,10 @@ class Presets:
         for item in meta.knowledge or []:
             if item.type == "collection":
                 try:
-                    await self._bus.request_raw(
+                    await self._bus.call_raw(
                         subjects.KNOWLEDGE_GET,
                         encode(KnowledgeRef(principal=principal, knowledge_id=item.id)),
                         timeout=self._timeout,
-                        capability="retrieval",
                     )
                 except RagwayError as exc:
                     if exc.code != "not_found":
@@ -155,11 +151,10 @@ class Presets:
                     raise invalid(f"File '{item.id}' not found")
         for tool_id in meta.toolIds or []:
             try:
-                await self._bus.request_raw(
+                await self._bus.call_raw(
                     subjects.PLUGINS_GET,
                     encode(PluginRef(principal=principal, kind="tool", id=tool_id)),
                     timeout=self._timeout,
-                    capability="functions",
                 )
             except RagwayError as exc:
                 if exc.code != "not_found":
@@ -219,12 +214,8 @@ class Presets:
         return exc
 
     async def _group_names(self, principal: Principal) -> list[str]:
-        reply = await self._bus.request(
-            subjects.AUTH_GROUPS_LIST,
-            GroupListRequest(principal=principal),
-            GroupList,
-            timeout=self._timeout,
-            capability="auth",
+        reply = await self._bus.call(
+            subjects.AUTH_GROUPS_LIST, GroupListRequest(principal=principal), timeout=self._timeout
         )
         return [group.name for group in reply.items]
 

@@ -14,10 +14,9 @@ from typing import Any
 import msgspec
 import structlog
 from aiohttp import web
-from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from common.bus import outgoing_headers
+from common.bus import Bus
 from common.codec import decode, encode
 from common.errors import RagwayError
 from common.idle import idle_timeout
@@ -28,7 +27,6 @@ from contracts.chat import (
     ChatCompletionRequest,
     CompletionJob,
     FileRef,
-    StreamAccepted,
     StreamEnd,
 )
 from contracts.models import ModelsRequest
@@ -41,7 +39,6 @@ from gateway.state import BUS, INBOXES, PRESETS, SETTINGS, Access, principal_of
 
 log = structlog.get_logger()
 
-CAPABILITY = "inference"
 # the Content-Type as a header, not through `content_type =` (which builds it per response)
 SSE_HEADERS = {
     "Content-Type": "text/event-stream",
@@ -59,11 +56,10 @@ async def list_models(request: web.Request) -> web.Response:
     """The proxy's list (function models only where granted), and the caller's presets."""
     app = request.app
     principal = principal_of(request)
-    reply = await app[BUS].request_raw(
+    reply = await app[BUS].call_raw(
         subjects.MODELS_LIST,
         encode(ModelsRequest(principal=principal)),
         timeout=app[SETTINGS].request_timeout_seconds,
-        capability=CAPABILITY,
     )
     presets = app[PRESETS]
     if not presets.store.all():
@@ -95,11 +91,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         first = b"" if sources is None else b"data: " + encode({"sources": sources}) + b"\n\n"
         return await _stream(request, job, first, record, sources)
     app = request.app
-    reply = await app[BUS].request_raw(
-        subjects.CHAT_COMPLETE,
-        encode(job),
-        timeout=app[SETTINGS].completion_timeout_seconds,
-        capability=CAPABILITY,
+    reply = await app[BUS].call_raw(
+        subjects.CHAT_COMPLETE, encode(job), timeout=app[SETTINGS].completion_timeout_seconds
     )
     if sources is not None:
         reply = _with_sources(reply, sources)
@@ -186,13 +179,8 @@ async def _stream(
             tail_in_end=True,
         )
         try:
-            accepted = await bus.request_into(
-                subjects.CHAT_STREAM,
-                job,
-                StreamAccepted,
-                box,
-                timeout=settings.completion_timeout_seconds,
-                capability=CAPABILITY,
+            accepted = await bus.call_into(
+                subjects.CHAT_STREAM, job, box, timeout=settings.completion_timeout_seconds
             )
             response = _SSEResponse(headers=SSE_HEADERS)
             await response.prepare(request)
@@ -242,13 +230,12 @@ async def _stream(
         finally:
             if not finished:
                 # Client gone, idle timeout or a failed start: tell the proxy to stop.
-                await _cancel(bus.nc, stream_id)
+                await _cancel(bus, stream_id)
 
 
-async def _cancel(nc: Client, stream_id: str) -> None:
-    subject = subjects.chat_cancel_subject(stream_id)
+async def _cancel(bus: Bus, stream_id: str) -> None:
     try:
-        await asyncio.shield(nc.publish(subject, b"", headers=outgoing_headers()))
+        await asyncio.shield(bus.publish(subjects.CHAT_CANCEL, None, token=stream_id))
     except Exception:
         log.warning("stream_cancel_failed", stream_id=stream_id)
 

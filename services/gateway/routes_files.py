@@ -25,7 +25,7 @@ from catalog.files import FileCatalog, blob_name, now, text_name
 from common.codec import encode
 from common.errors import RagwayError, invalid, not_found
 from contracts import subjects
-from contracts.auth import Ok, Principal
+from contracts.auth import Principal
 from contracts.files import (
     DeleteFileRequest,
     FileData,
@@ -338,12 +338,10 @@ async def file_text(request: web.Request) -> web.Response:
 
 async def delete_file(request: web.Request) -> web.Response:
     app = request.app
-    await app[BUS].request(
+    await app[BUS].call(
         subjects.FILES_DELETE,
         DeleteFileRequest(principal=principal_of(request), file_id=request.match_info["file_id"]),
-        Ok,
         timeout=app[SETTINGS].request_timeout_seconds,
-        capability="retrieval",
     )
     return json_bytes(TRUE)
 

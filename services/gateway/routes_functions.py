@@ -8,28 +8,30 @@ the completion timeout rather than the short request one.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from common.codec import encode
 from contracts import subjects
+from contracts.endpoint import Endpoint
 from contracts.functions import PluginForm, PluginKind, PluginListRequest, PluginRef, PluginSave
 from gateway.bodies import TRUE, json_bytes, parse, read_body
 from gateway.state import BUS, SETTINGS, Access, principal_of
 
-CAPABILITY = "functions"
+Req = TypeVar("Req")
 
 
-async def _call(request: web.Request, subject: str, message: Any, *, slow: bool = False) -> bytes:
-    app = request.app
-    settings = app[SETTINGS]
-    return await app[BUS].request_raw(
-        subject,
+async def _call(
+    request: web.Request, endpoint: Endpoint[Req, Any], message: Req, *, slow: bool = False
+) -> bytes:
+    """The proxy's reply bytes, relayed as they came (a record is one of two types)."""
+    settings = request.app[SETTINGS]
+    return await request.app[BUS].call_raw(
+        endpoint,
         encode(message),
         timeout=settings.completion_timeout_seconds if slow else settings.request_timeout_seconds,
-        capability=CAPABILITY,
     )
 
 

@@ -6,13 +6,14 @@ Admins manage groups; every signed-in user lists and reads the groups it is a me
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from common.codec import encode
 from contracts import subjects
+from contracts.endpoint import Endpoint
 from contracts.groups import (
     GroupCreate,
     GroupForm,
@@ -26,16 +27,13 @@ from contracts.groups import (
 from gateway.bodies import TRUE, json_bytes, json_value, parse, read_body
 from gateway.state import BUS, SETTINGS, Access, principal_of
 
-CAPABILITY = "auth"
+Req = TypeVar("Req")
 
 
-async def _call(request: web.Request, subject: str, message: Any) -> bytes:
+async def _call(request: web.Request, endpoint: Endpoint[Req, Any], message: Req) -> bytes:
     app = request.app
-    return await app[BUS].request_raw(
-        subject,
-        encode(message),
-        timeout=app[SETTINGS].request_timeout_seconds,
-        capability=CAPABILITY,
+    return await app[BUS].call_raw(
+        endpoint, encode(message), timeout=app[SETTINGS].request_timeout_seconds
     )
 
 
@@ -68,14 +66,16 @@ async def update(request: web.Request) -> web.Response:
     return json_bytes(await _call(request, subjects.AUTH_GROUP_UPDATE, message))
 
 
-async def _members(request: web.Request, subject: str) -> web.Response:
+async def _members(
+    request: web.Request, endpoint: Endpoint[GroupMembersChange, Any]
+) -> web.Response:
     form = parse(await read_body(request), UserIdsForm)
     message = GroupMembersChange(
         principal=principal_of(request),
         group_id=request.match_info["group_id"],
         user_ids=form.user_ids,
     )
-    return json_bytes(await _call(request, subject, message))
+    return json_bytes(await _call(request, endpoint, message))
 
 
 async def add_users(request: web.Request) -> web.Response:

@@ -6,13 +6,14 @@ are validated here, replies go out as the service sent them.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from common.codec import encode
 from contracts import subjects
+from contracts.endpoint import Endpoint
 from contracts.knowledge import (
     AccessForm,
     FileIdForm,
@@ -20,7 +21,6 @@ from contracts.knowledge import (
     KnowledgeCreate,
     KnowledgeFileChange,
     KnowledgeForm,
-    KnowledgeList,
     KnowledgeListRequest,
     KnowledgeRef,
     KnowledgeUpdate,
@@ -28,16 +28,14 @@ from contracts.knowledge import (
 from gateway.bodies import TRUE, json_bytes, json_value, parse, read_body
 from gateway.state import BUS, SETTINGS, Access, principal_of
 
-CAPABILITY = "retrieval"
+Req = TypeVar("Req")
 
 
-async def _call(request: web.Request, subject: str, message: Any) -> bytes:
+async def _call(request: web.Request, endpoint: Endpoint[Req, Any], message: Req) -> bytes:
+    """The retrieval service's reply bytes, relayed as they came."""
     app = request.app
-    return await app[BUS].request_raw(
-        subject,
-        encode(message),
-        timeout=app[SETTINGS].request_timeout_seconds,
-        capability=CAPABILITY,
+    return await app[BUS].call_raw(
+        endpoint, encode(message), timeout=app[SETTINGS].request_timeout_seconds
     )
 
 
@@ -54,10 +52,12 @@ async def create(request: web.Request) -> web.Response:
 
 
 async def list_knowledge(request: web.Request) -> web.Response:
-    reply = await _call(
-        request, subjects.KNOWLEDGE_LIST, KnowledgeListRequest(principal=principal_of(request))
+    reply = await request.app[BUS].call(
+        subjects.KNOWLEDGE_LIST,
+        KnowledgeListRequest(principal=principal_of(request)),
+        timeout=request.app[SETTINGS].request_timeout_seconds,
     )
-    return json_value(parse(reply, KnowledgeList).items)
+    return json_value(reply.items)
 
 
 async def get(request: web.Request) -> web.Response:
@@ -84,14 +84,16 @@ async def update_access(request: web.Request) -> web.Response:
     return json_bytes(await _call(request, subjects.KNOWLEDGE_ACCESS_UPDATE, message))
 
 
-async def _file_change(request: web.Request, subject: str) -> web.Response:
+async def _file_change(
+    request: web.Request, endpoint: Endpoint[KnowledgeFileChange, Any]
+) -> web.Response:
     form = parse(await read_body(request), FileIdForm)
     message = KnowledgeFileChange(
         principal=principal_of(request),
         knowledge_id=request.match_info["knowledge_id"],
         file_id=form.file_id,
     )
-    return json_bytes(await _call(request, subject, message))
+    return json_bytes(await _call(request, endpoint, message))
 
 
 async def add_file(request: web.Request) -> web.Response:

@@ -48,13 +48,14 @@ class Completions:
             return "tools", [str(t) for t in routing.tool_ids]
         return "backend", None
 
-    async def complete(self, job: CompletionJob) -> bytes:
+    async def complete(self, job: CompletionJob) -> msgspec.Raw:
+        """The `chat.completion` JSON, already encoded."""
         path, detail = self._route(job)
         if path == "pipe":
-            return await self._pipes.complete(job, detail, _body(job))
+            return msgspec.Raw(await self._pipes.complete(job, detail, _body(job)))
         if path == "tools":
-            return await self._tools.complete(job, _body(job), detail)
-        return await self._chat.complete(job)
+            return msgspec.Raw(await self._tools.complete(job, _body(job), detail))
+        return msgspec.Raw(await self._chat.complete(job))
 
     async def stream(self, job: CompletionJob) -> StreamAccepted:
         path, detail = self._route(job)

@@ -10,16 +10,6 @@ from catalog.files import FileCatalog
 from common.nats_conn import connect_nats
 from common.service import ServiceHost
 from contracts import subjects
-from contracts.files import DeleteFileRequest
-from contracts.knowledge import (
-    KnowledgeAccessUpdate,
-    KnowledgeCreate,
-    KnowledgeFileChange,
-    KnowledgeListRequest,
-    KnowledgeRef,
-    KnowledgeUpdate,
-)
-from contracts.retrieval import CopyFileVectors, FileVectorsRef, RetrievalQuery, UpsertChunks
 from embedding.embedder import Embedder
 from retrieval.engines import load_embedder, open_store
 from retrieval.knowledge import KnowledgeHandlers
@@ -65,24 +55,22 @@ async def serve(settings: Settings) -> AsyncIterator[Retrieval]:
         vectors = VectorHandlers(store, embedder, files, known, knowledge)
         resolver = ScopeResolver(files, known, knowledge_store)
         searcher = Searcher(settings, resolver, embedder, store)
-        host = await stack.enter_async_context(ServiceHost(nc, subjects.RETRIEVAL_SERVICE))
-        endpoints = [
-            (subjects.VECTORS_UPSERT, vectors.upsert, UpsertChunks),
-            (subjects.VECTORS_COPY, vectors.copy, CopyFileVectors),
-            (subjects.VECTORS_DELETE, vectors.delete, FileVectorsRef),
-            (subjects.VECTORS_STORED, vectors.stored, FileVectorsRef),
-            (subjects.FILES_DELETE, vectors.delete_file, DeleteFileRequest),
-            (subjects.RETRIEVAL_QUERY, searcher.query, RetrievalQuery),
-            (subjects.KNOWLEDGE_CREATE, knowledge.create, KnowledgeCreate),
-            (subjects.KNOWLEDGE_LIST, knowledge.list, KnowledgeListRequest),
-            (subjects.KNOWLEDGE_GET, knowledge.get, KnowledgeRef),
-            (subjects.KNOWLEDGE_UPDATE, knowledge.update, KnowledgeUpdate),
-            (subjects.KNOWLEDGE_ACCESS_UPDATE, knowledge.update_access, KnowledgeAccessUpdate),
-            (subjects.KNOWLEDGE_FILE_ADD, knowledge.add_file, KnowledgeFileChange),
-            (subjects.KNOWLEDGE_FILE_REMOVE, knowledge.remove_file, KnowledgeFileChange),
-            (subjects.KNOWLEDGE_RESET, knowledge.reset, KnowledgeRef),
-            (subjects.KNOWLEDGE_DELETE, knowledge.delete, KnowledgeRef),
-        ]
-        for subject, handler, request_type in endpoints:
-            await host.add(subject, handler, request_type)  # type: ignore[arg-type]
+        host = await stack.enter_async_context(
+            ServiceHost(nc, subjects.RETRIEVAL_SERVICE, max_in_flight=settings.max_in_flight)
+        )
+        await host.serve(subjects.VECTORS_UPSERT, vectors.upsert)
+        await host.serve(subjects.VECTORS_COPY, vectors.copy)
+        await host.serve(subjects.VECTORS_DELETE, vectors.delete)
+        await host.serve(subjects.VECTORS_STORED, vectors.stored)
+        await host.serve(subjects.FILES_DELETE, vectors.delete_file)
+        await host.serve(subjects.RETRIEVAL_QUERY, searcher.query)
+        await host.serve(subjects.KNOWLEDGE_CREATE, knowledge.create)
+        await host.serve(subjects.KNOWLEDGE_LIST, knowledge.list)
+        await host.serve(subjects.KNOWLEDGE_GET, knowledge.get)
+        await host.serve(subjects.KNOWLEDGE_UPDATE, knowledge.update)
+        await host.serve(subjects.KNOWLEDGE_ACCESS_UPDATE, knowledge.update_access)
+        await host.serve(subjects.KNOWLEDGE_FILE_ADD, knowledge.add_file)
+        await host.serve(subjects.KNOWLEDGE_FILE_REMOVE, knowledge.remove_file)
+        await host.serve(subjects.KNOWLEDGE_RESET, knowledge.reset)
+        await host.serve(subjects.KNOWLEDGE_DELETE, knowledge.delete)
         yield Retrieval(settings, embedder, store, known, knowledge, vectors, searcher)

@@ -14,7 +14,6 @@ from contracts.groups import (
     Group,
     GroupCreate,
     GroupForm,
-    GroupList,
     GroupListRequest,
     GroupMembersChange,
     GroupRef,
@@ -29,23 +28,21 @@ def as_principal(session: Session) -> Principal:
 
 async def create_group(bus: Bus, admin: Principal, name: str = "Editors") -> Group:
     form = GroupForm(name=name, description="people who edit")
-    return await call(
-        bus, subjects.AUTH_GROUP_CREATE, GroupCreate(principal=admin, form=form), Group
-    )
+    return await call(bus, subjects.AUTH_GROUP_CREATE, GroupCreate(principal=admin, form=form))
 
 
 async def members(bus: Bus, admin: Principal, group_id: str, subject: str, *ids: str) -> Group:
     change = GroupMembersChange(principal=admin, group_id=group_id, user_ids=list(ids))
-    return await call(bus, subject, change, Group)
+    return await call(bus, subject, change)
 
 
 async def principal_of(bus: Bus, user_id: str) -> Principal:
-    return await call(bus, subjects.AUTH_USER_GET, UserRef(user_id=user_id), Principal)
+    return await call(bus, subjects.AUTH_USER_GET, UserRef(user_id=user_id))
 
 
 async def refused(bus: Bus, subject: str, message: object) -> str:
     with pytest.raises(RagwayError) as exc:
-        await call(bus, subject, message, Group)
+        await call(bus, subject, message)
     return exc.value.code
 
 
@@ -73,7 +70,7 @@ async def test_membership_reaches_the_principal_and_each_change_is_announced(
     assert (await principal_of(bus, ada.id)).group_ids == ()
 
     ref = GroupRef(principal=admin, group_id=group.id)
-    assert await call(bus, subjects.AUTH_GROUP_DELETE, ref, Ok) == Ok()
+    assert await call(bus, subjects.AUTH_GROUP_DELETE, ref) == Ok()
     event = await events.next()
     assert (event.kind, event.user_id) == ("user_updated", bob.id)
     assert (await principal_of(bus, bob.id)).group_ids == ()
@@ -91,17 +88,11 @@ async def test_members_read_their_groups_only_and_only_admins_change_them(
     await members(bus, admin, mine.id, subjects.AUTH_GROUP_USERS_ADD, ada.id)
     ada_now = await principal_of(bus, ada.id)
 
-    listed = await call(
-        bus, subjects.AUTH_GROUPS_LIST, GroupListRequest(principal=ada_now), GroupList
-    )
+    listed = await call(bus, subjects.AUTH_GROUPS_LIST, GroupListRequest(principal=ada_now))
     assert [g.id for g in listed.items] == [mine.id]
-    everything = await call(
-        bus, subjects.AUTH_GROUPS_LIST, GroupListRequest(principal=admin), GroupList
-    )
+    everything = await call(bus, subjects.AUTH_GROUPS_LIST, GroupListRequest(principal=admin))
     assert {mine.id, other.id} <= {g.id for g in everything.items}
-    seen = await call(
-        bus, subjects.AUTH_GROUP_GET, GroupRef(principal=ada_now, group_id=mine.id), Group
-    )
+    seen = await call(bus, subjects.AUTH_GROUP_GET, GroupRef(principal=ada_now, group_id=mine.id))
     assert seen.user_ids == [ada.id]
     assert (
         await refused(bus, subjects.AUTH_GROUP_GET, GroupRef(principal=ada_now, group_id=other.id))
@@ -123,7 +114,6 @@ async def test_members_read_their_groups_only_and_only_admins_change_them(
         bus,
         subjects.AUTH_GROUP_UPDATE,
         GroupUpdate(principal=admin, group_id=mine.id, form=GroupForm(name="  Renamed ")),
-        Group,
     )
     assert (renamed.name, renamed.user_ids) == ("Renamed", [ada.id])
 
@@ -133,7 +123,7 @@ async def test_bad_group_requests_name_what_is_wrong(auth: object, bus: Bus) -> 
     group = await create_group(bus, admin)
     unknown = GroupMembersChange(principal=admin, group_id=group.id, user_ids=["nobody-1"])
     with pytest.raises(RagwayError) as exc:
-        await call(bus, subjects.AUTH_GROUP_USERS_ADD, unknown, Group)
+        await call(bus, subjects.AUTH_GROUP_USERS_ADD, unknown)
     assert exc.value.code == "invalid" and "nobody-1" in exc.value.detail
     missing = GroupMembersChange(principal=admin, group_id="no-such-group", user_ids=[])
     assert await refused(bus, subjects.AUTH_GROUP_USERS_ADD, missing) == "not_found"
