@@ -1,25 +1,15 @@
-"""Knowledge collections: named sets of files with Open WebUI's access_control."""
+"""Knowledge collections: named sets of files, shared through access grants."""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
+from contracts.access import AccessControl, Grant
 from contracts.auth import Principal
 from contracts.files import FileRecord
-
-
-class AccessGrant(msgspec.Struct, kw_only=True):
-    group_ids: list[str] = []
-    user_ids: list[str] = []
-
-
-class AccessControl(msgspec.Struct, kw_only=True):
-    """`null` (None) = every user may read; `{}` = private; grants name users."""
-
-    read: AccessGrant | None = None
-    write: AccessGrant | None = None
 
 
 class KnowledgeData(msgspec.Struct, kw_only=True):
@@ -35,7 +25,11 @@ class Knowledge(msgspec.Struct, kw_only=True):
     description: str = ""
     data: KnowledgeData = msgspec.field(default_factory=KnowledgeData)
     meta: dict[str, Any] | None = None
+    # kept in step with `access_grants` (derived from them) for instances that predate them
     access_control: AccessControl | None = None
+    # None: stored before grants existed (`access_control` says what it means); the
+    # retrieval service migrates such records when it starts
+    access_grants: list[Grant] | None = None
     created_at: int
     updated_at: int
 
@@ -48,6 +42,7 @@ class KnowledgeReply(msgspec.Struct, kw_only=True):
     data: KnowledgeData
     meta: dict[str, Any] | None
     access_control: AccessControl | None
+    access_grants: list[Grant]
     created_at: int
     updated_at: int
     files: list[FileRecord] = []
@@ -55,12 +50,20 @@ class KnowledgeReply(msgspec.Struct, kw_only=True):
 
 
 class KnowledgeForm(msgspec.Struct, kw_only=True):
-    """HTTP body of create/update."""
+    """HTTP body of create/update. Grants absent: private on create, unchanged on update."""
 
     name: str
     description: str = ""
-    access_control: AccessControl | None = None
+    access_grants: list[Grant] | UnsetType | None = UNSET
+    access_control: AccessControl | UnsetType | None = UNSET
     data: dict[str, Any] | None = None
+
+
+class AccessForm(msgspec.Struct, kw_only=True):
+    """HTTP body of `/{id}/access/update` (Open WebUI 0.12): only who has access."""
+
+    access_grants: list[Grant] | UnsetType | None = UNSET
+    access_control: AccessControl | UnsetType | None = UNSET
 
 
 class KnowledgeCreate(msgspec.Struct, frozen=True, kw_only=True):
@@ -72,6 +75,12 @@ class KnowledgeUpdate(msgspec.Struct, frozen=True, kw_only=True):
     principal: Principal
     knowledge_id: str
     form: KnowledgeForm
+
+
+class KnowledgeAccessUpdate(msgspec.Struct, frozen=True, kw_only=True):
+    principal: Principal
+    knowledge_id: str
+    form: AccessForm
 
 
 class KnowledgeRef(msgspec.Struct, frozen=True, kw_only=True):

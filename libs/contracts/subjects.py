@@ -40,7 +40,17 @@ from contracts.functions import (
     ToolInfo,
     ToolRecord,
 )
+from contracts.groups import (
+    Group,
+    GroupCreate,
+    GroupList,
+    GroupListRequest,
+    GroupMembersChange,
+    GroupRef,
+    GroupUpdate,
+)
 from contracts.knowledge import (
+    KnowledgeAccessUpdate,
     KnowledgeBatchReply,
     KnowledgeCreate,
     KnowledgeFileChange,
@@ -106,6 +116,19 @@ AUTH_KEY_RESOLVE = Endpoint(
 AUTH_KEY_CREATE = Endpoint("ragway.auth.key.create", UserRef, ApiKeyReply, _AUTH, _GATEWAY)
 AUTH_KEY_GET = Endpoint("ragway.auth.key.get", UserRef, ApiKeyReply, _AUTH, _GATEWAY)
 AUTH_KEY_DELETE = Endpoint("ragway.auth.key.delete", UserRef, Ok, _AUTH, _GATEWAY)
+# groups (auth owns them: membership is about users); a membership change publishes
+# `user_updated` on AUTH_EVENTS for every member it touches
+AUTH_GROUPS_LIST = Endpoint("ragway.auth.groups.list", GroupListRequest, GroupList, _AUTH, _GATEWAY)
+AUTH_GROUP_CREATE = Endpoint("ragway.auth.group.create", GroupCreate, Group, _AUTH, _GATEWAY)
+AUTH_GROUP_GET = Endpoint("ragway.auth.group.get", GroupRef, Group, _AUTH, _GATEWAY)
+AUTH_GROUP_UPDATE = Endpoint("ragway.auth.group.update", GroupUpdate, Group, _AUTH, _GATEWAY)
+AUTH_GROUP_USERS_ADD = Endpoint(
+    "ragway.auth.group.users.add", GroupMembersChange, Group, _AUTH, _GATEWAY
+)
+AUTH_GROUP_USERS_REMOVE = Endpoint(
+    "ragway.auth.group.users.remove", GroupMembersChange, Group, _AUTH, _GATEWAY
+)
+AUTH_GROUP_DELETE = Endpoint("ragway.auth.group.delete", GroupRef, Ok, _AUTH, _GATEWAY)
 # on every role change, deletion or key revocation, so gateways drop cached principals at once
 AUTH_EVENTS = Event(
     "ragway.auth.events", AuthEvent, _AUTH, "from_owner", publishers=(_AUTH,), subscribers=_GATEWAY
@@ -162,8 +185,13 @@ PLUGINS_LIST = Endpoint(
     _INFERENCE,
     _GATEWAY,
 )
-PLUGINS_GET: Endpoint[PluginRef, PluginRecord] = Endpoint(
-    "ragway.plugins.get", PluginRef, cast(Any, PluginRecord), _INFERENCE, _GATEWAY
+# admins get the record with its source; those it is granted to, its info without
+PLUGINS_GET: Endpoint[PluginRef, PluginRecord | FunctionInfo | ToolInfo] = Endpoint(
+    "ragway.plugins.get",
+    PluginRef,
+    cast(Any, PluginRecord | FunctionInfo | ToolInfo),
+    _INFERENCE,
+    _GATEWAY,
 )
 PLUGINS_DELETE = Endpoint("ragway.plugins.delete", PluginRef, bool, _INFERENCE, _GATEWAY)
 
@@ -230,6 +258,9 @@ KNOWLEDGE_LIST = Endpoint(
 KNOWLEDGE_GET = Endpoint("ragway.knowledge.get", KnowledgeRef, KnowledgeReply, _RETRIEVAL, _GATEWAY)
 KNOWLEDGE_UPDATE = Endpoint(
     "ragway.knowledge.update", KnowledgeUpdate, KnowledgeReply, _RETRIEVAL, _GATEWAY
+)
+KNOWLEDGE_ACCESS_UPDATE = Endpoint(
+    "ragway.knowledge.access.update", KnowledgeAccessUpdate, KnowledgeReply, _RETRIEVAL, _GATEWAY
 )
 KNOWLEDGE_FILE_ADD = Endpoint(
     "ragway.knowledge.file.add", KnowledgeFileChange, KnowledgeReply, _RETRIEVAL, _GATEWAY

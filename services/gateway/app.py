@@ -13,6 +13,7 @@ from aiohttp import web
 
 from catalog.files import FileCatalog
 from catalog.jobs import ensure_stream
+from catalog.presets import PresetStore
 from common.bus import Bus
 from common.inbox import Inboxes
 from common.nats_conn import connect_nats
@@ -29,14 +30,17 @@ from gateway import (
     routes_file_edits,
     routes_files,
     routes_functions,
+    routes_groups,
     routes_knowledge,
     routes_ollama,
+    routes_presets,
     routes_retrieval,
 )
 from gateway.identity import Identity
 from gateway.middleware import add_request_id_header, authenticate, request_context
+from gateway.presets import Presets
 from gateway.settings import Settings
-from gateway.state import ACCESS, BUS, CATALOG, IDENTITY, INBOXES, SETTINGS, Access
+from gateway.state import ACCESS, BUS, CATALOG, IDENTITY, INBOXES, PRESETS, SETTINGS, Access
 
 __all__ = ["GatewayHandle", "Settings", "build_app", "serve"]
 
@@ -55,8 +59,10 @@ ROUTE_MODULES = (
     routes_file_edits,
     routes_files,
     routes_functions,
+    routes_groups,
     routes_knowledge,
     routes_ollama,
+    routes_presets,
     routes_retrieval,
 )
 
@@ -117,7 +123,10 @@ async def _file_store(app: web.Application) -> AsyncIterator[None]:
     js = app[BUS].nc.jetstream(timeout=app[SETTINGS].request_timeout_seconds)
     app[CATALOG] = await FileCatalog.open(js, settings.bucket_prefix, settings.kv_replicas)
     await ensure_stream(js, settings.ingest_stream, settings.ingest_subject, settings.kv_replicas)
+    store = await PresetStore.open(js, settings.bucket_prefix, settings.kv_replicas)
+    app[PRESETS] = Presets(store, app[BUS], app[CATALOG], settings.request_timeout_seconds)
     yield
+    await store.aclose()
 
 
 @asynccontextmanager

@@ -21,7 +21,9 @@ from contracts.chat import ChatCompletionRequest
 from contracts.chats import ChatForm, ChatRecord, ChatSummary
 from contracts.files import FileRecord, FileStatusReply
 from contracts.functions import FunctionInfo, PluginForm, ToolInfo
+from contracts.groups import Group, GroupForm, UserIdsForm
 from contracts.knowledge import (
+    AccessForm,
     FileIdForm,
     KnowledgeBatchReply,
     KnowledgeFileList,
@@ -33,6 +35,7 @@ from contracts.knowledge import (
     SyncDiffReply,
 )
 from contracts.models import ModelsReply
+from contracts.presets import PresetAccessForm, PresetForm, PresetIdForm, PresetList, PresetReply
 from gateway.routes_auth import RoleForm
 from gateway.routes_config import ConfigReply, VersionReply
 from gateway.routes_file_edits import ContentForm, ContentReply, ProcessTextForm, ProcessTextReply
@@ -229,6 +232,9 @@ ROUTE_DOCS: dict[str, RouteDoc] = {
     ),
     "knowledge_get": RouteDoc("A collection with its files", "knowledge", None, KnowledgeReply),
     "knowledge_update": RouteDoc("Update a collection", "knowledge", KnowledgeForm, KnowledgeReply),
+    "knowledge_access_update": RouteDoc(
+        "Change who has access (owner, admin)", "knowledge", AccessForm, KnowledgeReply
+    ),
     "knowledge_file_add": RouteDoc("Add a file", "knowledge", FileIdForm, KnowledgeReply),
     "knowledge_file_remove": RouteDoc("Remove a file", "knowledge", FileIdForm, KnowledgeReply),
     "knowledge_reset": RouteDoc("Remove every file", "knowledge", None, KnowledgeReply),
@@ -237,6 +243,28 @@ ROUTE_DOCS: dict[str, RouteDoc] = {
     "retrieval_query_collection": RouteDoc(
         "Search collections", "retrieval", QueryCollectionForm, QueryReply
     ),
+    "groups_list": RouteDoc("Groups (admins: all; others: their own)", "groups", None, list[Group]),
+    "groups_create": RouteDoc("Create a group (admin)", "groups", GroupForm, Group),
+    "groups_get": RouteDoc("A group (admins, its members)", "groups", None, Group),
+    "groups_update": RouteDoc("Update a group (admin)", "groups", GroupForm, Group),
+    "groups_users_add": RouteDoc("Add members (admin)", "groups", UserIdsForm, Group),
+    "groups_users_remove": RouteDoc("Remove members (admin)", "groups", UserIdsForm, Group),
+    "groups_delete": RouteDoc("Delete a group (admin)", "groups", None, bool),
+    "presets_create": RouteDoc("Create a workspace model", "presets", PresetForm, PresetReply),
+    "presets_list": RouteDoc("Readable workspace models", "presets", None, PresetList),
+    "presets_list_0_12": RouteDoc("Readable workspace models", "presets", None, PresetList),
+    "presets_get": RouteDoc("A workspace model (`?id=`)", "presets", None, PresetReply),
+    "presets_update": RouteDoc(
+        "Update a workspace model (`?id=` or the body's id)", "presets", PresetForm, PresetReply
+    ),
+    "presets_access_update": RouteDoc(
+        "Change who has access (owner, admin)", "presets", PresetAccessForm, PresetReply
+    ),
+    "presets_toggle": RouteDoc("Turn a workspace model on or off", "presets", None, PresetReply),
+    "presets_delete": RouteDoc(
+        "Delete a workspace model (`?id=` or the body's id)", "presets", PresetIdForm, bool
+    ),
+    "presets_delete_http": RouteDoc("Delete a workspace model (`?id=`)", "presets", None, bool),
     **_crud("function", FunctionInfo, "functions"),
     **_crud("tool", ToolInfo, "tools"),
     "ollama": RouteDoc(

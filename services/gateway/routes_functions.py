@@ -1,8 +1,9 @@
 """Open WebUI's function (pipe) and tool routes, answered by the inference-proxy.
 
-Writes are admin-only here and again in the proxy; lists are for every signed-in user
-(tools' specs included). Installing validates the source in the proxy's sandbox, so it
-gets the completion timeout rather than the short request one.
+Writes are admin-only here and again in the proxy; lists show every signed-in user what
+it was granted (`access_grants`; absent: admins only), tools' specs included; only
+admins see source. Installing validates the source in the proxy's sandbox, so it gets
+the completion timeout rather than the short request one.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def add_routes(app: web.Application, access: dict[str, Access]) -> None:
     for kind, plural in (("function", "functions"), ("tool", "tools")):
         handlers = _handlers(kind)  # type: ignore[arg-type]
         base = f"/api/v1/{plural}"
-        # Open WebUI shows a function's source to admins only; a tool's to its readers
+        # a function's record is for admins; a tool's (without source) for its grantees
         read_one: Access = "admin" if kind == "function" else "user"
         table: list[tuple[str, str, str, Access]] = [
             ("POST", f"{base}/create", "create", "admin"),

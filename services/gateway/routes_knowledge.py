@@ -1,7 +1,7 @@
 """Open WebUI's knowledge routes, answered by the retrieval service over NATS.
 
-The retrieval service checks every access (read/write per `access_control`); bodies are
-validated here, replies go out as the service sent them.
+The retrieval service checks every access (`access_grants`, see `common.access`); bodies
+are validated here, replies go out as the service sent them.
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ from common.codec import encode
 from contracts import subjects
 from contracts.endpoint import Endpoint
 from contracts.knowledge import (
+    AccessForm,
     FileIdForm,
+    KnowledgeAccessUpdate,
     KnowledgeCreate,
     KnowledgeFileChange,
     KnowledgeFilesBatch,
@@ -143,6 +145,16 @@ async def update(request: web.Request) -> web.Response:
     return json_bytes(await _call(request, subjects.KNOWLEDGE_UPDATE, message))
 
 
+async def update_access(request: web.Request) -> web.Response:
+    form = parse(await read_body(request), AccessForm)
+    message = KnowledgeAccessUpdate(
+        principal=principal_of(request),
+        knowledge_id=request.match_info["knowledge_id"],
+        form=form,
+    )
+    return json_bytes(await _call(request, subjects.KNOWLEDGE_ACCESS_UPDATE, message))
+
+
 async def _file_change(
     request: web.Request, endpoint: Endpoint[KnowledgeFileChange, Any]
 ) -> web.Response:
@@ -181,6 +193,12 @@ def add_routes(app: web.Application, access: dict[str, Access]) -> None:
         ("GET", f"{base}/list", "knowledge_list_writable", list_writable),
         ("GET", f"{base}/{{knowledge_id}}", "knowledge_get", get),
         ("POST", f"{base}/{{knowledge_id}}/update", "knowledge_update", update),
+        (
+            "POST",
+            f"{base}/{{knowledge_id}}/access/update",
+            "knowledge_access_update",
+            update_access,
+        ),
         ("POST", f"{base}/{{knowledge_id}}/file/add", "knowledge_file_add", add_file),
         ("POST", f"{base}/{{knowledge_id}}/file/remove", "knowledge_file_remove", remove_file),
         ("POST", f"{base}/{{knowledge_id}}/reset", "knowledge_reset", reset),

@@ -84,6 +84,7 @@ async def serve(settings: Settings) -> AsyncIterator[InferenceProxy]:
             nc.jetstream(), settings.bucket_prefix, settings.kv_replicas
         )
         stack.push_async_callback(plugins.aclose)
+        await plugins.migrate_to_grants()
         pipes = PipeRunner(nc, sandbox, chat_cancels)
         stack.push_async_callback(pipes.aclose)
         tools = ToolLoop(nc, chat, sandbox, plugins, settings, chat_cancels)
@@ -93,7 +94,7 @@ async def serve(settings: Settings) -> AsyncIterator[InferenceProxy]:
 
         async def list_models(request: ModelsRequest) -> ModelsReply | msgspec.Raw:
             snapshot = await catalog.snapshot(refresh=request.refresh)
-            functions = plugins.function_models()
+            functions = plugins.function_models(request.principal)
             if not functions:
                 return msgspec.Raw(snapshot.encoded)
             return ModelsReply(data=functions + snapshot.models)

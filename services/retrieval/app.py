@@ -50,6 +50,7 @@ async def serve(settings: Settings) -> AsyncIterator[Retrieval]:
         knowledge_store = await KnowledgeStore.open(
             js, settings.bucket_prefix, settings.kv_replicas
         )
+        await knowledge_store.migrate_to_grants()
         known = await stack.enter_async_context(known_files(files))
         knowledge = KnowledgeHandlers(knowledge_store, known)
         vectors = VectorHandlers(store, embedder, files, known, knowledge)
@@ -71,6 +72,7 @@ async def serve(settings: Settings) -> AsyncIterator[Retrieval]:
         await host.serve(subjects.KNOWLEDGE_LIST, knowledge.list)
         await host.serve(subjects.KNOWLEDGE_GET, knowledge.get)
         await host.serve(subjects.KNOWLEDGE_UPDATE, knowledge.update)
+        await host.serve(subjects.KNOWLEDGE_ACCESS_UPDATE, knowledge.update_access)
         await host.serve(subjects.KNOWLEDGE_FILE_ADD, knowledge.add_file)
         await host.serve(subjects.KNOWLEDGE_FILE_REMOVE, knowledge.remove_file)
         await host.serve(subjects.KNOWLEDGE_RESET, knowledge.reset)

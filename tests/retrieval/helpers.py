@@ -14,11 +14,11 @@ from catalog.files import FileCatalog, now
 from common.bus import Bus
 from common.errors import RagwayError
 from contracts import subjects
+from contracts.access import AccessControl
 from contracts.auth import Principal, Role
 from contracts.endpoint import Endpoint, Rep, Req
 from contracts.files import FileData, FileMeta, FileRecord, FileStatus
 from contracts.knowledge import (
-    AccessControl,
     KnowledgeCreate,
     KnowledgeFileChange,
     KnowledgeForm,

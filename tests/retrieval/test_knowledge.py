@@ -9,10 +9,9 @@ import msgspec
 from catalog.files import FileCatalog
 from common.bus import Bus
 from contracts import subjects
+from contracts.access import PUBLIC_READ, AccessControl, AccessIds
 from contracts.auth import Ok
 from contracts.knowledge import (
-    AccessControl,
-    AccessGrant,
     KnowledgeFileChange,
     KnowledgeForm,
     KnowledgeListRequest,
@@ -44,13 +43,19 @@ async def test_null_and_empty_access_control_stay_distinct_on_the_wire(
 ) -> None:
     owner = user()
     principal = msgspec.to_builtins(owner)
-    for access, expected in (("null", None), ("{}", AccessControl())):
+    private = AccessControl(read=AccessIds(), write=AccessIds())
+    for access, control, grants in (
+        (', "access_control": null', None, [PUBLIC_READ]),
+        (', "access_control": {}', private, []),
+        ("", private, []),  # absent: private (Open WebUI 0.9+), not public
+    ):
         raw = f'{{"principal": {msgspec.json.encode(principal).decode()},'
-        raw += f' "form": {{"name": "K", "access_control": {access}}}}}'
+        raw += f' "form": {{"name": "K"{access}}}}}'
         data = await mbus.call_raw(subjects.KNOWLEDGE_CREATE, raw.encode(), timeout=10)
         created = msgspec.json.decode(data, type=KnowledgeReply)
-        assert created.access_control == expected
-        assert (await get(mbus, owner, created.id)).access_control == expected
+        assert (created.access_control, created.access_grants) == (control, grants), access
+        again = await get(mbus, owner, created.id)
+        assert (again.access_control, again.access_grants) == (control, grants)
 
 
 async def test_a_private_collection_is_not_found_for_others_and_readable_by_admins(
@@ -97,7 +102,7 @@ async def test_grants_let_named_users_read_or_write_and_nobody_else(
 ) -> None:
     owner, reader, writer, stranger = user(), user(), user(), user()
     access = AccessControl(
-        read=AccessGrant(user_ids=[reader.id]), write=AccessGrant(user_ids=[writer.id])
+        read=AccessIds(user_ids=[reader.id]), write=AccessIds(user_ids=[writer.id])
     )
     shared = await create(mbus, owner, access)
 

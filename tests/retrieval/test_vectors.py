@@ -8,9 +8,9 @@ from catalog.files import FileCatalog
 from common.bus import Bus
 from common.errors import RagwayError
 from contracts import subjects
+from contracts.access import AccessControl
 from contracts.auth import Ok, Principal
 from contracts.files import DeleteFileRequest
-from contracts.knowledge import AccessControl
 from contracts.retrieval import (
     CopyFileVectors,
     FileVectorsRef,
