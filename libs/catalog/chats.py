@@ -63,8 +63,7 @@ class ChatStore:
         cls, js: JetStreamContext, prefix: str = "ragway", replicas: int = 1
     ) -> ChatStore:
         store = cls(await Bucket.open(js, f"{prefix}_chats", replicas))
-        if not await store._order.backfilled():
-            await store._backfill_order()
+        await store._order.ensure_backfilled(store._backfill_order)
         return store
 
     async def _backfill_order(self) -> None:
@@ -72,7 +71,6 @@ class ChatStore:
         for key, value in (await self._bucket.latest("title.*.*")).items():
             summary = _decode_summary(value)
             await self._order.add(key.split(".")[1], summary.updated_at, summary.id)
-        await self._order.mark_backfilled()
 
     async def create(
         self, user_id: str, chat: dict[str, Any], folder_id: str | None = None

@@ -56,15 +56,13 @@ class FileCatalog:
         owners = OwnerIndex(await Bucket.open(js, f"{prefix}_file_owners", replicas), "files")
         await ensure_object_store(js, f"{prefix}_blobs", replicas)
         catalog = cls(records, hashes, owners, BlobStore(js, f"{prefix}_blobs"))
-        if not await owners.backfilled():
-            await catalog._backfill_owners()
+        await owners.ensure_backfilled(catalog._backfill_owners)
         return catalog
 
     async def _backfill_owners(self) -> None:
         """Index the records written before the owner index existed (once per bucket)."""
         for record in await self.list_all():
             await self._owners.add(record.user_id, record.created_at, record.id)
-        await self._owners.mark_backfilled()
 
     async def create(self, record: FileRecord) -> None:
         # indexed first: an index entry without a record is skipped (and a record
