@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import msgspec
+from common.settings import Settings
 
 # Open WebUI's names and ours: any of them set means "use these backends, no local LLM".
 BACKEND_VARIABLES = (
@@ -20,7 +20,7 @@ BACKEND_VARIABLES = (
 DEFAULT_SERVICES = "auth,inference_proxy,ingestion,retrieval"
 
 
-class StackSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class StackSettings(Settings, kw_only=True):
     data_dir: str = "./data"
     cache_dir: str = "~/.cache/ragway"
     port: int = 3000  # the gateway's HTTP port (the gateway reads RAGWAY_PORT too)

@@ -16,15 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from click.testing import CliRunner, Result
 
 from embedding.embedder import read_manifest
+from embedding.settings import service_embedder
 from ingestion.app import Settings as IngestionSettings
 from ingestion.app import serve as serve_ingestion
 from ragway_cli.main import app
 from retrieval.app import serve as serve_retrieval
-from retrieval.engines import embedder_settings
 from retrieval.settings import Settings as RetrievalSettings
 from tests.e2e.conftest import Account, Stack
 
@@ -44,7 +45,7 @@ async def ragway(
         log_level="warning",
     )
     try:
-        read_manifest(embedder_settings(retrieval_settings).resolved_model_dir())
+        read_manifest(retrieval_settings.embedding.resolved_model_dir())
     except Exception:
         pytest.fail("embedding model not built: run `python -m embedding.build` (make setup)")
     ingestion_settings = IngestionSettings(
@@ -52,7 +53,7 @@ async def ragway(
         log_level="warning",
         chunk_size=300,
         chunk_overlap=30,
-        embedding_batch_size=8,
+        embedding=msgspec.structs.replace(service_embedder(), batch_size=8),
         ack_wait_seconds=5.0,
         nak_delay_seconds=0.2,
     )

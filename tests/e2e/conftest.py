@@ -211,14 +211,13 @@ async def rag(
     from ingestion.app import Settings as IngestionSettings
     from ingestion.app import serve as serve_ingestion
     from retrieval.app import serve as serve_retrieval
-    from retrieval.engines import embedder_settings
     from retrieval.settings import Settings as RetrievalSettings
 
     retrieval_settings = RetrievalSettings(
         nats_url=nats_url, data_dir=str(tmp_path_factory.mktemp("rag")), log_level="warning"
     )
     try:
-        read_manifest(embedder_settings(retrieval_settings).resolved_model_dir())
+        read_manifest(retrieval_settings.embedding.resolved_model_dir())
     except Exception:
         pytest.fail("embedding model not built: run `make setup` (python -m embedding.build)")
     ingestion_settings = IngestionSettings(
