@@ -15,7 +15,7 @@ PYTHON_TAG := $(shell $(PYTHON) -c 'import sys, zlib; print(zlib.crc32(sys.versi
 STAMP := $(VENV)/.ragway-installed-$(PYTHON_TAG)
 PATHS := libs services tests bench
 
-.PHONY: setup setup-models run test lint fmt bench bench-anchors clean
+.PHONY: setup setup-models run test test-fast lint fmt bench bench-anchors clean
 
 setup: $(STAMP) setup-models
 
@@ -42,6 +42,12 @@ run: setup
 test: setup lint
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest
+
+# Unit and service tests only (real nats-server and embedding model; no llama-server, no
+# whole stack, no process kills, no cluster): about a minute and a half. Markers: pyproject.
+test-fast: $(STAMP)
+	$(PY) -m embedding.build
+	$(VENV)/bin/pytest -q -m "not (e2e or llm or slow or cluster or reliability or security)"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check $(PATHS)

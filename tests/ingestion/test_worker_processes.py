@@ -22,6 +22,9 @@ from retrieval.app import Retrieval
 from tests.ingestion.test_worker import DONE, handbook
 from tests.ingestion.uploads import record_when, upload, wait_for
 
+# worker processes started and killed: the slow tier (`make test-fast` leaves them out)
+pytestmark = pytest.mark.slow
+
 
 class WorkerProcess:
     """One `python -m ingestion` child; its JSON log lines are collected as they come."""
