@@ -15,7 +15,7 @@ PYTHON_TAG := $(shell $(PYTHON) -c 'import sys, zlib; print(zlib.crc32(sys.versi
 STAMP := $(VENV)/.ragway-installed-$(PYTHON_TAG)
 PATHS := libs services tests bench
 
-.PHONY: setup setup-models system-packages run test test-image image lint fmt bench bench-anchors clean
+.PHONY: setup setup-models system-packages run test test-fast test-image image lint fmt bench bench-anchors clean
 
 setup: $(STAMP) setup-models
 
@@ -66,6 +66,12 @@ test-image: setup
 	@if command -v podman >/dev/null && command -v mmdebstrap >/dev/null; then \
 		$(MAKE) image && RAGWAY_TEST_IMAGE=$(IMAGE) $(VENV)/bin/pytest -q tests/image; \
 	else echo "test-image skipped: podman and mmdebstrap are not installed (make system-packages)"; fi
+
+# Unit and service tests only (real nats-server and embedding model; no llama-server, no
+# whole stack, no process kills, no cluster): about a minute and a half. Markers: pyproject.
+test-fast: $(STAMP)
+	$(PY) -m embedding.build
+	$(VENV)/bin/pytest -q -m "not (e2e or llm or slow or cluster or reliability or security)"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check $(PATHS)

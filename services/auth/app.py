@@ -25,7 +25,6 @@ from contracts import subjects
 @asynccontextmanager
 async def serve(settings: Settings) -> AsyncIterator[None]:
     """Serve every AUTH_* subject until the context exits, then drain."""
-    settings.check()
     log = structlog.get_logger().bind(service=subjects.AUTH_SERVICE)
     async with connect_nats(settings.nats_servers(), name="ragway-auth") as nc:
         buckets = await Buckets.open(nc.jetstream(), settings.bucket_prefix, settings.kv_replicas)

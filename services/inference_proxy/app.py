@@ -21,10 +21,10 @@ from inference_proxy.passthrough import OllamaPassthrough
 from inference_proxy.pipes import PipeRunner
 from inference_proxy.plugins import PluginService, PluginStore
 from inference_proxy.sandbox import Sandbox, SandboxLimits
-from inference_proxy.settings import ENV_ALIASES, Settings, configured_backends
+from inference_proxy.settings import Settings, configured_backends
 from inference_proxy.tool_loop import ToolLoop
 
-__all__ = ["ENV_ALIASES", "InferenceProxy", "Settings", "serve"]
+__all__ = ["InferenceProxy", "Settings", "serve"]
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ async def serve(settings: Settings) -> AsyncIterator[InferenceProxy]:
         )
         stack.push_async_callback(backend.close)
         nc = await stack.enter_async_context(
-            connect_nats(settings.nats_servers, name=subjects.INFERENCE_SERVICE)
+            connect_nats(settings.nats_servers(), name=subjects.INFERENCE_SERVICE)
         )
         catalog = ModelCatalog(
             backend,

@@ -141,7 +141,6 @@ def test_settings_from_the_environment_accept_open_webui_names() -> None:
     settings = load_settings(
         Settings,
         environ={"WEBUI_SECRET_KEY": "k" * 32, "RAGWAY_JWT_EXPIRES_SECONDS": "60"},
-        aliases={"jwt_secret": ("WEBUI_SECRET_KEY",)},
     )
     assert (settings.jwt_secret, settings.jwt_expires_seconds) == ("k" * 32, 60)
     assert msgspec.structs.replace(settings, nats_url="nats://a:1, nats://b:2").nats_servers() == [

@@ -23,9 +23,6 @@ from contracts.chat import STREAM_END, STREAM_HEADER, CompletionJob, StreamAccep
 from contracts.models import ModelsReply, ModelsRequest
 from contracts.ollama import Method, OllamaProxyAccepted, OllamaProxyEnd, OllamaProxyRequest
 from inference_proxy.app import InferenceProxy, Settings, serve
-from tests.fakes.fixtures import ollama_fake, openai_fake
-
-__all__ = ["ollama_fake", "openai_fake"]
 
 PRINCIPAL = Principal(id="u1", email="u1@example.com", name="U", role="user")
 

@@ -18,26 +18,15 @@ import pytest
 
 from gateway.app import Settings as GatewaySettings
 from gateway.app import serve as serve_gateway
-from tests.e2e.conftest import (  # noqa: F401  (fixtures)
-    Account,
-    RagServices,
-    Stack,
-    _reset_fakes,
-    admin,
-    backend_fakes,
-    nats_url,
-    rag,
-    stack,
-    user,
-)
 from tests.e2e.rag_helpers import settled
+from tests.support.stack import Account, RagServices, Stack
 
 
 @pytest.fixture(scope="session")
-async def second(stack: Stack, nats_url: str) -> AsyncIterator[Stack]:  # noqa: F811
+async def second(stack: Stack, stack_nats_url: str) -> AsyncIterator[Stack]:
     """Another gateway on the same NATS (and the dev docs on): the same users, its own cache."""
     settings = GatewaySettings(
-        nats_url=nats_url,
+        nats_url=stack_nats_url,
         port=0,
         env="dev",
         request_timeout_seconds=5,
@@ -134,5 +123,5 @@ async def owned_by_new_user(api: Stack) -> Owned:
 
 
 @pytest.fixture(scope="session")
-async def owned(stack: Stack, rag: RagServices) -> Owned:  # noqa: F811
+async def owned(stack: Stack, rag: RagServices) -> Owned:
     return await owned_by_new_user(stack)

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from tests.e2e.conftest import Account, Stack
 from tests.security.conftest import Owned, owned_by_new_user, upload
+from tests.support.stack import Account, Stack
 
 pytestmark = pytest.mark.security
 

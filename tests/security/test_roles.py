@@ -14,7 +14,7 @@ from aiohttp import web
 
 from contracts.ollama import ADMIN_PATHS
 from gateway.state import ACCESS
-from tests.e2e.conftest import PASSWORD, Account, Stack
+from tests.support.stack import PASSWORD, Account, Stack
 
 pytestmark = pytest.mark.security
 
