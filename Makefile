@@ -15,7 +15,8 @@ PYTHON_TAG := $(shell $(PYTHON) -c 'import sys, zlib; print(zlib.crc32(sys.versi
 STAMP := $(VENV)/.ragway-installed-$(PYTHON_TAG)
 PATHS := libs services tests bench
 
-.PHONY: setup setup-models run test lint fmt bench bench-anchors clean
+.PHONY: setup setup-models setup-browser run test lint fmt bench bench-anchors clean \
+	console-screenshots
 
 setup: $(STAMP) setup-models
 
@@ -38,6 +39,16 @@ setup-models: $(STAMP)
 
 run: setup
 	$(PY) -m stack run
+
+# Debian's chromium for the web console's browser tests (tests/console), installed only
+# when missing; without it those tests skip and say so. Playwright drives this binary
+# (its own browser download needs a network the tests do not have).
+setup-browser:
+	@test -x /usr/bin/chromium || { apt-get update -qq && apt-get install -y -qq chromium; }
+
+# The README's console screenshots (docs/console/*.png), taken by the browser tests.
+console-screenshots: setup setup-browser
+	RAGWAY_CONSOLE_SCREENSHOTS=docs/console $(VENV)/bin/pytest -q tests/console/test_console_browser.py
 
 test: setup lint
 	$(VENV)/bin/mypy

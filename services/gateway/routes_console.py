@@ -12,9 +12,10 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgspec
 from aiohttp import web
 
-from contracts.auth import Session
+from contracts.auth import Role, Session
 from gateway.bodies import TRUE, json_bytes, json_value, parse
 from gateway.console_session import (
     clear_session_cookie,
@@ -59,6 +60,16 @@ class Asset:
 ASSETS = web.AppKey("console_assets", dict[str, Asset])
 
 
+class ConsoleUser(msgspec.Struct, kw_only=True):
+    """What a console sign-in answers: the session's user, never its token."""
+
+    id: str
+    email: str
+    name: str
+    role: Role
+    expires_at: int
+
+
 def load_assets(directory: Path) -> dict[str, Asset]:
     """Every servable file of the console directory by name (the directory is flat)."""
     assets: dict[str, Asset] = {}
@@ -95,13 +106,13 @@ def _signed_in(request: web.Request, reply: bytes) -> web.Response:
     """The user (no token) as the reply; the token goes into the session cookie."""
     session = parse(reply, Session)
     response = json_value(
-        {
-            "id": session.id,
-            "email": session.email,
-            "name": session.name,
-            "role": session.role,
-            "expires_at": session.expires_at,
-        }
+        ConsoleUser(
+            id=session.id,
+            email=session.email,
+            name=session.name,
+            role=session.role,
+            expires_at=session.expires_at,
+        )
     )
     set_session_cookie(request, response, session.token, session.expires_at)
     return response

@@ -74,6 +74,7 @@ NOT_PER_USER: dict[str, str] = {
     "tools_delete": "admin-only",
     "ollama": "an Ollama API path, not an object (test_outbound: no arbitrary URLs)",
     "docs_static": "public Swagger UI assets (dev only)",
+    "console_asset": "the web console's public static files",
 }
 
 PARAM = re.compile(r"{(\w+)")

@@ -157,18 +157,20 @@ export function mountChat(main, { user }) {
   const prompt = h("textarea", {
     id: "prompt",
     rows: 1,
-    placeholder: "Ask something…  (Enter sends, Shift+Enter for a new line)",
+    placeholder: "Ask something…",
+    "aria-describedby": "prompt-keys",
   });
   const attach = h("button", { type: "button", class: "ghost", "aria-haspopup": "dialog" }, "Attach");
   const send = h("button", { type: "submit", class: "primary" }, "Send");
   const stop = h("button", { type: "button", class: "danger", hidden: true }, "Stop");
   const composer = h(
     "form",
-    { class: "composer", "aria-label": "Message" },
+    { class: "composer", "aria-label": "New message" },
     chips,
     h("div", { class: "composer-row" },
       attach,
       h("label", { for: "prompt", class: "visually-hidden" }, "Message"),
+      h("span", { id: "prompt-keys", class: "visually-hidden" }, "Enter sends; Shift+Enter starts a new line."),
       prompt, send, stop),
   );
   const sideToggle = h("button", { type: "button", class: "ghost side-toggle", "aria-expanded": "false", "aria-controls": "chat-side" }, "Chats");
