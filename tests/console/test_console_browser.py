@@ -110,7 +110,8 @@ async def test_chat_streams_the_answer_keeps_the_history_and_stops_on_request(
     await page.keyboard.press("Enter")
     answer = page.locator(".msg.assistant .msg-body").last
     await answer.get_by_text("Echo: Hello there, console").wait_for()
-    assert await page.get_by_role("button", name="Send").is_visible()
+    # [DONE] comes once the turn is stored in the chat: then Send is back
+    await page.get_by_role("button", name="Send").wait_for()
 
     # the chat is kept: it is listed, and a reload of its address shows the turn again
     await (
@@ -242,3 +243,21 @@ async def test_an_admin_activates_a_pending_user(
         await waiting.get_by_role("heading", name="New chat").wait_for()
     finally:
         await waiting_context.close()
+
+
+async def test_signing_in_and_moving_around_works_from_the_keyboard(
+    page: Any, user: Account
+) -> None:
+    await page.goto("/")
+    await page.get_by_label("Email").wait_for()
+    assert await page.evaluate("document.activeElement.type") == "email"  # focused at once
+    await page.keyboard.type(user.email)
+    await page.keyboard.press("Tab")
+    await page.keyboard.type(PASSWORD)
+    await page.keyboard.press("Enter")
+    await page.get_by_role("heading", name="New chat").wait_for()
+    # a screen change moves the focus to its heading, for screen readers
+    await page.get_by_role("link", name="Files").press("Enter")
+    await page.get_by_role("heading", name="Files and collections").wait_for()
+    focused = await page.evaluate("document.activeElement.textContent")
+    assert focused == "Files and collections"

@@ -317,6 +317,7 @@ export function mountChat(main, { user }) {
   }
 
   async function ask(text) {
+    await modelsLoaded; // a question typed before the list came waits for it
     const model = modelSelect.value;
     if (!model) {
       toast("Pick a model first", "error");
@@ -517,7 +518,7 @@ export function mountChat(main, { user }) {
 
   // --- start -------------------------------------------------------------------------
   log.append(emptyState());
-  loadModels().catch((error) => toast(`Models: ${error.message}`, "error"));
+  const modelsLoaded = loadModels().catch((error) => toast(`Models: ${error.message}`, "error"));
   if (state.chatId) openChat(state.chatId).catch((error) => { toast(error.message, "error"); startNew(); });
   else loadList().catch(() => {});
   return () => {
