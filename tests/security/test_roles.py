@@ -20,7 +20,16 @@ pytestmark = pytest.mark.security
 
 PARAM = re.compile(r"{(\w+)(:[^}]*)?}")
 # The only routes a pending (or anonymous) caller reaches; changing these is a decision.
-PUBLIC = {"signup", "signin", "health", "openapi", "docs", "docs_static"}
+PUBLIC = {
+    "signup",
+    "signin",
+    "health",
+    "openapi",
+    "docs",
+    "docs_static",
+    "api_version",
+    "api_config",
+}
 # The web console's page, its assets, and its session routes (sign in, sign up and sign
 # out: these set or clear the cookie, and refuse requests without the console's header).
 PUBLIC |= {"console", "console_asset", "console_signin", "console_signout", "console_signup"}
