@@ -9,7 +9,14 @@ import nats
 import structlog
 from nats.aio.client import Client
 
+from common.settings import NatsAuth
+
 log = structlog.get_logger()
+
+
+def inbox_prefix(user: str) -> str:
+    """The prefix of `user`'s reply subjects; the server lets only `user` subscribe there."""
+    return f"_INBOX_{user}"
 
 
 @asynccontextmanager
@@ -17,8 +24,13 @@ async def connect_nats(
     servers: list[str],
     name: str,
     on_reconnect: Callable[[], Awaitable[None]] | None = None,
+    auth: NatsAuth | None = None,
 ) -> AsyncIterator[Client]:
-    """A connection that keeps reconnecting while the server is away, drained on exit."""
+    """A connection that keeps reconnecting while the server is away, drained on exit.
+
+    With `auth`, it logs in as that user and takes its replies under `_INBOX_<user>`, the
+    only inbox the server lets that user subscribe to (see stack.nats_permissions).
+    """
 
     closing = False
 
@@ -36,6 +48,13 @@ async def connect_nats(
     async def error(exc: Exception) -> None:
         log.warning("nats_error", client=name, error=str(exc))
 
+    credentials: dict[str, str] = {}
+    if auth is not None and auth.user:
+        credentials = {
+            "user": auth.user,
+            "password": auth.password,
+            "inbox_prefix": inbox_prefix(auth.user),
+        }
     nc = await nats.connect(
         servers=servers,
         name=name,
@@ -48,6 +67,7 @@ async def connect_nats(
         reconnected_cb=reconnected,
         error_cb=error,
         allow_reconnect=True,
+        **credentials,
     )
     try:
         yield nc

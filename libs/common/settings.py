@@ -80,9 +80,25 @@ class ServiceSettings(Settings, kw_only=True):
     kv_replicas: Positive = 1  # 3 on a NATS cluster (also the job stream's replicas)
     # NATS requests this process handles at once; one more is answered busy (503) at once
     max_in_flight: Positive = 512
+    # this process's own NATS user (the launcher, or a deployment's Secret, hands it over)
+    nats_user: str = ""
+    nats_password: str = ""
 
     def nats_servers(self) -> list[str]:
         return [url.strip() for url in self.nats_url.split(",") if url.strip()]
+
+    def nats_auth(self) -> NatsAuth:
+        return NatsAuth(user=self.nats_user, password=self.nats_password)
+
+
+class NatsAuth(msgspec.Struct, frozen=True, kw_only=True):
+    """A NATS user and its password; empty: connect without credentials."""
+
+    user: str = ""
+    password: str = ""
+
+    def __repr__(self) -> str:  # never log the password
+        return f"NatsAuth(user={self.user!r})"
 
 
 class SettingsGroup(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

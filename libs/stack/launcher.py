@@ -22,10 +22,14 @@ from types import TracebackType
 import nats
 import structlog
 
+from common.nats_conn import inbox_prefix
+from common.settings import NatsAuth, ServiceSettings, load_settings
 from contracts import subjects
 from stack.llama_server import LlamaServer, LlamaServerConfig
 from stack.llm_setup import MODEL_ID
+from stack.nats_permissions import GATEWAY, LAUNCHER
 from stack.nats_server import NatsServer, NatsServerConfig
+from stack.nats_users import authorization_block, load_or_create_users
 from stack.processes import ChildProcess, wait_http_ok
 from stack.settings import StackSettings, backends_configured
 
@@ -38,6 +42,10 @@ MICRO_NAMES = {
     "ingestion": subjects.INGESTION_SERVICE,
     "retrieval": subjects.RETRIEVAL_SERVICE,
 }
+# each package's NATS user
+NATS_USERS = {**MICRO_NAMES, "gateway": GATEWAY}
+# handed to each child by the launcher, never inherited from its own environment
+NATS_CREDENTIAL_VARIABLES = ("RAGWAY_NATS_USER", "RAGWAY_NATS_PASSWORD")
 RESTART_BACKOFF_MAX_S = 30.0
 STABLE_AFTER_S = 30.0  # a child that ran this long gets its backoff reset
 
@@ -57,13 +65,9 @@ class Stack:
         self.data_dir = Path(settings.data_dir).expanduser().resolve()
         self.cache_dir = Path(settings.cache_dir).expanduser().resolve()
         self.log_dir: Path | None = self.data_dir / "logs" if log_to_files else None
-        self.nats = NatsServer(
-            NatsServerConfig(
-                port=settings.nats_port,
-                monitor_port=settings.nats_monitor_port,
-                store_dir=self.data_dir / "nats",
-            )
-        )
+        # made at start(), in the data dir, when settings.nats_auth (the default)
+        self.nats_users: dict[str, NatsAuth] = {}
+        self.nats = self._nats_server()
         self.llama: LlamaServer | None = None
         self.services: list[ChildProcess] = []
         self.gateway: ChildProcess | None = None
@@ -78,8 +82,23 @@ class Stack:
     def uses_local_llm(self) -> bool:
         return self.settings.local_llm and not backends_configured(self.environ)
 
+    def _nats_server(self) -> NatsServer:
+        authorization = ""
+        if self.nats_users:
+            # what the services will read, so the permissions name their buckets
+            prefix = load_settings(ServiceSettings, self.environ).bucket_prefix
+            authorization = authorization_block(self.nats_users, prefix)
+        return NatsServer(
+            NatsServerConfig(
+                port=self.settings.nats_port,
+                monitor_port=self.settings.nats_monitor_port,
+                store_dir=self.data_dir / "nats",
+                authorization=authorization,
+            )
+        )
+
     def child_env(self) -> dict[str, str]:
-        env = dict(self.environ)
+        env = {k: v for k, v in self.environ.items() if k not in NATS_CREDENTIAL_VARIABLES}
         env.update(
             RAGWAY_NATS_URL=self.nats.url,
             RAGWAY_DATA_DIR=str(self.data_dir),
@@ -93,6 +112,14 @@ class Stack:
             env.setdefault("RAGWAY_OPENAI_API_KEYS", "none")
         return env
 
+    def env_of(self, package: str, env: Mapping[str, str]) -> dict[str, str]:
+        """`env` with `package`'s own NATS user, and no other's."""
+        child = dict(env)
+        if self.nats_users:
+            auth = self.nats_users[NATS_USERS[package]]
+            child.update(RAGWAY_NATS_USER=auth.user, RAGWAY_NATS_PASSWORD=auth.password)
+        return child
+
     def _log_path(self, name: str) -> Path | None:
         return self.log_dir / f"{name}.log" if self.log_dir is not None else None
 
@@ -101,6 +128,9 @@ class Stack:
         started = time.monotonic()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         try:
+            if self.settings.nats_auth and not self.nats_users:
+                self.nats_users = load_or_create_users(self.data_dir)
+                self.nats = self._nats_server()
             self.nats.start()
             log.info("nats_ready", url=self.nats.url)
             if self.uses_local_llm:
@@ -132,7 +162,10 @@ class Stack:
 
     def _python_child(self, package: str, env: Mapping[str, str]) -> ChildProcess:
         return ChildProcess(
-            package, [sys.executable, "-m", package], env, log_path=self._log_path(package)
+            package,
+            [sys.executable, "-m", package],
+            self.env_of(package, env),
+            log_path=self._log_path(package),
         )
 
     def _wait_services_ready(self) -> None:
@@ -142,7 +175,15 @@ class Stack:
             for child in self.services
             if child.name in MICRO_NAMES
         }
-        asyncio.run(_wait_pings(self.nats.url, names, self.services, self.settings.start_timeout_s))
+        asyncio.run(
+            _wait_pings(
+                self.nats.url,
+                names,
+                self.services,
+                self.settings.start_timeout_s,
+                self.nats_users.get(LAUNCHER),
+            )
+        )
 
     def supervise_once(self) -> None:
         """Restart (with backoff) any child that died on its own."""
@@ -219,10 +260,21 @@ class Stack:
 
 
 async def _wait_pings(
-    nats_url: str, names: dict[str, str], children: list[ChildProcess], within_s: float
+    nats_url: str,
+    names: dict[str, str],
+    children: list[ChildProcess],
+    within_s: float,
+    auth: NatsAuth | None,
 ) -> None:
     deadline = time.monotonic() + within_s
-    nc = await nats.connect(nats_url, name="stack-launcher", connect_timeout=2)
+    login: dict[str, str] = {}
+    if auth is not None:
+        login = {
+            "user": auth.user,
+            "password": auth.password,
+            "inbox_prefix": inbox_prefix(auth.user),
+        }
+    nc = await nats.connect(nats_url, name="stack-launcher", connect_timeout=2, **login)
     try:
         waiting = dict(names)
         while waiting:

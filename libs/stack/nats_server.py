@@ -29,6 +29,8 @@ class NatsServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     cluster_name: str = ""
     cluster_port: int = 0
     routes: tuple[str, ...] = ()
+    # an `authorization {}` block (stack.nats_users); the file is then readable by its owner only
+    authorization: str = ""
 
 
 def nats_server_binary() -> str:
@@ -52,12 +54,16 @@ def free_port() -> int:
 def write_config(config: NatsServerConfig) -> Path:
     config.store_dir.mkdir(parents=True, exist_ok=True)
     path = config.store_dir / "nats-server.conf"
+    path.touch(mode=0o600)
+    path.chmod(0o600)
     path.write_text(
         f"server_name: {config.server_name}\n"
         f"listen: {config.host}:{config.port}\n"
         f"http: {config.host}:{config.monitor_port}\n"
         f"max_payload: {config.max_payload_mb}MB\n"
-        f"jetstream {{\n  store_dir: {str(config.store_dir)!r}\n}}\n" + cluster_block(config)
+        f"jetstream {{\n  store_dir: {str(config.store_dir)!r}\n}}\n"
+        + cluster_block(config)
+        + config.authorization
     )
     return path
 

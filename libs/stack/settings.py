@@ -36,6 +36,9 @@ class StackSettings(Settings, kw_only=True):
     # above the gateway's shutdown grace (25 s) and ingestion's stop grace (20 s)
     stop_timeout_s: float = 30.0
     log_level: str = "info"
+    # each service logs in to NATS as its own user with only its own subjects (see
+    # stack.nats_permissions); off only to debug the bus with a credential-less client
+    nats_auth: bool = True
 
     def service_list(self) -> list[str]:
         return [name.strip() for name in self.services.split(",") if name.strip()]

@@ -26,7 +26,9 @@ from contracts import subjects
 async def serve(settings: Settings) -> AsyncIterator[None]:
     """Serve every AUTH_* subject until the context exits, then drain."""
     log = structlog.get_logger().bind(service=subjects.AUTH_SERVICE)
-    async with connect_nats(settings.nats_servers(), name="ragway-auth") as nc:
+    async with connect_nats(
+        settings.nats_servers(), name="ragway-auth", auth=settings.nats_auth()
+    ) as nc:
         buckets = await Buckets.open(nc.jetstream(), settings.bucket_prefix, settings.kv_replicas)
         secret = await load_jwt_secret(buckets.meta, settings.jwt_secret, log)
         passwords = Passwords(

@@ -141,7 +141,9 @@ async def serve(settings: Settings) -> AsyncIterator[GatewayHandle]:
             await hook()
 
     async with (
-        connect_nats(settings.nats_servers(), "gateway", on_reconnect=reconnected) as nc,
+        connect_nats(
+            settings.nats_servers(), "gateway", on_reconnect=reconnected, auth=settings.nats_auth()
+        ) as nc,
         # no NATS endpoints: registering still gives the gateway `$SRV.PING/INFO/STATS`
         ServiceHost(nc, GATEWAY_SERVICE, description="ragway HTTP gateway"),
     ):

@@ -52,7 +52,11 @@ async def serve(settings: Settings) -> AsyncIterator[InferenceProxy]:
         )
         stack.push_async_callback(backend.close)
         nc = await stack.enter_async_context(
-            connect_nats(settings.nats_servers(), name=subjects.INFERENCE_SERVICE)
+            connect_nats(
+                settings.nats_servers(),
+                name=subjects.INFERENCE_SERVICE,
+                auth=settings.nats_auth(),
+            )
         )
         catalog = ModelCatalog(
             backend,

@@ -75,7 +75,7 @@ async def serve(settings: Settings) -> AsyncIterator[Ingestion]:
         )
         stack.callback(pool.shutdown, wait=False, cancel_futures=True)
         nc = await stack.enter_async_context(
-            connect_nats(settings.nats_servers(), name=INGESTION_SERVICE)
+            connect_nats(settings.nats_servers(), name=INGESTION_SERVICE, auth=settings.nats_auth())
         )
         js = nc.jetstream()
         catalog = await FileCatalog.open(js, settings.bucket_prefix, settings.kv_replicas)

@@ -43,7 +43,11 @@ async def serve(settings: Settings) -> AsyncIterator[Retrieval]:
         embedder = await load_embedder(settings)
         store = await stack.enter_async_context(open_store(settings, embedder.dimension))
         nc = await stack.enter_async_context(
-            connect_nats(settings.nats_servers(), name=subjects.RETRIEVAL_SERVICE)
+            connect_nats(
+                settings.nats_servers(),
+                name=subjects.RETRIEVAL_SERVICE,
+                auth=settings.nats_auth(),
+            )
         )
         js = nc.jetstream()
         files = await FileCatalog.open(js, settings.bucket_prefix, settings.kv_replicas)

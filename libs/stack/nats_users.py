@@ -1,0 +1,89 @@
+"""NATS users of the embedded stack: one per service, passwords made at first start.
+
+The passwords live in `<data dir>/nats-users.json` (mode 0600, made once, kept across
+restarts); the nats-server config gets an `authorization {}` block with each user's
+permissions (`stack.nats_permissions`), and each service is handed only its own user.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+
+import msgspec
+
+from common.settings import NatsAuth
+from stack.nats_permissions import SERVICES, USERS, Permissions, permissions_for
+
+USERS_FILE = "nats-users.json"
+
+
+def load_or_create_users(data_dir: Path) -> dict[str, NatsAuth]:
+    """Every user's credentials, making (and saving, 0600) those not made yet."""
+    path = data_dir / USERS_FILE
+    passwords: dict[str, str] = {}
+    if path.exists():
+        passwords = msgspec.json.decode(path.read_bytes(), type=dict[str, str])
+    missing = [user for user in USERS if not passwords.get(user)]
+    if missing:
+        for user in missing:
+            passwords[user] = secrets.token_urlsafe(32)
+        write_private(path, json.dumps(passwords, indent=2, sort_keys=True) + "\n")
+    return {user: NatsAuth(user=user, password=passwords[user]) for user in USERS}
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write `text` to a file only its owner can read, never readable by others meanwhile."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(text)
+    os.chmod(temporary, 0o600)
+    os.replace(temporary, path)
+
+
+def authorization_block(users: dict[str, NatsAuth], bucket_prefix: str) -> str:
+    """nats-server's `authorization { users = [...] }` with each user's permissions."""
+    entries = "".join(
+        _user_entry(name, _quote(auth.password), permissions_for(name, bucket_prefix))
+        for name, auth in users.items()
+    )
+    return f"authorization {{\n  users = [\n{entries}  ]\n}}\n"
+
+
+def password_variable(user: str) -> str:
+    """The environment variable that holds `user`'s password in a deployment's nats-server."""
+    return "NATS_PASSWORD_" + user.upper().replace("-", "_")
+
+
+def deployment_authorization(bucket_prefix: str = "ragway") -> str:
+    """The same block for compose/k8s: passwords come from the server's environment
+    (`$NATS_PASSWORD_<USER>`, filled from a Secret), never from the file."""
+    entries = "".join(
+        _user_entry(name, "$" + password_variable(name), permissions_for(name, bucket_prefix))
+        for name in SERVICES
+    )
+    return f"authorization {{\n  users = [\n{entries}  ]\n}}\n"
+
+
+def _user_entry(user: str, password: str, permissions: Permissions) -> str:
+    responses = "      allow_responses: true\n" if permissions.allow_responses else ""
+    return (
+        f"  {{\n    user: {_quote(user)}\n    password: {password}\n"
+        f"    permissions: {{\n"
+        f"      publish: {{ allow: {_list(permissions.publish)} }}\n"
+        f"      subscribe: {{ allow: {_list(permissions.subscribe)} }}\n"
+        f"{responses}    }}\n  }}\n"
+    )
+
+
+def _list(items: tuple[str, ...]) -> str:
+    return "[" + ", ".join(_quote(item) for item in items) + "]"
+
+
+def _quote(value: str) -> str:
+    # a double-quoted string is literal in nats-server's config ($ is no variable there)
+    return json.dumps(value)

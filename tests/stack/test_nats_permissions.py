@@ -1,0 +1,103 @@
+"""Each service's NATS allow lists follow from the subjects the contract declares."""
+
+from __future__ import annotations
+
+import pytest
+
+from contracts import subjects
+from contracts.endpoint import Endpoint, Event, WorkQueue
+from stack.nats_permissions import JETSTREAM_USE, LAUNCHER, SERVICES, permissions_for
+
+GATEWAY = subjects.GATEWAY_SERVICE
+
+
+def test_every_declared_subject_is_in_some_services_table() -> None:
+    allowed = {
+        subject
+        for service in SERVICES
+        for subject in (*permissions_for(service).publish, *permissions_for(service).subscribe)
+    }
+    for item in subjects.ALL_SUBJECTS:
+        assert item.subject in allowed, f"{item.subject} is in no service's permissions"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_a_service_serves_exactly_the_endpoints_it_owns_and_calls_only_those_it_is_a_caller_of(
+    service: str,
+) -> None:
+    table = permissions_for(service)
+    for item in subjects.ALL_SUBJECTS:
+        if not isinstance(item, Endpoint):
+            continue
+        assert (item.subject in table.subscribe) == (item.owner == service), item.subject
+        assert (item.subject in table.publish) == (service in item.callers), item.subject
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_events_and_work_queues_follow_their_declared_publishers_and_subscribers(
+    service: str,
+) -> None:
+    table = permissions_for(service)
+    for item in subjects.ALL_SUBJECTS:
+        if isinstance(item, Event):
+            assert (item.subject in table.publish) == (service in item.publishers)
+            assert (item.subject in table.subscribe) == (service in item.subscribers)
+        elif isinstance(item, WorkQueue):
+            assert (item.subject in table.publish) == (service in item.publishers)
+            assert item.subject not in table.subscribe  # workers pull through JetStream
+
+
+def test_only_the_gateway_may_ask_for_the_jwt_secret() -> None:
+    askers = [s for s in (*SERVICES, LAUNCHER) if "ragway.auth.jwt_params" in _pub(s)]
+    assert askers == [GATEWAY]
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_a_service_subscribes_to_its_own_inbox_and_no_wildcard_beyond_it(service: str) -> None:
+    table = permissions_for(service)
+    inboxes = [s for s in table.subscribe if s.startswith("_INBOX")]
+    assert inboxes == [f"_INBOX_{service}.>"]
+    for subject in table.subscribe:
+        assert subject != ">" and not subject.startswith(("_INBOX.", "$JS.API")), subject
+
+
+def test_only_the_owner_of_a_streaming_endpoint_may_publish_into_its_callers_inboxes() -> None:
+    gateway_inbox = f"_INBOX_{GATEWAY}.>"
+    writers = [s for s in SERVICES if gateway_inbox in permissions_for(s).publish]
+    assert writers == [subjects.INFERENCE_SERVICE]  # chat and Ollama streams
+    for service in SERVICES:
+        assert not any(
+            p.startswith("_INBOX.") or p == ">" for p in permissions_for(service).publish
+        )
+
+
+def test_jetstream_access_names_only_the_services_own_buckets_with_its_prefix() -> None:
+    auth = permissions_for(subjects.AUTH_SERVICE, "tenant")
+    assert "$KV.tenant_users.>" in auth.publish
+    assert "$JS.API.*.*.KV_tenant_users" in auth.publish
+    assert not any("files" in p or "blobs" in p or "ragway_" in p for p in auth.publish)
+    assert not any(p in ("$JS.API.>", "$KV.>", "$O.>") for p in auth.publish)
+    proxy = permissions_for(subjects.INFERENCE_SERVICE, "tenant")
+    assert not any("KV_tenant_users" in p or "$KV.tenant_users" in p for p in proxy.publish)
+    assert set(JETSTREAM_USE) == set(SERVICES)
+
+
+def test_the_launcher_may_only_ping_the_services() -> None:
+    table = permissions_for(LAUNCHER)
+    assert all(p.startswith("$SRV.PING.") for p in table.publish)
+    assert table.subscribe == ("_INBOX_launcher.>",)
+    assert not table.allow_responses
+
+
+def test_an_unknown_user_has_no_table() -> None:
+    with pytest.raises(ValueError, match="no NATS user"):
+        permissions_for("plugin")
+
+
+def _pub(user: str) -> tuple[str, ...]:
+    return permissions_for(user).publish
+
+
+def test_only_the_launcher_and_the_gateways_health_check_may_ping_the_backend_services() -> None:
+    ping = subjects.ping_subject(subjects.AUTH_SERVICE)
+    assert [u for u in (*SERVICES, LAUNCHER) if ping in _pub(u)] == [GATEWAY, LAUNCHER]
