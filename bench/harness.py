@@ -137,11 +137,17 @@ class Ragway:
 
 @asynccontextmanager
 async def ragway(
-    *, services: str = "auth,inference_proxy", log_level: str = "info", **environ: str
+    *,
+    services: str = "auth,inference_proxy",
+    log_level: str = "info",
+    nats_auth: bool = True,
+    **environ: str,
 ) -> AsyncIterator[Ragway]:
     """The stack (`Stack`, as `python -m stack run` starts it) with an admin's API key.
     Services log at the production default (`info`: a canonical line per request), so
-    the figures include what a deployment pays for its logs."""
+    the figures include what a deployment pays for its logs; NATS users and permissions
+    are on, as in a deployment (`nats_auth=False`: for a bench that plays several services
+    on one connection of its own)."""
     with tempfile.TemporaryDirectory(prefix="ragway-bench-") as tmp:
         settings = StackSettings(
             data_dir=str(Path(tmp, "data")),
@@ -154,6 +160,7 @@ async def ragway(
             services=services,
             log_level=log_level,
             stop_timeout_s=10.0,
+            nats_auth=nats_auth,
         )
         micro = {"auth": "auth", "inference_proxy": "inference-proxy"}
         health = ",".join(micro.get(s, s) for s in settings.service_list())

@@ -319,7 +319,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     async with fake_backend(tokens=20, models="fast") as fast:
         environ = {"OPENAI_API_BASE_URLS": fast.base_url, "OPENAI_API_KEYS": "bench"}
         async with (
-            ragway(services="auth,inference_proxy", **environ) as rw,
+            # this process writes the file catalog and asks retrieval as the gateway would
+            ragway(services="auth,inference_proxy", nats_auth=False, **environ) as rw,
             connect_nats([rw.stack.nats.url], name="bench") as nc,
         ):
             bus = Bus(nc)

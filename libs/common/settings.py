@@ -84,6 +84,10 @@ class ServiceSettings(Settings, kw_only=True):
     nats_user: str = ""
     nats_password: str = ""
 
+    def check(self) -> None:
+        if self.nats_user and not self.nats_password:
+            raise ValueError(f"RAGWAY_NATS_PASSWORD is empty for NATS user {self.nats_user!r}")
+
     def nats_servers(self) -> list[str]:
         return [url.strip() for url in self.nats_url.split(",") if url.strip()]
 

@@ -27,7 +27,7 @@ from common.settings import NatsAuth, ServiceSettings, load_settings
 from contracts import subjects
 from stack.llama_server import LlamaServer, LlamaServerConfig
 from stack.llm_setup import MODEL_ID
-from stack.nats_permissions import GATEWAY, LAUNCHER
+from stack.nats_permissions import GATEWAY, OPERATOR
 from stack.nats_server import NatsServer, NatsServerConfig
 from stack.nats_users import authorization_block, load_or_create_users
 from stack.processes import ChildProcess, wait_http_ok
@@ -97,7 +97,9 @@ class Stack:
             )
         )
 
-    def child_env(self) -> dict[str, str]:
+    def child_env(self, package: str = "") -> dict[str, str]:
+        """The environment of `python -m <package>`: with that package's own NATS user (and
+        no other's) once the users are made; without any for no package."""
         env = {k: v for k, v in self.environ.items() if k not in NATS_CREDENTIAL_VARIABLES}
         env.update(
             RAGWAY_NATS_URL=self.nats.url,
@@ -110,15 +112,10 @@ class Stack:
         if self.llama is not None:
             env["RAGWAY_OPENAI_API_BASE_URLS"] = self.llama.base_url
             env.setdefault("RAGWAY_OPENAI_API_KEYS", "none")
-        return env
-
-    def env_of(self, package: str, env: Mapping[str, str]) -> dict[str, str]:
-        """`env` with `package`'s own NATS user, and no other's."""
-        child = dict(env)
-        if self.nats_users:
+        if package and self.nats_users:
             auth = self.nats_users[NATS_USERS[package]]
-            child.update(RAGWAY_NATS_USER=auth.user, RAGWAY_NATS_PASSWORD=auth.password)
-        return child
+            env.update(RAGWAY_NATS_USER=auth.user, RAGWAY_NATS_PASSWORD=auth.password)
+        return env
 
     def _log_path(self, name: str) -> Path | None:
         return self.log_dir / f"{name}.log" if self.log_dir is not None else None
@@ -146,13 +143,12 @@ class Stack:
                 )
                 self.llama.start(timeout=self.settings.start_timeout_s)
                 log.info("llm_ready", url=self.llama.base_url, model=MODEL_ID)
-            env = self.child_env()
             for package in self.settings.service_list():
-                child = self._python_child(package, env)
+                child = self._python_child(package)
                 child.start()
                 self.services.append(child)
             self._wait_services_ready()
-            self.gateway = self._python_child("gateway", env)
+            self.gateway = self._python_child("gateway")
             self.gateway.start()
             wait_http_ok(f"{self.url}/health", self.settings.start_timeout_s, self.gateway)
         except BaseException:
@@ -160,11 +156,11 @@ class Stack:
             raise
         log.info("stack_ready", url=self.url, seconds=round(time.monotonic() - started, 2))
 
-    def _python_child(self, package: str, env: Mapping[str, str]) -> ChildProcess:
+    def _python_child(self, package: str) -> ChildProcess:
         return ChildProcess(
             package,
             [sys.executable, "-m", package],
-            self.env_of(package, env),
+            self.child_env(package),
             log_path=self._log_path(package),
         )
 
@@ -181,7 +177,7 @@ class Stack:
                 names,
                 self.services,
                 self.settings.start_timeout_s,
-                self.nats_users.get(LAUNCHER),
+                self.nats_users.get(OPERATOR),
             )
         )
 

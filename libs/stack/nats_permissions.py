@@ -25,10 +25,11 @@ from contracts.endpoint import Endpoint, Event, WorkQueue
 
 GATEWAY = subjects.GATEWAY_SERVICE
 SERVICES = (*subjects.BACKEND_SERVICES, GATEWAY)
-# the launcher only asks each service's discovery subject whether it is up (as the
-# gateway's /health does)
-LAUNCHER = "launcher"
-USERS = (*SERVICES, LAUNCHER)
+# the launcher and an operator's tools: they ask each service's discovery subject whether
+# it is up (as the gateway's /health does) and call the endpoints declared for no service
+# (maintenance reads, e.g. what the vector store holds for a file)
+OPERATOR = "operator"
+USERS = (*SERVICES, OPERATOR)
 
 
 class JetStreamUse(msgspec.Struct, frozen=True, kw_only=True):
@@ -73,9 +74,14 @@ class Permissions(msgspec.Struct, frozen=True, kw_only=True):
 def permissions_for(user: str, bucket_prefix: str = "ragway") -> Permissions:
     """`user`'s allow lists: its own subjects per the contract, its inbox, its JetStream."""
     pings = [subjects.ping_subject(name) for name in subjects.BACKEND_SERVICES]
-    if user == LAUNCHER:
+    if user == OPERATOR:
+        operator_calls = [
+            item.subject
+            for item in subjects.ALL_SUBJECTS
+            if isinstance(item, Endpoint) and not item.callers
+        ]
         return Permissions(
-            publish=tuple(pings),
+            publish=(*pings, *operator_calls),
             subscribe=(inbox_prefix(user) + ".>",),
             allow_responses=False,
         )

@@ -69,6 +69,22 @@ def deployment_authorization(bucket_prefix: str = "ragway") -> str:
     return f"authorization {{\n  users = [\n{entries}  ]\n}}\n"
 
 
+def write_deployment_secrets(env_dir: Path) -> list[Path]:
+    """Compose's env files: `nats.env` (every password, for the nats-servers) and one
+    `nats-<service>.env` per service (its own password only), made once, 0600."""
+    server = env_dir / "nats.env"
+    if server.exists():
+        return []
+    passwords = {name: secrets.token_urlsafe(32) for name in SERVICES}
+    written = [server]
+    write_private(server, "".join(f"{password_variable(n)}={p}\n" for n, p in passwords.items()))
+    for name, password in passwords.items():
+        path = env_dir / f"nats-{name}.env"
+        write_private(path, f"RAGWAY_NATS_PASSWORD={password}\n")
+        written.append(path)
+    return written
+
+
 def _user_entry(user: str, password: str, permissions: Permissions) -> str:
     responses = "      allow_responses: true\n" if permissions.allow_responses else ""
     return (

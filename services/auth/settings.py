@@ -38,6 +38,7 @@ class Settings(ServiceSettings, kw_only=True):
 
     def check(self) -> None:
         """Reject what the type alone cannot express."""
+        super().check()
         if self.jwt_secret and len(self.jwt_secret) < MIN_JWT_SECRET_LENGTH:
             raise ValueError(
                 f"jwt_secret must be at least {MIN_JWT_SECRET_LENGTH} characters "

@@ -55,6 +55,7 @@ class Settings(ServiceSettings, kw_only=True):
     dense_range_chunks: Positive = 256
 
     def check(self) -> None:
+        super().check()
         self.chunking()  # reports a bad size/overlap pair at startup, by name
 
     def chunking(self) -> ChunkingOptions:

@@ -14,10 +14,13 @@ import pytest
 import yaml
 
 from stack.nats_server import nats_server_binary
+from stack.nats_users import password_variable
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = {"auth", "gateway", "inference-proxy", "ingestion", "retrieval"}
 NATS_NODES = {"nats-1", "nats-2", "nats-3"}
+# what deploy/env/nats.env gives the nats-servers (deploy/nats/users.conf reads them)
+NATS_PASSWORDS = {password_variable(name): f"pw-{name}" for name in SERVICES}
 
 
 def compose() -> dict[str, Any]:
@@ -119,7 +122,7 @@ def test_the_nats_cluster_config_is_accepted_by_nats_server_and_routes_to_every_
     for node in NATS_NODES:
         done = subprocess.run(
             [nats_server_binary(), "-t", "-c", str(config)],
-            env={**os.environ, "NATS_SERVER_NAME": node},
+            env={**os.environ, "NATS_SERVER_NAME": node, **NATS_PASSWORDS},
             capture_output=True,
             text=True,
             timeout=30,
@@ -135,3 +138,16 @@ def test_the_image_builds_the_embedding_model_offline_and_runs_unprivileged() ->
     assert "HF_HUB_OFFLINE=1" in dockerfile
     assert "rm -rf /cache/build-venv" in dockerfile  # torch never reaches the final image
     assert "USER 10001" in dockerfile
+
+
+def test_each_service_logs_in_to_nats_as_itself_with_only_its_own_password_file() -> None:
+    services = compose()["services"]
+    for name in SERVICES:
+        assert services[name]["environment"]["RAGWAY_NATS_USER"] == name
+        env_files = [item["path"] for item in services[name]["env_file"]]
+        assert f"./deploy/env/nats-{name}.env" in env_files
+        assert "./deploy/env/nats.env" not in env_files  # every password: servers only
+    for node in NATS_NODES:
+        assert [item["path"] for item in services[node]["env_file"]] == ["./deploy/env/nats.env"]
+        assert "./deploy/nats/users.conf:/etc/nats/users.conf:ro" in services[node]["volumes"]
+    assert "include users.conf" in (ROOT / "deploy" / "nats" / "cluster.conf").read_text()

@@ -92,7 +92,7 @@ class ProcessStack:
         """One more `python -m <package>` with the stack's environment (a second worker)."""
         log_path = self.stack.data_dir / "logs" / f"{package}-{len(self.extra) + 2}.log"
         argv = [sys.executable, "-m", package]
-        child = ChildProcess(package, argv, self.stack.child_env(), log_path)
+        child = ChildProcess(package, argv, self.stack.child_env(package), log_path)
         child.start()
         self.extra.append(child)
         return child

@@ -16,6 +16,7 @@ from common.bus import Bus
 from common.nats_conn import connect_nats
 from contracts import subjects
 from contracts.retrieval import FileVectorsRef
+from stack.nats_permissions import OPERATOR
 from tests.reliability.conftest import StackFactory
 from tests.reliability.support import ProcessStack, eventually, markdown_file
 
@@ -56,7 +57,9 @@ async def stack(launch: StackFactory) -> ProcessStack:
 
 @pytest.fixture
 async def bus(stack: ProcessStack) -> AsyncIterator[Bus]:
-    async with connect_nats([stack.stack.nats.url], "reliability-test") as nc:
+    # the operator's NATS user: the only one that may ask what the store holds
+    operator = stack.stack.nats_users[OPERATOR]
+    async with connect_nats([stack.stack.nats.url], "reliability-test", auth=operator) as nc:
         yield Bus(nc)
 
 

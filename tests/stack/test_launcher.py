@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import nats
 import pytest
 
 from common.parent_death import tied_to_parent
@@ -145,6 +146,19 @@ async def test_make_run_starts_every_process_serves_the_local_model_and_sigterm_
     assert await asyncio.to_thread(wait_until_gone, tree, 5) == []
 
 
+def assert_own_credentials_only(stack: Stack, users_file: Path, made: dict[str, str]) -> None:
+    """Each child got its own NATS user only, kept across restarts, in private files."""
+    assert users_file.stat().st_mode & 0o777 == 0o600
+    conf = stack.data_dir / "nats" / "nats-server.conf"
+    assert conf.stat().st_mode & 0o777 == 0o600
+    assert {name: auth.password for name, auth in stack.nats_users.items()} == made
+    for child in stack.services:
+        user = child.env["RAGWAY_NATS_USER"]
+        assert child.env["RAGWAY_NATS_PASSWORD"] == made[user]
+        others = [password for name, password in made.items() if name != user]
+        assert not any(password in child.env.values() for password in others)
+
+
 def test_make_run_killed_with_sigkill_leaves_no_process_behind(launched: Launched) -> None:
     # Grandchildren too: the proxy's spare sandbox workers, started once it serves.
     deadline = time.monotonic() + 30
@@ -205,9 +219,14 @@ async def test_a_user_signed_up_before_a_restart_can_sign_in_after_it(
         await first.astop()
     assert wait_until_gone(set(first.pids()), 5) == []
 
+    users_file = tmp_path / "data" / "nats-users.json"
+    made = json.loads(await asyncio.to_thread(users_file.read_text))
     second = Stack(settings(), environ)
     await second.astart()
     try:
+        assert_own_credentials_only(second, users_file, made)
+        with pytest.raises((nats.errors.Error, OSError)):  # no credentials, no NATS
+            await nats.connect(second.nats.url, allow_reconnect=False, connect_timeout=2)
         status, again = await call(
             http,
             "POST",

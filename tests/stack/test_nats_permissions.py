@@ -6,16 +6,22 @@ import pytest
 
 from contracts import subjects
 from contracts.endpoint import Endpoint, Event, WorkQueue
-from stack.nats_permissions import JETSTREAM_USE, LAUNCHER, SERVICES, permissions_for
+from stack.nats_permissions import (
+    JETSTREAM_USE,
+    OPERATOR,
+    SERVICES,
+    USERS,
+    permissions_for,
+)
 
 GATEWAY = subjects.GATEWAY_SERVICE
 
 
-def test_every_declared_subject_is_in_some_services_table() -> None:
+def test_every_declared_subject_is_in_some_users_table() -> None:
     allowed = {
         subject
-        for service in SERVICES
-        for subject in (*permissions_for(service).publish, *permissions_for(service).subscribe)
+        for user in USERS
+        for subject in (*permissions_for(user).publish, *permissions_for(user).subscribe)
     }
     for item in subjects.ALL_SUBJECTS:
         assert item.subject in allowed, f"{item.subject} is in no service's permissions"
@@ -48,7 +54,7 @@ def test_events_and_work_queues_follow_their_declared_publishers_and_subscribers
 
 
 def test_only_the_gateway_may_ask_for_the_jwt_secret() -> None:
-    askers = [s for s in (*SERVICES, LAUNCHER) if "ragway.auth.jwt_params" in _pub(s)]
+    askers = [s for s in (*SERVICES, OPERATOR) if "ragway.auth.jwt_params" in _pub(s)]
     assert askers == [GATEWAY]
 
 
@@ -82,10 +88,12 @@ def test_jetstream_access_names_only_the_services_own_buckets_with_its_prefix() 
     assert set(JETSTREAM_USE) == set(SERVICES)
 
 
-def test_the_launcher_may_only_ping_the_services() -> None:
-    table = permissions_for(LAUNCHER)
-    assert all(p.startswith("$SRV.PING.") for p in table.publish)
-    assert table.subscribe == ("_INBOX_launcher.>",)
+def test_the_operator_may_only_ping_the_services_and_call_what_no_service_calls() -> None:
+    table = permissions_for(OPERATOR)
+    pings = [p for p in table.publish if p.startswith("$SRV.PING.")]
+    assert len(pings) == len(subjects.BACKEND_SERVICES)
+    assert set(table.publish) - set(pings) == {subjects.VECTORS_STORED.subject}
+    assert table.subscribe == ("_INBOX_operator.>",)
     assert not table.allow_responses
 
 
@@ -100,4 +108,4 @@ def _pub(user: str) -> tuple[str, ...]:
 
 def test_only_the_launcher_and_the_gateways_health_check_may_ping_the_backend_services() -> None:
     ping = subjects.ping_subject(subjects.AUTH_SERVICE)
-    assert [u for u in (*SERVICES, LAUNCHER) if ping in _pub(u)] == [GATEWAY, LAUNCHER]
+    assert [u for u in (*SERVICES, OPERATOR) if ping in _pub(u)] == [GATEWAY, OPERATOR]
