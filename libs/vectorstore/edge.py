@@ -59,8 +59,10 @@ def _in_collection(collection: str) -> qe.FieldCondition:
 def _scope(query: SearchQuery) -> qe.Filter:
     """A collection (one indexed condition, minus its excluded files), or a list of files."""
     if query.collection:
-        excluded = [_files(query.exclude_file_ids)] if query.exclude_file_ids else None
-        return qe.Filter(must=[_in_collection(query.collection)], must_not=excluded)
+        excluded: list[qe.ConditionType] = (
+            [_files(query.exclude_file_ids)] if query.exclude_file_ids else []
+        )
+        return qe.Filter(must=[_in_collection(query.collection)], must_not=excluded or None)
     return _file_filter(query.file_ids)
 
 
@@ -228,7 +230,9 @@ class EdgeStore:
     async def count_lacking(self, file_ids: Sequence[str], collections: Sequence[str]) -> int:
         if not file_ids or not collections:
             return 0
-        lacking = [qe.Filter(must_not=[_in_collection(c)]) for c in collections]
+        lacking: list[qe.ConditionType] = [
+            qe.Filter(must_not=[_in_collection(c)]) for c in collections
+        ]
         request = qe.CountRequest(
             exact=True, filter=qe.Filter(must=[_files(file_ids)], should=lacking)
         )

@@ -43,8 +43,10 @@ def _in_collection(collection: str) -> models.FieldCondition:
 def _scope(query: SearchQuery) -> models.Filter:
     """A collection (one indexed condition, minus its excluded files), or a list of files."""
     if query.collection:
-        excluded = [_files(query.exclude_file_ids)] if query.exclude_file_ids else None
-        return models.Filter(must=[_in_collection(query.collection)], must_not=excluded)
+        excluded: list[models.Condition] = (
+            [_files(query.exclude_file_ids)] if query.exclude_file_ids else []
+        )
+        return models.Filter(must=[_in_collection(query.collection)], must_not=excluded or None)
     return _file_filter(query.file_ids)
 
 

@@ -24,6 +24,7 @@ from retrieval.engines import load_embedder, open_store
 from retrieval.knowledge import KnowledgeHandlers
 from retrieval.knowledge_store import KnowledgeStore
 from retrieval.known_files import KnownFiles, known_files
+from retrieval.memberships import Memberships, memberships
 from retrieval.scope import ScopeResolver
 from retrieval.search import Searcher
 from retrieval.settings import Settings
@@ -39,6 +40,7 @@ class Retrieval:
     embedder: Embedder
     store: VectorStore
     known: KnownFiles
+    memberships: Memberships
     knowledge: KnowledgeHandlers
     vectors: VectorHandlers
     searcher: Searcher
@@ -59,10 +61,11 @@ async def serve(settings: Settings) -> AsyncIterator[Retrieval]:
             js, settings.bucket_prefix, settings.kv_replicas
         )
         known = await stack.enter_async_context(known_files(files))
-        knowledge = KnowledgeHandlers(knowledge_store, known)
-        vectors = VectorHandlers(store, embedder, files, known, knowledge)
-        resolver = ScopeResolver(files, known, knowledge_store)
-        searcher = Searcher(settings, resolver, embedder, store)
+        members = await stack.enter_async_context(memberships(store, knowledge_store))
+        knowledge = KnowledgeHandlers(knowledge_store, known, members)
+        vectors = VectorHandlers(store, embedder, files, known, knowledge, members)
+        resolver = ScopeResolver(files, known, knowledge_store, members)
+        searcher = Searcher(settings, resolver, embedder, store, members)
         host = await stack.enter_async_context(ServiceHost(nc, subjects.RETRIEVAL_SERVICE))
         endpoints = [
             (subjects.VECTORS_UPSERT, vectors.upsert, UpsertChunks),
@@ -82,4 +85,4 @@ async def serve(settings: Settings) -> AsyncIterator[Retrieval]:
         ]
         for subject, handler, request_type in endpoints:
             await host.add(subject, handler, request_type)  # type: ignore[arg-type]
-        yield Retrieval(settings, embedder, store, known, knowledge, vectors, searcher)
+        yield Retrieval(settings, embedder, store, known, members, knowledge, vectors, searcher)

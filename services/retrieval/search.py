@@ -10,12 +10,14 @@ import time
 from concurrent.futures import Future
 from typing import Any
 
+import msgspec
 import structlog
 
 from contracts.retrieval import ChunkHit, HitGroup, PartialFile, RetrievalQuery, RetrievalResult
 from embedding.embedder import Embedder
 from embedding.vectors import DenseVector, SparseVector
 from retrieval.fusion import dense_reads, parse_scripts
+from retrieval.memberships import Memberships
 from retrieval.query_vectors import QueryVectors, Vectors
 from retrieval.scope import ResolvedItem, ScopeResolver
 from retrieval.settings import Settings
@@ -40,9 +42,15 @@ def chunk_hit(hit: Hit, score: float | None = None) -> ChunkHit:
 
 class Searcher:
     def __init__(
-        self, settings: Settings, resolver: ScopeResolver, embedder: Embedder, store: VectorStore
+        self,
+        settings: Settings,
+        resolver: ScopeResolver,
+        embedder: Embedder,
+        store: VectorStore,
+        memberships: Memberships,
     ) -> None:
         self._settings = settings
+        self._memberships = memberships
         self._resolver = resolver
         self._vectors = QueryVectors(embedder, settings.query_cache_size)
         self._store = store
@@ -156,7 +164,11 @@ class Searcher:
         """One store query per searched (not full-context) item, in scope order."""
         return [
             SearchQuery(
-                file_ids=[record.id for record in entry.records],
+                file_ids=[record.id for record in entry.records]
+                if entry.collection is None
+                else [],
+                collection=entry.collection,
+                exclude_file_ids=sorted(entry.excluded),
                 dense=dense,
                 sparse=sparse,
                 limit=k,
@@ -182,9 +194,7 @@ class Searcher:
         """Each item's hits: the searched ones (already found in the embedding thread, or
         now in one store call), full-context ones read whole."""
         whole_reads = [
-            self._full_context([record.id for record in entry.records])
-            for entry in resolved
-            if entry.item.full_context
+            self._full_context(entry.file_ids()) for entry in resolved if entry.item.full_context
         ]
         found: list[list[Hit]]
         read: list[list[ChunkHit]] = []
@@ -200,12 +210,43 @@ class Searcher:
                 )
             else:
                 found = await self._store.search_many(queries)
+        items = [entry for entry in resolved if not entry.item.full_context]
+        found = await self._checked(items, found, request, k, dense, sparse)
         searched_hits = iter(found)
         whole = iter(read)
         return [
             next(whole) if entry.item.full_context else [chunk_hit(h) for h in next(searched_hits)]
             for entry in resolved
         ]
+
+    async def _checked(
+        self,
+        searched: list[ResolvedItem],
+        found: list[list[Hit]],
+        request: RetrievalQuery,
+        k: int,
+        dense: DenseVector | None,
+        sparse: SparseVector | None,
+    ) -> list[list[Hit]]:
+        """Every hit checked against its item's files. A collection's chunks carry its id
+        in their payload, written after the bucket changed: a hit of a file that left the
+        collection a moment ago (or whose payload a crash left behind) is dropped, its
+        payload written again, and that item searched by its list of files instead."""
+        checked = list(found)
+        for n, (entry, hits) in enumerate(zip(searched, found, strict=True)):
+            strays = {hit.file_id for hit in hits if not entry.admits(hit.file_id)}
+            if not strays:
+                continue
+            log.warning("collection_payload_behind", collection=entry.collection, files=len(strays))
+            self._memberships.rewrite_later(strays)
+            exact = msgspec.structs.replace(
+                self._queries([entry], request, k, dense, sparse)[0],
+                collection=None,
+                exclude_file_ids=[],
+                file_ids=entry.file_ids(),
+            )
+            checked[n] = (await self._store.search_many([exact]))[0]
+        return checked
 
     def _group(self, entry: ResolvedItem, hits: list[ChunkHit]) -> HitGroup:
         partial = [
