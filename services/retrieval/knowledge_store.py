@@ -45,6 +45,10 @@ class KnowledgeStore:
     async def create(self, knowledge: Knowledge) -> None:
         await self._bucket.kv.create(knowledge.id, _encode(knowledge))
 
+    async def put(self, knowledge: Knowledge) -> None:
+        """Write a collection as it is, whatever is stored (bulk imports and benchmarks)."""
+        await self._bucket.put(knowledge.id, _encode(knowledge))
+
     async def get(self, knowledge_id: str) -> Knowledge | None:
         if not valid_key(knowledge_id):
             return None
