@@ -16,17 +16,19 @@ import structlog
 from contracts.retrieval import ChunkHit, HitGroup, PartialFile, RetrievalQuery, RetrievalResult
 from embedding.embedder import Embedder
 from embedding.vectors import DenseVector, SparseVector
-from retrieval.fusion import dense_reads, parse_scripts
+from retrieval.fusion import FusionRule, dense_reads, parse_scripts
+from retrieval.hybrid import asked, collapse, plan
 from retrieval.memberships import Memberships
 from retrieval.query_vectors import QueryVectors, Vectors
 from retrieval.scope import ResolvedItem, ScopeResolver
 from retrieval.settings import Settings
-from vectorstore.points import Hit, SearchQuery
+from vectorstore.points import COLLECTIONS, Hit, SearchQuery
 from vectorstore.store import VectorStore
 
 log = structlog.get_logger()
 
-HIDDEN_PAYLOAD = ("owner", "text")
+# `collections` names every collection holding the file, some the caller may not know of
+HIDDEN_PAYLOAD = ("owner", "text", COLLECTIONS)
 # what the embedding thread hands back: the vectors it made, the hits when it searched, and
 # the CPU time the embedding took in that thread (ms)
 _Embedded = tuple[Vectors, list[list[Hit]] | None, float]
@@ -56,6 +58,8 @@ class Searcher:
         self._store = store
         self._thread_search = store.thread_search()
         self._dense_scripts = parse_scripts(settings.dense_scripts)
+        # None: the engine fuses hybrid queries itself (rrf, dbsf)
+        self._rule = FusionRule() if settings.hybrid_fusion == "trust" else None
 
     async def query(self, request: RetrievalQuery) -> RetrievalResult:
         if not request.items:
@@ -150,8 +154,11 @@ class Searcher:
             return made, None, cpu_ms
         dense = made[0] if made[0] is not None else known[0]
         sparse = made[1] if made[1] is not None else known[1]
-        queries = self._queries(scope.result(), request, k, dense, sparse)
-        return made, self._thread_search(queries), cpu_ms
+        plans = [
+            plan(q, self._rule) for q in self._queries(scope.result(), request, k, dense, sparse)
+        ]
+        found = collapse(plans, self._thread_search(asked(plans)), self._rule)
+        return made, found, cpu_ms
 
     def _queries(
         self,
@@ -174,7 +181,7 @@ class Searcher:
                 limit=k,
                 mode=request.mode,
                 score_threshold=request.score_threshold,
-                fusion=self._settings.hybrid_fusion,
+                fusion="dbsf" if self._settings.hybrid_fusion == "dbsf" else "rrf",
                 # no dense vector in a hybrid query: the model cannot read its language
                 dense_weight=0.0 if dense is None else 1.0,
             )
@@ -206,10 +213,10 @@ class Searcher:
             queries = self._queries(resolved, request, k, dense, sparse)
             if whole_reads:
                 found, read = await asyncio.gather(
-                    self._store.search_many(queries), asyncio.gather(*whole_reads)
+                    self._search(queries), asyncio.gather(*whole_reads)
                 )
             else:
-                found = await self._store.search_many(queries)
+                found = await self._search(queries)
         items = [entry for entry in resolved if not entry.item.full_context]
         found = await self._checked(items, found, request, k, dense, sparse)
         searched_hits = iter(found)
@@ -245,8 +252,13 @@ class Searcher:
                 exclude_file_ids=[],
                 file_ids=entry.file_ids(),
             )
-            checked[n] = (await self._store.search_many([exact]))[0]
+            checked[n] = (await self._search([exact]))[0]
         return checked
+
+    async def _search(self, queries: list[SearchQuery]) -> list[list[Hit]]:
+        """The store's hits for each query (hybrid ones fused here under the trust rule)."""
+        plans = [plan(query, self._rule) for query in queries]
+        return collapse(plans, await self._store.search_many(asked(plans)), self._rule)
 
     def _group(self, entry: ResolvedItem, hits: list[ChunkHit]) -> HitGroup:
         partial = [

@@ -38,8 +38,10 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     embedding_threads: Annotated[int, msgspec.Meta(ge=0)] = 1
     bm25_language: str = "english"
     bm25_stopwords: str = "english,arabic"
-    # hybrid search: how dense and BM25 candidates are fused (see bench/retrieval_quality.py)
-    hybrid_fusion: Literal["rrf", "dbsf"] = "rrf"
+    # hybrid search: how dense and BM25 candidates are fused: `trust` weighs each side per
+    # query by how far its best candidates stand out (retrieval/fusion.py); `rrf` and
+    # `dbsf` are the engine's own fusions (see bench/RESULTS.md for the measurements)
+    hybrid_fusion: Literal["trust", "rrf", "dbsf"] = "trust"
     # Unicode scripts the dense model was trained on (comma-separated); a hybrid query
     # written mostly in other scripts runs on BM25 alone. Empty: always fuse (set it empty,
     # or to the model's scripts, for a multilingual model).

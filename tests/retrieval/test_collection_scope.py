@@ -151,3 +151,18 @@ async def test_a_collection_changed_in_the_bucket_by_someone_else_is_followed(
         assert time.monotonic() < deadline, "the payload did not follow the bucket"
         await asyncio.sleep(0.02)
     assert found(await search(mbus, owner, knowledge.id, "sourdough")) == set()
+
+
+async def test_hits_never_show_which_collections_hold_their_file(
+    retrieval: Retrieval, catalog: FileCatalog, mbus: Bus
+) -> None:
+    owner, other = user(), user()
+    shared = await create(mbus, owner, None, name="Shared")  # readable by every user
+    private = await create(mbus, owner, AccessControl(), name="Private")
+    bread = await ingested(mbus, retrieval, catalog, owner, BREAD)
+    await add(mbus, owner, shared.id, bread.id)
+    await add(mbus, owner, private.id, bread.id)
+
+    hits = (await search(mbus, other, shared.id, "sourdough")).groups[0].hits
+    assert hits and all(COLLECTIONS not in hit.metadata for hit in hits)
+    assert private.id not in str([hit.metadata for hit in hits])
