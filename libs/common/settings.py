@@ -11,6 +11,16 @@ import msgspec
 T = TypeVar("T", bound=msgspec.Struct)
 
 PREFIX = "RAGWAY_"
+CACHE_DIR_VARIABLE = "RAGWAY_CACHE_DIR"
+HOME_CACHE_DIR = "~/.cache/ragway"
+
+
+def default_cache_dir() -> str:
+    """Where models and tool venvs live on this machine: `RAGWAY_CACHE_DIR`, else
+    ~/.cache/ragway. Read when a settings value is built (never at import), so every
+    settings type and every tool that defaults to "the machine's cache" agrees with
+    `make setup`, which honours the same variable."""
+    return os.environ.get(CACHE_DIR_VARIABLE) or HOME_CACHE_DIR
 
 
 def load_settings(

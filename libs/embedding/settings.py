@@ -6,7 +6,8 @@ from pathlib import Path
 
 import msgspec
 
-DEFAULT_CACHE_DIR = "~/.cache/ragway"
+from common.settings import default_cache_dir
+
 DEFAULT_MODEL = "all-minilm-l6-v2"
 BM25_DIR_NAME = "bm25"
 
@@ -14,7 +15,7 @@ BM25_DIR_NAME = "bm25"
 class EmbedderSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Settings of the offline embedder (a service maps its own `RAGWAY_*` fields here)."""
 
-    cache_dir: str = DEFAULT_CACHE_DIR
+    cache_dir: str = msgspec.field(default_factory=default_cache_dir)
     model: str = DEFAULT_MODEL
     # Empty: `<cache_dir>/models/<model>`. Set it to use a model directory elsewhere.
     model_dir: str = ""

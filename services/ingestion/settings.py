@@ -6,7 +6,8 @@ from typing import Annotated
 
 import msgspec
 
-from contracts.subjects import INGEST_CONSUMER, INGEST_JOBS, INGEST_STREAM
+from common.settings import default_cache_dir
+from contracts.subjects import INGEST_JOBS
 from embedding.settings import EmbedderSettings
 from ingestion.chunking import ChunkingOptions
 from ingestion.extraction import ExtractionLimits
@@ -29,9 +30,9 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     bucket_prefix: Name = "ragway"
     kv_replicas: Positive = 1  # 3 on a NATS cluster; also the job stream's replicas
     # the job queue; tests isolate by giving each its own stream, subject and consumer
-    ingest_stream: Name = INGEST_STREAM
-    ingest_subject: str = INGEST_JOBS
-    ingest_consumer: Name = INGEST_CONSUMER
+    ingest_stream: Name = INGEST_JOBS.stream
+    ingest_subject: str = INGEST_JOBS.subject
+    ingest_consumer: Name = INGEST_JOBS.consumer
     # jobs one process works on at once (extraction and uploads overlap; embedding queues)
     concurrency: Positive = 2
     # a job not acked (nor marked in progress) for this long goes to another worker
@@ -53,7 +54,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_pdf_pages: int = 2_000
     max_docx_uncompressed_bytes: int = 200 * 1024 * 1024
     # embedding model (see libs/embedding): the same names as the retrieval service's
-    cache_dir: str = "~/.cache/ragway"
+    cache_dir: str = msgspec.field(default_factory=default_cache_dir)
     embedding_model: str = "all-minilm-l6-v2"
     embedding_model_dir: str = ""
     # int8 (MatMul-only, per channel): ~1.6x faster than fp32, msmarco nDCG@10 -0.006

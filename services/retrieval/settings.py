@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from common.settings import default_cache_dir
+
 Positive = Annotated[int, msgspec.Meta(ge=1)]
 
 
@@ -16,6 +18,8 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # KV buckets are `<prefix>_knowledge`, `<prefix>_files`, ...; tests isolate by it
     bucket_prefix: Annotated[str, msgspec.Meta(pattern=r"^[a-zA-Z0-9_-]+$")] = "ragway"
     kv_replicas: Positive = 1  # 3 on a NATS cluster
+    # requests this process handles at once; one more is answered `unavailable` (503) at once
+    max_in_flight: Annotated[int, msgspec.Meta(ge=1)] = 512
     # the embedded store (Qdrant's engine in-process) lives in `<data_dir>/qdrant`
     data_dir: str = "./data"
     # set: use this Qdrant server instead of the embedded engine (same code path)
@@ -28,7 +32,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # the stored shard's pool as it is (the engine's default for a new one).
     vector_search_threads: Annotated[int, msgspec.Meta(ge=0)] = 1
     # embedding model (see libs/embedding): where exported models live and which one
-    cache_dir: str = "~/.cache/ragway"
+    cache_dir: str = msgspec.field(default_factory=default_cache_dir)
     embedding_model: str = "all-minilm-l6-v2"
     embedding_model_dir: str = ""
     # int8 (MatMul-only, per channel): ~1.6x faster than fp32, msmarco nDCG@10 -0.006
