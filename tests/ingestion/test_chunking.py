@@ -93,7 +93,13 @@ def test_chunking_is_deterministic() -> None:
 
 def test_small_text_is_one_chunk_and_whitespace_is_trimmed() -> None:
     assert chunks_of("\n\n  Short note.  \n") == [
-        Chunk(index=0, text="Short note.", start=4, end=15)
+        Chunk(
+            index=0,
+            text="Short note.",
+            start=4,
+            end=15,
+            metadata={"start_index": 4, "end_index": 15},
+        )
     ]
 
 

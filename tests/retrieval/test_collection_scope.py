@@ -73,7 +73,7 @@ async def test_a_file_in_two_collections_stays_searchable_through_the_one_it_rem
     assert await collections_on_chunks(retrieval, bread.id) == [sorted([kitchen.id, pantry.id])]
 
     ref = KnowledgeRef(principal=owner, knowledge_id=kitchen.id)
-    assert await call(mbus, subjects.KNOWLEDGE_DELETE, ref, Ok) == Ok()
+    assert await call(mbus, subjects.KNOWLEDGE_DELETE, ref) == Ok()
 
     assert await collections_on_chunks(retrieval, bread.id) == [[pantry.id]]
     assert found(await search(mbus, owner, pantry.id, "sourdough")) == {bread.id}
