@@ -14,7 +14,7 @@ from contracts.chat import CompletionJob
 from contracts.functions import PluginListRequest, PluginRef, PluginSave
 from contracts.models import ModelsReply, ModelsRequest
 from contracts.ollama import OllamaProxyRequest
-from inference_proxy.backend_http import BackendPool
+from inference_proxy.backend_http import BackendPool, proxies_from_env
 from inference_proxy.cancels import CancelRegistry
 from inference_proxy.catalog import ModelCatalog
 from inference_proxy.chat import ChatRunner
@@ -46,11 +46,13 @@ async def serve(settings: Settings) -> AsyncIterator[InferenceProxy]:
     openai, ollama = configured_backends(settings)
     async with AsyncExitStack() as stack:
         # one pool for every request to the backends (chat, pass-through, model lists);
-        # no timeout of its own but the connect one: every call sets its own bounds
+        # no timeout of its own but the connect one: every call sets its own bounds;
+        # HTTP(S)_PROXY / NO_PROXY honoured as aiohttp's trust_env (and Open WebUI) do
         backend = BackendPool(
             limit=settings.max_backend_connections,
             keepalive_seconds=30,
             connect_timeout=settings.backend_connect_timeout_seconds,
+            proxies=proxies_from_env(),
         )
         stack.push_async_callback(backend.close)
         nc = await stack.enter_async_context(
