@@ -2,42 +2,41 @@
 it makes (each in a sandbox worker) and feeds the results back until it answers.
 
 Non-streamed, every round is one backend answer. Streamed, every round is a backend
-stream into a private inbox: a round that starts with tool calls is consumed here; the
-first round that starts answering (content, or a call of a tool the caller brought in
-`tools`) is relayed to the caller's inbox as it arrives, so the final answer streams.
+stream read in process (`ChatStream`): a round that starts with tool calls is consumed
+here; the first round that starts answering (content, or a call of a tool the caller
+brought in `tools`) is relayed to the caller's inbox as it arrives, so the final answer
+streams.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-import nats.errors
 import structlog
 from nats.aio.client import Client
-from nats.aio.subscription import Subscription
 
 from common.codec import encode
 from common.errors import RagwayError, not_found
-from common.tasks import BackgroundTasks
-from contracts.chat import STREAM_END, STREAM_HEADER, CompletionJob, StreamAccepted, StreamEnd
+from contracts.chat import CompletionJob, StreamAccepted, StreamEnd
 from contracts.functions import ToolRecord
+from contracts.streams import error_event
 from inference_proxy.cancels import CancelRegistry
-from inference_proxy.chat import ChatRunner
+from inference_proxy.chat import ChatRunner, ChatStream
+from inference_proxy.errors import StreamFailure
 from inference_proxy.pipes import failure_error
 from inference_proxy.plugins import PluginStore, user_of
+from inference_proxy.relay import Outbox, Relay, Relays
 from inference_proxy.sandbox import Sandbox, SandboxCrash, SandboxTimeout
 from inference_proxy.sandbox_protocol import Call, Chunk, Failure
 from inference_proxy.settings import Settings
-from inference_proxy.translate import error_event
+from inference_proxy.translate import OllamaStream, OpenAIStream
 
 log = structlog.get_logger()
 
-_END_HEADERS = {STREAM_HEADER: STREAM_END}
 MAX_RESULT_CHARS = 64 * 1024
 
 
@@ -47,16 +46,6 @@ class _Tools:
 
     specs: list[dict[str, Any]]
     owners: dict[str, ToolRecord]
-
-
-@dataclass
-class _Round:
-    """What a streamed round said before ragway decided whether to relay it."""
-
-    held: list[bytes] = field(default_factory=list)
-    calls: dict[int, dict[str, Any]] = field(default_factory=dict)
-    content: list[str] = field(default_factory=list)
-    relaying: bool = False
 
 
 class ToolLoop:
@@ -70,13 +59,11 @@ class ToolLoop:
         cancels: CancelRegistry,
     ) -> None:
         self._nc = nc
-        self._cancels = cancels
         self._chat = chat
         self._sandbox = sandbox
         self._store = store
-        self._rounds = settings.max_tool_rounds
-        self._idle = settings.backend_idle_timeout_seconds
-        self._relays = BackgroundTasks()
+        self.rounds = settings.max_tool_rounds
+        self._relays = Relays(cancels)
 
     def tools_for(self, body: dict[str, Any], tool_ids: list[str]) -> _Tools:
         specs = [t for t in body.get("tools") or [] if isinstance(t, dict)]
@@ -93,12 +80,10 @@ class ToolLoop:
                     specs.append({"type": "function", "function": spec})
         return _Tools(specs, owners)
 
-    def _job(
-        self, job: CompletionJob, body: dict[str, Any], tools: _Tools, **extra: str
-    ) -> CompletionJob:
+    def _job(self, job: CompletionJob, body: dict[str, Any], tools: _Tools) -> CompletionJob:
         payload = {k: v for k, v in body.items() if k != "tool_ids"}
         payload["tools"] = tools.specs
-        return msgspec.structs.replace(job, body=msgspec.Raw(encode(payload)), **extra)
+        return msgspec.structs.replace(job, body=msgspec.Raw(encode(payload)))
 
     # --- not streamed -------------------------------------------------------------------
 
@@ -107,14 +92,14 @@ class ToolLoop:
     ) -> bytes:
         tools = self.tools_for(body, tool_ids)
         messages = list(body.get("messages") or [])
-        for _ in range(self._rounds):
+        for _ in range(self.rounds):
             reply = await self._chat.complete(self._job(job, {**body, "messages": messages}, tools))
             message = _message_of(reply)
             calls = message.get("tool_calls") or []
             if not calls or not _all_ours(calls, tools):
                 return reply
-            messages += await self._results(job, message.get("content"), calls, tools)
-        raise _too_many_rounds(self._rounds)
+            messages += await self.results(job, message.get("content"), calls, tools)
+        raise _too_many_rounds(self.rounds)
 
     # --- streamed -----------------------------------------------------------------------
 
@@ -124,102 +109,22 @@ class ToolLoop:
         if not job.stream_inbox:
             raise RagwayError("invalid", "A stream needs a `stream_inbox`")
         tools = self.tools_for(body, tool_ids)
-        inbox = self._nc.new_inbox()
-        sub = await self._nc.subscribe(inbox)
         messages = list(body.get("messages") or [])
-        try:
-            accepted = await self._open_round(job, body, messages, tools, inbox)
-        except BaseException:
-            await _unsubscribe(sub)
-            raise
-        self._relays.spawn(self._relay(job, body, messages, tools, sub, inbox))
-        return accepted
+        first, cancel = await self._relays.open(
+            job.stream_id, lambda: self.open_round(job, body, messages, tools)
+        )
+        relay = _ToolRelay(self, job, body, messages, tools, first)
+        self._relays.start(relay, Outbox(self._nc, job.stream_inbox), cancel)
+        return StreamAccepted(model=first.request.model)
 
-    async def _open_round(
-        self,
-        job: CompletionJob,
-        body: dict[str, Any],
-        messages: list[Any],
-        tools: _Tools,
-        inbox: str,
-    ) -> StreamAccepted:
-        # the caller's stream id: its cancel message stops the round's backend stream too
-        round_job = self._job(job, {**body, "messages": messages}, tools, stream_inbox=inbox)
-        return await self._chat.stream(round_job)
-
-    async def _relay(
-        self,
-        job: CompletionJob,
-        body: dict[str, Any],
-        messages: list[Any],
-        tools: _Tools,
-        sub: Subscription,
-        inbox: str,
-    ) -> None:
-        caller = job.stream_inbox
-        cancel = await self._cancels.watch(job.stream_id, asyncio.current_task())
-        try:
-            for number in range(self._rounds):
-                if number:
-                    try:
-                        await self._open_round(job, body, messages, tools, inbox)
-                    except RagwayError as exc:
-                        await self._fail(caller, exc.detail)
-                        return
-                step = await self._read_round(sub, caller, tools)
-                if step is None:
-                    return  # relayed to the caller, end included
-                content, calls = step
-                messages += await self._results(job, content, calls, tools)
-            await self._fail(caller, _too_many_rounds(self._rounds).detail)
-        except asyncio.CancelledError:
-            await self._fail(caller, "The stream was cancelled")
-        finally:
-            await _unsubscribe(sub)
-            self._cancels.forget(cancel)
-
-    async def _read_round(
-        self, sub: Subscription, caller: str, tools: _Tools
-    ) -> tuple[str | None, list[dict[str, Any]]] | None:
-        """Relay the round (None), or its tool calls when it is a round of ours."""
-        state = _Round()
-        while True:
-            try:
-                msg = await sub.next_msg(timeout=self._idle + 1)
-            except nats.errors.TimeoutError:
-                await self._fail(caller, "The model stopped responding")
-                return None
-            end = (msg.headers or {}).get(STREAM_HEADER) == STREAM_END
-            if state.relaying:
-                await self._nc.publish(caller, msg.data, headers=msg.headers if end else None)
-                if end:
-                    return None
-                continue
-            if end:
-                calls = [state.calls[i] for i in sorted(state.calls)]
-                if calls and _all_ours(calls, tools) and not _end_error(msg.data):
-                    return "".join(state.content) or None, calls
-                await self._flush(caller, state)
-                await self._nc.publish(caller, msg.data, headers=msg.headers)
-                return None
-            state.held.append(msg.data)
-            _inspect(msg.data, state, tools)
-            if state.relaying:
-                await self._flush(caller, state)
-
-    async def _flush(self, caller: str, state: _Round) -> None:
-        held, state.held = state.held, []
-        for data in held:
-            await self._nc.publish(caller, data)
-
-    async def _fail(self, caller: str, error: str) -> None:
-        with contextlib.suppress(Exception):
-            await self._nc.publish(caller, error_event(error))
-            await self._nc.publish(caller, encode(StreamEnd(error=error)), headers=_END_HEADERS)
+    async def open_round(
+        self, job: CompletionJob, body: dict[str, Any], messages: list[Any], tools: _Tools
+    ) -> ChatStream:
+        return await self._chat.open(self._job(job, {**body, "messages": messages}, tools))
 
     # --- running the calls --------------------------------------------------------------
 
-    async def _results(
+    async def results(
         self,
         job: CompletionJob,
         content: str | None,
@@ -280,7 +185,7 @@ class ToolLoop:
         return result[:MAX_RESULT_CHARS]
 
     async def aclose(self, grace_seconds: float = 5.0) -> None:
-        await self._relays.drain(grace_seconds)
+        await self._relays.aclose(grace_seconds)
 
 
 def _message_of(reply: bytes) -> dict[str, Any]:
@@ -303,60 +208,101 @@ def _too_many_rounds(rounds: int) -> RagwayError:
     return RagwayError("bad_gateway", f"The model was still calling tools after {rounds} rounds")
 
 
-def _inspect(data: bytes, state: _Round, tools: _Tools) -> None:
-    """Note content and tool-call deltas; decide to relay once the model starts answering."""
-    for block in data.split(b"\n\n"):
-        if not block.startswith(b"data: ") or block == b"data: [DONE]":
-            continue
-        try:
-            chunk = msgspec.json.decode(block[6:])
-        except msgspec.DecodeError:
-            state.relaying = True  # let the caller see what the backend sent
-            return
-        if not isinstance(chunk, dict) or chunk.get("error") is not None:
-            state.relaying = True
-            return
-        for choice in chunk.get("choices") or []:
-            delta = (choice.get("delta") or {}) if isinstance(choice, dict) else {}
-            if delta.get("content"):
-                state.content.append(delta["content"])
-                if not state.calls:
-                    state.relaying = True
-            for piece in delta.get("tool_calls") or []:
-                _merge_call(state, piece)
-    if any(
-        (call.get("function") or {}).get("name") not in tools.owners
-        for call in state.calls.values()
-        if (call.get("function") or {}).get("name")
-    ):
-        state.relaying = True  # a tool the caller brought: the caller runs it
-
-
-def _merge_call(state: _Round, piece: dict[str, Any]) -> None:
-    """Join streamed tool-call fragments (OpenAI sends arguments in pieces)."""
-    index = piece.get("index", len(state.calls))
-    call = state.calls.setdefault(
-        index, {"id": "", "type": "function", "function": {"name": "", "arguments": ""}}
+def _answering(translator: OpenAIStream | OllamaStream, tools: _Tools) -> bool:
+    """The round answers the caller: content before any tool call, or a call of a tool
+    the caller brought (the caller runs it)."""
+    calls = translator.tool_calls
+    if not calls:
+        return bool(translator.parts)
+    return any(
+        (name := call["function"]["name"]) and name not in tools.owners for call in calls.values()
     )
-    if piece.get("id"):
-        call["id"] = piece["id"]
-    function = piece.get("function") or {}
-    if function.get("name"):
-        call["function"]["name"] += function["name"]
-    arguments = function.get("arguments")
-    if isinstance(arguments, str):
-        call["function"]["arguments"] += arguments
-    elif isinstance(arguments, dict):
-        call["function"]["arguments"] = encode(arguments).decode()
 
 
-def _end_error(data: bytes) -> str | None:
-    try:
-        return msgspec.json.decode(data, type=StreamEnd).error
-    except msgspec.DecodeError:
-        return "The stream ended unexpectedly"
+class _ToolRelay(Relay):
+    """The rounds of one streamed completion: tool rounds consumed here, the answering
+    round relayed to the caller as it arrives."""
 
+    event = "tool_stream"
 
-async def _unsubscribe(subscription: Subscription) -> None:
-    with contextlib.suppress(Exception):
-        await subscription.unsubscribe()
+    def __init__(
+        self,
+        loop: ToolLoop,
+        job: CompletionJob,
+        body: dict[str, Any],
+        messages: list[Any],
+        tools: _Tools,
+        first: ChatStream,
+    ) -> None:
+        self._loop = loop
+        self._job = job
+        self._body = body
+        self._messages = messages
+        self._tools = tools
+        self._stream = first  # the round being read
+        self._rounds = 0
+
+    async def pump(self, out: Outbox) -> None:
+        loop = self._loop
+        for number in range(loop.rounds):
+            self._rounds = number + 1
+            if number:
+                try:
+                    self._stream = await loop.open_round(
+                        self._job, self._body, self._messages, self._tools
+                    )
+                except RagwayError as exc:
+                    raise StreamFailure(exc.detail) from None
+            step = await self._round(out)
+            if step is None:
+                return  # the answer, relayed
+            await self._stream.release()  # the connection is not held while tools run
+            content, calls = step
+            self._messages += await loop.results(self._job, content, calls, self._tools)
+        raise StreamFailure(_too_many_rounds(loop.rounds).detail)
+
+    async def _round(self, out: Outbox) -> tuple[str | None, list[dict[str, Any]]] | None:
+        """Relay the round (None), or its tool calls when it is a round of ours."""
+        stream = self._stream
+        translator = stream.translator
+        held: list[bytes] = []
+        relaying = False
+        try:
+            async with stream.reading():
+                while data := await stream.next():
+                    if relaying:
+                        await out.send(data)
+                        continue
+                    held.append(data)
+                    if _answering(translator, self._tools):
+                        relaying = True
+                        for piece in held:
+                            await out.send(piece)
+                        held.clear()
+            closing = stream.closing()
+        except StreamFailure:
+            for piece in held:  # the caller sees what the backend said before it failed
+                await out.send(piece)
+            raise
+        calls = [translator.tool_calls[i] for i in sorted(translator.tool_calls)]
+        if not relaying and calls and _all_ours(calls, self._tools):
+            return translator.content or None, calls
+        for piece in held:
+            await out.send(piece)
+        await out.send(closing)
+        return None
+
+    async def failed(self, out: Outbox, error: str) -> None:
+        await out.send(error_event(error))
+
+    def end_message(self, error: str | None) -> StreamEnd:
+        return self._stream.end(error)
+
+    def stop(self) -> None:
+        self._stream.close()
+
+    async def release(self) -> None:
+        await self._stream.release()
+
+    def log_fields(self) -> dict[str, Any]:
+        return {"model": self._stream.request.model, "rounds": self._rounds}

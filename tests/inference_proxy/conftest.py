@@ -25,9 +25,10 @@ from common.bus import Bus
 from common.nats_conn import connect_nats
 from contracts import subjects
 from contracts.auth import Principal
-from contracts.chat import STREAM_END, STREAM_HEADER, CompletionJob, StreamAccepted, StreamEnd
+from contracts.chat import CompletionJob, StreamAccepted, StreamEnd
 from contracts.models import ModelsReply, ModelsRequest
 from contracts.ollama import Method, OllamaProxyAccepted, OllamaProxyEnd, OllamaProxyRequest
+from contracts.streams import is_end
 from inference_proxy.app import InferenceProxy, Settings, serve
 from tests.fakes.fixtures import ollama_fake, openai_fake
 
@@ -129,7 +130,7 @@ async def open_stream(
         async def collect(wait_seconds: float = 10) -> Stream:
             while True:
                 msg = await subscription.next_msg(timeout=wait_seconds)
-                if (msg.headers or {}).get(STREAM_HEADER) == STREAM_END:
+                if is_end(msg.headers):
                     stream.end = msgspec.json.decode(msg.data, type=StreamEnd)
                     if stream.end.tail:
                         stream.messages.append(stream.end.tail)
@@ -177,7 +178,7 @@ async def read_to_end(subscription: Subscription) -> tuple[bytes, OllamaProxyEnd
     pieces = []
     while True:
         msg = await subscription.next_msg(timeout=10)
-        if (msg.headers or {}).get(STREAM_HEADER) == STREAM_END:
+        if is_end(msg.headers):
             return b"".join(pieces), msgspec.json.decode(msg.data, type=OllamaProxyEnd)
         pieces.append(msg.data)
 
