@@ -19,12 +19,12 @@ from inference_proxy.cancels import CancelRegistry
 from inference_proxy.catalog import ModelCatalog
 from inference_proxy.chat import ChatRunner
 from inference_proxy.completions import Completions
+from inference_proxy.functions.pipes import PipeRunner
+from inference_proxy.functions.plugins import PluginService, PluginStore
+from inference_proxy.functions.sandbox import Sandbox, SandboxLimits
+from inference_proxy.functions.tool_loop import ToolLoop
 from inference_proxy.passthrough import OllamaPassthrough
-from inference_proxy.pipes import PipeRunner
-from inference_proxy.plugins import PluginService, PluginStore
-from inference_proxy.sandbox import Sandbox, SandboxLimits
 from inference_proxy.settings import ENV_ALIASES, Settings, configured_backends
-from inference_proxy.tool_loop import ToolLoop
 
 __all__ = ["ENV_ALIASES", "InferenceProxy", "Settings", "serve"]
 

@@ -27,11 +27,11 @@ from contracts.streams import error_event
 from inference_proxy.cancels import CancelRegistry
 from inference_proxy.chat import ChatRunner, ChatStream
 from inference_proxy.errors import StreamFailure
-from inference_proxy.pipes import failure_error
-from inference_proxy.plugins import PluginStore, user_of
+from inference_proxy.functions.pipes import failure_error
+from inference_proxy.functions.plugins import PluginStore, user_of
+from inference_proxy.functions.sandbox import Sandbox, SandboxCrash, SandboxTimeout
+from inference_proxy.functions.sandbox_protocol import Call, Chunk, Failure
 from inference_proxy.relay import Outbox, Relay, Relays
-from inference_proxy.sandbox import Sandbox, SandboxCrash, SandboxTimeout
-from inference_proxy.sandbox_protocol import Call, Chunk, Failure
 from inference_proxy.settings import Settings
 from inference_proxy.translate import OllamaStream, OpenAIStream
 

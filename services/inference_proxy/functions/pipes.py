@@ -24,10 +24,10 @@ from contracts.chat import CompletionJob, StreamAccepted, StreamEnd
 from contracts.functions import FunctionRecord
 from contracts.streams import DONE, error_event, sse
 from inference_proxy.cancels import CancelRegistry
-from inference_proxy.plugins import user_of
+from inference_proxy.functions.plugins import user_of
+from inference_proxy.functions.sandbox import Sandbox, SandboxCrash, SandboxRun, SandboxTimeout
+from inference_proxy.functions.sandbox_protocol import Call, Chunk, Failure, Frame
 from inference_proxy.relay import Outbox, PublishFailed
-from inference_proxy.sandbox import Sandbox, SandboxCrash, SandboxRun, SandboxTimeout
-from inference_proxy.sandbox_protocol import Call, Chunk, Failure, Frame
 
 log = structlog.get_logger()
 
