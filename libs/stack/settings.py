@@ -6,6 +6,8 @@ from collections.abc import Mapping
 
 import msgspec
 
+from common.settings import Settings, default_cache_dir
+
 # Open WebUI's names and ours: any of them set means "use these backends, no local LLM".
 BACKEND_VARIABLES = (
     "OPENAI_API_BASE_URLS",
@@ -20,9 +22,9 @@ BACKEND_VARIABLES = (
 DEFAULT_SERVICES = "auth,inference_proxy,ingestion,retrieval"
 
 
-class StackSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class StackSettings(Settings, kw_only=True):
     data_dir: str = "./data"
-    cache_dir: str = "~/.cache/ragway"
+    cache_dir: str = msgspec.field(default_factory=default_cache_dir)
     port: int = 3000  # the gateway's HTTP port (the gateway reads RAGWAY_PORT too)
     nats_port: int = 4222
     nats_monitor_port: int = 8222

@@ -12,25 +12,26 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 import structlog
 from aiohttp import web
-from nats.aio.client import Client
 
-from common.bus import outgoing_headers
+from common.bus import Bus
 from common.idle import idle_timeout
+from contracts.endpoint import Endpoint, Event
 from contracts.streams import STREAM_END, STREAM_HEADER
 from gateway.state import BUS, INBOXES, SETTINGS
 
 log = structlog.get_logger()
 
-CAPABILITY = "inference"
-A = TypeVar("A", contravariant=True)
+A = TypeVar("A")
+A_contra = TypeVar("A_contra", contravariant=True)
+Req = TypeVar("Req")
 
 
-class StreamSink(Protocol[A]):
-    async def start(self, accepted: A) -> None:
+class StreamSink(Protocol[A_contra]):
+    async def start(self, accepted: A_contra) -> None:
         """The proxy accepted: start the HTTP response."""
 
     async def data(self, data: bytes, ending: bool) -> None:
@@ -46,14 +47,15 @@ class StreamSink(Protocol[A]):
 
 async def relay_stream(
     request: web.Request,
-    subject: str,
-    message: Callable[[str], Any],
-    reply_type: type[Any],
-    cancel_subject: str,
-    sink: StreamSink[Any],
+    endpoint: Endpoint[Req, A],
+    message: Callable[[str], Req],
+    cancel: Event[None],
+    stream_id: str,
+    sink: StreamSink[A],
 ) -> None:
-    """Ask `subject` with `message(inbox)`, answered with a `reply_type`, then relay the
-    stream into `sink` until its end message."""
+    """Ask `endpoint` with `message(inbox)`, then relay the stream that follows into
+    `sink` until its end message; `cancel` (for `stream_id`) stops the proxy's side when
+    the stream did not reach its end."""
     app = request.app
     bus, settings = app[BUS], app[SETTINGS]
     finished = False
@@ -61,13 +63,8 @@ async def relay_stream(
     # the acceptance comes to its reply subject, the stream to its subject.
     async with app[INBOXES].open() as box:
         try:
-            accepted = await bus.request_into(
-                subject,
-                message(box.subject),
-                reply_type,
-                box,
-                timeout=settings.completion_timeout_seconds,
-                capability=CAPABILITY,
+            accepted = await bus.call_into(
+                endpoint, message(box.subject), box, timeout=settings.completion_timeout_seconds
             )
             await sink.start(accepted)
             end: bytes | None = None
@@ -89,18 +86,18 @@ async def relay_stream(
             except TimeoutError:
                 if not idle.expired():
                     raise
-                log.warning("stream_idle_timeout", subject=cancel_subject)
+                log.warning("stream_idle_timeout", subject=endpoint.subject, stream_id=stream_id)
                 await sink.idle()
                 return
             finished = True
             await sink.end(end)
         finally:
             if not finished:
-                await _cancel(bus.nc, cancel_subject)
+                await _cancel(bus, cancel, stream_id)
 
 
-async def _cancel(nc: Client, subject: str) -> None:
+async def _cancel(bus: Bus, cancel: Event[None], stream_id: str) -> None:
     try:
-        await asyncio.shield(nc.publish(subject, b"", headers=outgoing_headers()))
+        await asyncio.shield(bus.publish(cancel, None, token=stream_id))
     except Exception:
-        log.warning("stream_cancel_failed", subject=subject)
+        log.warning("stream_cancel_failed", subject=cancel.subject, stream_id=stream_id)

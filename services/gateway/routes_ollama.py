@@ -66,8 +66,8 @@ async def ollama(request: web.Request) -> web.StreamResponse:
         request,
         subjects.OLLAMA_PROXY,
         lambda inbox: msgspec.structs.replace(proxied, stream_inbox=inbox),
-        OllamaProxyAccepted,
-        subjects.ollama_cancel_subject(proxied.stream_id),
+        subjects.OLLAMA_CANCEL,
+        proxied.stream_id,
         sink,
     )
     assert sink.response is not None  # started: relay_stream raises otherwise

@@ -25,10 +25,7 @@ from inference_proxy.ollama_convert import completion_from_ollama, to_ollama_cha
 from inference_proxy.relay import Outbox, Relay, Relays, backend_reading, release_for_reuse
 from inference_proxy.settings import Backend, Settings
 from inference_proxy.translate import OllamaStream, OpenAIStream
-
-# ragway/Open WebUI request fields an OpenAI-compatible backend must not see
-RAGWAY_ONLY_FIELDS = ("files", "chat_id", "tool_ids")
-
+from inference_proxy.ui_fields import strip_ui_fields
 
 _top_level = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _json_decode = msgspec.json.decode
@@ -90,8 +87,7 @@ class ChatRunner:
                 msgspec.json.encode(to_ollama_chat(_json_decode(job.body), stream=stream)),
                 {"Content-Type": "application/json"},
             )
-        for field in RAGWAY_ONLY_FIELDS:
-            body.pop(field, None)
+        strip_ui_fields(body)
         body["stream"] = _JSON_TRUE if stream else _JSON_FALSE
         if stream:
             # usage comes as a last chunk only when asked for

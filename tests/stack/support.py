@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from common.settings import default_cache_dir
 from stack.nats_server import free_port
 from stack.settings import StackSettings
 
@@ -26,7 +27,7 @@ def free_stack_settings(data_dir: Path) -> StackSettings:
     """Settings on free ports and a private data dir, so tests never touch a real install."""
     return StackSettings(
         data_dir=str(data_dir),
-        cache_dir=os.environ.get("RAGWAY_CACHE_DIR") or "~/.cache/ragway",
+        cache_dir=default_cache_dir(),
         port=free_port(),
         nats_port=free_port(),
         nats_monitor_port=free_port(),

@@ -21,6 +21,7 @@ from nats.aio.client import Client
 
 from common.codec import encode
 from common.errors import RagwayError, not_found
+from contracts.auth import Principal
 from contracts.chat import CompletionJob, StreamAccepted, StreamEnd
 from contracts.functions import ToolRecord
 from contracts.streams import error_event
@@ -28,7 +29,7 @@ from inference_proxy.cancels import CancelRegistry
 from inference_proxy.chat import ChatRunner, ChatStream
 from inference_proxy.errors import StreamFailure
 from inference_proxy.functions.pipes import failure_error
-from inference_proxy.functions.plugins import PluginStore, user_of
+from inference_proxy.functions.plugins import PluginStore, usable, user_of
 from inference_proxy.functions.sandbox import Sandbox, SandboxCrash, SandboxTimeout
 from inference_proxy.functions.sandbox_protocol import Call, Chunk, Failure
 from inference_proxy.relay import Outbox, Relay, Relays
@@ -65,13 +66,13 @@ class ToolLoop:
         self.rounds = settings.max_tool_rounds
         self._relays = Relays(cancels)
 
-    def tools_for(self, body: dict[str, Any], tool_ids: list[str]) -> _Tools:
+    def tools_for(self, body: dict[str, Any], tool_ids: list[str], principal: Principal) -> _Tools:
         specs = [t for t in body.get("tools") or [] if isinstance(t, dict)]
         taken = {t["function"].get("name") for t in specs if isinstance(t.get("function"), dict)}
         owners: dict[str, ToolRecord] = {}
         for tool_id in tool_ids:
             record = self._store.tool(tool_id)
-            if record is None:
+            if record is None or not usable(record, principal):
                 raise not_found(f"Tool '{tool_id}' not found")
             for spec in record.specs:
                 name = spec.get("name")
@@ -90,7 +91,7 @@ class ToolLoop:
     async def complete(
         self, job: CompletionJob, body: dict[str, Any], tool_ids: list[str]
     ) -> bytes:
-        tools = self.tools_for(body, tool_ids)
+        tools = self.tools_for(body, tool_ids, job.principal)
         messages = list(body.get("messages") or [])
         for _ in range(self.rounds):
             reply = await self._chat.complete(self._job(job, {**body, "messages": messages}, tools))
@@ -108,7 +109,7 @@ class ToolLoop:
     ) -> StreamAccepted:
         if not job.stream_inbox:
             raise RagwayError("invalid", "A stream needs a `stream_inbox`")
-        tools = self.tools_for(body, tool_ids)
+        tools = self.tools_for(body, tool_ids, job.principal)
         messages = list(body.get("messages") or [])
         first, cancel = await self._relays.open(
             job.stream_id, lambda: self.open_round(job, body, messages, tools)
