@@ -15,7 +15,8 @@ PYTHON_TAG := $(shell $(PYTHON) -c 'import sys, zlib; print(zlib.crc32(sys.versi
 STAMP := $(VENV)/.ragway-installed-$(PYTHON_TAG)
 PATHS := libs services tests bench
 
-.PHONY: setup setup-models system-packages run test test-fast test-image image lint fmt bench bench-anchors clean
+.PHONY: setup setup-models system-packages run test test-fast test-image image \
+	lint fmt bench bench-anchors clean console-screenshots
 
 setup: $(STAMP) setup-models
 
@@ -36,7 +37,7 @@ setup-models: $(STAMP)
 	$(PY) -m stack setup-llm
 	$(PY) -m embedding.build
 
-# Debian packages that some tests use (headless browser, sandbox, image builds); `make test` runs without
+# Debian packages some tests use (headless browser, sandbox, image builds); `make test` runs without
 # them and those tests say they were skipped. Installs only what is missing, as root.
 SYSTEM_PACKAGES := chromium:/usr/bin/chromium bubblewrap:/usr/bin/bwrap \
 	podman:/usr/bin/podman runc:/usr/sbin/runc mmdebstrap:/usr/bin/mmdebstrap
@@ -51,6 +52,10 @@ system-packages:
 
 run: setup
 	$(PY) -m stack run
+
+# The README's console screenshots (docs/console/*.png), taken by the browser tests.
+console-screenshots: setup system-packages
+	RAGWAY_CONSOLE_SCREENSHOTS=docs/console $(VENV)/bin/pytest -q tests/console/test_console_browser.py
 
 test: setup lint
 	$(VENV)/bin/mypy

@@ -38,6 +38,7 @@ from contracts.models import ModelsReply
 from contracts.presets import PresetAccessForm, PresetForm, PresetIdForm, PresetList, PresetReply
 from gateway.routes_auth import RoleForm
 from gateway.routes_config import ConfigReply, VersionReply
+from gateway.routes_console import ConsoleUser
 from gateway.routes_file_edits import ContentForm, ContentReply, ProcessTextForm, ProcessTextReply
 from gateway.routes_retrieval import QueryCollectionForm, QueryDocForm, QueryReply
 from gateway.state import ACCESS
@@ -272,6 +273,31 @@ ROUTE_DOCS: dict[str, RouteDoc] = {
         "ps, pull, push, create, copy, delete, blobs",
         "ollama",
         response_media="application/x-ndjson",
+    ),
+    "console": RouteDoc("The web console", "console", response=str, response_media="text/html"),
+    "console_asset": RouteDoc(
+        "The web console's scripts, styles and icon",
+        "console",
+        response=str,
+        response_media="text/plain",
+    ),
+    "console_signin": RouteDoc(
+        "Console sign-in: the token goes into an HttpOnly cookie (needs X-Ragway-Console: 1)",
+        "console",
+        SigninRequest,
+        ConsoleUser,
+    ),
+    "console_signup": RouteDoc(
+        "Console sign-up: the token goes into an HttpOnly cookie (needs X-Ragway-Console: 1)",
+        "console",
+        SignupRequest,
+        ConsoleUser,
+    ),
+    "console_signout": RouteDoc(
+        "Console sign-out: clears the session cookie (needs X-Ragway-Console: 1)",
+        "console",
+        None,
+        bool,
     ),
     "openapi": RouteDoc("This document", "docs"),
     "docs": RouteDoc("Swagger UI", "docs", response=str, response_media="text/html"),

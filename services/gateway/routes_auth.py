@@ -38,18 +38,20 @@ async def _call(request: web.Request, endpoint: Endpoint[Any, Any], payload: byt
     return await app[BUS].call_raw(endpoint, payload, timeout=app[SETTINGS].request_timeout_seconds)
 
 
-async def signup(request: web.Request) -> web.Response:
+async def sign_up(request: web.Request) -> bytes:
+    """Auth's session reply (JSON bytes) for the sign-up form in the request body."""
     body = await read_body(request)
     parse(body, SignupRequest)  # validate here; auth gets the bytes as sent
     try:
-        return json_bytes(await _call(request, subjects.AUTH_SIGNUP, body))
+        return await _call(request, subjects.AUTH_SIGNUP, body)
     except RagwayError as exc:
         if exc.code == "conflict":  # Open WebUI answers 400 for a taken email
             raise invalid(exc.detail) from None
         raise
 
 
-async def signin(request: web.Request) -> web.Response:
+async def sign_in(request: web.Request) -> bytes:
+    """Auth's session reply (JSON bytes) for the sign-in form in the request body."""
     form = parse(await read_body(request), SigninRequest)
     address = client_address(
         request.remote,
@@ -57,7 +59,15 @@ async def signin(request: web.Request) -> web.Response:
         request.app[SETTINGS].trusted_proxies,
     )
     form = msgspec.structs.replace(form, client_addr=address)
-    return json_bytes(await _call(request, subjects.AUTH_SIGNIN, encode(form)))
+    return await _call(request, subjects.AUTH_SIGNIN, encode(form))
+
+
+async def signup(request: web.Request) -> web.Response:
+    return json_bytes(await sign_up(request))
+
+
+async def signin(request: web.Request) -> web.Response:
+    return json_bytes(await sign_in(request))
 
 
 async def current_user(request: web.Request) -> web.Response:

@@ -110,6 +110,7 @@ NOT_PER_USER: dict[str, str] = {
     "tools_delete": "admin-only",
     "ollama": "an Ollama API path, not an object (test_outbound: no arbitrary URLs)",
     "docs_static": "public Swagger UI assets (dev only)",
+    "console_asset": "the web console's public static files",
     "groups_update": "admin-only (test_roles: 403 to users)",
     "groups_users_add": "admin-only (test_roles: 403 to users)",
     "groups_users_remove": "admin-only (test_roles: 403 to users)",
@@ -124,6 +125,10 @@ NO_OBJECT: dict[str, str] = {
     **dict.fromkeys(
         ["health", "signup", "signin", "openapi", "docs", "api_version", "api_config"],
         "public (test_roles: the only ones)",
+    ),
+    **dict.fromkeys(
+        ["console", "console_signin", "console_signout", "console_signup"],
+        "the web console's page and session cookie (public; test_roles)",
     ),
     **dict.fromkeys(
         ["current_user", "create_api_key", "get_api_key", "delete_api_key"],
