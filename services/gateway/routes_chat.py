@@ -7,35 +7,32 @@ the bytes the client sent; replies come back as bytes and go out unchanged. With
 
 from __future__ import annotations
 
-import asyncio
 import os
 from typing import Any
 
 import msgspec
 import structlog
 from aiohttp import web
-from nats.aio.msg import Msg
 
-from common.bus import Bus
 from common.codec import decode, encode
 from common.errors import RagwayError
-from common.idle import idle_timeout
 from contracts import subjects
 from contracts.chat import (
-    STREAM_END,
-    STREAM_HEADER,
     ChatCompletionRequest,
     CompletionJob,
     FileRef,
+    StreamAccepted,
     StreamEnd,
 )
 from contracts.models import ModelsRequest
 from contracts.presets import Preset
+from contracts.streams import DONE, closing_bytes, error_event
 from gateway import rag
 from gateway.bodies import json_bytes, parse, read_body
 from gateway.chat_log import ChatAppend
+from gateway.relay import relay_stream
 from gateway.routes_chats import CHATS
-from gateway.state import BUS, INBOXES, PRESETS, SETTINGS, Access, principal_of
+from gateway.state import BUS, PRESETS, SETTINGS, Access, principal_of
 
 log = structlog.get_logger()
 
@@ -45,11 +42,6 @@ SSE_HEADERS = {
     "Cache-Control": "no-cache",
     "X-Accel-Buffering": "no",
 }
-DONE = b"data: [DONE]\n\n"
-
-
-def error_event(message: str) -> bytes:
-    return b"data: " + encode({"error": {"message": message}}) + b"\n\n" + DONE
 
 
 async def list_models(request: web.Request) -> web.Response:
@@ -159,85 +151,80 @@ async def _stream(
     record: ChatAppend | None = None,
     sources: list[rag.SourceEntry] | None = None,
 ) -> web.StreamResponse:
-    """Relay the proxy's SSE bytes from a private mailbox until its end message.
-
-    `first` (the RAG sources event) goes out before the relayed chunks. With `record`
-    (a `chat_id`), `[DONE]` is held back until the answer is in the chat's history, so a
-    client that reads the chat right after the stream sees it."""
-    app = request.app
-    bus, settings = app[BUS], app[SETTINGS]
+    """Relay the proxy's SSE bytes until its end message (see `gateway.relay`)."""
     stream_id = os.urandom(16).hex()  # a uuid4's randomness without the UUID object
-    finished = False
-    # The mailbox listens before the job is sent, so no chunk can arrive unheard; the
-    # proxy's StreamAccepted comes to its reply subject, the chunks to its subject.
-    async with app[INBOXES].open() as box:
-        job = msgspec.structs.replace(
-            job,
-            stream_inbox=box.subject,
-            stream_id=stream_id,
-            first_in_reply=True,
-            tail_in_end=True,
-        )
-        try:
-            accepted = await bus.call_into(
-                subjects.CHAT_STREAM, job, box, timeout=settings.completion_timeout_seconds
-            )
-            response = _SSEResponse(headers=SSE_HEADERS)
-            await response.prepare(request)
-            # the stream's first bytes may have come with the acceptance (one message)
-            if first or accepted.first:
-                await response.write(first + accepted.first)
-            last = b""
-            tail = b""  # what arrived with the end message: sent with the end of the body
-            end: Msg | None = None
-            try:
-                async with idle_timeout(settings.stream_idle_timeout_seconds) as idle:
-                    while end is None:
-                        # Everything that arrived meanwhile goes out in one write (one send).
-                        batch = await box.batch()
-                        idle.touch()
-                        pieces: list[bytes] = []
-                        for msg in batch:
-                            if msg.headers and msg.headers.get(STREAM_HEADER) == STREAM_END:
-                                end = msg
-                                break
-                            pieces.append(msg.data)
-                        if pieces:
-                            last = pieces[-1]
-                            pieces[-1] = _held_back(last, record)
-                            if end is None or record is not None:
-                                await response.write(b"".join(pieces))
-                            else:
-                                tail = b"".join(pieces)
-            except TimeoutError:
-                if not idle.expired():
-                    raise
-                log.warning("stream_idle_timeout", stream_id=stream_id)
-                tail = error_event("The model stopped responding")
-            if end is not None:
-                finished = True
-                ended = _decode_end(end.data)
-                if ended is not None and ended.tail:  # the last bytes came with the end
-                    last = ended.tail
-                    tail += _held_back(last, record)
-                if not last.rstrip().endswith(b"[DONE]"):
-                    tail += error_event(_end_error(ended))
-                elif record is not None:
-                    await _record_stream(record, ended, sources)
-                    tail += DONE
-            await response.write_eof(tail)
-            return response
-        finally:
-            if not finished:
-                # Client gone, idle timeout or a failed start: tell the proxy to stop.
-                await _cancel(bus, stream_id)
+    sink = _ChatSink(request, first, record, sources)
+    await relay_stream(
+        request,
+        subjects.CHAT_STREAM,
+        lambda inbox: msgspec.structs.replace(
+            job, stream_inbox=inbox, stream_id=stream_id, first_in_reply=True, tail_in_end=True
+        ),
+        subjects.CHAT_CANCEL,
+        stream_id,
+        sink,
+    )
+    assert sink.response is not None  # started: relay_stream raises otherwise
+    return sink.response
 
 
-async def _cancel(bus: Bus, stream_id: str) -> None:
-    try:
-        await asyncio.shield(bus.publish(subjects.CHAT_CANCEL, None, token=stream_id))
-    except Exception:
-        log.warning("stream_cancel_failed", stream_id=stream_id)
+class _ChatSink:
+    """The chat stream as SSE. `first` (the RAG sources event) goes out before the
+    relayed chunks. With `record` (a `chat_id`), `[DONE]` is held back until the answer
+    is in the chat's history, so a client that reads the chat right after the stream
+    sees it."""
+
+    __slots__ = ("_first", "_last", "_record", "_request", "_sources", "_tail", "response")
+
+    def __init__(
+        self,
+        request: web.Request,
+        first: bytes,
+        record: ChatAppend | None,
+        sources: list[rag.SourceEntry] | None,
+    ) -> None:
+        self._request = request
+        self._first = first
+        self._record = record
+        self._sources = sources
+        self._last = b""  # the stream's last bytes so far, as the proxy sent them
+        self._tail = b""  # what goes out with the end of the body
+        self.response: web.StreamResponse | None = None
+
+    async def start(self, accepted: StreamAccepted) -> None:
+        response = self.response = _SSEResponse(headers=SSE_HEADERS)
+        await response.prepare(self._request)
+        # the stream's first bytes may have come with the acceptance (one message)
+        if self._first or accepted.first:
+            await response.write(self._first + accepted.first)
+
+    async def data(self, data: bytes, ending: bool) -> None:
+        assert self.response is not None
+        self._last = data
+        data = _held_back(data, self._record)
+        if ending and self._record is None:
+            self._tail = data  # written with the end of the body: one send
+        else:
+            await self.response.write(data)
+
+    async def end(self, body: bytes) -> None:
+        assert self.response is not None
+        ended = _decode_end(body)
+        last, tail = self._last, self._tail
+        if ended is not None and ended.tail:  # the last bytes came with the end
+            last = ended.tail
+            tail += _held_back(last, self._record)
+        closing = closing_bytes(last, ended.error if ended is not None else None)
+        if closing:
+            tail += closing
+        elif self._record is not None:
+            await _record_stream(self._record, ended, self._sources)
+            tail += DONE
+        await self.response.write_eof(tail)
+
+    async def idle(self) -> None:
+        assert self.response is not None
+        await self.response.write_eof(error_event("The model stopped responding"))
 
 
 def _held_back(data: bytes, record: ChatAppend | None) -> bytes:
@@ -260,12 +247,6 @@ async def _record_stream(
         return
     if end.error is None:
         await record.finish(end.content, end.usage, list(sources) if sources else None)
-
-
-def _end_error(end: StreamEnd | None) -> str:
-    if end is None or not end.error:
-        return "The stream ended unexpectedly"
-    return end.error
 
 
 def add_routes(app: web.Application, access: dict[str, Access]) -> None:
