@@ -22,6 +22,10 @@ AUTH_KEY_RESOLVE = "ragway.auth.key.resolve"
 AUTH_KEY_CREATE = "ragway.auth.key.create"
 AUTH_KEY_GET = "ragway.auth.key.get"
 AUTH_KEY_DELETE = "ragway.auth.key.delete"
+# named, scoped API keys (several per user)
+AUTH_NAMED_KEY_CREATE = "ragway.auth.keys.create"
+AUTH_NAMED_KEYS_LIST = "ragway.auth.keys.list"
+AUTH_NAMED_KEY_DELETE = "ragway.auth.keys.delete"
 # auth: events (plain publish) that let gateways drop cached principals at once
 AUTH_EVENTS = "ragway.auth.events"
 

@@ -9,6 +9,8 @@ import structlog
 from argon2 import PasswordHasher
 
 from auth.handlers import AuthHandlers
+from auth.key_handlers import NamedKeyHandlers
+from auth.named_keys import NamedKeyStore
 from auth.passwords import Passwords
 from auth.ratelimit import FailureLimiter
 from auth.settings import Settings
@@ -38,9 +40,13 @@ async def serve(settings: Settings) -> AsyncIterator[None]:
             concurrency=settings.password_hash_concurrency,
         )
         await passwords.start()
+        named_keys = await NamedKeyStore.open(
+            nc.jetstream(), settings.bucket_prefix, settings.kv_replicas
+        )
+        users = UserStore(buckets)
         handlers = AuthHandlers(
             settings=settings,
-            store=UserStore(buckets),
+            store=users,
             passwords=passwords,
             tokens=TokenIssuer(secret, settings.jwt_expires_seconds),
             limiter=FailureLimiter(
@@ -55,11 +61,16 @@ async def serve(settings: Settings) -> AsyncIterator[None]:
             ),
             bus=Bus(nc),
             log=log,
+            named_keys=named_keys,
         )
+        key_handlers = NamedKeyHandlers(store=named_keys, users=users, bus=Bus(nc), log=log)
         async with ServiceHost(
             nc, subjects.AUTH_SERVICE, description="ragway users, sessions and API keys"
         ) as host:
-            for subject, handler, request_type in handlers.endpoints():
+            for subject, handler, request_type in [
+                *handlers.endpoints(),
+                *key_handlers.endpoints(),
+            ]:
                 await host.add(subject, handler, request_type)
             await nc.flush()  # the server knows every endpoint before anyone is told we are up
             log.info("auth_ready", bucket_prefix=settings.bucket_prefix)

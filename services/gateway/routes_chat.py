@@ -31,8 +31,8 @@ from contracts.chat import (
     StreamEnd,
 )
 from contracts.models import ModelsRequest
-from gateway import rag
-from gateway.bodies import json_bytes, parse, read_body
+from gateway import rag, scopes
+from gateway.bodies import json_bytes, json_value, parse, read_body
 from gateway.chat_log import ChatAppend
 from gateway.routes_chats import CHATS
 from gateway.state import BUS, INBOXES, SETTINGS, Access, principal_of
@@ -62,12 +62,25 @@ async def list_models(request: web.Request) -> web.Response:
         timeout=app[SETTINGS].request_timeout_seconds,
         capability=CAPABILITY,
     )
+    allowed = scopes.allowed_models(principal_of(request))
+    if allowed is not None:
+        return json_value(_only(reply, allowed))
     return json_bytes(reply)
+
+
+def _only(reply: bytes, allowed: frozenset[str]) -> Any:
+    """The model list with only the models a scoped key may use."""
+    models = msgspec.json.decode(reply)
+    if isinstance(models, dict) and isinstance(models.get("data"), list):
+        data = models["data"]
+        models["data"] = [m for m in data if isinstance(m, dict) and m.get("id") in allowed]
+    return models
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     body = await read_body(request)
     chat = parse(body, ChatCompletionRequest)
+    scopes.require_model(principal_of(request), chat.model)
     # a chat_id the caller does not own is a 404 before the model is asked anything
     record = await ChatAppend.start(request.app[CHATS], principal_of(request).id, chat)
     sources: list[rag.SourceEntry] | None = None

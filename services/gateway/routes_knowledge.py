@@ -23,6 +23,7 @@ from contracts.knowledge import (
     KnowledgeRef,
     KnowledgeUpdate,
 )
+from gateway import scopes
 from gateway.bodies import TRUE, json_bytes, json_value, parse, read_body
 from gateway.state import BUS, SETTINGS, Access, principal_of
 
@@ -39,13 +40,19 @@ async def _call(request: web.Request, subject: str, message: Any) -> bytes:
     )
 
 
+def _knowledge_id(request: web.Request) -> str:
+    """The path's collection id, once a scoped key was found allowed to use it."""
+    knowledge_id = request.match_info["knowledge_id"]
+    scopes.require_collection(principal_of(request), knowledge_id)
+    return knowledge_id
+
+
 def _ref(request: web.Request) -> KnowledgeRef:
-    return KnowledgeRef(
-        principal=principal_of(request), knowledge_id=request.match_info["knowledge_id"]
-    )
+    return KnowledgeRef(principal=principal_of(request), knowledge_id=_knowledge_id(request))
 
 
 async def create(request: web.Request) -> web.Response:
+    scopes.require_unscoped_collections(principal_of(request), "create collections")
     form = parse(await read_body(request), KnowledgeForm)
     message = KnowledgeCreate(principal=principal_of(request), form=form)
     return json_bytes(await _call(request, subjects.KNOWLEDGE_CREATE, message))
@@ -55,7 +62,9 @@ async def list_knowledge(request: web.Request) -> web.Response:
     reply = await _call(
         request, subjects.KNOWLEDGE_LIST, KnowledgeListRequest(principal=principal_of(request))
     )
-    return json_value(parse(reply, KnowledgeList).items)
+    items = parse(reply, KnowledgeList).items
+    shown = scopes.visible(principal_of(request), (item.id for item in items))
+    return json_value(items if shown is None else [i for i in items if i.id in shown])
 
 
 async def get(request: web.Request) -> web.Response:
@@ -63,20 +72,22 @@ async def get(request: web.Request) -> web.Response:
 
 
 async def update(request: web.Request) -> web.Response:
+    knowledge_id = _knowledge_id(request)
     form = parse(await read_body(request), KnowledgeForm)
     message = KnowledgeUpdate(
         principal=principal_of(request),
-        knowledge_id=request.match_info["knowledge_id"],
+        knowledge_id=knowledge_id,
         form=form,
     )
     return json_bytes(await _call(request, subjects.KNOWLEDGE_UPDATE, message))
 
 
 async def _file_change(request: web.Request, subject: str) -> web.Response:
+    knowledge_id = _knowledge_id(request)
     form = parse(await read_body(request), FileIdForm)
     message = KnowledgeFileChange(
         principal=principal_of(request),
-        knowledge_id=request.match_info["knowledge_id"],
+        knowledge_id=knowledge_id,
         file_id=form.file_id,
     )
     return json_bytes(await _call(request, subject, message))
