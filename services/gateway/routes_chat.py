@@ -34,8 +34,9 @@ from contracts.models import ModelsRequest
 from gateway import rag, scopes
 from gateway.bodies import json_bytes, json_value, parse, read_body
 from gateway.chat_log import ChatAppend
+from gateway.metering import NO_TOKENS, Metered, reply_facts
 from gateway.routes_chats import CHATS
-from gateway.state import BUS, INBOXES, SETTINGS, Access, principal_of
+from gateway.state import BUS, INBOXES, METER, SETTINGS, Access, principal_of
 
 log = structlog.get_logger()
 
@@ -80,7 +81,29 @@ def _only(reply: bytes, allowed: frozenset[str]) -> Any:
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     body = await read_body(request)
     chat = parse(body, ChatCompletionRequest)
-    scopes.require_model(principal_of(request), chat.model)
+    principal = principal_of(request)
+    scopes.require_model(principal, chat.model)
+    # over a limit: 429 before any work is done
+    metered = await request.app[METER].start(
+        principal,
+        chat.model,
+        body_bytes=len(body),
+        max_tokens=chat.max_tokens,
+        stream=chat.stream,
+    )
+    try:
+        return await _complete(request, body, chat, metered)
+    except asyncio.CancelledError:
+        await metered.done(None, "cancelled")  # the estimate stands: it may have run
+        raise
+    except BaseException:
+        await metered.done(NO_TOKENS, "error")
+        raise
+
+
+async def _complete(
+    request: web.Request, body: bytes, chat: ChatCompletionRequest, metered: Metered
+) -> web.StreamResponse:
     # a chat_id the caller does not own is a 404 before the model is asked anything
     record = await ChatAppend.start(request.app[CHATS], principal_of(request).id, chat)
     sources: list[rag.SourceEntry] | None = None
@@ -89,7 +112,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     job = CompletionJob(principal=principal_of(request), body=msgspec.Raw(body))
     if chat.stream:
         first = b"" if sources is None else b"data: " + encode({"sources": sources}) + b"\n\n"
-        return await _stream(request, job, first, record, sources)
+        return await _stream(request, job, metered, first, record, sources)
     app = request.app
     reply = await app[BUS].request_raw(
         subjects.CHAT_COMPLETE,
@@ -97,6 +120,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         timeout=app[SETTINGS].completion_timeout_seconds,
         capability=CAPABILITY,
     )
+    model, usage = reply_facts(reply)
+    await metered.done(usage, "ok", model)  # recorded before the answer goes out
     if sources is not None:
         reply = _with_sources(reply, sources)
     if record is not None:
@@ -146,6 +171,7 @@ class _SSEResponse(web.StreamResponse):
 async def _stream(
     request: web.Request,
     job: CompletionJob,
+    metered: Metered,
     first: bytes = b"",
     record: ChatAppend | None = None,
     sources: list[rag.SourceEntry] | None = None,
@@ -210,6 +236,7 @@ async def _stream(
                     raise
                 log.warning("stream_idle_timeout", stream_id=stream_id)
                 tail = error_event("The model stopped responding")
+            ended = None
             if end is not None:
                 finished = True
                 ended = _decode_end(end.data)
@@ -221,6 +248,13 @@ async def _stream(
                 elif record is not None:
                     await _record_stream(record, ended, sources)
                     tail += DONE
+            ok = end is not None and last.rstrip().endswith(b"[DONE]")
+            # the ledger has it before the client has the end of the answer
+            await metered.done(
+                ended.usage if ended is not None else None,
+                "ok" if ok else "error",
+                accepted.model,
+            )
             await response.write_eof(tail)
             return response
         finally:
