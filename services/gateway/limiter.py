@@ -200,6 +200,9 @@ class Credit:
     refund_budget: int = 0  # owed back to day/month (credit of a past minute, overestimates)
     debt: int = 0  # tokens used beyond what was reserved, not yet charged
     bounds: dict[str, Bound] = field(default_factory=dict)
+    # one reservation at a time per counter and gateway: requests arriving meanwhile wait
+    # for it and use what it brought, rather than each reserving (and refusing) alone
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     refilling: bool = False
     block_requests: int = 0
     block_tokens: int = 0
@@ -263,14 +266,31 @@ class Limiter:
         return ticket
 
     def _give_back(self, ticket: Ticket) -> None:
-        """A request refused by a later counter: its earlier holds return to the credit."""
+        """A request refused by a later counter: what its earlier holds took goes back to
+        the shared counter (not to this gateway's credit, where others could not use it)."""
         for hold in ticket.holds:
             credit = self._credits[hold.counter]
-            if credit.minute == hold.minute:
-                credit.requests += 1 if "rpm" in credit.bounds else 0
-                credit.tokens += hold.tokens
-            if hold.slot:
-                self._tasks.spawn(self._flush(hold.counter, credit, hold.slot))
+            change = Change(
+                credit.bounds,
+                want_blocks=False,
+                return_requests=1 if "rpm" in credit.bounds else 0,
+                return_tokens=hold.tokens,
+                drop_slot=hold.slot,
+            )
+            self._tasks.spawn(self._return(hold.counter, credit, change, hold.minute))
+
+    async def _return(self, counter: str, credit: Credit, change: Change, minute: int) -> None:
+        clock = Clock.at(time.time())
+        if clock.minute != minute:  # that window is gone: only the budgets get tokens back
+            change.refund_budget, change.return_requests, change.return_tokens = (
+                change.return_tokens,
+                0,
+                0,
+            )
+        try:
+            await self._change(counter, change, clock, credit)
+        except Exception as exc:
+            log.warning("limit_return_failed", counter=counter, error=repr(exc))
 
     async def _take(self, binding: Binding, estimate: int, clock: Clock) -> Hold:
         bounds = binding.bounds
@@ -285,14 +305,17 @@ class Limiter:
         if "concurrent" in bounds:
             hold.slot = os.urandom(8).hex()
         if hold.slot or credit.requests < need_r or credit.tokens < need_t:
-            change = Change(
-                bounds,
-                need_requests=max(need_r - credit.requests, 0),
-                need_tokens=max(need_t - max(credit.tokens, 0), 0),
-                take_slot=hold.slot,
-                slot_expires=clock.now + self._slot_seconds,
-            )
-            await self._change(binding.counter, change, clock, credit)
+            async with credit.lock:
+                credit.roll(clock.minute)
+                if hold.slot or credit.requests < need_r or credit.tokens < need_t:
+                    change = Change(
+                        bounds,
+                        need_requests=max(need_r - credit.requests, 0),
+                        need_tokens=max(need_t - max(credit.tokens, 0), 0),
+                        take_slot=hold.slot,
+                        slot_expires=clock.now + self._slot_seconds,
+                    )
+                    await self._change(binding.counter, change, clock, credit)
         credit.requests -= need_r
         credit.tokens -= need_t
         self._maybe_refill(binding.counter, credit)
@@ -333,9 +356,10 @@ class Limiter:
 
     async def _refill(self, counter: str, credit: Credit) -> None:
         try:
-            clock = Clock.at(time.time())
-            credit.roll(clock.minute)
-            await self._change(counter, Change(credit.bounds), clock, credit)
+            async with credit.lock:
+                clock = Clock.at(time.time())
+                credit.roll(clock.minute)
+                await self._change(counter, Change(credit.bounds), clock, credit)
         except _Over:
             pass  # nothing left to reserve ahead: requests reserve for themselves
         except Exception as exc:
@@ -406,6 +430,10 @@ class Limiter:
         except KeyWrongLastSequenceError:
             return False
         return True
+
+    async def idle(self, timeout: float = 5.0) -> None:
+        """Wait (bounded) until the background settlements and refills are done."""
+        await self._tasks.drain(timeout)
 
     async def run_flusher(self) -> None:
         """Every second: credit of a past minute goes back to the budgets."""
