@@ -194,7 +194,11 @@ NOT_SCOPED: dict[str, str] = (
         )
     }
     | {
-        "health": "public",
+        "limits_set": "admin-only limits, no model or collection is used",
+    "limits_list": "admin-only limits",
+    "limits_delete": "admin-only limits",
+    "usage": "the caller's own ledger rows (admins: everyone's)",
+    "health": "public",
         "openapi": "public (dev)",
         "docs": "public (dev)",
         "docs_static": "public (dev)",
