@@ -63,6 +63,7 @@ class Owned:
     file_id: str
     knowledge_id: str
     chat_id: str
+    named_key_id: str = ""
 
 
 async def upload(
@@ -100,7 +101,11 @@ async def owned_by_new_user(api: Stack) -> Owned:
         "POST", "/api/v1/chats/new", headers=owner.key_auth, json={"chat": {"title": "A's chat"}}
     )
     assert status == 200, chat
-    return Owned(owner, record["id"], knowledge["id"], chat["id"])
+    status, key = await api.call(
+        "POST", "/api/v1/auths/api_keys", headers=owner.jwt_auth, json={"name": "A's key"}
+    )
+    assert status == 200, key
+    return Owned(owner, record["id"], knowledge["id"], chat["id"], key["id"])
 
 
 @pytest.fixture(scope="session")

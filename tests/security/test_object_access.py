@@ -60,11 +60,13 @@ EXERCISES: dict[str, list[Attempt]] = {
     "chats_get": [Attempt()],
     "chats_update": [Attempt(body=lambda _: {"chat": {"title": "renamed by B"}})],
     "chats_delete": [Attempt()],
+    "delete_named_key": [Attempt()],
 }
 
 # route name -> why its path parameter is not another user's object
 NOT_PER_USER: dict[str, str] = {
     "update_user": "admin-only (test_roles: 403 to users)",
+    "limits_delete": "admin-only (test_roles: 403 to users)",
     "delete_user": "admin-only (test_roles: 403 to users)",
     "functions_get": "admin-only: functions are global, installed by admins",
     "functions_update": "admin-only",
@@ -92,7 +94,10 @@ def parametrized_routes(app: web.Application) -> dict[str, list[web.AbstractRout
 def path_for(route: web.AbstractRoute, owned: Owned) -> str:
     assert route.resource is not None
     return route.resource.canonical.format(
-        file_id=owned.file_id, knowledge_id=owned.knowledge_id, chat_id=owned.chat_id
+        file_id=owned.file_id,
+        knowledge_id=owned.knowledge_id,
+        chat_id=owned.chat_id,
+        key_id=owned.named_key_id,
     )
 
 
@@ -105,6 +110,7 @@ async def snapshot(stack: Stack, owned: Owned) -> dict[str, Any]:
         ("text", f"/api/v1/files/{owned.file_id}/data/content"),
         ("knowledge", f"/api/v1/knowledge/{owned.knowledge_id}"),
         ("chat", f"/api/v1/chats/{owned.chat_id}"),
+        ("keys", "/api/v1/auths/api_keys"),
     ):
         status, body = await stack.call("GET", path, headers=auth)
         assert status == 200, (path, body)
