@@ -36,9 +36,7 @@ async def test_named_keys_resolve_with_their_scope_and_list_without_secrets(
 ) -> None:
     user = await signup(bus, "ada@example.com", name="Ada")
     wide = await create(bus, user.id, name="laptop")
-    narrow = await create(
-        bus, user.id, name="ci", models=["m1", "m1", "m2"], collections=["c1"]
-    )
+    narrow = await create(bus, user.id, name="ci", models=["m1", "m1", "m2"], collections=["c1"])
     assert re.fullmatch(r"sk-[0-9a-f]{32}", narrow.api_key)
     assert narrow.models == ["m1", "m2"]  # duplicates dropped, order kept
 

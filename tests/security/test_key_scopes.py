@@ -195,10 +195,10 @@ NOT_SCOPED: dict[str, str] = (
     }
     | {
         "limits_set": "admin-only limits, no model or collection is used",
-    "limits_list": "admin-only limits",
-    "limits_delete": "admin-only limits",
-    "usage": "the caller's own ledger rows (admins: everyone's)",
-    "health": "public",
+        "limits_list": "admin-only limits",
+        "limits_delete": "admin-only limits",
+        "usage": "the caller's own ledger rows (admins: everyone's)",
+        "health": "public",
         "openapi": "public (dev)",
         "docs": "public (dev)",
         "docs_static": "public (dev)",
