@@ -60,6 +60,7 @@ async def start_gateway(nats_url: str, **environ: str) -> tuple[asyncio.subproce
         *tied_to_parent([sys.executable, "-m", "gateway"]),
         env=env,
         stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,  # its canonical lines, as the stack's go to files
     )
     url = f"http://127.0.0.1:{port}"
     async with aiohttp.ClientSession() as http:

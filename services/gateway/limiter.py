@@ -54,6 +54,7 @@ LABELS = {
     "month": "tokens per month",
 }
 FLUSH_SECONDS = 1.0
+DAY = 86_400
 
 
 class RateLimited(RagwayError):
@@ -91,7 +92,11 @@ class Clock:
     month: str
 
     @classmethod
-    def at(cls, now: float) -> Clock:
+    def at(cls, now: float, earlier: Clock | None = None) -> Clock:
+        """`earlier`'s day and month names when it is the same UTC day (formatting a
+        date is most of what admitting a request costs)."""
+        if earlier is not None and int(earlier.now // DAY) == int(now // DAY):
+            return cls(now, int(now // 60), earlier.day, earlier.month)
         stamp = datetime.fromtimestamp(now, UTC)
         return cls(now, int(now // 60), stamp.strftime("%Y-%m-%d"), stamp.strftime("%Y-%m"))
 
@@ -239,14 +244,17 @@ class Limiter:
         usage: Bucket,
         *,
         stream_slot_seconds: float,
-        clock: type[Clock] = Clock,
     ) -> None:
         self.book = book
         self._usage = usage
         self._slot_seconds = stream_slot_seconds
         self._credits: dict[str, Credit] = {}
         self._tasks = BackgroundTasks()
-        self._clock = clock
+        self._last: Clock | None = None
+
+    def _now(self) -> Clock:
+        self._last = Clock.at(time.time(), self._last)
+        return self._last
 
     async def admit(self, principal: Principal, estimate: int) -> Ticket | None:
         """Count one request of about `estimate` tokens, or raise RateLimited.
@@ -255,7 +263,7 @@ class Limiter:
         bindings = self.book.bindings(principal)
         if not bindings:
             return None
-        clock = Clock.at(time.time())
+        clock = self._now()
         ticket = Ticket([], estimate)
         try:
             for binding in bindings:
@@ -280,7 +288,7 @@ class Limiter:
             self._tasks.spawn(self._return(hold.counter, credit, change, hold.minute))
 
     async def _return(self, counter: str, credit: Credit, change: Change, minute: int) -> None:
-        clock = Clock.at(time.time())
+        clock = self._now()
         if clock.minute != minute:  # that window is gone: only the budgets get tokens back
             change.refund_budget, change.return_requests, change.return_tokens = (
                 change.return_tokens,
@@ -357,7 +365,7 @@ class Limiter:
     async def _refill(self, counter: str, credit: Credit) -> None:
         try:
             async with credit.lock:
-                clock = Clock.at(time.time())
+                clock = self._now()
                 credit.roll(clock.minute)
                 await self._change(counter, Change(credit.bounds), clock, credit)
         except _Over:
@@ -368,7 +376,7 @@ class Limiter:
             credit.refilling = False
 
     async def _flush(self, counter: str, credit: Credit, slot: str = "") -> None:
-        clock = Clock.at(time.time())
+        clock = self._now()
         credit.roll(clock.minute)
         change = Change(
             credit.bounds,
@@ -448,7 +456,7 @@ class Limiter:
     async def aclose(self) -> None:
         """Give unused credit back, so a restart loses no one's allowance."""
         await self._tasks.drain(2.0)
-        clock = Clock.at(time.time())
+        clock = self._now()
         for counter, credit in self._credits.items():
             credit.roll(clock.minute)
             change = Change(
