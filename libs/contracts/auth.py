@@ -47,6 +47,7 @@ class User(msgspec.Struct, frozen=True, kw_only=True):
     updated_at: int
     last_active_at: int = 0
     profile_image_url: str = "/user.png"
+    group_ids: tuple[str, ...] = ()
 
 
 class SignupRequest(msgspec.Struct, frozen=True, kw_only=True):

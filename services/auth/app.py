@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 import structlog
 from argon2 import PasswordHasher
 
+from auth.groups import GroupHandlers
 from auth.handlers import AuthHandlers
 from auth.key_handlers import NamedKeyHandlers
 from auth.named_keys import NamedKeyStore
@@ -26,7 +27,6 @@ from contracts import subjects
 @asynccontextmanager
 async def serve(settings: Settings) -> AsyncIterator[None]:
     """Serve every AUTH_* subject until the context exits, then drain."""
-    settings.check()
     log = structlog.get_logger().bind(service=subjects.AUTH_SERVICE)
     async with connect_nats(settings.nats_servers(), name="ragway-auth") as nc:
         buckets = await Buckets.open(nc.jetstream(), settings.bucket_prefix, settings.kv_replicas)
@@ -65,13 +65,14 @@ async def serve(settings: Settings) -> AsyncIterator[None]:
         )
         key_handlers = NamedKeyHandlers(store=named_keys, users=users, bus=Bus(nc), log=log)
         async with ServiceHost(
-            nc, subjects.AUTH_SERVICE, description="ragway users, sessions and API keys"
+            nc,
+            subjects.AUTH_SERVICE,
+            description="ragway users, sessions, API keys and groups",
+            max_in_flight=settings.max_in_flight,
         ) as host:
-            for subject, handler, request_type in [
-                *handlers.endpoints(),
-                *key_handlers.endpoints(),
-            ]:
-                await host.add(subject, handler, request_type)
+            await handlers.serve(host)
+            await GroupHandlers(buckets.groups, UserStore(buckets), Bus(nc), log).serve(host)
+            await key_handlers.serve(host)
             await nc.flush()  # the server knows every endpoint before anyone is told we are up
             log.info("auth_ready", bucket_prefix=settings.bucket_prefix)
             yield None

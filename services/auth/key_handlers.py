@@ -7,12 +7,13 @@ import uuid
 from structlog.typing import FilteringBoundLogger
 
 from auth.errors import conflict
-from auth.handlers import Endpoint, hash_api_key, key_hint, new_api_key
+from auth.handlers import hash_api_key, key_hint, new_api_key
 from auth.named_keys import NamedKeyRecord, NamedKeyStore, now, now_ns
 from auth.store import UserStore
 from auth.validation import clean_name
 from common.bus import Bus
 from common.errors import invalid, not_found
+from common.service import ServiceHost
 from contracts import subjects
 from contracts.auth import (
     AuthEvent,
@@ -36,12 +37,11 @@ class NamedKeyHandlers:
         self._bus = bus
         self._log = log
 
-    def endpoints(self) -> list[Endpoint]:
-        return [
-            (subjects.AUTH_NAMED_KEY_CREATE, self.create, NamedKeyCreate),
-            (subjects.AUTH_NAMED_KEYS_LIST, self.list, NamedKeysRequest),
-            (subjects.AUTH_NAMED_KEY_DELETE, self.delete, NamedKeyRef),
-        ]
+    async def serve(self, host: ServiceHost) -> None:
+        """Answer the named-key endpoints on `host`."""
+        await host.serve(subjects.AUTH_NAMED_KEY_CREATE, self.create)
+        await host.serve(subjects.AUTH_NAMED_KEYS_LIST, self.list)
+        await host.serve(subjects.AUTH_NAMED_KEY_DELETE, self.delete)
 
     async def create(self, request: NamedKeyCreate) -> NamedKeyCreated:
         form = request.form

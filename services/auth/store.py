@@ -42,6 +42,8 @@ class UserRecord(msgspec.Struct, frozen=True, kw_only=True):
     api_key_hash: str = ""
     api_key_hint: str = ""
     created_ns: int = 0  # orders signups within one second (created_at is in seconds)
+    # the groups the user is a member of: the one place membership is kept
+    group_ids: tuple[str, ...] = ()
 
     def public(self) -> User:
         return User(
@@ -53,10 +55,13 @@ class UserRecord(msgspec.Struct, frozen=True, kw_only=True):
             updated_at=self.updated_at,
             last_active_at=self.last_active_at,
             profile_image_url=self.profile_image_url,
+            group_ids=self.group_ids,
         )
 
     def principal(self) -> Principal:
-        return Principal(id=self.id, email=self.email, name=self.name, role=self.role)
+        return Principal(
+            id=self.id, email=self.email, name=self.name, role=self.role, group_ids=self.group_ids
+        )
 
 
 _encode = msgspec.json.Encoder().encode
@@ -77,14 +82,15 @@ class Buckets:
     emails: Bucket
     keys: Bucket
     meta: Bucket
+    groups: Bucket
 
     @classmethod
     async def open(cls, js: JetStreamContext, prefix: str, replicas: int) -> Buckets:
-        names = ("users", "user_emails", "api_keys", "auth_meta")
-        users, emails, keys, meta = [
+        names = ("users", "user_emails", "api_keys", "auth_meta", "groups")
+        users, emails, keys, meta, groups = [
             await Bucket.open(js, f"{prefix}_{name}", replicas) for name in names
         ]
-        return cls(users, emails, keys, meta)
+        return cls(users, emails, keys, meta, groups)
 
 
 class UserStore:

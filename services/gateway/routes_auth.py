@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -22,14 +24,12 @@ from contracts.auth import (
     SignupRequest,
     UpdateRoleRequest,
     UserRef,
-    UsersList,
     UsersListRequest,
 )
+from contracts.endpoint import Endpoint
 from gateway.bodies import TRUE, json_bytes, json_value, parse, read_body
 from gateway.client_addr import client_address, trusted_networks
 from gateway.state import BUS, IDENTITY, SETTINGS, Access, principal_of
-
-CAPABILITY = "auth"
 
 
 class RoleForm(msgspec.Struct, kw_only=True):
@@ -38,14 +38,10 @@ class RoleForm(msgspec.Struct, kw_only=True):
     role: Role
 
 
-async def _call(request: web.Request, subject: str, payload: bytes) -> bytes:
+async def _call(request: web.Request, endpoint: Endpoint[Any, Any], payload: bytes) -> bytes:
+    """The auth service's reply bytes, relayed as they came."""
     app = request.app
-    return await app[BUS].request_raw(
-        subject,
-        payload,
-        timeout=app[SETTINGS].request_timeout_seconds,
-        capability=CAPABILITY,
-    )
+    return await app[BUS].call_raw(endpoint, payload, timeout=app[SETTINGS].request_timeout_seconds)
 
 
 async def signup(request: web.Request) -> web.Response:
@@ -142,8 +138,12 @@ async def delete_named_key(request: web.Request) -> web.Response:
 
 
 async def list_users(request: web.Request) -> web.Response:
-    reply = await _call(request, subjects.AUTH_USERS_LIST, encode(UsersListRequest()))
-    users = parse(reply, UsersList).users
+    reply = await request.app[BUS].call(
+        subjects.AUTH_USERS_LIST,
+        UsersListRequest(),
+        timeout=request.app[SETTINGS].request_timeout_seconds,
+    )
+    users = reply.users
     return json_value({"users": users, "total": len(users)})
 
 

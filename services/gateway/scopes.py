@@ -15,11 +15,10 @@ import asyncio
 from collections.abc import Iterable
 
 from common.bus import Bus
-from common.codec import decode, encode
 from common.errors import RagwayError, forbidden
 from contracts import subjects
 from contracts.auth import Principal
-from contracts.knowledge import KnowledgeRef, KnowledgeReply
+from contracts.knowledge import KnowledgeRef
 from contracts.retrieval import ScopeItem
 
 
@@ -83,17 +82,16 @@ async def _files_of(
 ) -> set[str]:
     async def one(knowledge_id: str) -> list[str]:
         try:
-            reply = await bus.request_raw(
+            reply = await bus.call(
                 subjects.KNOWLEDGE_GET,
-                encode(KnowledgeRef(principal=principal, knowledge_id=knowledge_id)),
+                KnowledgeRef(principal=principal, knowledge_id=knowledge_id),
                 timeout=timeout,
-                capability="retrieval",
             )
         except RagwayError as exc:
             if exc.code in ("not_found", "forbidden"):
                 return []  # a collection of the scope that is gone, or no longer readable
             raise
-        return decode(reply, KnowledgeReply).data.file_ids
+        return reply.data.file_ids
 
     found = await asyncio.gather(*(one(c) for c in collections))
     return {file_id for ids in found for file_id in ids}

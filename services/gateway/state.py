@@ -12,6 +12,7 @@ from common.inbox import Inboxes
 from contracts.auth import Principal
 from gateway.identity import Identity
 from gateway.metering import Meter
+from gateway.presets import Presets
 from gateway.settings import Settings
 
 # Who may call a route: anyone; any signed-in user, pending included; active users; admins.
@@ -27,6 +28,8 @@ INBOXES = web.AppKey("inboxes", Inboxes)
 CATALOG = web.AppKey("catalog", FileCatalog)
 # opened at startup: limits and the usage ledger (either may be switched off)
 METER = web.AppKey("meter", Meter)
+# opened at startup: workspace models, mirrored from their bucket
+PRESETS = web.AppKey("presets", Presets)
 
 PRINCIPAL = web.RequestKey("principal", Principal)
 REQUEST_ID = web.RequestKey("request_id", str)

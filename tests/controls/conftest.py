@@ -20,25 +20,16 @@ import pytest
 from gateway.app import Settings as GatewaySettings
 from gateway.app import serve as serve_gateway
 from stack.nats_server import free_port
-from tests.e2e.conftest import (  # noqa: F401  (fixtures)
-    Account,
-    Stack,
-    _reset_fakes,
-    admin,
-    backend_fakes,
-    nats_url,
-    stack,
-    user,
-)
+from tests.support.stack import Stack
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.fixture(scope="session")
-async def second(stack: Stack, nats_url: str) -> AsyncIterator[Stack]:  # noqa: F811
+async def second(stack: Stack, stack_nats_url: str) -> AsyncIterator[Stack]:
     """Another gateway on the same NATS: its own limit credit, the same counters."""
     settings = GatewaySettings(
-        nats_url=nats_url,
+        nats_url=stack_nats_url,
         port=0,
         request_timeout_seconds=5,
         completion_timeout_seconds=12,
@@ -68,7 +59,7 @@ class GatewayProcess:
 
 
 @contextmanager
-def gateway_process(nats_url: str) -> Iterator[GatewayProcess]:  # noqa: F811
+def gateway_process(nats_url: str) -> Iterator[GatewayProcess]:
     """`python -m gateway` as a real process on a free port (killed after)."""
     port = free_port()
     env = {

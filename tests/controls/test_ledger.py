@@ -11,9 +11,9 @@ from typing import Any
 import aiohttp
 
 from tests.controls.conftest import gateway_process, wait_listening
-from tests.e2e.conftest import Account, Stack
 from tests.fakes.ollama_fake import OllamaFake
 from tests.fakes.openai_fake import OpenAIFake
+from tests.support.stack import Account, Stack
 
 ASK = [{"role": "user", "content": "one two three"}]
 
@@ -102,13 +102,13 @@ async def test_bad_usage_queries_are_400(stack: Stack, user: Account) -> None:
 
 
 async def test_a_gateway_killed_right_after_answering_has_recorded_the_answer(
-    stack: Stack, nats_url: str, user: Account
+    stack: Stack, stack_nats_url: str, user: Account
 ) -> None:
     started = time.time()
     answered = 0
     async with aiohttp.ClientSession() as http:
         for stream in (False, True):
-            with gateway_process(nats_url) as gateway:
+            with gateway_process(stack_nats_url) as gateway:
                 await wait_listening(gateway.url)
                 body = {"model": "gpt-fake", "messages": ASK, "stream": stream}
                 async with http.post(

@@ -11,9 +11,9 @@ from typing import Any
 import openai
 
 from tests.controls.conftest import set_limit
-from tests.e2e.conftest import Account, Stack
 from tests.fakes.ollama_fake import OllamaFake
 from tests.fakes.openai_fake import OpenAIFake
+from tests.support.stack import Account, Stack
 
 MODEL = "gpt-fake"
 ASK = [{"role": "user", "content": "one two three four"}]

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Account, Stack
 from tests.e2e.test_chat_flow import chat_body, content_of, read_events
 from tests.fakes.ollama_fake import OllamaFake
 from tests.fakes.openai_fake import OpenAIFake, ScriptedReply
+from tests.support.stack import Account, Stack
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 STATS_PIPE = (EXAMPLES / "functions/text_stats_pipe.py").read_text()
@@ -35,7 +35,15 @@ async def install(
         "POST",
         f"/api/v1/{kind}s/create",
         headers=account.jwt_auth,
-        json={"id": plugin_id, "name": f"My {plugin_id}", "content": source},
+        json={
+            "id": plugin_id,
+            "name": f"My {plugin_id}",
+            "content": source,
+            # every user may use it (absent: admins only)
+            "access_grants": [
+                {"principal_type": "user", "principal_id": "*", "permission": "read"}
+            ],
+        },
     )
 
 

@@ -11,9 +11,9 @@ import aiohttp
 import ollama
 import pytest
 
-from tests.e2e.conftest import Account, Stack
 from tests.fakes.ollama_fake import OllamaFake
 from tests.fakes.openai_fake import OpenAIFake
+from tests.support.stack import Account, Stack
 
 MODEL = "llama3.2:latest"
 NDJSON = "application/x-ndjson"

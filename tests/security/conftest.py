@@ -18,26 +18,15 @@ import pytest
 
 from gateway.app import Settings as GatewaySettings
 from gateway.app import serve as serve_gateway
-from tests.e2e.conftest import (  # noqa: F401  (fixtures)
-    Account,
-    RagServices,
-    Stack,
-    _reset_fakes,
-    admin,
-    backend_fakes,
-    nats_url,
-    rag,
-    stack,
-    user,
-)
 from tests.e2e.rag_helpers import settled
+from tests.support.stack import Account, RagServices, Stack
 
 
 @pytest.fixture(scope="session")
-async def second(stack: Stack, nats_url: str) -> AsyncIterator[Stack]:  # noqa: F811
+async def second(stack: Stack, stack_nats_url: str) -> AsyncIterator[Stack]:
     """Another gateway on the same NATS (and the dev docs on): the same users, its own cache."""
     settings = GatewaySettings(
-        nats_url=nats_url,
+        nats_url=stack_nats_url,
         port=0,
         env="dev",
         request_timeout_seconds=5,
@@ -57,12 +46,16 @@ async def second(stack: Stack, nats_url: str) -> AsyncIterator[Stack]:  # noqa: 
 
 @dataclass
 class Owned:
-    """What user A owns: a completed file, a private collection holding it, a chat."""
+    """What user A owns: a completed file, a private collection holding it, a chat, and a
+    private workspace model (preset) that searches that collection; and a group A is in
+    (made by the admin), shared nothing."""
 
     owner: Account
     file_id: str
     knowledge_id: str
     chat_id: str
+    preset_id: str
+    group_id: str
     named_key_id: str = ""
 
 
@@ -105,9 +98,37 @@ async def owned_by_new_user(api: Stack) -> Owned:
         "POST", "/api/v1/auths/api_keys", headers=owner.jwt_auth, json={"name": "A's key"}
     )
     assert status == 200, key
-    return Owned(owner, record["id"], knowledge["id"], chat["id"], key["id"])
+    preset_id = f"a-vault-{uuid.uuid4().hex[:8]}"
+    status, preset = await api.call(
+        "POST",
+        "/api/v1/models/create",
+        headers=owner.key_auth,
+        json={
+            "id": preset_id,
+            "base_model_id": "gpt-fake",
+            "name": "A's vault keeper",
+            "meta": {"knowledge": [{"id": knowledge["id"], "type": "collection"}]},
+            "params": {"system": "Only A may hear about the vault."},
+        },
+    )
+    assert status == 200, preset
+    root = await api.admin()
+    status, group = await api.call(
+        "POST", "/api/v1/groups/create", headers=root.key_auth, json={"name": "A's group"}
+    )
+    assert status == 200, group
+    status, group = await api.call(
+        "POST",
+        f"/api/v1/groups/id/{group['id']}/users/add",
+        headers=root.key_auth,
+        json={"user_ids": [owner.id]},
+    )
+    assert status == 200, group
+    return Owned(
+        owner, record["id"], knowledge["id"], chat["id"], preset_id, group["id"], key["id"]
+    )
 
 
 @pytest.fixture(scope="session")
-async def owned(stack: Stack, rag: RagServices) -> Owned:  # noqa: F811
+async def owned(stack: Stack, rag: RagServices) -> Owned:
     return await owned_by_new_user(stack)

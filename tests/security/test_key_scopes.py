@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Account, Stack
 from tests.e2e.rag_helpers import settled
 from tests.security.conftest import Owned, owned_by_new_user, upload
+from tests.support.stack import Account, Stack
 
 pytestmark = pytest.mark.security
 

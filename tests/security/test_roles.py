@@ -14,13 +14,22 @@ from aiohttp import web
 
 from contracts.ollama import ADMIN_PATHS
 from gateway.state import ACCESS
-from tests.e2e.conftest import PASSWORD, Account, Stack
+from tests.support.stack import PASSWORD, Account, Stack
 
 pytestmark = pytest.mark.security
 
 PARAM = re.compile(r"{(\w+)(:[^}]*)?}")
 # The only routes a pending (or anonymous) caller reaches; changing these is a decision.
-PUBLIC = {"signup", "signin", "health", "openapi", "docs", "docs_static"}
+PUBLIC = {
+    "signup",
+    "signin",
+    "health",
+    "openapi",
+    "docs",
+    "docs_static",
+    "api_version",
+    "api_config",
+}
 ANY_SIGNED_IN = {"current_user"}
 
 
