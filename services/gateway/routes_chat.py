@@ -112,6 +112,9 @@ async def _complete(
     preset = None
     if request.app[PRESETS].store.known(chat.model):
         body, chat, preset = await _with_preset(request, body, chat)
+        # a scoped key: the preset's base model must be in scope too (its attached
+        # knowledge is checked with the rest of `files`, in `rag.retrieve`)
+        scopes.require_model(principal_of(request), chat.model)
     sources: list[rag.SourceEntry] | None = None
     if chat.files:
         try:

@@ -118,6 +118,50 @@ def scoped_calls(w: World) -> dict[str, list[Call]]:
         ],
         "knowledge_reset": [Call("POST", f"/api/v1/knowledge/{out_k}/reset", harmless=False)],
         "knowledge_delete": [Call("DELETE", f"/api/v1/knowledge/{out_k}/delete", harmless=False)],
+        "knowledge_files": [Call("GET", f"/api/v1/knowledge/{out_k}/files")],
+        "knowledge_access_update": [
+            Call(
+                "POST",
+                f"/api/v1/knowledge/{out_k}/access/update",
+                {"access_grants": []},
+                harmless=False,
+            )
+        ],
+        "knowledge_batch_add": [
+            Call(
+                "POST",
+                f"/api/v1/knowledge/{out_k}/files/batch/add",
+                [{"file_id": w.in_file}],
+                harmless=False,
+            )
+        ],
+        "knowledge_sync_diff": [
+            Call("POST", f"/api/v1/knowledge/{out_k}/sync/diff", {"manifest": []})
+        ],
+        "knowledge_sync_cleanup": [
+            Call(
+                "POST",
+                f"/api/v1/knowledge/{out_k}/sync/cleanup",
+                {"file_ids": []},
+                harmless=False,
+            )
+        ],
+        "knowledge_file_update": [
+            Call(
+                "POST",
+                f"/api/v1/knowledge/{out_k}/file/update",
+                {"file_id": out_f},
+                harmless=False,
+            )
+        ],
+        "retrieval_process_text": [
+            Call(
+                "POST",
+                "/api/v1/retrieval/process/text",
+                {"name": "n", "content": "c", "collection_name": out_k},
+                harmless=False,
+            )
+        ],
         "ollama": [
             Call("POST", "/ollama/api/chat", {"model": OUT_MODEL, "messages": ASK}),
             Call("POST", "/ollama/api/show", {"name": OUT_MODEL}),
@@ -132,7 +176,13 @@ def scoped_calls(w: World) -> dict[str, list[Call]]:
 
 
 # listings that show only what the key's scope holds
-LISTS = {"api_models", "api_v1_models", "knowledge_list", "knowledge_list_bare"}
+LISTS = {
+    "api_models",
+    "api_v1_models",
+    "knowledge_list",
+    "knowledge_list_bare",
+    "knowledge_list_writable",
+}
 
 NOT_SCOPED: dict[str, str] = (
     {
@@ -199,6 +249,38 @@ NOT_SCOPED: dict[str, str] = (
         "limits_delete": "admin-only limits",
         "usage": "the caller's own ledger rows (admins: everyone's)",
         "health": "public",
+        "api_config": "public",
+        "api_version": "public",
+        "chats_list_alias": "chat history, no model is called",
+        "chats_search": "chat history, no model is called",
+        "files_text_update": "a user's own file, not a collection",
+        **{
+            name: "groups: membership, no model or collection"
+            for name in (
+                "groups_create",
+                "groups_delete",
+                "groups_get",
+                "groups_list",
+                "groups_update",
+                "groups_users_add",
+                "groups_users_remove",
+            )
+        },
+        **{
+            name: "workspace models are definitions; using one is a chat, scoped by its id, "
+            "its base and its attached knowledge (test below)"
+            for name in (
+                "presets_access_update",
+                "presets_create",
+                "presets_delete",
+                "presets_delete_http",
+                "presets_get",
+                "presets_list",
+                "presets_list_0_12",
+                "presets_toggle",
+                "presets_update",
+            )
+        },
         "openapi": "public (dev)",
         "docs": "public (dev)",
         "docs_static": "public (dev)",
@@ -245,7 +327,8 @@ async def world(stack: Stack, rag: object) -> World:
 
 def test_every_route_is_scope_checked_listed_or_explained(stack: Stack, second: Stack) -> None:
     names = route_names(second)
-    fake = World(Owned(Account("", "", "", ""), "f", "k", "c"), "k2", "f2", Account("", "", "", ""))
+    nobody = Account("", "", "", "")
+    fake = World(Owned(nobody, "f", "k", "c", "p", "g"), "k2", "f2", nobody)
     checked = set(scoped_calls(fake))
     unknown = names - checked - LISTS - set(NOT_SCOPED)
     assert not unknown, f"new routes need a key-scope decision: {unknown}"
@@ -350,3 +433,30 @@ async def test_named_key_forms_are_checked(stack: Stack, user: Account) -> None:
         )
         assert status == 400, (form, reply)
         assert set(reply) == {"detail"}
+
+
+async def test_a_workspace_model_needs_its_base_and_its_knowledge_in_scope(
+    stack: Stack, world: World
+) -> None:
+    owner, preset = world.owned.owner, world.owned.preset_id
+
+    async def key(**scope: Any) -> dict[str, str]:
+        status, made = await stack.call(
+            "POST", "/api/v1/auths/api_keys", headers=owner.jwt_auth, json={"name": "p", **scope}
+        )
+        assert status == 200, made
+        return {"Authorization": f"Bearer {made['api_key']}"}
+
+    body = {"model": preset, "messages": ASK}
+    refused = [
+        await key(models=[preset]),  # its base model is outside the scope
+        await key(models=[preset, OUT_MODEL], collections=[world.in_knowledge]),  # knowledge
+    ]
+    for headers in refused:
+        status, reply = await stack.call(
+            "POST", "/api/chat/completions", headers=headers, json=body
+        )
+        assert status == 403, reply
+    allowed = await key(models=[preset, OUT_MODEL])
+    status, reply = await stack.call("POST", "/api/chat/completions", headers=allowed, json=body)
+    assert status == 200, reply

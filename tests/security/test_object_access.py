@@ -132,7 +132,19 @@ NO_OBJECT: dict[str, str] = {
         "the caller's own account and key",
     ),
     **dict.fromkeys(
-        ["list_users", "functions_create", "tools_create", "groups_create"],
+        ["create_named_key", "list_named_keys", "usage"],
+        "the caller's own named keys and usage (tests/security/test_key_scopes.py, "
+        "tests/controls/test_ledger.py: another user's usage is 403)",
+    ),
+    **dict.fromkeys(
+        [
+            "list_users",
+            "functions_create",
+            "tools_create",
+            "groups_create",
+            "limits_set",
+            "limits_list",
+        ],
         "admin-only (test_roles: 403 to users)",
     ),
     **dict.fromkeys(
