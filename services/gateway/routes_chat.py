@@ -7,6 +7,7 @@ the bytes the client sent; replies come back as bytes and go out unchanged. With
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Any
 
@@ -27,12 +28,13 @@ from contracts.chat import (
 from contracts.models import ModelsRequest
 from contracts.presets import Preset
 from contracts.streams import DONE, closing_bytes, error_event
-from gateway import rag
-from gateway.bodies import json_bytes, parse, read_body
+from gateway import rag, scopes
+from gateway.bodies import json_bytes, json_value, parse, read_body
 from gateway.chat_log import ChatAppend
+from gateway.metering import NO_TOKENS, Metered, reply_facts
 from gateway.relay import relay_stream
 from gateway.routes_chats import CHATS
-from gateway.state import BUS, PRESETS, SETTINGS, Access, principal_of
+from gateway.state import BUS, METER, PRESETS, SETTINGS, Access, principal_of
 
 log = structlog.get_logger()
 
@@ -53,23 +55,59 @@ async def list_models(request: web.Request) -> web.Response:
         encode(ModelsRequest(principal=principal)),
         timeout=app[SETTINGS].request_timeout_seconds,
     )
+    allowed = scopes.allowed_models(principal)
     presets = app[PRESETS]
-    if not presets.store.all():
+    if not presets.store.all() and allowed is None:
         return json_bytes(reply)
     listing: dict[str, Any] = msgspec.json.decode(reply)
     models = listing.get("data") or []
     listing["data"] = [*presets.listed(principal, models), *models]
+    if allowed is not None:  # a scoped key sees only its models (presets included)
+        return json_value(_only(listing, allowed))
     return json_bytes(encode(listing))
+
+
+def _only(listing: dict[str, Any], allowed: frozenset[str]) -> dict[str, Any]:
+    """The model list with only the models a scoped key may use."""
+    data = listing.get("data") or []
+    listing["data"] = [m for m in data if isinstance(m, dict) and m.get("id") in allowed]
+    return listing
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     body = await read_body(request)
     chat = parse(body, ChatCompletionRequest)
+    principal = principal_of(request)
+    scopes.require_model(principal, chat.model)
+    # over a limit: 429 before any work is done
+    metered = await request.app[METER].start(
+        principal,
+        chat.model,
+        body_bytes=len(body),
+        max_tokens=chat.max_tokens,
+        stream=chat.stream,
+    )
+    try:
+        return await _complete(request, body, chat, metered)
+    except asyncio.CancelledError:
+        await metered.done(None, "cancelled")  # the estimate stands: it may have run
+        raise
+    except BaseException:
+        await metered.done(NO_TOKENS, "error")
+        raise
+
+
+async def _complete(
+    request: web.Request, body: bytes, chat: ChatCompletionRequest, metered: Metered
+) -> web.StreamResponse:
     # a chat_id the caller does not own is a 404 before the model is asked anything
     record = await ChatAppend.start(request.app[CHATS], principal_of(request).id, chat)
     preset = None
     if request.app[PRESETS].store.known(chat.model):
         body, chat, preset = await _with_preset(request, body, chat)
+        # a scoped key: the preset's base model must be in scope too (its attached
+        # knowledge is checked with the rest of `files`, in `rag.retrieve`)
+        scopes.require_model(principal_of(request), chat.model)
     sources: list[rag.SourceEntry] | None = None
     if chat.files:
         try:
@@ -81,11 +119,13 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     job = CompletionJob(principal=principal_of(request), body=msgspec.Raw(body))
     if chat.stream:
         first = b"" if sources is None else b"data: " + encode({"sources": sources}) + b"\n\n"
-        return await _stream(request, job, first, record, sources)
+        return await _stream(request, job, metered, first, record, sources)
     app = request.app
     reply = await app[BUS].call_raw(
         subjects.CHAT_COMPLETE, encode(job), timeout=app[SETTINGS].completion_timeout_seconds
     )
+    model, usage = reply_facts(reply)
+    await metered.done(usage, "ok", model)  # recorded before the answer goes out
     if sources is not None:
         reply = _with_sources(reply, sources)
     if record is not None:
@@ -147,13 +187,14 @@ class _SSEResponse(web.StreamResponse):
 async def _stream(
     request: web.Request,
     job: CompletionJob,
+    metered: Metered,
     first: bytes = b"",
     record: ChatAppend | None = None,
     sources: list[rag.SourceEntry] | None = None,
 ) -> web.StreamResponse:
     """Relay the proxy's SSE bytes until its end message (see `gateway.relay`)."""
     stream_id = os.urandom(16).hex()  # a uuid4's randomness without the UUID object
-    sink = _ChatSink(request, first, record, sources)
+    sink = _ChatSink(request, metered, first, record, sources)
     await relay_stream(
         request,
         subjects.CHAT_STREAM,
@@ -174,16 +215,29 @@ class _ChatSink:
     is in the chat's history, so a client that reads the chat right after the stream
     sees it."""
 
-    __slots__ = ("_first", "_last", "_record", "_request", "_sources", "_tail", "response")
+    __slots__ = (
+        "_first",
+        "_last",
+        "_metered",
+        "_model",
+        "_record",
+        "_request",
+        "_sources",
+        "_tail",
+        "response",
+    )
 
     def __init__(
         self,
         request: web.Request,
+        metered: Metered,
         first: bytes,
         record: ChatAppend | None,
         sources: list[rag.SourceEntry] | None,
     ) -> None:
         self._request = request
+        self._metered = metered
+        self._model = ""  # who answered, as the acceptance says
         self._first = first
         self._record = record
         self._sources = sources
@@ -192,6 +246,7 @@ class _ChatSink:
         self.response: web.StreamResponse | None = None
 
     async def start(self, accepted: StreamAccepted) -> None:
+        self._model = accepted.model
         response = self.response = _SSEResponse(headers=SSE_HEADERS)
         await response.prepare(self._request)
         # the stream's first bytes may have come with the acceptance (one message)
@@ -220,10 +275,17 @@ class _ChatSink:
         elif self._record is not None:
             await _record_stream(self._record, ended, self._sources)
             tail += DONE
+        # the ledger has it before the client has the end of the answer
+        await self._metered.done(
+            ended.usage if ended is not None else None,
+            "error" if closing or ended is None else "ok",
+            self._model,
+        )
         await self.response.write_eof(tail)
 
     async def idle(self) -> None:
         assert self.response is not None
+        await self._metered.done(None, "error", self._model)
         await self.response.write_eof(error_event("The model stopped responding"))
 
 

@@ -9,6 +9,7 @@ NATS message can carry.
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import msgspec
 from aiohttp import web
@@ -17,7 +18,9 @@ from nats.aio.client import Client
 from common.codec import decode, encode
 from common.errors import RagwayError, forbidden
 from contracts import subjects
+from contracts.auth import Principal
 from contracts.ollama import OllamaProxyAccepted, OllamaProxyEnd, OllamaProxyRequest, path_level
+from gateway import scopes
 from gateway.relay import relay_stream
 from gateway.state import BUS, Access, principal_of
 
@@ -50,6 +53,7 @@ async def ollama(request: web.Request) -> web.StreamResponse:
     body = await request.read()
     if len(body) > max_body(bus.nc):
         raise RagwayError("too_large", "Request body too large for the Ollama pass-through")
+    _require_models(principal, body)
     proxied = OllamaProxyRequest(
         principal=principal,
         method=request.method,  # type: ignore[arg-type]  # the routes allow only these
@@ -72,6 +76,29 @@ async def ollama(request: web.Request) -> web.StreamResponse:
     )
     assert sink.response is not None  # started: relay_stream raises otherwise
     return sink.response
+
+
+class _Named(msgspec.Struct):
+    """The fields an Ollama request names a model in (`name`: older clients)."""
+
+    model: Any = None
+    name: Any = None
+    source: Any = None
+    destination: Any = None
+
+
+def _require_models(principal: Principal, body: bytes) -> None:
+    """A model-scoped key: every model the request names must be one of its models, and
+    a request that may name one must be readable JSON."""
+    if scopes.allowed_models(principal) is None or not body:
+        return
+    try:
+        named = msgspec.json.decode(body, type=_Named)
+    except msgspec.DecodeError:
+        raise forbidden("This API key may only send JSON naming one of its models") from None
+    for value in (named.model, named.name, named.source, named.destination):
+        if value is not None:
+            scopes.require_model(principal, str(value))
 
 
 class _OllamaSink:
