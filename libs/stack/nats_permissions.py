@@ -39,13 +39,25 @@ class JetStreamUse(msgspec.Struct, frozen=True, kw_only=True):
     buckets: tuple[str, ...] = ()
     object_stores: tuple[str, ...] = ()
     streams: tuple[str, ...] = ()
+    # streams named `<bucket prefix>_<name>` whose subjects are `<bucket prefix>.<name>.*`,
+    # written by this service (the gateway's usage ledger)
+    prefixed_streams: tuple[str, ...] = ()
 
 
 _FILE_CATALOG = ("files", "file_hashes", "file_owners")
 _INGEST_STREAM = (subjects.INGEST_JOBS.stream,)
 JETSTREAM_USE: dict[str, JetStreamUse] = {
     subjects.AUTH_SERVICE: JetStreamUse(
-        buckets=("users", "user_emails", "api_keys", "auth_meta", "groups", "signin_failures")
+        buckets=(
+            "users",
+            "user_emails",
+            "api_keys",
+            "auth_meta",
+            "groups",
+            "signin_failures",
+            "named_keys",
+            "named_key_hashes",
+        )
     ),
     subjects.INFERENCE_SERVICE: JetStreamUse(buckets=("functions", "tools")),
     subjects.INGESTION_SERVICE: JetStreamUse(
@@ -55,9 +67,10 @@ JETSTREAM_USE: dict[str, JetStreamUse] = {
         buckets=(*_FILE_CATALOG, "knowledge"), object_stores=("blobs",)
     ),
     GATEWAY: JetStreamUse(
-        buckets=(*_FILE_CATALOG, "presets", "chats"),
+        buckets=(*_FILE_CATALOG, "presets", "chats", "limits", "limit_usage"),
         object_stores=("blobs",),
         streams=_INGEST_STREAM,
+        prefixed_streams=("usage",),
     ),
 }
 
@@ -117,6 +130,9 @@ def jetstream_subjects(use: JetStreamUse, bucket_prefix: str) -> list[str]:
     """The JetStream API and data subjects of these buckets, stores and streams only."""
     found: list[str] = []
     streams = list(use.streams)
+    for name in use.prefixed_streams:
+        streams.append(f"{bucket_prefix}_{name}")
+        found.append(f"{bucket_prefix}.{name}.*")
     for bucket in use.buckets:
         name = f"{bucket_prefix}_{bucket}"
         streams.append(f"KV_{name}")

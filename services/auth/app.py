@@ -10,6 +10,8 @@ from argon2 import PasswordHasher
 
 from auth.groups import GroupHandlers
 from auth.handlers import AuthHandlers
+from auth.key_handlers import NamedKeyHandlers
+from auth.named_keys import NamedKeyStore
 from auth.passwords import Passwords
 from auth.ratelimit import FailureLimiter
 from auth.settings import Settings
@@ -40,9 +42,13 @@ async def serve(settings: Settings) -> AsyncIterator[None]:
             concurrency=settings.password_hash_concurrency,
         )
         await passwords.start()
+        named_keys = await NamedKeyStore.open(
+            nc.jetstream(), settings.bucket_prefix, settings.kv_replicas
+        )
+        users = UserStore(buckets)
         handlers = AuthHandlers(
             settings=settings,
-            store=UserStore(buckets),
+            store=users,
             passwords=passwords,
             tokens=TokenIssuer(secret, settings.jwt_expires_seconds),
             limiter=FailureLimiter(
@@ -57,7 +63,9 @@ async def serve(settings: Settings) -> AsyncIterator[None]:
             ),
             bus=Bus(nc),
             log=log,
+            named_keys=named_keys,
         )
+        key_handlers = NamedKeyHandlers(store=named_keys, users=users, bus=Bus(nc), log=log)
         async with ServiceHost(
             nc,
             subjects.AUTH_SERVICE,
@@ -66,6 +74,7 @@ async def serve(settings: Settings) -> AsyncIterator[None]:
         ) as host:
             await handlers.serve(host)
             await GroupHandlers(buckets.groups, UserStore(buckets), Bus(nc), log).serve(host)
+            await key_handlers.serve(host)
             await nc.flush()  # the server knows every endpoint before anyone is told we are up
             log.info("auth_ready", bucket_prefix=settings.bucket_prefix)
             yield None

@@ -15,6 +15,7 @@ from common.bus import BUS_FAILURES, BUS_UNAVAILABLE, new_request_id, request_id
 from common.errors import RagwayError, forbidden, unauthorized
 from gateway.console_session import session_credential
 from gateway.errors import error_response, status_for
+from gateway.limiter import RateLimited
 from gateway.state import ACCESS, BUS, IDENTITY, PRINCIPAL, REQUEST_ID
 
 log = structlog.get_logger()
@@ -65,6 +66,8 @@ async def _mapped(request: web.Request, handler: Handler) -> web.StreamResponse:
         return error_response(503, BUS_UNAVAILABLE)
     try:
         return await handler(request)
+    except RateLimited as exc:
+        return error_response(429, exc.detail, {"Retry-After": str(exc.retry_after)})
     except RagwayError as exc:
         return error_response(status_for(exc.code), exc.detail)
     except nats.errors.TimeoutError:  # JetStream (KV, object store) calls that got no answer

@@ -16,7 +16,16 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from contracts.auth import ApiKeyReply, Session, SigninRequest, SignupRequest, User
+from contracts.auth import (
+    ApiKeyReply,
+    NamedKey,
+    NamedKeyCreated,
+    NamedKeyForm,
+    Session,
+    SigninRequest,
+    SignupRequest,
+    User,
+)
 from contracts.chat import ChatCompletionRequest
 from contracts.chats import ChatForm, ChatRecord, ChatSummary
 from contracts.files import FileRecord, FileStatusReply
@@ -36,6 +45,7 @@ from contracts.knowledge import (
 )
 from contracts.models import ModelsReply
 from contracts.presets import PresetAccessForm, PresetForm, PresetIdForm, PresetList, PresetReply
+from gateway.limits import Limit, LimitForm
 from gateway.routes_auth import RoleForm
 from gateway.routes_config import ConfigReply, VersionReply
 from gateway.routes_console import ConsoleUser
@@ -72,6 +82,16 @@ class CurrentUser(msgspec.Struct):
 class UsersReply(msgspec.Struct):
     users: list[User]
     total: int
+
+
+class UsageReply(msgspec.Struct):
+    """Rows keyed by the `group_by` field (`user`, `key`, `model` or `day`) with
+    requests, errors, prompt_tokens, completion_tokens, total_tokens."""
+
+    rows: list[dict[str, Any]]
+    from_: float = msgspec.field(name="from")
+    to: float
+    group_by: str
 
 
 class FilePage(msgspec.Struct):
@@ -124,6 +144,23 @@ ROUTE_DOCS: dict[str, RouteDoc] = {
     "create_api_key": RouteDoc("Create (replace) the API key", "auths", None, ApiKeyReply),
     "get_api_key": RouteDoc("The current API key", "auths", None, ApiKeyReply),
     "delete_api_key": RouteDoc("Revoke the API key", "auths", None, bool),
+    "create_named_key": RouteDoc(
+        "Create a named, optionally scoped API key (the secret is shown once)",
+        "auths",
+        NamedKeyForm,
+        NamedKeyCreated,
+    ),
+    "list_named_keys": RouteDoc("The caller's named API keys", "auths", None, list[NamedKey]),
+    "delete_named_key": RouteDoc("Revoke a named API key", "auths", None, bool),
+    "limits_set": RouteDoc("Set a limit or budget (admin)", "limits", LimitForm, Limit),
+    "limits_list": RouteDoc("Every limit (admin)", "limits", None, list[Limit]),
+    "limits_delete": RouteDoc("Remove a limit (admin)", "limits", None, bool),
+    "usage": RouteDoc(
+        "Usage from the ledger (`from`, `to`, `group_by`; admins: everyone's)",
+        "usage",
+        None,
+        UsageReply,
+    ),
     "list_users": RouteDoc("All users (admin)", "users", None, UsersReply),
     "update_user": RouteDoc("Change a user's role (admin)", "users", RoleForm, User),
     "delete_user": RouteDoc("Delete a user (admin)", "users", None, bool),

@@ -9,10 +9,16 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from common.codec import encode
-from common.errors import RagwayError, invalid
+from common.errors import RagwayError, forbidden, invalid
 from contracts import subjects
 from contracts.auth import (
     ApiKeyReply,
+    NamedKeyCreate,
+    NamedKeyCreated,
+    NamedKeyForm,
+    NamedKeyRef,
+    NamedKeys,
+    NamedKeysRequest,
     Role,
     SigninRequest,
     SignupRequest,
@@ -104,6 +110,43 @@ async def delete_api_key(request: web.Request) -> web.Response:
     return json_bytes(TRUE)
 
 
+class StrictNamedKeyForm(NamedKeyForm, forbid_unknown_fields=True):
+    """A misspelt scope field is an error here, never an unscoped key."""
+
+
+def _key_owner(request: web.Request) -> str:
+    """Whose named keys these are; a scoped key may not make or drop keys (it could
+    otherwise mint itself a wider one)."""
+    principal = principal_of(request)
+    if principal.key is not None and principal.key.scoped:
+        raise forbidden("A scoped API key may not manage API keys")
+    return principal.id
+
+
+async def create_named_key(request: web.Request) -> web.Response:
+    owner = _key_owner(request)
+    form = parse(await read_body(request), StrictNamedKeyForm)
+    message = NamedKeyCreate(user_id=owner, form=form)
+    reply = await _call(request, subjects.AUTH_NAMED_KEY_CREATE, encode(message))
+    parse(reply, NamedKeyCreated)
+    return json_bytes(reply)
+
+
+async def list_named_keys(request: web.Request) -> web.Response:
+    message = NamedKeysRequest(user_id=principal_of(request).id)
+    reply = await _call(request, subjects.AUTH_NAMED_KEYS_LIST, encode(message))
+    return json_value(parse(reply, NamedKeys).keys)
+
+
+async def delete_named_key(request: web.Request) -> web.Response:
+    ref = NamedKeyRef(user_id=_key_owner(request), key_id=request.match_info["key_id"])
+    await _call(request, subjects.AUTH_NAMED_KEY_DELETE, encode(ref))
+    # auth announces the revocation to every gateway; this one forgets the user's keys
+    # now, so the caller's very next request with it is refused here too
+    request.app[IDENTITY].cache.drop_user(ref.user_id)
+    return json_bytes(TRUE)
+
+
 async def list_users(request: web.Request) -> web.Response:
     reply = await request.app[BUS].call(
         subjects.AUTH_USERS_LIST,
@@ -142,6 +185,9 @@ def add_routes(app: web.Application, access: dict[str, Access]) -> None:
         ("POST", "/api/v1/auths/api_key", "create_api_key", create_api_key, "user"),
         ("GET", "/api/v1/auths/api_key", "get_api_key", get_api_key, "user"),
         ("DELETE", "/api/v1/auths/api_key", "delete_api_key", delete_api_key, "user"),
+        ("POST", "/api/v1/auths/api_keys", "create_named_key", create_named_key, "user"),
+        ("GET", "/api/v1/auths/api_keys", "list_named_keys", list_named_keys, "user"),
+        ("DELETE", "/api/v1/auths/api_keys/{key_id}", "delete_named_key", delete_named_key, "user"),
         ("GET", "/api/v1/users/", "list_users", list_users, "admin"),
         ("POST", "/api/v1/users/{user_id}/update", "update_user", update_user, "admin"),
         ("DELETE", "/api/v1/users/{user_id}", "delete_user", delete_user, "admin"),

@@ -50,6 +50,13 @@ class Settings(ServiceSettings, kw_only=True):
     # before it is searched as it is (named in the reply's sources as `indexing`)
     rag_complete_wait_seconds: Annotated[float, msgspec.Meta(ge=0)] = 5.0
     rag_top_k: Annotated[int, msgspec.Meta(ge=1)] = 4
+    # Gateway controls: limits (definitions `<prefix>_limits`, counters
+    # `<prefix>_limit_usage`) and the usage ledger (stream `<prefix>_usage`)
+    limits_enabled: bool = True
+    usage_ledger: bool = True
+    # tokens a completion is assumed to generate when it names no max_tokens (settled
+    # against the backend's usage afterwards)
+    completion_estimate_tokens: Annotated[int, msgspec.Meta(ge=0)] = 256
     # `?process_in_background=false` uploads, `process/text` and text edits answer once the
     # file is processed, or with it as it is after this long
     process_wait_seconds: Annotated[float, msgspec.Meta(ge=0)] = 120.0

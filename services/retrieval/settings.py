@@ -28,8 +28,11 @@ class Settings(ServiceSettings, kw_only=True):
     # the embedding model (see libs/embedding), read from the same variables as ingestion's;
     # queries are a few tokens: one thread each lets concurrent queries use the cores
     embedding: EmbedderSettings = msgspec.field(default_factory=service_embedder)
-    # hybrid search: how dense and BM25 candidates are fused (see bench/retrieval_quality.py)
-    hybrid_fusion: Literal["rrf", "dbsf"] = "rrf"
+    # hybrid search: how dense and BM25 candidates are fused: `trust` (retrieval/fusion.py)
+    # weighs BM25 per query by how much its top candidates agree with dense's, less for
+    # one- or two-term queries; `rrf` and `dbsf` are the engine's own fusions (figures:
+    # bench/RESULTS.md)
+    hybrid_fusion: Literal["trust", "rrf", "dbsf"] = "trust"
     # Unicode scripts the dense model was trained on (comma-separated); a hybrid query
     # written mostly in other scripts runs on BM25 alone. Empty: always fuse (set it empty,
     # or to the model's scripts, for a multilingual model).

@@ -112,15 +112,15 @@ async def test_embed_and_embeddings_answer(stack: Stack, user: Account) -> None:
 async def test_the_official_ollama_client_works_against_the_pass_through(
     stack: Stack, user: Account
 ) -> None:
-    client = ollama.AsyncClient(host=f"{stack.url}/ollama", headers=user.key_auth)
-    listed = await client.list()
-    assert MODEL in [m.model for m in listed.models]
-    pieces = [
-        part.message.content
-        async for part in await client.chat(
-            model=MODEL, messages=[{"role": "user", "content": "hi there"}], stream=True
-        )
-    ]
+    async with ollama.AsyncClient(host=f"{stack.url}/ollama", headers=user.key_auth) as client:
+        listed = await client.list()
+        assert MODEL in [m.model for m in listed.models]
+        pieces = [
+            part.message.content
+            async for part in await client.chat(
+                model=MODEL, messages=[{"role": "user", "content": "hi there"}], stream=True
+            )
+        ]
     assert "".join(pieces) == "Echo: hi there"
 
 

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import nats
 import pytest
 
 from common.parent_death import tied_to_parent
@@ -34,6 +33,7 @@ from tests.stack.support import (
     settings_environ,
     wait_until_gone,
 )
+from tests.support.nats import connect_refused
 
 pytestmark = pytest.mark.slow
 
@@ -78,6 +78,8 @@ class Launched:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
 
 
 @pytest.fixture
@@ -225,8 +227,7 @@ async def test_a_user_signed_up_before_a_restart_can_sign_in_after_it(
     await second.astart()
     try:
         assert_own_credentials_only(second, users_file, made)
-        with pytest.raises((nats.errors.Error, OSError)):  # no credentials, no NATS
-            await nats.connect(second.nats.url, allow_reconnect=False, connect_timeout=2)
+        assert await connect_refused(second.nats.url)  # no credentials, no NATS
         status, again = await call(
             http,
             "POST",

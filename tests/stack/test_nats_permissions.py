@@ -109,3 +109,9 @@ def _pub(user: str) -> tuple[str, ...]:
 def test_only_the_launcher_and_the_gateways_health_check_may_ping_the_backend_services() -> None:
     ping = subjects.ping_subject(subjects.AUTH_SERVICE)
     assert [u for u in (*SERVICES, OPERATOR) if ping in _pub(u)] == [GATEWAY, OPERATOR]
+
+
+def test_the_gateway_writes_the_usage_ledger_of_its_own_prefix_and_nobody_else_does() -> None:
+    writers = [s for s in SERVICES if "tenant.usage.*" in permissions_for(s, "tenant").publish]
+    assert writers == [GATEWAY]
+    assert "$JS.API.*.*.tenant_usage" in permissions_for(GATEWAY, "tenant").publish

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import nats
 import pytest
 from nats.aio.client import Client
 
@@ -60,3 +61,16 @@ async def module_nc(nats_url: str) -> AsyncIterator[Client]:
 @pytest.fixture(scope="module")
 def mbus(module_nc: Client) -> Bus:
     return Bus(module_nc)
+
+
+async def connect_refused(url: str, **options: str) -> bool:
+    """Whether the server at `url` refuses a client connecting with `options` (closed
+    either way, so no socket is left to the garbage collector)."""
+    nc = Client()
+    try:
+        await nc.connect(url, allow_reconnect=False, connect_timeout=2, **options)
+    except (nats.errors.Error, OSError):
+        return True
+    finally:
+        await nc.close()
+    return False
