@@ -18,6 +18,10 @@ AUTH_USER_GET = "ragway.auth.user.get"
 AUTH_USERS_LIST = "ragway.auth.users.list"
 AUTH_USER_UPDATE_ROLE = "ragway.auth.user.update_role"
 AUTH_USER_DELETE = "ragway.auth.user.delete"
+AUTH_USER_ADD = "ragway.auth.user.add"
+AUTH_PASSWORD_UPDATE = "ragway.auth.password.update"
+# ends every earlier session (JWT) of one user
+AUTH_SIGNOUT = "ragway.auth.signout"
 AUTH_KEY_RESOLVE = "ragway.auth.key.resolve"
 AUTH_KEY_CREATE = "ragway.auth.key.create"
 AUTH_KEY_GET = "ragway.auth.key.get"
@@ -57,6 +61,8 @@ INGEST_STREAM = "RAGWAY_INGEST"
 INGEST_JOBS = "ragway.ingest.jobs"
 INGEST_CONSUMER = "ragway-ingestion-workers"
 FILES_DELETE = "ragway.files.delete"
+# a deleted user's files (records, blobs, vectors) and collections, owned by retrieval
+USER_DATA_PURGE = "ragway.users.purge"
 
 # knowledge (owned by retrieval)
 KNOWLEDGE_CREATE = "ragway.knowledge.create"

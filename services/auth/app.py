@@ -7,10 +7,11 @@ from contextlib import asynccontextmanager
 
 import structlog
 from argon2 import PasswordHasher
+from nats.js import JetStreamContext
 
 from auth.handlers import AuthHandlers
 from auth.passwords import Passwords
-from auth.ratelimit import FailureLimiter
+from auth.ratelimit import AttemptLimiter
 from auth.settings import Settings
 from auth.store import Buckets, UserStore
 from auth.tokens import TokenIssuer, load_jwt_secret
@@ -43,15 +44,11 @@ async def serve(settings: Settings) -> AsyncIterator[None]:
             store=UserStore(buckets),
             passwords=passwords,
             tokens=TokenIssuer(secret, settings.jwt_expires_seconds),
-            limiter=FailureLimiter(
-                await Bucket.open(
-                    nc.jetstream(),
-                    f"{settings.bucket_prefix}_signin_failures",
-                    settings.kv_replicas,
-                    ttl=settings.signin_failure_window_seconds,
-                ),
-                settings.signin_max_failures,
-                settings.signin_failure_window_seconds,
+            limiter=await _limiter(
+                nc.jetstream(), settings, "signin_failures", settings.signin_failure_window_seconds
+            ),
+            signups=await _limiter(
+                nc.jetstream(), settings, "signup_attempts", settings.signup_window_seconds
             ),
             bus=Bus(nc),
             log=log,
@@ -64,3 +61,13 @@ async def serve(settings: Settings) -> AsyncIterator[None]:
             await nc.flush()  # the server knows every endpoint before anyone is told we are up
             log.info("auth_ready", bucket_prefix=settings.bucket_prefix)
             yield None
+
+
+async def _limiter(
+    js: JetStreamContext, settings: Settings, name: str, window: float
+) -> AttemptLimiter:
+    """Attempts counted in a bucket every auth instance shares, forgotten after `window`."""
+    bucket = await Bucket.open(
+        js, f"{settings.bucket_prefix}_{name}", settings.kv_replicas, ttl=window
+    )
+    return AttemptLimiter(bucket, window)

@@ -16,14 +16,21 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from contracts.auth import ApiKeyReply, Session, SigninRequest, SignupRequest, User
+from contracts.auth import (
+    AddUserRequest,
+    ApiKeyReply,
+    Session,
+    SigninRequest,
+    SignupRequest,
+    User,
+)
 from contracts.chat import ChatCompletionRequest
 from contracts.chats import ChatForm, ChatRecord, ChatSummary
 from contracts.files import FileRecord, FileStatusReply
 from contracts.functions import FunctionInfo, PluginForm, ToolInfo
 from contracts.knowledge import FileIdForm, KnowledgeForm, KnowledgeReply
 from contracts.models import ModelsReply
-from gateway.routes_auth import RoleForm
+from gateway.routes_auth import PasswordForm, RoleForm
 from gateway.routes_retrieval import QueryCollectionForm, QueryDocForm, QueryReply
 from gateway.state import ACCESS
 
@@ -50,6 +57,10 @@ class CurrentUser(msgspec.Struct):
     name: str
     role: str
     profile_image_url: str
+
+
+class SignoutReply(msgspec.Struct):
+    status: bool
 
 
 class UsersReply(msgspec.Struct):
@@ -88,6 +99,12 @@ ROUTE_DOCS: dict[str, RouteDoc] = {
     "signup": RouteDoc("Create an account (the first is admin)", "auths", SignupRequest, Session),
     "signin": RouteDoc("Sign in with email and password", "auths", SigninRequest, Session),
     "current_user": RouteDoc("The signed-in user", "auths", None, CurrentUser),
+    "update_password": RouteDoc(
+        "Change the password; ends every earlier session", "auths", PasswordForm, bool
+    ),
+    "signout": RouteDoc("End every session (JWT) of the caller", "auths", None, SignoutReply),
+    "signout_post": RouteDoc("End every session (JWT) of the caller", "auths", None, SignoutReply),
+    "add_user": RouteDoc("Add a user (admin)", "auths", AddUserRequest, Session),
     "create_api_key": RouteDoc("Create (replace) the API key", "auths", None, ApiKeyReply),
     "get_api_key": RouteDoc("The current API key", "auths", None, ApiKeyReply),
     "delete_api_key": RouteDoc("Revoke the API key", "auths", None, bool),

@@ -10,7 +10,7 @@ from catalog.files import FileCatalog
 from common.nats_conn import connect_nats
 from common.service import ServiceHost
 from contracts import subjects
-from contracts.files import DeleteFileRequest
+from contracts.files import DeleteFileRequest, UserDataPurge
 from contracts.knowledge import (
     KnowledgeCreate,
     KnowledgeFileChange,
@@ -70,6 +70,7 @@ async def serve(settings: Settings) -> AsyncIterator[Retrieval]:
             (subjects.VECTORS_DELETE, vectors.delete, FileVectorsRef),
             (subjects.VECTORS_STORED, vectors.stored, FileVectorsRef),
             (subjects.FILES_DELETE, vectors.delete_file, DeleteFileRequest),
+            (subjects.USER_DATA_PURGE, vectors.purge_user, UserDataPurge),
             (subjects.RETRIEVAL_QUERY, searcher.query, RetrievalQuery),
             (subjects.KNOWLEDGE_CREATE, knowledge.create, KnowledgeCreate),
             (subjects.KNOWLEDGE_LIST, knowledge.list, KnowledgeListRequest),

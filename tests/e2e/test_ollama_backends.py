@@ -48,6 +48,8 @@ async def split_stack(
                     jwt_secret=JWT_SECRET,
                     password_time_cost=1,
                     password_memory_kib=8,
+                    default_user_role="user",  # this stack's users act at once
+                    signup_max_per_address=100_000,
                     password_parallelism=1,
                 )
             )

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.security
 PARAM = re.compile(r"{(\w+)(:[^}]*)?}")
 # The only routes a pending (or anonymous) caller reaches; changing these is a decision.
 PUBLIC = {"signup", "signin", "health", "openapi", "docs", "docs_static"}
-ANY_SIGNED_IN = {"current_user"}
+ANY_SIGNED_IN = {"current_user", "update_password", "signout", "signout_post"}
 
 
 def routes_by_level(app: web.Application) -> dict[str, list[tuple[str, str, str]]]:
