@@ -10,7 +10,7 @@ import msgspec
 from nats.js import JetStreamContext
 
 from catalog.blobs import BlobStore
-from catalog.buckets import Bucket, ensure_object_store
+from catalog.buckets import CAS_ATTEMPTS, Bucket, ensure_object_store
 from common.errors import RagwayError
 from contracts.files import FileRecord
 
@@ -30,13 +30,22 @@ def text_name(file_id: str) -> str:
     return f"text/{file_id}"
 
 
-class FileCatalog:
-    """Records (`<prefix>_files`), a content-hash index and the blobs of uploaded files."""
+def chunks_name(file_id: str) -> str:
+    """The file's chunks as ingestion extracted them once, for its range jobs."""
+    return f"chunks/{file_id}"
 
-    def __init__(self, records: Bucket, hashes: Bucket, blobs: BlobStore) -> None:
+
+class FileCatalog:
+    """Records (`<prefix>_files`), a content-hash index, the blobs of uploaded files and
+    the bytes each user has stored (`<prefix>_storage_usage`, for the quota)."""
+
+    def __init__(
+        self, records: Bucket, hashes: Bucket, blobs: BlobStore, usage: StorageUsage
+    ) -> None:
         self._records = records
         self._hashes = hashes
         self.blobs = blobs
+        self.usage = usage
 
     @classmethod
     async def open(
@@ -44,8 +53,9 @@ class FileCatalog:
     ) -> FileCatalog:
         records = await Bucket.open(js, f"{prefix}_files", replicas)
         hashes = await Bucket.open(js, f"{prefix}_file_hashes", replicas)
+        usage = StorageUsage(await Bucket.open(js, f"{prefix}_storage_usage", replicas))
         await ensure_object_store(js, f"{prefix}_blobs", replicas)
-        return cls(records, hashes, BlobStore(js, f"{prefix}_blobs"))
+        return cls(records, hashes, BlobStore(js, f"{prefix}_blobs"), usage)
 
     async def create(self, record: FileRecord) -> None:
         await self._records.kv.create(record.id, _encode(record))
@@ -77,11 +87,19 @@ class FileCatalog:
         return changed[1]
 
     async def delete(self, file_id: str) -> None:
-        record = await self.get(file_id)
         await self.blobs.delete(blob_name(file_id))
         await self.blobs.delete(text_name(file_id))
-        if record is not None:
-            await self.forget_hash(record.hash, file_id)
+        await self.blobs.delete(chunks_name(file_id))
+        for _ in range(CAS_ATTEMPTS):  # a worker may update the record meanwhile
+            found = await self._records.entry(file_id) if _valid_key(file_id) else None
+            if found is None or not found.value:
+                break
+            record = _decode_record(found.value)
+            # only the delete that removed the record gives its bytes back to the quota
+            if await self._records.delete(file_id, found.revision):
+                await self.forget_hash(record.hash, file_id)
+                await self.usage.release(record.user_id, record.meta.size)
+                break
         await self._records.purge(file_id)
 
     async def list_all(self) -> list[FileRecord]:
@@ -139,4 +157,51 @@ def _valid_key(key: str) -> bool:
         and len(key) <= 128
         and key.isascii()
         and all(c.isalnum() or c in "-_" for c in key)
+    )
+
+
+_decode_bytes = msgspec.json.Decoder(int).decode
+
+
+class StorageUsage:
+    """Bytes of uploads each user holds, changed with compare-and-set by every gateway
+    (uploads) and retrieval instance (deletions), so the quota holds across instances."""
+
+    def __init__(self, bucket: Bucket) -> None:
+        self._bucket = bucket
+
+    async def used(self, user_id: str) -> int:
+        value = await self._bucket.get(user_id) if _valid_key(user_id) else None
+        return 0 if value is None else _decode_bytes(value)
+
+    async def reserve(self, user_id: str, size: int, quota: int) -> None:
+        """Count `size` more bytes for `user_id`, or raise `over_quota` counting nothing."""
+
+        def grown(used: int) -> int:
+            if used + size > quota:
+                raise over_quota(quota, used)
+            return used + size
+
+        await self._change(user_id, grown)
+
+    async def release(self, user_id: str, size: int) -> None:
+        await self._change(user_id, lambda used: max(used - size, 0))
+
+    async def _change(self, user_id: str, change: Callable[[int], int]) -> None:
+        if not _valid_key(user_id):
+            return
+        busy = RagwayError("unavailable", "Storage usage is changing too fast; try again")
+        for _ in range(2):  # lost a create to another writer: update what it wrote
+            if await self._bucket.update(user_id, _decode_bytes, change, busy) is not None:
+                return
+            if await self._bucket.claim(user_id, _encode(change(0))):
+                return
+        raise busy
+
+
+def over_quota(quota: int, used: int) -> RagwayError:
+    return RagwayError(
+        "over_quota",
+        f"Your storage quota of {quota / 2**20:,.0f} MiB is used up "
+        f"({used / 2**20:,.1f} MiB stored); delete files to upload more",
     )

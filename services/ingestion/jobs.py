@@ -20,17 +20,18 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
+import msgspec
 import structlog
 
-from catalog.files import FileCatalog, blob_name, text_name
+from catalog.files import FileCatalog, blob_name, chunks_name, text_name
 from common.errors import RagwayError
 from contracts.files import FileData, FileRecord, IngestJob
 from contracts.retrieval import ChunkVector
+from ingestion.child import ChildLimits, process_file_in_child
 from ingestion.chunking import ChunkingOptions
 from ingestion.documents import ProcessedFile
 from ingestion.errors import ExtractionError
 from ingestion.extraction import ExtractionLimits
-from ingestion.pipeline import process_file_in_thread
 from ingestion.vectors import VectorWriter
 
 log = structlog.get_logger()
@@ -41,6 +42,8 @@ FINISHED = ("completed", "failed")
 KEYWORD_BATCH_CHARS = 256 * 1024
 
 HandOut = Callable[[IngestJob], Awaitable[None]]
+_encode_processed = msgspec.msgpack.Encoder().encode
+_decode_processed = msgspec.msgpack.Decoder(ProcessedFile).decode
 
 
 class FileGone(Exception):
@@ -63,6 +66,7 @@ class JobProcessor:
         *,
         limits: ExtractionLimits,
         chunking: ChunkingOptions,
+        child: ChildLimits,
         max_file_bytes: int,
         hand_out: HandOut,
         range_chunks: int,
@@ -71,6 +75,8 @@ class JobProcessor:
         self.writer = writer
         self._limits = limits
         self._chunking = chunking
+        self._child = child
+        self.extractions = 0  # files read by a parser (range jobs read stored chunks)
         self._max_file_bytes = max_file_bytes
         self._hand_out = hand_out
         self._range_chunks = range_chunks
@@ -84,7 +90,7 @@ class JobProcessor:
             log.info("job_already_finished", file_id=job.file_id, status=record.data.status)
             return
         if job.stop > job.start:
-            processed = await self._extract(record)
+            processed = await self._extracted(record)
             await self._embed_range(record, processed, job.start, job.stop)
         else:
             await self._index_file(record, job.request_id)
@@ -123,6 +129,8 @@ class JobProcessor:
         if len(ranges) <= 1:
             await self._embed_range(record, processed, 0, total)
             return
+        # Extracted once: every range job reads these chunks instead of parsing again.
+        await self.catalog.blobs.put_bytes(chunks_name(file_id), _encode_processed(processed))
         for first, stop in ranges:
             await self._hand_out(
                 IngestJob(file_id=file_id, request_id=request_id, start=first, stop=stop)
@@ -197,6 +205,7 @@ class JobProcessor:
     async def _complete(self, record: FileRecord, total: int, *, reused: bool) -> None:
         if reused:
             await self._set(record.id, lambda data: _completed(total))
+        await self.catalog.blobs.delete(chunks_name(record.id))  # no range needs them now
         await self.catalog.remember_hash(record.hash, record.id)
         log.info(
             "file_ingested",
@@ -231,6 +240,17 @@ class JobProcessor:
         log.info("file_failed", file_id=file_id, reason=reason)
         return True
 
+    async def _extracted(self, record: FileRecord) -> ProcessedFile:
+        """The chunks the file job stored for its ranges (extracting again if they are gone)."""
+        try:
+            stored = await self.catalog.blobs.get_bytes(chunks_name(record.id))
+        except RagwayError as exc:
+            if exc.code != "not_found":
+                raise
+            log.info("stored_chunks_missing", file_id=record.id)
+            return await self._extract(record)
+        return _decode_processed(stored)
+
     async def _extract(self, record: FileRecord) -> ProcessedFile:
         try:
             blob = await self.catalog.blobs.get_bytes(blob_name(record.id), self._max_file_bytes)
@@ -243,13 +263,15 @@ class JobProcessor:
                 limit_mb = self._max_file_bytes // (1024 * 1024)
                 raise JobFailed(f"The file is larger than {limit_mb} MB") from None
             raise
+        self.extractions += 1
         try:
-            return await process_file_in_thread(
+            return await process_file_in_child(
                 blob,
                 record.filename or record.meta.name,
                 record.meta.content_type,
                 limits=self._limits,
                 chunking=self._chunking,
+                child=self._child,
             )
         except ExtractionError as exc:
             raise JobFailed(exc.reason) from None

@@ -9,6 +9,7 @@ import msgspec
 from common.settings import default_cache_dir
 from contracts.subjects import INGEST_CONSUMER, INGEST_JOBS, INGEST_STREAM
 from embedding.settings import EmbedderSettings
+from ingestion.child import ChildLimits
 from ingestion.chunking import ChunkingOptions
 from ingestion.extraction import ExtractionLimits
 
@@ -53,6 +54,11 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_extracted_chars: int = 5_000_000
     max_pdf_pages: int = 2_000
     max_docx_uncompressed_bytes: int = 200 * 1024 * 1024
+    max_docx_xml_tags: Positive = 1_000_000
+    max_json_bytes: Positive = 16 * 1024 * 1024
+    # each file is read in a child process with at most this much address space and time
+    extraction_memory_mb: Annotated[int, msgspec.Meta(ge=256)] = 1024
+    extraction_timeout_seconds: Seconds = 120.0
     # embedding model (see libs/embedding): the same names as the retrieval service's
     cache_dir: str = msgspec.field(default_factory=default_cache_dir)
     embedding_model: str = "all-minilm-l6-v2"
@@ -82,6 +88,14 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             max_chars=self.max_extracted_chars,
             max_pdf_pages=self.max_pdf_pages,
             max_docx_uncompressed_bytes=self.max_docx_uncompressed_bytes,
+            max_docx_xml_tags=self.max_docx_xml_tags,
+            max_json_bytes=self.max_json_bytes,
+        )
+
+    def child_limits(self) -> ChildLimits:
+        return ChildLimits(
+            memory_bytes=self.extraction_memory_mb * 1024 * 1024,
+            timeout_seconds=self.extraction_timeout_seconds,
         )
 
     def embedder(self) -> EmbedderSettings:

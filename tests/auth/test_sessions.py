@@ -140,9 +140,8 @@ async def test_concurrent_guesses_cannot_overshoot_the_limit(nats_url: str, bus:
 
 
 def test_settings_from_the_environment_accept_open_webui_names() -> None:
-    from common.settings import load_settings
-
     from auth.settings import ALIASES
+    from common.settings import load_settings
 
     settings = load_settings(
         Settings,
