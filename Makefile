@@ -15,7 +15,7 @@ PYTHON_TAG := $(shell $(PYTHON) -c 'import sys, zlib; print(zlib.crc32(sys.versi
 STAMP := $(VENV)/.ragway-installed-$(PYTHON_TAG)
 PATHS := libs services tests bench
 
-.PHONY: setup setup-models system-packages run test lint fmt bench bench-anchors clean
+.PHONY: setup setup-models system-packages run test test-image image lint fmt bench bench-anchors clean
 
 setup: $(STAMP) setup-models
 
@@ -36,9 +36,10 @@ setup-models: $(STAMP)
 	$(PY) -m stack setup-llm
 	$(PY) -m embedding.build
 
-# Debian packages that some tests use (headless browser, sandbox); `make test` runs without
+# Debian packages that some tests use (headless browser, sandbox, image builds); `make test` runs without
 # them and those tests say they were skipped. Installs only what is missing, as root.
-SYSTEM_PACKAGES := chromium:/usr/bin/chromium bubblewrap:/usr/bin/bwrap
+SYSTEM_PACKAGES := chromium:/usr/bin/chromium bubblewrap:/usr/bin/bwrap \
+	podman:/usr/bin/podman runc:/usr/sbin/runc mmdebstrap:/usr/bin/mmdebstrap
 system-packages:
 	@missing=""; for pair in $(SYSTEM_PACKAGES); do \
 		test -x "$${pair#*:}" || missing="$$missing $${pair%%:*}"; done; \
@@ -55,6 +56,17 @@ test: setup lint
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest
 
+# The container image, built with podman from a Debian-made base (no image registry needed):
+# deploy/image/build.sh. `make test-image` builds it and serves the first requests from it.
+IMAGE ?= ragway:dev
+image:
+	deploy/image/build.sh $(IMAGE)
+
+test-image: setup
+	@if command -v podman >/dev/null && command -v mmdebstrap >/dev/null; then \
+		$(MAKE) image && RAGWAY_TEST_IMAGE=$(IMAGE) $(VENV)/bin/pytest -q tests/image; \
+	else echo "test-image skipped: podman and mmdebstrap are not installed (make system-packages)"; fi
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check $(PATHS)
 	$(VENV)/bin/ruff format --check $(PATHS)
@@ -64,7 +76,7 @@ fmt: $(STAMP)
 	$(VENV)/bin/ruff format $(PATHS)
 
 # Benchmarks print ratios against a baseline measured in the same run (bench/RESULTS.md).
-BENCHES := gateway_overhead nats_relay retrieval_latency upload_latency ingestion retrieval_quality
+BENCHES := gateway_overhead nats_relay retrieval_latency upload_latency ingestion retrieval_quality listing_latency
 OPENWEBUI_VENV ?= $(HOME)/.cache/ragway/openwebui-venv
 
 bench: setup

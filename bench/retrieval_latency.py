@@ -65,7 +65,7 @@ from common.runner import run_stoppable
 from contracts import subjects
 from contracts.auth import Principal
 from contracts.files import FileData, FileMeta, FileRecord
-from contracts.retrieval import RetrievalQuery, RetrievalResult, ScopeItem
+from contracts.retrieval import RetrievalQuery, ScopeItem
 from embedding.vectors import SparseVector
 from retrieval.settings import Settings as RetrievalSettings
 from stack.processes import ChildProcess
@@ -258,9 +258,7 @@ async def time_queries(
             k=4,
         )
         started = time.perf_counter()
-        result = await bus.request(
-            subjects.RETRIEVAL_QUERY, query, RetrievalResult, timeout=30, capability="retrieval"
-        )
+        result = await bus.call(subjects.RETRIEVAL_QUERY, query, timeout=30)
         latencies.append((time.perf_counter() - started) * 1000)
         assert any(group.hits for group in result.groups), "a query found nothing"
     return {
@@ -274,9 +272,7 @@ async def time_ping(bus: Bus, count: int) -> dict[str, float]:
     latencies = []
     for _ in range(count):
         started = time.perf_counter()
-        await bus.request_raw(
-            f"$SRV.PING.{subjects.RETRIEVAL_SERVICE}", b"", timeout=5, capability="retrieval"
-        )
+        await bus.ping(subjects.RETRIEVAL_SERVICE, timeout=5)
         latencies.append((time.perf_counter() - started) * 1000)
     return {"p50": percentile(latencies, 50), "p95": percentile(latencies, 95)}
 

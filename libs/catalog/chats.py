@@ -1,14 +1,19 @@
 """Chats in JetStream KV (`<prefix>_chats`), one owner each, updated with compare-and-set.
 
-Keys are `chat.<user_id>.<chat_id>` (the whole chat) and `title.<user_id>.<chat_id>` (its
-summary for listing). Owner-scoped keys make ownership structural: a chat is only ever
-looked up under the caller's id, so another user's chat is simply not found. Listing
-reads `title.<user_id>.*` through a server-side subject filter (`Bucket.latest`), so it reads
-that user's small summaries and never another user's chats or any chat body.
+Keys are `chat.<user_id>.<chat_id>` (the whole chat), `title.<user_id>.<chat_id>` (its
+summary for listing) and `order.<user_id>.<updated_at>.<chat_id>` (its place in the
+user's list, `catalog.owners`). Owner-scoped keys make ownership structural: a chat is
+only ever looked up under the caller's id, so another user's chat is simply not found.
+A page of the list is cut from the user's `order` keys (one server-side filtered request,
+no values read) and then reads that page's summaries; the whole list and a title search
+read `title.<user_id>.*` through a server-side subject filter (`Bucket.latest`): that
+user's small summaries, never another user's chats or any chat body.
 """
 
 from __future__ import annotations
 
+import asyncio
+import builtins
 import time
 import uuid
 from collections.abc import Callable
@@ -18,6 +23,7 @@ import msgspec
 from nats.js import JetStreamContext
 
 from catalog.buckets import Bucket
+from catalog.owners import OwnerIndex
 from common.errors import RagwayError
 from contracts.chats import DEFAULT_TITLE, PAGE_SIZE, ChatContent, ChatRecord, ChatSummary
 
@@ -50,12 +56,21 @@ class ChatStore:
 
     def __init__(self, bucket: Bucket) -> None:
         self._bucket = bucket
+        self._order = OwnerIndex(bucket, "order")
 
     @classmethod
     async def open(
         cls, js: JetStreamContext, prefix: str = "ragway", replicas: int = 1
     ) -> ChatStore:
-        return cls(await Bucket.open(js, f"{prefix}_chats", replicas))
+        store = cls(await Bucket.open(js, f"{prefix}_chats", replicas))
+        await store._order.ensure_backfilled(store._backfill_order)
+        return store
+
+    async def _backfill_order(self) -> None:
+        """Place the chats written before the order index existed (once per bucket)."""
+        for key, value in (await self._bucket.latest("title.*.*")).items():
+            summary = _decode_summary(value)
+            await self._order.add(key.split(".")[1], summary.updated_at, summary.id)
 
     async def create(
         self, user_id: str, chat: dict[str, Any], folder_id: str | None = None
@@ -73,6 +88,7 @@ class ChatStore:
         )
         await self._bucket.kv.create(_chat_key(user_id, record.id), _encode(record))
         await self._put_summary(record)
+        await self._order.add(user_id, record.updated_at, record.id)
         return record
 
     async def get(self, user_id: str, chat_id: str) -> ChatRecord:
@@ -86,13 +102,32 @@ class ChatStore:
 
     async def list(self, user_id: str, page: int | None = None) -> list[ChatSummary]:
         """The user's chats, most recently updated first; `page` (from 1) of PAGE_SIZE."""
+        if page is None:
+            return await self._summaries(user_id)
+        chosen = await self._order.page(_token(user_id), (page - 1) * PAGE_SIZE, PAGE_SIZE)
+        values = await asyncio.gather(
+            *(self._bucket.get(_title_key(user_id, chat_id)) for chat_id in chosen.ids)
+        )
+        summaries = [_decode_summary(value) for value in values if value]
+        summaries.sort(key=lambda s: (s.updated_at, s.created_at), reverse=True)
+        return summaries
+
+    async def search(
+        self, user_id: str, text: str, page: int | None = None
+    ) -> builtins.list[ChatSummary]:
+        """The user's chats whose title contains `text` (any case), newest first."""
+        needle = text.casefold()
+        found = [s for s in await self._summaries(user_id) if needle in s.title.casefold()]
+        if page is None:
+            return found
+        start = (page - 1) * PAGE_SIZE
+        return found[start : start + PAGE_SIZE]
+
+    async def _summaries(self, user_id: str) -> builtins.list[ChatSummary]:
         found = await self._bucket.latest(f"title.{_token(user_id)}.*")
         summaries = [_decode_summary(value) for value in found.values() if value]
         summaries.sort(key=lambda s: (s.updated_at, s.created_at), reverse=True)
-        if page is None:
-            return summaries
-        start = (max(page, 1) - 1) * PAGE_SIZE
-        return summaries[start : start + PAGE_SIZE]
+        return summaries
 
     async def update(
         self, user_id: str, chat_id: str, change: Callable[[ChatRecord], ChatRecord]
@@ -102,7 +137,10 @@ class ChatStore:
         if not _valid(chat_id):
             raise RagwayError("not_found", NOT_FOUND)
 
+        previous = {"updated_at": 0}  # `change` edits the record in place: keep its old stamp
+
         def stamped(record: ChatRecord) -> ChatRecord:
+            previous["updated_at"] = record.updated_at
             updated = change(record)
             updated.updated_at = now()
             return updated
@@ -111,8 +149,10 @@ class ChatStore:
         changed = await self._bucket.update(key, _decode_record, stamped, busy)
         if changed is None:
             raise RagwayError("not_found", NOT_FOUND)
-        await self._put_summary(changed[1])
-        return changed[1]
+        after = changed[1]
+        await self._put_summary(after)
+        await self._order.move(user_id, previous["updated_at"], after.updated_at, chat_id)
+        return after
 
     async def merge(self, user_id: str, chat_id: str, fields: dict[str, Any]) -> ChatRecord:
         """Open WebUI's update: `chat` fields replaced one by one, the rest kept."""
@@ -127,9 +167,10 @@ class ChatStore:
         return await self.update(user_id, chat_id, merged)
 
     async def delete(self, user_id: str, chat_id: str) -> None:
-        await self.get(user_id, chat_id)  # not_found for anyone else's
+        record = await self.get(user_id, chat_id)  # not_found for anyone else's
         await self._bucket.purge(_title_key(user_id, chat_id))
         await self._bucket.purge(_chat_key(user_id, chat_id))
+        await self._order.remove(user_id, record.updated_at, chat_id)
 
     async def delete_all(self, user_id: str) -> int:
         """Delete every chat of `user_id` (their account is gone); returns how many."""

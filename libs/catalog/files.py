@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
@@ -11,11 +12,15 @@ from nats.js import JetStreamContext
 
 from catalog.blobs import BlobStore
 from catalog.buckets import CAS_ATTEMPTS, Bucket, ensure_object_store
+from catalog.owners import IndexPage, OwnerIndex
 from common.errors import RagwayError
 from contracts.files import FileRecord
 
 _encode = msgspec.json.Encoder().encode
 _decode_record = msgspec.json.Decoder(FileRecord).decode
+
+# Records read at once by `get_many` (a page is one batch; a whole listing several).
+GET_BATCH = 256
 
 
 def now() -> int:
@@ -36,14 +41,21 @@ def chunks_name(file_id: str) -> str:
 
 
 class FileCatalog:
-    """Records (`<prefix>_files`), a content-hash index, the blobs of uploaded files and
-    the bytes each user has stored (`<prefix>_storage_usage`, for the quota)."""
+    """Records (`<prefix>_files`), a content-hash index, an index of each user's files
+    (`<prefix>_file_owners`, see `catalog.owners`), the blobs of uploaded files and the
+    bytes each user has stored (`<prefix>_storage_usage`, for the quota)."""
 
     def __init__(
-        self, records: Bucket, hashes: Bucket, blobs: BlobStore, usage: StorageUsage
+        self,
+        records: Bucket,
+        hashes: Bucket,
+        owners: OwnerIndex,
+        blobs: BlobStore,
+        usage: StorageUsage,
     ) -> None:
         self._records = records
         self._hashes = hashes
+        self._owners = owners
         self.blobs = blobs
         self.usage = usage
 
@@ -53,12 +65,27 @@ class FileCatalog:
     ) -> FileCatalog:
         records = await Bucket.open(js, f"{prefix}_files", replicas)
         hashes = await Bucket.open(js, f"{prefix}_file_hashes", replicas)
+        owners = OwnerIndex(await Bucket.open(js, f"{prefix}_file_owners", replicas), "files")
         usage = StorageUsage(await Bucket.open(js, f"{prefix}_storage_usage", replicas))
         await ensure_object_store(js, f"{prefix}_blobs", replicas)
-        return cls(records, hashes, BlobStore(js, f"{prefix}_blobs"), usage)
+        catalog = cls(records, hashes, owners, BlobStore(js, f"{prefix}_blobs"), usage)
+        await owners.ensure_backfilled(catalog._backfill_owners)
+        return catalog
+
+    async def _backfill_owners(self) -> None:
+        """Index the records written before the owner index existed (once per bucket)."""
+        for record in await self.list_all():
+            await self._owners.add(record.user_id, record.created_at, record.id)
 
     async def create(self, record: FileRecord) -> None:
-        await self._records.kv.create(record.id, _encode(record))
+        # indexed first: an index entry without a record is skipped (and a record
+        # without one would be missing from its owner's listings)
+        await self._owners.add(record.user_id, record.created_at, record.id)
+        try:
+            await self._records.kv.create(record.id, _encode(record))
+        except BaseException:
+            await self._owners.remove(record.user_id, record.created_at, record.id)
+            raise
 
     async def get(self, file_id: str) -> FileRecord | None:
         if not _valid_key(file_id):
@@ -90,9 +117,10 @@ class FileCatalog:
         await self.blobs.delete(blob_name(file_id))
         await self.blobs.delete(text_name(file_id))
         await self.blobs.delete(chunks_name(file_id))
+        record: FileRecord | None = None
         for _ in range(CAS_ATTEMPTS):  # a worker may update the record meanwhile
             found = await self._records.entry(file_id) if _valid_key(file_id) else None
-            if found is None or not found.value:
+            if found is None:
                 break
             record = _decode_record(found.value)
             # only the delete that removed the record gives its bytes back to the quota
@@ -101,6 +129,8 @@ class FileCatalog:
                 await self.usage.release(record.user_id, record.meta.size)
                 break
         await self._records.purge(file_id)
+        if record is not None:
+            await self._owners.remove(record.user_id, record.created_at, file_id)
 
     async def list_all(self) -> list[FileRecord]:
         """Every record, read in one pass over the bucket (not a read per file)."""
@@ -108,9 +138,21 @@ class FileCatalog:
         return [_decode_record(value) for value in values.values() if value]
 
     async def list_for(self, user_id: str) -> list[FileRecord]:
-        records = [r for r in await self.list_all() if r.user_id == user_id]
-        records.sort(key=lambda r: r.created_at, reverse=True)
-        return records
+        """The user's files, newest first (read through the owner index, not the bucket)."""
+        return await self.get_many(await self._owners.ids(user_id), user_id)
+
+    async def page_for(self, user_id: str, skip: int, limit: int) -> tuple[list[FileRecord], int]:
+        """`limit` of the user's files after the first `skip`, newest first, and the total."""
+        page: IndexPage = await self._owners.page(user_id, skip, limit)
+        return await self.get_many(page.ids, user_id), page.total
+
+    async def get_many(self, file_ids: list[str], user_id: str | None = None) -> list[FileRecord]:
+        """The records of these files that exist (owned by `user_id` when given), in order."""
+        found: list[FileRecord] = []
+        for start in range(0, len(file_ids), GET_BATCH):
+            batch = file_ids[start : start + GET_BATCH]
+            found += [r for r in await asyncio.gather(*(self.get(f) for f in batch)) if r]
+        return [r for r in found if user_id is None or r.user_id == user_id]
 
     async def remember_hash(self, sha256: str, file_id: str) -> None:
         """Index a completed file by content so identical uploads reuse its vectors."""

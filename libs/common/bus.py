@@ -10,7 +10,7 @@ import contextlib
 import contextvars
 import os
 from collections.abc import Iterator
-from typing import Any, TypeVar
+from typing import Any
 
 import msgspec
 import nats.errors
@@ -21,8 +21,8 @@ from nats.aio.msg import Msg
 from common.codec import decode, encode
 from common.errors import ERROR_CODES, RagwayError
 from common.inbox import Mailbox
-
-T = TypeVar("T")
+from contracts.endpoint import Endpoint, Event, M, Rep, Req
+from contracts.subjects import ping_subject
 
 REQUEST_ID_HEADER = "Ragway-Request-Id"
 USER_ID_HEADER = "Ragway-User-Id"
@@ -73,24 +73,64 @@ def raise_for_error_headers(headers: dict[str, str] | None) -> None:
 
 
 class Bus:
-    """A NATS connection used for typed requests to other ragway services."""
+    """A NATS connection used for typed requests to other ragway services.
+
+    Every call takes a declaration from `contracts.subjects`: the subject, the reply's
+    type and the service named in errors all come from it.
+    """
 
     def __init__(self, nc: Client) -> None:
         self.nc = nc
 
-    async def request_raw(
-        self,
-        subject: str,
-        payload: bytes,
-        *,
-        timeout: float,
-        capability: str,
-        headers: dict[str, str] | None = None,
+    async def call(self, endpoint: Endpoint[Req, Rep], request: Req, *, timeout: float) -> Rep:
+        """Send `request`, return the owner's reply decoded as the endpoint's reply type."""
+        data = await self._request(endpoint.subject, encode(request), timeout, endpoint.owner)
+        return _decode_reply(data, endpoint)
+
+    async def call_raw(
+        self, endpoint: Endpoint[Any, Any], payload: bytes, *, timeout: float
     ) -> bytes:
+        """`call` with the request already encoded (e.g. a body as its client sent it),
+        and the reply's JSON bytes as the owner sent them, for relaying unchanged."""
+        return await self._request(endpoint.subject, payload, timeout, endpoint.owner)
+
+    async def call_into(
+        self, endpoint: Endpoint[Req, Rep], request: Req, box: Mailbox, *, timeout: float
+    ) -> Rep:
+        """`call`, answered on `box.reply_subject`: the stream that follows arrives on
+        the same mailbox, so asking needs no subscription or request future of its own."""
+        self._check_connected()
+        subject, payload, headers = endpoint.subject, encode(request), outgoing_headers()
+        with _mapped_failures(endpoint.owner):
+            async with asyncio.timeout(timeout):
+                await self.nc.publish(subject, payload, reply=box.reply_subject, headers=headers)
+                msg = await box.reply()
+                if _no_responders(msg):  # the same one short retry as `_request`
+                    await asyncio.sleep(NO_RESPONDERS_RETRY_SECONDS)
+                    await self.nc.publish(
+                        subject, payload, reply=box.reply_subject, headers=headers
+                    )
+                    msg = await box.reply()
+            if _no_responders(msg):
+                raise nats.errors.NoRespondersError
+        raise_for_error_headers(msg.headers)
+        return _decode_reply(msg.data, endpoint)
+
+    async def ping(self, service: str, *, timeout: float) -> None:
+        """One instance of `service` answers nats.micro's ping (or a RagwayError says why not)."""
+        await self._request(ping_subject(service), b"", timeout, service)
+
+    async def publish(self, event: Event[M], message: M, *, token: str = "") -> None:
+        """Publish an event (a wildcard one on its subject for `token`); None is an empty body."""
+        subject = event.subject_for(token) if token else event.subject
+        payload = b"" if message is None else encode(message)
+        await self.nc.publish(subject, payload, headers=outgoing_headers())
+
+    async def _request(self, subject: str, payload: bytes, timeout: float, service: str) -> bytes:
         """Send bytes, return the reply's bytes; map NATS failures to clear errors."""
         self._check_connected()
-        sent_headers = outgoing_headers(headers)
-        with _mapped_failures(capability):
+        sent_headers = outgoing_headers()
+        with _mapped_failures(service):
             try:
                 msg = await self.nc.request(subject, payload, timeout=timeout, headers=sent_headers)
             except nats.errors.NoRespondersError:
@@ -101,80 +141,33 @@ class Bus:
         raise_for_error_headers(msg.headers)
         return msg.data
 
-    async def request(
-        self,
-        subject: str,
-        message: Any,
-        reply_type: type[T],
-        *,
-        timeout: float,
-        capability: str,
-        headers: dict[str, str] | None = None,
-    ) -> T:
-        """Send a msgspec value, decode the reply as `reply_type`."""
-        data = await self.request_raw(
-            subject, encode(message), timeout=timeout, capability=capability, headers=headers
-        )
-        return _decode_reply(data, reply_type, capability)
-
-    async def request_into(
-        self,
-        subject: str,
-        message: Any,
-        reply_type: type[T],
-        box: Mailbox,
-        *,
-        timeout: float,
-        capability: str,
-    ) -> T:
-        """`request`, answered on `box.reply_subject`: the stream that follows arrives on
-        the same mailbox, so asking needs no subscription or request future of its own."""
-        self._check_connected()
-        payload = encode(message)
-        headers = outgoing_headers()
-        with _mapped_failures(capability):
-            async with asyncio.timeout(timeout):
-                await self.nc.publish(subject, payload, reply=box.reply_subject, headers=headers)
-                msg = await box.reply()
-                if _no_responders(msg):  # the same one short retry as `request_raw`
-                    await asyncio.sleep(NO_RESPONDERS_RETRY_SECONDS)
-                    await self.nc.publish(
-                        subject, payload, reply=box.reply_subject, headers=headers
-                    )
-                    msg = await box.reply()
-            if _no_responders(msg):
-                raise nats.errors.NoRespondersError
-        raise_for_error_headers(msg.headers)
-        return _decode_reply(msg.data, reply_type, capability)
-
     def _check_connected(self) -> None:
         if not self.nc.is_connected:
             # While reconnecting nats-py buffers a request and waits out the whole
             # timeout; a caller is better served by a clear answer at once.
             raise RagwayError("unavailable", BUS_UNAVAILABLE)
 
-    async def publish(self, subject: str, message: Any) -> None:
-        await self.nc.publish(subject, encode(message), headers=outgoing_headers())
-
 
 @contextlib.contextmanager
-def _mapped_failures(capability: str) -> Iterator[None]:
-    """NATS failures of a request to `capability` as the RagwayErrors callers handle."""
+def _mapped_failures(service: str) -> Iterator[None]:
+    """NATS failures of a request to `service` as the RagwayErrors callers handle."""
     try:
         yield
     except nats.errors.NoRespondersError:
-        raise RagwayError("unavailable", f"The {capability} service is unavailable") from None
+        raise RagwayError("unavailable", f"The {service} service is unavailable") from None
     except (TimeoutError, nats.errors.TimeoutError):
-        raise RagwayError("timeout", f"The {capability} service did not answer in time") from None
+        raise RagwayError("timeout", f"The {service} service did not answer in time") from None
     except BUS_FAILURES:
         raise RagwayError("unavailable", BUS_UNAVAILABLE) from None
 
 
-def _decode_reply(data: bytes, reply_type: type[T], capability: str) -> T:
+def _decode_reply(data: bytes, endpoint: Endpoint[Any, Rep]) -> Rep:
     try:
-        return decode(data, reply_type)
+        return decode(data, endpoint.reply)
     except msgspec.DecodeError:
-        raise RagwayError("internal", f"Malformed reply from the {capability} service") from None
+        raise RagwayError(
+            "internal", f"Malformed reply from the {endpoint.owner} service"
+        ) from None
 
 
 def _no_responders(msg: Msg) -> bool:

@@ -16,6 +16,8 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     email: str
     name: str
     role: Role
+    # the groups the user is a member of: grants to a group reach its members
+    group_ids: tuple[str, ...] = ()
     # bumped by a password change or a sign-out: JWTs that carry an older one are refused
     session_stamp: int = 0
 
@@ -29,6 +31,7 @@ class User(msgspec.Struct, frozen=True, kw_only=True):
     updated_at: int
     last_active_at: int = 0
     profile_image_url: str = "/user.png"
+    group_ids: tuple[str, ...] = ()
 
 
 class SignupRequest(msgspec.Struct, frozen=True, kw_only=True):

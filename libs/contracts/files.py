@@ -34,10 +34,14 @@ class FileData(msgspec.Struct, kw_only=True, omit_defaults=True):
 
 
 class FileMeta(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """`edited`: the extracted text was replaced (`/data/content/update`); workers index
+    that text instead of extracting the original bytes again."""
+
     name: str
     content_type: str
     size: int
     data: dict[str, Any] = {}
+    edited: bool = False
 
 
 class FileRecord(msgspec.Struct, kw_only=True):

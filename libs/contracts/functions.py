@@ -7,7 +7,9 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
+from contracts.access import AccessControl, Grant
 from contracts.auth import Principal
 
 PluginKind = Literal["function", "tool"]
@@ -29,6 +31,9 @@ class PluginForm(msgspec.Struct, kw_only=True):
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
     content: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_SOURCE_CHARS)]
     meta: PluginMeta = msgspec.field(default_factory=PluginMeta)
+    # who may use it; absent: admins only on create, unchanged on update
+    access_grants: list[Grant] | UnsetType | None = UNSET
+    access_control: AccessControl | UnsetType | None = UNSET
 
 
 class FunctionInfo(msgspec.Struct, kw_only=True):
@@ -41,6 +46,10 @@ class FunctionInfo(msgspec.Struct, kw_only=True):
     meta: PluginMeta = msgspec.field(default_factory=PluginMeta)
     is_active: bool = True
     is_global: bool = False
+    # None: stored before grants existed (every user could use it); the proxy migrates
+    # such records to an explicit public grant when it starts
+    access_grants: list[Grant] | None = None
+    access_control: AccessControl | None = None  # in replies: what the grants mean
     updated_at: int = 0
     created_at: int = 0
 
@@ -60,6 +69,9 @@ class ToolInfo(msgspec.Struct, kw_only=True):
     meta: PluginMeta = msgspec.field(default_factory=PluginMeta)
     specs: list[dict[str, Any]] = []
     access_control: dict[str, Any] | None = None
+    # None: stored before grants existed (`access_control` null: every user could use it);
+    # the proxy migrates such records to explicit grants when it starts
+    access_grants: list[Grant] | None = None
     updated_at: int = 0
     created_at: int = 0
 

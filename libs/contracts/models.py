@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from contracts.auth import Principal
+
 
 class Model(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """An `/api/models` entry. Fields clients always expect have no default, so
@@ -25,6 +27,9 @@ class Model(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 
 class ModelsRequest(msgspec.Struct, frozen=True, kw_only=True):
     refresh: bool = False
+    # who asks: function models are listed only to those they are granted to (None: all,
+    # for callers that list on nobody's behalf)
+    principal: Principal | None = None
 
 
 class ModelsReply(msgspec.Struct, frozen=True, kw_only=True):

@@ -234,7 +234,7 @@ async def _wait_pings(
                     )
             for package, micro_name in list(waiting.items()):
                 try:
-                    await nc.request(f"$SRV.PING.{micro_name}", b"", timeout=0.2)
+                    await nc.request(subjects.ping_subject(micro_name), b"", timeout=0.2)
                     del waiting[package]
                 except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
                     pass

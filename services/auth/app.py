@@ -9,6 +9,7 @@ import structlog
 from argon2 import PasswordHasher
 from nats.js import JetStreamContext
 
+from auth.groups import GroupHandlers
 from auth.handlers import AuthHandlers
 from auth.passwords import Passwords
 from auth.ratelimit import AttemptLimiter
@@ -54,10 +55,13 @@ async def serve(settings: Settings) -> AsyncIterator[None]:
             log=log,
         )
         async with ServiceHost(
-            nc, subjects.AUTH_SERVICE, description="ragway users, sessions and API keys"
+            nc,
+            subjects.AUTH_SERVICE,
+            description="ragway users, sessions, API keys and groups",
+            max_in_flight=settings.max_in_flight,
         ) as host:
-            for subject, handler, request_type in handlers.endpoints():
-                await host.add(subject, handler, request_type)
+            await handlers.serve(host)
+            await GroupHandlers(buckets.groups, UserStore(buckets), Bus(nc), log).serve(host)
             await nc.flush()  # the server knows every endpoint before anyone is told we are up
             log.info("auth_ready", bucket_prefix=settings.bucket_prefix)
             yield None

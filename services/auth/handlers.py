@@ -9,8 +9,6 @@ import hashlib
 import secrets
 import time
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 import msgspec
 from structlog.typing import FilteringBoundLogger
@@ -24,6 +22,7 @@ from auth.tokens import TokenIssuer
 from auth.validation import MAX_PASSWORD_LENGTH, check_password, clean_email, clean_name
 from common.bus import Bus
 from common.errors import invalid, not_found, unauthorized
+from common.service import ServiceHost
 from contracts import subjects
 from contracts.auth import (
     AddUserRequest,
@@ -48,7 +47,6 @@ from contracts.auth import (
 )
 
 API_KEY_PREFIX = "sk-"
-Endpoint = tuple[str, Callable[[Any], Awaitable[Any]], type[Any]]
 
 
 def new_api_key() -> str:
@@ -87,23 +85,22 @@ class AuthHandlers:
         self._bus = bus
         self._log = log
 
-    def endpoints(self) -> list[Endpoint]:
-        return [
-            (subjects.AUTH_SIGNUP, self.signup, SignupRequest),
-            (subjects.AUTH_SIGNIN, self.signin, SigninRequest),
-            (subjects.AUTH_USER_ADD, self.add_user, AddUserRequest),
-            (subjects.AUTH_PASSWORD_UPDATE, self.change_password, PasswordChangeRequest),
-            (subjects.AUTH_SIGNOUT, self.signout, UserRef),
-            (subjects.AUTH_JWT_PARAMS, self.jwt_params, JwtParamsRequest),
-            (subjects.AUTH_USER_GET, self.get_user, UserRef),
-            (subjects.AUTH_USERS_LIST, self.list_users, UsersListRequest),
-            (subjects.AUTH_USER_UPDATE_ROLE, self.update_role, UpdateRoleRequest),
-            (subjects.AUTH_USER_DELETE, self.delete_user, UserRef),
-            (subjects.AUTH_KEY_CREATE, self.create_key, UserRef),
-            (subjects.AUTH_KEY_GET, self.get_key, UserRef),
-            (subjects.AUTH_KEY_DELETE, self.delete_key, UserRef),
-            (subjects.AUTH_KEY_RESOLVE, self.resolve_key, KeyResolveRequest),
-        ]
+    async def serve(self, host: ServiceHost) -> None:
+        """Answer every auth endpoint on `host`."""
+        await host.serve(subjects.AUTH_SIGNUP, self.signup)
+        await host.serve(subjects.AUTH_SIGNIN, self.signin)
+        await host.serve(subjects.AUTH_USER_ADD, self.add_user)
+        await host.serve(subjects.AUTH_PASSWORD_UPDATE, self.change_password)
+        await host.serve(subjects.AUTH_SIGNOUT, self.signout)
+        await host.serve(subjects.AUTH_JWT_PARAMS, self.jwt_params)
+        await host.serve(subjects.AUTH_USER_GET, self.get_user)
+        await host.serve(subjects.AUTH_USERS_LIST, self.list_users)
+        await host.serve(subjects.AUTH_USER_UPDATE_ROLE, self.update_role)
+        await host.serve(subjects.AUTH_USER_DELETE, self.delete_user)
+        await host.serve(subjects.AUTH_KEY_CREATE, self.create_key)
+        await host.serve(subjects.AUTH_KEY_GET, self.get_key)
+        await host.serve(subjects.AUTH_KEY_DELETE, self.delete_key)
+        await host.serve(subjects.AUTH_KEY_RESOLVE, self.resolve_key)
 
     # --- sessions --------------------------------------------------------------------
 

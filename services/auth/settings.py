@@ -26,6 +26,8 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # KV bucket names are `<prefix>_users`, `<prefix>_user_emails`, ...; tests isolate by it
     bucket_prefix: Annotated[str, msgspec.Meta(pattern=r"^[a-zA-Z0-9_-]+$")] = "ragway"
     kv_replicas: Positive = 1  # 3 on a NATS cluster
+    # requests this process handles at once; one more is answered `unavailable` (503) at once
+    max_in_flight: Annotated[int, msgspec.Meta(ge=1)] = 512
     # empty: generate one on first start and keep it in KV for every instance
     jwt_secret: str = ""
     jwt_expires_seconds: Positive = 7 * 24 * 3600

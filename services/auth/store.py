@@ -42,6 +42,8 @@ class UserRecord(msgspec.Struct, frozen=True, kw_only=True):
     api_key_hash: str = ""
     api_key_hint: str = ""
     created_ns: int = 0  # orders signups within one second (created_at is in seconds)
+    # the groups the user is a member of: the one place membership is kept
+    group_ids: tuple[str, ...] = ()
     # bumped by a password change or a sign-out: tokens issued before carry an older one
     session_stamp: int = 0
 
@@ -55,6 +57,7 @@ class UserRecord(msgspec.Struct, frozen=True, kw_only=True):
             updated_at=self.updated_at,
             last_active_at=self.last_active_at,
             profile_image_url=self.profile_image_url,
+            group_ids=self.group_ids,
         )
 
     def detail(self) -> UserDetail:
@@ -66,6 +69,7 @@ class UserRecord(msgspec.Struct, frozen=True, kw_only=True):
             email=self.email,
             name=self.name,
             role=self.role,
+            group_ids=self.group_ids,
             session_stamp=self.session_stamp,
         )
 
@@ -88,14 +92,15 @@ class Buckets:
     emails: Bucket
     keys: Bucket
     meta: Bucket
+    groups: Bucket
 
     @classmethod
     async def open(cls, js: JetStreamContext, prefix: str, replicas: int) -> Buckets:
-        names = ("users", "user_emails", "api_keys", "auth_meta")
-        users, emails, keys, meta = [
+        names = ("users", "user_emails", "api_keys", "auth_meta", "groups")
+        users, emails, keys, meta, groups = [
             await Bucket.open(js, f"{prefix}_{name}", replicas) for name in names
         ]
-        return cls(users, emails, keys, meta)
+        return cls(users, emails, keys, meta, groups)
 
 
 class UserStore:

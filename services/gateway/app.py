@@ -13,6 +13,7 @@ from aiohttp import web
 
 from catalog.files import FileCatalog
 from catalog.jobs import ensure_stream
+from catalog.presets import PresetStore
 from common.bus import Bus
 from common.inbox import Inboxes
 from common.nats_conn import connect_nats
@@ -24,17 +25,22 @@ from gateway import (
     routes_auth,
     routes_chat,
     routes_chats,
+    routes_config,
     routes_docs,
+    routes_file_edits,
     routes_files,
     routes_functions,
+    routes_groups,
     routes_knowledge,
     routes_ollama,
+    routes_presets,
     routes_retrieval,
 )
 from gateway.identity import Identity
 from gateway.middleware import add_request_id_header, authenticate, request_context
+from gateway.presets import Presets
 from gateway.settings import Settings
-from gateway.state import ACCESS, BUS, CATALOG, IDENTITY, INBOXES, SETTINGS, Access
+from gateway.state import ACCESS, BUS, CATALOG, IDENTITY, INBOXES, PRESETS, SETTINGS, Access
 
 __all__ = ["GatewayHandle", "Settings", "build_app", "serve"]
 
@@ -48,11 +54,15 @@ ROUTE_MODULES = (
     routes_auth,
     routes_chat,
     routes_chats,
+    routes_config,
     routes_docs,
+    routes_file_edits,
     routes_files,
     routes_functions,
+    routes_groups,
     routes_knowledge,
     routes_ollama,
+    routes_presets,
     routes_retrieval,
 )
 
@@ -88,7 +98,7 @@ def build_app(settings: Settings, bus: Bus, identity: Identity) -> web.Applicati
 async def _auth_listeners(app: web.Application) -> AsyncIterator[None]:
     """Invalidate cached principals on auth events; fetch JWT params in the background."""
     identity = app[IDENTITY]
-    sub = await app[BUS].nc.subscribe(subjects.AUTH_EVENTS, cb=identity.on_event)
+    sub = await app[BUS].nc.subscribe(subjects.AUTH_EVENTS.subject, cb=identity.on_event)
     identity.listen(sub)
     fetch = asyncio.create_task(identity.fetch_jwt_params_until_ready())
     yield
@@ -113,7 +123,10 @@ async def _file_store(app: web.Application) -> AsyncIterator[None]:
     js = app[BUS].nc.jetstream(timeout=app[SETTINGS].request_timeout_seconds)
     app[CATALOG] = await FileCatalog.open(js, settings.bucket_prefix, settings.kv_replicas)
     await ensure_stream(js, settings.ingest_stream, settings.ingest_subject, settings.kv_replicas)
+    store = await PresetStore.open(js, settings.bucket_prefix, settings.kv_replicas)
+    app[PRESETS] = Presets(store, app[BUS], app[CATALOG], settings.request_timeout_seconds)
     yield
+    await store.aclose()
 
 
 @asynccontextmanager

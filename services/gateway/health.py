@@ -20,9 +20,7 @@ def services_to_check(configured: str) -> tuple[str, ...]:
 
 async def _answers(request: web.Request, name: str, wait_seconds: float) -> bool:
     try:
-        await request.app[BUS].request_raw(
-            f"$SRV.PING.{name}", b"", timeout=wait_seconds, capability=name
-        )
+        await request.app[BUS].ping(name, timeout=wait_seconds)
     except RagwayError:
         return False
     return True

@@ -154,12 +154,10 @@ class Identity:
             return cached
         generation = self.cache.generation
         try:
-            principal = await self.bus.request(
+            principal = await self.bus.call(
                 subjects.AUTH_KEY_RESOLVE,
                 KeyResolveRequest(key_hash=key_hash),
-                Principal,
                 timeout=self.timeout,
-                capability="auth",
             )
         except RagwayError as exc:
             if exc.code in ("not_found", "unauthorized", "forbidden", "invalid"):
@@ -215,17 +213,14 @@ class Identity:
             return cached
         generation = self.cache.generation
         try:
-            principal = await self.bus.request(
-                subjects.AUTH_USER_GET,
-                UserRef(user_id=user_id),
-                Principal,
-                timeout=self.timeout,
-                capability="auth",
+            user = await self.bus.call(
+                subjects.AUTH_USER_GET, UserRef(user_id=user_id), timeout=self.timeout
             )
         except RagwayError as exc:
             if exc.code == "not_found":
                 raise unauthorized("User not found") from None
             raise
+        principal = Principal(id=user.id, email=user.email, name=user.name, role=user.role)
         self.cache.store_user(principal, generation)
         return principal
 
@@ -235,12 +230,8 @@ class Identity:
             return self._jwt_params
         async with self._jwt_lock:
             if self._jwt_params is None:
-                self._jwt_params = await self.bus.request(
-                    subjects.AUTH_JWT_PARAMS,
-                    JwtParamsRequest(),
-                    JwtParams,
-                    timeout=self.timeout,
-                    capability="auth",
+                self._jwt_params = await self.bus.call(
+                    subjects.AUTH_JWT_PARAMS, JwtParamsRequest(), timeout=self.timeout
                 )
             return self._jwt_params
 

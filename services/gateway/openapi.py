@@ -28,9 +28,24 @@ from contracts.chat import ChatCompletionRequest
 from contracts.chats import ChatForm, ChatRecord, ChatSummary
 from contracts.files import FileRecord, FileStatusReply
 from contracts.functions import FunctionInfo, PluginForm, ToolInfo
-from contracts.knowledge import FileIdForm, KnowledgeForm, KnowledgeReply
+from contracts.groups import Group, GroupForm, UserIdsForm
+from contracts.knowledge import (
+    AccessForm,
+    FileIdForm,
+    KnowledgeBatchReply,
+    KnowledgeFileList,
+    KnowledgeForm,
+    KnowledgeReply,
+    StatusReply,
+    SyncCleanupForm,
+    SyncDiffForm,
+    SyncDiffReply,
+)
 from contracts.models import ModelsReply
+from contracts.presets import PresetAccessForm, PresetForm, PresetIdForm, PresetList, PresetReply
 from gateway.routes_auth import PasswordForm, RoleForm
+from gateway.routes_config import ConfigReply, VersionReply
+from gateway.routes_file_edits import ContentForm, ContentReply, ProcessTextForm, ProcessTextReply
 from gateway.routes_retrieval import QueryCollectionForm, QueryDocForm, QueryReply
 from gateway.state import ACCESS
 
@@ -43,7 +58,8 @@ class ErrorReply(msgspec.Struct):
 
 
 class UploadForm(msgspec.Struct):
-    """multipart/form-data: the file, and optional JSON metadata."""
+    """multipart/form-data: the file, and optional JSON metadata (`knowledge_id` links the
+    file to that collection; `?process_in_background=false` answers once processed)."""
 
     file: bytes
     metadata: str | None = None
@@ -65,6 +81,20 @@ class SignoutReply(msgspec.Struct):
 
 class UsersReply(msgspec.Struct):
     users: list[User]
+    total: int
+
+
+class FilePage(msgspec.Struct):
+    """`?page=N`: one page of files and how many there are."""
+
+    items: list[FileRecord]
+    total: int
+
+
+class KnowledgePage(msgspec.Struct):
+    """`?page=N`: one page of collections and how many there are."""
+
+    items: list[KnowledgeReply]
     total: int
 
 
@@ -96,6 +126,8 @@ def _crud(tag: str, info: Any, plural: str) -> dict[str, RouteDoc]:
 
 ROUTE_DOCS: dict[str, RouteDoc] = {
     "health": RouteDoc("Liveness and backend services", "health", None, HealthReply),
+    "api_version": RouteDoc("The Open WebUI API version served", "config", None, VersionReply),
+    "api_config": RouteDoc("Public configuration and features", "config", None, ConfigReply),
     "signup": RouteDoc("Create an account (the first is admin)", "auths", SignupRequest, Session),
     "signin": RouteDoc("Sign in with email and password", "auths", SigninRequest, Session),
     "current_user": RouteDoc("The signed-in user", "auths", None, CurrentUser),
@@ -126,6 +158,15 @@ ROUTE_DOCS: dict[str, RouteDoc] = {
     "chats_list_bare": RouteDoc(
         "The caller's chats, newest first", "chats", None, list[ChatSummary]
     ),
+    "chats_list_alias": RouteDoc(
+        "The caller's chats, newest first (`?page=`)", "chats", None, list[ChatSummary]
+    ),
+    "chats_search": RouteDoc(
+        "Chats whose title holds `?text=`, newest first (`?page=`)",
+        "chats",
+        None,
+        list[ChatSummary],
+    ),
     "chats_get": RouteDoc("A chat with its history", "chats", None, ChatRecord),
     "chats_update": RouteDoc("Merge fields into a chat", "chats", ChatForm, ChatRecord),
     "chats_delete": RouteDoc("Delete a chat", "chats", None, bool),
@@ -139,8 +180,18 @@ ROUTE_DOCS: dict[str, RouteDoc] = {
     "files_upload_bare": RouteDoc(
         "Upload a file", "files", UploadForm, FileRecord, request_media="multipart/form-data"
     ),
-    "files_list": RouteDoc("The caller's files", "files", None, list[FileRecord]),
-    "files_list_bare": RouteDoc("The caller's files", "files", None, list[FileRecord]),
+    "files_list": RouteDoc(
+        "The caller's files (`?page=`: `{items, total}`)",
+        "files",
+        None,
+        list[FileRecord] | FilePage,
+    ),
+    "files_list_bare": RouteDoc(
+        "The caller's files (`?page=`: `{items, total}`)",
+        "files",
+        None,
+        list[FileRecord] | FilePage,
+    ),
     "files_get": RouteDoc("A file record", "files", None, FileRecord),
     "files_status": RouteDoc(
         "Processing status (`?stream=true` for SSE)", "files", None, FileStatusReply
@@ -149,14 +200,58 @@ ROUTE_DOCS: dict[str, RouteDoc] = {
         "The original bytes", "files", None, bytes, response_media="application/octet-stream"
     ),
     "files_text": RouteDoc("The extracted text", "files", None, dict[str, str]),
+    "files_text_update": RouteDoc(
+        "Replace the extracted text and index it again", "files", ContentForm, ContentReply
+    ),
+    "retrieval_process_text": RouteDoc(
+        "Text becomes a processed file (in a collection if named)",
+        "retrieval",
+        ProcessTextForm,
+        ProcessTextReply,
+    ),
+    "knowledge_file_update": RouteDoc(
+        "Index one of the collection's files again", "knowledge", FileIdForm, KnowledgeReply
+    ),
     "files_delete": RouteDoc("Delete a file, its vectors and links", "files", None, bool),
     "knowledge_create": RouteDoc("Create a collection", "knowledge", KnowledgeForm, KnowledgeReply),
-    "knowledge_list": RouteDoc("Readable collections", "knowledge", None, list[KnowledgeReply]),
+    "knowledge_list": RouteDoc(
+        "Readable collections (`?page=`: `{items, total}`)",
+        "knowledge",
+        None,
+        list[KnowledgeReply] | KnowledgePage,
+    ),
     "knowledge_list_bare": RouteDoc(
-        "Readable collections", "knowledge", None, list[KnowledgeReply]
+        "Readable collections (`?page=`: `{items, total}`)",
+        "knowledge",
+        None,
+        list[KnowledgeReply] | KnowledgePage,
+    ),
+    "knowledge_list_writable": RouteDoc(
+        "Collections the caller may write", "knowledge", None, list[KnowledgeReply]
+    ),
+    "knowledge_files": RouteDoc(
+        "A page of a collection's files (`?page=`, `?query=` on names)",
+        "knowledge",
+        None,
+        KnowledgeFileList,
+    ),
+    "knowledge_batch_add": RouteDoc(
+        "Add many files, each with its own outcome",
+        "knowledge",
+        list[FileIdForm],
+        KnowledgeBatchReply,
+    ),
+    "knowledge_sync_diff": RouteDoc(
+        "Compare a local manifest by content hash", "knowledge", SyncDiffForm, SyncDiffReply
+    ),
+    "knowledge_sync_cleanup": RouteDoc(
+        "Drop the files a sync found stale", "knowledge", SyncCleanupForm, StatusReply
     ),
     "knowledge_get": RouteDoc("A collection with its files", "knowledge", None, KnowledgeReply),
     "knowledge_update": RouteDoc("Update a collection", "knowledge", KnowledgeForm, KnowledgeReply),
+    "knowledge_access_update": RouteDoc(
+        "Change who has access (owner, admin)", "knowledge", AccessForm, KnowledgeReply
+    ),
     "knowledge_file_add": RouteDoc("Add a file", "knowledge", FileIdForm, KnowledgeReply),
     "knowledge_file_remove": RouteDoc("Remove a file", "knowledge", FileIdForm, KnowledgeReply),
     "knowledge_reset": RouteDoc("Remove every file", "knowledge", None, KnowledgeReply),
@@ -165,6 +260,28 @@ ROUTE_DOCS: dict[str, RouteDoc] = {
     "retrieval_query_collection": RouteDoc(
         "Search collections", "retrieval", QueryCollectionForm, QueryReply
     ),
+    "groups_list": RouteDoc("Groups (admins: all; others: their own)", "groups", None, list[Group]),
+    "groups_create": RouteDoc("Create a group (admin)", "groups", GroupForm, Group),
+    "groups_get": RouteDoc("A group (admins, its members)", "groups", None, Group),
+    "groups_update": RouteDoc("Update a group (admin)", "groups", GroupForm, Group),
+    "groups_users_add": RouteDoc("Add members (admin)", "groups", UserIdsForm, Group),
+    "groups_users_remove": RouteDoc("Remove members (admin)", "groups", UserIdsForm, Group),
+    "groups_delete": RouteDoc("Delete a group (admin)", "groups", None, bool),
+    "presets_create": RouteDoc("Create a workspace model", "presets", PresetForm, PresetReply),
+    "presets_list": RouteDoc("Readable workspace models", "presets", None, PresetList),
+    "presets_list_0_12": RouteDoc("Readable workspace models", "presets", None, PresetList),
+    "presets_get": RouteDoc("A workspace model (`?id=`)", "presets", None, PresetReply),
+    "presets_update": RouteDoc(
+        "Update a workspace model (`?id=` or the body's id)", "presets", PresetForm, PresetReply
+    ),
+    "presets_access_update": RouteDoc(
+        "Change who has access (owner, admin)", "presets", PresetAccessForm, PresetReply
+    ),
+    "presets_toggle": RouteDoc("Turn a workspace model on or off", "presets", None, PresetReply),
+    "presets_delete": RouteDoc(
+        "Delete a workspace model (`?id=` or the body's id)", "presets", PresetIdForm, bool
+    ),
+    "presets_delete_http": RouteDoc("Delete a workspace model (`?id=`)", "presets", None, bool),
     **_crud("function", FunctionInfo, "functions"),
     **_crud("tool", ToolInfo, "tools"),
     "ollama": RouteDoc(

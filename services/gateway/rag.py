@@ -31,8 +31,6 @@ from contracts.retrieval import (
     SearchMode,
 )
 
-CAPABILITY = "retrieval"
-
 PROMPT_HEAD = """### Task
 Answer the user's query below using the context provided.
 
@@ -98,14 +96,8 @@ async def retrieve(
         wait_seconds=wait_seconds,
         complete_wait_seconds=complete_wait_seconds,
     )
-    return await bus.request(
-        subjects.RETRIEVAL_QUERY,
-        request,
-        RetrievalResult,
-        # the service may wait for files that long before it searches
-        timeout=reply_seconds + wait_seconds,
-        capability=CAPABILITY,
-    )
+    # the service may wait for files that long before it searches
+    return await bus.call(subjects.RETRIEVAL_QUERY, request, timeout=reply_seconds + wait_seconds)
 
 
 def sources_of(groups: list[HitGroup]) -> list[SourceEntry]:

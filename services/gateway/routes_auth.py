@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -18,15 +20,13 @@ from contracts.auth import (
     SignupRequest,
     UpdateRoleRequest,
     UserRef,
-    UsersList,
     UsersListRequest,
 )
+from contracts.endpoint import Endpoint
 from gateway.bodies import TRUE, json_bytes, json_value, parse, read_body
 from gateway.client_addr import client_address, trusted_networks
 from gateway.state import BUS, IDENTITY, SETTINGS, Access, principal_of
 from gateway.user_purge import purge_user_data
-
-CAPABILITY = "auth"
 
 
 class RoleForm(msgspec.Struct, kw_only=True):
@@ -35,14 +35,10 @@ class RoleForm(msgspec.Struct, kw_only=True):
     role: Role
 
 
-async def _call(request: web.Request, subject: str, payload: bytes) -> bytes:
+async def _call(request: web.Request, endpoint: Endpoint[Any, Any], payload: bytes) -> bytes:
+    """The auth service's reply bytes, relayed as they came."""
     app = request.app
-    return await app[BUS].request_raw(
-        subject,
-        payload,
-        timeout=app[SETTINGS].request_timeout_seconds,
-        capability=CAPABILITY,
-    )
+    return await app[BUS].call_raw(endpoint, payload, timeout=app[SETTINGS].request_timeout_seconds)
 
 
 class PasswordForm(msgspec.Struct, kw_only=True):
@@ -60,9 +56,11 @@ def _address(request: web.Request) -> str:
     )
 
 
-async def _creating(request: web.Request, subject: str, payload: bytes) -> web.Response:
+async def _creating(
+    request: web.Request, endpoint: Endpoint[Any, Any], payload: bytes
+) -> web.Response:
     try:
-        return json_bytes(await _call(request, subject, payload))
+        return json_bytes(await _call(request, endpoint, payload))
     except RagwayError as exc:
         if exc.code == "conflict":  # Open WebUI answers 400 for a taken email
             raise invalid(exc.detail) from None
@@ -141,8 +139,12 @@ async def delete_api_key(request: web.Request) -> web.Response:
 
 
 async def list_users(request: web.Request) -> web.Response:
-    reply = await _call(request, subjects.AUTH_USERS_LIST, encode(UsersListRequest()))
-    users = parse(reply, UsersList).users
+    reply = await request.app[BUS].call(
+        subjects.AUTH_USERS_LIST,
+        UsersListRequest(),
+        timeout=request.app[SETTINGS].request_timeout_seconds,
+    )
+    users = reply.users
     return json_value({"users": users, "total": len(users)})
 
 

@@ -14,11 +14,11 @@ from typing import Any
 import msgspec
 import structlog
 from aiohttp import web
-from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from common.bus import outgoing_headers
+from common.bus import Bus
 from common.codec import decode, encode
+from common.errors import RagwayError
 from common.idle import idle_timeout
 from contracts import subjects
 from contracts.chat import (
@@ -27,20 +27,18 @@ from contracts.chat import (
     ChatCompletionRequest,
     CompletionJob,
     FileRef,
-    StreamAccepted,
     StreamEnd,
 )
 from contracts.models import ModelsRequest
+from contracts.presets import Preset
 from gateway import rag
 from gateway.bodies import json_bytes, parse, read_body
 from gateway.chat_log import ChatAppend
 from gateway.routes_chats import CHATS
-from gateway.state import BUS, INBOXES, SETTINGS, Access, principal_of
+from gateway.state import BUS, INBOXES, PRESETS, SETTINGS, Access, principal_of
 
 log = structlog.get_logger()
 
-CAPABILITY = "inference"
-MODELS_REQUEST = encode(ModelsRequest())
 # the Content-Type as a header, not through `content_type =` (which builds it per response)
 SSE_HEADERS = {
     "Content-Type": "text/event-stream",
@@ -55,14 +53,21 @@ def error_event(message: str) -> bytes:
 
 
 async def list_models(request: web.Request) -> web.Response:
+    """The proxy's list (function models only where granted), and the caller's presets."""
     app = request.app
-    reply = await app[BUS].request_raw(
+    principal = principal_of(request)
+    reply = await app[BUS].call_raw(
         subjects.MODELS_LIST,
-        MODELS_REQUEST,
+        encode(ModelsRequest(principal=principal)),
         timeout=app[SETTINGS].request_timeout_seconds,
-        capability=CAPABILITY,
     )
-    return json_bytes(reply)
+    presets = app[PRESETS]
+    if not presets.store.all():
+        return json_bytes(reply)
+    listing: dict[str, Any] = msgspec.json.decode(reply)
+    models = listing.get("data") or []
+    listing["data"] = [*presets.listed(principal, models), *models]
+    return json_bytes(encode(listing))
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
@@ -70,25 +75,42 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     chat = parse(body, ChatCompletionRequest)
     # a chat_id the caller does not own is a 404 before the model is asked anything
     record = await ChatAppend.start(request.app[CHATS], principal_of(request).id, chat)
+    preset = None
+    if request.app[PRESETS].store.known(chat.model):
+        body, chat, preset = await _with_preset(request, body, chat)
     sources: list[rag.SourceEntry] | None = None
     if chat.files:
-        body, sources = await _with_rag(request, body, chat.files)
+        try:
+            body, sources = await _with_rag(request, body, chat.files)
+        except RagwayError as exc:
+            if preset is None:
+                raise
+            raise request.app[PRESETS].knowledge_error(preset, exc) from None
     job = CompletionJob(principal=principal_of(request), body=msgspec.Raw(body))
     if chat.stream:
         first = b"" if sources is None else b"data: " + encode({"sources": sources}) + b"\n\n"
         return await _stream(request, job, first, record, sources)
     app = request.app
-    reply = await app[BUS].request_raw(
-        subjects.CHAT_COMPLETE,
-        encode(job),
-        timeout=app[SETTINGS].completion_timeout_seconds,
-        capability=CAPABILITY,
+    reply = await app[BUS].call_raw(
+        subjects.CHAT_COMPLETE, encode(job), timeout=app[SETTINGS].completion_timeout_seconds
     )
     if sources is not None:
         reply = _with_sources(reply, sources)
     if record is not None:
         await record.finish_with_completion(reply, sources)
     return json_bytes(reply)
+
+
+async def _with_preset(
+    request: web.Request, body: bytes, chat: ChatCompletionRequest
+) -> tuple[bytes, ChatCompletionRequest, Preset | None]:
+    """A completion by a preset's id as one for its base model (see `Presets.expand`)."""
+    original: dict[str, Any] = msgspec.json.decode(body)
+    preset = await request.app[PRESETS].expand(principal_of(request), original)
+    if preset is None:
+        return body, chat, None
+    expanded = encode(original)
+    return expanded, parse(expanded, ChatCompletionRequest), preset
 
 
 async def _with_rag(
@@ -157,13 +179,8 @@ async def _stream(
             tail_in_end=True,
         )
         try:
-            accepted = await bus.request_into(
-                subjects.CHAT_STREAM,
-                job,
-                StreamAccepted,
-                box,
-                timeout=settings.completion_timeout_seconds,
-                capability=CAPABILITY,
+            accepted = await bus.call_into(
+                subjects.CHAT_STREAM, job, box, timeout=settings.completion_timeout_seconds
             )
             response = _SSEResponse(headers=SSE_HEADERS)
             await response.prepare(request)
@@ -213,13 +230,12 @@ async def _stream(
         finally:
             if not finished:
                 # Client gone, idle timeout or a failed start: tell the proxy to stop.
-                await _cancel(bus.nc, stream_id)
+                await _cancel(bus, stream_id)
 
 
-async def _cancel(nc: Client, stream_id: str) -> None:
-    subject = subjects.chat_cancel_subject(stream_id)
+async def _cancel(bus: Bus, stream_id: str) -> None:
     try:
-        await asyncio.shield(nc.publish(subject, b"", headers=outgoing_headers()))
+        await asyncio.shield(bus.publish(subjects.CHAT_CANCEL, None, token=stream_id))
     except Exception:
         log.warning("stream_cancel_failed", stream_id=stream_id)
 

@@ -14,23 +14,11 @@ from aiohttp import web
 from catalog.chats import ChatStore
 from contracts.chats import ChatForm
 from gateway.bodies import TRUE, json_bytes, json_value, parse, read_body
+from gateway.paging import page_of, required_text
 from gateway.state import BUS, SETTINGS, Access, principal_of
 
 # opened at startup (cleanup_ctx); also used by routes_chat to append completions
 CHATS = web.AppKey("chats", ChatStore)
-
-
-def _page(request: web.Request) -> int | None:
-    raw = request.query.get("page")
-    if raw is None:
-        return None
-    try:
-        page = int(raw)
-    except ValueError:
-        raise web.HTTPBadRequest(reason="`page` must be a positive integer") from None
-    if page < 1:
-        raise web.HTTPBadRequest(reason="`page` must be a positive integer")
-    return page
 
 
 async def create_chat(request: web.Request) -> web.Response:
@@ -40,8 +28,15 @@ async def create_chat(request: web.Request) -> web.Response:
 
 
 async def list_chats(request: web.Request) -> web.Response:
-    summaries = await request.app[CHATS].list(principal_of(request).id, _page(request))
+    summaries = await request.app[CHATS].list(principal_of(request).id, page_of(request))
     return json_value(summaries)
+
+
+async def search_chats(request: web.Request) -> web.Response:
+    """Chats whose title holds `?text=` (any case), newest first, 60 per `?page=` (1)."""
+    text = required_text(request, "text")
+    found = await request.app[CHATS].search(principal_of(request).id, text, page_of(request) or 1)
+    return json_value(found)
 
 
 async def get_chat(request: web.Request) -> web.Response:
@@ -73,6 +68,8 @@ ROUTES = (
     ("POST", "/api/v1/chats/new", "chats_new", create_chat),
     ("GET", "/api/v1/chats/", "chats_list", list_chats),
     ("GET", "/api/v1/chats", "chats_list_bare", list_chats),
+    ("GET", "/api/v1/chats/list", "chats_list_alias", list_chats),
+    ("GET", "/api/v1/chats/search", "chats_search", search_chats),
     ("GET", "/api/v1/chats/{chat_id}", "chats_get", get_chat),
     ("POST", "/api/v1/chats/{chat_id}", "chats_update", update_chat),
     ("DELETE", "/api/v1/chats/{chat_id}", "chats_delete", delete_chat),

@@ -25,7 +25,7 @@ from catalog.files import FileCatalog, blob_name, now, over_quota, text_name
 from common.codec import encode
 from common.errors import RagwayError, invalid, not_found
 from contracts import subjects
-from contracts.auth import Ok, Principal
+from contracts.auth import Principal
 from contracts.files import (
     DeleteFileRequest,
     FileData,
@@ -36,6 +36,9 @@ from contracts.files import (
 )
 from gateway.bodies import TRUE, json_bytes, json_value
 from gateway.ingest_queue import publish_job
+from gateway.knowledge_links import link_to_knowledge, writable_knowledge_of
+from gateway.paging import Paged, page_of
+from gateway.reindex import settled
 from gateway.state import BUS, CATALOG, REQUEST_ID, SETTINGS, Access, principal_of
 from gateway.uploads import (
     content_type_for,
@@ -53,10 +56,11 @@ MAX_METADATA_BYTES = 64 * 1024
 MULTIPART_OVERHEAD = 1 * MIB
 MAX_TEXT_BYTES = 64 * MIB
 TERMINAL = ("completed", "failed")
+FILES_PAGE_SIZE = 50  # Open WebUI's files router
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-class _Stored(msgspec.Struct, kw_only=True):
+class Stored(msgspec.Struct, kw_only=True):
     name: str
     content_type: str
     size: int
@@ -90,6 +94,7 @@ async def readable_record(request: web.Request) -> FileRecord:
 async def upload_file(request: web.Request) -> web.Response:
     settings, catalog = request.app[SETTINGS], request.app[CATALOG]
     max_size = settings.file_max_size_mb * MIB
+    in_background = _in_background(request)
     if not request.content_type.startswith("multipart/"):
         raise invalid("Send the file as multipart/form-data in the field 'file'")
     declared = request.content_length
@@ -103,7 +108,7 @@ async def upload_file(request: web.Request) -> web.Response:
         raise over_quota(quota, used)
     # the stream stops at whichever comes first: the upload limit or the room left
     room = min(max_size, quota - used) if quota else max_size
-    stored: _Stored | None = None
+    stored: Stored | None = None
     reserved = False
     metadata: dict[str, Any] = {}
     try:
@@ -116,10 +121,11 @@ async def upload_file(request: web.Request) -> web.Response:
                 await part.release()
         if stored is None:
             raise invalid("A file is required in the multipart field 'file'")
+        knowledge_id = await writable_knowledge_of(request, metadata)
         if quota:  # uploads racing on other gateways: the shared count decides
             await catalog.usage.reserve(user_id, stored.size, quota)
             reserved = True
-        record = _new_record(file_id, principal_of(request), stored, metadata)
+        record = new_record(file_id, principal_of(request), stored, metadata)
         await catalog.create(record)
     except BaseException as exc:
         if stored is not None:
@@ -131,17 +137,51 @@ async def upload_file(request: web.Request) -> web.Response:
                 raise over_quota(quota, used) from None
             raise _too_large(settings.file_max_size_mb) from None
         raise
+    await queue_new_file(request, record, knowledge_id)
+    log.info("file_uploaded", file_id=file_id, size=stored.size, content_type=stored.content_type)
+    if in_background:
+        return json_value(file_object(record))
+    done = await settled(request, file_id, settings.process_wait_seconds)
+    return json_value(file_object(done or record))
+
+
+async def reserve_storage(request: web.Request, size: int) -> bool:
+    """Count `size` more bytes against the caller's quota; False when there is no quota.
+
+    Raises `over_quota` (507) counting nothing when they do not fit.
+    """
+    app = request.app
+    quota = app[SETTINGS].storage_quota_mb * MIB
+    if quota:
+        await app[CATALOG].usage.reserve(principal_of(request).id, size, quota)
+    return bool(quota)
+
+
+def _in_background(request: web.Request) -> bool:
+    """Open WebUI's `?process_in_background=` (true by default)."""
+    raw = request.query.get("process_in_background", "true").lower()
+    if raw not in ("true", "false", "1", "0"):
+        raise invalid("`process_in_background` must be true or false")
+    return raw in ("true", "1")
+
+
+async def queue_new_file(
+    request: web.Request, record: FileRecord, knowledge_id: str | None = None
+) -> None:
+    """Queue a created file's ingestion job (the record goes when that fails), then link
+    it to `knowledge_id` (it joins that collection's search once searchable)."""
+    app = request.app
     try:
         await publish_job(
-            request.app[BUS].nc.jetstream(timeout=request.app[SETTINGS].request_timeout_seconds),
-            settings.ingest_subject,
-            IngestJob(file_id=file_id, request_id=request.get(REQUEST_ID, "")),
+            app[BUS].nc.jetstream(timeout=app[SETTINGS].request_timeout_seconds),
+            app[SETTINGS].ingest_subject,
+            IngestJob(file_id=record.id, request_id=request.get(REQUEST_ID, "")),
         )
     except RagwayError:
-        await catalog.delete(file_id)
+        await app[CATALOG].delete(record.id)
         raise
-    log.info("file_uploaded", file_id=file_id, size=stored.size, content_type=stored.content_type)
-    return json_value(file_object(record))
+    if knowledge_id is not None:
+        await link_to_knowledge(request, knowledge_id, record.id)
 
 
 async def _parts(request: web.Request) -> AsyncIterator[BodyPartReader]:
@@ -168,7 +208,7 @@ def _too_large(limit_mb: int) -> RagwayError:
 
 async def _store_part(
     catalog: FileCatalog, part: BodyPartReader, file_id: str, max_size: int
-) -> _Stored:
+) -> Stored:
     name = safe_filename(part.filename)
     content_type = content_type_for(name, part.headers.get(hdrs.CONTENT_TYPE))
     refuse_unsupported(name, content_type)
@@ -182,7 +222,7 @@ async def _store_part(
             yield piece
 
     info = await catalog.blobs.put_stream(blob_name(file_id), chunks(), max_size=max_size)
-    return _Stored(name=name, content_type=content_type, size=info.size, sha256=info.sha256)
+    return Stored(name=name, content_type=content_type, size=info.size, sha256=info.sha256)
 
 
 async def _read_small(part: BodyPartReader, limit: int) -> bytes:
@@ -208,8 +248,8 @@ def _parse_metadata(raw: bytes) -> dict[str, Any]:
     return value
 
 
-def _new_record(
-    file_id: str, principal: Principal, stored: _Stored, metadata: dict[str, Any]
+def new_record(
+    file_id: str, principal: Principal, stored: Stored, metadata: dict[str, Any]
 ) -> FileRecord:
     stamp = now()
     return FileRecord(
@@ -230,8 +270,13 @@ def _new_record(
 
 
 async def list_files(request: web.Request) -> web.Response:
-    records = await request.app[CATALOG].list_for(principal_of(request).id)
-    return json_value([file_object(record) for record in records])
+    """The caller's files, newest first: all of them, or `{items, total}` with `?page=`."""
+    catalog, user_id = request.app[CATALOG], principal_of(request).id
+    page = page_of(request)
+    if page is None:
+        return json_value([file_object(record) for record in await catalog.list_for(user_id)])
+    records, total = await catalog.page_for(user_id, (page - 1) * FILES_PAGE_SIZE, FILES_PAGE_SIZE)
+    return json_value(Paged(items=[file_object(r) for r in records], total=total))
 
 
 async def get_file(request: web.Request) -> web.Response:
@@ -349,12 +394,10 @@ async def file_text(request: web.Request) -> web.Response:
 
 async def delete_file(request: web.Request) -> web.Response:
     app = request.app
-    await app[BUS].request(
+    await app[BUS].call(
         subjects.FILES_DELETE,
         DeleteFileRequest(principal=principal_of(request), file_id=request.match_info["file_id"]),
-        Ok,
         timeout=app[SETTINGS].request_timeout_seconds,
-        capability="retrieval",
     )
     return json_bytes(TRUE)
 

@@ -1,34 +1,37 @@
 """Open WebUI's function (pipe) and tool routes, answered by the inference-proxy.
 
-Writes are admin-only here and again in the proxy; lists are for every signed-in user
-(tools' specs included). Installing validates the source in the proxy's sandbox, so it
-gets the completion timeout rather than the short request one.
+Writes are admin-only here and again in the proxy; lists show every signed-in user what
+it was granted (`access_grants`; absent: admins only), tools' specs included; only
+admins see source. Installing validates the source in the proxy's sandbox, so it gets
+the completion timeout rather than the short request one.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from common.codec import encode
 from contracts import subjects
+from contracts.endpoint import Endpoint
 from contracts.functions import PluginForm, PluginKind, PluginListRequest, PluginRef, PluginSave
 from gateway.bodies import TRUE, json_bytes, parse, read_body
 from gateway.state import BUS, SETTINGS, Access, principal_of
 
-CAPABILITY = "functions"
+Req = TypeVar("Req")
 
 
-async def _call(request: web.Request, subject: str, message: Any, *, slow: bool = False) -> bytes:
-    app = request.app
-    settings = app[SETTINGS]
-    return await app[BUS].request_raw(
-        subject,
+async def _call(
+    request: web.Request, endpoint: Endpoint[Req, Any], message: Req, *, slow: bool = False
+) -> bytes:
+    """The proxy's reply bytes, relayed as they came (a record is one of two types)."""
+    settings = request.app[SETTINGS]
+    return await request.app[BUS].call_raw(
+        endpoint,
         encode(message),
         timeout=settings.completion_timeout_seconds if slow else settings.request_timeout_seconds,
-        capability=CAPABILITY,
     )
 
 
@@ -66,7 +69,7 @@ def add_routes(app: web.Application, access: dict[str, Access]) -> None:
     for kind, plural in (("function", "functions"), ("tool", "tools")):
         handlers = _handlers(kind)  # type: ignore[arg-type]
         base = f"/api/v1/{plural}"
-        # Open WebUI shows a function's source to admins only; a tool's to its readers
+        # a function's record is for admins; a tool's (without source) for its grantees
         read_one: Access = "admin" if kind == "function" else "user"
         table: list[tuple[str, str, str, Access]] = [
             ("POST", f"{base}/create", "create", "admin"),

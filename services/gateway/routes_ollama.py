@@ -16,17 +16,16 @@ import structlog
 from aiohttp import web
 from nats.aio.client import Client
 
-from common.bus import outgoing_headers
+from common.bus import Bus
 from common.codec import decode, encode
 from common.errors import RagwayError, forbidden
 from contracts import subjects
 from contracts.chat import STREAM_END, STREAM_HEADER
-from contracts.ollama import OllamaProxyAccepted, OllamaProxyEnd, OllamaProxyRequest, path_level
+from contracts.ollama import OllamaProxyEnd, OllamaProxyRequest, path_level
 from gateway.state import BUS, INBOXES, SETTINGS, Access, principal_of
 
 log = structlog.get_logger()
 
-CAPABILITY = "inference"
 PREFIX = "/ollama"
 # base64 in the JSON request and the request's other fields must fit one NATS message
 ENVELOPE_BYTES = 16 * 1024
@@ -78,13 +77,8 @@ async def _relay(request: web.Request, proxied: OllamaProxyRequest) -> web.Strea
     async with request.app[INBOXES].open() as box:
         proxied = msgspec.structs.replace(proxied, stream_inbox=box.subject)
         try:
-            accepted = await bus.request_into(
-                subjects.OLLAMA_PROXY,
-                proxied,
-                OllamaProxyAccepted,
-                box,
-                timeout=settings.completion_timeout_seconds,
-                capability=CAPABILITY,
+            accepted = await bus.call_into(
+                subjects.OLLAMA_PROXY, proxied, box, timeout=settings.completion_timeout_seconds
             )
             response = web.StreamResponse(status=accepted.status)
             if accepted.content_type:
@@ -117,7 +111,7 @@ async def _relay(request: web.Request, proxied: OllamaProxyRequest) -> web.Strea
             return response
         finally:
             if not finished:
-                await _cancel(bus.nc, proxied.stream_id)
+                await _cancel(bus, proxied.stream_id)
 
 
 async def _fail(request: web.Request, response: web.StreamResponse, message: str) -> None:
@@ -130,10 +124,9 @@ async def _fail(request: web.Request, response: web.StreamResponse, message: str
         request.transport.close()
 
 
-async def _cancel(nc: Client, stream_id: str) -> None:
-    subject = subjects.ollama_cancel_subject(stream_id)
+async def _cancel(bus: Bus, stream_id: str) -> None:
     try:
-        await asyncio.shield(nc.publish(subject, b"", headers=outgoing_headers()))
+        await asyncio.shield(bus.publish(subjects.OLLAMA_CANCEL, None, token=stream_id))
     except Exception:
         log.warning("ollama_cancel_failed", stream_id=stream_id)
 

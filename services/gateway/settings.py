@@ -6,7 +6,7 @@ from typing import Annotated
 
 import msgspec
 
-from contracts.subjects import INGEST_JOBS, INGEST_STREAM
+from contracts.subjects import INGEST_JOBS
 
 Name = Annotated[str, msgspec.Meta(pattern=r"^[a-zA-Z0-9_-]+$")]
 
@@ -36,8 +36,8 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # retrieval and ingestion services'); the job queue is shared with the ingestion workers.
     bucket_prefix: Name = "ragway"
     kv_replicas: Annotated[int, msgspec.Meta(ge=1)] = 1  # 3 on a NATS cluster
-    ingest_stream: Name = INGEST_STREAM
-    ingest_subject: str = INGEST_JOBS
+    ingest_stream: Name = INGEST_JOBS.stream
+    ingest_subject: str = INGEST_JOBS.subject
     file_max_size_mb: Annotated[int, msgspec.Meta(ge=1)] = 100
     # uploaded bytes each user may keep (all their files together); 0: no quota
     storage_quota_mb: Annotated[int, msgspec.Meta(ge=0)] = 1024
@@ -49,6 +49,9 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # before it is searched as it is (named in the reply's sources as `indexing`)
     rag_complete_wait_seconds: Annotated[float, msgspec.Meta(ge=0)] = 5.0
     rag_top_k: Annotated[int, msgspec.Meta(ge=1)] = 4
+    # `?process_in_background=false` uploads, `process/text` and text edits answer once the
+    # file is processed, or with it as it is after this long
+    process_wait_seconds: Annotated[float, msgspec.Meta(ge=0)] = 120.0
 
     @property
     def nats_servers(self) -> list[str]:

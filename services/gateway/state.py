@@ -11,6 +11,7 @@ from common.bus import Bus
 from common.inbox import Inboxes
 from contracts.auth import Principal
 from gateway.identity import Identity
+from gateway.presets import Presets
 from gateway.settings import Settings
 
 # Who may call a route: anyone; any signed-in user, pending included; active users; admins.
@@ -24,6 +25,8 @@ ACCESS = web.AppKey("access", dict[str, Access])
 INBOXES = web.AppKey("inboxes", Inboxes)
 # opened at startup (cleanup_ctx): file records and blobs in JetStream
 CATALOG = web.AppKey("catalog", FileCatalog)
+# opened at startup: workspace models, mirrored from their bucket
+PRESETS = web.AppKey("presets", Presets)
 
 PRINCIPAL = web.RequestKey("principal", Principal)
 REQUEST_ID = web.RequestKey("request_id", str)

@@ -6,14 +6,12 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
-from common.codec import encode
+import msgspec
+
 from common.nats_conn import connect_nats
 from common.service import ServiceHost
 from contracts import subjects
-from contracts.chat import CompletionJob
-from contracts.functions import PluginListRequest, PluginRef, PluginSave
 from contracts.models import ModelsReply, ModelsRequest
-from contracts.ollama import OllamaProxyRequest
 from inference_proxy.backend_http import BackendPool
 from inference_proxy.cancels import CancelRegistry
 from inference_proxy.catalog import ModelCatalog
@@ -64,9 +62,9 @@ async def serve(settings: Settings) -> AsyncIterator[InferenceProxy]:
             fetch_timeout=settings.models_fetch_timeout_seconds,
         )
         # closed after the runners that use them (callbacks run last-in, first-out)
-        chat_cancels = CancelRegistry(nc, subjects.CHAT_CANCEL_PREFIX)
+        chat_cancels = CancelRegistry(nc, subjects.CHAT_CANCEL)
         stack.push_async_callback(chat_cancels.close)
-        ollama_cancels = CancelRegistry(nc, subjects.OLLAMA_CANCEL_PREFIX)
+        ollama_cancels = CancelRegistry(nc, subjects.OLLAMA_CANCEL)
         stack.push_async_callback(ollama_cancels.close)
         chat = ChatRunner(nc, backend, catalog, settings, chat_cancels)
         stack.push_async_callback(chat.aclose)
@@ -86,6 +84,7 @@ async def serve(settings: Settings) -> AsyncIterator[InferenceProxy]:
             nc.jetstream(), settings.bucket_prefix, settings.kv_replicas
         )
         stack.push_async_callback(plugins.aclose)
+        await plugins.migrate_to_grants()
         pipes = PipeRunner(nc, sandbox, chat_cancels)
         stack.push_async_callback(pipes.aclose)
         tools = ToolLoop(nc, chat, sandbox, plugins, settings, chat_cancels)
@@ -93,24 +92,29 @@ async def serve(settings: Settings) -> AsyncIterator[InferenceProxy]:
         completions = Completions(chat, pipes, tools, plugins)
         plugin_service = PluginService(plugins, sandbox)
 
-        async def list_models(request: ModelsRequest) -> bytes:
+        async def list_models(request: ModelsRequest) -> ModelsReply | msgspec.Raw:
             snapshot = await catalog.snapshot(refresh=request.refresh)
-            functions = plugins.function_models()
+            functions = plugins.function_models(request.principal)
             if not functions:
-                return snapshot.encoded
-            return encode(ModelsReply(data=functions + snapshot.models))
+                return msgspec.Raw(snapshot.encoded)
+            return ModelsReply(data=functions + snapshot.models)
 
         host = await stack.enter_async_context(
-            ServiceHost(nc, subjects.INFERENCE_SERVICE, description="Model list and chat")
+            ServiceHost(
+                nc,
+                subjects.INFERENCE_SERVICE,
+                description="Model list and chat",
+                max_in_flight=settings.max_in_flight,
+            )
         )
-        await host.add(subjects.MODELS_LIST, list_models, ModelsRequest)
-        await host.add(subjects.CHAT_COMPLETE, completions.complete, CompletionJob)
-        await host.add(subjects.CHAT_STREAM, completions.stream, CompletionJob)
-        await host.add(subjects.PLUGINS_SAVE, plugin_service.save, PluginSave)
-        await host.add(subjects.PLUGINS_LIST, plugin_service.list, PluginListRequest)
-        await host.add(subjects.PLUGINS_GET, plugin_service.get, PluginRef)
-        await host.add(subjects.PLUGINS_DELETE, plugin_service.delete, PluginRef)
-        await host.add(subjects.OLLAMA_PROXY, passthrough.open, OllamaProxyRequest)
+        await host.serve(subjects.MODELS_LIST, list_models)
+        await host.serve(subjects.CHAT_COMPLETE, completions.complete)
+        await host.serve(subjects.CHAT_STREAM, completions.stream)
+        await host.serve(subjects.PLUGINS_SAVE, plugin_service.save)
+        await host.serve(subjects.PLUGINS_LIST, plugin_service.list)
+        await host.serve(subjects.PLUGINS_GET, plugin_service.get)
+        await host.serve(subjects.PLUGINS_DELETE, plugin_service.delete)
+        await host.serve(subjects.OLLAMA_PROXY, passthrough.open)
         await nc.flush()  # the server knows the endpoints before we say we are serving
         yield InferenceProxy(
             catalog=catalog, chat=chat, plugins=plugins, sandbox=sandbox, backends=backend

@@ -1,9 +1,9 @@
 """Cancel messages for running streams: one wildcard subscription per prefix.
 
-The gateway publishes on `<prefix>.<stream_id>` when its client leaves. Every runner that
-works for that stream (a backend relay, a pipe, a tool loop and the rounds it opens)
-registers a watch; a message cancels each watch's task. One wildcard subscription serves
-them all, instead of a SUB and an UNSUB per stream.
+The gateway publishes on the cancel event's subject for `<stream_id>` when its client
+leaves. Every runner that works for that stream (a backend relay, a pipe, a tool loop and
+the rounds it opens) registers a watch; a message cancels each watch's task. One wildcard
+subscription serves them all, instead of a SUB and an UNSUB per stream.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from typing import Any
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+
+from contracts.endpoint import Event
 
 
 class CancelWatch:
@@ -34,9 +36,9 @@ class CancelWatch:
 
 
 class CancelRegistry:
-    def __init__(self, nc: Client, prefix: str) -> None:
+    def __init__(self, nc: Client, cancels: Event[None]) -> None:
         self._nc = nc
-        self._prefix = prefix
+        self._cancels = cancels
         self._watches: dict[str, set[CancelWatch]] = {}
         self._sub: Subscription | None = None
         self._lock = asyncio.Lock()
@@ -50,7 +52,7 @@ class CancelRegistry:
         if self._sub is None:
             async with self._lock:
                 if self._sub is None:
-                    self._sub = await self._nc.subscribe(f"{self._prefix}.*", cb=self._on_cancel)
+                    self._sub = await self._nc.subscribe(self._cancels.subject, cb=self._on_cancel)
         watch = CancelWatch(stream_id, task)
         self._watches.setdefault(stream_id, set()).add(watch)
         return watch
@@ -65,7 +67,7 @@ class CancelRegistry:
                 del self._watches[watch.stream_id]
 
     async def _on_cancel(self, msg: Msg) -> None:
-        for watch in list(self._watches.get(msg.subject.rsplit(".", 1)[-1], ())):
+        for watch in list(self._watches.get(self._cancels.token_of(msg.subject), ())):
             watch.trigger()
 
     async def close(self) -> None:

@@ -26,11 +26,10 @@ from inference_proxy.errors import StreamFailure, error_for_exception, error_for
 from inference_proxy.ollama_convert import completion_from_ollama, to_ollama_chat
 from inference_proxy.settings import Backend, Settings
 from inference_proxy.translate import OllamaStream, OpenAIStream, error_event
+from inference_proxy.ui_fields import strip_ui_fields
 
 log = structlog.get_logger()
 
-# ragway/Open WebUI request fields an OpenAI-compatible backend must not see
-RAGWAY_ONLY_FIELDS = ("files", "chat_id", "tool_ids")
 _END_HEADERS = {STREAM_HEADER: STREAM_END}
 # after a stream's end: how long to wait for the body's end before closing instead
 REUSE_WAIT_SECONDS = 1.0
@@ -101,8 +100,7 @@ class ChatRunner:
                 msgspec.json.encode(to_ollama_chat(_json_decode(job.body), stream=stream)),
                 {"Content-Type": "application/json"},
             )
-        for field in RAGWAY_ONLY_FIELDS:
-            body.pop(field, None)
+        strip_ui_fields(body)
         body["stream"] = _JSON_TRUE if stream else _JSON_FALSE
         if stream:
             # usage comes as a last chunk only when asked for

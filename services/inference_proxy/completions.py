@@ -10,7 +10,7 @@ import msgspec
 from contracts.chat import CompletionJob, StreamAccepted
 from inference_proxy.chat import ChatRunner
 from inference_proxy.pipes import PipeRunner
-from inference_proxy.plugins import PluginStore
+from inference_proxy.plugins import PluginStore, usable
 from inference_proxy.tool_loop import ToolLoop
 
 
@@ -40,19 +40,22 @@ class Completions:
             return "backend", None  # the backend path reports the malformed body
         if isinstance(routing.model, str):
             record = self._store.function(routing.model)
-            if record is not None and record.is_active:
+            # a function model the caller may not use is no model of theirs: the backend
+            # path answers "Model not found", as for any unknown id
+            if record is not None and record.is_active and usable(record, job.principal):
                 return "pipe", record
         if isinstance(routing.tool_ids, list) and routing.tool_ids:
             return "tools", [str(t) for t in routing.tool_ids]
         return "backend", None
 
-    async def complete(self, job: CompletionJob) -> bytes:
+    async def complete(self, job: CompletionJob) -> msgspec.Raw:
+        """The `chat.completion` JSON, already encoded."""
         path, detail = self._route(job)
         if path == "pipe":
-            return await self._pipes.complete(job, detail, _body(job))
+            return msgspec.Raw(await self._pipes.complete(job, detail, _body(job)))
         if path == "tools":
-            return await self._tools.complete(job, _body(job), detail)
-        return await self._chat.complete(job)
+            return msgspec.Raw(await self._tools.complete(job, _body(job), detail))
+        return msgspec.Raw(await self._chat.complete(job))
 
     async def stream(self, job: CompletionJob) -> StreamAccepted:
         path, detail = self._route(job)

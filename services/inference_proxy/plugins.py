@@ -14,11 +14,14 @@ from typing import Any
 
 import msgspec
 import structlog
+from msgspec import UNSET
 from nats.js import JetStreamContext
 
 from catalog.buckets import Bucket
+from common import access
 from common.codec import encode
 from common.errors import RagwayError, forbidden, invalid, not_found
+from contracts.access import AccessControl, Grant
 from contracts.auth import Principal
 from contracts.functions import (
     FunctionInfo,
@@ -53,6 +56,7 @@ class _Mirror:
         self.bucket = bucket
         self.items: dict[str, Any] = {}
         self._decoder = msgspec.json.Decoder(record_type)
+        self.decode = self._decoder.decode
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -141,7 +145,36 @@ class PluginStore:
         await mirror.bucket.delete(plugin_id)
         mirror.items.pop(plugin_id, None)
 
-    def function_models(self) -> list[Model]:
+    async def migrate_to_grants(self) -> int:
+        """Give every record stored before grants existed the grants it meant then (every
+        user could use it: public read), explicitly, once; logged. Returns how many."""
+        migrated = 0
+        for kind, mirror in self._mirrors.items():
+            for record in list(mirror.items.values()):
+                if record.access_grants is not None:
+                    continue
+                grants = grants_of(record)
+
+                def change(current: Any, grants: list[Grant] = grants) -> Any:
+                    if current.access_grants is not None:
+                        return None
+                    return _with_grants(current, grants)
+
+                busy = RagwayError("unavailable", "The plugin is busy; try again")
+                changed = await mirror.bucket.update(record.id, mirror.decode, change, busy)
+                if changed is not None:
+                    mirror.items[record.id] = changed[1]
+                    migrated += 1
+                    log.warning(
+                        "plugin_access_migrated",
+                        kind=kind,
+                        plugin_id=record.id,
+                        access_grants=msgspec.to_builtins(grants),
+                    )
+        return migrated
+
+    def function_models(self, principal: Principal | None = None) -> list[Model]:
+        """Active function models; only those `principal` may use when one is given."""
         return [
             Model(
                 id=record.id,
@@ -153,7 +186,7 @@ class PluginStore:
                 connection_type="function",
             )
             for record in self.all("function")
-            if record.is_active
+            if record.is_active and (principal is None or usable(record, principal))
         ]
 
 
@@ -167,6 +200,26 @@ def user_of(principal: Principal) -> dict[str, Any]:
     }
 
 
+def grants_of(record: Record) -> list[Grant]:
+    """Its grants; for a record stored before grants, what its legacy object meant (a
+    tool's `access_control` null, or a function, which had none: every user)."""
+    legacy = record.access_control
+    if isinstance(legacy, dict):
+        legacy = msgspec.convert(legacy, AccessControl)
+    return access.stored_grants(record.access_grants, legacy)
+
+
+def usable(record: Record, principal: Principal) -> bool:
+    """May `principal` list it and use it (call the function model, the tool)?"""
+    return access.can_read(principal, record.user_id, grants_of(record))
+
+
+def _with_grants(record: Record, grants: list[Grant]) -> Record:
+    control = access.control_from_grants(grants)
+    legacy = control if isinstance(record, FunctionInfo) else msgspec.to_builtins(control)
+    return msgspec.structs.replace(record, access_grants=grants, access_control=legacy)
+
+
 def _require_admin(principal: Principal) -> None:
     if principal.role != "admin":
         raise forbidden("Only administrators may do this")
@@ -174,7 +227,8 @@ def _require_admin(principal: Principal) -> None:
 
 def _info(record: Record) -> FunctionInfo | ToolInfo:
     info_type = FunctionInfo if isinstance(record, FunctionRecord) else ToolInfo
-    return info_type(**{name: getattr(record, name) for name in info_type.__struct_fields__})
+    info = info_type(**{name: getattr(record, name) for name in info_type.__struct_fields__})
+    return _with_grants(info, grants_of(record))  # type: ignore[arg-type]
 
 
 class PluginService:
@@ -198,6 +252,11 @@ class PluginService:
         specs = await self.validate(kind, plugin_id, form.content)
         created_at = existing.created_at if existing is not None else now
         owner = existing.user_id if existing is not None else request.principal.id
+        requested = access.requested_grants(form.access_grants, form.access_control)
+        if existing is None:  # absent: admins only
+            grants = [] if requested is UNSET else requested
+        else:
+            grants = access.changed_grants(request.principal, owner, grants_of(existing), requested)
         record: Record
         if kind == "function":
             record = FunctionRecord(
@@ -216,11 +275,11 @@ class PluginService:
                 name=form.name,
                 meta=form.meta,
                 specs=specs,
-                access_control=existing.access_control if existing is not None else None,
                 content=form.content,
                 updated_at=now,
                 created_at=created_at,
             )
+        record = _with_grants(record, grants)
         if request.id:
             await self._store.replace(kind, record)
         else:
@@ -252,15 +311,23 @@ class PluginService:
         return frame.specs or []
 
     async def list(self, request: PluginListRequest) -> list[FunctionInfo | ToolInfo]:
-        return [_info(record) for record in self._store.all(request.kind)]
+        """What the caller may use (admins: everything)."""
+        return [
+            _info(record)
+            for record in self._store.all(request.kind)
+            if usable(record, request.principal)
+        ]
 
-    async def get(self, request: PluginRef) -> Record:
+    async def get(self, request: PluginRef) -> Record | FunctionInfo | ToolInfo:
+        """The record with its source for admins; without it for those it is granted to."""
         if request.kind == "function":
             _require_admin(request.principal)  # the source is the admin's business
         record: Record | None = self._store.get(request.kind, request.id)
-        if record is None:
+        if record is None or not usable(record, request.principal):
             raise not_found(f"No {request.kind} with the id '{request.id}'")
-        return record
+        if request.principal.role != "admin":
+            return _info(record)
+        return _with_grants(record, grants_of(record))
 
     async def delete(self, request: PluginRef) -> bool:
         _require_admin(request.principal)

@@ -31,6 +31,8 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     models_cache_seconds: float = 10.0
     models_fetch_timeout_seconds: float = 3.0
     max_backend_connections: int = 256
+    # requests this process handles at once; one more is answered `unavailable` (503) at once
+    max_in_flight: Annotated[int, msgspec.Meta(ge=1)] = 512
     # functions (pipes) and tools: KV buckets `<prefix>_functions`, `<prefix>_tools`
     bucket_prefix: Annotated[str, msgspec.Meta(pattern=r"^[a-zA-Z0-9_-]+$")] = "ragway"
     kv_replicas: Annotated[int, msgspec.Meta(ge=1)] = 1  # 3 on a NATS cluster

@@ -24,12 +24,13 @@ from nats.aio.subscription import Subscription
 from common.codec import encode
 from common.errors import RagwayError, not_found
 from common.tasks import BackgroundTasks
+from contracts.auth import Principal
 from contracts.chat import STREAM_END, STREAM_HEADER, CompletionJob, StreamAccepted, StreamEnd
 from contracts.functions import ToolRecord
 from inference_proxy.cancels import CancelRegistry
 from inference_proxy.chat import ChatRunner
 from inference_proxy.pipes import failure_error
-from inference_proxy.plugins import PluginStore, user_of
+from inference_proxy.plugins import PluginStore, usable, user_of
 from inference_proxy.sandbox import Sandbox, SandboxCrash, SandboxTimeout
 from inference_proxy.sandbox_protocol import Call, Chunk, Failure
 from inference_proxy.settings import Settings
@@ -78,13 +79,13 @@ class ToolLoop:
         self._idle = settings.backend_idle_timeout_seconds
         self._relays = BackgroundTasks()
 
-    def tools_for(self, body: dict[str, Any], tool_ids: list[str]) -> _Tools:
+    def tools_for(self, body: dict[str, Any], tool_ids: list[str], principal: Principal) -> _Tools:
         specs = [t for t in body.get("tools") or [] if isinstance(t, dict)]
         taken = {t["function"].get("name") for t in specs if isinstance(t.get("function"), dict)}
         owners: dict[str, ToolRecord] = {}
         for tool_id in tool_ids:
             record = self._store.tool(tool_id)
-            if record is None:
+            if record is None or not usable(record, principal):
                 raise not_found(f"Tool '{tool_id}' not found")
             for spec in record.specs:
                 name = spec.get("name")
@@ -105,7 +106,7 @@ class ToolLoop:
     async def complete(
         self, job: CompletionJob, body: dict[str, Any], tool_ids: list[str]
     ) -> bytes:
-        tools = self.tools_for(body, tool_ids)
+        tools = self.tools_for(body, tool_ids, job.principal)
         messages = list(body.get("messages") or [])
         for _ in range(self._rounds):
             reply = await self._chat.complete(self._job(job, {**body, "messages": messages}, tools))
@@ -123,7 +124,7 @@ class ToolLoop:
     ) -> StreamAccepted:
         if not job.stream_inbox:
             raise RagwayError("invalid", "A stream needs a `stream_inbox`")
-        tools = self.tools_for(body, tool_ids)
+        tools = self.tools_for(body, tool_ids, job.principal)
         inbox = self._nc.new_inbox()
         sub = await self._nc.subscribe(inbox)
         messages = list(body.get("messages") or [])

@@ -40,6 +40,7 @@ FINISHED = ("completed", "failed")
 # Keyword-only points per VECTORS_UPSERT request: bounded by text size, well under the
 # NATS payload limit (8 MB in our deployments, 1 MB by default).
 KEYWORD_BATCH_CHARS = 256 * 1024
+EDITED_NAME = "edited.md"  # how an edited text is read: Markdown
 
 HandOut = Callable[[IngestJob], Awaitable[None]]
 _encode_processed = msgspec.msgpack.Encoder().encode
@@ -106,8 +107,9 @@ class JobProcessor:
         if record.data.keyword_searchable:
             log.info("keyword_phase_already_done", file_id=file_id, chunks=total)
         else:
-            await self.catalog.blobs.put_bytes(text_name(file_id), processed.text.encode())
-            if await self._reuse_identical(record, total):
+            if not record.meta.edited:  # an edited file's text is already the one to keep
+                await self.catalog.blobs.put_bytes(text_name(file_id), processed.text.encode())
+            if not record.meta.edited and await self._reuse_identical(record, total):
                 await self._complete(record, total, reused=True)
                 return
             await self._write_keyword_points(record, processed)
@@ -206,7 +208,8 @@ class JobProcessor:
         if reused:
             await self._set(record.id, lambda data: _completed(total))
         await self.catalog.blobs.delete(chunks_name(record.id))  # no range needs them now
-        await self.catalog.remember_hash(record.hash, record.id)
+        if not record.meta.edited:  # an edited file's vectors no longer match its bytes
+            await self.catalog.remember_hash(record.hash, record.id)
         log.info(
             "file_ingested",
             file_id=record.id,
@@ -252,6 +255,8 @@ class JobProcessor:
         return _decode_processed(stored)
 
     async def _extract(self, record: FileRecord) -> ProcessedFile:
+        if record.meta.edited:
+            return await self._edited_text(record)
         try:
             blob = await self.catalog.blobs.get_bytes(blob_name(record.id), self._max_file_bytes)
         except RagwayError as exc:
@@ -269,6 +274,27 @@ class JobProcessor:
                 blob,
                 record.filename or record.meta.name,
                 record.meta.content_type,
+                limits=self._limits,
+                chunking=self._chunking,
+                child=self._child,
+            )
+        except ExtractionError as exc:
+            raise JobFailed(exc.reason) from None
+
+    async def _edited_text(self, record: FileRecord) -> ProcessedFile:
+        """The text that replaced the extracted one, chunked as Markdown (plain text is)."""
+        try:
+            text = await self.catalog.blobs.get_bytes(text_name(record.id), self._max_file_bytes)
+        except RagwayError as exc:
+            if exc.code == "not_found":
+                await self._ensure_exists(record.id)
+                raise JobFailed("The file's edited text is missing; save it again") from None
+            raise
+        try:
+            return await process_file_in_child(
+                text,
+                EDITED_NAME,
+                "text/markdown",
                 limits=self._limits,
                 chunking=self._chunking,
                 child=self._child,

@@ -12,12 +12,11 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from catalog.jobs import ensure_stream
+from contracts import subjects
 from contracts.files import IngestJob
 from ingestion.settings import Settings
 
 log = structlog.get_logger()
-
-MAX_DELIVERIES_ADVISORY = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.{consumer}"
 
 
 def consumer_config(settings: Settings) -> ConsumerConfig:
@@ -40,9 +39,7 @@ async def ensure_queue(js: JetStreamContext, settings: Settings) -> None:
 
 
 def max_deliveries_subject(settings: Settings) -> str:
-    return MAX_DELIVERIES_ADVISORY.format(
-        stream=settings.ingest_stream, consumer=settings.ingest_consumer
-    )
+    return subjects.max_deliveries_subject(settings.ingest_stream, settings.ingest_consumer)
 
 
 class JobQueue:

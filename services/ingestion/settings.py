@@ -7,7 +7,7 @@ from typing import Annotated
 import msgspec
 
 from common.settings import default_cache_dir
-from contracts.subjects import INGEST_CONSUMER, INGEST_JOBS, INGEST_STREAM
+from contracts.subjects import INGEST_JOBS
 from embedding.settings import EmbedderSettings
 from ingestion.child import ChildLimits
 from ingestion.chunking import ChunkingOptions
@@ -31,9 +31,9 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     bucket_prefix: Name = "ragway"
     kv_replicas: Positive = 1  # 3 on a NATS cluster; also the job stream's replicas
     # the job queue; tests isolate by giving each its own stream, subject and consumer
-    ingest_stream: Name = INGEST_STREAM
-    ingest_subject: str = INGEST_JOBS
-    ingest_consumer: Name = INGEST_CONSUMER
+    ingest_stream: Name = INGEST_JOBS.stream
+    ingest_subject: str = INGEST_JOBS.subject
+    ingest_consumer: Name = INGEST_JOBS.consumer
     # jobs one process works on at once (extraction and uploads overlap; embedding queues)
     concurrency: Positive = 2
     # a job not acked (nor marked in progress) for this long goes to another worker

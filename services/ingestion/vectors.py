@@ -18,7 +18,6 @@ from contracts.retrieval import (
     CopyFileVectors,
     FileVectorsRef,
     UpsertChunks,
-    VectorsWritten,
 )
 from embedding.embedder import Embedder
 from ingestion.documents import Chunk
@@ -83,13 +82,7 @@ class VectorWriter:
     async def upsert(self, file_id: str, owner: str, name: str, vectors: list[ChunkVector]) -> int:
         request = UpsertChunks(file_id=file_id, owner=owner, name=name, chunks=vectors)
         written = await self._with_retries(
-            lambda: self._bus.request(
-                subjects.VECTORS_UPSERT,
-                request,
-                VectorsWritten,
-                timeout=self._timeout,
-                capability="retrieval",
-            )
+            lambda: self._bus.call(subjects.VECTORS_UPSERT, request, timeout=self._timeout)
         )
         return written.count
 
@@ -99,13 +92,7 @@ class VectorWriter:
             source_file_id=source_file_id, target_file_id=file_id, owner=owner, name=name
         )
         written = await self._with_retries(
-            lambda: self._bus.request(
-                subjects.VECTORS_COPY,
-                request,
-                VectorsWritten,
-                timeout=self._timeout,
-                capability="retrieval",
-            )
+            lambda: self._bus.call(subjects.VECTORS_COPY, request, timeout=self._timeout)
         )
         self.stats.chunks_copied += written.count
         return written.count
@@ -113,12 +100,8 @@ class VectorWriter:
     async def delete(self, file_id: str) -> int:
         """Remove whatever vectors the file has (before writing a different set)."""
         written = await self._with_retries(
-            lambda: self._bus.request(
-                subjects.VECTORS_DELETE,
-                FileVectorsRef(file_id=file_id),
-                VectorsWritten,
-                timeout=self._timeout,
-                capability="retrieval",
+            lambda: self._bus.call(
+                subjects.VECTORS_DELETE, FileVectorsRef(file_id=file_id), timeout=self._timeout
             )
         )
         return written.count

@@ -1,42 +1,26 @@
-"""Who may read and write what: Open WebUI's `access_control` semantics, in one place.
-
-`access_control is None` (JSON `null`): every user may read; the owner and admins write.
-`AccessControl()` (JSON `{}`): private to the owner and admins.
-Grants name users (`user_ids`) per permission; a writer may also read. Groups are not
-modelled in ragway yet, so `group_ids` grant nothing.
-"""
+"""Who may read and write collections and files: `common.access` over their records."""
 
 from __future__ import annotations
 
+from common import access
+from contracts.access import Grant
 from contracts.auth import Principal
 from contracts.files import FileRecord
-from contracts.knowledge import AccessGrant, Knowledge
+from contracts.knowledge import Knowledge
 
 
-def _granted(grant: AccessGrant | None, user_id: str) -> bool:
-    return grant is not None and user_id in grant.user_ids
-
-
-def _privileged(principal: Principal, owner_id: str) -> bool:
-    return principal.role == "admin" or principal.id == owner_id
+def grants_of(knowledge: Knowledge) -> list[Grant]:
+    return access.stored_grants(knowledge.access_grants, knowledge.access_control)
 
 
 def can_write_knowledge(principal: Principal, knowledge: Knowledge) -> bool:
-    if _privileged(principal, knowledge.user_id):
-        return True
-    access = knowledge.access_control
-    return access is not None and _granted(access.write, principal.id)
+    return access.can_write(principal, knowledge.user_id, grants_of(knowledge))
 
 
 def can_read_knowledge(principal: Principal, knowledge: Knowledge) -> bool:
-    if principal.role == "pending":
-        return principal.id == knowledge.user_id
-    access = knowledge.access_control
-    if access is None or _privileged(principal, knowledge.user_id):
-        return True
-    return _granted(access.read, principal.id) or _granted(access.write, principal.id)
+    return access.can_read(principal, knowledge.user_id, grants_of(knowledge))
 
 
 def can_read_file(principal: Principal, record: FileRecord) -> bool:
     """A file on its own (outside any collection) is its owner's and the admins'."""
-    return _privileged(principal, record.user_id)
+    return access.privileged(principal, record.user_id)

@@ -10,18 +10,10 @@ from catalog.files import FileCatalog
 from common.nats_conn import connect_nats
 from common.service import ServiceHost
 from contracts import subjects
-from contracts.files import DeleteFileRequest, UserDataPurge
-from contracts.knowledge import (
-    KnowledgeCreate,
-    KnowledgeFileChange,
-    KnowledgeListRequest,
-    KnowledgeRef,
-    KnowledgeUpdate,
-)
-from contracts.retrieval import CopyFileVectors, FileVectorsRef, RetrievalQuery, UpsertChunks
 from embedding.embedder import Embedder
 from retrieval.engines import load_embedder, open_store
 from retrieval.knowledge import KnowledgeHandlers
+from retrieval.knowledge_files import KnowledgeFileHandlers
 from retrieval.knowledge_store import KnowledgeStore
 from retrieval.known_files import KnownFiles, known_files
 from retrieval.scope import ScopeResolver
@@ -58,29 +50,36 @@ async def serve(settings: Settings) -> AsyncIterator[Retrieval]:
         knowledge_store = await KnowledgeStore.open(
             js, settings.bucket_prefix, settings.kv_replicas
         )
+        await knowledge_store.migrate_to_grants()
         known = await stack.enter_async_context(known_files(files))
         knowledge = KnowledgeHandlers(knowledge_store, known)
         vectors = VectorHandlers(store, embedder, files, known, knowledge)
+        collection_files = KnowledgeFileHandlers(
+            knowledge, knowledge_store, known, vectors.delete_file
+        )
         resolver = ScopeResolver(files, known, knowledge_store)
         searcher = Searcher(settings, resolver, embedder, store)
-        host = await stack.enter_async_context(ServiceHost(nc, subjects.RETRIEVAL_SERVICE))
-        endpoints = [
-            (subjects.VECTORS_UPSERT, vectors.upsert, UpsertChunks),
-            (subjects.VECTORS_COPY, vectors.copy, CopyFileVectors),
-            (subjects.VECTORS_DELETE, vectors.delete, FileVectorsRef),
-            (subjects.VECTORS_STORED, vectors.stored, FileVectorsRef),
-            (subjects.FILES_DELETE, vectors.delete_file, DeleteFileRequest),
-            (subjects.USER_DATA_PURGE, vectors.purge_user, UserDataPurge),
-            (subjects.RETRIEVAL_QUERY, searcher.query, RetrievalQuery),
-            (subjects.KNOWLEDGE_CREATE, knowledge.create, KnowledgeCreate),
-            (subjects.KNOWLEDGE_LIST, knowledge.list, KnowledgeListRequest),
-            (subjects.KNOWLEDGE_GET, knowledge.get, KnowledgeRef),
-            (subjects.KNOWLEDGE_UPDATE, knowledge.update, KnowledgeUpdate),
-            (subjects.KNOWLEDGE_FILE_ADD, knowledge.add_file, KnowledgeFileChange),
-            (subjects.KNOWLEDGE_FILE_REMOVE, knowledge.remove_file, KnowledgeFileChange),
-            (subjects.KNOWLEDGE_RESET, knowledge.reset, KnowledgeRef),
-            (subjects.KNOWLEDGE_DELETE, knowledge.delete, KnowledgeRef),
-        ]
-        for subject, handler, request_type in endpoints:
-            await host.add(subject, handler, request_type)  # type: ignore[arg-type]
+        host = await stack.enter_async_context(
+            ServiceHost(nc, subjects.RETRIEVAL_SERVICE, max_in_flight=settings.max_in_flight)
+        )
+        await host.serve(subjects.VECTORS_UPSERT, vectors.upsert)
+        await host.serve(subjects.VECTORS_COPY, vectors.copy)
+        await host.serve(subjects.VECTORS_DELETE, vectors.delete)
+        await host.serve(subjects.VECTORS_STORED, vectors.stored)
+        await host.serve(subjects.FILES_DELETE, vectors.delete_file)
+        await host.serve(subjects.USER_DATA_PURGE, vectors.purge_user)
+        await host.serve(subjects.RETRIEVAL_QUERY, searcher.query)
+        await host.serve(subjects.KNOWLEDGE_CREATE, knowledge.create)
+        await host.serve(subjects.KNOWLEDGE_LIST, knowledge.list)
+        await host.serve(subjects.KNOWLEDGE_GET, knowledge.get)
+        await host.serve(subjects.KNOWLEDGE_UPDATE, knowledge.update)
+        await host.serve(subjects.KNOWLEDGE_ACCESS_UPDATE, knowledge.update_access)
+        await host.serve(subjects.KNOWLEDGE_FILE_ADD, knowledge.add_file)
+        await host.serve(subjects.KNOWLEDGE_FILE_REMOVE, knowledge.remove_file)
+        await host.serve(subjects.KNOWLEDGE_RESET, knowledge.reset)
+        await host.serve(subjects.KNOWLEDGE_DELETE, knowledge.delete)
+        await host.serve(subjects.KNOWLEDGE_FILES, collection_files.files)
+        await host.serve(subjects.KNOWLEDGE_FILES_BATCH, collection_files.batch_add)
+        await host.serve(subjects.KNOWLEDGE_SYNC_DIFF, collection_files.sync_diff)
+        await host.serve(subjects.KNOWLEDGE_SYNC_CLEANUP, collection_files.sync_cleanup)
         yield Retrieval(settings, embedder, store, known, knowledge, vectors, searcher)

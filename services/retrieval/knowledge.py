@@ -12,11 +12,15 @@ import uuid
 from collections.abc import Callable
 
 import structlog
+from msgspec import UNSET
 
+from common import access
 from common.errors import RagwayError, invalid
+from contracts.access import Grant
 from contracts.auth import Ok, Principal
 from contracts.knowledge import (
     Knowledge,
+    KnowledgeAccessUpdate,
     KnowledgeCreate,
     KnowledgeData,
     KnowledgeFileChange,
@@ -27,7 +31,7 @@ from contracts.knowledge import (
     KnowledgeReply,
     KnowledgeUpdate,
 )
-from retrieval.access import can_read_file, can_read_knowledge, can_write_knowledge
+from retrieval.access import can_read_file, can_read_knowledge, can_write_knowledge, grants_of
 from retrieval.errors import file_failed, file_not_found, knowledge_not_found, knowledge_read_only
 from retrieval.knowledge_store import KnowledgeStore, now
 from retrieval.known_files import KnownFiles
@@ -44,6 +48,13 @@ def _checked_name(form: KnowledgeForm) -> str:
     if len(name) > MAX_NAME_LENGTH:
         raise invalid(f"A knowledge name has at most {MAX_NAME_LENGTH} characters")
     return name
+
+
+def _with_grants(knowledge: Knowledge, grants: list[Grant]) -> Knowledge:
+    """Grants stored with the legacy object they mean, for instances that predate grants."""
+    knowledge.access_grants = grants
+    knowledge.access_control = access.control_from_grants(grants)
+    return knowledge
 
 
 class KnowledgeHandlers:
@@ -63,7 +74,8 @@ class KnowledgeHandlers:
             description=knowledge.description,
             data=knowledge.data,
             meta=knowledge.meta,
-            access_control=knowledge.access_control,
+            access_control=access.control_from_grants(grants_of(knowledge)),
+            access_grants=grants_of(knowledge),
             created_at=knowledge.created_at,
             updated_at=knowledge.updated_at,
             files=records,
@@ -76,7 +88,7 @@ class KnowledgeHandlers:
             raise knowledge_not_found(knowledge_id)
         return knowledge
 
-    async def _writable(self, principal: Principal, knowledge_id: str) -> Knowledge:
+    async def writable(self, principal: Principal, knowledge_id: str) -> Knowledge:
         knowledge = await self.readable(principal, knowledge_id)
         if not can_write_knowledge(principal, knowledge):
             raise knowledge_read_only(knowledge_id)
@@ -87,25 +99,33 @@ class KnowledgeHandlers:
         if principal.role == "pending":
             raise RagwayError("forbidden", "Your account is pending approval")
         stamp = now()
+        form = request.form
+        requested = access.requested_grants(form.access_grants, form.access_control)
         knowledge = Knowledge(
             id=str(uuid.uuid4()),
             user_id=principal.id,
-            name=_checked_name(request.form),
-            description=request.form.description,
+            name=_checked_name(form),
+            description=form.description,
             data=KnowledgeData(),
-            access_control=request.form.access_control,
             created_at=stamp,
             updated_at=stamp,
         )
+        # absent means private (Open WebUI 0.9+), never public
+        _with_grants(knowledge, [] if requested is UNSET else requested)
         await self._store.create(knowledge)
         log.info("knowledge_created", knowledge_id=knowledge.id, user_id=principal.id)
         return await self.reply(principal, knowledge)
 
     async def list(self, request: KnowledgeListRequest) -> KnowledgeList:
         principal = request.principal
-        visible = [k for k in await self._store.list_all() if can_read_knowledge(principal, k)]
+        allowed = can_write_knowledge if request.permission == "write" else can_read_knowledge
+        visible = [k for k in await self._store.list_all() if allowed(principal, k)]
         visible.sort(key=lambda k: k.updated_at, reverse=True)
-        return KnowledgeList(items=[await self.reply(principal, k) for k in visible])
+        stop = None if request.limit is None else request.skip + request.limit
+        chosen = visible[request.skip : stop]
+        return KnowledgeList(
+            items=[await self.reply(principal, k) for k in chosen], total=len(visible)
+        )
 
     async def get(self, request: KnowledgeRef) -> KnowledgeReply:
         return await self.reply(
@@ -113,20 +133,40 @@ class KnowledgeHandlers:
         )
 
     async def update(self, request: KnowledgeUpdate) -> KnowledgeReply:
-        await self._writable(request.principal, request.knowledge_id)
-        name = _checked_name(request.form)
+        """Name and description; grants only when asked for (absent: unchanged)."""
+        await self.writable(request.principal, request.knowledge_id)
+        form = request.form
+        name = _checked_name(form)
+        requested = access.requested_grants(form.access_grants, form.access_control)
 
         def change(current: Knowledge) -> Knowledge:
+            grants = access.changed_grants(
+                request.principal, current.user_id, grants_of(current), requested
+            )
             current.name = name
-            current.description = request.form.description
-            current.access_control = request.form.access_control
-            return current
+            current.description = form.description
+            return _with_grants(current, grants)
 
-        return await self._store_change(request.principal, request.knowledge_id, change)
+        return await self.store_change(request.principal, request.knowledge_id, change)
+
+    async def update_access(self, request: KnowledgeAccessUpdate) -> KnowledgeReply:
+        """Only who has access (Open WebUI 0.12's `/{id}/access/update`)."""
+        await self.writable(request.principal, request.knowledge_id)
+        requested = access.requested_grants(request.form.access_grants, request.form.access_control)
+        if requested is UNSET:
+            raise invalid("access_grants (or access_control) is required")
+
+        def change(current: Knowledge) -> Knowledge:
+            grants = access.changed_grants(
+                request.principal, current.user_id, grants_of(current), requested
+            )
+            return _with_grants(current, grants)
+
+        return await self.store_change(request.principal, request.knowledge_id, change)
 
     async def add_file(self, request: KnowledgeFileChange) -> KnowledgeReply:
         """Link a file the caller may read; one still being ingested joins search when done."""
-        await self._writable(request.principal, request.knowledge_id)
+        await self.writable(request.principal, request.knowledge_id)
         record = await self._files.get(request.file_id)
         if record is None or not can_read_file(request.principal, record):
             raise file_not_found(request.file_id)
@@ -139,11 +179,11 @@ class KnowledgeHandlers:
             current.data.file_ids = [*current.data.file_ids, request.file_id]
             return current
 
-        return await self._store_change(request.principal, request.knowledge_id, change)
+        return await self.store_change(request.principal, request.knowledge_id, change)
 
     async def remove_file(self, request: KnowledgeFileChange) -> KnowledgeReply:
         """Unlink a file from the collection; the file itself stays."""
-        knowledge = await self._writable(request.principal, request.knowledge_id)
+        knowledge = await self.writable(request.principal, request.knowledge_id)
         if request.file_id not in knowledge.data.file_ids:
             raise file_not_found(request.file_id)
 
@@ -153,21 +193,21 @@ class KnowledgeHandlers:
             current.data.file_ids = [f for f in current.data.file_ids if f != request.file_id]
             return current
 
-        return await self._store_change(request.principal, request.knowledge_id, change)
+        return await self.store_change(request.principal, request.knowledge_id, change)
 
     async def reset(self, request: KnowledgeRef) -> KnowledgeReply:
         """Unlink every file (the files stay)."""
-        await self._writable(request.principal, request.knowledge_id)
+        await self.writable(request.principal, request.knowledge_id)
 
         def change(current: Knowledge) -> Knowledge:
             current.data.file_ids = []
             return current
 
-        return await self._store_change(request.principal, request.knowledge_id, change)
+        return await self.store_change(request.principal, request.knowledge_id, change)
 
     async def delete(self, request: KnowledgeRef) -> Ok:
         """Delete the collection only: its files and their vectors belong to their owners."""
-        await self._writable(request.principal, request.knowledge_id)
+        await self.writable(request.principal, request.knowledge_id)
         await self._store.delete(request.knowledge_id)
         log.info("knowledge_deleted", knowledge_id=request.knowledge_id)
         return Ok()
@@ -197,7 +237,7 @@ class KnowledgeHandlers:
             changed += 1
         return changed
 
-    async def _store_change(
+    async def store_change(
         self,
         principal: Principal,
         knowledge_id: str,

@@ -6,11 +6,15 @@ import time
 from collections.abc import Callable
 
 import msgspec
+import structlog
 from nats.js import JetStreamContext
 
 from catalog.buckets import Bucket
+from common import access
 from common.errors import RagwayError
 from contracts.knowledge import Knowledge
+
+log = structlog.get_logger()
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(Knowledge).decode
@@ -75,3 +79,40 @@ class KnowledgeStore:
         """Every collection, read in one pass over the bucket (not a read per collection)."""
         values = await self._bucket.latest()
         return [_decode(value) for value in values.values() if value]
+
+    async def migrate_to_grants(self) -> int:
+        """Give every collection stored before grants existed the grants its legacy
+        `access_control` meant (`null`: public read; `{}`: private), explicitly and once.
+
+        Without this a collection stored with `null` would still read as public through
+        the fallback in `common.access.stored_grants`; written out, the meaning is visible
+        in every reply and survives any later update. Idempotent, safe with several
+        instances starting at once (compare-and-set). Returns how many were migrated.
+        """
+        migrated = 0
+        busy = RagwayError("unavailable", "Knowledge is too busy to migrate; try again")
+        for knowledge in await self.list_all():
+            if knowledge.access_grants is not None:
+                continue
+            grants = access.grants_from_control(knowledge.access_control)
+
+            def change(current: Knowledge) -> Knowledge | None:
+                if current.access_grants is not None:
+                    return None  # another instance got there first
+                current.access_grants = access.grants_from_control(current.access_control)
+                return current
+
+            # not `update`: a migration is not a change of the collection (no new updated_at)
+            changed = await self._bucket.update(knowledge.id, _decode, change, busy)
+            if changed is None:
+                continue  # deleted meanwhile
+            migrated += 1
+            log.warning(
+                "knowledge_access_migrated",
+                knowledge_id=knowledge.id,
+                access_control=msgspec.to_builtins(knowledge.access_control),
+                access_grants=msgspec.to_builtins(grants),
+            )
+        if migrated:
+            log.warning("knowledge_access_migration_done", migrated=migrated)
+        return migrated

@@ -18,6 +18,8 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # KV buckets are `<prefix>_knowledge`, `<prefix>_files`, ...; tests isolate by it
     bucket_prefix: Annotated[str, msgspec.Meta(pattern=r"^[a-zA-Z0-9_-]+$")] = "ragway"
     kv_replicas: Positive = 1  # 3 on a NATS cluster
+    # requests this process handles at once; one more is answered `unavailable` (503) at once
+    max_in_flight: Annotated[int, msgspec.Meta(ge=1)] = 512
     # the embedded store (Qdrant's engine in-process) lives in `<data_dir>/qdrant`
     data_dir: str = "./data"
     # set: use this Qdrant server instead of the embedded engine (same code path)

@@ -27,7 +27,7 @@ async def auth(settings: Settings, bus: Bus, events: Events) -> AsyncIterator[Se
 @pytest.fixture
 async def events(nc: Client) -> AsyncIterator[Events]:
     collected = Events()
-    sub = await nc.subscribe(subjects.AUTH_EVENTS, cb=collected.on_msg)
+    sub = await nc.subscribe(subjects.AUTH_EVENTS.subject, cb=collected.on_msg)
     await nc.flush()
     yield collected
     await sub.unsubscribe()

@@ -6,7 +6,6 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TypeVar
 
 import msgspec
 from nats.aio.msg import Msg
@@ -17,10 +16,10 @@ from common.bus import Bus
 from common.codec import decode
 from common.errors import RagwayError
 from contracts import subjects
-from contracts.auth import AuthEvent, JwtParams, JwtParamsRequest, Session, SignupRequest
+from contracts.auth import AuthEvent, JwtParamsRequest, Session, SignupRequest
+from contracts.endpoint import Endpoint, Rep, Req
 
 PASSWORD = "correct horse battery"
-T = TypeVar("T")
 
 
 def fast_settings(nats_url: str, **overrides: object) -> Settings:
@@ -52,13 +51,13 @@ class Events:
             return await self.queue.get()
 
 
-async def call(bus: Bus, subject: str, message: object, reply_type: type[T]) -> T:
-    return await bus.request(subject, message, reply_type, timeout=5, capability="auth")
+async def call(bus: Bus, endpoint: Endpoint[Req, Rep], message: Req) -> Rep:
+    return await bus.call(endpoint, message, timeout=5)
 
 
 async def signup(bus: Bus, email: str, name: str = "Ada", password: str = PASSWORD) -> Session:
     request = SignupRequest(name=name, email=email, password=password)
-    return await call(bus, subjects.AUTH_SIGNUP, request, Session)
+    return await call(bus, subjects.AUTH_SIGNUP, request)
 
 
 async def wait_until_answering(bus: Bus, attempts: int = 100) -> None:
@@ -69,13 +68,7 @@ async def wait_until_answering(bus: Bus, attempts: int = 100) -> None:
     """
     for _ in range(attempts):
         try:
-            await bus.request(
-                subjects.AUTH_JWT_PARAMS,
-                JwtParamsRequest(),
-                JwtParams,
-                timeout=2,
-                capability="auth",
-            )
+            await bus.call(subjects.AUTH_JWT_PARAMS, JwtParamsRequest(), timeout=2)
             return
         except RagwayError as exc:
             if exc.code != "unavailable":

@@ -18,12 +18,12 @@ from tests.auth.support import PASSWORD, call, fast_settings, running, signup
 
 
 async def jwt_params(bus: Bus) -> JwtParams:
-    return await call(bus, subjects.AUTH_JWT_PARAMS, JwtParamsRequest(), JwtParams)
+    return await call(bus, subjects.AUTH_JWT_PARAMS, JwtParamsRequest())
 
 
 async def signin(bus: Bus, email: str, password: str, client_addr: str = "") -> Session:
     request = SigninRequest(email=email, password=password, client_addr=client_addr)
-    return await call(bus, subjects.AUTH_SIGNIN, request, Session)
+    return await call(bus, subjects.AUTH_SIGNIN, request)
 
 
 async def test_a_session_token_verifies_with_the_published_params(nats_url: str, bus: Bus) -> None:

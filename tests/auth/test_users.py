@@ -15,13 +15,10 @@ from common.errors import RagwayError
 from contracts import subjects
 from contracts.auth import (
     Ok,
-    Principal,
     Session,
     SigninRequest,
     UpdateRoleRequest,
-    User,
     UserRef,
-    UsersList,
     UsersListRequest,
 )
 from tests.auth.support import PASSWORD, Events, call, fast_settings, running, signup
@@ -86,10 +83,7 @@ async def test_signin_returns_a_session_for_the_right_password_in_any_email_case
 ) -> None:
     created = await signup(bus, "lin@example.com", name="Lin")
     session = await call(
-        bus,
-        subjects.AUTH_SIGNIN,
-        SigninRequest(email="LIN@example.com", password=PASSWORD),
-        Session,
+        bus, subjects.AUTH_SIGNIN, SigninRequest(email="LIN@example.com", password=PASSWORD)
     )
     assert (session.id, session.email, session.name, session.role) == (
         created.id,
@@ -106,30 +100,23 @@ async def test_a_wrong_password_and_an_unknown_email_get_the_same_answer(
     answers = []
     for email in ("known@example.com", "nobody@example.com"):
         with pytest.raises(RagwayError) as exc:
-            await call(
-                bus,
-                subjects.AUTH_SIGNIN,
-                SigninRequest(email=email, password="wrong-pass"),
-                Session,
-            )
+            await call(bus, subjects.AUTH_SIGNIN, SigninRequest(email=email, password="wrong-pass"))
         answers.append((exc.value.code, exc.value.detail))
     assert answers == [("unauthorized", BAD_CREDENTIALS)] * 2
 
 
 async def test_users_are_fetched_by_id_and_listed_oldest_first(auth: object, bus: Bus) -> None:
     sessions = [await signup(bus, f"u{i}@example.com", name=f"U{i}") for i in range(3)]
-    user = await call(bus, subjects.AUTH_USER_GET, UserRef(user_id=sessions[1].id), User)
+    user = await call(bus, subjects.AUTH_USER_GET, UserRef(user_id=sessions[1].id))
     assert (user.email, user.name, user.role) == ("u1@example.com", "U1", "user")
-    # gateways read the same reply as a Principal
-    principal = await call(bus, subjects.AUTH_USER_GET, UserRef(user_id=sessions[1].id), Principal)
-    assert principal.id == sessions[1].id
+    assert user.id == sessions[1].id
 
-    listed = await call(bus, subjects.AUTH_USERS_LIST, UsersListRequest(), UsersList)
+    listed = await call(bus, subjects.AUTH_USERS_LIST, UsersListRequest())
     assert [u.id for u in listed.users] == [s.id for s in sessions]
     assert [u.created_at for u in listed.users] == sorted(u.created_at for u in listed.users)
 
     with pytest.raises(RagwayError) as exc:
-        await call(bus, subjects.AUTH_USER_GET, UserRef(user_id="no-such-user"), User)
+        await call(bus, subjects.AUTH_USER_GET, UserRef(user_id="no-such-user"))
     assert exc.value.code == "not_found"
 
 
@@ -139,24 +126,16 @@ async def test_a_role_change_is_stored_and_announced(
     await signup(bus, "admin@example.com")
     member = await signup(bus, "member@example.com")
     updated = await call(
-        bus,
-        subjects.AUTH_USER_UPDATE_ROLE,
-        UpdateRoleRequest(user_id=member.id, role="admin"),
-        User,
+        bus, subjects.AUTH_USER_UPDATE_ROLE, UpdateRoleRequest(user_id=member.id, role="admin")
     )
     assert updated.role == "admin"
-    assert (
-        await call(bus, subjects.AUTH_USER_GET, UserRef(user_id=member.id), User)
-    ).role == "admin"
+    assert (await call(bus, subjects.AUTH_USER_GET, UserRef(user_id=member.id))).role == "admin"
     event = await events.next()
     assert (event.kind, event.user_id) == ("user_updated", member.id)
 
     with pytest.raises(RagwayError) as exc:
         await call(
-            bus,
-            subjects.AUTH_USER_UPDATE_ROLE,
-            UpdateRoleRequest(user_id="ghost", role="user"),
-            User,
+            bus, subjects.AUTH_USER_UPDATE_ROLE, UpdateRoleRequest(user_id="ghost", role="user")
         )
     assert exc.value.code == "not_found"
 
@@ -166,34 +145,31 @@ async def test_deleting_a_user_announces_it_and_frees_the_email(
 ) -> None:
     await signup(bus, "admin@example.com")
     leaver = await signup(bus, "leaver@example.com")
-    assert await call(bus, subjects.AUTH_USER_DELETE, UserRef(user_id=leaver.id), Ok) == Ok()
+    assert await call(bus, subjects.AUTH_USER_DELETE, UserRef(user_id=leaver.id)) == Ok()
     event = await events.next()
     assert (event.kind, event.user_id) == ("user_deleted", leaver.id)
 
     with pytest.raises(RagwayError) as gone:
-        await call(bus, subjects.AUTH_USER_GET, UserRef(user_id=leaver.id), User)
+        await call(bus, subjects.AUTH_USER_GET, UserRef(user_id=leaver.id))
     assert gone.value.code == "not_found"
     with pytest.raises(RagwayError) as signin:
         await call(
-            bus,
-            subjects.AUTH_SIGNIN,
-            SigninRequest(email="leaver@example.com", password=PASSWORD),
-            Session,
+            bus, subjects.AUTH_SIGNIN, SigninRequest(email="leaver@example.com", password=PASSWORD)
         )
     assert signin.value.code == "unauthorized"
     with pytest.raises(RagwayError) as again:
-        await call(bus, subjects.AUTH_USER_DELETE, UserRef(user_id=leaver.id), Ok)
+        await call(bus, subjects.AUTH_USER_DELETE, UserRef(user_id=leaver.id))
     assert again.value.code == "not_found"
 
     returning = await signup(bus, "leaver@example.com")
     assert returning.id != leaver.id and returning.role == "user"
-    listed = await call(bus, subjects.AUTH_USERS_LIST, UsersListRequest(), UsersList)
+    listed = await call(bus, subjects.AUTH_USERS_LIST, UsersListRequest())
     assert leaver.id not in {u.id for u in listed.users}
 
 
 async def test_a_malformed_request_is_invalid(auth: object, bus: Bus) -> None:
     with pytest.raises(RagwayError) as exc:
-        await bus.request_raw(subjects.AUTH_SIGNUP, b'{"email": 1}', timeout=5, capability="auth")
+        await bus.call_raw(subjects.AUTH_SIGNUP, b'{"email": 1}', timeout=5)
     assert exc.value.code == "invalid"
 
 
@@ -205,8 +181,8 @@ async def test_a_stored_hash_is_upgraded_when_the_cost_settings_go_up(
     stronger = msgspec.structs.replace(settings, password_time_cost=2)
     signin = SigninRequest(email="ada@example.com", password=PASSWORD)
     async with running(stronger, bus):
-        await call(bus, subjects.AUTH_SIGNIN, signin, Session)
+        await call(bus, subjects.AUTH_SIGNIN, signin)
         users = await nc.jetstream().key_value(f"{settings.bucket_prefix}_users")
         entry = await users.get(user.id)
         assert b"$argon2id$v=19$m=1024,t=2,p=1$" in (entry.value or b"")
-        assert (await call(bus, subjects.AUTH_SIGNIN, signin, Session)).id == user.id
+        assert (await call(bus, subjects.AUTH_SIGNIN, signin)).id == user.id

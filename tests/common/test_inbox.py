@@ -14,6 +14,7 @@ from common.bus import Bus
 from common.errors import RagwayError
 from common.inbox import Inboxes
 from common.service import ServiceHost
+from contracts.endpoint import Endpoint
 
 
 class Echo(msgspec.Struct, frozen=True):
@@ -64,7 +65,7 @@ async def test_mailboxes_share_one_subscription_and_a_closed_one_hears_nothing(
 async def test_a_request_into_a_mailbox_gets_its_reply_there_and_the_stream_after_it(
     nc: Client, bus: Bus
 ) -> None:
-    subject = f"test.stream.{uuid.uuid4().hex}"
+    stream = Endpoint(f"test.stream.{uuid.uuid4().hex}", Echo, Echo, "inbox-test", (), True)
     inboxes = Inboxes(nc)
 
     async def start_stream(request: Echo) -> Echo:
@@ -73,11 +74,9 @@ async def test_a_request_into_a_mailbox_gets_its_reply_there_and_the_stream_afte
         return Echo(text="accepted")
 
     async with ServiceHost(nc, "inbox-test") as host:
-        await host.add(subject, start_stream, Echo)
+        await host.serve(stream, start_stream)
         async with inboxes.open() as box:
-            reply = await bus.request_into(
-                subject, Echo(text=box.subject), Echo, box, timeout=2, capability="test"
-            )
+            reply = await bus.call_into(stream, Echo(text=box.subject), box, timeout=2)
             assert reply == Echo(text="accepted")
             async with asyncio.timeout(2):
                 assert [m.data for m in await box.batch()] == [b"chunk"]
@@ -85,7 +84,8 @@ async def test_a_request_into_a_mailbox_gets_its_reply_there_and_the_stream_afte
 
 
 async def test_a_request_into_a_mailbox_maps_errors_like_any_request(nc: Client, bus: Bus) -> None:
-    subject = f"test.fail.{uuid.uuid4().hex}"
+    failing = Endpoint(f"test.fail.{uuid.uuid4().hex}", Echo, Echo, "inbox-fail-test", ())
+    nobody = Endpoint(f"test.nobody.{uuid.uuid4().hex}", Echo, Echo, "test", ())
     inboxes = Inboxes(nc)
 
     async def refuse(request: Echo) -> Echo:
@@ -94,29 +94,18 @@ async def test_a_request_into_a_mailbox_maps_errors_like_any_request(nc: Client,
         raise RagwayError("not_found", "No such model")
 
     async with inboxes.open() as box:
-        with pytest.raises(RagwayError) as nobody:
-            await bus.request_into(
-                f"test.nobody.{uuid.uuid4().hex}",
-                Echo(text="x"),
-                Echo,
-                box,
-                timeout=2,
-                capability="test",
-            )
-        assert (nobody.value.code, nobody.value.detail) == (
+        with pytest.raises(RagwayError) as unanswered:
+            await bus.call_into(nobody, Echo(text="x"), box, timeout=2)
+        assert (unanswered.value.code, unanswered.value.detail) == (
             "unavailable",
             "The test service is unavailable",
         )
         async with ServiceHost(nc, "inbox-fail-test") as host:
-            await host.add(subject, refuse, Echo)
+            await host.serve(failing, refuse)
             with pytest.raises(RagwayError) as missing:
-                await bus.request_into(
-                    subject, Echo(text="x"), Echo, box, timeout=2, capability="test"
-                )
+                await bus.call_into(failing, Echo(text="x"), box, timeout=2)
             assert (missing.value.code, missing.value.detail) == ("not_found", "No such model")
             with pytest.raises(RagwayError) as late:
-                await bus.request_into(
-                    subject, Echo(text="slow"), Echo, box, timeout=0.2, capability="test"
-                )
+                await bus.call_into(failing, Echo(text="slow"), box, timeout=0.2)
             assert late.value.code == "timeout"
     await inboxes.close()

@@ -181,6 +181,7 @@ def _reset_fakes(backend_fakes: tuple[OpenAIFake, OllamaFake]) -> None:
     openai_fake.error_status = None
     openai_fake.token_delay = 0.0
     openai_fake.tokens_per_reply = None
+    openai_fake.strict = False
     ollama_fake.drop_after = None
     ollama_fake.hang_chat = False
     ollama_fake.chunk_delay = 0.0

@@ -35,7 +35,15 @@ async def install(
         "POST",
         f"/api/v1/{kind}s/create",
         headers=account.jwt_auth,
-        json={"id": plugin_id, "name": f"My {plugin_id}", "content": source},
+        json={
+            "id": plugin_id,
+            "name": f"My {plugin_id}",
+            "content": source,
+            # every user may use it (absent: admins only)
+            "access_grants": [
+                {"principal_type": "user", "principal_id": "*", "permission": "read"}
+            ],
+        },
     )
 
 

@@ -15,7 +15,7 @@ from common.bus import Bus
 from common.nats_conn import connect_nats
 from contracts import subjects
 from contracts.files import FileData, FileMeta, FileRecord
-from contracts.retrieval import ChunkVector, UpsertChunks, VectorsWritten
+from contracts.retrieval import ChunkVector, UpsertChunks
 from embedding.embedder import Embedder
 from embedding.settings import EmbedderSettings
 from gateway.app import Settings, serve
@@ -245,12 +245,10 @@ async def test_a_file_still_being_embedded_is_searched_by_keywords_and_named_in_
             )
         )  # fmt: skip
         chunk = await asyncio.to_thread(bm25_chunk, text)
-        written = await Bus(nc).request(
+        written = await Bus(nc).call(
             subjects.VECTORS_UPSERT,
             UpsertChunks(file_id=file_id, owner=user.id, name="swifts.txt", chunks=[chunk]),
-            VectorsWritten,
             timeout=10,
-            capability="retrieval",
         )
         assert written.count == 1
     settings = Settings(nats_url=nats_url, port=0, rag_complete_wait_seconds=0.2)

@@ -86,13 +86,49 @@ def _error(status: int, message: str, type_: str, code: str | None = None) -> we
     )
 
 
+# api.openai.com's chat completion parameters and message fields (what `strict` allows)
+OPENAI_CHAT_FIELDS = frozenset(
+    {
+        "model", "messages", "stream", "stream_options", "temperature", "top_p", "n", "stop",
+        "max_tokens", "max_completion_tokens", "presence_penalty", "frequency_penalty",
+        "logit_bias", "logprobs", "top_logprobs", "user", "seed", "tools", "tool_choice",
+        "parallel_tool_calls", "response_format", "functions", "function_call", "service_tier",
+        "store", "metadata", "modalities", "audio", "prediction", "reasoning_effort",
+        "web_search_options", "verbosity", "safety_identifier", "prompt_cache_key",
+    }
+)  # fmt: skip
+OPENAI_MESSAGE_FIELDS = frozenset(
+    {"role", "content", "name", "tool_calls", "tool_call_id", "refusal", "audio", "function_call"}
+)
+
+
+def _unrecognized(body: dict[str, Any]) -> web.Response | None:
+    """OpenAI's 400 for the first field it does not know, top-level or in a message."""
+    for name in body:
+        if name not in OPENAI_CHAT_FIELDS:
+            return _error(
+                400, f"Unrecognized request argument supplied: {name}", "invalid_request_error"
+            )
+    for index, message in enumerate(body.get("messages") or []):
+        extra = sorted(set(message) - OPENAI_MESSAGE_FIELDS) if isinstance(message, dict) else []
+        if extra:
+            return _error(
+                400,
+                f"Additional properties are not allowed ('{extra[0]}' was unexpected)"
+                f" - 'messages.{index}'",
+                "invalid_request_error",
+            )
+    return None
+
+
 @dataclass
 class OpenAIFake(FakeBackend):
     """Knobs (change them between requests): `api_key` (None accepts any), `models`,
     `tokens_per_reply` (N pieces `t0 `.. instead of the echo), `token_delay` (seconds
     between chunks), `fail_after_chunks` (abort the connection after N SSE events),
     `hang` (never answer), `error_status` (answer every chat request with it),
-    `responder` (body -> ScriptedReply, e.g. tool calls)."""
+    `responder` (body -> ScriptedReply, e.g. tool calls), `strict` (refuse unknown request
+    fields and message fields with OpenAI's 400, as api.openai.com does)."""
 
     api_key: str | None = "sk-fake-key"
     models: list[str] = field(default_factory=lambda: ["gpt-fake", "gpt-fake-mini"])
@@ -102,6 +138,9 @@ class OpenAIFake(FakeBackend):
     hang: bool = False
     error_status: int | None = None
     responder: Callable[[dict[str, Any]], ScriptedReply] | None = None
+    strict: bool = False
+    # what the last chat request carried (its top-level field names), for tests
+    last_fields: set[str] = field(default_factory=set)
 
     @property
     def base_url(self) -> str:
@@ -158,6 +197,11 @@ class OpenAIFake(FakeBackend):
             return _error(
                 400, "We could not parse the JSON body of your request.", "invalid_request_error"
             )
+        if not isinstance(body, dict):
+            return _error(400, "The request body must be a JSON object.", "invalid_request_error")
+        self.last_fields = set(body)
+        if self.strict and (refusal := _unrecognized(body)) is not None:
+            return refusal
         model = body.get("model")
         if model not in self.models:
             return _error(

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from nats.aio.client import Client
 
-from common.codec import encode
+from common.bus import Bus
 from contracts import subjects
 from contracts.auth import AuthEvent, Principal
 from gateway.app import GatewayHandle
@@ -39,12 +39,12 @@ async def test_auth_events_on_the_bus_drop_cached_users_and_keys(
     cache.store_key("hash-bob", bob, cache.generation)
 
     revoked = AuthEvent(kind="key_revoked", user_id="bob-ev", key_hash="hash-bob")
-    await nc.publish(subjects.AUTH_EVENTS, encode(revoked))
+    await Bus(nc).publish(subjects.AUTH_EVENTS, revoked)
     await wait_until(lambda: cache.key("hash-bob") is None)
     assert cache.user("bob-ev") == bob
 
     updated = AuthEvent(kind="user_updated", user_id="alice-ev")
-    await nc.publish(subjects.AUTH_EVENTS, encode(updated))
+    await Bus(nc).publish(subjects.AUTH_EVENTS, updated)
     await wait_until(lambda: cache.user("alice-ev") is None)
     assert cache.key("hash-alice") is None
     assert cache.key("hash-alice-2") is None

@@ -45,7 +45,9 @@ async def wait_until_serving(nats_url: str) -> None:
         for subject in (subjects.MODELS_LIST, subjects.CHAT_COMPLETE, subjects.CHAT_STREAM):
             for _ in range(100):
                 try:
-                    await probe.request(subject, b"not json", timeout=2)  # answers `invalid`
+                    await probe.request(
+                        subject.subject, b"not json", timeout=2
+                    )  # answers `invalid`
                     break
                 except nats.errors.NoRespondersError:
                     await asyncio.sleep(0.01)
@@ -60,9 +62,7 @@ def chat_body(model: str, text: str = "hello world", **extra: Any) -> dict[str, 
 
 
 async def complete(bus: Bus, body: dict[str, Any]) -> dict[str, Any]:
-    raw = await bus.request_raw(
-        subjects.CHAT_COMPLETE, msgspec.json.encode(job(body)), timeout=10, capability="inference"
-    )
+    raw = await bus.call_raw(subjects.CHAT_COMPLETE, msgspec.json.encode(job(body)), timeout=10)
     reply: dict[str, Any] = msgspec.json.decode(raw)
     return reply
 
@@ -104,7 +104,7 @@ async def open_stream(
     inbox = nc.new_inbox()
     subscription = await nc.subscribe(inbox)
     try:
-        accepted = await bus.request(
+        accepted = await bus.call(
             subjects.CHAT_STREAM,
             job(
                 body,
@@ -113,9 +113,7 @@ async def open_stream(
                 first_in_reply=first_in_reply,
                 tail_in_end=tail_in_end,
             ),
-            StreamAccepted,
             timeout=10,
-            capability="inference",
         )
         if accepted.first:
             stream.messages.append(accepted.first)
@@ -146,7 +144,7 @@ async def open_pass_through(
     principal = msgspec.structs.replace(PRINCIPAL, role="admin") if admin else PRINCIPAL
     stream_id = uuid.uuid4().hex
     try:
-        accepted = await bus.request(
+        accepted = await bus.call(
             subjects.OLLAMA_PROXY,
             OllamaProxyRequest(
                 principal=principal,
@@ -157,9 +155,7 @@ async def open_pass_through(
                 stream_inbox=inbox,
                 stream_id=stream_id,
             ),
-            OllamaProxyAccepted,
             timeout=10,
-            capability="inference",
         )
         yield accepted, stream_id, subscription
     finally:
@@ -187,13 +183,7 @@ async def pass_through(
 
 
 async def list_models(bus: Bus, refresh: bool = False) -> ModelsReply:
-    return await bus.request(
-        subjects.MODELS_LIST,
-        ModelsRequest(refresh=refresh),
-        ModelsReply,
-        timeout=10,
-        capability="inference",
-    )
+    return await bus.call(subjects.MODELS_LIST, ModelsRequest(refresh=refresh), timeout=10)
 
 
 Answer = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]

@@ -18,9 +18,10 @@ from common.bus import Bus
 from common.codec import encode
 from common.errors import RagwayError
 from contracts import subjects
+from contracts.access import PUBLIC_READ, Grant
 from contracts.auth import Principal
 from contracts.functions import PluginForm, PluginListRequest, PluginRef, PluginSave
-from contracts.models import ModelsReply, ModelsRequest
+from contracts.models import ModelsRequest
 from tests.fakes.openai_fake import OpenAIFake, ScriptedReply
 from tests.inference_proxy.conftest import chat_body, complete, open_stream, running_proxy
 
@@ -99,24 +100,28 @@ def new_id(prefix: str) -> str:
 
 
 async def install(
-    bus: Bus, kind: str, source: str, plugin_id: str, principal: Principal = ADMIN
+    bus: Bus,
+    kind: str,
+    source: str,
+    plugin_id: str,
+    principal: Principal = ADMIN,
+    grants: list[Grant] | None = None,
 ) -> dict[str, Any]:
-    message = PluginSave(
-        principal=principal,
-        kind=kind,  # type: ignore[arg-type]
-        form=PluginForm(id=plugin_id, name=f"{kind} {plugin_id}", content=source),
+    """Installed for every user to use (`grants` None), or with exactly `grants`."""
+    form = PluginForm(
+        id=plugin_id,
+        name=f"{kind} {plugin_id}",
+        content=source,
+        access_grants=[PUBLIC_READ] if grants is None else grants,
     )
-    raw = await bus.request_raw(
-        subjects.PLUGINS_SAVE, encode(message), timeout=10, capability="functions"
-    )
+    message = PluginSave(principal=principal, kind=kind, form=form)  # type: ignore[arg-type]
+    raw = await bus.call_raw(subjects.PLUGINS_SAVE, encode(message), timeout=10)
     reply: dict[str, Any] = msgspec.json.decode(raw)
     return reply
 
 
 async def model_ids(bus: Bus) -> dict[str, dict[str, Any]]:
-    reply = await bus.request(
-        subjects.MODELS_LIST, ModelsRequest(), ModelsReply, timeout=5, capability="inference"
-    )
+    reply = await bus.call(subjects.MODELS_LIST, ModelsRequest(), timeout=5)
     return {m.id: msgspec.to_builtins(m) for m in reply.data}
 
 
@@ -129,11 +134,8 @@ async def test_an_installed_pipe_is_listed_as_a_function_model(proxy: None, bus:
     assert models[pipe_id]["pipe"] == {"type": "pipe"}
     # `object` is the Struct default "model" (omitted on the wire by Model's omit_defaults)
     assert "gpt-fake" in models  # the backends' models are still there
-    listed = await bus.request_raw(
-        subjects.PLUGINS_LIST,
-        encode(PluginListRequest(principal=USER, kind="function")),
-        timeout=5,
-        capability="functions",
+    listed = await bus.call_raw(
+        subjects.PLUGINS_LIST, encode(PluginListRequest(principal=USER, kind="function")), timeout=5
     )
     entry = next(e for e in msgspec.json.decode(listed) if e["id"] == pipe_id)
     assert "content" not in entry  # lists show no source
@@ -166,11 +168,10 @@ async def test_non_admins_cannot_install_or_remove_functions(proxy: None, bus: B
         await install(bus, "function", REVERSE_PIPE, new_id("nope"), principal=USER)
     assert raised.value.code == "forbidden"
     with pytest.raises(RagwayError) as raised:
-        await bus.request_raw(
+        await bus.call_raw(
             subjects.PLUGINS_DELETE,
             encode(PluginRef(principal=USER, kind="function", id="anything")),
             timeout=5,
-            capability="functions",
         )
     assert raised.value.code == "forbidden"
 
@@ -367,3 +368,79 @@ async def test_the_example_pipe_streams_its_statistics(proxy: None, nc: Client, 
         "Words: 7\nCharacters: 29\nSentences: 2\nMost frequent: the (3), cat (1), dog (1)\n"
     )
     assert len([c for c in stream.chunks if c["choices"][0]["delta"].get("content")]) == 4
+
+
+async def _listed(bus: Bus, kind: str, principal: Principal) -> set[str]:
+    raw = await bus.call_raw(
+        subjects.PLUGINS_LIST,
+        encode(PluginListRequest(principal=principal, kind=kind)),  # type: ignore[arg-type]
+        timeout=5,
+    )
+    return {entry["id"] for entry in msgspec.json.decode(raw)}
+
+
+async def _models_for(bus: Bus, principal: Principal) -> set[str]:
+    reply = await bus.call(subjects.MODELS_LIST, ModelsRequest(principal=principal), timeout=5)
+    return {m.id for m in reply.data}
+
+
+async def test_plugins_installed_without_grants_are_for_admins_and_grants_open_them(
+    proxy: None, bus: Bus
+) -> None:
+    """PRINCIPAL (the conftest's user, who makes the completions) gets nothing ungranted."""
+    from tests.inference_proxy.conftest import PRINCIPAL
+
+    pipe_id, tool_id = new_id("rev"), new_id("units")
+    pipe = await install(bus, "function", REVERSE_PIPE, pipe_id, grants=[])
+    tool_source = (EXAMPLES / "tools/unit_converter.py").read_text()
+    tool = await install(bus, "tool", tool_source, tool_id, grants=[])
+    assert pipe["access_grants"] == [] and tool["access_grants"] == []
+    assert pipe_id in await _models_for(bus, ADMIN)
+    assert pipe_id not in await _models_for(bus, PRINCIPAL)
+    assert pipe_id not in await _listed(bus, "function", PRINCIPAL)
+    assert tool_id not in await _listed(bus, "tool", PRINCIPAL)
+    for body in (chat_body(pipe_id), chat_body("gpt-fake", tool_ids=[tool_id])):
+        with pytest.raises(RagwayError) as raised:
+            await complete(bus, body)
+        assert raised.value.code == "not_found"
+    with pytest.raises(RagwayError) as raised:
+        await bus.call_raw(
+            subjects.PLUGINS_GET,
+            encode(PluginRef(principal=PRINCIPAL, kind="tool", id=tool_id)),
+            timeout=5,
+        )
+    assert raised.value.code == "not_found"
+
+    team = msgspec.structs.replace(PRINCIPAL, group_ids=("team",))
+    grant = msgspec.convert(
+        {"principal_type": "group", "principal_id": "team", "permission": "read"}, Grant
+    )
+    update = PluginSave(
+        principal=ADMIN,
+        kind="tool",
+        id=tool_id,
+        form=PluginForm(id=tool_id, name="units", content=tool_source, access_grants=[grant]),
+    )
+    saved = msgspec.json.decode(
+        await bus.call_raw(subjects.PLUGINS_SAVE, encode(update), timeout=10)
+    )
+    assert saved["access_grants"] == [msgspec.to_builtins(grant)]
+    assert tool_id in await _listed(bus, "tool", team)
+    assert tool_id not in await _listed(bus, "tool", PRINCIPAL)
+    seen = msgspec.json.decode(
+        await bus.call_raw(
+            subjects.PLUGINS_GET,
+            encode(PluginRef(principal=team, kind="tool", id=tool_id)),
+            timeout=5,
+        )
+    )
+    assert "content" not in seen and seen["specs"]  # the source is for admins only
+    # an update without grants leaves them as they are
+    keep = PluginSave(
+        principal=ADMIN,
+        kind="tool",
+        id=tool_id,
+        form=PluginForm(id=tool_id, name="units 2", content=tool_source),
+    )
+    kept = msgspec.json.decode(await bus.call_raw(subjects.PLUGINS_SAVE, encode(keep), timeout=10))
+    assert kept["access_grants"] == [msgspec.to_builtins(grant)]

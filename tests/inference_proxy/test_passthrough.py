@@ -92,7 +92,7 @@ async def test_a_stream_its_caller_cancels_closes_the_backend_connection(
         assert accepted.status == 200
         first = await subscription.next_msg(timeout=5)
         assert first.data.startswith(b'{"status": "pulling manifest"}')
-        await nc.publish(subjects.ollama_cancel_subject(stream_id), b"")
+        await nc.publish(subjects.OLLAMA_CANCEL.subject_for(stream_id), b"")
         _, end = await read_to_end(subscription)
         assert end.error == "Cancelled by the caller"
         await asyncio.wait_for(ollama_fake.client_disconnected.wait(), 3)

@@ -17,8 +17,7 @@ from nats.aio.client import Client
 from common.bus import Bus
 from common.errors import RagwayError
 from contracts import subjects
-from contracts.chat import StreamAccepted
-from contracts.subjects import chat_cancel_subject
+from contracts.subjects import CHAT_CANCEL
 from tests.fakes.base import FakeBackend
 from tests.fakes.ollama_fake import OllamaFake
 from tests.fakes.openai_fake import OpenAIFake, ScriptedReply, sse_events
@@ -334,7 +333,7 @@ async def test_cancelling_a_stream_closes_the_backend_response(
         open_stream(nc, bus, chat_body("gpt-fake")) as (_, stream, collect),
     ):
         await asyncio.sleep(0.1)
-        await nc.publish(chat_cancel_subject(stream.stream_id), b"")
+        await nc.publish(CHAT_CANCEL.subject_for(stream.stream_id), b"")
         await collect()
         await asyncio.wait_for(openai_fake.client_disconnected.wait(), 2)
     assert stream.end is not None and stream.end.error == "The stream was cancelled"
@@ -353,18 +352,16 @@ async def test_cancelling_a_stream_while_the_backend_opens_answers_at_once_and_k
 
         async def cancel_soon() -> None:
             await asyncio.sleep(0.3)
-            await nc.publish(chat_cancel_subject(stream_id), b"")
+            await nc.publish(CHAT_CANCEL.subject_for(stream_id), b"")
 
         stream_id = uuid.uuid4().hex
         canceller = asyncio.create_task(cancel_soon())
         started = time.monotonic()
         with pytest.raises(RagwayError) as cancelled:
-            await bus.request(
+            await bus.call(
                 subjects.CHAT_STREAM,
                 job(body, stream_inbox=nc.new_inbox(), stream_id=stream_id),
-                StreamAccepted,
                 timeout=10,
-                capability="inference",
             )
         await canceller
         assert cancelled.value.code == "timeout"

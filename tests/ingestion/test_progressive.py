@@ -55,19 +55,13 @@ async def query(
         wait_seconds=10,
         complete_wait_seconds=complete_wait,
     )
-    result: RetrievalResult = await bus.request(
-        subjects.RETRIEVAL_QUERY, request, RetrievalResult, timeout=20, capability="retrieval"
-    )
+    result: RetrievalResult = await bus.call(subjects.RETRIEVAL_QUERY, request, timeout=20)
     return result
 
 
 async def stored(bus: Bus, file_id: str) -> StoredChunks:
-    reply: StoredChunks = await bus.request(
-        subjects.VECTORS_STORED,
-        FileVectorsRef(file_id=file_id),
-        StoredChunks,
-        timeout=10,
-        capability="retrieval",
+    reply: StoredChunks = await bus.call(
+        subjects.VECTORS_STORED, FileVectorsRef(file_id=file_id), timeout=10
     )
     return reply
 

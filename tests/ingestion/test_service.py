@@ -12,6 +12,7 @@ import pytest
 from nats.aio.client import Client
 
 from common.settings import load_settings
+from contracts import subjects
 from ingestion.app import SETTINGS_ALIASES, Settings, serve
 from ingestion.chunking import ChunkingOptions
 from ingestion.errors import ExtractionError
@@ -24,7 +25,7 @@ from tests.ingestion.test_chunking import prose
 async def test_the_service_answers_ping_and_processes_files(settings: Settings, nc: Client) -> None:
     settings = msgspec.structs.replace(settings, chunk_size=200, chunk_overlap=20)
     async with serve(settings) as ingestion:
-        reply = await nc.request("$SRV.PING.ingestion", b"", timeout=2)
+        reply = await nc.request(subjects.ping_subject(subjects.INGESTION_SERVICE), b"", timeout=2)
         assert json.loads(reply.data)["name"] == "ingestion"
 
         pages = [[f"Page {n} says the tide turns at {n} o'clock."] for n in range(1, 4)]

@@ -34,9 +34,7 @@ async def search(bus: Bus, owner: str, file_id: str, query: str) -> RetrievalRes
     request = RetrievalQuery(
         principal=principal, query=query, items=[ScopeItem(type="file", id=file_id)], k=2
     )
-    result: RetrievalResult = await bus.request(
-        subjects.RETRIEVAL_QUERY, request, RetrievalResult, timeout=10, capability="retrieval"
-    )
+    result: RetrievalResult = await bus.call(subjects.RETRIEVAL_QUERY, request, timeout=10)
     return result
 
 

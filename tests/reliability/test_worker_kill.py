@@ -15,7 +15,7 @@ import pytest
 from common.bus import Bus
 from common.nats_conn import connect_nats
 from contracts import subjects
-from contracts.retrieval import FileVectorsRef, StoredChunks
+from contracts.retrieval import FileVectorsRef
 from tests.reliability.conftest import StackFactory
 from tests.reliability.support import ProcessStack, eventually, markdown_file
 
@@ -102,13 +102,7 @@ async def test_a_worker_killed_mid_batch_loses_and_duplicates_no_chunk_of_50_fil
         assert status == 200 and record["data"]["status"] == "completed", record
         total = record["data"]["chunks_total"]
         assert total >= 3 and record["data"]["chunks_done"] == total
-        stored = await bus.request(
-            subjects.VECTORS_STORED,
-            FileVectorsRef(file_id=file_id),
-            StoredChunks,
-            timeout=5,
-            capability="retrieval",
-        )
+        stored = await bus.call(subjects.VECTORS_STORED, FileVectorsRef(file_id=file_id), timeout=5)
         assert stored.count == total, (file_id, stored.count, total)
         assert stored.indexes == list(range(total)), file_id
     # at least one of the victim's unfinished jobs went to the survivor on redelivery

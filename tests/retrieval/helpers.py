@@ -14,10 +14,11 @@ from catalog.files import FileCatalog, now
 from common.bus import Bus
 from common.errors import RagwayError
 from contracts import subjects
+from contracts.access import AccessControl
 from contracts.auth import Principal, Role
+from contracts.endpoint import Endpoint, Rep, Req
 from contracts.files import FileData, FileMeta, FileRecord, FileStatus
 from contracts.knowledge import (
-    AccessControl,
     KnowledgeCreate,
     KnowledgeFileChange,
     KnowledgeForm,
@@ -94,12 +95,10 @@ async def write_chunks(
         )
         for i, (text, d, s) in enumerate(zip(texts, dense, sparse, strict=True))
     ]
-    return await bus.request(
+    return await bus.call(
         subjects.VECTORS_UPSERT,
         UpsertChunks(file_id=record.id, owner=record.user_id, name=record.meta.name, chunks=chunks),
-        VectorsWritten,
         timeout=10,
-        capability="retrieval",
     )
 
 
@@ -118,8 +117,8 @@ async def ingested(
     return record
 
 
-async def call(bus: Bus, subject: str, message: Any, reply_type: type[Any] = KnowledgeReply) -> Any:
-    return await bus.request(subject, message, reply_type, timeout=10, capability="retrieval")
+async def call(bus: Bus, endpoint: Endpoint[Req, Rep], message: Req) -> Rep:
+    return await bus.call(endpoint, message, timeout=10)
 
 
 async def create(
@@ -148,7 +147,7 @@ async def search(bus: Bus, who: Principal, knowledge_id: str, text: str) -> Retr
     request = RetrievalQuery(
         principal=who, query=text, items=[ScopeItem(type="collection", id=knowledge_id)]
     )
-    result: RetrievalResult = await call(bus, subjects.RETRIEVAL_QUERY, request, RetrievalResult)
+    result: RetrievalResult = await call(bus, subjects.RETRIEVAL_QUERY, request)
     return result
 
 

@@ -9,13 +9,11 @@ import msgspec
 from catalog.files import FileCatalog
 from common.bus import Bus
 from contracts import subjects
+from contracts.access import PUBLIC_READ, AccessControl, AccessIds
 from contracts.auth import Ok
 from contracts.knowledge import (
-    AccessControl,
-    AccessGrant,
     KnowledgeFileChange,
     KnowledgeForm,
-    KnowledgeList,
     KnowledgeListRequest,
     KnowledgeRef,
     KnowledgeReply,
@@ -45,15 +43,19 @@ async def test_null_and_empty_access_control_stay_distinct_on_the_wire(
 ) -> None:
     owner = user()
     principal = msgspec.to_builtins(owner)
-    for access, expected in (("null", None), ("{}", AccessControl())):
+    private = AccessControl(read=AccessIds(), write=AccessIds())
+    for access, control, grants in (
+        (', "access_control": null', None, [PUBLIC_READ]),
+        (', "access_control": {}', private, []),
+        ("", private, []),  # absent: private (Open WebUI 0.9+), not public
+    ):
         raw = f'{{"principal": {msgspec.json.encode(principal).decode()},'
-        raw += f' "form": {{"name": "K", "access_control": {access}}}}}'
-        data = await mbus.request_raw(
-            subjects.KNOWLEDGE_CREATE, raw.encode(), timeout=10, capability="retrieval"
-        )
+        raw += f' "form": {{"name": "K"{access}}}}}'
+        data = await mbus.call_raw(subjects.KNOWLEDGE_CREATE, raw.encode(), timeout=10)
         created = msgspec.json.decode(data, type=KnowledgeReply)
-        assert created.access_control == expected
-        assert (await get(mbus, owner, created.id)).access_control == expected
+        assert (created.access_control, created.access_grants) == (control, grants), access
+        again = await get(mbus, owner, created.id)
+        assert (again.access_control, again.access_grants) == (control, grants)
 
 
 async def test_a_private_collection_is_not_found_for_others_and_readable_by_admins(
@@ -64,9 +66,7 @@ async def test_a_private_collection_is_not_found_for_others_and_readable_by_admi
 
     assert await error_code(get(mbus, other, private.id)) == "not_found"
     assert await error_code(search(mbus, other, private.id, "bread")) == "not_found"
-    listed = await call(
-        mbus, subjects.KNOWLEDGE_LIST, KnowledgeListRequest(principal=other), KnowledgeList
-    )
+    listed = await call(mbus, subjects.KNOWLEDGE_LIST, KnowledgeListRequest(principal=other))
     assert private.id not in {item.id for item in listed.items}
     admin_view = await get(mbus, user("admin"), private.id)
     assert admin_view.write_access is True
@@ -84,9 +84,7 @@ async def test_a_public_collection_is_readable_and_searchable_by_all_but_writabl
     assert [f.id for f in seen.files] == [bread.id] and seen.write_access is False
     hits = (await search(mbus, other, public.id, "sourdough starter")).groups[0].hits
     assert hits[0].metadata["file_id"] == bread.id and hits[0].metadata["source"] == "bread.md"
-    listed = await call(
-        mbus, subjects.KNOWLEDGE_LIST, KnowledgeListRequest(principal=other), KnowledgeList
-    )
+    listed = await call(mbus, subjects.KNOWLEDGE_LIST, KnowledgeListRequest(principal=other))
     assert public.id in {item.id for item in listed.items}
 
     theirs = await add_file(catalog, other)
@@ -95,7 +93,7 @@ async def test_a_public_collection_is_readable_and_searchable_by_all_but_writabl
     update = KnowledgeUpdate(principal=other, knowledge_id=public.id, form=form)
     assert await error_code(call(mbus, subjects.KNOWLEDGE_UPDATE, update)) == "forbidden"
     ref = KnowledgeRef(principal=other, knowledge_id=public.id)
-    assert await error_code(call(mbus, subjects.KNOWLEDGE_DELETE, ref, Ok)) == "forbidden"
+    assert await error_code(call(mbus, subjects.KNOWLEDGE_DELETE, ref)) == "forbidden"
     assert (await get(mbus, owner, public.id)).name == "Kitchen"
 
 
@@ -104,7 +102,7 @@ async def test_grants_let_named_users_read_or_write_and_nobody_else(
 ) -> None:
     owner, reader, writer, stranger = user(), user(), user(), user()
     access = AccessControl(
-        read=AccessGrant(user_ids=[reader.id]), write=AccessGrant(user_ids=[writer.id])
+        read=AccessIds(user_ids=[reader.id]), write=AccessIds(user_ids=[writer.id])
     )
     shared = await create(mbus, owner, access)
 
@@ -176,7 +174,7 @@ async def test_remove_reset_and_delete_change_only_the_collection_and_the_files_
     assert (await search(mbus, owner, knowledge.id, "stars")).groups[0].hits == []
 
     await add(mbus, owner, knowledge.id, bread.id)
-    assert await call(mbus, subjects.KNOWLEDGE_DELETE, ref, Ok) == Ok()
+    assert await call(mbus, subjects.KNOWLEDGE_DELETE, ref) == Ok()
     assert await error_code(get(mbus, owner, knowledge.id)) == "not_found"
 
     for record in (bread, stars):

@@ -8,7 +8,7 @@ from catalog.files import FileCatalog
 from common.bus import Bus
 from common.errors import RagwayError
 from contracts import subjects
-from contracts.auth import Ok, Principal
+from contracts.auth import Principal
 from contracts.files import DeleteFileRequest
 from contracts.retrieval import RetrievalQuery, RetrievalResult, ScopeItem
 from retrieval.app import Retrieval
@@ -19,12 +19,10 @@ TEXTS = ["The lighthouse keeper lights the lamp.", "Sourdough needs a starter."]
 
 
 async def search(bus: Bus, owner: Principal, file_id: str) -> RetrievalResult:
-    return await bus.request(
+    return await bus.call(
         subjects.RETRIEVAL_QUERY,
         RetrievalQuery(principal=owner, query="lamp", items=[ScopeItem(type="file", id=file_id)]),
-        RetrievalResult,
         timeout=10,
-        capability="retrieval",
     )
 
 
@@ -65,12 +63,8 @@ async def test_a_file_deleted_through_this_service_is_not_found_by_the_very_next
     record = await ingested(mbus, retrieval, catalog, owner, TEXTS)
     await until(lambda: record.id in retrieval.known)
 
-    await mbus.request(
-        subjects.FILES_DELETE,
-        DeleteFileRequest(principal=owner, file_id=record.id),
-        Ok,
-        timeout=10,
-        capability="retrieval",
+    await mbus.call(
+        subjects.FILES_DELETE, DeleteFileRequest(principal=owner, file_id=record.id), timeout=10
     )
 
     assert record.id not in retrieval.known

@@ -46,14 +46,12 @@ async def query(
     k: int = 4,
     wait_seconds: float = 0.0,
 ) -> RetrievalResult:
-    return await bus.request(
+    return await bus.call(
         subjects.RETRIEVAL_QUERY,
         RetrievalQuery(
             principal=principal, query=text, items=items, k=k, mode=mode, wait_seconds=wait_seconds
         ),
-        RetrievalResult,
         timeout=15,
-        capability="retrieval",
     )
 
 

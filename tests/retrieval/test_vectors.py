@@ -8,16 +8,15 @@ from catalog.files import FileCatalog
 from common.bus import Bus
 from common.errors import RagwayError
 from contracts import subjects
+from contracts.access import AccessControl
 from contracts.auth import Ok, Principal
 from contracts.files import DeleteFileRequest
-from contracts.knowledge import AccessControl
 from contracts.retrieval import (
     CopyFileVectors,
     FileVectorsRef,
     RetrievalQuery,
     RetrievalResult,
     ScopeItem,
-    VectorsWritten,
 )
 from retrieval.app import Retrieval
 from tests.retrieval.helpers import (
@@ -36,9 +35,7 @@ from tests.retrieval.helpers import (
 
 async def search_file(bus: Bus, who: Principal, file_id: str, text: str) -> RetrievalResult:
     request = RetrievalQuery(principal=who, query=text, items=[ScopeItem(type="file", id=file_id)])
-    result: RetrievalResult = await bus.request(
-        subjects.RETRIEVAL_QUERY, request, RetrievalResult, timeout=10, capability="retrieval"
-    )
+    result: RetrievalResult = await bus.call(subjects.RETRIEVAL_QUERY, request, timeout=10)
     return result
 
 
@@ -77,14 +74,12 @@ async def test_copying_reuses_the_stored_vectors_under_the_new_file_owner_and_na
     # A tripwire, not a stand-in: copying must work without the model being called.
     for method in ("embed_documents", "sparse_documents"):
         monkeypatch.setattr(retrieval.embedder, method, no_embedding)
-    copied = await mbus.request(
+    copied = await mbus.call(
         subjects.VECTORS_COPY,
         CopyFileVectors(
             source_file_id=source.id, target_file_id=target.id, owner=bob.id, name="copy.txt"
         ),
-        VectorsWritten,
         timeout=10,
-        capability="retrieval",
     )
     monkeypatch.undo()
 
@@ -111,9 +106,7 @@ async def test_copying_from_a_file_without_vectors_is_not_found(
     )
 
     with pytest.raises(RagwayError) as missing:
-        await mbus.request(
-            subjects.VECTORS_COPY, request, VectorsWritten, timeout=10, capability="retrieval"
-        )
+        await mbus.call(subjects.VECTORS_COPY, request, timeout=10)
 
     assert missing.value.code == "not_found"
     assert await retrieval.store.count(target.id) == 0
@@ -126,13 +119,7 @@ async def test_deleting_vectors_of_a_file_removes_only_that_file(
     gone = await ingested(mbus, retrieval, catalog, owner, TEXTS)
     kept = await ingested(mbus, retrieval, catalog, owner, TEXTS)
 
-    deleted = await mbus.request(
-        subjects.VECTORS_DELETE,
-        FileVectorsRef(file_id=gone.id),
-        VectorsWritten,
-        timeout=10,
-        capability="retrieval",
-    )
+    deleted = await mbus.call(subjects.VECTORS_DELETE, FileVectorsRef(file_id=gone.id), timeout=10)
 
     assert deleted.count == 3
     assert await retrieval.store.count(gone.id) == 0
@@ -151,9 +138,7 @@ async def test_deleting_a_file_removes_its_vectors_record_and_collection_links(
 
     async def delete_as(who: Principal) -> Ok:
         request = DeleteFileRequest(principal=who, file_id=record.id)
-        result: Ok = await mbus.request(
-            subjects.FILES_DELETE, request, Ok, timeout=10, capability="retrieval"
-        )
+        result: Ok = await mbus.call(subjects.FILES_DELETE, request, timeout=10)
         return result
 
     with pytest.raises(RagwayError) as denied:

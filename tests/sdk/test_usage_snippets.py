@@ -104,3 +104,16 @@ async def test_the_cli_snippet(ragway: Stack, user: Account, workdir: Path) -> N
     assert "rotates API keys every ninety days" in answer and "[1] keys.md" in answer
     config = json.loads((workdir / "config" / "ragway" / "config.json").read_text())
     assert config["api_key"] == user.api_key
+
+
+async def test_the_preset_snippet(ragway: Stack, user: Account, workdir: Path) -> None:
+    code, out, err = await run_process(
+        [sys.executable, str(SNIPPETS / "preset.py")], snippet_env(ragway, user, workdir), workdir
+    )
+    assert code == 0, err
+    assert "The platypus team rotates API keys every ninety days." in out  # the fake echoes
+    assert out.rstrip().endswith("source: handbook")
+    status, models = await ragway.call("GET", "/api/models", headers=user.key_auth)
+    assert status == 200
+    entry = next(m for m in models["data"] if m["id"] == "handbook-helper")
+    assert entry["info"]["base_model_id"] == OPENAI_MODEL and entry["owned_by"] == "openai"

@@ -57,12 +57,16 @@ async def second(stack: Stack, nats_url: str) -> AsyncIterator[Stack]:  # noqa: 
 
 @dataclass
 class Owned:
-    """What user A owns: a completed file, a private collection holding it, a chat."""
+    """What user A owns: a completed file, a private collection holding it, a chat, and a
+    private workspace model (preset) that searches that collection; and a group A is in
+    (made by the admin), shared nothing."""
 
     owner: Account
     file_id: str
     knowledge_id: str
     chat_id: str
+    preset_id: str
+    group_id: str
 
 
 async def upload(
@@ -100,7 +104,33 @@ async def owned_by_new_user(api: Stack) -> Owned:
         "POST", "/api/v1/chats/new", headers=owner.key_auth, json={"chat": {"title": "A's chat"}}
     )
     assert status == 200, chat
-    return Owned(owner, record["id"], knowledge["id"], chat["id"])
+    preset_id = f"a-vault-{uuid.uuid4().hex[:8]}"
+    status, preset = await api.call(
+        "POST",
+        "/api/v1/models/create",
+        headers=owner.key_auth,
+        json={
+            "id": preset_id,
+            "base_model_id": "gpt-fake",
+            "name": "A's vault keeper",
+            "meta": {"knowledge": [{"id": knowledge["id"], "type": "collection"}]},
+            "params": {"system": "Only A may hear about the vault."},
+        },
+    )
+    assert status == 200, preset
+    root = await api.admin()
+    status, group = await api.call(
+        "POST", "/api/v1/groups/create", headers=root.key_auth, json={"name": "A's group"}
+    )
+    assert status == 200, group
+    status, group = await api.call(
+        "POST",
+        f"/api/v1/groups/id/{group['id']}/users/add",
+        headers=root.key_auth,
+        json={"user_ids": [owner.id]},
+    )
+    assert status == 200, group
+    return Owned(owner, record["id"], knowledge["id"], chat["id"], preset_id, group["id"])
 
 
 @pytest.fixture(scope="session")

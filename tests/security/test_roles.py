@@ -20,7 +20,16 @@ pytestmark = pytest.mark.security
 
 PARAM = re.compile(r"{(\w+)(:[^}]*)?}")
 # The only routes a pending (or anonymous) caller reaches; changing these is a decision.
-PUBLIC = {"signup", "signin", "health", "openapi", "docs", "docs_static"}
+PUBLIC = {
+    "signup",
+    "signin",
+    "health",
+    "openapi",
+    "docs",
+    "docs_static",
+    "api_version",
+    "api_config",
+}
 ANY_SIGNED_IN = {"current_user", "update_password", "signout", "signout_post"}
 
 

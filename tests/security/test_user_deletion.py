@@ -2,8 +2,8 @@
 
 The finding: a deleted user's files, uploaded bytes, vectors and *public* collections
 stayed searchable. Here a user with a processed file, a public collection holding it, a
-private one, a chat and an API key is deleted through the HTTP API; then each owner's
-store is asked directly whether anything is left.
+private one, a chat, a workspace model, a group membership and an API key is deleted
+through the HTTP API; then each owner's store is asked directly whether anything is left.
 """
 
 from __future__ import annotations
@@ -70,6 +70,11 @@ async def test_deleting_a_user_removes_files_bytes_vectors_collections_chats_and
     assert await _blob_size(stack, blob_name(owned.file_id))
     assert await _blob_size(stack, text_name(owned.file_id))
     assert await stack.gateway.app[CHATS].list(owner.id)
+    preset = f"/api/v1/models/model?id={owned.preset_id}"
+    assert (await stack.call("GET", preset, headers=admin.key_auth))[0] == 200
+    group = f"/api/v1/groups/id/{owned.group_id}"
+    status, before = await stack.call("GET", group, headers=admin.key_auth)
+    assert owner.id in before["user_ids"], before
 
     status, body = await stack.call("DELETE", f"/api/v1/users/{owner.id}", headers=admin.key_auth)
     assert (status, body) == (200, True)
@@ -87,6 +92,9 @@ async def test_deleting_a_user_removes_files_bytes_vectors_collections_chats_and
     assert await _blob_size(stack, blob_name(owned.file_id)) is None
     assert await _blob_size(stack, text_name(owned.file_id)) is None
     assert await stack.gateway.app[CHATS].list(owner.id) == []
+    assert (await stack.call("GET", preset, headers=admin.key_auth))[0] == 404
+    status, after = await stack.call("GET", group, headers=admin.key_auth)
+    assert status == 200 and owner.id not in after["user_ids"], after
     assert (await stack.call("GET", "/api/v1/auths/", headers=owner.key_auth))[0] == 401
     # nothing is left to delete a second time
     status, body = await stack.call("DELETE", f"/api/v1/users/{owner.id}", headers=admin.key_auth)
