@@ -220,7 +220,14 @@ class Identity:
             if exc.code == "not_found":
                 raise unauthorized("User not found") from None
             raise
-        principal = Principal(id=user.id, email=user.email, name=user.name, role=user.role)
+        principal = Principal(
+            id=user.id,
+            email=user.email,
+            name=user.name,
+            role=user.role,
+            group_ids=user.group_ids,
+            session_stamp=user.session_stamp,
+        )
         self.cache.store_user(principal, generation)
         return principal
 

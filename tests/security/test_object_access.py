@@ -125,11 +125,19 @@ NO_OBJECT: dict[str, str] = {
         ["health", "signup", "signin", "openapi", "docs"], "public (test_roles: the only ones)"
     ),
     **dict.fromkeys(
-        ["current_user", "create_api_key", "get_api_key", "delete_api_key"],
-        "the caller's own account and key",
+        [
+            "current_user",
+            "create_api_key",
+            "get_api_key",
+            "delete_api_key",
+            "update_password",
+            "signout",
+            "signout_post",
+        ],
+        "the caller's own account and key (test_credentials: sessions end)",
     ),
     **dict.fromkeys(
-        ["list_users", "functions_create", "tools_create", "groups_create"],
+        ["list_users", "functions_create", "tools_create", "groups_create", "add_user"],
         "admin-only (test_roles: 403 to users)",
     ),
     **dict.fromkeys(

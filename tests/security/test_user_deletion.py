@@ -13,7 +13,7 @@ import pytest
 from catalog.files import blob_name, text_name
 from common.errors import RagwayError
 from contracts import subjects
-from contracts.retrieval import FileVectorsRef, StoredChunks
+from contracts.retrieval import FileVectorsRef
 from gateway.routes_chats import CHATS
 from gateway.state import BUS, CATALOG
 from tests.e2e.conftest import Account, RagServices, Stack
@@ -25,12 +25,8 @@ QUERY = "/api/v1/retrieval/query/collection"
 
 
 async def _vectors(stack: Stack, file_id: str) -> int:
-    stored = await stack.gateway.app[BUS].request(
-        subjects.VECTORS_STORED,
-        FileVectorsRef(file_id=file_id),
-        StoredChunks,
-        timeout=5,
-        capability="retrieval",
+    stored = await stack.gateway.app[BUS].call(
+        subjects.VECTORS_STORED, FileVectorsRef(file_id=file_id), timeout=5
     )
     return stored.count
 
