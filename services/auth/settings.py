@@ -6,6 +6,7 @@ from typing import Annotated
 
 import msgspec
 
+from common.placeholders import refuse_placeholder
 from contracts.auth import Role
 
 Positive = Annotated[int, msgspec.Meta(ge=1)]
@@ -60,6 +61,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     def check(self) -> None:
         """Reject what the type alone cannot express."""
+        refuse_placeholder("RAGWAY_JWT_SECRET", self.jwt_secret)
         if self.jwt_secret and len(self.jwt_secret) < MIN_JWT_SECRET_LENGTH:
             raise ValueError(
                 f"jwt_secret must be at least {MIN_JWT_SECRET_LENGTH} characters "

@@ -142,9 +142,7 @@ class ChatRunner:
                 return completion_from_ollama(msgspec.json.decode(body), request.model)
             msgspec.json.decode(body, type=_Completion)
         except (msgspec.DecodeError, AttributeError):
-            raise RagwayError(
-                "bad_gateway", f"Model backend {backend.host} sent a malformed answer"
-            ) from None
+            raise RagwayError("bad_gateway", f"{backend.label} sent a malformed answer") from None
         return body  # an OpenAI backend's answer goes out as it came
 
     async def stream(
@@ -269,7 +267,7 @@ class ChatRunner:
             except StreamFailure as exc:
                 error = str(exc)
             except BackendHTTPError:
-                error = f"The connection to model backend {request.backend.host} broke"
+                error = f"The connection to {request.backend.label} broke"
             if error is not None:
                 outcome = "backend_failed"
                 await self._publish(inbox, error_event(error))

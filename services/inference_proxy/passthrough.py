@@ -160,7 +160,7 @@ class OllamaPassthrough:
             outcome, error = "backend_failed", f"The Ollama backend sent nothing for {idle:g}s"
         except BackendHTTPError:
             outcome = "backend_failed"
-            error = f"The connection to Ollama backend {backend.host} broke"
+            error = f"The connection to {backend.label} broke"
         except nats.errors.Error:
             outcome, error = "relay_failed", "The reply could not be delivered"
         finally:

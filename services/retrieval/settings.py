@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from common.placeholders import refuse_placeholder
 from common.settings import default_cache_dir
 
 Positive = Annotated[int, msgspec.Meta(ge=1)]
@@ -56,6 +57,9 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     query_cache_size: Annotated[int, msgspec.Meta(ge=0)] = 256
     # searches and vector writes run in threads: this bounds how many at once
     store_concurrency: Positive = 4
+
+    def __post_init__(self) -> None:
+        refuse_placeholder("RAGWAY_QDRANT_API_KEY", self.qdrant_api_key)
 
     def nats_servers(self) -> list[str]:
         return [url.strip() for url in self.nats_url.split(",") if url.strip()]

@@ -101,9 +101,7 @@ async def nats_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[st
     they start join the same queue groups as other tests' services, and would answer
     those tests' requests (and theirs ours) on a shared server."""
     server = NatsServer(
-        NatsServerConfig(
-            port=free_port(), monitor_port=free_port(), store_dir=tmp_path_factory.mktemp("e2e")
-        )
+        NatsServerConfig(port=free_port(), store_dir=tmp_path_factory.mktemp("e2e"))
     )
     await server.astart()
     yield server.url

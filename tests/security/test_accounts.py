@@ -59,9 +59,7 @@ class Accounts:
 @contextlib.asynccontextmanager
 async def accounts(store: Path, **auth: Any) -> AsyncIterator[Accounts]:
     """nats-server, auth with `auth` over its defaults, and a gateway behind a 'proxy'."""
-    server = NatsServer(
-        NatsServerConfig(port=free_port(), monitor_port=free_port(), store_dir=store)
-    )
+    server = NatsServer(NatsServerConfig(port=free_port(), store_dir=store))
     await server.astart()
     try:
         settings = AuthSettings(

@@ -34,7 +34,6 @@ def free_stack_settings(data_dir: Path) -> StackSettings:
         cache_dir=default_cache_dir(),
         port=free_port(),
         nats_port=free_port(),
-        nats_monitor_port=free_port(),
         llm_port=free_port(),
         log_level="warning",
         stop_timeout_s=15.0,
