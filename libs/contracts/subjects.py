@@ -18,6 +18,11 @@ from contracts.auth import (
     JwtParams,
     JwtParamsRequest,
     KeyResolveRequest,
+    NamedKeyCreate,
+    NamedKeyCreated,
+    NamedKeyRef,
+    NamedKeys,
+    NamedKeysRequest,
     Ok,
     PasswordChangeRequest,
     Principal,
@@ -127,6 +132,14 @@ AUTH_KEY_RESOLVE = Endpoint(
 AUTH_KEY_CREATE = Endpoint("ragway.auth.key.create", UserRef, ApiKeyReply, _AUTH, _GATEWAY)
 AUTH_KEY_GET = Endpoint("ragway.auth.key.get", UserRef, ApiKeyReply, _AUTH, _GATEWAY)
 AUTH_KEY_DELETE = Endpoint("ragway.auth.key.delete", UserRef, Ok, _AUTH, _GATEWAY)
+# named, scoped API keys (several per user); a delete publishes `key_revoked`
+AUTH_NAMED_KEY_CREATE = Endpoint(
+    "ragway.auth.keys.create", NamedKeyCreate, NamedKeyCreated, _AUTH, _GATEWAY
+)
+AUTH_NAMED_KEYS_LIST = Endpoint(
+    "ragway.auth.keys.list", NamedKeysRequest, NamedKeys, _AUTH, _GATEWAY
+)
+AUTH_NAMED_KEY_DELETE = Endpoint("ragway.auth.keys.delete", NamedKeyRef, Ok, _AUTH, _GATEWAY)
 # groups (auth owns them: membership is about users); a membership change publishes
 # `user_updated` on AUTH_EVENTS for every member it touches
 AUTH_GROUPS_LIST = Endpoint("ragway.auth.groups.list", GroupListRequest, GroupList, _AUTH, _GATEWAY)

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import msgspec
 
-from common.settings import default_cache_dir
+from common.settings import Settings, default_cache_dir
 
 # Open WebUI's names and ours: any of them set means "use these backends, no local LLM".
 BACKEND_VARIABLES = (
@@ -22,7 +22,7 @@ BACKEND_VARIABLES = (
 DEFAULT_SERVICES = "auth,inference_proxy,ingestion,retrieval"
 
 
-class StackSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class StackSettings(Settings, kw_only=True):
     data_dir: str = "./data"
     cache_dir: str = msgspec.field(default_factory=default_cache_dir)
     port: int = 3000  # the gateway's HTTP port (the gateway reads RAGWAY_PORT too)

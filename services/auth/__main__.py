@@ -1,9 +1,7 @@
 from auth.app import serve
-from auth.settings import ALIASES, Settings
-from common.logging import configure_logging
+from auth.settings import Settings
 from common.runner import run_until_signalled
-from common.settings import load_settings
+from common.settings import configure
 
-settings = load_settings(Settings, aliases=ALIASES)
-configure_logging(settings.log_level)
+settings = configure(Settings)
 run_until_signalled(lambda stop: serve(settings), "auth")

@@ -11,6 +11,8 @@ from nats.js import JetStreamContext
 
 from auth.groups import GroupHandlers
 from auth.handlers import AuthHandlers
+from auth.key_handlers import NamedKeyHandlers
+from auth.named_keys import NamedKeyStore
 from auth.passwords import Passwords
 from auth.ratelimit import AttemptLimiter
 from auth.settings import Settings
@@ -26,7 +28,6 @@ from contracts import subjects
 @asynccontextmanager
 async def serve(settings: Settings) -> AsyncIterator[None]:
     """Serve every AUTH_* subject until the context exits, then drain."""
-    settings.check()
     log = structlog.get_logger().bind(service=subjects.AUTH_SERVICE)
     async with connect_nats(settings.nats_servers(), name="ragway-auth") as nc:
         buckets = await Buckets.open(nc.jetstream(), settings.bucket_prefix, settings.kv_replicas)
@@ -40,9 +41,13 @@ async def serve(settings: Settings) -> AsyncIterator[None]:
             concurrency=settings.password_hash_concurrency,
         )
         await passwords.start()
+        named_keys = await NamedKeyStore.open(
+            nc.jetstream(), settings.bucket_prefix, settings.kv_replicas
+        )
+        users = UserStore(buckets)
         handlers = AuthHandlers(
             settings=settings,
-            store=UserStore(buckets),
+            store=users,
             passwords=passwords,
             tokens=TokenIssuer(secret, settings.jwt_expires_seconds),
             limiter=await _limiter(
@@ -53,7 +58,9 @@ async def serve(settings: Settings) -> AsyncIterator[None]:
             ),
             bus=Bus(nc),
             log=log,
+            named_keys=named_keys,
         )
+        key_handlers = NamedKeyHandlers(store=named_keys, users=users, bus=Bus(nc), log=log)
         async with ServiceHost(
             nc,
             subjects.AUTH_SERVICE,
@@ -62,6 +69,7 @@ async def serve(settings: Settings) -> AsyncIterator[None]:
         ) as host:
             await handlers.serve(host)
             await GroupHandlers(buckets.groups, UserStore(buckets), Bus(nc), log).serve(host)
+            await key_handlers.serve(host)
             await nc.flush()  # the server knows every endpoint before anyone is told we are up
             log.info("auth_ready", bucket_prefix=settings.bucket_prefix)
             yield None

@@ -14,6 +14,7 @@ import msgspec
 from structlog.typing import FilteringBoundLogger
 
 from auth.errors import bad_credentials, conflict, rate_limited, signup_closed
+from auth.named_keys import NamedKeyStore
 from auth.passwords import Passwords
 from auth.ratelimit import AttemptLimiter, Limit, TooManyAttempts
 from auth.settings import Settings
@@ -75,9 +76,11 @@ class AuthHandlers:
         signups: AttemptLimiter,
         bus: Bus,
         log: FilteringBoundLogger,
+        named_keys: NamedKeyStore | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
+        self._named_keys = named_keys
         self._passwords = passwords
         self._tokens = tokens
         self._limiter = limiter
@@ -303,7 +306,11 @@ class AuthHandlers:
 
     async def delete_user(self, ref: UserRef) -> Ok:
         record = await self._store.remove(ref.user_id)
-        self._log.info("user_deleted", user_id=record.id)
+        named = await self._named_keys.of_user(record.id) if self._named_keys else []
+        for key in named:  # they resolve to nobody now; their records go too
+            assert self._named_keys is not None
+            await self._named_keys.remove(key)
+        self._log.info("user_deleted", user_id=record.id, named_keys=len(named))
         await self._publish(AuthEvent(kind="user_deleted", user_id=record.id))
         return Ok()
 
@@ -338,9 +345,19 @@ class AuthHandlers:
 
     async def resolve_key(self, request: KeyResolveRequest) -> Principal:
         record = await self._store.user_for_key(request.key_hash)
-        if record is None:
+        if record is not None:
+            return record.principal()
+        named = None
+        if self._named_keys is not None:
+            named = await self._named_keys.for_hash(request.key_hash)
+        if named is None:
             raise unauthorized("Invalid API key")
-        return record.principal()
+        if named.expired(time.time()):
+            raise unauthorized("API key expired")
+        found = await self._store.get(named.user_id)
+        if found is None:
+            raise unauthorized("Invalid API key")
+        return msgspec.structs.replace(found[0].principal(), key=named.grant())
 
     async def _publish(self, event: AuthEvent) -> None:
         await self._bus.publish(subjects.AUTH_EVENTS, event)

@@ -2,33 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 import msgspec
 
 from common.placeholders import refuse_placeholder
+from common.settings import Positive, ServiceSettings
 from contracts.auth import Role
-
-Positive = Annotated[int, msgspec.Meta(ge=1)]
-
-# Open WebUI's names work too, so an existing deployment keeps its secret and policy.
-ALIASES = {
-    "jwt_secret": ("WEBUI_SECRET_KEY",),
-    "default_user_role": ("DEFAULT_USER_ROLE",),
-    "enable_signup": ("ENABLE_SIGNUP",),
-}
 
 MIN_JWT_SECRET_LENGTH = 32  # RFC 7518 §3.2: an HS256 key at least as long as the hash
 
 
-class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    nats_url: str = "nats://127.0.0.1:4222"  # comma-separated for a cluster
-    log_level: str = "info"
-    # KV bucket names are `<prefix>_users`, `<prefix>_user_emails`, ...; tests isolate by it
-    bucket_prefix: Annotated[str, msgspec.Meta(pattern=r"^[a-zA-Z0-9_-]+$")] = "ragway"
-    kv_replicas: Positive = 1  # 3 on a NATS cluster
-    # requests this process handles at once; one more is answered `unavailable` (503) at once
-    max_in_flight: Annotated[int, msgspec.Meta(ge=1)] = 512
+class Settings(ServiceSettings, kw_only=True):
+    """KV buckets `<prefix>_users`, `<prefix>_user_emails`, ... (see auth.store)."""
+
+    # Open WebUI's names work too, so an existing deployment keeps its secret and policy
+    aliases: ClassVar = {
+        "jwt_secret": ("WEBUI_SECRET_KEY",),
+        "default_user_role": ("DEFAULT_USER_ROLE",),
+        "enable_signup": ("ENABLE_SIGNUP",),
+    }
     # empty: generate one on first start and keep it in KV for every instance
     jwt_secret: str = ""
     jwt_expires_seconds: Positive = 7 * 24 * 3600
@@ -55,9 +48,6 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     password_parallelism: Positive = 1
     # hashes computed at once: each takes password_memory_kib of RAM and a core
     password_hash_concurrency: Positive = 2
-
-    def nats_servers(self) -> list[str]:
-        return [url.strip() for url in self.nats_url.split(",") if url.strip()]
 
     def check(self) -> None:
         """Reject what the type alone cannot express."""

@@ -151,7 +151,10 @@ class Identity:
         key_hash = hash_api_key(key)
         cached = self.cache.key(key_hash)
         if cached is not None:
-            return cached
+            grant = cached.key
+            if grant is None or grant.expires_at is None or grant.expires_at > time.time():
+                return cached
+            self.cache.drop_key(key_hash)  # expired while cached: auth says why
         generation = self.cache.generation
         try:
             principal = await self.bus.call(
@@ -160,7 +163,9 @@ class Identity:
                 timeout=self.timeout,
             )
         except RagwayError as exc:
-            if exc.code in ("not_found", "unauthorized", "forbidden", "invalid"):
+            if exc.code == "unauthorized":
+                raise unauthorized(exc.detail) from None
+            if exc.code in ("not_found", "forbidden", "invalid"):
                 raise unauthorized("Invalid API key") from None
             raise
         self.cache.store_key(key_hash, principal, generation)

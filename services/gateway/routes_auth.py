@@ -14,6 +14,12 @@ from contracts import subjects
 from contracts.auth import (
     AddUserRequest,
     ApiKeyReply,
+    NamedKeyCreate,
+    NamedKeyCreated,
+    NamedKeyForm,
+    NamedKeyRef,
+    NamedKeys,
+    NamedKeysRequest,
     PasswordChangeRequest,
     Role,
     SigninRequest,
@@ -56,33 +62,42 @@ def _address(request: web.Request) -> str:
     )
 
 
-async def _creating(
-    request: web.Request, endpoint: Endpoint[Any, Any], payload: bytes
-) -> web.Response:
+async def _creating(request: web.Request, endpoint: Endpoint[Any, Any], payload: bytes) -> bytes:
     try:
-        return json_bytes(await _call(request, endpoint, payload))
+        return await _call(request, endpoint, payload)
     except RagwayError as exc:
         if exc.code == "conflict":  # Open WebUI answers 400 for a taken email
             raise invalid(exc.detail) from None
         raise
 
 
-async def signup(request: web.Request) -> web.Response:
+async def sign_up(request: web.Request) -> bytes:
+    """Auth's session reply (JSON bytes) for the sign-up form in the request body
+    (sign-ups are limited per client address)."""
     form = parse(await read_body(request), SignupRequest)
     form = msgspec.structs.replace(form, client_addr=_address(request))
     return await _creating(request, subjects.AUTH_SIGNUP, encode(form))
 
 
-async def add_user(request: web.Request) -> web.Response:
-    body = await read_body(request)
-    parse(body, AddUserRequest)  # validate here; auth gets the bytes as sent
-    return await _creating(request, subjects.AUTH_USER_ADD, body)
+async def sign_in(request: web.Request) -> bytes:
+    """Auth's session reply (JSON bytes) for the sign-in form in the request body."""
+    form = parse(await read_body(request), SigninRequest)
+    form = msgspec.structs.replace(form, client_addr=_address(request))
+    return await _call(request, subjects.AUTH_SIGNIN, encode(form))
+
+
+async def signup(request: web.Request) -> web.Response:
+    return json_bytes(await sign_up(request))
 
 
 async def signin(request: web.Request) -> web.Response:
-    form = parse(await read_body(request), SigninRequest)
-    form = msgspec.structs.replace(form, client_addr=_address(request))
-    return json_bytes(await _call(request, subjects.AUTH_SIGNIN, encode(form)))
+    return json_bytes(await sign_in(request))
+
+
+async def add_user(request: web.Request) -> web.Response:
+    body = await read_body(request)
+    parse(body, AddUserRequest)  # validate here; auth gets the bytes as sent
+    return json_bytes(await _creating(request, subjects.AUTH_USER_ADD, body))
 
 
 async def update_password(request: web.Request) -> web.Response:
@@ -135,6 +150,43 @@ async def delete_api_key(request: web.Request) -> web.Response:
     me = UserRef(user_id=principal_of(request).id)
     await _call(request, subjects.AUTH_KEY_DELETE, encode(me))
     request.app[IDENTITY].cache.drop_user(me.user_id)
+    return json_bytes(TRUE)
+
+
+class StrictNamedKeyForm(NamedKeyForm, forbid_unknown_fields=True):
+    """A misspelt scope field is an error here, never an unscoped key."""
+
+
+def _key_owner(request: web.Request) -> str:
+    """Whose named keys these are; a scoped key may not make or drop keys (it could
+    otherwise mint itself a wider one)."""
+    principal = principal_of(request)
+    if principal.key is not None and principal.key.scoped:
+        raise forbidden("A scoped API key may not manage API keys")
+    return principal.id
+
+
+async def create_named_key(request: web.Request) -> web.Response:
+    owner = _key_owner(request)
+    form = parse(await read_body(request), StrictNamedKeyForm)
+    message = NamedKeyCreate(user_id=owner, form=form)
+    reply = await _call(request, subjects.AUTH_NAMED_KEY_CREATE, encode(message))
+    parse(reply, NamedKeyCreated)
+    return json_bytes(reply)
+
+
+async def list_named_keys(request: web.Request) -> web.Response:
+    message = NamedKeysRequest(user_id=principal_of(request).id)
+    reply = await _call(request, subjects.AUTH_NAMED_KEYS_LIST, encode(message))
+    return json_value(parse(reply, NamedKeys).keys)
+
+
+async def delete_named_key(request: web.Request) -> web.Response:
+    ref = NamedKeyRef(user_id=_key_owner(request), key_id=request.match_info["key_id"])
+    await _call(request, subjects.AUTH_NAMED_KEY_DELETE, encode(ref))
+    # auth announces the revocation to every gateway; this one forgets the user's keys
+    # now, so the caller's very next request with it is refused here too
+    request.app[IDENTITY].cache.drop_user(ref.user_id)
     return json_bytes(TRUE)
 
 
@@ -198,6 +250,9 @@ def add_routes(app: web.Application, access: dict[str, Access]) -> None:
         ("POST", "/api/v1/auths/api_key", "create_api_key", create_api_key, "user"),
         ("GET", "/api/v1/auths/api_key", "get_api_key", get_api_key, "user"),
         ("DELETE", "/api/v1/auths/api_key", "delete_api_key", delete_api_key, "user"),
+        ("POST", "/api/v1/auths/api_keys", "create_named_key", create_named_key, "user"),
+        ("GET", "/api/v1/auths/api_keys", "list_named_keys", list_named_keys, "user"),
+        ("DELETE", "/api/v1/auths/api_keys/{key_id}", "delete_named_key", delete_named_key, "user"),
         ("GET", "/api/v1/users/", "list_users", list_users, "admin"),
         ("POST", "/api/v1/users/{user_id}/update", "update_user", update_user, "admin"),
         ("DELETE", "/api/v1/users/{user_id}", "delete_user", delete_user, "admin"),

@@ -7,7 +7,11 @@ from typing import Any
 import msgspec
 
 from common.errors import RagwayError
-from inference_proxy.backend_http import BackendConnectError, BackendDisconnected
+from inference_proxy.backend_http import (
+    BackendConnectError,
+    BackendDisconnected,
+    BackendProtocolError,
+)
 from inference_proxy.settings import Backend
 
 
@@ -63,4 +67,6 @@ def error_for_exception(backend: Backend, exc: BaseException, timeout: float) ->
         return RagwayError("bad_gateway", f"{backend.label} is unreachable")
     if isinstance(exc, BackendDisconnected):
         return RagwayError("bad_gateway", f"{backend.label} closed the connection")
+    if isinstance(exc, BackendProtocolError):  # our own words: malformed HTTP, an encoding
+        return RagwayError("bad_gateway", f"{backend.label}: {exc}")
     return RagwayError("bad_gateway", f"{backend.label} failed")

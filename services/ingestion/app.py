@@ -20,11 +20,11 @@ from ingestion.child import process_file_in_child
 from ingestion.documents import ProcessedFile
 from ingestion.jobs import JobProcessor
 from ingestion.queue import JobQueue
-from ingestion.settings import SETTINGS_ALIASES, Settings
+from ingestion.settings import Settings
 from ingestion.vectors import EmbeddingStats, VectorWriter
 from ingestion.worker import Worker, WorkerStats
 
-__all__ = ["SETTINGS_ALIASES", "Ingestion", "Settings", "serve"]
+__all__ = ["Ingestion", "Settings", "serve"]
 
 log = structlog.get_logger()
 
@@ -77,10 +77,10 @@ class Ingestion:
 async def serve(settings: Settings) -> AsyncIterator[Ingestion]:
     """Load the model, connect, work the job queue until exit; then stop fetching and drain."""
     async with AsyncExitStack() as stack:
-        embedder = await asyncio.to_thread(Embedder, settings.embedder())
+        embedder = await asyncio.to_thread(Embedder, settings.embedding)
         # One thread by default: embedding is CPU-bound, processes scale across cores.
         pool = ThreadPoolExecutor(
-            max_workers=max(settings.embedding_threads, 1), thread_name_prefix="embed"
+            max_workers=max(settings.embedding.threads, 1), thread_name_prefix="embed"
         )
         stack.callback(pool.shutdown, wait=False, cancel_futures=True)
         nc = await stack.enter_async_context(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+import msgspec
 import structlog
 
 from catalog.files import FileCatalog
@@ -23,18 +24,25 @@ from retrieval.access import can_read_file
 from retrieval.errors import file_not_found
 from retrieval.knowledge import KnowledgeHandlers
 from retrieval.known_files import KnownFiles
-from vectorstore.points import ChunkPoint
+from retrieval.memberships import Memberships
+from vectorstore.points import COLLECTIONS, ChunkPoint
 from vectorstore.store import VectorStore
 
 log = structlog.get_logger()
 
 # Payload keys the service sets itself: chunk metadata cannot override them.
-RESERVED_PAYLOAD = ("file_id", "owner", "chunk_index", "text", "name")
+RESERVED_PAYLOAD = ("file_id", "owner", "chunk_index", "text", "name", COLLECTIONS)
 
 
 def _payload(owner: str, name: str, metadata: dict[str, object]) -> dict[str, object]:
     extra = {k: v for k, v in metadata.items() if k not in RESERVED_PAYLOAD}
     return {**extra, "owner": owner, "name": name}
+
+
+def _in_collections(points: list[ChunkPoint], collections: list[str]) -> list[ChunkPoint]:
+    return [
+        msgspec.structs.replace(p, payload={**p.payload, COLLECTIONS: collections}) for p in points
+    ]
 
 
 class VectorHandlers:
@@ -45,7 +53,9 @@ class VectorHandlers:
         files: FileCatalog,
         known: KnownFiles,
         knowledge: KnowledgeHandlers,
+        memberships: Memberships,
     ) -> None:
+        self._memberships = memberships
         self._store = store
         self._embedder = embedder
         self._files = files
@@ -81,7 +91,9 @@ class VectorHandlers:
         """Write only for a file that exists (see `_guarded`)."""
 
         async def write() -> int:
-            await self._store.upsert(points)
+            # tagged with the file's collections as of the write (`Memberships.writing`)
+            async with self._memberships.writing(file_id) as collections:
+                await self._store.upsert(_in_collections(points, collections))
             return len(points)
 
         await self._guarded(file_id, write)
@@ -109,11 +121,13 @@ class VectorHandlers:
         if await self._store.count(request.source_file_id) == 0:
             raise file_not_found(request.source_file_id)
         await self._store.delete_file(target)
-        payload = {"owner": request.owner, "name": request.name}
-        count = await self._guarded(
-            target,
-            lambda: self._store.copy_file(request.source_file_id, target, payload),
-        )
+
+        async def write() -> int:
+            async with self._memberships.writing(target) as collections:
+                payload = {"owner": request.owner, "name": request.name, COLLECTIONS: collections}
+                return await self._store.copy_file(request.source_file_id, target, payload)
+
+        count = await self._guarded(target, write)
         if count == 0:  # the source was deleted meanwhile
             raise file_not_found(request.source_file_id)
         log.info(

@@ -140,7 +140,6 @@ async def test_concurrent_guesses_cannot_overshoot_the_limit(nats_url: str, bus:
 
 
 def test_settings_from_the_environment_accept_open_webui_names() -> None:
-    from auth.settings import ALIASES
     from common.settings import load_settings
 
     settings = load_settings(
@@ -151,7 +150,6 @@ def test_settings_from_the_environment_accept_open_webui_names() -> None:
             "ENABLE_SIGNUP": "false",
             "DEFAULT_USER_ROLE": "user",
         },
-        aliases=ALIASES,
     )
     assert (settings.jwt_secret, settings.jwt_expires_seconds) == ("k" * 32, 60)
     assert (settings.enable_signup, settings.default_user_role) == (False, "user")

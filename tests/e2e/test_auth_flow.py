@@ -7,7 +7,7 @@ import time
 
 import jwt
 
-from tests.e2e.conftest import JWT_SECRET, PASSWORD, Account, RagServices, Stack
+from tests.support.stack import JWT_SECRET, PASSWORD, Account, RagServices, Stack
 
 
 async def test_the_first_user_is_admin_and_later_ones_are_users(

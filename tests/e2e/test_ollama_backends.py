@@ -22,9 +22,9 @@ from inference_proxy.app import serve as serve_proxy
 from inference_proxy.passthrough import OllamaPassthrough
 from inference_proxy.settings import Settings as ProxySettings
 from stack.nats_server import NatsServer, NatsServerConfig, free_port
-from tests.e2e.conftest import JWT_SECRET, Account, Stack
 from tests.fakes.ollama_fake import OllamaFake
 from tests.fakes.openai_fake import OpenAIFake
+from tests.support.stack import JWT_SECRET, Account, Stack
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator
 import openai
 import pytest
 
-from tests.cli.live import OLLAMA_MODEL, OPENAI_MODEL, Account, Stack
 from tests.fakes.ollama_fake import OllamaFake
 from tests.fakes.openai_fake import OpenAIFake
 from tests.gateway.rag_helpers import form
+from tests.support.live import OLLAMA_MODEL, OPENAI_MODEL, Account, Stack
 
 QUESTION = [{"role": "user", "content": "why is the sky blue?"}]
 

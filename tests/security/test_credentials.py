@@ -13,7 +13,7 @@ import jwt
 import jwt.warnings
 import pytest
 
-from tests.e2e.conftest import JWT_SECRET, PASSWORD, Account, RagServices, Stack
+from tests.support.stack import JWT_SECRET, PASSWORD, Account, RagServices, Stack
 
 pytestmark = pytest.mark.security
 

@@ -23,9 +23,9 @@ from ingestion.chunking import ChunkingOptions
 from ingestion.errors import ExtractionError
 from ingestion.extraction import ExtractionLimits, extract_text
 from ingestion.extraction.textual import decode_text, read_json
-from tests.e2e.conftest import Account, RagServices, Stack
 from tests.e2e.rag_helpers import settled
 from tests.security.conftest import upload
+from tests.support.stack import Account, RagServices, Stack
 
 pytestmark = pytest.mark.security
 
@@ -153,9 +153,9 @@ async def test_a_hostile_upload_fails_on_its_first_attempt_with_the_reason(
 
 
 async def test_uploads_stop_at_the_users_storage_quota(
-    stack: Stack, rag: RagServices, nats_url: str
+    stack: Stack, rag: RagServices, stack_nats_url: str
 ) -> None:
-    settings = GatewaySettings(nats_url=nats_url, port=0, storage_quota_mb=1)
+    settings = GatewaySettings(nats_url=stack_nats_url, port=0, storage_quota_mb=1)
     async with serve_gateway(settings) as gateway:
         small = Stack(url=gateway.url, http=stack.http, gateway=gateway)
         small._admin = await stack.admin()

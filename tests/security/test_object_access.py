@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from tests.e2e.conftest import Account, Stack
 from tests.security.conftest import Owned, owned_by_new_user, upload
+from tests.support.stack import Account, Stack
 
 pytestmark = pytest.mark.security
 
@@ -79,6 +79,7 @@ EXERCISES: dict[str, list[Attempt]] = {
     "chats_get": [Attempt()],
     "chats_update": [Attempt(body=lambda _, __: {"chat": {"title": "renamed by B"}})],
     "chats_delete": [Attempt()],
+    "delete_named_key": [Attempt()],
     # B is no member of A's group (cross-group)
     "groups_get": [Attempt()],
     # workspace models name theirs by `?id=` (or the body's id)
@@ -101,6 +102,7 @@ EXERCISES: dict[str, list[Attempt]] = {
 # route name -> why its path parameter is not another user's object
 NOT_PER_USER: dict[str, str] = {
     "update_user": "admin-only (test_roles: 403 to users)",
+    "limits_delete": "admin-only (test_roles: 403 to users)",
     "delete_user": "admin-only (test_roles: 403 to users)",
     "functions_get": "admin-only: functions are global, installed by admins",
     "functions_update": "admin-only",
@@ -110,6 +112,7 @@ NOT_PER_USER: dict[str, str] = {
     "tools_delete": "admin-only",
     "ollama": "an Ollama API path, not an object (test_outbound: no arbitrary URLs)",
     "docs_static": "public Swagger UI assets (dev only)",
+    "console_asset": "the web console's public static files",
     "groups_update": "admin-only (test_roles: 403 to users)",
     "groups_users_add": "admin-only (test_roles: 403 to users)",
     "groups_users_remove": "admin-only (test_roles: 403 to users)",
@@ -122,7 +125,12 @@ _BODIES = "names objects in its body: test_objects_of_another_user_named_in_bodi
 # route name -> why it names no object of another user (neither in its path nor by ?id=)
 NO_OBJECT: dict[str, str] = {
     **dict.fromkeys(
-        ["health", "signup", "signin", "openapi", "docs"], "public (test_roles: the only ones)"
+        ["health", "signup", "signin", "openapi", "docs", "api_version", "api_config"],
+        "public (test_roles: the only ones)",
+    ),
+    **dict.fromkeys(
+        ["console", "console_signin", "console_signout", "console_signup"],
+        "the web console's page and session cookie (public; test_roles)",
     ),
     **dict.fromkeys(
         [
@@ -137,7 +145,20 @@ NO_OBJECT: dict[str, str] = {
         "the caller's own account and key (test_credentials: sessions end)",
     ),
     **dict.fromkeys(
-        ["list_users", "functions_create", "tools_create", "groups_create", "add_user"],
+        ["create_named_key", "list_named_keys", "usage"],
+        "the caller's own named keys and usage (tests/security/test_key_scopes.py, "
+        "tests/controls/test_ledger.py: another user's usage is 403)",
+    ),
+    **dict.fromkeys(
+        [
+            "list_users",
+            "functions_create",
+            "tools_create",
+            "groups_create",
+            "limits_set",
+            "limits_list",
+            "add_user",
+        ],
         "admin-only (test_roles: 403 to users)",
     ),
     **dict.fromkeys(
@@ -161,11 +182,20 @@ NO_OBJECT: dict[str, str] = {
             "groups_list",
             "presets_list",
             "presets_list_0_12",
+            "chats_list_alias",
+            "chats_search",
+            "knowledge_list_writable",
         ],
         _LISTS,
     ),
     **dict.fromkeys(
-        ["api_chat", "api_v1_chat", "retrieval_query_collection", "retrieval_query_doc"],
+        [
+            "api_chat",
+            "api_v1_chat",
+            "retrieval_query_collection",
+            "retrieval_query_doc",
+            "retrieval_process_text",
+        ],
         _BODIES,
     ),
 }
@@ -200,6 +230,7 @@ def _ids(owned: Owned) -> dict[str, str]:
         "chat_id": owned.chat_id,
         "preset_id": owned.preset_id,
         "group_id": owned.group_id,
+        "key_id": owned.named_key_id,
     }
 
 
@@ -219,6 +250,7 @@ async def snapshot(stack: Stack, owned: Owned) -> dict[str, Any]:
         ("chat", f"/api/v1/chats/{owned.chat_id}"),
         ("preset", f"/api/v1/models/model?id={owned.preset_id}"),
         ("group", f"/api/v1/groups/id/{owned.group_id}"),
+        ("keys", "/api/v1/auths/api_keys"),
     ):
         status, body = await stack.call("GET", path, headers=auth)
         assert status == 200, (path, body)
@@ -301,6 +333,12 @@ async def test_objects_of_another_user_named_in_bodies_are_404_and_leak_nothing(
             "POST",
             "/api/v1/retrieval/query/collection",
             {"collection_names": [own.knowledge_id, f"file-{owned.file_id}"], "query": "vault"},
+        ),
+        # text into A's collection
+        (
+            "POST",
+            "/api/v1/retrieval/process/text",
+            {"name": "planted", "content": "planted by B", "collection_name": owned.knowledge_id},
         ),
     ]
     for prefix in ("/api", "/api/v1"):

@@ -16,8 +16,8 @@ from contracts import subjects
 from contracts.retrieval import FileVectorsRef
 from gateway.routes_chats import CHATS
 from gateway.state import BUS, CATALOG
-from tests.e2e.conftest import Account, RagServices, Stack
 from tests.security.conftest import owned_by_new_user
+from tests.support.stack import Account, RagServices, Stack
 
 pytestmark = pytest.mark.security
 

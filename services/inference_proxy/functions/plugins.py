@@ -34,8 +34,8 @@ from contracts.functions import (
     ToolRecord,
 )
 from contracts.models import Model
-from inference_proxy.sandbox import Sandbox, SandboxCrash, SandboxTimeout
-from inference_proxy.sandbox_protocol import Call, Failure, Result
+from inference_proxy.functions.sandbox import Sandbox, SandboxCrash, SandboxTimeout
+from inference_proxy.functions.sandbox_protocol import Call, Failure, Result
 
 log = structlog.get_logger()
 

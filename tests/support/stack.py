@@ -1,8 +1,10 @@
 """The whole stack in-process over real sockets: auth, inference-proxy (pointed at the
 backend fakes) and the gateway, on a nats-server of their own, driven over HTTP.
 
-Auth uses a bucket prefix unique to this session, so the first user signed up here
-is this session's admin.
+One stack per session, on a nats-server of its own (the services it starts join the same
+queue groups as the service tests' own, so they must not share a server), shared by
+tests/e2e, cli, sdk and security; `rag` adds retrieval and ingestion beside it. Auth uses
+a bucket prefix unique to the stack, so the first user signed up on it is its admin.
 """
 
 from __future__ import annotations
@@ -96,10 +98,9 @@ class Stack:
 
 
 @pytest.fixture(scope="session")
-async def nats_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
-    """A nats-server of the e2e tests' own (overrides the shared one here): the services
-    they start join the same queue groups as other tests' services, and would answer
-    those tests' requests (and theirs ours) on a shared server."""
+async def stack_nats_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+    """The stack's own nats-server: the services it starts join the same queue groups as
+    other tests' services, and would answer those tests' requests (and theirs ours)."""
     server = NatsServer(
         NatsServerConfig(port=free_port(), store_dir=tmp_path_factory.mktemp("e2e"))
     )
@@ -120,10 +121,11 @@ async def backend_fakes() -> AsyncIterator[tuple[OpenAIFake, OllamaFake]]:
 
 @pytest.fixture(scope="session")
 async def stack(
-    nats_url: str, backend_fakes: tuple[OpenAIFake, OllamaFake], llama_server: str
+    stack_nats_url: str, backend_fakes: tuple[OpenAIFake, OllamaFake], llama_server: str
 ) -> AsyncIterator[Stack]:
     """Everything but RAG, in-process. Backends: the OpenAI fake (index 0), the real
     llama-server with the small model (index 1), and the Ollama fake."""
+    nats_url = stack_nats_url
     openai_fake, ollama_fake = backend_fakes
     auth_settings = AuthSettings(
         nats_url=nats_url,
@@ -171,9 +173,11 @@ async def stack(
 
 
 @pytest.fixture(autouse=True)
-def _reset_fakes(backend_fakes: tuple[OpenAIFake, OllamaFake]) -> None:
-    """Knobs a test turned stay with that test."""
-    openai_fake, ollama_fake = backend_fakes
+def _reset_fakes(request: pytest.FixtureRequest) -> None:
+    """Knobs a test turned on the stack's fakes stay with that test."""
+    if "backend_fakes" not in request.fixturenames:
+        return
+    openai_fake, ollama_fake = request.getfixturevalue("backend_fakes")
     openai_fake.fail_after_chunks = None
     openai_fake.hang = False
     openai_fake.error_status = None
@@ -205,21 +209,21 @@ class RagServices:
 
 @pytest.fixture(scope="session")
 async def rag(
-    stack: Stack, nats_url: str, tmp_path_factory: pytest.TempPathFactory
+    stack: Stack, stack_nats_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[RagServices]:
     """The RAG services (skipped when the embedding model is not built, as their own tests)."""
     from embedding.embedder import read_manifest
     from ingestion.app import Settings as IngestionSettings
     from ingestion.app import serve as serve_ingestion
     from retrieval.app import serve as serve_retrieval
-    from retrieval.engines import embedder_settings
     from retrieval.settings import Settings as RetrievalSettings
 
+    nats_url = stack_nats_url
     retrieval_settings = RetrievalSettings(
         nats_url=nats_url, data_dir=str(tmp_path_factory.mktemp("rag")), log_level="warning"
     )
     try:
-        read_manifest(embedder_settings(retrieval_settings).resolved_model_dir())
+        read_manifest(retrieval_settings.embedding.resolved_model_dir())
     except Exception:
         pytest.fail("embedding model not built: run `make setup` (python -m embedding.build)")
     ingestion_settings = IngestionSettings(

@@ -1,17 +1,12 @@
-"""A running ragway for the CLI and SDK tests: the e2e stack (auth, inference-proxy with the
-backend fakes, gateway) plus the retrieval and ingestion services, all in-process on a
-nats-server of their own, and helpers that drive the `ragway` CLI against it.
-
-Each test directory that imports these fixtures gets its own session-scoped stack.
+"""A running ragway for the CLI and SDK tests: the session's stack (tests/support/stack.py)
+with retrieval and ingestion beside it, and helpers that drive the `ragway` CLI against it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import sys
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,47 +14,17 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from embedding.embedder import read_manifest
-from ingestion.app import Settings as IngestionSettings
-from ingestion.app import serve as serve_ingestion
 from ragway_cli.main import app
-from retrieval.app import serve as serve_retrieval
-from retrieval.engines import embedder_settings
-from retrieval.settings import Settings as RetrievalSettings
-from tests.e2e.conftest import Account, Stack
+from tests.support.stack import Account, RagServices, Stack
 
 OPENAI_MODEL = "gpt-fake"
 OLLAMA_MODEL = "llama3.2:latest"
 
 
 @pytest.fixture(scope="session")
-async def ragway(
-    stack: Stack, nats_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Stack]:
-    """The e2e stack with files, knowledge and RAG working: retrieval and ingestion running
-    with the gateway's default bucket prefix and job queue."""
-    retrieval_settings = RetrievalSettings(
-        nats_url=nats_url,
-        data_dir=str(tmp_path_factory.mktemp("cli-retrieval")),
-        log_level="warning",
-    )
-    try:
-        read_manifest(embedder_settings(retrieval_settings).resolved_model_dir())
-    except Exception:
-        pytest.fail("embedding model not built: run `python -m embedding.build` (make setup)")
-    ingestion_settings = IngestionSettings(
-        nats_url=nats_url,
-        log_level="warning",
-        chunk_size=300,
-        chunk_overlap=30,
-        embedding_batch_size=8,
-        ack_wait_seconds=5.0,
-        nak_delay_seconds=0.2,
-    )
-    async with contextlib.AsyncExitStack() as services:
-        await services.enter_async_context(serve_retrieval(retrieval_settings))
-        await services.enter_async_context(serve_ingestion(ingestion_settings))
-        yield stack
+async def ragway(stack: Stack, rag: RagServices) -> Stack:
+    """The stack with files, knowledge and RAG working (the `rag` services beside it)."""
+    return stack
 
 
 @dataclass

@@ -1,5 +1,4 @@
-"""pytest fixtures for the backend fakes; import them into a conftest:
-`from tests.fakes.fixtures import ollama_fake, openai_fake`."""
+"""A fresh fake Ollama and OpenAI-compatible backend per test (the fakes: tests/fakes)."""
 
 from __future__ import annotations
 
