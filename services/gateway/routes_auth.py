@@ -100,9 +100,18 @@ async def add_user(request: web.Request) -> web.Response:
     return json_bytes(await _creating(request, subjects.AUTH_USER_ADD, body))
 
 
+def _account_owner(request: web.Request) -> str:
+    """The caller, changing its own account; a scoped API key may not (it is a narrower
+    credential than the account it belongs to)."""
+    principal = principal_of(request)
+    if principal.key is not None and principal.key.scoped:
+        raise forbidden("A scoped API key may not change the account")
+    return principal.id
+
+
 async def update_password(request: web.Request) -> web.Response:
+    me = _account_owner(request)
     form = parse(await read_body(request), PasswordForm)
-    me = principal_of(request).id
     change = PasswordChangeRequest(
         user_id=me, password=form.password, new_password=form.new_password
     )
@@ -113,7 +122,7 @@ async def update_password(request: web.Request) -> web.Response:
 
 async def signout(request: web.Request) -> web.Response:
     """End every session (JWT) of the caller, on every gateway; API keys stay valid."""
-    me = principal_of(request).id
+    me = _account_owner(request)
     await _call(request, subjects.AUTH_SIGNOUT, encode(UserRef(user_id=me)))
     request.app[IDENTITY].cache.drop_user(me)
     return json_value({"status": True})

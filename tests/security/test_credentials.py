@@ -168,3 +168,24 @@ async def test_sign_out_ends_every_session_of_the_user_on_every_gateway(
     status, fresh = await _sign_in(stack, user.email, PASSWORD)
     assert status == 200
     assert (await second.call("GET", ME, headers=fresh))[0] == 200
+
+
+async def test_a_scoped_key_may_not_change_the_password_or_end_the_sessions(
+    stack: Stack, user: Account
+) -> None:
+    status, created = await stack.call(
+        "POST",
+        "/api/v1/auths/api_keys",
+        headers=user.jwt_auth,
+        json={"name": "narrow", "models": ["gpt-fake"]},
+    )
+    assert status == 200, created
+    scoped = {"Authorization": f"Bearer {created['api_key']}"}
+    assert (await stack.call("GET", ME, headers=scoped))[0] == 200
+    for method, path, body in (
+        ("GET", "/api/v1/auths/signout", None),
+        ("POST", "/api/v1/auths/update/password", {"password": PASSWORD, "new_password": "x" * 12}),
+    ):
+        status, reply = await stack.call(method, path, headers=scoped, json=body)
+        assert status == 403 and "scoped" in reply["detail"], (path, reply)
+    assert (await stack.call("GET", ME, headers=user.jwt_auth))[0] == 200  # nothing ended
