@@ -17,6 +17,7 @@ import msgspec
 from aiohttp import web
 
 from contracts.auth import (
+    AddUserRequest,
     ApiKeyReply,
     NamedKey,
     NamedKeyCreated,
@@ -46,7 +47,7 @@ from contracts.knowledge import (
 from contracts.models import ModelsReply
 from contracts.presets import PresetAccessForm, PresetForm, PresetIdForm, PresetList, PresetReply
 from gateway.limits import Limit, LimitForm
-from gateway.routes_auth import RoleForm
+from gateway.routes_auth import PasswordForm, RoleForm
 from gateway.routes_config import ConfigReply, VersionReply
 from gateway.routes_console import ConsoleUser
 from gateway.routes_file_edits import ContentForm, ContentReply, ProcessTextForm, ProcessTextReply
@@ -77,6 +78,10 @@ class CurrentUser(msgspec.Struct):
     name: str
     role: str
     profile_image_url: str
+
+
+class SignoutReply(msgspec.Struct):
+    status: bool
 
 
 class UsersReply(msgspec.Struct):
@@ -141,6 +146,12 @@ ROUTE_DOCS: dict[str, RouteDoc] = {
     "signup": RouteDoc("Create an account (the first is admin)", "auths", SignupRequest, Session),
     "signin": RouteDoc("Sign in with email and password", "auths", SigninRequest, Session),
     "current_user": RouteDoc("The signed-in user", "auths", None, CurrentUser),
+    "update_password": RouteDoc(
+        "Change the password; ends every earlier session", "auths", PasswordForm, bool
+    ),
+    "signout": RouteDoc("End every session (JWT) of the caller", "auths", None, SignoutReply),
+    "signout_post": RouteDoc("End every session (JWT) of the caller", "auths", None, SignoutReply),
+    "add_user": RouteDoc("Add a user (admin)", "auths", AddUserRequest, Session),
     "create_api_key": RouteDoc("Create (replace) the API key", "auths", None, ApiKeyReply),
     "get_api_key": RouteDoc("The current API key", "auths", None, ApiKeyReply),
     "delete_api_key": RouteDoc("Revoke the API key", "auths", None, bool),

@@ -30,6 +30,7 @@ from gateway.routes_files import (
     new_record,
     queue_new_file,
     readable_record,
+    reserve_storage,
 )
 from gateway.state import CATALOG, SETTINGS, Access, principal_of
 from gateway.uploads import safe_filename
@@ -108,15 +109,18 @@ async def process_text(request: web.Request) -> web.Response:
         scopes.require_collection(principal_of(request), form.collection_name)
         await writable_knowledge(request, form.collection_name)
     catalog, file_id = request.app[CATALOG], str(uuid.uuid4())
-    await catalog.blobs.put_bytes(blob_name(file_id), data)
+    reserved = await reserve_storage(request, len(data))
     stored = Stored(
         name=name, content_type=TEXT_TYPE, size=len(data), sha256=hashlib.sha256(data).hexdigest()
     )
     record = new_record(file_id, principal_of(request), stored, {"source": "process/text"})
     try:
+        await catalog.blobs.put_bytes(blob_name(file_id), data)
         await catalog.create(record)
     except BaseException:
         await catalog.blobs.delete(blob_name(file_id))
+        if reserved:
+            await catalog.usage.release(record.user_id, len(data))
         raise
     await queue_new_file(request, record, form.collection_name)
     done = await settled(request, file_id, request.app[SETTINGS].process_wait_seconds) or record

@@ -42,6 +42,8 @@ class Settings(ServiceSettings, kw_only=True):
     ingest_stream: Name = INGEST_JOBS.stream
     ingest_subject: str = INGEST_JOBS.subject
     file_max_size_mb: Annotated[int, msgspec.Meta(ge=1)] = 100
+    # uploaded bytes each user may keep (all their files together); 0: no quota
+    storage_quota_mb: Annotated[int, msgspec.Meta(ge=0)] = 1024
     # ?stream=true status streams end after this long even if the file is still processing
     file_status_stream_max_seconds: Annotated[float, msgspec.Meta(gt=0)] = 600.0
     # RAG: how long a chat or query waits for files still being processed; chunks per item

@@ -129,9 +129,7 @@ class ChatRunner:
                 return completion_from_ollama(msgspec.json.decode(body), request.model)
             msgspec.json.decode(body, type=_Completion)
         except (msgspec.DecodeError, AttributeError):
-            raise RagwayError(
-                "bad_gateway", f"Model backend {backend.host} sent a malformed answer"
-            ) from None
+            raise RagwayError("bad_gateway", f"{backend.label} sent a malformed answer") from None
         return body  # an OpenAI backend's answer goes out as it came
 
     async def open(self, job: CompletionJob) -> ChatStream:
@@ -219,7 +217,7 @@ class ChatStream:
         if self._failure is not None:
             raise StreamFailure(self._failure)
         async with backend_reading(
-            self._idle, "model backend", self.request.backend.host
+            self._idle, "model backend", self.request.backend.label
         ) as deadline:
             self._deadline = deadline
             yield

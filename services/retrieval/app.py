@@ -70,6 +70,7 @@ async def serve(settings: Settings) -> AsyncIterator[Retrieval]:
         await host.serve(subjects.VECTORS_DELETE, vectors.delete)
         await host.serve(subjects.VECTORS_STORED, vectors.stored)
         await host.serve(subjects.FILES_DELETE, vectors.delete_file)
+        await host.serve(subjects.USER_DATA_PURGE, vectors.purge_user)
         await host.serve(subjects.RETRIEVAL_QUERY, searcher.query)
         await host.serve(subjects.KNOWLEDGE_CREATE, knowledge.create)
         await host.serve(subjects.KNOWLEDGE_LIST, knowledge.list)

@@ -199,7 +199,11 @@ NOT_SCOPED: dict[str, str] = (
     }
     | {
         name: "admin-only user management, no model or collection"
-        for name in ("list_users", "update_user", "delete_user")
+        for name in ("list_users", "update_user", "delete_user", "add_user")
+    }
+    | {
+        name: "the caller's own account: refused to a scoped key (403)"
+        for name in ("update_password", "signout", "signout_post")
     }
     | {
         name: "chat history is stored, no model is called (completions are scoped)"
