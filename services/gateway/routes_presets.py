@@ -7,6 +7,8 @@ also take it from the body (0.12 clients send it there).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from msgspec import UNSET
@@ -152,8 +154,8 @@ async def delete(request: web.Request) -> web.Response:
     return json_bytes(TRUE)
 
 
-async def _changed(presets: Presets, preset_id: str, change: object) -> Preset:
-    updated = await presets.store.update(preset_id, change)  # type: ignore[arg-type]
+async def _changed(presets: Presets, preset_id: str, change: Callable[[Preset], Preset]) -> Preset:
+    updated = await presets.store.update(preset_id, change)
     if updated is None:
         raise RagwayError("not_found", "Model not found")
     return updated
