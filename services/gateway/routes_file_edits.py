@@ -15,7 +15,6 @@ from typing import Annotated
 import msgspec
 import structlog
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 from catalog.files import blob_name
 from common.errors import RagwayError, invalid, not_found
@@ -32,7 +31,7 @@ from gateway.routes_files import (
     readable_record,
     reserve_storage,
 )
-from gateway.state import CATALOG, SETTINGS, Access, principal_of
+from gateway.state import CATALOG, SETTINGS, Access, Route, add_route_table, principal_of
 from gateway.uploads import safe_filename
 
 log = structlog.get_logger()
@@ -154,7 +153,7 @@ async def update_knowledge_file(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application, access: dict[str, Access]) -> None:
-    table: list[tuple[str, str, str, Handler]] = [
+    table: list[Route] = [
         ("POST", "/api/v1/retrieval/process/text", "retrieval_process_text", process_text),
         (
             "POST",
@@ -169,6 +168,4 @@ def add_routes(app: web.Application, access: dict[str, Access]) -> None:
             update_knowledge_file,
         ),
     ]
-    for method, path, name, handler in table:
-        app.router.add_route(method, path, handler, name=name)
-        access[name] = "user"
+    add_route_table(app, access, table, "user")

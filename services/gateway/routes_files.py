@@ -19,7 +19,6 @@ import msgspec
 import structlog
 from aiohttp import BodyPartReader, hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
-from aiohttp.typedefs import Handler
 
 from catalog.files import FileCatalog, blob_name, now, over_quota, text_name
 from common.codec import encode
@@ -39,7 +38,16 @@ from gateway.ingest_queue import publish_job
 from gateway.knowledge_links import link_to_knowledge, writable_knowledge_of
 from gateway.paging import Paged, page_of
 from gateway.reindex import settled
-from gateway.state import BUS, CATALOG, REQUEST_ID, SETTINGS, Access, principal_of
+from gateway.state import (
+    BUS,
+    CATALOG,
+    REQUEST_ID,
+    SETTINGS,
+    Access,
+    Route,
+    add_route_table,
+    principal_of,
+)
 from gateway.uploads import (
     content_type_for,
     refuse_unsupported,
@@ -403,7 +411,7 @@ async def delete_file(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application, access: dict[str, Access]) -> None:
-    table: list[tuple[str, str, str, Handler]] = [
+    table: list[Route] = [
         ("POST", "/api/v1/files/", "files_upload", upload_file),
         ("POST", "/api/v1/files", "files_upload_bare", upload_file),
         ("GET", "/api/v1/files/", "files_list", list_files),
@@ -414,6 +422,4 @@ def add_routes(app: web.Application, access: dict[str, Access]) -> None:
         ("GET", "/api/v1/files/{file_id}/data/content", "files_text", file_text),
         ("DELETE", "/api/v1/files/{file_id}", "files_delete", delete_file),
     ]
-    for method, path, name, handler in table:
-        app.router.add_route(method, path, handler, name=name)
-        access[name] = "user"
+    add_route_table(app, access, table, "user")
