@@ -19,6 +19,7 @@ from aiohttp import web
 from contracts.auth import ApiKeyReply, Session, SigninRequest, SignupRequest, User
 from contracts.chat import ChatCompletionRequest
 from contracts.chats import ChatForm, ChatRecord, ChatSummary
+from contracts.embeddings import EmbeddingsReply, EmbeddingsRequest
 from contracts.files import FileRecord, FileStatusReply
 from contracts.functions import FunctionInfo, PluginForm, ToolInfo
 from contracts.groups import Group, GroupForm, UserIdsForm
@@ -133,6 +134,18 @@ ROUTE_DOCS: dict[str, RouteDoc] = {
     ),
     "api_v1_chat": RouteDoc(
         "OpenAI chat completion (SSE when `stream`)", "chat", ChatCompletionRequest
+    ),
+    "api_embeddings": RouteDoc(
+        "OpenAI embeddings (ragway's own model or a backend's)",
+        "embeddings",
+        EmbeddingsRequest,
+        EmbeddingsReply,
+    ),
+    "api_v1_embeddings": RouteDoc(
+        "OpenAI embeddings (ragway's own model or a backend's)",
+        "embeddings",
+        EmbeddingsRequest,
+        EmbeddingsReply,
     ),
     "chats_new": RouteDoc("Create a chat", "chats", ChatForm, ChatRecord),
     "chats_list": RouteDoc(
