@@ -122,7 +122,8 @@ _BODIES = "names objects in its body: test_objects_of_another_user_named_in_bodi
 # route name -> why it names no object of another user (neither in its path nor by ?id=)
 NO_OBJECT: dict[str, str] = {
     **dict.fromkeys(
-        ["health", "signup", "signin", "openapi", "docs"], "public (test_roles: the only ones)"
+        ["health", "signup", "signin", "openapi", "docs", "api_version", "api_config"],
+        "public (test_roles: the only ones)",
     ),
     **dict.fromkeys(
         ["current_user", "create_api_key", "get_api_key", "delete_api_key"],
@@ -153,12 +154,25 @@ NO_OBJECT: dict[str, str] = {
             "groups_list",
             "presets_list",
             "presets_list_0_12",
+            "chats_list_alias",
+            "chats_search",
+            "knowledge_list_writable",
         ],
         _LISTS,
     ),
     **dict.fromkeys(
-        ["api_chat", "api_v1_chat", "retrieval_query_collection", "retrieval_query_doc"],
+        [
+            "api_chat",
+            "api_v1_chat",
+            "retrieval_query_collection",
+            "retrieval_query_doc",
+            "retrieval_process_text",
+        ],
         _BODIES,
+    ),
+    **dict.fromkeys(
+        ["api_embeddings", "api_v1_embeddings"],
+        "embeds the texts in its body: no stored object is named or read",
     ),
 }
 
@@ -293,6 +307,12 @@ async def test_objects_of_another_user_named_in_bodies_are_404_and_leak_nothing(
             "POST",
             "/api/v1/retrieval/query/collection",
             {"collection_names": [own.knowledge_id, f"file-{owned.file_id}"], "query": "vault"},
+        ),
+        # text into A's collection
+        (
+            "POST",
+            "/api/v1/retrieval/process/text",
+            {"name": "b.txt", "content": "planted by B", "collection_name": owned.knowledge_id},
         ),
     ]
     for prefix in ("/api", "/api/v1"):
