@@ -281,7 +281,9 @@ ROUTE_DOCS: dict[str, RouteDoc] = {
     **_crud("function", FunctionInfo, "functions"),
     **_crud("tool", ToolInfo, "tools"),
     "ollama": RouteDoc(
-        "Ollama API pass-through (`api/...`, optional `/{url_idx}`); admin-only: "
+        "Ollama API pass-through (`api/...`, its OpenAI-compatible `v1/models`, "
+        "`v1/chat/completions`, `v1/completions`, `v1/embeddings`; optional `/{url_idx}`); "
+        "admin-only: "
         "ps, pull, push, create, copy, delete, blobs",
         "ollama",
         response_media="application/x-ndjson",
