@@ -150,3 +150,16 @@ async def test_a_backends_model_is_forwarded_and_answered_in_openais_shape(
     expected = np.array([embedding_of("one"), embedding_of("two words")], dtype=np.float32)
     assert np.array_equal(vectors(reply), expected)
     assert fake.last(backend_path).json["input"] == ["one", "two words"]
+
+
+async def test_chatting_with_the_embedding_model_says_what_it_is_for(
+    stack: Stack, user: Account
+) -> None:
+    status, reply = await stack.call(
+        "POST",
+        "/api/chat/completions",
+        headers=user.key_auth,
+        json={"model": LOCAL, "messages": [{"role": "user", "content": "hi"}]},
+    )
+    assert status == 400
+    assert reply["detail"] == f"'{LOCAL}' is an embedding model: use POST /api/embeddings"
