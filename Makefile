@@ -15,7 +15,8 @@ PYTHON_TAG := $(shell $(PYTHON) -c 'import sys, zlib; print(zlib.crc32(sys.versi
 STAMP := $(VENV)/.ragway-installed-$(PYTHON_TAG)
 PATHS := libs services tests bench
 
-.PHONY: setup setup-models system-packages run test test-image image lint fmt bench bench-anchors clean
+.PHONY: setup setup-models system-packages run test test-fast test-image image \
+	lint fmt bench bench-anchors clean console-screenshots
 
 setup: $(STAMP) setup-models
 
@@ -36,7 +37,7 @@ setup-models: $(STAMP)
 	$(PY) -m stack setup-llm
 	$(PY) -m embedding.build
 
-# Debian packages that some tests use (headless browser, sandbox, image builds); `make test` runs without
+# Debian packages some tests use (headless browser, sandbox, image builds); `make test` runs without
 # them and those tests say they were skipped. Installs only what is missing, as root.
 SYSTEM_PACKAGES := chromium:/usr/bin/chromium bubblewrap:/usr/bin/bwrap \
 	podman:/usr/bin/podman runc:/usr/sbin/runc mmdebstrap:/usr/bin/mmdebstrap
@@ -51,6 +52,10 @@ system-packages:
 
 run: setup
 	$(PY) -m stack run
+
+# The README's console screenshots (docs/console/*.png), taken by the browser tests.
+console-screenshots: setup system-packages
+	RAGWAY_CONSOLE_SCREENSHOTS=docs/console $(VENV)/bin/pytest -q tests/console/test_console_browser.py
 
 test: setup lint
 	$(VENV)/bin/mypy
@@ -67,6 +72,12 @@ test-image: setup
 		$(MAKE) image && RAGWAY_TEST_IMAGE=$(IMAGE) $(VENV)/bin/pytest -q tests/image; \
 	else echo "test-image skipped: podman and mmdebstrap are not installed (make system-packages)"; fi
 
+# Unit and service tests only (real nats-server and embedding model; no llama-server, no
+# whole stack, no process kills, no cluster): about a minute and a half. Markers: pyproject.
+test-fast: $(STAMP)
+	$(PY) -m embedding.build
+	$(VENV)/bin/pytest -q -m "not (e2e or llm or slow or cluster or reliability or security)"
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check $(PATHS)
 	$(VENV)/bin/ruff format --check $(PATHS)
@@ -76,7 +87,7 @@ fmt: $(STAMP)
 	$(VENV)/bin/ruff format $(PATHS)
 
 # Benchmarks print ratios against a baseline measured in the same run (bench/RESULTS.md).
-BENCHES := gateway_overhead nats_relay retrieval_latency upload_latency ingestion retrieval_quality listing_latency embeddings_api
+BENCHES := gateway_overhead controls_overhead nats_relay retrieval_latency upload_latency ingestion retrieval_quality listing_latency embeddings_api
 OPENWEBUI_VENV ?= $(HOME)/.cache/ragway/openwebui-venv
 
 bench: setup

@@ -44,6 +44,7 @@ from common.parent_death import tied_to_parent  # noqa: E402
 from common.runner import run_stoppable  # noqa: E402
 from contracts.files import FileData, FileMeta, FileRecord, IngestJob  # noqa: E402
 from embedding.embedder import Embedder  # noqa: E402
+from embedding.settings import service_embedder  # noqa: E402
 from ingestion.documents import Chunk  # noqa: E402
 from ingestion.pipeline import process_file  # noqa: E402
 from ingestion.settings import Settings as IngestionSettings  # noqa: E402
@@ -95,10 +96,10 @@ def cpu_seconds(pid: int) -> float:
 
 def embed_alone(chunks: list[Chunk], settings: IngestionSettings, threads: int) -> float:
     """Seconds the Embedder takes for these chunks, batch by batch as a worker does."""
-    embedder = Embedder(msgspec.structs.replace(settings.embedder(), threads=threads))
+    embedder = Embedder(msgspec.structs.replace(settings.embedding, threads=threads))
     embedder.embed_documents(["warm up"])
     texts = [chunk.text for chunk in chunks]
-    size = settings.embedding_batch_size
+    size = settings.embedding.batch_size
     started = time.perf_counter()
     for start in range(0, len(texts), size):
         batch = texts[start : start + size]
@@ -199,8 +200,9 @@ async def bench(args: argparse.Namespace) -> None:
         )
         await server.astart()
         try:
+            embedding = msgspec.structs.replace(service_embedder(), quantized=args.quantized)
             base = IngestionSettings(
-                nats_url=server.url, bucket_prefix="bench", embedding_quantized=args.quantized
+                nats_url=server.url, bucket_prefix="bench", embedding=embedding
             )
             chunks = chunks_of(texts, base)
             print(
@@ -213,7 +215,7 @@ async def bench(args: argparse.Namespace) -> None:
                 bucket_prefix="bench",
                 data_dir=str(Path(tmp, "data")),
                 log_level="warning",
-                embedding_quantized=args.quantized,
+                embedding=embedding,
             )
             async with (
                 serve_retrieval(retrieval_settings),

@@ -81,15 +81,15 @@ def embed_alone(text: str, sample: int = 320) -> tuple[int, float, float]:
     )
     texts = [chunk.text for chunk in processed.chunks]
     timed = texts[:sample]
-    embedder = Embedder(settings.embedder())
+    embedder = Embedder(settings.embedding)
     embedder.embed_documents(["warm up"])
     embedder.sparse_documents(["warm up"])
     started = time.perf_counter()
     embedder.sparse_documents(texts)
     bm25 = time.perf_counter() - started
     started = time.perf_counter()
-    for at in range(0, len(timed), settings.embedding_batch_size):
-        batch = timed[at : at + settings.embedding_batch_size]
+    for at in range(0, len(timed), settings.embedding.batch_size):
+        batch = timed[at : at + settings.embedding.batch_size]
         embedder.embed_documents(batch)
         embedder.sparse_documents(batch)
     return len(texts), bm25, (time.perf_counter() - started) * len(texts) / len(timed)

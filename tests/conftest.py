@@ -1,84 +1,43 @@
-"""Shared fixtures: a real nats-server per test module, and connections to it.
+"""Fixtures come from the `tests/support` plugins; tiers come from where a test lives.
 
-One server per module (it starts in ~50 ms): services of one kind share a queue group,
-so a service left running by one module would otherwise answer another module's requests.
+- tests/support/nats.py: logging, a nats-server per module, `nc`/`bus` (and module ones)
+- tests/support/llm.py: the real llama-server (`llama_server`)
+- tests/support/fakes.py: a fresh fake OpenAI / Ollama backend per test
+- tests/support/stack.py: the whole stack in-process (`stack`, `admin`, `user`, `rag`), once
+  per session on a nats-server of its own
+- tests/support/live.py: that stack with retrieval and ingestion (`ragway`) and the CLI
+
+Markers (`make test-fast` leaves out all but the unit and service tests): `e2e` for tests
+under tests/{e2e,cli,sdk,security} or using the stack fixtures (HTTP through the whole
+stack), `llm` for any test that
+uses `llama_server`; `slow`, `reliability`, `cluster` and `security` are set in the modules.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from nats.aio.client import Client
 
-from common.bus import Bus
-from common.logging import configure_logging
-from common.nats_conn import connect_nats
-from stack.llama_server import LlamaServer, LlamaServerConfig
-from stack.llm_setup import cache_dir_from, missing_llm_parts
-from stack.nats_server import NatsServer, NatsServerConfig, free_port
+pytest_plugins = [
+    "tests.support.nats",
+    "tests.support.llm",
+    "tests.support.fakes",
+    "tests.support.stack",
+    "tests.support.live",
+]
 
-
-@pytest.fixture(scope="session", autouse=True)
-def _logging() -> None:
-    configure_logging(level="warning", json=True)
-
-
-@pytest.fixture(scope="module")
-async def nats_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[NatsServer]:
-    store: Path = tmp_path_factory.mktemp("nats")
-    server = NatsServer(
-        NatsServerConfig(port=free_port(), monitor_port=free_port(), store_dir=store)
-    )
-    await server.astart()
-    yield server
-    await server.astop()
+TESTS = Path(__file__).parent
+E2E_PACKAGES = ("e2e", "cli", "sdk", "security")
+# a test that uses one of these runs HTTP through the whole stack, wherever it lives
+E2E_FIXTURES = frozenset({"stack", "ragway", "rag"})
 
 
-@pytest.fixture(scope="module")
-async def nats_url(nats_server: NatsServer) -> str:
-    return nats_server.url
-
-
-@pytest.fixture
-async def nc(nats_url: str) -> AsyncIterator[Client]:
-    async with connect_nats([nats_url], name="test") as client:
-        yield client
-
-
-@pytest.fixture
-async def bus(nc: Client) -> Bus:
-    return Bus(nc)
-
-
-@pytest.fixture(scope="module")
-async def module_nc(nats_url: str) -> AsyncIterator[Client]:
-    """A connection shared by one module's tests (and its module-scoped services)."""
-    async with connect_nats([nats_url], name="test-module") as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def mbus(module_nc: Client) -> Bus:
-    return Bus(module_nc)
-
-
-@pytest.fixture(scope="session")
-def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The real llama-server with the small model on a free port: its OpenAI `/v1` base URL.
-
-    The served model id is `stack.llm_setup.MODEL_ID`. Missing binary or model is a
-    failure, not a skip: `make setup` (which CI runs first) provides both.
-    """
-    cache_dir = cache_dir_from(os.environ)
-    missing = missing_llm_parts(cache_dir)
-    if missing:
-        pytest.fail(f"the local LLM is not set up ({', '.join(missing)}): run `make setup`")
-    log_path = tmp_path_factory.mktemp("llama") / "llama-server.log"
-    config = LlamaServerConfig(cache_dir=cache_dir, port=free_port(), log_path=log_path)
-    server = LlamaServer(config)
-    server.start()
-    yield server.base_url
-    server.stop()
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        package = item.path.relative_to(TESTS).parts[0]
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if package in E2E_PACKAGES or fixtures & E2E_FIXTURES:
+            item.add_marker(pytest.mark.e2e)
+        if "llama_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.llm)

@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 TAG="${1:-ragway:dev}"
-SUITE="${RAGWAY_IMAGE_SUITE:-bookworm}"  # Debian 12: python3 is 3.11
+SUITE="${DEBIAN_SUITE:-bookworm}"  # Debian 12: python3 is 3.11
 BASE_IMAGE="localhost/ragway-base:$SUITE"
 WORK="$(mktemp -d -t ragway-image.XXXXXX)"
 trap 'rm -rf "$WORK"' EXIT

@@ -63,8 +63,7 @@ class ChatStore:
         cls, js: JetStreamContext, prefix: str = "ragway", replicas: int = 1
     ) -> ChatStore:
         store = cls(await Bucket.open(js, f"{prefix}_chats", replicas))
-        if not await store._order.backfilled():
-            await store._backfill_order()
+        await store._order.ensure_backfilled(store._backfill_order)
         return store
 
     async def _backfill_order(self) -> None:
@@ -72,7 +71,6 @@ class ChatStore:
         for key, value in (await self._bucket.latest("title.*.*")).items():
             summary = _decode_summary(value)
             await self._order.add(key.split(".")[1], summary.updated_at, summary.id)
-        await self._order.mark_backfilled()
 
     async def create(
         self, user_id: str, chat: dict[str, Any], folder_id: str | None = None
@@ -173,6 +171,15 @@ class ChatStore:
         await self._bucket.purge(_title_key(user_id, chat_id))
         await self._bucket.purge(_chat_key(user_id, chat_id))
         await self._order.remove(user_id, record.updated_at, chat_id)
+
+    async def delete_all(self, user_id: str) -> int:
+        """Delete every chat of `user_id` (their account is gone); returns how many."""
+        token = _token(user_id)
+        titles = await self._bucket.latest(f"title.{token}.*")
+        chats = await self._bucket.latest(f"chat.{token}.*")
+        for key in [*titles, *chats]:
+            await self._bucket.purge(key)
+        return len(chats)
 
     async def _put_summary(self, record: ChatRecord) -> None:
         summary = ChatSummary(

@@ -16,13 +16,13 @@ race; a listing keeps the newest key of each item and purges the older ones it s
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 import structlog
 from nats.js.errors import NotFoundError
 
-from catalog.buckets import Bucket
+from catalog.buckets import Bucket, once_jetstream_answers
 from common.errors import RagwayError
 
 log = structlog.get_logger()
@@ -93,6 +93,16 @@ class OwnerIndex:
 
     async def mark_backfilled(self) -> None:
         await self._bucket.put(f"backfilled.{self._kind}", b"1")
+
+    async def ensure_backfilled(self, backfill: Callable[[], Awaitable[None]]) -> None:
+        """Run `backfill` (idempotent: it adds what exists) unless done before, then mark
+        it done. Both are asked again while JetStream is still forming (a service starts
+        beside a fresh cluster: its first reads may time out), like opening a bucket."""
+        what = f"{self._bucket.name} {self._kind} index"
+        if await once_jetstream_answers(what, self.backfilled):
+            return
+        await once_jetstream_answers(what, backfill)
+        await once_jetstream_answers(what, self.mark_backfilled)
 
     async def _keys(self, user_id: str) -> list[str]:
         if not token(user_id):

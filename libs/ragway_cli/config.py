@@ -16,6 +16,15 @@ import msgspec
 import platformdirs
 
 DEFAULT_URL = "http://127.0.0.1:3000"
+# the environment the `ragway` command reads (listed for common.settings' misspelling check)
+VARIABLES = (
+    "RAGWAY_URL",
+    "RAGWAY_API_KEY",
+    "RAGWAY_PASSWORD",
+    "RAGWAY_MODEL",
+    "RAGWAY_CONFIG_DIR",
+    "RAGWAY_DEBUG",
+)
 CONFIG_NAME = "config.json"
 
 

@@ -9,8 +9,7 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from common.logging import configure_logging
-from common.settings import load_settings
+from common.settings import configure
 from stack.launcher import Stack
 from stack.llm_setup import setup_llm
 from stack.settings import StackSettings
@@ -43,8 +42,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m stack")
     parser.add_argument("command", choices=["run", "setup-llm"])
     args = parser.parse_args()
-    settings = load_settings(StackSettings)
-    configure_logging(settings.log_level)
+    settings = configure(StackSettings)
     if args.command == "setup-llm":
         setup_llm(Path(settings.cache_dir).expanduser())
         return 0

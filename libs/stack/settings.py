@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import msgspec
 
-from common.settings import default_cache_dir
+from common.settings import Settings, default_cache_dir
 
 # Open WebUI's names and ours: any of them set means "use these backends, no local LLM".
 BACKEND_VARIABLES = (
@@ -22,12 +22,13 @@ BACKEND_VARIABLES = (
 DEFAULT_SERVICES = "auth,inference_proxy,ingestion,retrieval"
 
 
-class StackSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class StackSettings(Settings, kw_only=True):
     data_dir: str = "./data"
     cache_dir: str = msgspec.field(default_factory=default_cache_dir)
     port: int = 3000  # the gateway's HTTP port (the gateway reads RAGWAY_PORT too)
     nats_port: int = 4222
-    nats_monitor_port: int = 8222
+    # nats-server's HTTP monitor (no authentication): 0, the default, keeps it off
+    nats_monitor_port: int = 0
     llm_port: int = 8081
     local_llm: bool = True  # start llama-server when no backend is configured
     llm_threads: int = 0  # 0: about half the cores

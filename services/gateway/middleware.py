@@ -13,7 +13,9 @@ from aiohttp.typedefs import Handler
 
 from common.bus import BUS_FAILURES, BUS_UNAVAILABLE, new_request_id, request_id_var
 from common.errors import RagwayError, forbidden, unauthorized
+from gateway.console_session import session_credential
 from gateway.errors import error_response, status_for
+from gateway.limiter import RateLimited
 from gateway.state import ACCESS, BUS, IDENTITY, PRINCIPAL, REQUEST_ID
 
 log = structlog.get_logger()
@@ -64,6 +66,8 @@ async def _mapped(request: web.Request, handler: Handler) -> web.StreamResponse:
         return error_response(503, BUS_UNAVAILABLE)
     try:
         return await handler(request)
+    except RateLimited as exc:
+        return error_response(429, exc.detail, {"Retry-After": str(exc.retry_after)})
     except RagwayError as exc:
         return error_response(status_for(exc.code), exc.detail)
     except nats.errors.TimeoutError:  # JetStream (KV, object store) calls that got no answer
@@ -88,17 +92,21 @@ async def _mapped(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 @web.middleware
 async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Resolve the bearer credential and enforce the route's access level."""
+    """Resolve the bearer credential (or the console's cookie) and enforce the access level."""
     route = request.match_info.route
     if route.resource is None:  # unknown route or wrong method: let aiohttp answer
         return await handler(request)
     access = request.app[ACCESS].get(route.name or "", "user")
     if access == "public":
         return await handler(request)
-    scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
-    credential = credential.strip()
-    if scheme.lower() != "bearer" or not credential:
-        raise unauthorized("Not authenticated")
+    authorization = request.headers.get("Authorization")
+    if authorization is None:  # API clients never get here: only the console's cookie
+        credential = session_credential(request)
+    else:
+        scheme, _, credential = authorization.partition(" ")
+        credential = credential.strip()
+        if scheme.lower() != "bearer" or not credential:
+            raise unauthorized("Not authenticated")
     principal = await request.app[IDENTITY].principal_for(credential)
     request[PRINCIPAL] = principal
     structlog.contextvars.bind_contextvars(user_id=principal.id)

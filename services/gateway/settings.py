@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 import msgspec
 
+from common.settings import Name, ServiceSettings
 from contracts.subjects import INGEST_JOBS
 
-Name = Annotated[str, msgspec.Meta(pattern=r"^[a-zA-Z0-9_-]+$")]
 
+class Settings(ServiceSettings, kw_only=True):
+    """Files: KV buckets / object store `<prefix>_files`, `<prefix>_blobs` (as the retrieval
+    and ingestion services'); the job queue is shared with the ingestion workers."""
 
-class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    nats_url: str = "nats://127.0.0.1:4222"
-    log_level: str = "info"
+    # Open WebUI's names for the same settings, accepted too
+    aliases: ClassVar = {
+        "rag_top_k": ("RAG_TOP_K",),
+        "file_max_size_mb": ("RAG_FILE_MAX_SIZE",),
+        "env": ("ENV",),
+    }
+
     host: str = "127.0.0.1"
     # 0 binds any free port (tests); the handle from serve() tells the real one.
     port: int = 3000
@@ -32,13 +39,11 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # Comma-separated nats.micro names /health asks; empty means every backend service.
     health_services: str = ""
     env: str = ""
-    # Files: KV buckets / object store are `<prefix>_files`, `<prefix>_blobs` (as the
-    # retrieval and ingestion services'); the job queue is shared with the ingestion workers.
-    bucket_prefix: Name = "ragway"
-    kv_replicas: Annotated[int, msgspec.Meta(ge=1)] = 1  # 3 on a NATS cluster
     ingest_stream: Name = INGEST_JOBS.stream
     ingest_subject: str = INGEST_JOBS.subject
     file_max_size_mb: Annotated[int, msgspec.Meta(ge=1)] = 100
+    # uploaded bytes each user may keep (all their files together); 0: no quota
+    storage_quota_mb: Annotated[int, msgspec.Meta(ge=0)] = 1024
     # ?stream=true status streams end after this long even if the file is still processing
     file_status_stream_max_seconds: Annotated[float, msgspec.Meta(gt=0)] = 600.0
     # RAG: how long a chat or query waits for files still being processed; chunks per item
@@ -47,6 +52,13 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # before it is searched as it is (named in the reply's sources as `indexing`)
     rag_complete_wait_seconds: Annotated[float, msgspec.Meta(ge=0)] = 5.0
     rag_top_k: Annotated[int, msgspec.Meta(ge=1)] = 4
+    # Gateway controls: limits (definitions `<prefix>_limits`, counters
+    # `<prefix>_limit_usage`) and the usage ledger (stream `<prefix>_usage`)
+    limits_enabled: bool = True
+    usage_ledger: bool = True
+    # tokens a completion is assumed to generate when it names no max_tokens (settled
+    # against the backend's usage afterwards)
+    completion_estimate_tokens: Annotated[int, msgspec.Meta(ge=0)] = 256
     # `?process_in_background=false` uploads, `process/text` and text edits answer once the
     # file is processed, or with it as it is after this long
     process_wait_seconds: Annotated[float, msgspec.Meta(ge=0)] = 120.0
@@ -56,7 +68,3 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     embeddings_max_chars: Annotated[int, msgspec.Meta(ge=1)] = 1_000_000
     embeddings_batch_size: Annotated[int, msgspec.Meta(ge=1)] = 32
     embeddings_concurrency: Annotated[int, msgspec.Meta(ge=1)] = 4
-
-    @property
-    def nats_servers(self) -> list[str]:
-        return [url.strip() for url in self.nats_url.split(",") if url.strip()]

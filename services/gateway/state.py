@@ -11,6 +11,7 @@ from common.bus import Bus
 from common.inbox import Inboxes
 from contracts.auth import Principal
 from gateway.identity import Identity
+from gateway.metering import Meter
 from gateway.presets import Presets
 from gateway.settings import Settings
 
@@ -25,6 +26,8 @@ ACCESS = web.AppKey("access", dict[str, Access])
 INBOXES = web.AppKey("inboxes", Inboxes)
 # opened at startup (cleanup_ctx): file records and blobs in JetStream
 CATALOG = web.AppKey("catalog", FileCatalog)
+# opened at startup: limits and the usage ledger (either may be switched off)
+METER = web.AppKey("meter", Meter)
 # opened at startup: workspace models, mirrored from their bucket
 PRESETS = web.AppKey("presets", Presets)
 

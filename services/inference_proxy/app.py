@@ -14,20 +14,20 @@ from common.service import ServiceHost
 from contracts import subjects
 from contracts.embeddings import EmbeddingModel, EmbeddingModelsRequest
 from contracts.models import ModelsReply, ModelsRequest
-from inference_proxy.backend_http import BackendPool
+from inference_proxy.backend_http import BackendPool, proxies_from_env
 from inference_proxy.cancels import CancelRegistry
 from inference_proxy.catalog import ModelCatalog
 from inference_proxy.chat import ChatRunner
 from inference_proxy.completions import Completions
 from inference_proxy.embeddings import Embeddings
+from inference_proxy.functions.pipes import PipeRunner
+from inference_proxy.functions.plugins import PluginService, PluginStore
+from inference_proxy.functions.sandbox import Sandbox, SandboxLimits
+from inference_proxy.functions.tool_loop import ToolLoop
 from inference_proxy.passthrough import OllamaPassthrough
-from inference_proxy.pipes import PipeRunner
-from inference_proxy.plugins import PluginService, PluginStore
-from inference_proxy.sandbox import Sandbox, SandboxLimits
-from inference_proxy.settings import ENV_ALIASES, Settings, configured_backends
-from inference_proxy.tool_loop import ToolLoop
+from inference_proxy.settings import Settings, configured_backends
 
-__all__ = ["ENV_ALIASES", "InferenceProxy", "Settings", "serve"]
+__all__ = ["InferenceProxy", "Settings", "serve"]
 
 
 @dataclass(frozen=True)
@@ -47,15 +47,17 @@ async def serve(settings: Settings) -> AsyncIterator[InferenceProxy]:
     openai, ollama = configured_backends(settings)
     async with AsyncExitStack() as stack:
         # one pool for every request to the backends (chat, pass-through, model lists);
-        # no timeout of its own but the connect one: every call sets its own bounds
+        # no timeout of its own but the connect one: every call sets its own bounds;
+        # HTTP(S)_PROXY / NO_PROXY honoured as aiohttp's trust_env (and Open WebUI) do
         backend = BackendPool(
             limit=settings.max_backend_connections,
             keepalive_seconds=30,
             connect_timeout=settings.backend_connect_timeout_seconds,
+            proxies=proxies_from_env(),
         )
         stack.push_async_callback(backend.close)
         nc = await stack.enter_async_context(
-            connect_nats(settings.nats_servers, name=subjects.INFERENCE_SERVICE)
+            connect_nats(settings.nats_servers(), name=subjects.INFERENCE_SERVICE)
         )
         bus = Bus(nc)
 

@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 import msgspec
 
-from common.settings import split_list
-
-# Open WebUI's unprefixed variable names, accepted besides RAGWAY_<FIELD>
-ENV_ALIASES: dict[str, tuple[str, ...]] = {
-    "openai_api_base_urls": ("OPENAI_API_BASE_URLS", "OPENAI_API_BASE_URL"),
-    "openai_api_keys": ("OPENAI_API_KEYS", "OPENAI_API_KEY"),
-    "ollama_base_urls": ("OLLAMA_BASE_URLS", "OLLAMA_BASE_URL"),
-}
+from common.settings import ServiceSettings, split_list
 
 
-class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    nats_url: str = "nats://127.0.0.1:4222"
-    log_level: str = "info"
+class Settings(ServiceSettings, kw_only=True):
+    """Functions (pipes) and tools live in KV buckets `<prefix>_functions`, `<prefix>_tools`."""
+
+    # Open WebUI's unprefixed variable names, accepted besides RAGWAY_<FIELD>
+    aliases: ClassVar = {
+        "openai_api_base_urls": ("OPENAI_API_BASE_URLS", "OPENAI_API_BASE_URL"),
+        "openai_api_keys": ("OPENAI_API_KEYS", "OPENAI_API_KEY"),
+        "ollama_base_urls": ("OLLAMA_BASE_URLS", "OLLAMA_BASE_URL"),
+    }
+
     openai_api_base_urls: str = ""
     openai_api_keys: str = ""
     ollama_base_urls: str = ""
@@ -31,11 +31,6 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     models_cache_seconds: float = 10.0
     models_fetch_timeout_seconds: float = 3.0
     max_backend_connections: int = 256
-    # requests this process handles at once; one more is answered `unavailable` (503) at once
-    max_in_flight: Annotated[int, msgspec.Meta(ge=1)] = 512
-    # functions (pipes) and tools: KV buckets `<prefix>_functions`, `<prefix>_tools`
-    bucket_prefix: Annotated[str, msgspec.Meta(pattern=r"^[a-zA-Z0-9_-]+$")] = "ragway"
-    kv_replicas: Annotated[int, msgspec.Meta(ge=1)] = 1  # 3 on a NATS cluster
     # every call of admin code runs in a worker process under these limits
     function_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 30.0
     function_memory_mb: Annotated[int, msgspec.Meta(ge=64)] = 512
@@ -43,10 +38,6 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     sandbox_max_running: Annotated[int, msgspec.Meta(ge=1)] = 8
     # model calls in one completion with `tool_ids` before giving up
     max_tool_rounds: Annotated[int, msgspec.Meta(ge=1)] = 5
-
-    @property
-    def nats_servers(self) -> list[str]:
-        return [url.strip() for url in self.nats_url.split(",") if url.strip()]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +49,16 @@ class Backend:
 
     @property
     def host(self) -> str:
+        """host:port for the logs (no userinfo: URLs may carry credentials)."""
         rest = self.base_url.split("://", 1)[-1]
-        return rest.split("/", 1)[0]
+        return rest.split("/", 1)[0].rpartition("@")[2]
+
+    @property
+    def label(self) -> str:
+        """How errors that reach clients name the backend: by kind and index, as Open
+        WebUI's urlIdx does, never by URL (internal hosts, credentials in userinfo)."""
+        kind = "OpenAI-compatible" if self.kind == "openai" else "Ollama"
+        return f"{kind} backend #{self.idx}"
 
 
 def configured_backends(settings: Settings) -> tuple[list[Backend], list[Backend]]:

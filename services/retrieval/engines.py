@@ -9,7 +9,6 @@ from contextlib import asynccontextmanager
 import structlog
 
 from embedding.embedder import Embedder
-from embedding.settings import EmbedderSettings
 from retrieval.settings import Settings
 from vectorstore.factory import open_store as open_vector_store
 from vectorstore.store import VectorStore
@@ -17,21 +16,9 @@ from vectorstore.store import VectorStore
 log = structlog.get_logger()
 
 
-def embedder_settings(settings: Settings) -> EmbedderSettings:
-    return EmbedderSettings(
-        cache_dir=settings.cache_dir,
-        model=settings.embedding_model,
-        model_dir=settings.embedding_model_dir,
-        quantized=settings.embedding_quantized,
-        threads=settings.embedding_threads,
-        bm25_language=settings.bm25_language,
-        bm25_stopwords=settings.bm25_stopwords,
-    )
-
-
 async def load_embedder(settings: Settings) -> Embedder:
     """Load the model in a thread (a second or so) so the event loop keeps answering."""
-    return await asyncio.to_thread(Embedder, embedder_settings(settings))
+    return await asyncio.to_thread(Embedder, settings.embedding)
 
 
 @asynccontextmanager

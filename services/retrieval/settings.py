@@ -7,43 +7,33 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from common.settings import default_cache_dir
+from common.placeholders import refuse_placeholder
+from common.settings import Name, Positive, ServiceSettings
+from embedding.settings import EmbedderSettings, service_embedder
 
-Positive = Annotated[int, msgspec.Meta(ge=1)]
 
+class Settings(ServiceSettings, kw_only=True):
+    """KV buckets `<prefix>_knowledge`, `<prefix>_files`, ..."""
 
-class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    nats_url: str = "nats://127.0.0.1:4222"  # comma-separated for a cluster
-    log_level: str = "info"
-    # KV buckets are `<prefix>_knowledge`, `<prefix>_files`, ...; tests isolate by it
-    bucket_prefix: Annotated[str, msgspec.Meta(pattern=r"^[a-zA-Z0-9_-]+$")] = "ragway"
-    kv_replicas: Positive = 1  # 3 on a NATS cluster
-    # requests this process handles at once; one more is answered `unavailable` (503) at once
-    max_in_flight: Annotated[int, msgspec.Meta(ge=1)] = 512
     # the embedded store (Qdrant's engine in-process) lives in `<data_dir>/qdrant`
     data_dir: str = "./data"
     # set: use this Qdrant server instead of the embedded engine (same code path)
     qdrant_url: str = ""
     qdrant_api_key: str = ""
-    collection: Annotated[str, msgspec.Meta(pattern=r"^[a-zA-Z0-9_-]+$")] = "ragway_chunks"
+    collection: Name = "ragway_chunks"
     # threads of the embedded engine's search pool (it reads segments in parallel). Every
     # query is filtered to a few files: one thread answers it with 0.17 ms of CPU where the
     # default pool (one per core) spends 0.42 ms on hand-offs (100k chunks here). 0: leave
     # the stored shard's pool as it is (the engine's default for a new one).
     vector_search_threads: Annotated[int, msgspec.Meta(ge=0)] = 1
-    # embedding model (see libs/embedding): where exported models live and which one
-    cache_dir: str = msgspec.field(default_factory=default_cache_dir)
-    embedding_model: str = "all-minilm-l6-v2"
-    embedding_model_dir: str = ""
-    # int8 (MatMul-only, per channel): ~1.6x faster than fp32, msmarco nDCG@10 -0.006
-    embedding_quantized: bool = True
-    # onnxruntime threads per query embedding: queries are a few tokens, and one thread each
-    # lets concurrent queries use the cores instead of fighting over them (0: all cores)
-    embedding_threads: Annotated[int, msgspec.Meta(ge=0)] = 1
-    bm25_language: str = "english"
-    bm25_stopwords: str = "english,arabic"
-    # hybrid search: how dense and BM25 candidates are fused (see bench/retrieval_quality.py)
-    hybrid_fusion: Literal["rrf", "dbsf"] = "rrf"
+    # the embedding model (see libs/embedding), read from the same variables as ingestion's;
+    # queries are a few tokens: one thread each lets concurrent queries use the cores
+    embedding: EmbedderSettings = msgspec.field(default_factory=service_embedder)
+    # hybrid search: how dense and BM25 candidates are fused: `trust` (retrieval/fusion.py)
+    # weighs BM25 per query by how much its top candidates agree with dense's, less for
+    # one- or two-term queries; `rrf` and `dbsf` are the engine's own fusions (figures:
+    # bench/RESULTS.md)
+    hybrid_fusion: Literal["trust", "rrf", "dbsf"] = "trust"
     # Unicode scripts the dense model was trained on (comma-separated); a hybrid query
     # written mostly in other scripts runs on BM25 alone. Empty: always fuse (set it empty,
     # or to the model's scripts, for a multilingual model).
@@ -62,8 +52,8 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     embedding_api_max_batch: Positive = 256
     embedding_api_max_batch_chars: Positive = 1_000_000
 
-    def nats_servers(self) -> list[str]:
-        return [url.strip() for url in self.nats_url.split(",") if url.strip()]
+    def check(self) -> None:
+        refuse_placeholder("RAGWAY_QDRANT_API_KEY", self.qdrant_api_key)
 
     def edge_path(self) -> Path:
         return Path(self.data_dir).expanduser() / "qdrant"

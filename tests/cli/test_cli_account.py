@@ -6,7 +6,7 @@ import json
 import stat
 
 from stack.nats_server import free_port
-from tests.cli.live import (
+from tests.support.live import (
     OLLAMA_MODEL,
     OPENAI_MODEL,
     Account,
@@ -15,7 +15,7 @@ from tests.cli.live import (
     ragway_command,
     run_process,
 )
-from tests.e2e.conftest import PASSWORD
+from tests.support.stack import PASSWORD
 
 NOT_AUTHENTICATED = "Error: Not authenticated: check RAGWAY_API_KEY (or run `ragway login`)\n"
 

@@ -6,7 +6,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from tests.cli.live import OPENAI_MODEL, Account, Cli, Stack, wait_completed
+from tests.support.live import OPENAI_MODEL, Account, Cli, Stack, wait_completed
 
 HANDBOOK = {
     "handbook/keys.md": "# API keys\n\nRotate an API key with `ragway keys create`: the old key "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conformance import shapes
-from tests.e2e.conftest import JWT_SECRET, Stack
+from tests.support.stack import JWT_SECRET, Stack
 
 pytestmark = pytest.mark.conformance
 

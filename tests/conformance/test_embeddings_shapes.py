@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conformance import shapes
-from tests.e2e.conftest import Account, Stack
+from tests.support.stack import Account, Stack
 
 pytestmark = [pytest.mark.conformance, pytest.mark.usefixtures("rag")]
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.e2e.conftest import Account, Stack
+from tests.support.stack import Account, Stack
 
 
 async def upload(

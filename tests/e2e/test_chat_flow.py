@@ -12,9 +12,9 @@ import openai
 import pytest
 
 from gateway.app import Settings, serve
-from tests.e2e.conftest import Account, Stack
 from tests.fakes.ollama_fake import OllamaFake
 from tests.fakes.openai_fake import OpenAIFake
+from tests.support.stack import Account, Stack
 
 OPENAI_MODEL = "gpt-fake"
 OLLAMA_MODEL = "llama3.2:latest"
@@ -209,14 +209,14 @@ async def test_the_official_openai_sdk_works_against_the_gateway(
 
 async def test_a_stream_silent_past_the_gateway_idle_limit_ends_with_error_and_done(
     stack: Stack,
-    nats_url: str,
+    stack_nats_url: str,
     user: Account,
     backend_fakes: tuple[OpenAIFake, OllamaFake],
 ) -> None:
     fake = backend_fakes[0]
     fake.token_delay = 1.5  # under the proxy's idle limit, over this gateway's
     fake.client_disconnected.clear()
-    settings = Settings(nats_url=nats_url, port=0, stream_idle_timeout_seconds=0.3)
+    settings = Settings(nats_url=stack_nats_url, port=0, stream_idle_timeout_seconds=0.3)
     async with serve(settings) as impatient:
         started = time.monotonic()
         async with stack.http.post(

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Account, Stack
 from tests.e2e.test_chat_flow import OLLAMA_MODEL, OPENAI_MODEL, chat_body, read_events
+from tests.support.stack import Account, Stack
 
 
 async def new_chat(stack: Stack, account: Account, **chat: Any) -> dict[str, Any]:

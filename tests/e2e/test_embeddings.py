@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.e2e.conftest import Account, Stack
 from tests.fakes.ollama_fake import embedding_of
+from tests.support.stack import Account, Stack
 
 pytestmark = pytest.mark.usefixtures("rag")
 

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Account, Stack
 from tests.e2e.test_chat_flow import chat_body, content_of, read_events
 from tests.fakes.ollama_fake import OllamaFake
 from tests.fakes.openai_fake import OpenAIFake, ScriptedReply
+from tests.support.stack import Account, Stack
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 STATS_PIPE = (EXAMPLES / "functions/text_stats_pipe.py").read_text()

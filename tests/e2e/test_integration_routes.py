@@ -13,8 +13,8 @@ import aiohttp
 import pytest
 
 from contracts.retrieval import FileVectorsRef
-from tests.e2e.conftest import Account, RagServices, Stack
 from tests.e2e.rag_helpers import completed_upload, settled, upload
+from tests.support.stack import Account, RagServices, Stack
 
 pytestmark = pytest.mark.usefixtures("rag")
 

@@ -12,9 +12,9 @@ import ollama
 import openai
 import pytest
 
-from tests.e2e.conftest import Account, Stack
 from tests.fakes.ollama_fake import OllamaFake, embedding_of
 from tests.fakes.openai_fake import OpenAIFake
+from tests.support.stack import Account, Stack
 
 MODEL = "llama3.2:latest"
 NDJSON = "application/x-ndjson"
@@ -113,15 +113,15 @@ async def test_embed_and_embeddings_answer(stack: Stack, user: Account) -> None:
 async def test_the_official_ollama_client_works_against_the_pass_through(
     stack: Stack, user: Account
 ) -> None:
-    client = ollama.AsyncClient(host=f"{stack.url}/ollama", headers=user.key_auth)
-    listed = await client.list()
-    assert MODEL in [m.model for m in listed.models]
-    pieces = [
-        part.message.content
-        async for part in await client.chat(
-            model=MODEL, messages=[{"role": "user", "content": "hi there"}], stream=True
-        )
-    ]
+    async with ollama.AsyncClient(host=f"{stack.url}/ollama", headers=user.key_auth) as client:
+        listed = await client.list()
+        assert MODEL in [m.model for m in listed.models]
+        pieces = [
+            part.message.content
+            async for part in await client.chat(
+                model=MODEL, messages=[{"role": "user", "content": "hi there"}], stream=True
+            )
+        ]
     assert "".join(pieces) == "Echo: hi there"
 
 

@@ -11,11 +11,11 @@ from typing import Any
 import openai
 import pytest
 
-from tests.e2e.conftest import Account, Stack
 from tests.e2e.rag_helpers import completed_upload
 from tests.e2e.test_chat_flow import content_of, read_events
 from tests.fakes.ollama_fake import OllamaFake
 from tests.fakes.openai_fake import OpenAIFake
+from tests.support.stack import Account, Stack
 
 pytestmark = pytest.mark.usefixtures("rag")
 

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from tests.e2e.conftest import Account, RagServices, Stack
 from tests.e2e.rag_helpers import completed_upload, settled, upload
 from tests.ingestion.files import docx_bytes, pdf_bytes
+from tests.support.stack import Account, RagServices, Stack
 
 pytestmark = pytest.mark.usefixtures("rag")
 

@@ -7,8 +7,8 @@ import json
 from typing import Any
 
 from stack.llm_setup import MODEL_ID
-from tests.e2e.conftest import Account, RagServices, Stack
 from tests.e2e.rag_helpers import completed_upload
+from tests.support.stack import Account, RagServices, Stack
 
 FACT = (
     "The ragway lighthouse stands on Korrin Island. Its keeper is named Ada Voss, "

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Account, Stack
 from tests.fakes.ollama_fake import OllamaFake
 from tests.fakes.openai_fake import OPENAI_CHAT_FIELDS, OpenAIFake
+from tests.support.stack import Account, Stack
 
 # a completion as Open WebUI 0.12.4's UI posts it (fields from its main.py and middleware)
 UI_BODY: dict[str, Any] = {

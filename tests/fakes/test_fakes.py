@@ -10,11 +10,8 @@ import openai
 import pytest
 
 from tests.fakes.base import echo_pieces
-from tests.fakes.fixtures import ollama_fake, openai_fake
 from tests.fakes.ollama_fake import OllamaFake, embedding_of
 from tests.fakes.openai_fake import OpenAIFake, ScriptedReply
-
-__all__ = ["ollama_fake", "openai_fake"]
 
 
 async def test_the_official_ollama_client_lists_chats_streams_and_embeds(

@@ -9,14 +9,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 
+import msgspec
 import pytest
 from nats.aio.client import Client
 
 from catalog.files import FileCatalog
 from embedding.embedder import read_manifest
+from embedding.settings import service_embedder
 from ingestion.app import Settings
 from retrieval.app import Retrieval, serve
-from retrieval.engines import embedder_settings
 from retrieval.settings import Settings as RetrievalSettings
 
 
@@ -36,7 +37,7 @@ async def retrieval(
         log_level="warning",
     )
     try:
-        read_manifest(embedder_settings(settings).resolved_model_dir())
+        read_manifest(settings.embedding.resolved_model_dir())
     except Exception:
         pytest.fail("embedding model not built: run `make setup` (python -m embedding.build)")
     async with serve(settings) as handle:
@@ -61,7 +62,7 @@ def settings(nats_url: str, prefix: str) -> Settings:
         ingest_consumer=f"workers_{queue}",
         chunk_size=300,
         chunk_overlap=30,
-        embedding_batch_size=8,
+        embedding=msgspec.structs.replace(service_embedder(), batch_size=8),
         dense_range_chunks=1000,  # one job per file unless a test splits on purpose
         ack_wait_seconds=3.0,
         nak_delay_seconds=0.2,

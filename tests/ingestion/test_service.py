@@ -13,7 +13,7 @@ from nats.aio.client import Client
 
 from common.settings import load_settings
 from contracts import subjects
-from ingestion.app import SETTINGS_ALIASES, Settings, serve
+from ingestion.app import Settings, serve
 from ingestion.chunking import ChunkingOptions
 from ingestion.errors import ExtractionError
 from ingestion.extraction import ExtractionLimits
@@ -40,14 +40,12 @@ async def test_the_service_answers_ping_and_processes_files(settings: Settings, 
 
 
 def test_settings_accept_open_webui_names_and_refuse_unworkable_chunking() -> None:
-    settings = load_settings(
-        Settings, {"CHUNK_SIZE": "500", "RAGWAY_CHUNK_OVERLAP": "50"}, SETTINGS_ALIASES
-    )
+    settings = load_settings(Settings, {"CHUNK_SIZE": "500", "RAGWAY_CHUNK_OVERLAP": "50"})
     assert settings.chunking() == ChunkingOptions(chunk_size=500, chunk_overlap=50)
     with pytest.raises(SystemExit, match="chunk_overlap"):
-        load_settings(Settings, {"RAGWAY_CHUNK_OVERLAP": "900"}, SETTINGS_ALIASES)
+        load_settings(Settings, {"RAGWAY_CHUNK_OVERLAP": "900"})
     with pytest.raises(SystemExit, match="max_pdf_pages"):
-        load_settings(Settings, {"RAGWAY_MAX_PDF_PAGES": "many"}, SETTINGS_ALIASES)
+        load_settings(Settings, {"RAGWAY_MAX_PDF_PAGES": "many"})
 
 
 def test_a_megabyte_of_text_is_extracted_and_chunked_in_well_under_two_seconds() -> None:

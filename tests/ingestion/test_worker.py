@@ -59,7 +59,7 @@ async def test_a_text_file_goes_from_pending_through_progress_to_completed_and_i
 
     status, done, total = seen[-1]
     assert (status, done) == ("completed", total), seen
-    assert total > 2 * settings.embedding_batch_size  # several batches, so progress shows
+    assert total > 2 * settings.embedding.batch_size  # several batches, so progress shows
     progress = [d for s, d, _ in seen if s == "processing" and 0 < d < total]
     assert progress, f"no progress reported: {seen}"
     assert progress == sorted(progress)

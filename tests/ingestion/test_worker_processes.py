@@ -22,6 +22,9 @@ from retrieval.app import Retrieval
 from tests.ingestion.test_worker import DONE, handbook
 from tests.ingestion.uploads import record_when, upload, wait_for
 
+# worker processes started and killed: the slow tier (`make test-fast` leaves them out)
+pytestmark = pytest.mark.slow
+
 
 class WorkerProcess:
     """One `python -m ingestion` child; its JSON log lines are collected as they come."""
@@ -69,11 +72,11 @@ def worker_env(settings: Settings) -> dict[str, str]:
         "ingest_consumer",
         "chunk_size",
         "chunk_overlap",
-        "embedding_batch_size",
         "dense_range_chunks",
         "ack_wait_seconds",
     ):
         env[f"RAGWAY_{name.upper()}"] = str(getattr(settings, name))
+    env["RAGWAY_EMBEDDING_BATCH_SIZE"] = str(settings.embedding.batch_size)
     env |= {"RAGWAY_LOG_LEVEL": "info", "RAGWAY_CONCURRENCY": "1", "HF_HUB_OFFLINE": "1"}
     return env
 
@@ -107,7 +110,7 @@ async def test_a_worker_killed_mid_file_leaves_the_job_to_another_that_completes
     workers: list[WorkerProcess],
 ) -> None:
     record = await upload(module_nc, catalog, settings, handbook(21, parts=60), "big.md")
-    batches_done = 2 * settings.embedding_batch_size
+    batches_done = 2 * settings.embedding.batch_size
     await record_when(catalog, record.id, lambda r: r.data.chunks_done >= batches_done)
     [victim] = [w for w in workers if w.saw("job_started", file_id=record.id)]
     [survivor] = [w for w in workers if w is not victim]

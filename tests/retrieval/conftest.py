@@ -16,7 +16,6 @@ from nats.aio.client import Client
 from catalog.files import FileCatalog
 from embedding.embedder import read_manifest
 from retrieval.app import Retrieval, serve
-from retrieval.engines import embedder_settings
 from retrieval.settings import Settings
 
 
@@ -31,7 +30,7 @@ async def retrieval(
         log_level="warning",
     )
     try:
-        read_manifest(embedder_settings(settings).resolved_model_dir())
+        read_manifest(settings.embedding.resolved_model_dir())
     except Exception:
         pytest.fail("embedding model not built: run `make setup` (python -m embedding.build)")
     async with serve(settings) as handle:

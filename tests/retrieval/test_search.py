@@ -84,6 +84,25 @@ async def test_a_query_on_a_file_returns_its_best_chunk_first_with_source_metada
     assert best.metadata["source"] == best.metadata["name"] == "mixed.txt"
     assert best.metadata["chunk_index"] == 2
     assert "owner" not in best.metadata and "text" not in best.metadata
+    assert best.metadata["mode"] == mode
+
+
+async def test_a_hybrid_hit_says_how_its_sides_were_weighed(
+    retrieval: Retrieval, catalog: FileCatalog, mbus: Bus
+) -> None:
+    owner = user()
+    record = await ingested(mbus, retrieval, catalog, owner, PASSAGES)
+
+    result = await query(mbus, owner, "plants sunlight sugar", [file_item(record.id)], k=3)
+
+    best = result.groups[0].hits[0]
+    assert best.text == PASSAGES[2]
+    meta = best.metadata
+    assert (meta["mode"], meta["fusion"]) == ("hybrid", "trust")
+    assert meta["dense_weight"] + meta["sparse_weight"] == pytest.approx(1.0, abs=1e-3)
+    assert meta["dense_score"] > 0 and meta["sparse_score"] > 0  # both sides found it
+    scores = [hit.score for hit in result.groups[0].hits]
+    assert scores == sorted(scores, reverse=True)
 
 
 async def test_full_context_returns_every_chunk_of_the_file_in_order(

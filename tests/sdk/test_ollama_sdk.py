@@ -13,9 +13,9 @@ from collections.abc import AsyncIterator
 import ollama
 import pytest
 
-from tests.cli.live import OLLAMA_MODEL, Account, Stack
 from tests.fakes.ollama_fake import OllamaFake, embedding_of
 from tests.fakes.openai_fake import OpenAIFake
+from tests.support.live import OLLAMA_MODEL, Account, Stack
 
 
 def sdk(stack: Stack, credential: str) -> ollama.AsyncClient:

@@ -8,10 +8,10 @@ import msgspec
 import openai
 import pytest
 
-from tests.cli.live import OLLAMA_MODEL, OPENAI_MODEL, Account, Stack
 from tests.fakes.ollama_fake import OllamaFake, embedding_of
 from tests.fakes.openai_fake import OpenAIFake
 from tests.gateway.rag_helpers import form
+from tests.support.live import OLLAMA_MODEL, OPENAI_MODEL, Account, Stack
 
 QUESTION = [{"role": "user", "content": "why is the sky blue?"}]
 EMBEDDING_MODEL = "all-minilm-l6-v2"  # ragway's own (the retrieval service runs it)

@@ -8,7 +8,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from tests.cli.live import OPENAI_MODEL, Account, Stack, wait_completed
+from tests.support.live import OPENAI_MODEL, Account, Stack, wait_completed
 
 GUIDE_BASE_URL = "http://localhost:3000"
 

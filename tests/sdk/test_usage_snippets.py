@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.live import OPENAI_MODEL, Account, Stack, ragway_command, run_process
+from tests.support.live import OPENAI_MODEL, Account, Stack, ragway_command, run_process
 
 USAGE = Path(__file__).resolve().parents[2] / "docs" / "usage"
 SNIPPETS = USAGE / "snippets"

@@ -18,26 +18,15 @@ import pytest
 
 from gateway.app import Settings as GatewaySettings
 from gateway.app import serve as serve_gateway
-from tests.e2e.conftest import (  # noqa: F401  (fixtures)
-    Account,
-    RagServices,
-    Stack,
-    _reset_fakes,
-    admin,
-    backend_fakes,
-    nats_url,
-    rag,
-    stack,
-    user,
-)
 from tests.e2e.rag_helpers import settled
+from tests.support.stack import Account, RagServices, Stack
 
 
 @pytest.fixture(scope="session")
-async def second(stack: Stack, nats_url: str) -> AsyncIterator[Stack]:  # noqa: F811
+async def second(stack: Stack, stack_nats_url: str) -> AsyncIterator[Stack]:
     """Another gateway on the same NATS (and the dev docs on): the same users, its own cache."""
     settings = GatewaySettings(
-        nats_url=nats_url,
+        nats_url=stack_nats_url,
         port=0,
         env="dev",
         request_timeout_seconds=5,
@@ -67,6 +56,7 @@ class Owned:
     chat_id: str
     preset_id: str
     group_id: str
+    named_key_id: str = ""
 
 
 async def upload(
@@ -104,6 +94,10 @@ async def owned_by_new_user(api: Stack) -> Owned:
         "POST", "/api/v1/chats/new", headers=owner.key_auth, json={"chat": {"title": "A's chat"}}
     )
     assert status == 200, chat
+    status, key = await api.call(
+        "POST", "/api/v1/auths/api_keys", headers=owner.jwt_auth, json={"name": "A's key"}
+    )
+    assert status == 200, key
     preset_id = f"a-vault-{uuid.uuid4().hex[:8]}"
     status, preset = await api.call(
         "POST",
@@ -130,9 +124,11 @@ async def owned_by_new_user(api: Stack) -> Owned:
         json={"user_ids": [owner.id]},
     )
     assert status == 200, group
-    return Owned(owner, record["id"], knowledge["id"], chat["id"], preset_id, group["id"])
+    return Owned(
+        owner, record["id"], knowledge["id"], chat["id"], preset_id, group["id"], key["id"]
+    )
 
 
 @pytest.fixture(scope="session")
-async def owned(stack: Stack, rag: RagServices) -> Owned:  # noqa: F811
+async def owned(stack: Stack, rag: RagServices) -> Owned:
     return await owned_by_new_user(stack)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.conftest import Account, RagServices, Stack
+from tests.support.stack import Account, RagServices, Stack
 
 pytestmark = pytest.mark.security
 

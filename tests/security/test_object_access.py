@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from tests.e2e.conftest import Account, Stack
 from tests.security.conftest import Owned, owned_by_new_user, upload
+from tests.support.stack import Account, Stack
 
 pytestmark = pytest.mark.security
 
@@ -79,6 +79,7 @@ EXERCISES: dict[str, list[Attempt]] = {
     "chats_get": [Attempt()],
     "chats_update": [Attempt(body=lambda _, __: {"chat": {"title": "renamed by B"}})],
     "chats_delete": [Attempt()],
+    "delete_named_key": [Attempt()],
     # B is no member of A's group (cross-group)
     "groups_get": [Attempt()],
     # workspace models name theirs by `?id=` (or the body's id)
@@ -101,6 +102,7 @@ EXERCISES: dict[str, list[Attempt]] = {
 # route name -> why its path parameter is not another user's object
 NOT_PER_USER: dict[str, str] = {
     "update_user": "admin-only (test_roles: 403 to users)",
+    "limits_delete": "admin-only (test_roles: 403 to users)",
     "delete_user": "admin-only (test_roles: 403 to users)",
     "functions_get": "admin-only: functions are global, installed by admins",
     "functions_update": "admin-only",
@@ -110,6 +112,7 @@ NOT_PER_USER: dict[str, str] = {
     "tools_delete": "admin-only",
     "ollama": "an Ollama API path, not an object (test_outbound: no arbitrary URLs)",
     "docs_static": "public Swagger UI assets (dev only)",
+    "console_asset": "the web console's public static files",
     "groups_update": "admin-only (test_roles: 403 to users)",
     "groups_users_add": "admin-only (test_roles: 403 to users)",
     "groups_users_remove": "admin-only (test_roles: 403 to users)",
@@ -126,11 +129,36 @@ NO_OBJECT: dict[str, str] = {
         "public (test_roles: the only ones)",
     ),
     **dict.fromkeys(
-        ["current_user", "create_api_key", "get_api_key", "delete_api_key"],
-        "the caller's own account and key",
+        ["console", "console_signin", "console_signout", "console_signup"],
+        "the web console's page and session cookie (public; test_roles)",
     ),
     **dict.fromkeys(
-        ["list_users", "functions_create", "tools_create", "groups_create"],
+        [
+            "current_user",
+            "create_api_key",
+            "get_api_key",
+            "delete_api_key",
+            "update_password",
+            "signout",
+            "signout_post",
+        ],
+        "the caller's own account and key (test_credentials: sessions end)",
+    ),
+    **dict.fromkeys(
+        ["create_named_key", "list_named_keys", "usage"],
+        "the caller's own named keys and usage (tests/security/test_key_scopes.py, "
+        "tests/controls/test_ledger.py: another user's usage is 403)",
+    ),
+    **dict.fromkeys(
+        [
+            "list_users",
+            "functions_create",
+            "tools_create",
+            "groups_create",
+            "limits_set",
+            "limits_list",
+            "add_user",
+        ],
         "admin-only (test_roles: 403 to users)",
     ),
     **dict.fromkeys(
@@ -206,6 +234,7 @@ def _ids(owned: Owned) -> dict[str, str]:
         "chat_id": owned.chat_id,
         "preset_id": owned.preset_id,
         "group_id": owned.group_id,
+        "key_id": owned.named_key_id,
     }
 
 
@@ -225,6 +254,7 @@ async def snapshot(stack: Stack, owned: Owned) -> dict[str, Any]:
         ("chat", f"/api/v1/chats/{owned.chat_id}"),
         ("preset", f"/api/v1/models/model?id={owned.preset_id}"),
         ("group", f"/api/v1/groups/id/{owned.group_id}"),
+        ("keys", "/api/v1/auths/api_keys"),
     ):
         status, body = await stack.call("GET", path, headers=auth)
         assert status == 200, (path, body)
@@ -312,7 +342,7 @@ async def test_objects_of_another_user_named_in_bodies_are_404_and_leak_nothing(
         (
             "POST",
             "/api/v1/retrieval/process/text",
-            {"name": "b.txt", "content": "planted by B", "collection_name": owned.knowledge_id},
+            {"name": "planted", "content": "planted by B", "collection_name": owned.knowledge_id},
         ),
     ]
     for prefix in ("/api", "/api/v1"):

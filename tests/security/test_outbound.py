@@ -21,11 +21,11 @@ from collections.abc import AsyncIterator
 import pytest
 import yarl
 
-from tests.e2e.conftest import Account, RagServices, Stack
 from tests.e2e.rag_helpers import settled
 from tests.fakes.ollama_fake import OllamaFake
 from tests.fakes.openai_fake import OpenAIFake
 from tests.security.conftest import upload
+from tests.support.stack import Account, RagServices, Stack
 
 pytestmark = pytest.mark.security
 

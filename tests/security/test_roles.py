@@ -14,7 +14,7 @@ from aiohttp import web
 
 from contracts.ollama import ADMIN_PATHS
 from gateway.state import ACCESS
-from tests.e2e.conftest import PASSWORD, Account, Stack
+from tests.support.stack import PASSWORD, Account, Stack
 
 pytestmark = pytest.mark.security
 
@@ -30,7 +30,10 @@ PUBLIC = {
     "api_version",
     "api_config",
 }
-ANY_SIGNED_IN = {"current_user"}
+# The web console's page, its assets, and its session routes (sign in, sign up and sign
+# out: these set or clear the cookie, and refuse requests without the console's header).
+PUBLIC |= {"console", "console_asset", "console_signin", "console_signout", "console_signup"}
+ANY_SIGNED_IN = {"current_user", "update_password", "signout", "signout_post"}
 
 
 def routes_by_level(app: web.Application) -> dict[str, list[tuple[str, str, str]]]:
@@ -56,7 +59,7 @@ async def _status(stack: Stack, account: Account, method: str, path: str) -> tup
         return reply.status, text
 
 
-def test_only_sign_in_sign_up_health_and_docs_are_public(second: Stack) -> None:
+def test_only_sign_in_sign_up_health_docs_and_the_console_are_public(second: Stack) -> None:
     levels = routes_by_level(second.gateway.app)
     assert {name for name, _, _ in levels["public"]} == PUBLIC
     assert {name for name, _, _ in levels["any"]} == ANY_SIGNED_IN

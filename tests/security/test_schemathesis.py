@@ -26,7 +26,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.e2e.conftest import RagServices, Stack
+from tests.support.stack import RagServices, Stack
 
 pytestmark = pytest.mark.security
 
