@@ -1,5 +1,7 @@
 """`POST /api/embeddings` and `/api/v1/embeddings`: OpenAI's embeddings API.
 
+A scoped API key reaches only its models; the request counts against the caller's
+limits (its tokens: the reply's `usage`) and is in the usage ledger as an `embedding`.
 The texts are split into batches (`embeddings_batch_size`, and small enough to be one
 NATS message each), a few asked at once from the inference-proxy, which knows where the
 model lives (ragway's own, or a backend's). Vectors come back as float32 bytes and go
@@ -28,8 +30,10 @@ from contracts.embeddings import (
     EmbeddingsRequest,
     EmbeddingsUsage,
 )
+from gateway import scopes
 from gateway.bodies import json_bytes, parse, read_body
-from gateway.state import BUS, SETTINGS, Access
+from gateway.metering import NO_TOKENS
+from gateway.state import BUS, METER, SETTINGS, Access, principal_of
 
 # the request's fields ragway reads; any other goes to a backend as it came
 KNOWN_FIELDS = frozenset({"input", "model", "encoding_format", "dimensions"})
@@ -44,6 +48,8 @@ TOKEN_IDS = (
 async def embeddings(request: web.Request) -> web.Response:
     body = await read_body(request)
     form = parse(body, EmbeddingsRequest)
+    principal = principal_of(request)
+    scopes.require_model(principal, form.model)
     settings = request.app[SETTINGS]
     texts = _texts(form.input)
     if len(texts) > settings.embeddings_max_inputs:
@@ -66,13 +72,27 @@ async def embeddings(request: web.Request) -> web.Response:
         EmbedBatch(model=form.model, input=part, dimensions=form.dimensions, extra=extra)
         for part in _batches(texts, settings.embeddings_batch_size, budget)
     ]
-    replies = await _embed(
-        bus,
-        batches,
-        concurrency=settings.embeddings_concurrency,
-        timeout=settings.completion_timeout_seconds,
+    # over a limit: 429 before any work is done; the ledger records it as an embedding
+    metered = await request.app[METER].start(
+        principal, form.model, body_bytes=len(body), max_tokens=0, stream=False, kind="embedding"
     )
-    return json_bytes(encode(_reply(form, replies, len(texts))))
+    try:
+        replies = await _embed(
+            bus,
+            batches,
+            concurrency=settings.embeddings_concurrency,
+            timeout=settings.completion_timeout_seconds,
+        )
+        reply = _reply(form, replies, len(texts))
+    except asyncio.CancelledError:
+        await metered.done(None, "cancelled")  # the estimate stands: it may have run
+        raise
+    except BaseException:
+        await metered.done(NO_TOKENS, "error")
+        raise
+    tokens = reply.usage.prompt_tokens
+    await metered.done({"prompt_tokens": tokens, "completion_tokens": 0}, "ok")
+    return json_bytes(encode(reply))
 
 
 def _texts(value: str | list[str | int | list[int]]) -> list[str]:
