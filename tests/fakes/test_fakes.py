@@ -124,7 +124,11 @@ async def test_openai_knobs_wrong_key_error_status_scripted_tools_and_drop(
 async def test_the_official_openai_client_embeds_with_the_openai_fake_in_both_encodings(
     openai_fake: OpenAIFake,
 ) -> None:
-    client = openai.AsyncOpenAI(base_url=openai_fake.base_url, api_key="sk-fake-key")
+    async with openai.AsyncOpenAI(base_url=openai_fake.base_url, api_key="sk-fake-key") as client:
+        await _embed_both_ways(client, openai_fake)
+
+
+async def _embed_both_ways(client: openai.AsyncOpenAI, openai_fake: OpenAIFake) -> None:
     # the SDK asks for base64 unless told otherwise, and decodes it to floats itself
     default = await client.embeddings.create(model="gpt-fake", input=["one", "two words"])
     assert openai_fake.last("/v1/embeddings").json["encoding_format"] == "base64"
@@ -145,7 +149,11 @@ async def test_the_official_openai_client_embeds_with_the_openai_fake_in_both_en
 async def test_the_official_openai_client_talks_to_ollamas_openai_routes(
     ollama_fake: OllamaFake,
 ) -> None:
-    client = openai.AsyncOpenAI(base_url=f"{ollama_fake.origin}/v1", api_key="ollama")
+    async with openai.AsyncOpenAI(base_url=f"{ollama_fake.origin}/v1", api_key="ollama") as client:
+        await _use_ollamas_openai_routes(client)
+
+
+async def _use_ollamas_openai_routes(client: openai.AsyncOpenAI) -> None:
     models = await client.models.list()
     assert [(m.id, m.owned_by) for m in models.data] == [
         ("llama3.2:latest", "library"),
