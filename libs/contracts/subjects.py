@@ -37,6 +37,12 @@ from contracts.auth import (
     UsersListRequest,
 )
 from contracts.chat import CompletionJob, StreamAccepted
+from contracts.embeddings import (
+    EmbedBatch,
+    EmbeddedBatch,
+    EmbeddingModels,
+    EmbeddingModelsRequest,
+)
 from contracts.endpoint import Declared, Endpoint, Event, WorkQueue
 from contracts.files import DeleteFileRequest, IngestJob, UserDataPurge, UserDataPurged
 from contracts.functions import (
@@ -195,6 +201,12 @@ OLLAMA_CANCEL = Event(
     subscribers=(_INFERENCE,),
 )
 
+# embeddings of one batch of texts by the named model, wherever it lives (see
+# contracts.embeddings); the gateway splits a request into batches
+EMBEDDINGS_CREATE = Endpoint(
+    "ragway.embeddings.create", EmbedBatch, EmbeddedBatch, _INFERENCE, _GATEWAY
+)
+
 # function models (pipes) and tools, owned by the inference-proxy; `kind` in each request.
 # A record is a FunctionRecord or a ToolRecord by the request's `kind` (untagged: callers
 # relay the reply's bytes, they cannot decode it as a union).
@@ -276,6 +288,19 @@ VECTORS_DELETE = Endpoint(
 )
 # what the store holds for one file (operators, and the fault tests' exactly-once check)
 VECTORS_STORED = Endpoint("ragway.vectors.stored", FileVectorsRef, StoredChunks, _RETRIEVAL, ())
+
+# ragway's own embedding model (the one retrieval searches with), for the inference-proxy:
+# which it is (listed in /api/models), and a batch embedded by it
+EMBEDDINGS_LOCAL = Endpoint(
+    "ragway.embeddings.local", EmbedBatch, EmbeddedBatch, _RETRIEVAL, (INFERENCE_SERVICE,)
+)
+EMBEDDING_MODELS = Endpoint(
+    "ragway.embeddings.models",
+    EmbeddingModelsRequest,
+    EmbeddingModels,
+    _RETRIEVAL,
+    (INFERENCE_SERVICE,),
+)
 
 KNOWLEDGE_CREATE = Endpoint(
     "ragway.knowledge.create", KnowledgeCreate, KnowledgeReply, _RETRIEVAL, _GATEWAY

@@ -29,6 +29,7 @@ from contracts.auth import (
 )
 from contracts.chat import ChatCompletionRequest
 from contracts.chats import ChatForm, ChatRecord, ChatSummary
+from contracts.embeddings import EmbeddingsReply, EmbeddingsRequest
 from contracts.files import FileRecord, FileStatusReply
 from contracts.functions import FunctionInfo, PluginForm, ToolInfo
 from contracts.groups import Group, GroupForm, UserIdsForm
@@ -183,6 +184,18 @@ ROUTE_DOCS: dict[str, RouteDoc] = {
     "api_v1_chat": RouteDoc(
         "OpenAI chat completion (SSE when `stream`)", "chat", ChatCompletionRequest
     ),
+    "api_embeddings": RouteDoc(
+        "OpenAI embeddings (ragway's own model or a backend's)",
+        "embeddings",
+        EmbeddingsRequest,
+        EmbeddingsReply,
+    ),
+    "api_v1_embeddings": RouteDoc(
+        "OpenAI embeddings (ragway's own model or a backend's)",
+        "embeddings",
+        EmbeddingsRequest,
+        EmbeddingsReply,
+    ),
     "chats_new": RouteDoc("Create a chat", "chats", ChatForm, ChatRecord),
     "chats_list": RouteDoc(
         "The caller's chats, newest first (`?page=`)", "chats", None, list[ChatSummary]
@@ -317,7 +330,9 @@ ROUTE_DOCS: dict[str, RouteDoc] = {
     **_crud("function", FunctionInfo, "functions"),
     **_crud("tool", ToolInfo, "tools"),
     "ollama": RouteDoc(
-        "Ollama API pass-through (`api/...`, optional `/{url_idx}`); admin-only: "
+        "Ollama API pass-through (`api/...`, its OpenAI-compatible `v1/models`, "
+        "`v1/chat/completions`, `v1/completions`, `v1/embeddings`; optional `/{url_idx}`); "
+        "admin-only: "
         "ps, pull, push, create, copy, delete, blobs",
         "ollama",
         response_media="application/x-ndjson",

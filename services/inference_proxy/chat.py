@@ -77,6 +77,10 @@ class ChatRunner:
             raise RagwayError("invalid", "The completion body needs a `model`")
         route = await self._catalog.route(model)
         if route is None:
+            if await self._catalog.embedding_route(model) is not None:
+                raise RagwayError(
+                    "invalid", f"'{model}' is an embedding model: use POST /api/embeddings"
+                )
             raise RagwayError("not_found", "Model not found")
         backend = route.pick()
         if backend.kind == "ollama":

@@ -46,6 +46,11 @@ class Settings(ServiceSettings, kw_only=True):
     query_cache_size: Annotated[int, msgspec.Meta(ge=0)] = 256
     # searches and vector writes run in threads: this bounds how many at once
     store_concurrency: Positive = 4
+    # the embeddings API (`/api/embeddings` with ragway's own model): batches embedded at
+    # once (each takes a core while it runs), and the most one batch may hold
+    embedding_api_concurrency: Positive = 1
+    embedding_api_max_batch: Positive = 256
+    embedding_api_max_batch_chars: Positive = 1_000_000
 
     def check(self) -> None:
         refuse_placeholder("RAGWAY_QDRANT_API_KEY", self.qdrant_api_key)

@@ -10,7 +10,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.controls.conftest import gateway_process, wait_listening
+from tests.controls.conftest import gateway_process, set_limit, wait_listening
 from tests.fakes.ollama_fake import OllamaFake
 from tests.fakes.openai_fake import OpenAIFake
 from tests.support.stack import Account, Stack
@@ -93,6 +93,35 @@ async def test_completions_are_recorded_with_their_tokens_and_summed(
     assert [r["user"] for r in one["rows"]] == [user.id]
     # a range before any of it is empty
     assert (await usage(stack, user, f"from={started - 100}&to={started - 50}"))["rows"] == []
+
+
+async def test_embeddings_are_recorded_with_their_tokens_and_count_against_limits(
+    stack: Stack, user: Account
+) -> None:
+    started = time.time()
+    body = {"model": "gpt-fake", "input": ["one two", "three"]}
+    for path in ("/api/embeddings", "/api/v1/embeddings"):
+        status, reply = await stack.call("POST", path, headers=user.key_auth, json=body)
+        assert status == 200, reply
+    by_model = await usage(stack, user, f"from={started - 1}&group_by=model")
+    assert row(by_model, "model", "gpt-fake") == {
+        "model": "gpt-fake",
+        "requests": 2,
+        "errors": 0,
+        "prompt_tokens": 6,  # the backend's usage: three words each time
+        "completion_tokens": 0,
+        "total_tokens": 6,
+    }
+    await set_limit(stack, scope="user", id=user.id, rpm=1)
+    # three calls: at most one minute boundary falls between them, so one is over the limit
+    refused = []
+    for _ in range(3):
+        status, reply = await stack.call(
+            "POST", "/api/embeddings", headers=user.key_auth, json=body
+        )
+        if status == 429:
+            refused.append(reply["detail"])
+    assert refused and "1 requests per minute" in refused[0], refused
 
 
 async def test_bad_usage_queries_are_400(stack: Stack, user: Account) -> None:

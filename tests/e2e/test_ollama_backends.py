@@ -100,6 +100,26 @@ async def test_without_an_index_a_model_goes_to_the_backend_that_has_it(
     assert "/api/show" in fake.paths()[seen:]
 
 
+async def test_ollamas_openai_routes_go_where_the_model_is_or_where_the_index_says(
+    split_stack: tuple[Stack, Account, int], backend_fakes: tuple[OpenAIFake, OllamaFake]
+) -> None:
+    stack, admin, _ = split_stack
+    fake = backend_fakes[1]
+    seen = len(fake.requests)
+    status, body = await stack.call(
+        "POST",
+        "/ollama/v1/chat/completions",
+        headers=admin.jwt_auth,
+        json={"model": "qwen2.5:0.5b", "messages": [{"role": "user", "content": "hi"}]},
+    )
+    assert status == 200, body  # index 0 (the default) is down: it went to index 1
+    assert body["choices"][0]["message"]["content"] == "Echo: hi"
+    status, listed = await stack.call("GET", "/ollama/v1/models/1", headers=admin.jwt_auth)
+    assert status == 200, listed
+    assert [m["id"] for m in listed["data"]] == fake.models
+    assert fake.paths()[seen:] == ["/v1/chat/completions", "/v1/models"]
+
+
 async def test_no_ollama_configured_is_not_found_with_a_clear_detail() -> None:
     passthrough = OllamaPassthrough(None, None, [], None, ProxySettings(), None)  # type: ignore[arg-type]
     request = OllamaProxyRequest(

@@ -165,7 +165,15 @@ def scoped_calls(w: World) -> dict[str, list[Call]]:
         "ollama": [
             Call("POST", "/ollama/api/chat", {"model": OUT_MODEL, "messages": ASK}),
             Call("POST", "/ollama/api/show", {"name": OUT_MODEL}),
+            Call("POST", "/ollama/v1/chat/completions", {"model": OUT_MODEL, "messages": ASK}),
         ],
+        **{
+            name: [Call("POST", path, {"model": OUT_MODEL, "input": ["the vault code"]})]
+            for name, path in (
+                ("api_embeddings", "/api/embeddings"),
+                ("api_v1_embeddings", "/api/v1/embeddings"),
+            )
+        },
         # a scoped key cannot mint itself a wider key, nor drop keys
         "create_named_key": [
             Call("POST", "/api/v1/auths/api_keys", {"name": "wider"}, harmless=False)

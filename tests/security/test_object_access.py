@@ -198,6 +198,10 @@ NO_OBJECT: dict[str, str] = {
         ],
         _BODIES,
     ),
+    **dict.fromkeys(
+        ["api_embeddings", "api_v1_embeddings"],
+        "embeds the texts in its body: no stored object is named or read",
+    ),
 }
 
 PARAM = re.compile(r"{(\w+)")
