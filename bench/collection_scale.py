@@ -42,23 +42,23 @@ KNOWLEDGE_ID = str(uuid.uuid5(FILE_IDS, "the collection"))
 CREATE_BATCH = 500  # file records created at once
 
 
-def file_record(owner: Principal, file_no: int) -> FileRecord:
+def synthetic_file(owner: Principal, name: str, chunks: int, namespace: uuid.UUID) -> FileRecord:
+    """A completed synthetic file; its id depends only on its name (so stores can be kept)."""
     stamp = now()
-    name = f"collected-{file_no}.txt"
     return FileRecord(
-        id=str(uuid.uuid5(FILE_IDS, name)),
+        id=str(uuid.uuid5(namespace, name)),
         user_id=owner.id,
         hash=hashlib.sha256(name.encode()).hexdigest(),
         filename=name,
-        data=FileData(
-            status="completed",
-            chunks_done=COLLECTION_CHUNKS_PER_FILE,
-            chunks_total=COLLECTION_CHUNKS_PER_FILE,
-        ),
+        data=FileData(status="completed", chunks_done=chunks, chunks_total=chunks),
         meta=FileMeta(name=name, content_type="text/plain", size=1000),
         created_at=stamp,
         updated_at=stamp,
     )
+
+
+def file_record(owner: Principal, file_no: int) -> FileRecord:
+    return synthetic_file(owner, f"collected-{file_no}.txt", COLLECTION_CHUNKS_PER_FILE, FILE_IDS)
 
 
 def collection_points(

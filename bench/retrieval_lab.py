@@ -192,8 +192,6 @@ RULES: dict[str, FusionRule | None] = {
     "rrf60": FusionRule(kind="rrf"),
     "trust": FusionRule(),  # the service's default
     "trust_no_agreement": FusionRule(agreement_top=0),
-    "trust_by_lead": FusionRule(by_lead=True, agreement_top=0),
-    "trust_lead_and_agreement": FusionRule(by_lead=True),
     "trust_one_term_enough": FusionRule(min_terms=1),
     "trust_gain_1": FusionRule(agreement_gain=1.0),
     "trust_gain_3": FusionRule(agreement_gain=3.0),

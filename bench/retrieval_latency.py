@@ -61,7 +61,7 @@ from harness import (
     write_results,
 )
 
-from catalog.files import FileCatalog, now
+from catalog.files import FileCatalog
 from common.bus import Bus
 from common.errors import RagwayError
 from common.logging import configure_logging
@@ -69,7 +69,7 @@ from common.nats_conn import connect_nats
 from common.runner import run_stoppable
 from contracts import subjects
 from contracts.auth import Principal
-from contracts.files import FileData, FileMeta, FileRecord
+from contracts.files import FileRecord
 from contracts.retrieval import RetrievalQuery, ScopeItem
 from embedding.vectors import SparseVector
 from retrieval.knowledge_store import KnowledgeStore
@@ -161,20 +161,8 @@ def qe_version() -> str:
 
 
 def file_record(owner: Principal, file_no: int) -> FileRecord:
-    """A completed synthetic file; its id depends only on its number (so stores can be kept)."""
-    stamp = now()
-    name = f"synthetic-{file_no}.txt"
-    return FileRecord(
-        id=str(uuid.uuid5(FILE_IDS, name)),
-        user_id=owner.id,
-        hash=hashlib.sha256(name.encode()).hexdigest(),
-        filename=name,
-        data=FileData(
-            status="completed", chunks_done=CHUNKS_PER_FILE, chunks_total=CHUNKS_PER_FILE
-        ),
-        meta=FileMeta(name=name, content_type="text/plain", size=1000),
-        created_at=stamp,
-        updated_at=stamp,
+    return collection_scale.synthetic_file(
+        owner, f"synthetic-{file_no}.txt", CHUNKS_PER_FILE, FILE_IDS
     )
 
 

@@ -19,6 +19,14 @@ def inbox_prefix(user: str) -> str:
     return f"_INBOX_{user}"
 
 
+def login_options(auth: NatsAuth | None) -> dict[str, str]:
+    """`nats.connect` options that log in as `auth`'s user with its own inbox prefix
+    (none for no user: a server without authorization)."""
+    if auth is None or not auth.user:
+        return {}
+    return {"user": auth.user, "password": auth.password, "inbox_prefix": inbox_prefix(auth.user)}
+
+
 @asynccontextmanager
 async def connect_nats(
     servers: list[str],
@@ -48,13 +56,6 @@ async def connect_nats(
     async def error(exc: Exception) -> None:
         log.warning("nats_error", client=name, error=str(exc))
 
-    credentials: dict[str, str] = {}
-    if auth is not None and auth.user:
-        credentials = {
-            "user": auth.user,
-            "password": auth.password,
-            "inbox_prefix": inbox_prefix(auth.user),
-        }
     nc = await nats.connect(
         servers=servers,
         name=name,
@@ -67,7 +68,7 @@ async def connect_nats(
         reconnected_cb=reconnected,
         error_cb=error,
         allow_reconnect=True,
-        **credentials,
+        **login_options(auth),
     )
     try:
         yield nc

@@ -36,6 +36,8 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     group_ids: tuple[str, ...] = ()
     # set when the caller used a named API key (None: a session or the user's own key)
     key: KeyGrant | None = None
+    # bumped by a password change or a sign-out: JWTs that carry an older one are refused
+    session_stamp: int = 0
 
 
 class User(msgspec.Struct, frozen=True, kw_only=True):
@@ -54,6 +56,23 @@ class SignupRequest(msgspec.Struct, frozen=True, kw_only=True):
     name: str
     email: str
     password: str
+    client_addr: str = ""  # set by the gateway: sign-ups are limited per address
+
+
+class AddUserRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """An admin adds a user (Open WebUI's AddUserForm): sign-up need not be open."""
+
+    name: str
+    email: str
+    password: str
+    role: Role = "pending"
+    profile_image_url: str = "/user.png"
+
+
+class PasswordChangeRequest(msgspec.Struct, frozen=True, kw_only=True):
+    user_id: str
+    password: str  # the current one
+    new_password: str
 
 
 class SigninRequest(msgspec.Struct, frozen=True, kw_only=True):
@@ -88,6 +107,12 @@ class JwtParams(msgspec.Struct, frozen=True, kw_only=True):
 
 class UserRef(msgspec.Struct, frozen=True, kw_only=True):
     user_id: str
+
+
+class UserDetail(User, frozen=True, kw_only=True):
+    """AUTH_USER_GET's reply: the user, and what a gateway checks a JWT against."""
+
+    session_stamp: int = 0
 
 
 class UsersListRequest(msgspec.Struct, frozen=True, kw_only=True):

@@ -27,6 +27,11 @@ USER_PATHS = frozenset(
         "api/chat",
         "api/embed",
         "api/embeddings",
+        # Ollama's OpenAI-compatible routes (Open WebUI forwards them too)
+        "v1/models",
+        "v1/chat/completions",
+        "v1/completions",
+        "v1/embeddings",
     }
 )
 ADMIN_PATHS = frozenset(

@@ -22,7 +22,7 @@ from types import TracebackType
 import nats
 import structlog
 
-from common.nats_conn import inbox_prefix
+from common.nats_conn import login_options
 from common.settings import NatsAuth, ServiceSettings, load_settings
 from contracts import subjects
 from stack.llama_server import LlamaServer, LlamaServerConfig
@@ -94,6 +94,7 @@ class Stack:
                 monitor_port=self.settings.nats_monitor_port,
                 store_dir=self.data_dir / "nats",
                 authorization=authorization,
+                login=self.nats_users.get(OPERATOR),
             )
         )
 
@@ -267,14 +268,9 @@ async def _wait_pings(
     auth: NatsAuth | None,
 ) -> None:
     deadline = time.monotonic() + within_s
-    login: dict[str, str] = {}
-    if auth is not None:
-        login = {
-            "user": auth.user,
-            "password": auth.password,
-            "inbox_prefix": inbox_prefix(auth.user),
-        }
-    nc = await nats.connect(nats_url, name="stack-launcher", connect_timeout=2, **login)
+    nc = await nats.connect(
+        nats_url, name="stack-launcher", connect_timeout=2, **login_options(auth)
+    )
     try:
         waiting = dict(names)
         while waiting:

@@ -44,7 +44,7 @@ class JetStreamUse(msgspec.Struct, frozen=True, kw_only=True):
     prefixed_streams: tuple[str, ...] = ()
 
 
-_FILE_CATALOG = ("files", "file_hashes", "file_owners")
+_FILE_CATALOG = ("files", "file_hashes", "file_owners", "storage_usage")
 _INGEST_STREAM = (subjects.INGEST_JOBS.stream,)
 JETSTREAM_USE: dict[str, JetStreamUse] = {
     subjects.AUTH_SERVICE: JetStreamUse(
@@ -55,6 +55,7 @@ JETSTREAM_USE: dict[str, JetStreamUse] = {
             "auth_meta",
             "groups",
             "signin_failures",
+            "signup_attempts",
             "named_keys",
             "named_key_hashes",
         )
@@ -84,6 +85,9 @@ class Permissions(msgspec.Struct, frozen=True, kw_only=True):
     allow_responses: bool
 
 
+JS_ACCOUNT_INFO = "$JS.API.INFO"
+
+
 def permissions_for(user: str, bucket_prefix: str = "ragway") -> Permissions:
     """`user`'s allow lists: its own subjects per the contract, its inbox, its JetStream."""
     pings = [subjects.ping_subject(name) for name in subjects.BACKEND_SERVICES]
@@ -94,7 +98,9 @@ def permissions_for(user: str, bucket_prefix: str = "ragway") -> Permissions:
             if isinstance(item, Endpoint) and not item.callers
         ]
         return Permissions(
-            publish=(*pings, *operator_calls),
+            # $JS.API.INFO: whether JetStream answers (the launcher's readiness check); it
+            # tells the account's totals, no stream's name or content
+            publish=(*pings, *operator_calls, JS_ACCOUNT_INFO),
             subscribe=(inbox_prefix(user) + ".>",),
             allow_responses=False,
         )
@@ -143,7 +149,7 @@ def jetstream_subjects(use: JetStreamUse, bucket_prefix: str) -> list[str]:
         found.append(f"$O.{name}.>")
     if not streams:
         return found
-    found.append("$JS.API.INFO")
+    found.append(JS_ACCOUNT_INFO)
     for stream in streams:
         # $JS.API.STREAM.INFO.<s>, $JS.API.DIRECT.GET.<s>.<subject>, $JS.API.STREAM.MSG.GET.<s>,
         # $JS.API.CONSUMER.CREATE.<s>.<name>.<filter>, ...MSG.NEXT.<s>.<consumer>

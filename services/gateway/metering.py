@@ -56,8 +56,9 @@ NO_TOKENS: dict[str, Any] = {"prompt_tokens": 0, "completion_tokens": 0}
 
 
 def estimate_tokens(body_bytes: int, max_tokens: int | None, default_completion: int) -> int:
-    """Before the answer: about 4 bytes of prompt per token, plus what may be generated."""
-    return body_bytes // 4 + (max_tokens or default_completion)
+    """Before the answer: about 4 bytes of prompt per token, plus what may be generated
+    (`max_tokens=0`: nothing is, as for embeddings)."""
+    return body_bytes // 4 + (default_completion if max_tokens is None else max_tokens)
 
 
 def tokens_of(usage: dict[str, Any] | None) -> tuple[int, int] | None:

@@ -17,6 +17,7 @@ import msgspec
 from aiohttp import web
 
 from contracts.auth import (
+    AddUserRequest,
     ApiKeyReply,
     NamedKey,
     NamedKeyCreated,
@@ -28,6 +29,7 @@ from contracts.auth import (
 )
 from contracts.chat import ChatCompletionRequest
 from contracts.chats import ChatForm, ChatRecord, ChatSummary
+from contracts.embeddings import EmbeddingsReply, EmbeddingsRequest
 from contracts.files import FileRecord, FileStatusReply
 from contracts.functions import FunctionInfo, PluginForm, ToolInfo
 from contracts.groups import Group, GroupForm, UserIdsForm
@@ -46,7 +48,7 @@ from contracts.knowledge import (
 from contracts.models import ModelsReply
 from contracts.presets import PresetAccessForm, PresetForm, PresetIdForm, PresetList, PresetReply
 from gateway.limits import Limit, LimitForm
-from gateway.routes_auth import RoleForm
+from gateway.routes_auth import PasswordForm, RoleForm
 from gateway.routes_config import ConfigReply, VersionReply
 from gateway.routes_console import ConsoleUser
 from gateway.routes_file_edits import ContentForm, ContentReply, ProcessTextForm, ProcessTextReply
@@ -77,6 +79,10 @@ class CurrentUser(msgspec.Struct):
     name: str
     role: str
     profile_image_url: str
+
+
+class SignoutReply(msgspec.Struct):
+    status: bool
 
 
 class UsersReply(msgspec.Struct):
@@ -141,6 +147,12 @@ ROUTE_DOCS: dict[str, RouteDoc] = {
     "signup": RouteDoc("Create an account (the first is admin)", "auths", SignupRequest, Session),
     "signin": RouteDoc("Sign in with email and password", "auths", SigninRequest, Session),
     "current_user": RouteDoc("The signed-in user", "auths", None, CurrentUser),
+    "update_password": RouteDoc(
+        "Change the password; ends every earlier session", "auths", PasswordForm, bool
+    ),
+    "signout": RouteDoc("End every session (JWT) of the caller", "auths", None, SignoutReply),
+    "signout_post": RouteDoc("End every session (JWT) of the caller", "auths", None, SignoutReply),
+    "add_user": RouteDoc("Add a user (admin)", "auths", AddUserRequest, Session),
     "create_api_key": RouteDoc("Create (replace) the API key", "auths", None, ApiKeyReply),
     "get_api_key": RouteDoc("The current API key", "auths", None, ApiKeyReply),
     "delete_api_key": RouteDoc("Revoke the API key", "auths", None, bool),
@@ -171,6 +183,18 @@ ROUTE_DOCS: dict[str, RouteDoc] = {
     ),
     "api_v1_chat": RouteDoc(
         "OpenAI chat completion (SSE when `stream`)", "chat", ChatCompletionRequest
+    ),
+    "api_embeddings": RouteDoc(
+        "OpenAI embeddings (ragway's own model or a backend's)",
+        "embeddings",
+        EmbeddingsRequest,
+        EmbeddingsReply,
+    ),
+    "api_v1_embeddings": RouteDoc(
+        "OpenAI embeddings (ragway's own model or a backend's)",
+        "embeddings",
+        EmbeddingsRequest,
+        EmbeddingsReply,
     ),
     "chats_new": RouteDoc("Create a chat", "chats", ChatForm, ChatRecord),
     "chats_list": RouteDoc(
@@ -306,7 +330,9 @@ ROUTE_DOCS: dict[str, RouteDoc] = {
     **_crud("function", FunctionInfo, "functions"),
     **_crud("tool", ToolInfo, "tools"),
     "ollama": RouteDoc(
-        "Ollama API pass-through (`api/...`, optional `/{url_idx}`); admin-only: "
+        "Ollama API pass-through (`api/...`, its OpenAI-compatible `v1/models`, "
+        "`v1/chat/completions`, `v1/completions`, `v1/embeddings`; optional `/{url_idx}`); "
+        "admin-only: "
         "ps, pull, push, create, copy, delete, blobs",
         "ollama",
         response_media="application/x-ndjson",

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 from common.codec import encode
 from contracts import subjects
@@ -35,7 +34,7 @@ from contracts.knowledge import (
 from gateway import scopes
 from gateway.bodies import TRUE, json_bytes, json_value, parse, read_body
 from gateway.paging import Paged, page_of, text_of
-from gateway.state import BUS, SETTINGS, Access, principal_of
+from gateway.state import BUS, SETTINGS, Access, Route, add_route_table, principal_of
 
 Req = TypeVar("Req")
 KNOWLEDGE_PAGE_SIZE = 30  # Open WebUI's knowledge router (PAGE_ITEM_COUNT)
@@ -202,7 +201,7 @@ async def delete(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application, access: dict[str, Access]) -> None:
     base = "/api/v1/knowledge"
-    table: list[tuple[str, str, str, Handler]] = [
+    table: list[Route] = [
         ("POST", f"{base}/create", "knowledge_create", create),
         ("GET", f"{base}/", "knowledge_list", list_knowledge),
         ("GET", base, "knowledge_list_bare", list_knowledge),
@@ -224,6 +223,4 @@ def add_routes(app: web.Application, access: dict[str, Access]) -> None:
         ("POST", f"{base}/{{knowledge_id}}/sync/cleanup", "knowledge_sync_cleanup", sync_cleanup),
         ("DELETE", f"{base}/{{knowledge_id}}/delete", "knowledge_delete", delete),
     ]
-    for method, path, name, handler in table:
-        app.router.add_route(method, path, handler, name=name)
-        access[name] = "user"
+    add_route_table(app, access, table, "user")

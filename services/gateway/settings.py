@@ -42,6 +42,8 @@ class Settings(ServiceSettings, kw_only=True):
     ingest_stream: Name = INGEST_JOBS.stream
     ingest_subject: str = INGEST_JOBS.subject
     file_max_size_mb: Annotated[int, msgspec.Meta(ge=1)] = 100
+    # uploaded bytes each user may keep (all their files together); 0: no quota
+    storage_quota_mb: Annotated[int, msgspec.Meta(ge=0)] = 1024
     # ?stream=true status streams end after this long even if the file is still processing
     file_status_stream_max_seconds: Annotated[float, msgspec.Meta(gt=0)] = 600.0
     # RAG: how long a chat or query waits for files still being processed; chunks per item
@@ -60,3 +62,9 @@ class Settings(ServiceSettings, kw_only=True):
     # `?process_in_background=false` uploads, `process/text` and text edits answer once the
     # file is processed, or with it as it is after this long
     process_wait_seconds: Annotated[float, msgspec.Meta(ge=0)] = 120.0
+    # `POST /api/embeddings`: texts in one request (OpenAI's limit) and their characters
+    # (~250k tokens), texts per batch sent on, batches of one request in flight at once
+    embeddings_max_inputs: Annotated[int, msgspec.Meta(ge=1)] = 2048
+    embeddings_max_chars: Annotated[int, msgspec.Meta(ge=1)] = 1_000_000
+    embeddings_batch_size: Annotated[int, msgspec.Meta(ge=1)] = 32
+    embeddings_concurrency: Annotated[int, msgspec.Meta(ge=1)] = 4

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from catalog.files import FileCatalog
 from common.bus import Bus
@@ -17,6 +19,19 @@ from gateway.settings import Settings
 
 # Who may call a route: anyone; any signed-in user, pending included; active users; admins.
 Access = Literal["public", "any", "user", "admin"]
+# (method, path, route name, handler): one row of a routes module's table
+Route = tuple[str, str, str, Handler]
+
+
+def add_route_table(
+    app: web.Application, access: dict[str, Access], table: Sequence[Route], level: Access
+) -> None:
+    """Add every row as a named route that `level` may call (the access middleware and
+    the security sweeps read `access` by route name)."""
+    for method, path, name, handler in table:
+        app.router.add_route(method, path, handler, name=name)
+        access[name] = level
+
 
 SETTINGS = web.AppKey("settings", Settings)
 BUS = web.AppKey("bus", Bus)

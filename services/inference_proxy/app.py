@@ -8,15 +8,18 @@ from dataclasses import dataclass
 
 import msgspec
 
+from common.bus import Bus
 from common.nats_conn import connect_nats
 from common.service import ServiceHost
 from contracts import subjects
+from contracts.embeddings import EmbeddingModel, EmbeddingModelsRequest
 from contracts.models import ModelsReply, ModelsRequest
 from inference_proxy.backend_http import BackendPool, proxies_from_env
 from inference_proxy.cancels import CancelRegistry
 from inference_proxy.catalog import ModelCatalog
 from inference_proxy.chat import ChatRunner
 from inference_proxy.completions import Completions
+from inference_proxy.embeddings import Embeddings
 from inference_proxy.functions.pipes import PipeRunner
 from inference_proxy.functions.plugins import PluginService, PluginStore
 from inference_proxy.functions.sandbox import Sandbox, SandboxLimits
@@ -60,13 +63,26 @@ async def serve(settings: Settings) -> AsyncIterator[InferenceProxy]:
                 auth=settings.nats_auth(),
             )
         )
+        bus = Bus(nc)
+
+        async def local_models() -> list[EmbeddingModel]:
+            """ragway's own embedding models (the retrieval service runs them)."""
+            reply = await bus.call(
+                subjects.EMBEDDING_MODELS,
+                EmbeddingModelsRequest(),
+                timeout=settings.models_fetch_timeout_seconds,
+            )
+            return reply.models
+
         catalog = ModelCatalog(
             backend,
             openai,
             ollama,
             cache_seconds=settings.models_cache_seconds,
             fetch_timeout=settings.models_fetch_timeout_seconds,
+            local_models=local_models,
         )
+        embeddings = Embeddings(bus, backend, catalog, settings)
         # closed after the runners that use them (callbacks run last-in, first-out)
         chat_cancels = CancelRegistry(nc, subjects.CHAT_CANCEL)
         stack.push_async_callback(chat_cancels.close)
@@ -121,6 +137,7 @@ async def serve(settings: Settings) -> AsyncIterator[InferenceProxy]:
         await host.serve(subjects.PLUGINS_GET, plugin_service.get)
         await host.serve(subjects.PLUGINS_DELETE, plugin_service.delete)
         await host.serve(subjects.OLLAMA_PROXY, passthrough.open)
+        await host.serve(subjects.EMBEDDINGS_CREATE, embeddings.create)
         await nc.flush()  # the server knows the endpoints before we say we are serving
         yield InferenceProxy(
             catalog=catalog, chat=chat, plugins=plugins, sandbox=sandbox, backends=backend

@@ -77,6 +77,10 @@ class ChatRunner:
             raise RagwayError("invalid", "The completion body needs a `model`")
         route = await self._catalog.route(model)
         if route is None:
+            if await self._catalog.embedding_route(model) is not None:
+                raise RagwayError(
+                    "invalid", f"'{model}' is an embedding model: use POST /api/embeddings"
+                )
             raise RagwayError("not_found", "Model not found")
         backend = route.pick()
         if backend.kind == "ollama":
@@ -129,9 +133,7 @@ class ChatRunner:
                 return completion_from_ollama(msgspec.json.decode(body), request.model)
             msgspec.json.decode(body, type=_Completion)
         except (msgspec.DecodeError, AttributeError):
-            raise RagwayError(
-                "bad_gateway", f"Model backend {backend.host} sent a malformed answer"
-            ) from None
+            raise RagwayError("bad_gateway", f"{backend.label} sent a malformed answer") from None
         return body  # an OpenAI backend's answer goes out as it came
 
     async def open(self, job: CompletionJob) -> ChatStream:
@@ -219,7 +221,7 @@ class ChatStream:
         if self._failure is not None:
             raise StreamFailure(self._failure)
         async with backend_reading(
-            self._idle, "model backend", self.request.backend.host
+            self._idle, "model backend", self.request.backend.label
         ) as deadline:
             self._deadline = deadline
             yield

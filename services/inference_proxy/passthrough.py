@@ -125,7 +125,7 @@ class _PassthroughRelay(Relay):
 
     async def pump(self, out: Outbox) -> None:
         response = self._response
-        async with backend_reading(self._idle, "Ollama backend", self._backend.host) as idle:
+        async with backend_reading(self._idle, "Ollama backend", self._backend.label) as idle:
             while data := await response.readany():
                 idle.touch()
                 self._size += len(data)

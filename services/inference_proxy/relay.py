@@ -180,16 +180,17 @@ class Relays:
 
 
 @asynccontextmanager
-async def backend_reading(idle: float, who: str, host: str) -> AsyncIterator[IdleDeadline]:
+async def backend_reading(idle: float, who: str, label: str) -> AsyncIterator[IdleDeadline]:
     """Read a backend's body: nothing for `idle` seconds (no `touch()`), or a broken
-    connection, become StreamFailure naming the backend (`who`: "model backend")."""
+    connection, become StreamFailure naming the backend (`who`: "model backend"; `label`:
+    its kind and index, never its URL)."""
     try:
         async with idle_timeout(idle) as deadline:
             yield deadline
     except TimeoutError:
         raise StreamFailure(f"The {who} sent nothing for {idle:g}s") from None
     except BackendHTTPError:
-        raise StreamFailure(f"The connection to {who} {host} broke") from None
+        raise StreamFailure(f"The connection to {label} broke") from None
 
 
 async def release_for_reuse(response: BackendResponse) -> None:

@@ -11,6 +11,7 @@ from common.nats_conn import connect_nats
 from common.service import ServiceHost
 from contracts import subjects
 from embedding.embedder import Embedder
+from retrieval.embeddings import EmbeddingHandlers
 from retrieval.engines import load_embedder, open_store
 from retrieval.knowledge import KnowledgeHandlers
 from retrieval.knowledge_files import KnowledgeFileHandlers
@@ -74,7 +75,11 @@ async def serve(settings: Settings) -> AsyncIterator[Retrieval]:
         await host.serve(subjects.VECTORS_DELETE, vectors.delete)
         await host.serve(subjects.VECTORS_STORED, vectors.stored)
         await host.serve(subjects.FILES_DELETE, vectors.delete_file)
+        await host.serve(subjects.USER_DATA_PURGE, vectors.purge_user)
         await host.serve(subjects.RETRIEVAL_QUERY, searcher.query)
+        embeddings = EmbeddingHandlers(embedder, settings)
+        await host.serve(subjects.EMBEDDING_MODELS, embeddings.models)
+        await host.serve(subjects.EMBEDDINGS_LOCAL, embeddings.embed)
         await host.serve(subjects.KNOWLEDGE_CREATE, knowledge.create)
         await host.serve(subjects.KNOWLEDGE_LIST, knowledge.list)
         await host.serve(subjects.KNOWLEDGE_GET, knowledge.get)

@@ -10,7 +10,6 @@ on), not a threshold tuned on queries; a multilingual model lists its scripts, o
 
 from __future__ import annotations
 
-import statistics
 import unicodedata
 from collections.abc import Iterable
 from functools import lru_cache
@@ -66,8 +65,8 @@ class FusionRule(msgspec.Struct, frozen=True, kw_only=True):
     query: its top candidates agree with dense's (two unrelated rankers rarely agree by
     chance; where they disagree, a model that reads the language is the likelier one to
     be right), and the query has enough terms (one or two words rank by little more than
-    their presence). `by_lead` also weighs each side by how far its best candidates stand
-    above its pool (measured: it misleads, see bench/RESULTS.md; off by default).
+    their presence). Weighing a side by how far its best candidates stand above its pool
+    was measured and left out: it misleads (bench/RESULTS.md, section 6).
     """
 
     kind: Literal["rrf", "trust"] = "trust"
@@ -77,8 +76,6 @@ class FusionRule(msgspec.Struct, frozen=True, kw_only=True):
     agreement_top: int = 10  # the top candidates compared (0: no agreement factor)
     agreement_gain: float = 2.0  # BM25 at full weight from this share of agreement on / gain
     min_terms: int = 3  # BM25 at full weight from this many query terms on
-    by_lead: bool = False
-    top: int = 3  # with `by_lead`: the candidates whose lead over the pool is measured
 
 
 class Fused(msgspec.Struct, frozen=True):
@@ -99,16 +96,13 @@ def fuse(
     if rule.kind == "rrf":
         return _rrf(dense, sparse, limit, rule.rrf_k)
     dense_weight, sparse_weight = rule.dense_prior, rule.sparse_prior
-    if rule.by_lead:
-        dense_weight *= _lead(dense, rule.top)
-        sparse_weight *= _lead(sparse, rule.top)
     sparse_weight *= min(1.0, query_terms / rule.min_terms)
     if rule.agreement_top:
         sparse_weight *= min(
             1.0, rule.agreement_gain * agreement(dense, sparse, rule.agreement_top)
         )
     total = dense_weight + sparse_weight
-    if total <= 0:  # neither side stands out: plain RRF, equal weights
+    if total <= 0:  # both priors zero: plain RRF, equal weights
         return _rrf(dense, sparse, limit, rule.rrf_k)
     dense_weight, sparse_weight = dense_weight / total, sparse_weight / total
     fused: dict[str, float] = {}
@@ -134,17 +128,6 @@ def _rrf(dense: list[Candidate], sparse: list[Candidate], limit: int, k: int) ->
             fused[candidate.key] = fused.get(candidate.key, 0.0) + 1.0 / (k + rank + 1)
     ranked = sorted(fused.items(), key=_best_first)[:limit]
     return Fused([Candidate(key, s) for key, s in ranked], 0.5, 0.5)
-
-
-def _lead(side: list[Candidate], top: int) -> float:
-    """How far the best `top` scores stand above the pool, in the pool's spreads (>= 0)."""
-    if len(side) < 2:
-        return 0.0
-    scores = [c.score for c in side]
-    spread = statistics.pstdev(scores)
-    if spread <= 0:
-        return 0.0
-    return max(0.0, (statistics.fmean(scores[:top]) - statistics.fmean(scores)) / spread)
 
 
 def _normalised(side: list[Candidate]) -> dict[str, float]:

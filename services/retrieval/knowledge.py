@@ -215,6 +215,14 @@ class KnowledgeHandlers:
         log.info("knowledge_deleted", knowledge_id=request.knowledge_id)
         return Ok()
 
+    async def delete_owned_by(self, user_id: str) -> int:
+        """Delete every collection `user_id` owns; returns how many there were."""
+        owned = [k for k in await self._store.list_all() if k.user_id == user_id]
+        for knowledge in owned:
+            await self._store.delete(knowledge.id)
+            log.info("knowledge_deleted", knowledge_id=knowledge.id, reason="owner_deleted")
+        return len(owned)
+
     async def forget_file(self, file_id: str) -> int:
         """Unlink a deleted file from every collection; returns how many collections changed."""
         changed = 0

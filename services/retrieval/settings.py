@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from common.placeholders import refuse_placeholder
 from common.settings import Name, Positive, ServiceSettings
 from embedding.settings import EmbedderSettings, service_embedder
 
@@ -45,6 +46,14 @@ class Settings(ServiceSettings, kw_only=True):
     query_cache_size: Annotated[int, msgspec.Meta(ge=0)] = 256
     # searches and vector writes run in threads: this bounds how many at once
     store_concurrency: Positive = 4
+    # the embeddings API (`/api/embeddings` with ragway's own model): batches embedded at
+    # once (each takes a core while it runs), and the most one batch may hold
+    embedding_api_concurrency: Positive = 1
+    embedding_api_max_batch: Positive = 256
+    embedding_api_max_batch_chars: Positive = 1_000_000
+
+    def check(self) -> None:
+        refuse_placeholder("RAGWAY_QDRANT_API_KEY", self.qdrant_api_key)
 
     def edge_path(self) -> Path:
         return Path(self.data_dir).expanduser() / "qdrant"

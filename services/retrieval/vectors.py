@@ -8,9 +8,9 @@ import msgspec
 import structlog
 
 from catalog.files import FileCatalog
-from common.errors import invalid
+from common.errors import forbidden, invalid
 from contracts.auth import Ok
-from contracts.files import DeleteFileRequest
+from contracts.files import DeleteFileRequest, FileRecord, UserDataPurge, UserDataPurged
 from contracts.retrieval import (
     CopyFileVectors,
     FileVectorsRef,
@@ -152,9 +152,32 @@ class VectorHandlers:
         record = await self._files.get(request.file_id)
         if record is None or not can_read_file(request.principal, record):
             raise file_not_found(request.file_id)
+        await self._remove_file(record)
+        return Ok()
+
+    async def purge_user(self, request: UserDataPurge) -> UserDataPurged:
+        """A deleted user's files (everywhere, as `delete_file`) and their collections.
+
+        Idempotent: an admin may repeat it after a partial failure. Collections of other
+        users lose the deleted user's files; the deleted user's own collections go.
+        """
+        if request.principal.role != "admin":
+            raise forbidden("Only administrators may do this")
+        files = await self._files.list_for(request.user_id)
+        for record in files:
+            await self._remove_file(record)
+        collections = await self._knowledge.delete_owned_by(request.user_id)
+        log.info(
+            "user_data_purged",
+            user_id=request.user_id,
+            files=len(files),
+            collections=collections,
+        )
+        return UserDataPurged(files=len(files), collections=collections)
+
+    async def _remove_file(self, record: FileRecord) -> None:
         await self._store.delete_file(record.id)
         unlinked = await self._knowledge.forget_file(record.id)
         await self._files.delete(record.id)
         self._known.forget(record.id)  # the watch would take a moment longer
         log.info("file_deleted", file_id=record.id, collections_unlinked=unlinked)
-        return Ok()

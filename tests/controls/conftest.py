@@ -17,19 +17,21 @@ from typing import Any
 import aiohttp
 import pytest
 
+from contracts import subjects
 from gateway.app import Settings as GatewaySettings
 from gateway.app import serve as serve_gateway
 from stack.nats_server import free_port
+from tests.support.nats import SecuredNats
 from tests.support.stack import Stack
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.fixture(scope="session")
-async def second(stack: Stack, stack_nats_url: str) -> AsyncIterator[Stack]:
+async def second(stack: Stack, stack_nats: SecuredNats) -> AsyncIterator[Stack]:
     """Another gateway on the same NATS: its own limit credit, the same counters."""
     settings = GatewaySettings(
-        nats_url=stack_nats_url,
+        **stack_nats.login(subjects.GATEWAY_SERVICE),
         port=0,
         request_timeout_seconds=5,
         completion_timeout_seconds=12,
@@ -59,12 +61,13 @@ class GatewayProcess:
 
 
 @contextmanager
-def gateway_process(nats_url: str) -> Iterator[GatewayProcess]:
-    """`python -m gateway` as a real process on a free port (killed after)."""
+def gateway_process(nats_env: dict[str, str]) -> Iterator[GatewayProcess]:
+    """`python -m gateway` as a real process on a free port (killed after), connecting to
+    NATS with `nats_env` (`SecuredNats.env`)."""
     port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("RAGWAY_")},
-        "RAGWAY_NATS_URL": nats_url,
+        **nats_env,
         "RAGWAY_PORT": str(port),
         "RAGWAY_LOG_LEVEL": "warning",
         "PYTHONPATH": os.pathsep.join(

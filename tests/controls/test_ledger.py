@@ -10,9 +10,11 @@ from typing import Any
 
 import aiohttp
 
-from tests.controls.conftest import gateway_process, wait_listening
+from contracts import subjects
+from tests.controls.conftest import gateway_process, set_limit, wait_listening
 from tests.fakes.ollama_fake import OllamaFake
 from tests.fakes.openai_fake import OpenAIFake
+from tests.support.nats import SecuredNats
 from tests.support.stack import Account, Stack
 
 ASK = [{"role": "user", "content": "one two three"}]
@@ -95,6 +97,35 @@ async def test_completions_are_recorded_with_their_tokens_and_summed(
     assert (await usage(stack, user, f"from={started - 100}&to={started - 50}"))["rows"] == []
 
 
+async def test_embeddings_are_recorded_with_their_tokens_and_count_against_limits(
+    stack: Stack, user: Account
+) -> None:
+    started = time.time()
+    body = {"model": "gpt-fake", "input": ["one two", "three"]}
+    for path in ("/api/embeddings", "/api/v1/embeddings"):
+        status, reply = await stack.call("POST", path, headers=user.key_auth, json=body)
+        assert status == 200, reply
+    by_model = await usage(stack, user, f"from={started - 1}&group_by=model")
+    assert row(by_model, "model", "gpt-fake") == {
+        "model": "gpt-fake",
+        "requests": 2,
+        "errors": 0,
+        "prompt_tokens": 6,  # the backend's usage: three words each time
+        "completion_tokens": 0,
+        "total_tokens": 6,
+    }
+    await set_limit(stack, scope="user", id=user.id, rpm=1)
+    # three calls: at most one minute boundary falls between them, so one is over the limit
+    refused = []
+    for _ in range(3):
+        status, reply = await stack.call(
+            "POST", "/api/embeddings", headers=user.key_auth, json=body
+        )
+        if status == 429:
+            refused.append(reply["detail"])
+    assert refused and "1 requests per minute" in refused[0], refused
+
+
 async def test_bad_usage_queries_are_400(stack: Stack, user: Account) -> None:
     for query in ("group_by=week", "from=yesterday", "from=10&to=5"):
         status, reply = await stack.call("GET", f"/api/v1/usage?{query}", headers=user.key_auth)
@@ -102,13 +133,13 @@ async def test_bad_usage_queries_are_400(stack: Stack, user: Account) -> None:
 
 
 async def test_a_gateway_killed_right_after_answering_has_recorded_the_answer(
-    stack: Stack, stack_nats_url: str, user: Account
+    stack: Stack, stack_nats: SecuredNats, user: Account
 ) -> None:
     started = time.time()
     answered = 0
     async with aiohttp.ClientSession() as http:
         for stream in (False, True):
-            with gateway_process(stack_nats_url) as gateway:
+            with gateway_process(stack_nats.env(subjects.GATEWAY_SERVICE)) as gateway:
                 await wait_listening(gateway.url)
                 body = {"model": "gpt-fake", "messages": ASK, "stream": stream}
                 async with http.post(

@@ -11,9 +11,11 @@ import aiohttp
 import openai
 import pytest
 
+from contracts import subjects
 from gateway.app import Settings, serve
 from tests.fakes.ollama_fake import OllamaFake
 from tests.fakes.openai_fake import OpenAIFake
+from tests.support.nats import SecuredNats
 from tests.support.stack import Account, Stack
 
 OPENAI_MODEL = "gpt-fake"
@@ -209,14 +211,16 @@ async def test_the_official_openai_sdk_works_against_the_gateway(
 
 async def test_a_stream_silent_past_the_gateway_idle_limit_ends_with_error_and_done(
     stack: Stack,
-    stack_nats_url: str,
+    stack_nats: SecuredNats,
     user: Account,
     backend_fakes: tuple[OpenAIFake, OllamaFake],
 ) -> None:
     fake = backend_fakes[0]
     fake.token_delay = 1.5  # under the proxy's idle limit, over this gateway's
     fake.client_disconnected.clear()
-    settings = Settings(nats_url=stack_nats_url, port=0, stream_idle_timeout_seconds=0.3)
+    settings = Settings(
+        **stack_nats.login(subjects.GATEWAY_SERVICE), port=0, stream_idle_timeout_seconds=0.3
+    )
     async with serve(settings) as impatient:
         started = time.monotonic()
         async with stack.http.post(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-import uuid
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -14,6 +13,7 @@ import pytest
 from auth.app import serve as serve_auth
 from auth.settings import Settings as AuthSettings
 from common.errors import RagwayError
+from contracts import subjects
 from contracts.auth import Principal
 from contracts.ollama import OllamaProxyRequest
 from gateway.app import Settings as GatewaySettings
@@ -21,9 +21,10 @@ from gateway.app import serve as serve_gateway
 from inference_proxy.app import serve as serve_proxy
 from inference_proxy.passthrough import OllamaPassthrough
 from inference_proxy.settings import Settings as ProxySettings
-from stack.nats_server import NatsServer, NatsServerConfig, free_port
+from stack.nats_server import free_port
 from tests.fakes.ollama_fake import OllamaFake
 from tests.fakes.openai_fake import OpenAIFake
+from tests.support.nats import secured_nats
 from tests.support.stack import JWT_SECRET, Account, Stack
 
 
@@ -31,23 +32,18 @@ from tests.support.stack import JWT_SECRET, Account, Stack
 async def split_stack(
     tmp_path_factory: pytest.TempPathFactory, backend_fakes: tuple[OpenAIFake, OllamaFake]
 ) -> AsyncIterator[tuple[Stack, Account, int]]:
-    server = NatsServer(
-        NatsServerConfig(
-            port=free_port(), monitor_port=free_port(), store_dir=tmp_path_factory.mktemp("split")
-        )
-    )
-    await server.astart()
     dead_port = free_port()
     async with contextlib.AsyncExitStack() as services:
-        services.push_async_callback(server.astop)
+        nats = await services.enter_async_context(secured_nats(tmp_path_factory.mktemp("split")))
         await services.enter_async_context(
             serve_auth(
                 AuthSettings(
-                    nats_url=server.url,
-                    bucket_prefix=f"split{uuid.uuid4().hex[:8]}",
+                    **nats.login(subjects.AUTH_SERVICE),
                     jwt_secret=JWT_SECRET,
                     password_time_cost=1,
                     password_memory_kib=8,
+                    default_user_role="user",  # this stack's users act at once
+                    signup_max_per_address=100_000,
                     password_parallelism=1,
                 )
             )
@@ -55,7 +51,7 @@ async def split_stack(
         await services.enter_async_context(
             serve_proxy(
                 ProxySettings(
-                    nats_url=server.url,
+                    **nats.login(subjects.INFERENCE_SERVICE),
                     ollama_base_urls=f"http://127.0.0.1:{dead_port};{backend_fakes[1].origin}",
                     backend_connect_timeout_seconds=1,
                     backend_timeout_seconds=3,
@@ -64,7 +60,11 @@ async def split_stack(
             )
         )
         gateway = await services.enter_async_context(
-            serve_gateway(GatewaySettings(nats_url=server.url, port=0, request_timeout_seconds=5))
+            serve_gateway(
+                GatewaySettings(
+                    **nats.login(subjects.GATEWAY_SERVICE), port=0, request_timeout_seconds=5
+                )
+            )
         )
         http = await services.enter_async_context(aiohttp.ClientSession())
         stack = Stack(url=gateway.url, http=http, gateway=gateway)
@@ -82,7 +82,8 @@ async def test_an_index_picks_the_backend_and_a_dead_one_is_a_clear_502(
     started = time.perf_counter()
     status, body = await stack.call("GET", "/ollama/api/version/0", headers=admin.jwt_auth)
     assert status == 502
-    assert body["detail"] == f"Ollama backend unreachable: 127.0.0.1:{dead_port}"
+    assert body["detail"] == "Ollama backend #0 is unreachable"  # named, its URL not told
+    assert str(dead_port) not in body["detail"]
     assert time.perf_counter() - started < 3
 
 
@@ -97,6 +98,26 @@ async def test_without_an_index_a_model_goes_to_the_backend_that_has_it(
     )
     assert status == 200, body  # index 0 (the default) is down: it went to index 1
     assert "/api/show" in fake.paths()[seen:]
+
+
+async def test_ollamas_openai_routes_go_where_the_model_is_or_where_the_index_says(
+    split_stack: tuple[Stack, Account, int], backend_fakes: tuple[OpenAIFake, OllamaFake]
+) -> None:
+    stack, admin, _ = split_stack
+    fake = backend_fakes[1]
+    seen = len(fake.requests)
+    status, body = await stack.call(
+        "POST",
+        "/ollama/v1/chat/completions",
+        headers=admin.jwt_auth,
+        json={"model": "qwen2.5:0.5b", "messages": [{"role": "user", "content": "hi"}]},
+    )
+    assert status == 200, body  # index 0 (the default) is down: it went to index 1
+    assert body["choices"][0]["message"]["content"] == "Echo: hi"
+    status, listed = await stack.call("GET", "/ollama/v1/models/1", headers=admin.jwt_auth)
+    assert status == 200, listed
+    assert [m["id"] for m in listed["data"]] == fake.models
+    assert fake.paths()[seen:] == ["/v1/chat/completions", "/v1/models"]
 
 
 async def test_no_ollama_configured_is_not_found_with_a_clear_detail() -> None:

@@ -23,6 +23,7 @@ from tests.e2e.rag_helpers import completed_upload, settled, upload
 from tests.e2e.test_chat_flow import content_of, read_events
 from tests.fakes.ollama_fake import OllamaFake
 from tests.fakes.openai_fake import OpenAIFake
+from tests.support.nats import SecuredNats
 from tests.support.stack import Account, Stack
 
 pytestmark = pytest.mark.usefixtures("rag")
@@ -194,10 +195,12 @@ async def test_a_failed_file_in_chat_is_a_400_naming_it(stack: Stack, user: Acco
 
 
 async def test_a_file_still_processing_after_the_wait_is_409_naming_it(
-    stack: Stack, user: Account, stack_nats_url: str
+    stack: Stack, user: Account, stack_nats: SecuredNats
 ) -> None:
     """A record with no job stays pending; a gateway with a short wait reports it."""
-    async with connect_nats([stack_nats_url], name="rag-test") as nc:
+    async with connect_nats(  # the catalog and the vector store as ingestion writes them
+        [stack_nats.url], name="rag-test", auth=stack_nats.users[subjects.INGESTION_SERVICE]
+    ) as nc:
         catalog = await FileCatalog.open(nc.jetstream())
         stamp = now()
         file_id = str(uuid.uuid4())
@@ -209,7 +212,7 @@ async def test_a_file_still_processing_after_the_wait_is_409_naming_it(
                 created_at=stamp, updated_at=stamp,
             )
         )  # fmt: skip
-    settings = Settings(nats_url=stack_nats_url, port=0, rag_wait_seconds=0.3)
+    settings = Settings(**stack_nats.login(subjects.GATEWAY_SERVICE), port=0, rag_wait_seconds=0.3)
     async with serve(settings) as gateway, aiohttp.ClientSession() as http, http.post(
         gateway.url + "/api/chat/completions", headers=user.key_auth,
         json=chat([{"type": "file", "id": file_id}], stream=True),
@@ -227,13 +230,18 @@ def bm25_chunk(text: str) -> ChunkVector:
 
 
 async def test_a_file_still_being_embedded_is_searched_by_keywords_and_named_in_sources(
-    stack: Stack, user: Account, stack_nats_url: str, backend_fakes: tuple[OpenAIFake, OllamaFake]
+    stack: Stack,
+    user: Account,
+    stack_nats: SecuredNats,
+    backend_fakes: tuple[OpenAIFake, OllamaFake],
 ) -> None:
     """Keyword-searchable, dense vectors not written: after the bounded wait the chat is
     answered from what is indexed, and `sources` says the file is still indexing."""
     text = FACTS.decode()
     file_id = str(uuid.uuid4())
-    async with connect_nats([stack_nats_url], name="rag-test") as nc:
+    async with connect_nats(  # the catalog and the vector store as ingestion writes them
+        [stack_nats.url], name="rag-test", auth=stack_nats.users[subjects.INGESTION_SERVICE]
+    ) as nc:
         catalog = await FileCatalog.open(nc.jetstream())
         stamp = now()
         await catalog.create(
@@ -251,7 +259,9 @@ async def test_a_file_still_being_embedded_is_searched_by_keywords_and_named_in_
             timeout=10,
         )
         assert written.count == 1
-    settings = Settings(nats_url=stack_nats_url, port=0, rag_complete_wait_seconds=0.2)
+    settings = Settings(
+        **stack_nats.login(subjects.GATEWAY_SERVICE), port=0, rag_complete_wait_seconds=0.2
+    )
     async with serve(settings) as gateway, aiohttp.ClientSession() as http, http.post(
         gateway.url + "/api/chat/completions", headers=user.key_auth,
         json=chat([{"type": "file", "id": file_id}]),

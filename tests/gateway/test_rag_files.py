@@ -93,6 +93,8 @@ async def env(nats_url: str) -> AsyncIterator[Env]:
         jwt_secret="gateway-files-" + "x" * 32,
         password_time_cost=1,
         password_memory_kib=8,
+        default_user_role="user",  # this stack's users act at once
+        signup_max_per_address=100_000,
     )
     async with contextlib.AsyncExitStack() as stack:
         await stack.enter_async_context(serve_auth(auth_settings))

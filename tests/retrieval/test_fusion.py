@@ -58,14 +58,6 @@ def test_bm25_weighs_in_when_its_top_agrees_with_dense_and_not_when_it_does_not(
     assert [c.key for c in disagreed.hits] == ["c0", "c1", "c2"]
 
 
-def test_weighing_by_lead_favours_the_side_whose_best_stand_out() -> None:
-    sharp = candidates(0.9, 0.5, 0.45, 0.44, 0.43, 0.42, 0.41, 0.40)
-    flat = candidates(5.0, 5.0, 5.0, 5.0, 5.0, 5.0, 5.0, 4.0)  # its top is no better
-    fused = fuse(sharp, flat, 3, FusionRule(by_lead=True, agreement_top=0), query_terms=5)
-    assert fused.dense_weight > fused.sparse_weight
-    assert fused.dense_weight + fused.sparse_weight == pytest.approx(1.0)
-
-
 def test_a_chunk_both_sides_rank_high_comes_first() -> None:
     dense = [Candidate("a", 0.8), Candidate("b", 0.79), Candidate("c", 0.3), Candidate("d", 0.2)]
     sparse = [Candidate("b", 9.0), Candidate("e", 8.0), Candidate("a", 1.0), Candidate("f", 0.5)]

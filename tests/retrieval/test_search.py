@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any
 
 import pytest
 import structlog
@@ -18,6 +19,7 @@ from contracts import subjects
 from contracts.auth import Principal
 from contracts.retrieval import RetrievalQuery, RetrievalResult, ScopeItem, SearchMode
 from retrieval.app import Retrieval
+from retrieval.query_vectors import QueryVectors
 from tests.retrieval.helpers import (
     add_file,
     create,
@@ -289,6 +291,17 @@ async def test_a_new_query_searched_in_its_embedding_thread_finds_what_a_cached_
             wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
         ),
     )
+
+    # The thread searches when the scope check (on the event loop) is done before the
+    # embedding is: nearly always, but not on a loaded machine. Slowed here, the embedding
+    # ends last every time, so the path this test checks is the one it takes.
+    compute = QueryVectors.compute
+
+    def slow_compute(self: QueryVectors, *args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.3)  # in the worker thread; no CPU time, so embed_cpu_ms is unchanged
+        return compute(self, *args, **kwargs)
+
+    monkeypatch.setattr(QueryVectors, "compute", slow_compute)
 
     # new text: embedded and searched in one worker thread (the scope is known by then)
     fresh = await query(mbus, owner, "who lights the lamp of the lighthouse", items)

@@ -16,17 +16,19 @@ from typing import Any
 import aiohttp
 import pytest
 
+from contracts import subjects
 from gateway.app import Settings as GatewaySettings
 from gateway.app import serve as serve_gateway
 from tests.e2e.rag_helpers import settled
+from tests.support.nats import SecuredNats
 from tests.support.stack import Account, RagServices, Stack
 
 
 @pytest.fixture(scope="session")
-async def second(stack: Stack, stack_nats_url: str) -> AsyncIterator[Stack]:
+async def second(stack: Stack, stack_nats: SecuredNats) -> AsyncIterator[Stack]:
     """Another gateway on the same NATS (and the dev docs on): the same users, its own cache."""
     settings = GatewaySettings(
-        nats_url=stack_nats_url,
+        **stack_nats.login(subjects.GATEWAY_SERVICE),
         port=0,
         env="dev",
         request_timeout_seconds=5,

@@ -16,10 +16,12 @@ from typing import Any
 import aiohttp
 import pytest
 
+from contracts import subjects
 from gateway.app import Settings as GatewaySettings
 from gateway.app import serve as serve_gateway
 from tests.e2e.rag_helpers import settled
 from tests.security.conftest import upload
+from tests.support.nats import SecuredNats
 from tests.support.stack import Account, RagServices, Stack
 
 pytestmark = pytest.mark.security
@@ -31,8 +33,10 @@ BOUNDARY = "ragwayboundary42"
 
 
 @pytest.fixture(scope="module")
-async def small(stack: Stack, stack_nats_url: str) -> AsyncIterator[Stack]:
-    settings = GatewaySettings(nats_url=stack_nats_url, port=0, max_body_mb=1, file_max_size_mb=1)
+async def small(stack: Stack, stack_nats: SecuredNats) -> AsyncIterator[Stack]:
+    settings = GatewaySettings(
+        **stack_nats.login(subjects.GATEWAY_SERVICE), port=0, max_body_mb=1, file_max_size_mb=1
+    )
     async with serve_gateway(settings) as handle:
         other = Stack(url=handle.url, http=stack.http, gateway=handle)
         other._admin = await stack.admin()

@@ -165,7 +165,15 @@ def scoped_calls(w: World) -> dict[str, list[Call]]:
         "ollama": [
             Call("POST", "/ollama/api/chat", {"model": OUT_MODEL, "messages": ASK}),
             Call("POST", "/ollama/api/show", {"name": OUT_MODEL}),
+            Call("POST", "/ollama/v1/chat/completions", {"model": OUT_MODEL, "messages": ASK}),
         ],
+        **{
+            name: [Call("POST", path, {"model": OUT_MODEL, "input": ["the vault code"]})]
+            for name, path in (
+                ("api_embeddings", "/api/embeddings"),
+                ("api_v1_embeddings", "/api/v1/embeddings"),
+            )
+        },
         # a scoped key cannot mint itself a wider key, nor drop keys
         "create_named_key": [
             Call("POST", "/api/v1/auths/api_keys", {"name": "wider"}, harmless=False)
@@ -199,7 +207,11 @@ NOT_SCOPED: dict[str, str] = (
     }
     | {
         name: "admin-only user management, no model or collection"
-        for name in ("list_users", "update_user", "delete_user")
+        for name in ("list_users", "update_user", "delete_user", "add_user")
+    }
+    | {
+        name: "the caller's own account: refused to a scoped key (403)"
+        for name in ("update_password", "signout", "signout_post")
     }
     | {
         name: "chat history is stored, no model is called (completions are scoped)"
@@ -250,6 +262,11 @@ NOT_SCOPED: dict[str, str] = (
         "usage": "the caller's own ledger rows (admins: everyone's)",
         "health": "public",
         "api_config": "public",
+        "console": "the console's page, served to anyone (it calls the API like any client)",
+        "console_asset": "the console's static files",
+        "console_signin": "a cookie session for a password, never for a key",
+        "console_signup": "a new account's cookie session",
+        "console_signout": "ends the caller's cookie session",
         "api_version": "public",
         "chats_list_alias": "chat history, no model is called",
         "chats_search": "chat history, no model is called",

@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import msgspec
 import nats
@@ -21,51 +19,24 @@ from common.nats_conn import connect_nats
 from common.settings import NatsAuth
 from contracts import subjects
 from contracts.auth import JwtParams, JwtParamsRequest
-from stack.nats_server import NatsServer, NatsServerConfig, free_port
-from stack.nats_users import authorization_block, load_or_create_users
-from tests.support.nats import connect_refused
+from tests.support.nats import SecuredNats, connect_refused, secured_nats
 
 PREFIX = "natsauth"
 
 
-@dataclass(frozen=True)
-class NatsUsers:
-    url: str
-    users: dict[str, NatsAuth]
-
-    def __getitem__(self, user: str) -> NatsAuth:
-        return self.users[user]
-
-
 @pytest.fixture(scope="module")
-async def users(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[NatsUsers]:
+async def users(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[SecuredNats]:
     """A nats-server with every service's user, and the auth service logged in as `auth`."""
-    data: Path = tmp_path_factory.mktemp("natsauth")
-    made = load_or_create_users(data)
-    server = NatsServer(
-        NatsServerConfig(
-            port=free_port(),
-            monitor_port=free_port(),
-            store_dir=data / "nats",
-            authorization=authorization_block(made, PREFIX),
+    async with secured_nats(tmp_path_factory.mktemp("natsauth"), PREFIX) as nats_users:
+        settings = AuthSettings(
+            **nats_users.login(subjects.AUTH_SERVICE),
+            bucket_prefix=PREFIX,
+            password_time_cost=1,
+            password_memory_kib=8,
+            password_parallelism=1,
         )
-    )
-    await server.astart()
-    auth = made[subjects.AUTH_SERVICE]
-    settings = AuthSettings(
-        nats_url=server.url,
-        nats_user=auth.user,
-        nats_password=auth.password,
-        bucket_prefix=PREFIX,
-        password_time_cost=1,
-        password_memory_kib=8,
-        password_parallelism=1,
-    )
-    try:
         async with serve_auth(settings):
-            yield NatsUsers(server.url, made)
-    finally:
-        await server.astop()
+            yield nats_users
 
 
 class Client2:
@@ -101,22 +72,22 @@ class Client2:
         return False
 
 
-def _url(users: NatsUsers) -> str:
+def _url(users: SecuredNats) -> str:
     return users.url
 
 
-async def test_a_client_without_credentials_cannot_connect(users: NatsUsers) -> None:
+async def test_a_client_without_credentials_cannot_connect(users: SecuredNats) -> None:
     assert await connect_refused(_url(users))
 
 
-async def test_a_client_with_a_wrong_password_cannot_connect(users: NatsUsers) -> None:
+async def test_a_client_with_a_wrong_password_cannot_connect(users: SecuredNats) -> None:
     assert await connect_refused(_url(users), user="gateway", password="guessed")
-    gateway = users["gateway"]
+    gateway = users.users["gateway"]
     assert not await connect_refused(_url(users), user=gateway.user, password=gateway.password)
 
 
-async def test_the_gateway_gets_the_jwt_parameters(users: NatsUsers) -> None:
-    async with connect_nats([_url(users)], "gateway", auth=users["gateway"]) as nc:
+async def test_the_gateway_gets_the_jwt_parameters(users: SecuredNats) -> None:
+    async with connect_nats([_url(users)], "gateway", auth=users.users["gateway"]) as nc:
         reply = await nc.request(
             subjects.AUTH_JWT_PARAMS.subject, msgspec.json.encode(JwtParamsRequest()), timeout=5
         )
@@ -124,10 +95,10 @@ async def test_the_gateway_gets_the_jwt_parameters(users: NatsUsers) -> None:
 
 
 async def test_the_ingestion_worker_cannot_ask_for_the_jwt_secret(
-    users: NatsUsers,
+    users: SecuredNats,
 ) -> None:
     client = Client2()
-    async with client.connect(_url(users), users[subjects.INGESTION_SERVICE]) as nc:
+    async with client.connect(_url(users), users.users[subjects.INGESTION_SERVICE]) as nc:
         with pytest.raises((nats.errors.NoRespondersError, nats.errors.TimeoutError)):
             await nc.request(
                 subjects.AUTH_JWT_PARAMS.subject,
@@ -138,12 +109,12 @@ async def test_the_ingestion_worker_cannot_ask_for_the_jwt_secret(
 
 
 async def test_the_ingestion_worker_cannot_read_the_gateways_inbox_or_every_inbox(
-    users: NatsUsers,
+    users: SecuredNats,
 ) -> None:
     client = Client2()
     async with (
-        client.connect(_url(users), users[subjects.INGESTION_SERVICE]) as spy,
-        client.connect(_url(users), users[subjects.INFERENCE_SERVICE]) as proxy,
+        client.connect(_url(users), users.users[subjects.INGESTION_SERVICE]) as spy,
+        client.connect(_url(users), users.users[subjects.INFERENCE_SERVICE]) as proxy,
     ):
         got: list[bytes] = []
 
@@ -163,10 +134,10 @@ async def test_the_ingestion_worker_cannot_read_the_gateways_inbox_or_every_inbo
 
 
 async def test_the_ingestion_worker_cannot_mint_keys_or_write_the_users_bucket(
-    users: NatsUsers,
+    users: SecuredNats,
 ) -> None:
     client = Client2()
-    async with client.connect(_url(users), users[subjects.INGESTION_SERVICE]) as nc:
+    async with client.connect(_url(users), users.users[subjects.INGESTION_SERVICE]) as nc:
         await nc.publish(subjects.AUTH_KEY_CREATE.subject, b"{}")
         await nc.publish(f"$KV.{PREFIX}_users.attacker", b"{}")
         await nc.flush()

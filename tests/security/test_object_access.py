@@ -133,8 +133,16 @@ NO_OBJECT: dict[str, str] = {
         "the web console's page and session cookie (public; test_roles)",
     ),
     **dict.fromkeys(
-        ["current_user", "create_api_key", "get_api_key", "delete_api_key"],
-        "the caller's own account and key",
+        [
+            "current_user",
+            "create_api_key",
+            "get_api_key",
+            "delete_api_key",
+            "update_password",
+            "signout",
+            "signout_post",
+        ],
+        "the caller's own account and key (test_credentials: sessions end)",
     ),
     **dict.fromkeys(
         ["create_named_key", "list_named_keys", "usage"],
@@ -149,6 +157,7 @@ NO_OBJECT: dict[str, str] = {
             "groups_create",
             "limits_set",
             "limits_list",
+            "add_user",
         ],
         "admin-only (test_roles: 403 to users)",
     ),
@@ -188,6 +197,10 @@ NO_OBJECT: dict[str, str] = {
             "retrieval_process_text",
         ],
         _BODIES,
+    ),
+    **dict.fromkeys(
+        ["api_embeddings", "api_v1_embeddings"],
+        "embeds the texts in its body: no stored object is named or read",
     ),
 }
 

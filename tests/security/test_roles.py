@@ -33,7 +33,7 @@ PUBLIC = {
 # The web console's page, its assets, and its session routes (sign in, sign up and sign
 # out: these set or clear the cookie, and refuse requests without the console's header).
 PUBLIC |= {"console", "console_asset", "console_signin", "console_signout", "console_signup"}
-ANY_SIGNED_IN = {"current_user"}
+ANY_SIGNED_IN = {"current_user", "update_password", "signout", "signout_post"}
 
 
 def routes_by_level(app: web.Application) -> dict[str, list[tuple[str, str, str]]]:

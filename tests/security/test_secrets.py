@@ -1,6 +1,6 @@
 """Secrets stay secret: no password, API key, JWT, JWT secret or backend key in any
-service's log (every service a real process, logging at debug), and no password or raw
-API key stored in the KV buckets.
+service's log (every service a real process, logging at debug; nor any NATS password),
+and no password or raw API key stored in the KV buckets.
 """
 
 from __future__ import annotations
@@ -11,11 +11,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-import nats
 import pytest
-from nats.js.errors import NoKeysError
+from nats.js.errors import BucketNotFoundError, NoKeysError
 
+from common.nats_conn import connect_nats
 from stack.launcher import Stack as ProcessStack
+from stack.nats_permissions import JETSTREAM_USE
 from tests.fakes.openai_fake import OpenAIFake
 from tests.stack.support import clean_environ, free_stack_settings
 
@@ -110,7 +111,9 @@ async def full_flow(url: str) -> dict[str, str]:
 
 async def test_no_secret_reaches_any_log(processes: ProcessStack) -> None:
     seen = await full_flow(processes.url)
-    secrets = {**seen, "jwt secret": JWT_SECRET, "backend key": BACKEND_KEY}
+    nats = {f"NATS password of {n}": auth.password for n, auth in processes.nats_users.items()}
+    assert nats, "the stack runs with NATS users"
+    secrets = {**seen, **nats, "jwt secret": JWT_SECRET, "backend key": BACKEND_KEY}
     logs_dir = processes.data_dir / "logs"
     logs = {path.name: path.read_text(errors="replace") for path in logs_dir.glob("*.log")}
     assert {"auth.log", "gateway.log", "inference_proxy.log"} <= set(logs), sorted(logs)
@@ -126,27 +129,29 @@ async def test_no_secret_reaches_any_log(processes: ProcessStack) -> None:
                 assert secret.rsplit(".", 1)[1] not in text, f"{what} signature in {name}"
 
 
-async def _kv_contents(nats_url: str) -> dict[str, bytes]:
-    """Every value of every KV bucket on the server, as `bucket/key`."""
-    client = await nats.connect(nats_url)
-    try:
-        js = client.jetstream()
-        values: dict[str, bytes] = {}
-        for info in await js.streams_info():
-            name = info.config.name or ""
-            if not name.startswith("KV_"):
-                continue
-            kv = await js.key_value(name.removeprefix("KV_"))
-            try:
-                keys = await kv.keys()
-            except NoKeysError:
-                continue
-            for key in keys:
-                entry = await kv.get(key)
-                values[f"{name}/{key}"] = entry.value or b""
-        return values
-    finally:
-        await client.drain()
+async def _kv_contents(stack: ProcessStack) -> dict[str, bytes]:
+    """Every value of every KV bucket on the server, as `bucket/key`: each service's
+    buckets read with its own NATS user (no user may read them all)."""
+    values: dict[str, bytes] = {}
+    for service, use in JETSTREAM_USE.items():
+        async with connect_nats(
+            [stack.nats.url], name="secrets-test", auth=stack.nats_users[service]
+        ) as client:
+            js = client.jetstream()
+            for bucket in use.buckets:
+                name = f"ragway_{bucket}"
+                try:
+                    kv = await js.key_value(name)
+                except BucketNotFoundError:
+                    continue
+                try:
+                    keys = await kv.keys()
+                except NoKeysError:
+                    continue
+                for key in keys:
+                    entry = await kv.get(key)
+                    values[f"KV_{name}/{key}"] = entry.value or b""
+    return values
 
 
 async def test_neither_passwords_nor_raw_keys_are_stored(processes: ProcessStack) -> None:
@@ -159,7 +164,7 @@ async def test_neither_passwords_nor_raw_keys_are_stored(processes: ProcessStack
         ) as reply,
     ):
         live_key = (await reply.json())["api_key"]  # one key that is stored right now
-    stored = await _kv_contents(processes.nats.url)
+    stored = await _kv_contents(processes)
     assert stored, "no KV values read"
     blob = b"\n".join(stored.values())
     for what in ("password", "wrong password", "api key", "second api key"):

@@ -88,11 +88,11 @@ def test_jetstream_access_names_only_the_services_own_buckets_with_its_prefix() 
     assert set(JETSTREAM_USE) == set(SERVICES)
 
 
-def test_the_operator_may_only_ping_the_services_and_call_what_no_service_calls() -> None:
+def test_the_operator_pings_calls_what_no_service_calls_and_asks_if_jetstream_answers() -> None:
     table = permissions_for(OPERATOR)
     pings = [p for p in table.publish if p.startswith("$SRV.PING.")]
     assert len(pings) == len(subjects.BACKEND_SERVICES)
-    assert set(table.publish) - set(pings) == {subjects.VECTORS_STORED.subject}
+    assert set(table.publish) - set(pings) == {subjects.VECTORS_STORED.subject, "$JS.API.INFO"}
     assert table.subscribe == ("_INBOX_operator.>",)
     assert not table.allow_responses
 

@@ -2,11 +2,15 @@
 
 One server per module (it starts in ~50 ms): services of one kind share a queue group,
 so a service left running by one module would otherwise answer another module's requests.
+That server has no users (a service's own tests drive it with a plain client); a stack of
+several services runs on `secured_nats`, each service logged in as itself.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import nats
@@ -16,7 +20,10 @@ from nats.aio.client import Client
 from common.bus import Bus
 from common.logging import configure_logging
 from common.nats_conn import connect_nats
+from common.settings import NatsAuth
+from stack.nats_permissions import OPERATOR
 from stack.nats_server import NatsServer, NatsServerConfig, free_port
+from stack.nats_users import authorization_block, load_or_create_users
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -27,9 +34,7 @@ def _logging() -> None:
 @pytest.fixture(scope="module")
 async def nats_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[NatsServer]:
     store: Path = tmp_path_factory.mktemp("nats")
-    server = NatsServer(
-        NatsServerConfig(port=free_port(), monitor_port=free_port(), store_dir=store)
-    )
+    server = NatsServer(NatsServerConfig(port=free_port(), store_dir=store))
     await server.astart()
     yield server
     await server.astop()
@@ -74,3 +79,45 @@ async def connect_refused(url: str, **options: str) -> bool:
     finally:
         await nc.close()
     return False
+
+
+@dataclass(frozen=True)
+class SecuredNats:
+    """A nats-server with every service's NATS user and permissions, as `make run` and the
+    deployments have it; `login(service)` connects a service's settings as that user."""
+
+    server: NatsServer
+    users: dict[str, NatsAuth]
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def login(self, user: str) -> dict[str, str]:
+        """The settings fields (`nats_url`, `nats_user`, `nats_password`) of `user`."""
+        auth = self.users[user]
+        return {"nats_url": self.url, "nats_user": auth.user, "nats_password": auth.password}
+
+    def env(self, user: str) -> dict[str, str]:
+        """The same as a process's environment."""
+        return {f"RAGWAY_{name.upper()}": value for name, value in self.login(user).items()}
+
+
+@asynccontextmanager
+async def secured_nats(store: Path, bucket_prefix: str = "ragway") -> AsyncIterator[SecuredNats]:
+    """A nats-server in `store` whose users are made there (`stack.nats_users`), with
+    the permissions of services whose buckets start with `bucket_prefix`."""
+    users = load_or_create_users(store)
+    server = NatsServer(
+        NatsServerConfig(
+            port=free_port(),
+            store_dir=store / "nats",
+            authorization=authorization_block(users, bucket_prefix),
+            login=users[OPERATOR],
+        )
+    )
+    await server.astart()
+    try:
+        yield SecuredNats(server, users)
+    finally:
+        await server.astop()

@@ -3,8 +3,9 @@ backend fakes) and the gateway, on a nats-server of their own, driven over HTTP.
 
 One stack per session, on a nats-server of its own (the services it starts join the same
 queue groups as the service tests' own, so they must not share a server), shared by
-tests/e2e, cli, sdk and security; `rag` adds retrieval and ingestion beside it. Auth uses
-a bucket prefix unique to the stack, so the first user signed up on it is its admin.
+tests/e2e, cli, sdk and security; `rag` adds retrieval and ingestion beside it. NATS
+authorization is on, as under `make run`: each service logs in as its own user and may
+use only its own subjects. The server is fresh, so the first user signed up is its admin.
 """
 
 from __future__ import annotations
@@ -20,14 +21,15 @@ import pytest
 
 from auth.app import serve as serve_auth
 from auth.settings import Settings as AuthSettings
+from contracts import subjects
 from gateway.app import GatewayHandle
 from gateway.app import Settings as GatewaySettings
 from gateway.app import serve as serve_gateway
 from inference_proxy.app import serve as serve_proxy
 from inference_proxy.settings import Settings as ProxySettings
-from stack.nats_server import NatsServer, NatsServerConfig, free_port
 from tests.fakes.ollama_fake import OllamaFake
 from tests.fakes.openai_fake import OpenAIFake
+from tests.support.nats import SecuredNats, secured_nats
 
 JWT_SECRET = "e2e-secret-" + "x" * 32
 PASSWORD = "correct horse battery"
@@ -98,17 +100,13 @@ class Stack:
 
 
 @pytest.fixture(scope="session")
-async def stack_nats_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
-    """The stack's own nats-server: the services it starts join the same queue groups as
-    other tests' services, and would answer those tests' requests (and theirs ours)."""
-    server = NatsServer(
-        NatsServerConfig(
-            port=free_port(), monitor_port=free_port(), store_dir=tmp_path_factory.mktemp("e2e")
-        )
-    )
-    await server.astart()
-    yield server.url
-    await server.astop()
+async def stack_nats(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[SecuredNats]:
+    """The stack's own nats-server, with NATS users and permissions as in production: each
+    service logs in as itself (`stack_nats.login(service)`). Its own, too: the services it
+    starts join the same queue groups as other tests' services, and would answer those
+    tests' requests (and theirs ours)."""
+    async with secured_nats(tmp_path_factory.mktemp("e2e")) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
@@ -123,25 +121,25 @@ async def backend_fakes() -> AsyncIterator[tuple[OpenAIFake, OllamaFake]]:
 
 @pytest.fixture(scope="session")
 async def stack(
-    stack_nats_url: str, backend_fakes: tuple[OpenAIFake, OllamaFake], llama_server: str
+    stack_nats: SecuredNats, backend_fakes: tuple[OpenAIFake, OllamaFake], llama_server: str
 ) -> AsyncIterator[Stack]:
     """Everything but RAG, in-process. Backends: the OpenAI fake (index 0), the real
     llama-server with the small model (index 1), and the Ollama fake."""
-    nats_url = stack_nats_url
     openai_fake, ollama_fake = backend_fakes
     auth_settings = AuthSettings(
-        nats_url=nats_url,
-        bucket_prefix=f"e2e{uuid.uuid4().hex[:12]}",
+        **stack_nats.login(subjects.AUTH_SERVICE),
         jwt_secret=JWT_SECRET,
         password_time_cost=1,
         password_memory_kib=8,
+        default_user_role="user",  # this stack's users act at once
+        signup_max_per_address=100_000,
         password_parallelism=1,
     )
     proxy_settings = (
         None
         if serve_proxy is None
         else ProxySettings(
-            nats_url=nats_url,
+            **stack_nats.login(subjects.INFERENCE_SERVICE),
             openai_api_base_urls=f"{openai_fake.base_url};{llama_server}",
             openai_api_keys=f"{openai_fake.api_key or ''};none",
             ollama_base_urls=ollama_fake.origin,
@@ -154,7 +152,7 @@ async def stack(
         )
     )
     gateway_settings = GatewaySettings(
-        nats_url=nats_url,
+        **stack_nats.login(subjects.GATEWAY_SERVICE),
         port=0,
         request_timeout_seconds=5,
         completion_timeout_seconds=12,
@@ -209,7 +207,7 @@ class RagServices:
 
 @pytest.fixture(scope="session")
 async def rag(
-    stack: Stack, stack_nats_url: str, tmp_path_factory: pytest.TempPathFactory
+    stack: Stack, stack_nats: SecuredNats, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[RagServices]:
     """The RAG services (skipped when the embedding model is not built, as their own tests)."""
     from embedding.embedder import read_manifest
@@ -218,16 +216,20 @@ async def rag(
     from retrieval.app import serve as serve_retrieval
     from retrieval.settings import Settings as RetrievalSettings
 
-    nats_url = stack_nats_url
     retrieval_settings = RetrievalSettings(
-        nats_url=nats_url, data_dir=str(tmp_path_factory.mktemp("rag")), log_level="warning"
+        **stack_nats.login(subjects.RETRIEVAL_SERVICE),
+        data_dir=str(tmp_path_factory.mktemp("rag")),
+        log_level="warning",
     )
     try:
         read_manifest(retrieval_settings.embedding.resolved_model_dir())
     except Exception:
         pytest.fail("embedding model not built: run `make setup` (python -m embedding.build)")
     ingestion_settings = IngestionSettings(
-        nats_url=nats_url, log_level="warning", ack_wait_seconds=10.0, nak_delay_seconds=0.2
+        **stack_nats.login(subjects.INGESTION_SERVICE),
+        log_level="warning",
+        ack_wait_seconds=10.0,
+        nak_delay_seconds=0.2,
     )
     async with contextlib.AsyncExitStack() as services:
         retrieval = await services.enter_async_context(serve_retrieval(retrieval_settings))
