@@ -24,6 +24,16 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 REPLY_SUFFIX = ".r"
+# streams go to `<inbox prefix>.stream.<id>`, apart from the replies to plain requests
+# (`<inbox prefix>.<22-character nuid>...`): a service that streams to a caller may
+# publish under the caller's `.stream.` only (stack.nats_permissions), so it cannot
+# answer in place of another service (a forged principal from auth, say)
+STREAM_TOKEN = "stream"
+
+
+def stream_prefix(inbox_prefix: str) -> str:
+    """Where streams to the user whose reply subjects start with `inbox_prefix` go."""
+    return f"{inbox_prefix}.{STREAM_TOKEN}"
 
 
 class Mailbox:
@@ -72,7 +82,8 @@ class Inboxes:
 
     def __init__(self, nc: Client) -> None:
         self._nc = nc
-        self._prefix = nc.new_inbox()
+        inbox_prefix, unique = nc.new_inbox().split(".", 1)
+        self._prefix = f"{stream_prefix(inbox_prefix)}.{unique}"
         self._skip = len(self._prefix) + 1
         self._boxes: dict[str, Mailbox] = {}
         self._ids = itertools.count()

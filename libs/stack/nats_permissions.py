@@ -5,7 +5,9 @@ module turns those declarations into one allow list per service, so a new subjec
 some service's table the moment it is declared. Replies need no publish permission:
 services answer through NATS's response permissions (`allow_responses`). Each service
 receives on its own inbox prefix (`_INBOX_<service>`) only, so none can read another's
-replies or streamed answers.
+replies or streamed answers. The owner of a streaming endpoint may publish into its
+callers' stream inboxes (`_INBOX_<caller>.stream.>`) and nowhere else in their inboxes,
+so it cannot answer a request meant for another service.
 
 JetStream is reached through its API subjects: each service may use the API of the KV
 buckets, object stores and streams it opens (`JETSTREAM_USE`, by name after the bucket
@@ -19,8 +21,10 @@ from collections.abc import Iterable
 
 import msgspec
 
+from common.inbox import stream_prefix
 from common.nats_conn import inbox_prefix
 from contracts import subjects
+from contracts.auth import Principal
 from contracts.endpoint import Endpoint, Event, WorkQueue
 
 GATEWAY = subjects.GATEWAY_SERVICE
@@ -112,8 +116,10 @@ def permissions_for(user: str, bucket_prefix: str = "ragway") -> Permissions:
         if isinstance(item, Endpoint):
             if item.owner == user:
                 subscribe.append(item.subject)
-                if item.streams:  # the stream goes to the inbox the caller named
-                    publish.extend(inbox_prefix(caller) + ".>" for caller in item.callers)
+                if item.streams:  # the stream goes to the caller's stream inbox it named
+                    publish.extend(
+                        stream_prefix(inbox_prefix(caller)) + ".>" for caller in item.callers
+                    )
             if user in item.callers:
                 publish.append(item.subject)
         elif isinstance(item, Event):
@@ -130,6 +136,35 @@ def permissions_for(user: str, bucket_prefix: str = "ragway") -> Permissions:
         publish.extend(pings)
     publish.extend(jetstream_subjects(JETSTREAM_USE[user], bucket_prefix))
     return Permissions(publish=_unique(publish), subscribe=_unique(subscribe), allow_responses=True)
+
+
+def principal_subjects() -> list[str]:
+    """The subjects whose messages hold a `Principal` (anywhere inside): the services that
+    receive them act as that user, so only the gateway may send them (tests check it)."""
+    found = []
+    for item in subjects.ALL_SUBJECTS:
+        message = item.request if isinstance(item, Endpoint) else item.message
+        if _carries_principal(msgspec.inspect.type_info(message), set()):
+            found.append(item.subject)
+    return found
+
+
+def _carries_principal(info: msgspec.inspect.Type, seen: set[type]) -> bool:
+    if isinstance(info, msgspec.inspect.StructType):
+        if info.cls is Principal:
+            return True
+        if info.cls in seen:
+            return False
+        seen.add(info.cls)
+        return any(_carries_principal(field.type, seen) for field in info.fields)
+    children: list[msgspec.inspect.Type] = [
+        getattr(info, name)
+        for name in ("item_type", "key_type", "value_type")
+        if hasattr(info, name)
+    ]
+    children += getattr(info, "types", ())
+    children += getattr(info, "item_types", ())
+    return any(_carries_principal(child, seen) for child in children)
 
 
 def jetstream_subjects(use: JetStreamUse, bucket_prefix: str) -> list[str]:

@@ -11,12 +11,16 @@ from __future__ import annotations
 import pytest
 
 from catalog.files import blob_name, text_name
+from common.bus import Bus
 from common.errors import RagwayError
+from common.nats_conn import connect_nats
 from contracts import subjects
 from contracts.retrieval import FileVectorsRef
 from gateway.routes_chats import CHATS
-from gateway.state import BUS, CATALOG
+from gateway.state import CATALOG
+from stack.nats_permissions import OPERATOR
 from tests.security.conftest import owned_by_new_user
+from tests.support.nats import SecuredNats
 from tests.support.stack import Account, RagServices, Stack
 
 pytestmark = pytest.mark.security
@@ -24,10 +28,12 @@ pytestmark = pytest.mark.security
 QUERY = "/api/v1/retrieval/query/collection"
 
 
-async def _vectors(stack: Stack, file_id: str) -> int:
-    stored = await stack.gateway.app[BUS].call(
-        subjects.VECTORS_STORED, FileVectorsRef(file_id=file_id), timeout=5
-    )
+async def _vectors(nats: SecuredNats, file_id: str) -> int:
+    """How many vectors the store holds for the file (a maintenance read: the operator's)."""
+    async with connect_nats([nats.url], "deletion-test", auth=nats.users[OPERATOR]) as nc:
+        stored = await Bus(nc).call(
+            subjects.VECTORS_STORED, FileVectorsRef(file_id=file_id), timeout=5
+        )
     return stored.count
 
 
@@ -40,7 +46,7 @@ async def _blob_size(stack: Stack, name: str) -> int | None:
 
 
 async def test_deleting_a_user_removes_files_bytes_vectors_collections_chats_and_keys(
-    stack: Stack, rag: RagServices, admin: Account, user: Account
+    stack: Stack, stack_nats: SecuredNats, rag: RagServices, admin: Account, user: Account
 ) -> None:
     owned = await owned_by_new_user(stack)
     owner = owned.owner
@@ -62,7 +68,7 @@ async def test_deleting_a_user_removes_files_bytes_vectors_collections_chats_and
     # before: everything exists, and another user finds A's text through the public one
     status, hits = await stack.call("POST", QUERY, headers=user.key_auth, json=search)
     assert status == 200 and "4711" in str(hits["documents"]), hits
-    assert await _vectors(stack, owned.file_id) > 0
+    assert await _vectors(stack_nats, owned.file_id) > 0
     assert await _blob_size(stack, blob_name(owned.file_id))
     assert await _blob_size(stack, text_name(owned.file_id))
     assert await stack.gateway.app[CHATS].list(owner.id)
@@ -84,7 +90,7 @@ async def test_deleting_a_user_removes_files_bytes_vectors_collections_chats_and
     ):
         status, body = await stack.call("GET", path, headers=admin.key_auth)
         assert status == 404, (path, body)
-    assert await _vectors(stack, owned.file_id) == 0
+    assert await _vectors(stack_nats, owned.file_id) == 0
     assert await _blob_size(stack, blob_name(owned.file_id)) is None
     assert await _blob_size(stack, text_name(owned.file_id)) is None
     assert await stack.gateway.app[CHATS].list(owner.id) == []
@@ -98,7 +104,7 @@ async def test_deleting_a_user_removes_files_bytes_vectors_collections_chats_and
 
 
 async def test_another_users_collection_keeps_its_other_files(
-    stack: Stack, rag: RagServices, admin: Account, user: Account
+    stack: Stack, stack_nats: SecuredNats, rag: RagServices, admin: Account, user: Account
 ) -> None:
     """A's file leaves B's collection with A; B's collection and B's files stay."""
     leaving = await owned_by_new_user(stack)
@@ -119,7 +125,7 @@ async def test_another_users_collection_keeps_its_other_files(
     )
     assert status == 200
     assert [f["id"] for f in kept["files"]] == [staying.file_id]
-    assert await _vectors(stack, staying.file_id) > 0
+    assert await _vectors(stack_nats, staying.file_id) > 0
 
 
 async def test_an_admin_cannot_delete_their_own_account(stack: Stack, admin: Account) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from contracts import subjects
@@ -12,6 +14,7 @@ from stack.nats_permissions import (
     SERVICES,
     USERS,
     permissions_for,
+    principal_subjects,
 )
 
 GATEWAY = subjects.GATEWAY_SERVICE
@@ -68,13 +71,38 @@ def test_a_service_subscribes_to_its_own_inbox_and_no_wildcard_beyond_it(service
 
 
 def test_only_the_owner_of_a_streaming_endpoint_may_publish_into_its_callers_inboxes() -> None:
-    gateway_inbox = f"_INBOX_{GATEWAY}.>"
-    writers = [s for s in SERVICES if gateway_inbox in permissions_for(s).publish]
+    streams = f"_INBOX_{GATEWAY}.stream.>"
+    writers = [s for s in USERS if streams in permissions_for(s).publish]
     assert writers == [subjects.INFERENCE_SERVICE]  # chat and Ollama streams
-    for service in SERVICES:
-        assert not any(
-            p.startswith("_INBOX.") or p == ">" for p in permissions_for(service).publish
-        )
+    for user in USERS:
+        for subject in permissions_for(user).publish:
+            # never the replies to plain requests: nobody answers in place of their owner
+            assert not subject.startswith("_INBOX") or ".stream." in subject, (user, subject)
+            assert not subject.startswith("_INBOX.") and subject != ">", (user, subject)
+
+
+def test_the_principal_finder_finds_the_chat_job_and_not_a_file_reference() -> None:
+    found = principal_subjects()
+    assert subjects.CHAT_STREAM.subject in found  # CompletionJob.principal
+    assert subjects.RETRIEVAL_QUERY.subject in found
+    assert subjects.VECTORS_UPSERT.subject not in found
+    assert subjects.AUTH_JWT_PARAMS.subject not in found
+
+
+@pytest.mark.parametrize("user", USERS)
+def test_only_the_gateway_may_send_a_message_that_asserts_a_principal(user: str) -> None:
+    """Services act on the principal a message carries; only the gateway, which checked the
+    caller's JWT or API key, may put one on the bus."""
+    publish = set(permissions_for(user).publish)
+    for subject in principal_subjects():
+        assert (subject in publish) == (user == GATEWAY), (user, subject)
+
+
+@pytest.mark.parametrize("endpoint", [subjects.AUTH_JWT_PARAMS, subjects.AUTH_KEY_RESOLVE])
+def test_only_auth_may_answer_what_the_gateway_trusts_blindly(endpoint: Endpoint[Any, Any]) -> None:
+    """Whoever could subscribe there could hand the gateway a JWT secret or a principal."""
+    assert [u for u in USERS if endpoint.subject in permissions_for(u).subscribe] == ["auth"]
+    assert [u for u in USERS if endpoint.subject in permissions_for(u).publish] == [GATEWAY]
 
 
 def test_jetstream_access_names_only_the_services_own_buckets_with_its_prefix() -> None:
