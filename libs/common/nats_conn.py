@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import TypedDict
 
 import nats
 import structlog
@@ -19,7 +20,13 @@ def inbox_prefix(user: str) -> str:
     return f"_INBOX_{user}"
 
 
-def login_options(auth: NatsAuth | None) -> dict[str, str]:
+class LoginOptions(TypedDict, total=False):
+    user: str
+    password: str
+    inbox_prefix: str
+
+
+def login_options(auth: NatsAuth | None) -> LoginOptions:
     """`nats.connect` options that log in as `auth`'s user with its own inbox prefix
     (none for no user: a server without authorization)."""
     if auth is None or not auth.user:

@@ -99,7 +99,7 @@ async def _answers(url: str, jetstream: bool, login: NatsAuth | None) -> bool:
     try:  # closed whether the connection failed (refused, not up yet) or not
         await nc.connect(
             url,
-            connect_timeout=0.5,
+            connect_timeout=1,
             allow_reconnect=False,
             max_reconnect_attempts=0,
             error_cb=quiet,
