@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TypedDict
@@ -32,6 +33,14 @@ def login_options(auth: NatsAuth | None) -> LoginOptions:
     if auth is None or not auth.user:
         return {}
     return {"user": auth.user, "password": auth.password, "inbox_prefix": inbox_prefix(auth.user)}
+
+
+def tls_context(auth: NatsAuth | None) -> ssl.SSLContext | None:
+    """The context that verifies the servers against `auth.ca_file`; None: nats-py's own
+    (the system's CAs, for tls:// URLs or a server that requires TLS)."""
+    if auth is None or not auth.ca_file:
+        return None
+    return ssl.create_default_context(cafile=auth.ca_file)
 
 
 @asynccontextmanager
@@ -75,6 +84,7 @@ async def connect_nats(
         reconnected_cb=reconnected,
         error_cb=error,
         allow_reconnect=True,
+        tls=tls_context(auth),
         **login_options(auth),
     )
     try:

@@ -25,6 +25,7 @@ import msgspec
 import structlog
 
 from common.logging import configure_logging
+from common.placeholders import refuse_placeholder
 
 PREFIX = "RAGWAY_"
 CACHE_DIR_VARIABLE = "RAGWAY_CACHE_DIR"
@@ -83,23 +84,28 @@ class ServiceSettings(Settings, kw_only=True):
     # this process's own NATS user (the launcher, or a deployment's Secret, hands it over)
     nats_user: str = ""
     nats_password: str = ""
+    # the CA that signed the nats-servers' certificates (tls:// URLs); empty: the system's
+    nats_ca_file: str = ""
 
     def check(self) -> None:
         if self.nats_user and not self.nats_password:
             raise ValueError(f"RAGWAY_NATS_PASSWORD is empty for NATS user {self.nats_user!r}")
+        refuse_placeholder("RAGWAY_NATS_PASSWORD", self.nats_password)
 
     def nats_servers(self) -> list[str]:
         return [url.strip() for url in self.nats_url.split(",") if url.strip()]
 
     def nats_auth(self) -> NatsAuth:
-        return NatsAuth(user=self.nats_user, password=self.nats_password)
+        return NatsAuth(user=self.nats_user, password=self.nats_password, ca_file=self.nats_ca_file)
 
 
 class NatsAuth(msgspec.Struct, frozen=True, kw_only=True):
-    """A NATS user and its password; empty: connect without credentials."""
+    """A NATS user and its password; empty: connect without credentials. `ca_file`: the
+    CA to verify the servers' TLS certificates with (empty: the system's)."""
 
     user: str = ""
     password: str = ""
+    ca_file: str = ""
 
     def __repr__(self) -> str:  # never log the password
         return f"NatsAuth(user={self.user!r})"

@@ -1,6 +1,7 @@
 """`python -m stack run` starts the embedded stack; `python -m stack setup-llm` prepares the LLM;
 `python -m stack nats-users` prints the deployments' NATS users and permissions
-(deploy/nats/users.conf); `python -m stack nats-secrets` makes compose's NATS passwords."""
+(deploy/nats/users.conf; with --k8s, deploy/k8s/nats-auth.yaml);
+`python -m stack nats-secrets` makes compose's NATS passwords."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from types import FrameType
 from common.settings import configure
 from stack.launcher import Stack
 from stack.llm_setup import setup_llm
-from stack.nats_users import deployment_authorization, write_deployment_secrets
+from stack.nats_users import deployment_authorization, k8s_manifest, write_deployment_secrets
 from stack.settings import StackSettings
 
 USERS_CONF_HEADER = """\
@@ -52,9 +53,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m stack")
     parser.add_argument("command", choices=["run", "setup-llm", "nats-users", "nats-secrets"])
     parser.add_argument("--env-dir", default="deploy/env", help="for nats-secrets")
+    parser.add_argument("--k8s", action="store_true", help="nats-users as deploy/k8s's manifest")
     args = parser.parse_args()
     if args.command == "nats-users":
-        print(USERS_CONF_HEADER + deployment_authorization(), end="")
+        users_conf = USERS_CONF_HEADER + deployment_authorization()
+        print(k8s_manifest(users_conf) if args.k8s else users_conf, end="")
         return 0
     if args.command == "nats-secrets":
         written = write_deployment_secrets(Path(args.env_dir))

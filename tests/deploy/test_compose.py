@@ -21,6 +21,10 @@ SERVICES = {"auth", "gateway", "inference-proxy", "ingestion", "retrieval"}
 NATS_NODES = {"nats-1", "nats-2", "nats-3"}
 # what deploy/env/nats.env gives the nats-servers (deploy/nats/users.conf reads them)
 NATS_PASSWORDS = {password_variable(name): f"pw-{name}" for name in SERVICES}
+NATS_ROUTES = {
+    "NATS_ROUTE_PASSWORD": "pw-route",
+    **{f"NATS_ROUTE_{n}": f"nats-route://route:pw-route@nats-{n}:6222" for n in (1, 2, 3)},
+}
 
 
 def compose() -> dict[str, Any]:
@@ -122,14 +126,17 @@ def test_the_nats_cluster_config_is_accepted_by_nats_server_and_routes_to_every_
     for node in NATS_NODES:
         done = subprocess.run(
             [nats_server_binary(), "-t", "-c", str(config)],
-            env={**os.environ, "NATS_SERVER_NAME": node, **NATS_PASSWORDS},
+            env={**os.environ, "NATS_SERVER_NAME": node, **NATS_PASSWORDS, **NATS_ROUTES},
             capture_output=True,
             text=True,
             timeout=30,
         )
         assert done.returncode == 0, done.stderr
     text = config.read_text()
-    assert all(f"nats-route://{node}:6222" in text for node in NATS_NODES)
+    # a route logs in: each node's route URL comes from the environment, with the password
+    assert all(f"${variable}" in text for variable in NATS_ROUTES)
+    assert "authorization {\n    user: route\n    password: $NATS_ROUTE_PASSWORD" in text
+    assert "nats-route://nats-" not in text  # no route without credentials
 
 
 def test_the_image_builds_the_embedding_model_offline_and_runs_unprivileged() -> None:

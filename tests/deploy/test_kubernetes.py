@@ -1,5 +1,6 @@
 """The Kubernetes manifests pass the API schemas (offline, kubernetes-validate ships them)
-and say what a production deployment needs: probes, resources, secrets, an HPA."""
+and say what a production deployment needs: probes, resources, secrets, an HPA, NATS
+users (each Deployment only its own password), TLS and route auth for NATS."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
+
+from stack.nats_permissions import SERVICES
+from stack.nats_users import K8S_PASSWORDS_SECRET, K8S_USERS_CONFIGMAP, password_variable
 
 K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
 KUBERNETES_VERSION = "1.30.0"  # the oldest version the manifests promise to work on
@@ -85,9 +89,69 @@ def test_secrets_referenced_by_the_deployments_exist_with_those_keys() -> None:
 
 def test_helm_values_ask_for_a_3_node_jetstream_cluster_on_disk_and_a_pinned_qdrant() -> None:
     nats = yaml.safe_load((K8S / "helm" / "nats.values.yaml").read_text())
-    assert nats["config"]["cluster"] == {"enabled": True, "replicas": 3}
+    cluster = nats["config"]["cluster"]
+    assert (cluster["enabled"], cluster["replicas"]) == (True, 3)
     assert nats["config"]["jetstream"]["fileStore"]["enabled"] is True
     assert nats["config"]["jetstream"]["fileStore"]["pvc"]["enabled"] is True
     qdrant = yaml.safe_load((K8S / "helm" / "qdrant.values.yaml").read_text())
     assert qdrant["image"]["tag"].startswith("v1.")
     assert qdrant["persistence"]["size"]
+
+
+def test_each_deployment_logs_in_to_nats_as_itself_with_only_its_own_password() -> None:
+    [passwords] = [s for name, s in of_kind("Secret").items() if name == K8S_PASSWORDS_SECRET]
+    assert set(passwords["stringData"]) == {*SERVICES, "route"}
+    for name, deployment in of_kind("Deployment").items():
+        [container] = containers(deployment)
+        env = {item["name"]: item for item in container["env"]}
+        assert env["RAGWAY_NATS_USER"]["value"] == name
+        ref = env["RAGWAY_NATS_PASSWORD"]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": K8S_PASSWORDS_SECRET, "key": name}
+        # no other key of that Secret reaches this pod, by env or by volume
+        for item in container["env"]:
+            other = item.get("valueFrom", {}).get("secretKeyRef", {})
+            assert other.get("name") != K8S_PASSWORDS_SECRET or other["key"] == name
+        for volume in deployment["spec"]["template"]["spec"]["volumes"]:
+            assert volume.get("secret", {}).get("secretName") != K8S_PASSWORDS_SECRET
+        # the servers' CA only (never their key), to verify them over tls://
+        [ca] = [v for v in deployment["spec"]["template"]["spec"]["volumes"] if "secret" in v]
+        assert ca["secret"] == {
+            "secretName": "ragway-nats-tls",
+            "items": [{"key": "ca.crt", "path": "ca.crt"}],
+        }
+        assert env["RAGWAY_NATS_CA_FILE"]["value"].startswith(
+            next(m["mountPath"] for m in container["volumeMounts"] if m["name"] == ca["name"])
+        )
+    urls = of_kind("ConfigMap")["ragway-config"]["data"]["RAGWAY_NATS_URL"].split(",")
+    assert all(url.startswith("tls://") for url in urls)
+
+
+def test_the_nats_chart_takes_every_password_from_the_secret_and_the_users_configmap() -> None:
+    nats = yaml.safe_load((K8S / "helm" / "nats.values.yaml").read_text())
+    env = nats["container"]["env"]
+    for service in SERVICES:
+        ref = env[password_variable(service)]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": K8S_PASSWORDS_SECRET, "key": service}
+    assert env["NATS_ROUTE_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == "route"
+    users = of_kind("ConfigMap")[K8S_USERS_CONFIGMAP]
+    mount = nats["container"]["patch"][0]["value"]
+    volume = nats["podTemplate"]["patch"][0]["value"]
+    assert volume == {"name": mount["name"], "configMap": {"name": K8S_USERS_CONFIGMAP}}
+    assert nats["config"]["merge"]["$include"] == f"..{mount['mountPath'][4:]}/users.conf"
+    assert "users.conf" in users["data"]
+
+
+def test_nats_clients_and_routes_use_tls_and_routes_log_in() -> None:
+    config = yaml.safe_load((K8S / "helm" / "nats.values.yaml").read_text())["config"]
+    assert config["nats"]["tls"] == {"enabled": True, "secretName": "ragway-nats-tls"}
+    cluster = config["cluster"]
+    assert cluster["tls"] == {"enabled": True, "secretName": "ragway-nats-route-tls"}
+    assert cluster["merge"]["authorization"]["user"] == "route"
+    assert cluster["merge"]["authorization"]["password"] == "<< $NATS_ROUTE_PASSWORD >>"
+    env = yaml.safe_load((K8S / "helm" / "nats.values.yaml").read_text())["container"]["env"]
+    for index, route in enumerate(cluster["merge"]["routes"]):
+        variable = route.removeprefix("<< $").removesuffix(" >>")
+        assert env[variable] == (
+            f"tls://route:$(NATS_ROUTE_PASSWORD)@nats-{index}.nats-headless.ragway.svc:6222"
+        )
+    assert len(cluster["merge"]["routes"]) == cluster["replicas"]

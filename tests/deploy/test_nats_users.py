@@ -15,18 +15,27 @@ from stack.nats_permissions import SERVICES
 from stack.nats_server import nats_server_binary
 from stack.nats_users import (
     deployment_authorization,
+    k8s_manifest,
     password_variable,
     write_deployment_secrets,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
 USERS_CONF = ROOT / "deploy" / "nats" / "users.conf"
+K8S_MANIFEST = ROOT / "deploy" / "k8s" / "nats-auth.yaml"
 
 
 def test_users_conf_is_generated_from_the_current_subjects() -> None:
     expected = USERS_CONF_HEADER + deployment_authorization()
     assert USERS_CONF.read_text() == expected, (
         "regenerate: python -m stack nats-users > deploy/nats/users.conf"
+    )
+
+
+def test_the_k8s_users_configmap_is_generated_from_the_same_users_conf() -> None:
+    expected = k8s_manifest(USERS_CONF_HEADER + deployment_authorization())
+    assert K8S_MANIFEST.read_text() == expected, (
+        "regenerate: python -m stack nats-users --k8s > deploy/k8s/nats-auth.yaml"
     )
 
 
@@ -62,6 +71,10 @@ def test_nats_secrets_gives_the_servers_every_password_and_each_service_only_its
     written = write_deployment_secrets(tmp_path)
     assert len(written) == len(SERVICES) + 1
     server = dict(line.split("=", 1) for line in (tmp_path / "nats.env").read_text().splitlines())
+    route = server.pop("NATS_ROUTE_PASSWORD")
+    for node in (1, 2, 3):
+        assert server.pop(f"NATS_ROUTE_{node}") == f"nats-route://route:{route}@nats-{node}:6222"
+    assert route not in server.values()
     for name in SERVICES:
         own = (tmp_path / f"nats-{name}.env").read_text()
         assert own == f"RAGWAY_NATS_PASSWORD={server[password_variable(name)]}\n"
