@@ -2,7 +2,7 @@
 to the backend, at 1, 8 and 64 concurrent clients.
 
     .venv/bin/python bench/gateway_overhead.py [--clients 1,8,64] [--seconds 3] [--rounds 3]
-                                               [--tokens 20]
+                                               [--tokens 20] [--nats-auth on|off|both]
 
 ragway runs as real processes (`Stack`: nats-server, auth, inference-proxy, gateway) with
 OPENAI_API_BASE_URLS pointing at two fake OpenAI backends, each in its own process:
@@ -106,41 +106,67 @@ def print_row(row: dict[str, Any]) -> None:
     )
 
 
+NATS_AUTH_MODES = {"on": (True,), "off": (False,), "both": (True, False)}
+
+
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
-    clients = [int(n) for n in args.clients.split(",")]
+    rows: list[dict[str, Any]] = []
     async with (
         fake_backend(tokens=args.tokens, models="fast") as fast,
         fake_backend(tokens=20, delay=0.010, models="paced") as paced,
     ):
-        environ = {
-            "OPENAI_API_BASE_URLS": f"{fast.base_url};{paced.base_url}",
-            "OPENAI_API_KEYS": "bench;bench",
-        }
-        started = time.perf_counter()
-        async with ragway(**environ) as rw:
-            print(f"ragway up in {time.perf_counter() - started:.1f} s at {rw.url}; {loadavg()}")
-            # the controls are on: a limit binds the bench user, the ledger records it all
-            await limit_bench_user(rw.url, rw.token)
-            calls = gateway_workload(fast.base_url, paced.base_url, rw.url, rw.headers)
-            for direct, through in calls.values():  # warm caches and connections
-                await closed_loop(direct, 1, 0.2, warmup=0)
-                await closed_loop(through, 1, 0.2, warmup=0)
-            pids = {"gateway": rw.pid_of("gateway"), "proxy": rw.pid_of("inference_proxy")}
-            rows = []
-            for name in ("chat", "models"):
-                for count in clients:
-                    rows.append(await compare(name, *calls[name], count, args, cpu_pids=pids))
+        for nats_auth in NATS_AUTH_MODES[args.nats_auth]:
+            for row in await bench_stack(args, fast.base_url, paced.base_url, nats_auth):
+                rows.append({**row, "nats_auth": nats_auth})
+    return {"args": vars(args), "rows": rows}
+
+
+async def bench_stack(
+    args: argparse.Namespace, fast_url: str, paced_url: str, nats_auth: bool
+) -> list[dict[str, Any]]:
+    """Every workload on one stack, with NATS users and permissions on or off."""
+    clients = [int(n) for n in args.clients.split(",")]
+    environ = {
+        "OPENAI_API_BASE_URLS": f"{fast_url};{paced_url}",
+        "OPENAI_API_KEYS": "bench;bench",
+    }
+    started = time.perf_counter()
+    async with ragway(nats_auth=nats_auth, **environ) as rw:
+        print(
+            f"ragway (NATS auth {'on' if nats_auth else 'off'}) up in "
+            f"{time.perf_counter() - started:.1f} s at {rw.url}; {loadavg()}"
+        )
+        # the controls are on: a limit binds the bench user, the ledger records it all
+        await limit_bench_user(rw.url, rw.token)
+        calls = gateway_workload(fast_url, paced_url, rw.url, rw.headers)
+        for direct, through in calls.values():  # warm caches and connections
+            await closed_loop(direct, 1, 0.2, warmup=0)
+            await closed_loop(through, 1, 0.2, warmup=0)
+        pids = {"gateway": rw.pid_of("gateway"), "proxy": rw.pid_of("inference_proxy")}
+        rows = []
+        for name in ("chat", "models"):
+            for count in clients:
+                rows.append(await compare(name, *calls[name], count, args, cpu_pids=pids))
+        if args.paced_clients:
             rows.append(
                 await compare(
                     "chat-paced", *calls["chat-paced"], args.paced_clients, args, cpu_pids=pids
                 )
             )
-    return {"args": vars(args), "rows": rows}
+    return rows
 
 
 def verdicts(result: dict[str, Any]) -> None:
-    """The issue's targets that this benchmark alone can judge."""
-    rows = {(r["workload"], r["clients"]): r for r in result["rows"]}
+    """The issue's targets that this benchmark alone can judge (NATS auth on, as deployed),
+    and what NATS users and permissions add when both were measured."""
+    by_mode = {(r["workload"], r["clients"], r["nats_auth"]): r for r in result["rows"]}
+    on, off = by_mode.get(("chat", 1, True)), by_mode.get(("chat", 1, False))
+    if on and off:
+        for q in ("p50", "p99"):
+            added = on["added_ttft"][q] - off["added_ttft"][q]
+            print(f"NATS auth on vs off, chat at 1 client: added TTFT {q} {added:+.2f} ms")
+    auth_on = [r for r in result["rows"] if r["nats_auth"]] or result["rows"]
+    rows = {(r["workload"], r["clients"]): r for r in auth_on}
     one = rows.get(("chat", 1))
     if one:
         p50, p99 = one["added_ttft"]["p50"], one["added_ttft"]["p99"]
@@ -174,6 +200,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0, help="measured time per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--tokens", type=int, default=20, help="tokens per zero-delay reply")
+    parser.add_argument(
+        "--nats-auth",
+        choices=sorted(NATS_AUTH_MODES),
+        default="on",
+        help="NATS users and permissions (as deployed: on); both: the same runs without them",
+    )
     args = parser.parse_args()
     configure_logging("warning")
     result = run_stoppable(bench(args))
