@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import signal
@@ -16,7 +17,7 @@ from pathlib import Path
 import msgspec
 from nats.aio.client import Client
 
-from common.nats_conn import login_options
+from common.nats_conn import login_options, tls_context
 from common.settings import NatsAuth
 from stack.processes import spawn
 
@@ -36,8 +37,12 @@ class NatsServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     routes: tuple[str, ...] = ()
     # an `authorization {}` block (stack.nats_users); the file is readable by its owner only
     authorization: str = ""
-    # the user the readiness check logs in as when there is an `authorization` block
+    # the user the readiness check logs in as when there is an `authorization` block (and
+    # the CA it verifies the server with, under TLS)
     login: NatsAuth | None = None
+    # TLS for clients (both, or neither): the server's certificate and key, PEM files
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
 
 
 def nats_server_binary() -> str:
@@ -70,10 +75,21 @@ def write_config(config: NatsServerConfig) -> Path:
         f"{monitor}"
         f"max_payload: {config.max_payload_mb}MB\n"
         f"jetstream {{\n  store_dir: {str(config.store_dir)!r}\n}}\n"
+        + tls_block(config)
         + cluster_block(config)
         + config.authorization
     )
     return path
+
+
+def tls_block(config: NatsServerConfig) -> str:
+    """The `tls {}` section: clients must speak TLS to this certificate."""
+    if not config.tls_cert_file:
+        return ""
+    return (
+        f"tls {{\n  cert_file: {json.dumps(config.tls_cert_file)}\n"
+        f"  key_file: {json.dumps(config.tls_key_file)}\n}}\n"
+    )
 
 
 def cluster_block(config: NatsServerConfig) -> str:
@@ -103,6 +119,7 @@ async def _answers(url: str, jetstream: bool, login: NatsAuth | None) -> bool:
             allow_reconnect=False,
             max_reconnect_attempts=0,
             error_cb=quiet,
+            tls=tls_context(login),
             **login_options(login),
         )
         if jetstream:
