@@ -180,10 +180,12 @@ _decode_envelope = msgspec.json.Decoder(CompletionReply).decode
 
 
 def _decode_reply(envelope: bytes) -> CompletionReply:
+    """The proxy's CompletionReply; a proxy older than `reply_envelope` (a rolling
+    deploy) sends the completion itself, which goes out as it came."""
     try:
         return _decode_envelope(envelope)
     except msgspec.DecodeError:
-        raise RagwayError("internal", "Malformed reply from the inference service") from None
+        return CompletionReply(completion=msgspec.Raw(envelope))
 
 
 def _with_sources(reply: bytes, sources: list[rag.SourceEntry]) -> bytes:

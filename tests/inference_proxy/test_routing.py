@@ -95,7 +95,6 @@ async def test_a_dead_primary_falls_back_and_the_reply_names_the_fallback(
     bus: Bus,
     fakes: tuple[OpenAIFake, OpenAIFake],
 ) -> None:
-    first, second = fakes
     with capture_logs() as logs:
         await _dead_primary(nats_url, nc, bus, fakes)
     moves = events(logs, "chat_fallback")
@@ -197,8 +196,7 @@ async def test_an_ejected_backend_is_probed_after_its_back_off_and_put_back(
     bus: Bus,
     fakes: tuple[OpenAIFake, OpenAIFake],
 ) -> None:
-    first, second = fakes
-    first.error_status = 500
+    fakes[0].error_status = 500
     with capture_logs() as logs:
         await _probed(nats_url, bus, fakes)
     ejections = events(logs, "backend_ejected")
