@@ -21,6 +21,7 @@ from common.bus import Bus
 from common.codec import encode
 from common.errors import RagwayError
 from contracts import subjects
+from contracts.chat import BackendRef
 from contracts.embeddings import EmbedBatch, EmbeddedBatch, EmbeddingModel
 from inference_proxy.backend_http import BackendHTTPError, BackendPool
 from inference_proxy.catalog import ModelCatalog
@@ -168,7 +169,12 @@ def _batch(
             "bad_gateway", f"Model backend {backend.host} answered vectors of unequal lengths"
         )
     vectors = float32.pack(rows)
-    return EmbeddedBatch(dimensions=dimensions, vectors=vectors, prompt_tokens=tokens)
+    return EmbeddedBatch(
+        dimensions=dimensions,
+        vectors=vectors,
+        prompt_tokens=tokens,
+        backend=BackendRef(kind=backend.kind, idx=backend.idx),
+    )
 
 
 def _malformed(backend: Backend) -> RagwayError:

@@ -1,4 +1,5 @@
-"""The ledger knows which backend answered (`group_by=backend`), and the Ollama
+"""The ledger knows which backend answered (`group_by=backend`: chat, streamed or not,
+and embeddings), and the Ollama
 pass-through counts against limits and is recorded with the tokens Ollama reported."""
 
 from __future__ import annotations
@@ -31,8 +32,12 @@ async def test_the_ledger_records_which_backend_answered(stack: Stack, user: Acc
             {"model": model, "messages": ASK, "stream": stream},
         )
         assert status == 200, text
+    status, text = await post(
+        stack, user, "/api/embeddings", {"model": "gpt-fake", "input": ["one", "two"]}
+    )
+    assert status == 200, text
     by_backend = await usage(stack, user, f"from={started - 1}&group_by=backend")
-    assert row(by_backend, "backend", "openai/0")["requests"] == 2
+    assert row(by_backend, "backend", "openai/0")["requests"] == 3
     assert row(by_backend, "backend", "ollama/0")["requests"] == 1
 
 
