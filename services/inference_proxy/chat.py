@@ -134,7 +134,8 @@ class ChatRunner:
 
     async def _candidates(self, plan: _Plan) -> AsyncIterator[tuple[str, Backend]]:
         """(model, backend) to try in order: the model's backends (see `Router.order`),
-        then each fallback's; when none is in service, the model's ejected ones."""
+        then each fallback's; when none of them is in service, the model's ejected ones
+        (a last resort rather than no answer)."""
         tried = False
         if plan.route is not None:
             for backend in self._router.order(plan.route.backends):
@@ -206,7 +207,7 @@ class ChatRunner:
                 failure = move.error
             finally:
                 lease.release()
-        raise failure or RagwayError("unavailable", f"No backend serves '{plan.model}' now")
+        raise failure or RagwayError("not_found", "Model not found")  # nor its fallbacks
 
     async def _complete_once(self, request: _Request, lease: Lease) -> Answer:
         backend = request.backend
@@ -286,7 +287,7 @@ class ChatRunner:
             except BaseException:
                 lease.release()
                 raise
-        raise failure or RagwayError("unavailable", f"No backend serves '{plan.model}' now")
+        raise failure or RagwayError("not_found", "Model not found")  # nor its fallbacks
 
     async def _open(self, request: _Request, lease: Lease) -> ChatStream:
         backend = request.backend

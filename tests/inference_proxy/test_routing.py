@@ -160,6 +160,19 @@ async def test_without_a_fallback_the_last_error_reaches_the_caller(
     assert [r.path for r in first.requests + second.requests].count(CHAT) == 2
 
 
+async def test_a_model_and_fallbacks_nobody_serves_is_not_found(
+    nats_url: str, bus: Bus, fakes: tuple[OpenAIFake, OpenAIFake]
+) -> None:
+    async with running_proxy(
+        nats_url,
+        openai_api_base_urls=fakes[0].base_url,
+        model_fallbacks={"ghost": ["phantom"]},
+    ):
+        with pytest.raises(RagwayError) as raised:
+            await complete(bus, chat_body("ghost"))
+    assert raised.value.code == "not_found"
+
+
 async def test_a_client_error_is_not_passed_on(
     nats_url: str, bus: Bus, fakes: tuple[OpenAIFake, OpenAIFake]
 ) -> None:
