@@ -13,6 +13,7 @@ graph that may hold few of them (k results must come back when k chunks match).
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any, Literal
 
 import qdrant_edge as qe
@@ -112,7 +113,7 @@ def _server_condition(condition: Condition) -> models.FieldCondition:
     range_: models.Range | models.DatetimeRange
     if bounds.on_dates:
         range_ = models.DatetimeRange(
-            gt=_text(bounds.gt), gte=_text(bounds.gte), lt=_text(bounds.lt), lte=_text(bounds.lte)
+            gt=_when(bounds.gt), gte=_when(bounds.gte), lt=_when(bounds.lt), lte=_when(bounds.lte)
         )
     else:
         range_ = models.Range(
@@ -133,13 +134,19 @@ def server_filter(filter_: MetadataFilter) -> models.Filter:
     )
 
 
-def _text(bound: float | str | None) -> str | None:
-    """An ISO 8601 bound in RFC 3339 form, which both engines parse (naive: UTC)."""
+def _when(bound: float | str | None) -> dt.datetime | None:
+    """An ISO 8601 bound as an aware datetime (naive: UTC)."""
     if bound is None:
         return None
     parsed = parse_datetime(str(bound))
     assert parsed is not None  # checked when the filter was decoded
-    return parsed.isoformat()
+    return parsed
+
+
+def _text(bound: float | str | None) -> str | None:
+    """An ISO 8601 bound in RFC 3339 form, which the embedded engine parses."""
+    when = _when(bound)
+    return None if when is None else when.isoformat()
 
 
 def _number(bound: float | str | None) -> float | None:

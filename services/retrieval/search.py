@@ -13,6 +13,8 @@ from typing import Any
 import msgspec
 import structlog
 
+from catalog.metadata_match import matches
+from contracts.filters import MetadataFilter
 from contracts.retrieval import ChunkHit, HitGroup, PartialFile, RetrievalQuery, RetrievalResult
 from embedding.embedder import Embedder
 from embedding.vectors import DenseVector, SparseVector
@@ -22,7 +24,7 @@ from retrieval.memberships import Memberships
 from retrieval.query_vectors import QueryVectors, Vectors
 from retrieval.scope import ResolvedItem, ScopeResolver
 from retrieval.settings import Settings
-from vectorstore.points import COLLECTIONS, Hit, SearchQuery
+from vectorstore.points import COLLECTIONS, FILE_METADATA, Hit, SearchQuery
 from vectorstore.store import VectorStore
 
 log = structlog.get_logger()
@@ -184,6 +186,7 @@ class Searcher:
                 fusion="dbsf" if self._settings.hybrid_fusion == "dbsf" else "rrf",
                 # no dense vector in a hybrid query: the model cannot read its language
                 dense_weight=0.0 if dense is None else 1.0,
+                filter=entry.item.filter,
             )
             for entry in resolved
             if not entry.item.full_context
@@ -201,7 +204,9 @@ class Searcher:
         """Each item's hits: the searched ones (already found in the embedding thread, or
         now in one store call), full-context ones read whole."""
         whole_reads = [
-            self._full_context(entry.file_ids()) for entry in resolved if entry.item.full_context
+            self._full_context(entry.file_ids(), entry.item.filter)
+            for entry in resolved
+            if entry.item.full_context
         ]
         found: list[list[Hit]]
         read: list[list[ChunkHit]] = []
@@ -274,7 +279,15 @@ class Searcher:
             type=entry.item.type, id=entry.item.id, name=entry.name, hits=hits, partial=partial
         )
 
-    async def _full_context(self, file_ids: list[str]) -> list[ChunkHit]:
-        """Every chunk of every file, files in scope order, chunks in document order."""
+    async def _full_context(
+        self, file_ids: list[str], on_metadata: MetadataFilter | None
+    ) -> list[ChunkHit]:
+        """Every chunk of every file (whose upload metadata passes the filter), files in
+        scope order, chunks in document order."""
         chunks = await asyncio.gather(*(self._store.get_file_chunks(fid) for fid in file_ids))
-        return [chunk_hit(hit, score=1.0) for file_chunks in chunks for hit in file_chunks]
+        return [
+            chunk_hit(hit, score=1.0)
+            for file_chunks in chunks
+            for hit in file_chunks
+            if matches(on_metadata, hit.payload.get(FILE_METADATA) or {})
+        ]

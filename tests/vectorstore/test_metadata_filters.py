@@ -40,7 +40,10 @@ CASES: list[tuple[dict[str, Any], set[str]]] = [
     ({"must": [{"key": "year", "range": {"gt": 2021}}]}, {"f2021", "f2022"}),
     ({"must": [{"key": "published", "range": {"gte": "2020-01-01"}}]}, {"f2020", "f2021"}),
     # 2021-03-01T12:00+02:00 is 10:00 UTC: before 11:00 UTC, after 09:00 UTC
-    ({"must": [{"key": "published", "range": {"lt": "2021-03-01T11:00:00"}}]}, {"f2019", "f2020", "f2021"}),
+    (
+        {"must": [{"key": "published", "range": {"lt": "2021-03-01T11:00:00"}}]},
+        {"f2019", "f2020", "f2021"},
+    ),
     ({"must": [{"key": "published", "range": {"gt": "2021-03-01T10:30:00Z"}}]}, set()),
     ({"must": [{"key": "tags", "eq": "hot"}]}, {"f2022"}),
     ({"must": [{"key": "meta.team", "eq": "b"}]}, {"f2022"}),
@@ -163,7 +166,9 @@ async def test_a_file_scope_and_a_filter_combine(store: VectorStore) -> None:
             dense=[1.0, 0.0, 0.0, 0.0],
             mode="dense",
             limit=10,
-            filter=decoded({"must": [{"key": "lang", "in": ["de", "en"]}, {"key": "year", "eq": 2020}]}),
+            filter=decoded(
+                {"must": [{"key": "lang", "in": ["de", "en"]}, {"key": "year", "eq": 2020}]}
+            ),
         )
     )
     assert {hit.file_id for hit in found} == {"f2020"}
