@@ -22,6 +22,7 @@ from retrieval.fusion import FusionRule, dense_reads, parse_scripts
 from retrieval.hybrid import asked, collapse, plan
 from retrieval.memberships import Memberships
 from retrieval.query_vectors import QueryVectors, Vectors
+from retrieval.rerank import Reranker, rerank_all
 from retrieval.scope import ResolvedItem, ScopeResolver
 from retrieval.settings import Settings
 from vectorstore.points import COLLECTIONS, FILE_METADATA, Hit, SearchQuery
@@ -52,8 +53,10 @@ class Searcher:
         embedder: Embedder,
         store: VectorStore,
         memberships: Memberships,
+        reranker: Reranker | None = None,
     ) -> None:
         self._settings = settings
+        self._reranker = reranker
         self._memberships = memberships
         self._resolver = resolver
         self._vectors = QueryVectors(embedder, settings.query_cache_size)
@@ -68,6 +71,9 @@ class Searcher:
             return RetrievalResult(groups=[])
         # k <= 0 asks for the deployment's default (RAGWAY_DEFAULT_K)
         k = min(request.k if request.k > 0 else self._settings.default_k, self._settings.max_k)
+        wanted = k  # a reranker picks the k best of its top_n fused candidates
+        if self._reranker is not None:
+            k = max(k, self._reranker.top_n)
         wait = min(max(request.wait_seconds, 0.0), self._settings.max_wait_seconds)
         complete_wait: float | None = None  # dense search waits for the dense vectors
         if request.mode == "sparse":
@@ -117,6 +123,8 @@ class Searcher:
             dense, sparse = self._vectors.keep(request.query, made, known)
         embedded = time.perf_counter()
         hits = await self._hits(resolved, request, k, dense, sparse, searched)
+        if self._reranker is not None:
+            hits = await self._reranked(resolved, request.query, hits, wanted)
         groups = [self._group(entry, found) for entry, found in zip(resolved, hits, strict=True)]
         log.info(
             "retrieval_query",
@@ -230,6 +238,18 @@ class Searcher:
             next(whole) if entry.item.full_context else [chunk_hit(h) for h in next(searched_hits)]
             for entry in resolved
         ]
+
+    async def _reranked(
+        self, resolved: list[ResolvedItem], query: str, hits: list[list[ChunkHit]], k: int
+    ) -> list[list[ChunkHit]]:
+        """The searched items' hits in the reranker's order (full-context ones as read)."""
+        assert self._reranker is not None
+        searched = [n for n, entry in enumerate(resolved) if not entry.item.full_context]
+        reranked = await rerank_all(self._reranker, query, [hits[n] for n in searched], k)
+        out = list(hits)
+        for n, found in zip(searched, reranked, strict=True):
+            out[n] = found
+        return out
 
     async def _checked(
         self,
