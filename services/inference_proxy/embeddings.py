@@ -161,12 +161,12 @@ def _batch(
     if len(rows) != len(batch.input) or not dimensions:
         raise RagwayError(
             "bad_gateway",
-            f"Model backend {backend.host} answered {len(rows)} vectors for "
+            f"{backend.label} answered {len(rows)} vectors for "
             f"{len(batch.input)} texts",
         )
     if any(len(row) != dimensions for row in rows):
         raise RagwayError(
-            "bad_gateway", f"Model backend {backend.host} answered vectors of unequal lengths"
+            "bad_gateway", f"{backend.label} answered vectors of unequal lengths"
         )
     vectors = float32.pack(rows)
     return EmbeddedBatch(
@@ -178,4 +178,4 @@ def _batch(
 
 
 def _malformed(backend: Backend) -> RagwayError:
-    return RagwayError("bad_gateway", f"Model backend {backend.host} sent malformed embeddings")
+    return RagwayError("bad_gateway", f"{backend.label} sent malformed embeddings")
