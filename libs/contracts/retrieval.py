@@ -81,6 +81,9 @@ class UpsertChunks(msgspec.Struct, frozen=True, kw_only=True):
     owner: str
     name: str
     chunks: list[ChunkVector]
+    # the model that made the dense vectors (`Embedder.model_name`); empty: the model
+    # retrieval is configured with. A rebuild for a new model writes both indexes.
+    model: str = ""
 
 
 class CopyFileVectors(msgspec.Struct, frozen=True, kw_only=True):

@@ -101,6 +101,7 @@ def export_model(python: Path, source: ModelSource, target: Path, quantize: bool
             normalize=source.normalize,
             query_prefix=source.query_prefix,
             document_prefix=source.document_prefix,
+            scripts=source.scripts,
             files=report["files"],
             cosine_vs_pytorch=report["cosine_vs_pytorch"],
         )

