@@ -95,6 +95,11 @@ class OnnxDense:
         )
         self._single = QueryModel.of(self._model, self.manifest)
 
+    @property
+    def text_embedding(self) -> Any:
+        """fastembed's model (its own batch pipeline: tests compare with it)."""
+        return self._model
+
     def documents(self, texts: Sequence[str]) -> Rows:
         prefix = self.manifest.document_prefix
         items = [prefix + text for text in texts] if prefix else list(texts)
