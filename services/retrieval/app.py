@@ -22,6 +22,7 @@ from retrieval.knowledge_files import KnowledgeFileHandlers
 from retrieval.knowledge_store import KnowledgeStore
 from retrieval.known_files import KnownFiles, known_files
 from retrieval.memberships import Memberships, memberships
+from retrieval.model_index import IndexStatusHandler
 from retrieval.rebuild import Rebuild
 from retrieval.scope import ScopeResolver
 from retrieval.search import Searcher
@@ -84,6 +85,8 @@ async def serve(settings: Settings) -> AsyncIterator[Retrieval]:
         await host.serve(subjects.FILES_DELETE, vectors.delete_file)
         await host.serve(subjects.USER_DATA_PURGE, vectors.purge_user)
         await host.serve(subjects.RETRIEVAL_QUERY, searcher.query)
+        status = IndexStatusHandler(index.book, settings.embedding)
+        await host.serve(subjects.RETRIEVAL_INDEX, status.status)
         embeddings = EmbeddingHandlers(embedder, settings)
         await host.serve(subjects.EMBEDDING_MODELS, embeddings.models)
         await host.serve(subjects.EMBEDDINGS_LOCAL, embeddings.embed)

@@ -13,36 +13,20 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Literal
 
 import msgspec
 from nats.js import JetStreamContext
 
 from catalog.buckets import Bucket
+from common.errors import forbidden
+from contracts.retrieval import IndexStatus, IndexStatusRequest, VectorIndex
 from embedding.settings import EmbedderSettings
 
 ACTIVE = "active"
 BUILDING = "building"
 
-_decode = msgspec.json.Decoder(type=None)
 
-
-class IndexRecord(msgspec.Struct, kw_only=True):
-    """One vector collection and the model that built it; progress while it is built."""
-
-    collection: str
-    model: str  # `Embedder.model_name`: names the vectors exactly (int8 is not fp32)
-    dim: int
-    # how to load that model again (`RAGWAY_EMBEDDING_MODEL`, `..._QUANTIZED`)
-    model_setting: str
-    quantized: bool
-    state: Literal["ready", "building"] = "ready"
-    files_total: int = 0
-    files_done: int = 0
-    chunks_done: int = 0
-    started_at: float = 0.0
-    updated_at: float = 0.0
-    finished_at: float = 0.0
+IndexRecord = VectorIndex
 
 
 def record_for(collection: str, model: str, dim: int, embedding: EmbedderSettings) -> IndexRecord:
@@ -90,3 +74,21 @@ class IndexBook:
 
     async def delete(self, key: str) -> None:
         await self._bucket.kv.delete(key)
+
+
+class IndexStatusHandler:
+    """RETRIEVAL_INDEX: the records, for admins (`GET /api/v1/retrieval/embedding`)."""
+
+    def __init__(self, book: IndexBook, embedding: EmbedderSettings) -> None:
+        self._book = book
+        self._embedding = embedding
+
+    async def status(self, request: IndexStatusRequest) -> IndexStatus:
+        if request.principal.role != "admin":
+            raise forbidden("Only administrators may see the vector index")
+        return IndexStatus(
+            configured_model=self._embedding.model,
+            batch_size=self._embedding.batch_size,
+            active=await self._book.get(ACTIVE),
+            building=await self._book.get(BUILDING),
+        )

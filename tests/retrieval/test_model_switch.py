@@ -16,9 +16,16 @@ from nats.aio.client import Client
 
 from catalog.files import FileCatalog
 from common.bus import Bus
+from common.errors import RagwayError
 from contracts import subjects
 from contracts.auth import Principal
-from contracts.retrieval import ChunkVector, FileVectorsRef, UpsertChunks
+from contracts.retrieval import (
+    ChunkVector,
+    FileVectorsRef,
+    IndexStatus,
+    IndexStatusRequest,
+    UpsertChunks,
+)
 from embedding.embedder import Embedder
 from embedding.settings import EmbedderSettings
 from retrieval.app import Retrieval, serve
@@ -122,6 +129,18 @@ async def test_a_new_model_is_built_in_the_background_and_swapped_in_without_los
         assert await anext(searches) == 1
         building = await book.get(BUILDING)
         assert building is not None and building.model == model_b
+        # admins see it (`GET /api/v1/retrieval/embedding`), others may not
+        status: IndexStatus = await bus.call(
+            subjects.RETRIEVAL_INDEX, IndexStatusRequest(principal=user("admin")), timeout=10
+        )
+        assert status.active is not None and status.active.model == model_a
+        assert status.building is not None and status.building.state == "building"
+        assert status.building.model == model_b and status.building.files_total == FILES
+        with pytest.raises(RagwayError) as refused:
+            await bus.call(
+                subjects.RETRIEVAL_INDEX, IndexStatusRequest(principal=owner), timeout=10
+            )
+        assert refused.value.code == "forbidden"
 
         # writes during the rebuild: a new file (vectors of model B, as a restarted worker
         # sends them), one from a worker still on model A, and a deletion
@@ -168,6 +187,10 @@ async def test_a_new_model_is_built_in_the_background_and_swapped_in_without_los
         active = await book.get(ACTIVE)
         assert active is not None and active.model == model_b and active.state == "ready"
         assert await book.get(BUILDING) is None
+        status = await bus.call(
+            subjects.RETRIEVAL_INDEX, IndexStatusRequest(principal=user("admin")), timeout=10
+        )
+        assert status.building is None and status.active == active
         assert edge_path(b) != path_a and edge_path(b).name.endswith("all-minilm-l6-v2")
         for _ in range(200):  # the old collection goes once no query holds it
             if not path_a.exists():
