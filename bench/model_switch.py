@@ -191,11 +191,18 @@ async def run(args: argparse.Namespace) -> None:
             await nc.close()
             await stack.astop()
     print(f"B = {args.model_b}: stack restarted; swapped in after {swapped:.1f} s")
-    for at, score, failed, progress in rounds:
-        print(
-            f"  during the rebuild, t={at:5.1f} s ({progress}): hybrid nDCG@10 {score:.3f},"
-            f" {len(data.queries) - failed}/{len(data.queries)} queries answered"
-        )
+    asked = len(rounds) * len(data.queries)
+    failed = sum(r[2] for r in rounds)
+    scores = [r[1] for r in rounds]
+    print(
+        f"  during the rebuild: {len(rounds)} rounds of every query, {asked - failed}/{asked}"
+        f" answered; hybrid nDCG@10 {min(scores, default=0):.3f}-{max(scores, default=0):.3f}"
+    )
+    shown = -10.0
+    for at, score, _, progress in rounds:  # about every 10 s
+        if at - shown >= 10:
+            shown = at
+            print(f"    t={at:5.1f} s ({progress}): hybrid nDCG@10 {score:.3f}")
     print(
         f"  after the swap: hybrid nDCG@10 {after:.3f}"
         f" ({len(data.queries) - failed_after}/{len(data.queries)} answered);"

@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
+import structlog
+
 from catalog.files import FileCatalog
 from common.nats_conn import connect_nats
 from common.service import ServiceHost
@@ -29,6 +31,8 @@ from retrieval.search import Searcher
 from retrieval.settings import Settings
 from retrieval.vectors import VectorHandlers
 from vectorstore.store import VectorStore
+
+log = structlog.get_logger()
 
 # how long a replaced collection waits for the queries still searching it before it goes
 DRAIN_S = 60.0
@@ -135,8 +139,12 @@ def swap_searches(
             settings.query_cache_size,
         )
         old = searcher.use(new)
-        await old.drained(DRAIN_S)
-        await old_store.drop()
+        if not await old.drained(DRAIN_S):
+            log.warning("index_old_collection_busy", queries=old.in_flight)
+        try:
+            await old_store.drop()
+        except Exception:  # the swap stands; the old collection is only left behind
+            log.exception("index_old_collection_not_dropped", model=old.model)
 
     return swapped
 
