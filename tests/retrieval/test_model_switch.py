@@ -10,6 +10,7 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import pytest
 from nats.aio.client import Client
@@ -24,6 +25,9 @@ from contracts.retrieval import (
     FileVectorsRef,
     IndexStatus,
     IndexStatusRequest,
+    RetrievalQuery,
+    RetrievalResult,
+    ScopeItem,
     UpsertChunks,
 )
 from embedding.embedder import Embedder
@@ -31,7 +35,7 @@ from embedding.settings import EmbedderSettings
 from retrieval.app import Retrieval, serve
 from retrieval.model_index import ACTIVE, BUILDING
 from retrieval.settings import Settings
-from tests.retrieval.helpers import add, add_file, create, ingested, search, set_status, user
+from tests.retrieval.helpers import add, add_file, create, ingested, search, set_status, until, user
 from vectorstore.edge import EdgeStore
 
 TOPICS = [
@@ -218,3 +222,43 @@ async def test_a_new_model_is_built_in_the_background_and_swapped_in_without_los
         assert again.rebuild is None
         assert again.searcher.generation.model == model_b
         assert set(await again.store.file_counts()) == {*files, new.id, old.id}
+
+
+async def test_without_the_old_model_searches_run_on_bm25_until_the_swap(
+    base: Settings, bus: Bus, nc: Client
+) -> None:
+    owner = user()
+    settings = settings_for(base, quantized=True)
+    async with serve(settings) as a:
+        catalog = await FileCatalog.open(nc.jetstream(), base.bucket_prefix)
+        collection = await create(bus, owner, None)
+        for n in range(FILES):
+            texts = [" ".join([TOPICS[n % len(TOPICS)]] * REPEAT) + f" (file {n})"]
+            record = await ingested(bus, a, catalog, owner, texts, name=f"f{n}.txt")
+            await add(bus, owner, collection.id, record.id)
+        # the collection claims a model this machine cannot load (another architecture's)
+        active = await a.index.book.get(ACTIVE)
+        assert active is not None
+        retired = msgspec.structs.replace(
+            active, model="ragway/retired-model", model_setting="retired-model"
+        )
+        await a.index.book.put(ACTIVE, retired)
+
+    async with serve(settings) as b:
+        assert b.rebuild is not None
+        assert not b.searcher.generation.has_dense
+        result = await search(bus, owner, collection.id, "glaciers valleys")
+        assert "Glaciers" in result.groups[0].hits[0].text  # hybrid: BM25 alone
+        dense = RetrievalQuery(
+            principal=owner,
+            query="glaciers valleys",
+            items=[ScopeItem(type="collection", id=collection.id)],
+            mode="dense",
+        )
+        with pytest.raises(RagwayError) as refused:
+            await bus.call(subjects.RETRIEVAL_QUERY, dense, timeout=10)
+        assert refused.value.code == "unavailable"
+        await until(lambda: b.searcher.generation.model == b.embedder.model_name, 120)
+        found: RetrievalResult = await bus.call(subjects.RETRIEVAL_QUERY, dense, timeout=10)
+        assert "Glaciers" in found.groups[0].hits[0].text
+        assert len(await b.store.file_counts()) == FILES
