@@ -233,7 +233,10 @@ async def test_without_the_old_model_searches_run_on_bm25_until_the_swap(
         catalog = await FileCatalog.open(nc.jetstream(), base.bucket_prefix)
         collection = await create(bus, owner, None)
         for n in range(FILES):
-            texts = [" ".join([TOPICS[n % len(TOPICS)]] * REPEAT) + f" (file {n})"]
+            texts = [
+                " ".join([TOPICS[n % len(TOPICS)]] * REPEAT) + f" (file {n}, part {p})"
+                for p in range(3)
+            ]
             record = await ingested(bus, a, catalog, owner, texts, name=f"f{n}.txt")
             await add(bus, owner, collection.id, record.id)
         # the collection claims a model this machine cannot load (another architecture's)
