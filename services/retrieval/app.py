@@ -26,6 +26,7 @@ from retrieval.known_files import KnownFiles, known_files
 from retrieval.memberships import Memberships, memberships
 from retrieval.model_index import IndexStatusHandler
 from retrieval.rebuild import Rebuild
+from retrieval.rerank import open_reranker
 from retrieval.scope import ScopeResolver
 from retrieval.search import Searcher
 from retrieval.settings import Settings
@@ -78,7 +79,17 @@ async def serve(settings: Settings) -> AsyncIterator[Retrieval]:
             knowledge, knowledge_store, known, vectors.delete_file
         )
         resolver = ScopeResolver(files, known, knowledge_store, members)
-        searcher = Searcher(settings, resolver, index.generation, members)
+        reranker = await stack.enter_async_context(
+            open_reranker(
+                settings.reranker_url,
+                protocol=settings.reranker_protocol,
+                top_n=settings.reranker_top_n,
+                timeout_seconds=settings.reranker_timeout_seconds,
+                api_key=settings.reranker_api_key,
+                model=settings.reranker_model,
+            )
+        )
+        searcher = Searcher(settings, resolver, index.generation, members, reranker)
         host = await stack.enter_async_context(
             ServiceHost(nc, subjects.RETRIEVAL_SERVICE, max_in_flight=settings.max_in_flight)
         )
