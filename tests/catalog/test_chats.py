@@ -90,7 +90,7 @@ async def test_search_sees_updates_and_deletions_and_ranks_whole_phrases_first(
 
 async def test_search_pages_hold_sixty_newest_first(nc: Client) -> None:
     store = await open_store(nc)
-    made = [await store.create("alice", turn(f"question {n} about otters", "ok")) for n in range(65)]
+    made = [await store.create("alice", turn(f"otters {n}?", "ok")) for n in range(65)]
     first = await store.search("alice", "otters", page=1)
     second = await store.search("alice", "otters", page=2)
     assert len(first) == 60 and len(second) == 5
