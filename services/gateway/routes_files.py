@@ -293,7 +293,7 @@ async def _all_files(
     """The bare list (0.6 clients), written a chunk of records at a time: 10,000 files
     are never held encoded at once, and the first bytes leave after the first chunk. A
     failure before the first chunk is still a plain JSON error."""
-    first = await anext(chunks, [])
+    first: list[FileRecord] = await anext(chunks, [])
     response = web.StreamResponse(headers={"Cache-Control": "no-store"})
     response.content_type = "application/json"
     await response.prepare(request)
