@@ -41,6 +41,11 @@ from retrieval.memberships import Memberships
 log = structlog.get_logger()
 
 MAX_NAME_LENGTH = 256
+# A collection holding more files than this is answered without their records (`files`
+# absent, `file_count` says how many): they come a page at a time from `/{id}/files`,
+# and no reply, nor a change already made, fails on the bus's message limit (1 MB by
+# default; 1,000 records are ~0.5 MB).
+MAX_FILES_IN_REPLY = 1_000
 
 
 def _checked_name(form: KnowledgeForm) -> str:
@@ -72,7 +77,9 @@ class KnowledgeHandlers:
     ) -> KnowledgeReply:
         """The collection as clients see it, with the records of its (still existing)
         files when asked for (a listing's items and internal checks go without)."""
-        records = await self._files.listing(knowledge.data.file_ids) if with_files else UNSET
+        file_ids = knowledge.data.file_ids
+        with_files = with_files and len(file_ids) <= MAX_FILES_IN_REPLY
+        records = await self._files.listing(file_ids) if with_files else UNSET
         return KnowledgeReply(
             id=knowledge.id,
             user_id=knowledge.user_id,
@@ -85,7 +92,7 @@ class KnowledgeHandlers:
             created_at=knowledge.created_at,
             updated_at=knowledge.updated_at,
             files=records,
-            file_count=len(knowledge.data.file_ids),
+            file_count=len(file_ids),
             write_access=can_write_knowledge(principal, knowledge),
         )
 
