@@ -21,6 +21,8 @@ from typing import Any
 
 import msgspec
 
+from contracts.chats import ChatSearchHit
+
 # Message text kept per chat for search (characters); what lies beyond is not found.
 MAX_TEXT = 32_768
 SNIPPET_LENGTH = 200
@@ -37,16 +39,6 @@ class SearchEntry(msgspec.Struct, kw_only=True):
     updated_at: int
     created_at: int
     text: str = ""
-
-
-class SearchHit(msgspec.Struct, kw_only=True):
-    """An item of `GET /api/v1/chats/search` (Open WebUI's ChatTitleIdResponse)."""
-
-    id: str
-    title: str
-    updated_at: int
-    created_at: int
-    snippet: str | None = None
 
 
 def message_text(chat: dict[str, Any]) -> str:
@@ -106,12 +98,12 @@ class ChatQuery:
                     return _around(content, index, len(needle))
         return None
 
-    def hits(self, entries: Iterable[SearchEntry], skip: int, limit: int) -> list[SearchHit]:
+    def hits(self, entries: Iterable[SearchEntry], skip: int, limit: int) -> list[ChatSearchHit]:
         """The matching chats, best first, `limit` of them after the first `skip`."""
         ranked = [(rank, entry) for entry in entries if (rank := self.rank(entry)) is not None]
         ranked.sort(key=lambda pair: (pair[0], -pair[1].updated_at, pair[1].id))
         return [
-            SearchHit(
+            ChatSearchHit(
                 id=entry.id,
                 title=entry.title,
                 updated_at=entry.updated_at,

@@ -24,10 +24,17 @@ import msgspec
 from nats.js import JetStreamContext
 
 from catalog.buckets import Bucket
-from catalog.chat_search import ChatQuery, SearchEntry, SearchHit, message_text
+from catalog.chat_search import ChatQuery, SearchEntry, message_text
 from catalog.owners import OwnerIndex, run_once
 from common.errors import RagwayError
-from contracts.chats import DEFAULT_TITLE, PAGE_SIZE, ChatContent, ChatRecord, ChatSummary
+from contracts.chats import (
+    DEFAULT_TITLE,
+    PAGE_SIZE,
+    ChatContent,
+    ChatRecord,
+    ChatSearchHit,
+    ChatSummary,
+)
 
 _encode = msgspec.json.Encoder().encode
 _decode_record = msgspec.json.Decoder(ChatRecord).decode
@@ -119,7 +126,7 @@ class ChatStore:
         summaries.sort(key=lambda s: (s.updated_at, s.created_at), reverse=True)
         return summaries
 
-    async def search(self, user_id: str, text: str, page: int = 1) -> builtins.list[SearchHit]:
+    async def search(self, user_id: str, text: str, page: int = 1) -> builtins.list[ChatSearchHit]:
         """`page` (from 1, PAGE_SIZE each) of the user's chats whose title or messages
         hold `text` (any case), best first (`catalog.chat_search`)."""
         found = await self._bucket.latest(f"find.{_token(user_id)}.*")

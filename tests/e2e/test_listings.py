@@ -18,6 +18,7 @@ import pytest
 from catalog.files import LIST_CHUNK, FileCatalog, now
 from common.nats_conn import connect_nats
 from contracts.files import FileData, FileMeta, FileRecord
+from tests.conformance import shapes
 from tests.support.stack import Account, Stack
 
 pytestmark = pytest.mark.usefixtures("rag")
@@ -60,6 +61,7 @@ async def test_a_thousand_files_list_whole_and_in_pages_newest_first_and_only_th
     status, bare = await stack.call("GET", "/api/v1/files/", headers=owner.key_auth)
     assert status == 200 and [f["id"] for f in bare] == mine
     assert {f["user_id"] for f in bare} == {owner.id}
+    assert not shapes.missing(shapes.FILE, bare[-1])
     assert bare[0]["meta"]["name"] == f"f{FILES - 1}.md" and "dense_ranges" not in bare[0]["data"]
 
     paged: list[dict[str, Any]] = []
@@ -157,6 +159,7 @@ async def test_collection_lists_carry_counts_not_file_records(
         assert status == 200
         (item,) = [k for k in listed if k["id"] == created["id"]]
         assert item["file_count"] == 1 and "files" not in item
+        assert not shapes.missing(shapes.KNOWLEDGE | {"write_access"}, item)
     status, one = await stack.call(
         "GET", f"/api/v1/knowledge/{created['id']}", headers=user.key_auth
     )
