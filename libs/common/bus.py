@@ -129,6 +129,12 @@ class Bus:
     async def _request(self, subject: str, payload: bytes, timeout: float, service: str) -> bytes:
         """Send bytes, return the reply's bytes; map NATS failures to clear errors."""
         self._check_connected()
+        if len(payload) > self.nc.max_payload:
+            raise RagwayError(
+                "too_large",
+                f"The request ({len(payload) / 2**20:.1f} MiB) is larger than the message "
+                f"bus carries ({self.nc.max_payload / 2**20:.1f} MiB): send less at a time",
+            )
         sent_headers = outgoing_headers()
         with _mapped_failures(service):
             try:

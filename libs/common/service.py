@@ -216,9 +216,12 @@ class ServiceHost:
                 raise RagwayError("invalid", f"Invalid request: {exc}") from None
             reply = await served.handler(request)
             if msg.reply:
+                payload = _to_bytes(reply)
+                if len(payload) > self.nc.max_payload:
+                    raise too_large_for_bus("reply", len(payload), self.nc.max_payload)
                 # not msg.respond(): that echoes the request's headers, which no caller
                 # reads and which cost an encode here and a parse at the caller
-                await self.nc.publish(msg.reply, _to_bytes(reply))
+                await self.nc.publish(msg.reply, payload)
         except RagwayError as exc:
             return exc.code, exc.detail
         except nats.errors.TimeoutError:  # a KV / object store call that got no answer
@@ -257,6 +260,15 @@ class ServiceHost:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
+
+
+def too_large_for_bus(what: str, size: int, limit: int) -> RagwayError:
+    """A message over NATS' `max_payload`: said plainly instead of failing as internal."""
+    return RagwayError(
+        "too_large",
+        f"The {what} ({size / 2**20:.1f} MiB) is larger than the message bus carries "
+        f"({limit / 2**20:.1f} MiB): ask for less at a time (a page: `?page=`)",
+    )
 
 
 def _to_bytes(reply: Any) -> bytes:

@@ -28,7 +28,7 @@ from contracts.auth import (
     User,
 )
 from contracts.chat import ChatCompletionRequest
-from contracts.chats import ChatForm, ChatRecord, ChatSummary
+from contracts.chats import ChatForm, ChatRecord, ChatSearchHit, ChatSummary
 from contracts.embeddings import EmbeddingsReply, EmbeddingsRequest
 from contracts.files import FileRecord, FileStatusReply
 from contracts.functions import FunctionInfo, PluginForm, ToolInfo
@@ -213,10 +213,10 @@ ROUTE_DOCS: dict[str, RouteDoc] = {
         "The caller's chats, newest first (`?page=`)", "chats", None, list[ChatSummary]
     ),
     "chats_search": RouteDoc(
-        "Chats whose title holds `?text=`, newest first (`?page=`)",
+        "Chats whose title or messages hold `?text=`, best first (`?page=`)",
         "chats",
         None,
-        list[ChatSummary],
+        list[ChatSearchHit],
     ),
     "chats_get": RouteDoc("A chat with its history", "chats", None, ChatRecord),
     "chats_update": RouteDoc("Merge fields into a chat", "chats", ChatForm, ChatRecord),

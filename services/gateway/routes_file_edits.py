@@ -153,7 +153,7 @@ async def update_knowledge_file(request: web.Request) -> web.Response:
         raise not_found(f"File {form.file_id} not found")
     await reprocess(request, record)
     await settled(request, record.id, request.app[SETTINGS].process_wait_seconds)
-    return json_value(await knowledge_of(request, knowledge_id))
+    return json_value(await knowledge_of(request, knowledge_id, with_files=True))
 
 
 def add_routes(app: web.Application, access: dict[str, Access]) -> None:

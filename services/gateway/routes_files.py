@@ -286,7 +286,7 @@ def new_record(
 # --- reading -----------------------------------------------------------------------------
 
 
-async def list_files(request: web.Request) -> web.Response:
+async def list_files(request: web.Request) -> web.StreamResponse:
     """The caller's files, newest first: all of them, or `{items, total}` with `?page=`;
     `?filter=` keeps those whose upload metadata passes it."""
     catalog, user_id = request.app[CATALOG], principal_of(request).id
@@ -304,9 +304,31 @@ async def list_files(request: web.Request) -> web.Response:
             )
         )
     if page is None:
-        return json_value([file_object(record) for record in await catalog.list_for(user_id)])
+        return await _all_files(request, catalog.chunks_for(user_id))
     records, total = await catalog.page_for(user_id, (page - 1) * FILES_PAGE_SIZE, FILES_PAGE_SIZE)
     return json_value(Paged(items=[file_object(r) for r in records], total=total))
+
+
+async def _all_files(
+    request: web.Request, chunks: AsyncIterator[list[FileRecord]]
+) -> web.StreamResponse:
+    """The bare list (0.6 clients), written a chunk of records at a time: 10,000 files
+    are never held encoded at once, and the first bytes leave after the first chunk. A
+    failure before the first chunk is still a plain JSON error."""
+    first: list[FileRecord] = await anext(chunks, [])
+    response = web.StreamResponse(headers={"Cache-Control": "no-store"})
+    response.content_type = "application/json"
+    await response.prepare(request)
+    await response.write(b"[" + encode([file_object(r) for r in first])[1:-1])
+    written = bool(first)
+    async for chunk in chunks:
+        if chunk:
+            body = encode([file_object(r) for r in chunk])[1:-1]
+            await response.write(b"," + body if written else body)
+            written = True
+    await response.write(b"]")
+    await response.write_eof()
+    return response
 
 
 async def get_file(request: web.Request) -> web.Response:

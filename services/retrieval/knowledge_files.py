@@ -187,7 +187,7 @@ class KnowledgeFileHandlers:
         before = await self._knowledge.readable(request.principal, request.knowledge_id)
         unlinked = stale & set(before.data.file_ids)
         await self._knowledge.store_change(request.principal, request.knowledge_id, change)
-        still_linked = {fid for k in await self._store.list_all() for fid in k.data.file_ids}
+        still_linked = await self._knowledge.held_anywhere(unlinked)
         deleted = 0
         for file_id in sorted(unlinked - still_linked):
             record = await self._files.get(file_id)
