@@ -62,7 +62,9 @@ class Isolation:
     def switches_uid(self) -> bool:
         return self.mode == "bwrap" and os.geteuid() == 0 and self.host_uid != 0
 
-    def command(self, worker: Sequence[str], *, network: bool, code_roots: Sequence[str]) -> list[str]:
+    def command(
+        self, worker: Sequence[str], *, network: bool, code_roots: Sequence[str]
+    ) -> list[str]:
         """`worker` (a python command line) as it is started under this isolation."""
         if self.mode == "none":
             return list(worker)
@@ -84,7 +86,9 @@ class Isolation:
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.PIPE,
                 env=minimal_environment(),
-                **self.credentials(),
+                user=self.worker_uid,
+                group=self.worker_uid,
+                extra_groups=None if self.worker_uid is None else [],
             )
             _, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
         except (OSError, TimeoutError) as exc:
@@ -96,11 +100,10 @@ class Isolation:
                 "user namespaces may be disabled on this host"
             )
 
-    def credentials(self) -> dict[str, object]:
-        """subprocess arguments that start the worker as `host_uid` (proxy running as root)."""
-        if not self.switches_uid:
-            return {}
-        return {"user": self.host_uid, "group": self.host_uid, "extra_groups": []}
+    @property
+    def worker_uid(self) -> int | None:
+        """The host uid (and gid) a worker starts as; None: the proxy's own."""
+        return self.host_uid if self.switches_uid else None
 
 
 def bwrap_options(network: bool, code_roots: Sequence[str], tmp_mb: int) -> list[str]:
@@ -134,15 +137,14 @@ def bwrap_options(network: bool, code_roots: Sequence[str], tmp_mb: int) -> list
         "/usr",
     ]
     for link in ROOT_LINKS:
-        path = Path(link)
-        if path.is_symlink():
-            options += ["--symlink", os.readlink(path), link]
-        elif path.is_dir():
+        if Path(link).is_symlink():
+            options += ["--symlink", os.readlink(link), link]
+        elif Path(link).is_dir():
             options += ["--ro-bind", link, link]
-    for path in ETC_FILES:
-        options += ["--ro-bind-try", path, path]
-    for path in python_paths(code_roots):
-        options += ["--ro-bind", path, path]
+    for name in ETC_FILES:
+        options += ["--ro-bind-try", name, name]
+    for folder in python_paths(code_roots):
+        options += ["--ro-bind", folder, folder]
     return [*options, "--chdir", WORKDIR]
 
 

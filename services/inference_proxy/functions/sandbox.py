@@ -21,8 +21,7 @@ import shutil
 import signal
 import sys
 import tempfile
-from collections.abc import Sequence
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -266,7 +265,9 @@ class Sandbox:
             cwd=(self._workdir or None) if unisolated else "/",
             start_new_session=True,
             close_fds=True,
-            **self.isolation.credentials(),  # type: ignore[arg-type]
+            user=self.isolation.worker_uid,  # a host uid of its own when the proxy is root
+            group=self.isolation.worker_uid,
+            extra_groups=None if self.isolation.worker_uid is None else [],
         )
         return _Worker(process)
 

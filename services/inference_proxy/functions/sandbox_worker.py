@@ -104,9 +104,9 @@ def with_valves(instance: Any, valves: dict[str, Any]) -> Any:
 def _valves_class(module: types.ModuleType) -> Any:
     """The plugin's `Valves` (a pydantic model nested in Pipe or Tools), or None."""
     for name in ("Pipe", "Tools", "Filter"):
-        cls = getattr(module, name, None)
-        if isinstance(cls, type) and isinstance(getattr(cls, "Valves", None), type):
-            return cls.Valves
+        valves = getattr(getattr(module, name, None), "Valves", None)
+        if isinstance(valves, type):
+            return valves
     return None
 
 
@@ -142,7 +142,9 @@ def valves_check(module: types.ModuleType, values: dict[str, Any]) -> dict[str, 
     return dumped
 
 
-def pipe_method(module: types.ModuleType, valves: dict[str, Any] | None = None) -> Callable[..., Any]:
+def pipe_method(
+    module: types.ModuleType, valves: dict[str, Any] | None = None
+) -> Callable[..., Any]:
     cls = _class(module, "Pipe")
     fn = getattr(with_valves(cls(), valves or {}), "pipe", None)
     if not callable(fn):
