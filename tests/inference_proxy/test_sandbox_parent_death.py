@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.stack.support import alive, command_line, descendants, wait_until_gone
+from tests.stack.support import alive, command_line, wait_until_gone
 
 # Plays the proxy: one call to a pipe that starts a detached child (a new session) and
 # sleeps; once the pipe says it started, the proxy lists every process under it.
