@@ -10,7 +10,10 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.stack.support import alive, command_line, wait_until_gone
+from tests.support.sandbox import isolation_missing
 
 # Plays the proxy: one call to a pipe that starts a detached child (a new session) and
 # sleeps; once the pipe says it started, the proxy lists every process under it.
@@ -46,6 +49,7 @@ asyncio.run(main())
 """
 
 
+@pytest.mark.skipif(bool(isolation_missing()), reason=isolation_missing() or "-")
 def test_a_call_still_running_when_the_proxy_is_sigkilled_is_killed_too(tmp_path: Path) -> None:
     pid_file = tmp_path / "worker.pids"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}

@@ -23,9 +23,13 @@ from typing import Any
 
 import pytest
 
+from tests.support.sandbox import isolation_missing
 from tests.support.stack import Account, Stack
 
-pytestmark = pytest.mark.security
+pytestmark = [
+    pytest.mark.security,
+    pytest.mark.skipif(bool(isolation_missing()), reason=isolation_missing() or "-"),
+]
 
 # Every probe is one request: the last message names it and its arguments (JSON).
 PROBE = """

@@ -29,6 +29,7 @@ from inference_proxy.settings import Settings as ProxySettings
 from stack.nats_server import NatsServer, NatsServerConfig, free_port
 from tests.fakes.ollama_fake import OllamaFake
 from tests.fakes.openai_fake import OpenAIFake
+from tests.support.sandbox import isolation_for_tests
 
 JWT_SECRET = "e2e-secret-" + "x" * 32
 PASSWORD = "correct horse battery"
@@ -156,6 +157,7 @@ async def stack(
             backend_idle_timeout_seconds=2,
             models_cache_seconds=0.5,
             function_timeout_seconds=2,  # a stuck function is killed well inside the tests
+            sandbox_isolation=isolation_for_tests(),
         )
     )
     gateway_settings = GatewaySettings(
