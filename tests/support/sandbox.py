@@ -27,9 +27,6 @@ def isolation_missing() -> str:
             capture_output=True,
             env=minimal_environment(),
             timeout=30,
-            user=isolation.worker_uid,
-            group=isolation.worker_uid,
-            extra_groups=None if isolation.worker_uid is None else [],
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"bubblewrap cannot run here ({exc}): `make system-packages`"

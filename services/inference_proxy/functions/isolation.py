@@ -9,7 +9,9 @@ interpreter's prefix, the virtualenv, the proxy's code folders, /usr and a few f
 Nothing else of the host is there: no data dir, no home, no other process's /proc.
 
 When the proxy runs as root, the worker is also started as a separate host uid (65534 by
-default): under root, RLIMIT_NPROC is not enforced and files owned by root would be its.
+default; util-linux's `setpriv` switches before bubblewrap starts, since uvloop's
+subprocess has no `user=`): under root, RLIMIT_NPROC is not enforced and files owned by
+root would be its.
 RLIMIT_NPROC is set by the worker inside its new user namespace, so it bounds the
 processes of that one worker (the kernel counts per user namespace), not all workers.
 
@@ -45,6 +47,7 @@ ETC_FILES = (
     "/etc/alternatives",
 )
 ROOT_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+SETPRIV = "/usr/bin/setpriv"
 
 
 class IsolationBroken(Exception):
@@ -68,7 +71,11 @@ class Isolation:
         """`worker` (a python command line) as it is started under this isolation."""
         if self.mode == "none":
             return list(worker)
-        return [self.bwrap_path, *bwrap_options(network, code_roots, self.tmp_mb), "--", *worker]
+        bwrap = [self.bwrap_path, *bwrap_options(network, code_roots, self.tmp_mb), "--", *worker]
+        if self.worker_uid is None:
+            return bwrap
+        uid = str(self.worker_uid)
+        return [SETPRIV, f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--", *bwrap]
 
     async def probe(self, worker: Sequence[str], code_roots: Sequence[str]) -> None:
         """Start one isolated `worker` (a python command that exits 0) or say why it fails."""
@@ -79,6 +86,8 @@ class Isolation:
                 f"bubblewrap is not installed at {self.bwrap_path} (Debian package "
                 "`bubblewrap`; `make system-packages`)"
             )
+        if self.worker_uid is not None and not os.access(SETPRIV, os.X_OK):
+            raise IsolationBroken(f"{SETPRIV} (util-linux) is missing: it drops root for workers")
         try:
             process = await asyncio.create_subprocess_exec(
                 *self.command(worker, network=False, code_roots=code_roots),
@@ -86,9 +95,6 @@ class Isolation:
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.PIPE,
                 env=minimal_environment(),
-                user=self.worker_uid,
-                group=self.worker_uid,
-                extra_groups=None if self.worker_uid is None else [],
             )
             _, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
         except (OSError, TimeoutError) as exc:

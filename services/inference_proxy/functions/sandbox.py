@@ -265,9 +265,6 @@ class Sandbox:
             cwd=(self._workdir or None) if unisolated else "/",
             start_new_session=True,
             close_fds=True,
-            user=self.isolation.worker_uid,  # a host uid of its own when the proxy is root
-            group=self.isolation.worker_uid,
-            extra_groups=None if self.isolation.worker_uid is None else [],
         )
         return _Worker(process)
 
