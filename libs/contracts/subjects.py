@@ -53,6 +53,8 @@ from contracts.functions import (
     PluginSave,
     ToolInfo,
     ToolRecord,
+    ValvesRef,
+    ValvesUpdate,
 )
 from contracts.groups import (
     Group,
@@ -232,6 +234,16 @@ PLUGINS_GET: Endpoint[PluginRef, PluginRecord | FunctionInfo | ToolInfo] = Endpo
     _GATEWAY,
 )
 PLUGINS_DELETE = Endpoint("ragway.plugins.delete", PluginRef, bool, _INFERENCE, _GATEWAY)
+# valves (admins only): the stored values, the Valves class's JSON schema, a new set
+PLUGINS_VALVES_GET = Endpoint(
+    "ragway.plugins.valves.get", ValvesRef, dict[str, Any], _INFERENCE, _GATEWAY
+)
+PLUGINS_VALVES_SPEC = Endpoint(
+    "ragway.plugins.valves.spec", ValvesRef, dict[str, Any], _INFERENCE, _GATEWAY
+)
+PLUGINS_VALVES_UPDATE = Endpoint(
+    "ragway.plugins.valves.update", ValvesUpdate, dict[str, Any], _INFERENCE, _GATEWAY
+)
 
 # --- files and ingestion (JetStream) -----------------------------------------------------
 

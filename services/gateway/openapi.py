@@ -143,6 +143,19 @@ def _crud(tag: str, info: Any, plural: str) -> dict[str, RouteDoc]:
         f"{plural}_get": RouteDoc(f"One {tag} with its source", tag, None, info),
         f"{plural}_update": RouteDoc(f"Replace a {tag} (admin)", tag, PluginForm, info),
         f"{plural}_delete": RouteDoc(f"Delete a {tag} (admin)", tag, None, bool),
+        f"{plural}_valves": RouteDoc(f"A {tag}'s valve values (admin)", tag, None, dict[str, Any]),
+        f"{plural}_valves_spec": RouteDoc(
+            f"A {tag}'s Valves JSON schema, with RAGWAY_ALLOW_NETWORK (admin)",
+            tag,
+            None,
+            dict[str, Any],
+        ),
+        f"{plural}_valves_update": RouteDoc(
+            f"Set a {tag}'s valves, checked by its Valves class (admin)",
+            tag,
+            dict[str, Any],
+            dict[str, Any],
+        ),
     }
 
 

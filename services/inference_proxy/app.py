@@ -20,10 +20,12 @@ from inference_proxy.catalog import ModelCatalog
 from inference_proxy.chat import ChatRunner
 from inference_proxy.completions import Completions
 from inference_proxy.embeddings import Embeddings
+from inference_proxy.functions.isolation import Isolation
 from inference_proxy.functions.pipes import PipeRunner
 from inference_proxy.functions.plugins import PluginService, PluginStore
 from inference_proxy.functions.sandbox import Sandbox, SandboxLimits
 from inference_proxy.functions.tool_loop import ToolLoop
+from inference_proxy.functions.valves import ValveService
 from inference_proxy.passthrough import OllamaPassthrough
 from inference_proxy.routing import Router
 from inference_proxy.settings import Settings, configured_backends
@@ -100,7 +102,14 @@ async def serve(settings: Settings) -> AsyncIterator[InferenceProxy]:
                 memory_mb=settings.function_memory_mb,
                 spares=settings.sandbox_spares,
                 max_running=settings.sandbox_max_running,
-            )
+                max_processes=settings.sandbox_max_processes,
+            ),
+            Isolation(
+                mode=settings.sandbox_isolation,
+                bwrap_path=settings.sandbox_bwrap_path,
+                host_uid=settings.sandbox_uid,
+                tmp_mb=settings.sandbox_tmp_mb,
+            ),
         )
         await sandbox.start()
         stack.push_async_callback(sandbox.aclose)
@@ -109,12 +118,13 @@ async def serve(settings: Settings) -> AsyncIterator[InferenceProxy]:
         )
         stack.push_async_callback(plugins.aclose)
         await plugins.migrate_to_grants()
-        pipes = PipeRunner(nc, sandbox, chat_cancels)
+        pipes = PipeRunner(nc, sandbox, plugins, chat_cancels)
         stack.push_async_callback(pipes.aclose)
         tools = ToolLoop(nc, chat, sandbox, plugins, settings, chat_cancels)
         stack.push_async_callback(tools.aclose)
         completions = Completions(chat, pipes, tools, plugins)
         plugin_service = PluginService(plugins, sandbox)
+        valve_service = ValveService(plugins, sandbox)
 
         async def list_models(request: ModelsRequest) -> ModelsReply | msgspec.Raw:
             snapshot = await catalog.snapshot(refresh=request.refresh)
@@ -138,6 +148,9 @@ async def serve(settings: Settings) -> AsyncIterator[InferenceProxy]:
         await host.serve(subjects.PLUGINS_LIST, plugin_service.list)
         await host.serve(subjects.PLUGINS_GET, plugin_service.get)
         await host.serve(subjects.PLUGINS_DELETE, plugin_service.delete)
+        await host.serve(subjects.PLUGINS_VALVES_GET, valve_service.get)
+        await host.serve(subjects.PLUGINS_VALVES_SPEC, valve_service.spec)
+        await host.serve(subjects.PLUGINS_VALVES_UPDATE, valve_service.update)
         await host.serve(subjects.OLLAMA_PROXY, passthrough.open)
         await host.serve(subjects.EMBEDDINGS_CREATE, embeddings.create)
         await nc.flush()  # the server knows the endpoints before we say we are serving

@@ -36,6 +36,15 @@ class Settings(ServiceSettings, kw_only=True):
     function_memory_mb: Annotated[int, msgspec.Meta(ge=64)] = 512
     sandbox_spares: Annotated[int, msgspec.Meta(ge=0)] = 2
     sandbox_max_running: Annotated[int, msgspec.Meta(ge=1)] = 8
+    # "bwrap": every worker isolated by bubblewrap (README, security); plugins are refused
+    # when that cannot work here. "none": the admin's explicit choice to run them unisolated
+    sandbox_isolation: Literal["bwrap", "none"] = "bwrap"
+    sandbox_bwrap_path: str = "/usr/bin/bwrap"
+    # the host uid workers run as when the proxy runs as root
+    sandbox_uid: Annotated[int, msgspec.Meta(ge=1)] = 65534
+    # processes and threads one worker may have (RLIMIT_NPROC in its user namespace)
+    sandbox_max_processes: Annotated[int, msgspec.Meta(ge=4)] = 32
+    sandbox_tmp_mb: Annotated[int, msgspec.Meta(ge=1)] = 64  # its private /tmp
     # model calls in one completion with `tool_ids` before giving up
     max_tool_rounds: Annotated[int, msgspec.Meta(ge=1)] = 5
     # model id -> the models tried, in order, when every backend of it failed before its

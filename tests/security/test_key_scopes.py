@@ -253,6 +253,12 @@ NOT_SCOPED: dict[str, str] = (
             "tools_list",
             "tools_list_bare",
             "tools_update",
+            "functions_valves",
+            "functions_valves_spec",
+            "functions_valves_update",
+            "tools_valves",
+            "tools_valves_spec",
+            "tools_valves_update",
         )
     }
     | {

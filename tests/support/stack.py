@@ -13,6 +13,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -28,6 +29,7 @@ from inference_proxy.settings import Settings as ProxySettings
 from stack.nats_server import NatsServer, NatsServerConfig, free_port
 from tests.fakes.ollama_fake import OllamaFake
 from tests.fakes.openai_fake import OpenAIFake
+from tests.support.sandbox import isolation_for_tests
 
 JWT_SECRET = "e2e-secret-" + "x" * 32
 PASSWORD = "correct horse battery"
@@ -98,12 +100,16 @@ class Stack:
 
 
 @pytest.fixture(scope="session")
-async def stack_nats_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+def stack_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The stack's data dir (its JetStream store: users, password hashes, blobs)."""
+    return tmp_path_factory.mktemp("e2e")
+
+
+@pytest.fixture(scope="session")
+async def stack_nats_url(stack_data_dir: Path) -> AsyncIterator[str]:
     """The stack's own nats-server: the services it starts join the same queue groups as
     other tests' services, and would answer those tests' requests (and theirs ours)."""
-    server = NatsServer(
-        NatsServerConfig(port=free_port(), store_dir=tmp_path_factory.mktemp("e2e"))
-    )
+    server = NatsServer(NatsServerConfig(port=free_port(), store_dir=stack_data_dir))
     await server.astart()
     yield server.url
     await server.astop()
@@ -151,6 +157,7 @@ async def stack(
             backend_idle_timeout_seconds=2,
             models_cache_seconds=0.5,
             function_timeout_seconds=2,  # a stuck function is killed well inside the tests
+            sandbox_isolation=isolation_for_tests(),
         )
     )
     gateway_settings = GatewaySettings(

@@ -32,6 +32,7 @@ from inference_proxy.functions.pipes import failure_error
 from inference_proxy.functions.plugins import PluginStore, usable, user_of
 from inference_proxy.functions.sandbox import Sandbox, SandboxCrash, SandboxTimeout
 from inference_proxy.functions.sandbox_protocol import Call, Chunk, Failure
+from inference_proxy.functions.valves import network_allowed, plugin_values
 from inference_proxy.relay import Outbox, Relay, Relays
 from inference_proxy.settings import Settings
 from inference_proxy.translate import OllamaStream, OpenAIStream
@@ -160,6 +161,7 @@ class ToolLoop:
         if not isinstance(arguments, dict):
             return f"Error: the arguments of {name} must be a JSON object"
         started = time.perf_counter()
+        valves = self._store.valves("tool", record.id)
         run_call = Call(
             op="tool",
             plugin_id=record.id,
@@ -167,11 +169,12 @@ class ToolLoop:
             method=name,
             arguments=arguments,
             user=user_of(job.principal),
+            valves=plugin_values(valves),
         )
         parts: list[str] = []
         outcome, result = "ok", ""
         try:
-            async with self._sandbox.run(run_call) as run:
+            async with self._sandbox.run(run_call, network=network_allowed(valves)) as run:
                 while isinstance(frame := await run.next_frame(), Chunk):
                     parts.append(frame.text)
             if isinstance(frame, Failure):
