@@ -33,15 +33,27 @@ from gateway import (
     routes_functions,
     routes_groups,
     routes_knowledge,
+    routes_metrics,
     routes_ollama,
     routes_presets,
     routes_retrieval,
 )
 from gateway.identity import Identity
+from gateway.metrics import GatewayMetrics
 from gateway.middleware import add_request_id_header, authenticate, request_context
 from gateway.presets import Presets
 from gateway.settings import Settings
-from gateway.state import ACCESS, BUS, CATALOG, IDENTITY, INBOXES, PRESETS, SETTINGS, Access
+from gateway.state import (
+    ACCESS,
+    BUS,
+    CATALOG,
+    IDENTITY,
+    INBOXES,
+    METRICS,
+    PRESETS,
+    SETTINGS,
+    Access,
+)
 
 __all__ = ["GatewayHandle", "Settings", "build_app", "serve"]
 
@@ -63,6 +75,7 @@ ROUTE_MODULES = (
     routes_functions,
     routes_groups,
     routes_knowledge,
+    routes_metrics,
     routes_ollama,
     routes_presets,
     routes_retrieval,
@@ -86,6 +99,7 @@ def build_app(settings: Settings, bus: Bus, identity: Identity) -> web.Applicati
     app[SETTINGS] = settings
     app[BUS] = bus
     app[IDENTITY] = identity
+    app[METRICS] = GatewayMetrics()
     access: dict[str, Access] = {}
     for module in ROUTE_MODULES:
         module.add_routes(app, access)

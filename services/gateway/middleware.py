@@ -15,17 +15,27 @@ from common.bus import BUS_FAILURES, BUS_UNAVAILABLE, new_request_id, request_id
 from common.errors import RagwayError, forbidden, unauthorized
 from gateway.console_session import session_credential
 from gateway.errors import error_response, status_for
-from gateway.state import ACCESS, BUS, IDENTITY, PRINCIPAL, REQUEST_ID
+from gateway.state import ACCESS, BUS, IDENTITY, METRICS, PRINCIPAL, REQUEST_ID, STARTED
 
 log = structlog.get_logger()
 
 REQUEST_ID_HEADER = "X-Request-Id"
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+# error codes that say a service behind the gateway failed (counted as backend errors)
+BACKEND_FAILURES = frozenset({"internal", "bad_gateway", "unavailable", "timeout"})
 
 
 def route_of(request: web.Request) -> str:
     resource = request.match_info.route.resource
     return resource.canonical if resource is not None else "unmatched"
+
+
+def route_name_of(request: web.Request) -> str:
+    """The aiohttp route's name: a bounded label, never the raw path (ids stay out)."""
+    route = request.match_info.route
+    if route.resource is None:
+        return "unmatched"
+    return route.name or route.resource.canonical
 
 
 @web.middleware
@@ -35,6 +45,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     given = request.headers.get(REQUEST_ID_HEADER, "")
     request_id = given if _SANE_REQUEST_ID.match(given) else new_request_id()
     request[REQUEST_ID] = request_id
+    request[STARTED] = started
     request_id_var.set(request_id)
     route = route_of(request)
     structlog.contextvars.clear_contextvars()
@@ -48,12 +59,14 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         status = 499  # the client went away
         raise
     finally:
+        seconds = time.perf_counter() - started
+        request.app[METRICS].request_done(route_name_of(request), request.method, status, seconds)
         principal = request.get(PRINCIPAL)
         log.info(
             "http_request",
             method=request.method,
             status=status,
-            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            duration_ms=round(seconds * 1000, 2),
             user_id=principal.id if principal is not None else None,
         )
 
@@ -66,12 +79,16 @@ async def _mapped(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except RagwayError as exc:
+        if exc.code in BACKEND_FAILURES:
+            request.app[METRICS].backend_error(exc.code)
         return error_response(status_for(exc.code), exc.detail)
     except nats.errors.TimeoutError:  # JetStream (KV, object store) calls that got no answer
         log.warning("bus_timeout")
+        request.app[METRICS].backend_error("timeout")
         return error_response(504, "The message bus did not answer in time")
     except BUS_FAILURES as exc:
         log.warning("bus_failure", error=repr(exc))
+        request.app[METRICS].backend_error("unavailable")
         return error_response(503, BUS_UNAVAILABLE)
     except web.HTTPRequestEntityTooLarge:
         return error_response(413, "Request body too large")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from typing import Any
 
 import msgspec
@@ -35,7 +36,16 @@ from gateway import rag
 from gateway.bodies import json_bytes, parse, read_body
 from gateway.chat_log import ChatAppend
 from gateway.routes_chats import CHATS
-from gateway.state import BUS, INBOXES, PRESETS, SETTINGS, Access, principal_of
+from gateway.state import (
+    BUS,
+    INBOXES,
+    METRICS,
+    PRESETS,
+    SETTINGS,
+    STARTED,
+    Access,
+    principal_of,
+)
 
 log = structlog.get_logger()
 
@@ -89,11 +99,12 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     job = CompletionJob(principal=principal_of(request), body=msgspec.Raw(body))
     if chat.stream:
         first = b"" if sources is None else b"data: " + encode({"sources": sources}) + b"\n\n"
-        return await _stream(request, job, first, record, sources)
+        return await _stream(request, job, chat.model, first, record, sources)
     app = request.app
     reply = await app[BUS].call_raw(
         subjects.CHAT_COMPLETE, encode(job), timeout=app[SETTINGS].completion_timeout_seconds
     )
+    app[METRICS].completion_tokens(chat.model, reply)
     if sources is not None:
         reply = _with_sources(reply, sources)
     if record is not None:
@@ -123,16 +134,17 @@ async def _with_rag(
     """
     settings = request.app[SETTINGS]
     original: dict[str, Any] = msgspec.json.decode(body)
-    result = await rag.retrieve(
-        request.app[BUS],
-        principal_of(request),
-        rag.user_query(original),
-        rag.scope_items(files),
-        k=settings.rag_top_k,
-        wait_seconds=settings.rag_wait_seconds,
-        reply_seconds=settings.request_timeout_seconds,
-        complete_wait_seconds=settings.rag_complete_wait_seconds,
-    )
+    with request.app[METRICS].retrieval():
+        result = await rag.retrieve(
+            request.app[BUS],
+            principal_of(request),
+            rag.user_query(original),
+            rag.scope_items(files),
+            k=settings.rag_top_k,
+            wait_seconds=settings.rag_wait_seconds,
+            reply_seconds=settings.request_timeout_seconds,
+            complete_wait_seconds=settings.rag_complete_wait_seconds,
+        )
     sources = rag.sources_of(result.groups)
     return encode(rag.rewrite(original, sources)), sources
 
@@ -155,6 +167,7 @@ class _SSEResponse(web.StreamResponse):
 async def _stream(
     request: web.Request,
     job: CompletionJob,
+    model: str,
     first: bytes = b"",
     record: ChatAppend | None = None,
     sources: list[rag.SourceEntry] | None = None,
@@ -165,7 +178,7 @@ async def _stream(
     (a `chat_id`), `[DONE]` is held back until the answer is in the chat's history, so a
     client that reads the chat right after the stream sees it."""
     app = request.app
-    bus, settings = app[BUS], app[SETTINGS]
+    bus, settings, metrics = app[BUS], app[SETTINGS], app[METRICS]
     stream_id = os.urandom(16).hex()  # a uuid4's randomness without the UUID object
     finished = False
     # The mailbox listens before the job is sent, so no chunk can arrive unheard; the
@@ -187,6 +200,9 @@ async def _stream(
             # the stream's first bytes may have come with the acceptance (one message)
             if first or accepted.first:
                 await response.write(first + accepted.first)
+            timed = bool(accepted.first)  # the model's first bytes are out: TTFT observed
+            if timed:
+                metrics.first_token(time.perf_counter() - request[STARTED])
             last = b""
             tail = b""  # what arrived with the end message: sent with the end of the body
             end: Msg | None = None
@@ -209,6 +225,9 @@ async def _stream(
                                 await response.write(b"".join(pieces))
                             else:
                                 tail = b"".join(pieces)
+                            if not timed:
+                                timed = True
+                                metrics.first_token(time.perf_counter() - request[STARTED])
             except TimeoutError:
                 if not idle.expired():
                     raise
@@ -220,7 +239,12 @@ async def _stream(
                 if ended is not None and ended.tail:  # the last bytes came with the end
                     last = ended.tail
                     tail += _held_back(last, record)
+                    if not timed:
+                        metrics.first_token(time.perf_counter() - request[STARTED])
+                if ended is not None:
+                    metrics.tokens(model, ended.usage)
                 if not last.rstrip().endswith(b"[DONE]"):
+                    metrics.backend_error("stream")
                     tail += error_event(_end_error(ended))
                 elif record is not None:
                     await _record_stream(record, ended, sources)

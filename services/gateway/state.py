@@ -11,6 +11,7 @@ from common.bus import Bus
 from common.inbox import Inboxes
 from contracts.auth import Principal
 from gateway.identity import Identity
+from gateway.metrics import GatewayMetrics
 from gateway.presets import Presets
 from gateway.settings import Settings
 
@@ -28,8 +29,13 @@ CATALOG = web.AppKey("catalog", FileCatalog)
 # opened at startup: workspace models, mirrored from their bucket
 PRESETS = web.AppKey("presets", Presets)
 
+# counters and histograms, updated per request; read by GET /metrics
+METRICS = web.AppKey("metrics", GatewayMetrics)
+
 PRINCIPAL = web.RequestKey("principal", Principal)
 REQUEST_ID = web.RequestKey("request_id", str)
+# time.perf_counter() when the request arrived (time to first token counts from here)
+STARTED = web.RequestKey("started", float)
 
 
 def principal_of(request: web.Request) -> Principal:
