@@ -87,7 +87,7 @@ fmt: $(STAMP)
 	$(VENV)/bin/ruff format $(PATHS)
 
 # Benchmarks print ratios against a baseline measured in the same run (bench/RESULTS.md).
-BENCHES := gateway_overhead nats_relay retrieval_latency upload_latency ingestion retrieval_quality listing_latency
+BENCHES := gateway_overhead controls_overhead nats_relay retrieval_latency upload_latency ingestion retrieval_quality listing_latency embeddings_api
 OPENWEBUI_VENV ?= $(HOME)/.cache/ragway/openwebui-venv
 
 bench: setup

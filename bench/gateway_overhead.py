@@ -26,6 +26,7 @@ from harness import (
     cpu_seconds,
     fake_backend,
     gateway_workload,
+    limit_bench_user,
     loadavg,
     median,
     ragway,
@@ -118,6 +119,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         started = time.perf_counter()
         async with ragway(**environ) as rw:
             print(f"ragway up in {time.perf_counter() - started:.1f} s at {rw.url}; {loadavg()}")
+            # the controls are on: a limit binds the bench user, the ledger records it all
+            await limit_bench_user(rw.url, rw.token)
             calls = gateway_workload(fast.base_url, paced.base_url, rw.url, rw.headers)
             for direct, through in calls.values():  # warm caches and connections
                 await closed_loop(direct, 1, 0.2, warmup=0)

@@ -190,6 +190,27 @@ async def admin_credentials(url: str) -> tuple[str, str]:
             return token, str((await reply.json())["api_key"])
 
 
+async def limit_bench_user(url: str, token: str) -> None:
+    """A limit that applies to every request and is never reached."""
+    async with aiohttp.ClientSession() as http:
+        async with http.get(
+            f"{url}/api/v1/auths/", headers={"Authorization": f"Bearer {token}"}
+        ) as reply:
+            user_id = (await reply.json())["id"]
+        form = {
+            "scope": "user",
+            "id": user_id,
+            "rpm": 10_000_000,
+            "tpm": 1_000_000_000,
+            "budget": {"tokens": 1_000_000_000_000, "period": "month"},
+        }
+        async with http.post(
+            f"{url}/api/v1/limits", json=form, headers={"Authorization": f"Bearer {token}"}
+        ) as reply:
+            if reply.status != 200:
+                raise SystemExit(f"setting the bench limit: {reply.status} {await reply.text()}")
+
+
 # --- the load generator ------------------------------------------------------------------
 
 

@@ -1,8 +1,12 @@
-"""Retrieval latency: the retrieval service at 10k and 100k chunks (embedded engine), and
-what RAG adds before the first token of a streamed chat completion.
+"""Retrieval latency: the retrieval service at 10k and 100k chunks (embedded engine), what
+RAG adds before the first token of a streamed chat completion, and a knowledge collection
+of 5,000 and 50,000 files queried through the HTTP API.
 
     .venv/bin/python bench/retrieval_latency.py [--sizes 10000,100000] [--queries 200]
-        [--query-texts unique|repeated] [--no-store-cache]
+        [--query-texts unique|repeated] [--no-store-cache] [--collection-files 5000,50000]
+
+(`--sizes ""` or `--collection-files ""` leaves that part out.) The collection part is
+described in bench/collection_scale.py.
 
 ragway runs as real processes (`Stack`: nats-server, auth, inference-proxy, gateway, and
 the retrieval service started on the loaded store) against the zero-delay fake backend in
@@ -42,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import collection_scale
 import numpy as np
 from harness import (
     Ragway,
@@ -56,7 +61,7 @@ from harness import (
     write_results,
 )
 
-from catalog.files import FileCatalog, now
+from catalog.files import FileCatalog
 from common.bus import Bus
 from common.errors import RagwayError
 from common.logging import configure_logging
@@ -64,9 +69,10 @@ from common.nats_conn import connect_nats
 from common.runner import run_stoppable
 from contracts import subjects
 from contracts.auth import Principal
-from contracts.files import FileData, FileMeta, FileRecord
+from contracts.files import FileRecord
 from contracts.retrieval import RetrievalQuery, ScopeItem
 from embedding.vectors import SparseVector
+from retrieval.knowledge_store import KnowledgeStore
 from retrieval.settings import Settings as RetrievalSettings
 from stack.processes import ChildProcess
 from vectorstore.edge import EdgeStore
@@ -155,20 +161,8 @@ def qe_version() -> str:
 
 
 def file_record(owner: Principal, file_no: int) -> FileRecord:
-    """A completed synthetic file; its id depends only on its number (so stores can be kept)."""
-    stamp = now()
-    name = f"synthetic-{file_no}.txt"
-    return FileRecord(
-        id=str(uuid.uuid5(FILE_IDS, name)),
-        user_id=owner.id,
-        hash=hashlib.sha256(name.encode()).hexdigest(),
-        filename=name,
-        data=FileData(
-            status="completed", chunks_done=CHUNKS_PER_FILE, chunks_total=CHUNKS_PER_FILE
-        ),
-        meta=FileMeta(name=name, content_type="text/plain", size=1000),
-        created_at=stamp,
-        updated_at=stamp,
+    return collection_scale.synthetic_file(
+        owner, f"synthetic-{file_no}.txt", CHUNKS_PER_FILE, FILE_IDS
     )
 
 
@@ -312,9 +306,82 @@ async def rag_added(rw: Ragway, file_ids: list[str], args: argparse.Namespace) -
     return out
 
 
+async def collection_stage(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """A collection grown to each of `--collection-files`, queried through the HTTP API."""
+    sizes = sorted(int(n) for n in args.collection_files.split(",") if n.strip())
+    rows: list[dict[str, Any]] = []
+    async with (
+        ragway(services="auth") as rw,
+        connect_nats([rw.stack.nats.url], name="bench") as nc,
+    ):
+        bus = Bus(nc)
+        catalog = await FileCatalog.open(nc.jetstream(), "ragway")
+        knowledge = await KnowledgeStore.open(nc.jetstream(), "ragway")
+        owner = await whoami(rw)
+        store_settings = RetrievalSettings(data_dir=str(rw.stack.data_dir))
+        store_path = store_settings.edge_path() / store_settings.collection
+        file_ids: list[str] = []
+        texts = query_texts(args.query_texts, seed=2)
+        key = collection_scale.store_key()
+        for step, size in enumerate(sizes):
+            cached = (
+                None
+                if args.no_store_cache
+                else STORE_CACHE / f"collection-{key}" / "-".join(map(str, sizes[: step + 1]))
+            )
+            reused = cached is not None and await asyncio.to_thread(cached.is_dir)
+            started = time.perf_counter()
+            file_ids = await collection_scale.grow_collection(
+                store_path,
+                catalog,
+                knowledge,
+                owner,
+                range(len(file_ids), size),
+                cached,
+                copy_store,
+            )
+            loaded = time.perf_counter() - started
+            started = time.perf_counter()
+            async with retrieval_process(rw, bus) as pid:
+                start_s = time.perf_counter() - started
+                warm = [next(texts) for _ in range(20)]
+                await collection_scale.time_http_queries(rw, warm, pid)
+                asked = [next(texts) for _ in range(args.queries)]
+                row: dict[str, Any] = {
+                    "files": size,
+                    "chunks": size * collection_scale.COLLECTION_CHUNKS_PER_FILE,
+                    "load_seconds": loaded,
+                    "retrieval_start_seconds": start_s,
+                    "store_from_cache": reused,
+                    "collection": await collection_scale.time_http_queries(rw, asked, pid),
+                    "one_file": await collection_scale.time_http_queries(
+                        rw, [next(texts) for _ in range(args.queries)], pid, file_ids[size // 2]
+                    ),
+                    "load": loadavg(),
+                }
+            rows.append(row)
+            c, one = row["collection"], row["one_file"]
+            target = 15 if size <= 5000 else 25
+            print(
+                f"collection of {size:>6,} files ({row['chunks']:,} chunks) via HTTP:"
+                f" p50 {c['p50']:6.2f} ms p95 {c['p95']:6.2f} ms (retrieval CPU"
+                f" {c['cpu_ms']:5.2f} ms/query) | baseline one file via HTTP p50"
+                f" {one['p50']:.2f} ms, ratio {c['p50'] / one['p50']:.2f}x | target p50 <="
+                f" {target} ms {'ok' if c['p50'] <= target else 'MISSED'} | loaded in"
+                f" {loaded:.0f} s{' (store from cache)' if reused else ''}, retrieval"
+                f" started in {start_s:.1f} s | {row['load']}",
+                flush=True,
+            )
+    return rows
+
+
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
-    sizes = sorted(int(n) for n in args.sizes.split(","))
     result: dict[str, Any] = {"args": vars(args), "sizes": []}
+    if args.collection_files.strip():
+        result["collections"] = await collection_stage(args)
+    if not args.sizes.strip():
+        return result
+    sizes = sorted(int(n) for n in args.sizes.split(","))
     rag: dict[str, Any] = {}
     async with fake_backend(tokens=20, models="fast") as fast:
         environ = {"OPENAI_API_BASE_URLS": fast.base_url, "OPENAI_API_KEYS": "bench"}
@@ -414,6 +481,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--no-store-cache", action="store_true", help="load the store even when a copy is kept"
+    )
+    parser.add_argument(
+        "--collection-files",
+        default="5000,50000",
+        help="files in the knowledge collection queried through the HTTP API ('' : none)",
     )
     args = parser.parse_args()
     configure_logging("warning")

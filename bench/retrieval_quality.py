@@ -312,7 +312,7 @@ async def run_via_api(args: argparse.Namespace) -> None:
         try:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as http:
                 for name in args.datasets.split(","):
-                    data = limited(load(DATASETS / name), args.limit_docs)
+                    data = limited(load(Path(args.root) / name), args.limit_docs)
                     knowledge_id, file_doc, seconds = await ingest_via_api(
                         http, system.url, system.headers, data, args.concurrency
                     )
@@ -338,6 +338,7 @@ async def run_via_api(args: argparse.Namespace) -> None:
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--datasets", default="msmarco,arcd")
+    parser.add_argument("--root", default=str(DATASETS), help="the labelled sets' folder")
     parser.add_argument(
         "--fp32", dest="quantized", action="store_false", help="the fp32 model (default: int8)"
     )
@@ -369,7 +370,7 @@ async def main() -> int:
     )
     print(f"model {embedder.model_name} ({embedder.dimension}-d)")
     for name in args.datasets.split(","):
-        data = load(DATASETS / name)
+        data = load(Path(args.root) / name)
         with tempfile.TemporaryDirectory() as tmp:
             store = EdgeStore(Path(tmp) / "shard")
             await store.ensure_collection(embedder.dimension)

@@ -143,6 +143,11 @@ class Bucket:
             await self.kv.create(key, value)
         except KeyWrongLastSequenceError:
             return False
+        except KeyNotFoundError:
+            # nats-py's create, on losing the race, reads the key back to see whether it
+            # was deleted; in a cluster that read can miss the winner's write for a
+            # moment. Either way another writer created it: the caller updates instead.
+            return False
         return True
 
     async def update(

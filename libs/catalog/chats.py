@@ -172,6 +172,15 @@ class ChatStore:
         await self._bucket.purge(_chat_key(user_id, chat_id))
         await self._order.remove(user_id, record.updated_at, chat_id)
 
+    async def delete_all(self, user_id: str) -> int:
+        """Delete every chat of `user_id` (their account is gone); returns how many."""
+        token = _token(user_id)
+        titles = await self._bucket.latest(f"title.{token}.*")
+        chats = await self._bucket.latest(f"chat.{token}.*")
+        for key in [*titles, *chats]:
+            await self._bucket.purge(key)
+        return len(chats)
+
     async def _put_summary(self, record: ChatRecord) -> None:
         summary = ChatSummary(
             id=record.id,

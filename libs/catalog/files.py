@@ -11,7 +11,7 @@ import msgspec
 from nats.js import JetStreamContext
 
 from catalog.blobs import BlobStore
-from catalog.buckets import Bucket, ensure_object_store
+from catalog.buckets import CAS_ATTEMPTS, Bucket, ensure_object_store
 from catalog.owners import IndexPage, OwnerIndex
 from common.errors import RagwayError
 from contracts.files import FileRecord
@@ -35,17 +35,29 @@ def text_name(file_id: str) -> str:
     return f"text/{file_id}"
 
 
+def chunks_name(file_id: str) -> str:
+    """The file's chunks as ingestion extracted them once, for its range jobs."""
+    return f"chunks/{file_id}"
+
+
 class FileCatalog:
     """Records (`<prefix>_files`), a content-hash index, an index of each user's files
-    (`<prefix>_file_owners`, see `catalog.owners`) and the blobs of uploaded files."""
+    (`<prefix>_file_owners`, see `catalog.owners`), the blobs of uploaded files and the
+    bytes each user has stored (`<prefix>_storage_usage`, for the quota)."""
 
     def __init__(
-        self, records: Bucket, hashes: Bucket, owners: OwnerIndex, blobs: BlobStore
+        self,
+        records: Bucket,
+        hashes: Bucket,
+        owners: OwnerIndex,
+        blobs: BlobStore,
+        usage: StorageUsage,
     ) -> None:
         self._records = records
         self._hashes = hashes
         self._owners = owners
         self.blobs = blobs
+        self.usage = usage
 
     @classmethod
     async def open(
@@ -54,8 +66,9 @@ class FileCatalog:
         records = await Bucket.open(js, f"{prefix}_files", replicas)
         hashes = await Bucket.open(js, f"{prefix}_file_hashes", replicas)
         owners = OwnerIndex(await Bucket.open(js, f"{prefix}_file_owners", replicas), "files")
+        usage = StorageUsage(await Bucket.open(js, f"{prefix}_storage_usage", replicas))
         await ensure_object_store(js, f"{prefix}_blobs", replicas)
-        catalog = cls(records, hashes, owners, BlobStore(js, f"{prefix}_blobs"))
+        catalog = cls(records, hashes, owners, BlobStore(js, f"{prefix}_blobs"), usage)
         await owners.ensure_backfilled(catalog._backfill_owners)
         return catalog
 
@@ -101,11 +114,20 @@ class FileCatalog:
         return changed[1]
 
     async def delete(self, file_id: str) -> None:
-        record = await self.get(file_id)
         await self.blobs.delete(blob_name(file_id))
         await self.blobs.delete(text_name(file_id))
-        if record is not None:
-            await self.forget_hash(record.hash, file_id)
+        await self.blobs.delete(chunks_name(file_id))
+        record: FileRecord | None = None
+        for _ in range(CAS_ATTEMPTS):  # a worker may update the record meanwhile
+            found = await self._records.entry(file_id) if _valid_key(file_id) else None
+            if found is None:
+                break
+            record = _decode_record(found.value)
+            # only the delete that removed the record gives its bytes back to the quota
+            if await self._records.delete(file_id, found.revision):
+                await self.forget_hash(record.hash, file_id)
+                await self.usage.release(record.user_id, record.meta.size)
+                break
         await self._records.purge(file_id)
         if record is not None:
             await self._owners.remove(record.user_id, record.created_at, file_id)
@@ -177,4 +199,51 @@ def _valid_key(key: str) -> bool:
         and len(key) <= 128
         and key.isascii()
         and all(c.isalnum() or c in "-_" for c in key)
+    )
+
+
+_decode_bytes = msgspec.json.Decoder(int).decode
+
+
+class StorageUsage:
+    """Bytes of uploads each user holds, changed with compare-and-set by every gateway
+    (uploads) and retrieval instance (deletions), so the quota holds across instances."""
+
+    def __init__(self, bucket: Bucket) -> None:
+        self._bucket = bucket
+
+    async def used(self, user_id: str) -> int:
+        value = await self._bucket.get(user_id) if _valid_key(user_id) else None
+        return 0 if value is None else _decode_bytes(value)
+
+    async def reserve(self, user_id: str, size: int, quota: int) -> None:
+        """Count `size` more bytes for `user_id`, or raise `over_quota` counting nothing."""
+
+        def grown(used: int) -> int:
+            if used + size > quota:
+                raise over_quota(quota, used)
+            return used + size
+
+        await self._change(user_id, grown)
+
+    async def release(self, user_id: str, size: int) -> None:
+        await self._change(user_id, lambda used: max(used - size, 0))
+
+    async def _change(self, user_id: str, change: Callable[[int], int]) -> None:
+        if not _valid_key(user_id):
+            return
+        busy = RagwayError("unavailable", "Storage usage is changing too fast; try again")
+        for _ in range(2):  # lost a create to another writer: update what it wrote
+            if await self._bucket.update(user_id, _decode_bytes, change, busy) is not None:
+                return
+            if await self._bucket.claim(user_id, _encode(change(0))):
+                return
+        raise busy
+
+
+def over_quota(quota: int, used: int) -> RagwayError:
+    return RagwayError(
+        "over_quota",
+        f"Your storage quota of {quota / 2**20:,.0f} MiB is used up "
+        f"({used / 2**20:,.1f} MiB stored); delete files to upload more",
     )

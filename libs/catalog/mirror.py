@@ -23,7 +23,7 @@ class Mirror(Generic[T]):
     def __init__(self, bucket: Bucket, decode: Callable[[bytes], T]) -> None:
         self.bucket = bucket
         self.items: dict[str, T] = {}
-        self._decode = decode
+        self.decode = decode  # also what a compare-and-set on the bucket decodes with
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -47,7 +47,7 @@ class Mirror(Generic[T]):
                     self.items.pop(key, None)
                     continue
                 try:
-                    self.items[key] = self._decode(value)
+                    self.items[key] = self.decode(value)
                 except msgspec.DecodeError:
                     log.warning("mirror_value_malformed", bucket=self.bucket.name, key=key)
 

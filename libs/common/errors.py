@@ -16,6 +16,7 @@ ErrorCode = Literal[
     "too_large",  # over a configured size limit (413)
     "unsupported",  # a content type we do not handle (415)
     "rate_limited",  # too many attempts (429)
+    "over_quota",  # the user's storage quota is used up (507)
     "internal",  # our bug; details stay in the logs (500)
     "bad_gateway",  # a model backend failed or is unreachable (502)
     "unavailable",  # a ragway capability is down (503)

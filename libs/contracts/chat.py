@@ -1,9 +1,9 @@
 """Chat completions: the OpenAI request shape the gateway validates, and the NATS job
 the inference-proxy runs.
 
-Streams travel as plain messages on an inbox the gateway subscribes to before asking:
-each data message is ready-to-write SSE bytes (`data: {...}\\n\\n`, possibly several);
-the last one carries the header STREAM_HEADER=STREAM_END and a StreamEnd body.
+A stream travels as messages on an inbox the gateway listens on before asking, framed
+as `contracts.streams` says: SSE bytes ready to write, then an end message whose body is
+a StreamEnd.
 """
 
 from __future__ import annotations
@@ -13,9 +13,6 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from contracts.auth import Principal
-
-STREAM_HEADER = "Ragway-Stream"
-STREAM_END = "end"
 
 MAX_MESSAGES = 2048
 MAX_TOKENS_LIMIT = 1_000_000

@@ -84,3 +84,15 @@ class FileStatusReply(msgspec.Struct, kw_only=True, omit_defaults=True):
 class DeleteFileRequest(msgspec.Struct, frozen=True, kw_only=True):
     principal: Principal
     file_id: str
+
+
+class UserDataPurge(msgspec.Struct, frozen=True, kw_only=True):
+    """Delete everything retrieval keeps for one user (an admin's request)."""
+
+    principal: Principal
+    user_id: str
+
+
+class UserDataPurged(msgspec.Struct, frozen=True, kw_only=True):
+    files: int = 0
+    collections: int = 0

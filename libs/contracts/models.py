@@ -7,6 +7,7 @@ from typing import Any, Literal
 import msgspec
 
 from contracts.auth import Principal
+from contracts.embeddings import EmbeddingModelInfo
 
 
 class Model(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -23,6 +24,8 @@ class Model(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     urlIdx: int | None = None
     pipe: dict[str, Any] | None = None
     connection_type: str
+    # set on an embedding model ragway serves itself (`POST /api/embeddings`, not chat)
+    embedding: EmbeddingModelInfo | None = None
 
 
 class ModelsRequest(msgspec.Struct, frozen=True, kw_only=True):

@@ -3,7 +3,7 @@
 The gateway subscribes to `stream_inbox` first, then asks on OLLAMA_PROXY. The proxy
 replies with the backend's status and content type once the backend answered, then
 publishes the body bytes to the inbox as they arrive (binary-safe, unchanged), and
-last a message with the header STREAM_HEADER=STREAM_END (from `contracts.chat`) and an
+last an end message (framed as `contracts.streams` says) with an
 `OllamaProxyEnd` body. The gateway publishes on `OLLAMA_CANCEL.subject_for(stream_id)`
 when its client goes away.
 """
@@ -27,6 +27,11 @@ USER_PATHS = frozenset(
         "api/chat",
         "api/embed",
         "api/embeddings",
+        # Ollama's OpenAI-compatible routes (Open WebUI forwards them too)
+        "v1/models",
+        "v1/chat/completions",
+        "v1/completions",
+        "v1/embeddings",
     }
 )
 ADMIN_PATHS = frozenset(

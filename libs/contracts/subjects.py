@@ -12,25 +12,39 @@ from typing import Any, cast
 import msgspec
 
 from contracts.auth import (
+    AddUserRequest,
     ApiKeyReply,
     AuthEvent,
     JwtParams,
     JwtParamsRequest,
     KeyResolveRequest,
+    NamedKeyCreate,
+    NamedKeyCreated,
+    NamedKeyRef,
+    NamedKeys,
+    NamedKeysRequest,
     Ok,
+    PasswordChangeRequest,
     Principal,
     Session,
     SigninRequest,
     SignupRequest,
     UpdateRoleRequest,
     User,
+    UserDetail,
     UserRef,
     UsersList,
     UsersListRequest,
 )
 from contracts.chat import CompletionJob, StreamAccepted
+from contracts.embeddings import (
+    EmbedBatch,
+    EmbeddedBatch,
+    EmbeddingModels,
+    EmbeddingModelsRequest,
+)
 from contracts.endpoint import Declared, Endpoint, Event, WorkQueue
-from contracts.files import DeleteFileRequest, IngestJob
+from contracts.files import DeleteFileRequest, IngestJob, UserDataPurge, UserDataPurged
 from contracts.functions import (
     FunctionInfo,
     FunctionRecord,
@@ -103,12 +117,20 @@ def ping_subject(service: str) -> str:
 AUTH_SIGNUP = Endpoint("ragway.auth.signup", SignupRequest, Session, _AUTH, _GATEWAY)
 AUTH_SIGNIN = Endpoint("ragway.auth.signin", SigninRequest, Session, _AUTH, _GATEWAY)
 AUTH_JWT_PARAMS = Endpoint("ragway.auth.jwt_params", JwtParamsRequest, JwtParams, _AUTH, _GATEWAY)
-AUTH_USER_GET = Endpoint("ragway.auth.user.get", UserRef, User, _AUTH, _GATEWAY)
+# with the session stamp a gateway checks JWTs against
+AUTH_USER_GET = Endpoint("ragway.auth.user.get", UserRef, UserDetail, _AUTH, _GATEWAY)
 AUTH_USERS_LIST = Endpoint("ragway.auth.users.list", UsersListRequest, UsersList, _AUTH, _GATEWAY)
 AUTH_USER_UPDATE_ROLE = Endpoint(
     "ragway.auth.user.update_role", UpdateRoleRequest, User, _AUTH, _GATEWAY
 )
 AUTH_USER_DELETE = Endpoint("ragway.auth.user.delete", UserRef, Ok, _AUTH, _GATEWAY)
+# an admin adds a user (sign-up may be closed)
+AUTH_USER_ADD = Endpoint("ragway.auth.user.add", AddUserRequest, Session, _AUTH, _GATEWAY)
+# both end every earlier session (JWT) of the user: its session stamp moves on
+AUTH_PASSWORD_UPDATE = Endpoint(
+    "ragway.auth.password.update", PasswordChangeRequest, Ok, _AUTH, _GATEWAY
+)
+AUTH_SIGNOUT = Endpoint("ragway.auth.signout", UserRef, Ok, _AUTH, _GATEWAY)
 # an API key by its SHA-256 digest: the raw key never crosses the bus
 AUTH_KEY_RESOLVE = Endpoint(
     "ragway.auth.key.resolve", KeyResolveRequest, Principal, _AUTH, _GATEWAY
@@ -116,6 +138,14 @@ AUTH_KEY_RESOLVE = Endpoint(
 AUTH_KEY_CREATE = Endpoint("ragway.auth.key.create", UserRef, ApiKeyReply, _AUTH, _GATEWAY)
 AUTH_KEY_GET = Endpoint("ragway.auth.key.get", UserRef, ApiKeyReply, _AUTH, _GATEWAY)
 AUTH_KEY_DELETE = Endpoint("ragway.auth.key.delete", UserRef, Ok, _AUTH, _GATEWAY)
+# named, scoped API keys (several per user); a delete publishes `key_revoked`
+AUTH_NAMED_KEY_CREATE = Endpoint(
+    "ragway.auth.keys.create", NamedKeyCreate, NamedKeyCreated, _AUTH, _GATEWAY
+)
+AUTH_NAMED_KEYS_LIST = Endpoint(
+    "ragway.auth.keys.list", NamedKeysRequest, NamedKeys, _AUTH, _GATEWAY
+)
+AUTH_NAMED_KEY_DELETE = Endpoint("ragway.auth.keys.delete", NamedKeyRef, Ok, _AUTH, _GATEWAY)
 # groups (auth owns them: membership is about users); a membership change publishes
 # `user_updated` on AUTH_EVENTS for every member it touches
 AUTH_GROUPS_LIST = Endpoint("ragway.auth.groups.list", GroupListRequest, GroupList, _AUTH, _GATEWAY)
@@ -169,6 +199,12 @@ OLLAMA_CANCEL = Event(
     "to_owner",
     publishers=_GATEWAY,
     subscribers=(_INFERENCE,),
+)
+
+# embeddings of one batch of texts by the named model, wherever it lives (see
+# contracts.embeddings); the gateway splits a request into batches
+EMBEDDINGS_CREATE = Endpoint(
+    "ragway.embeddings.create", EmbedBatch, EmbeddedBatch, _INFERENCE, _GATEWAY
 )
 
 # function models (pipes) and tools, owned by the inference-proxy; `kind` in each request.
@@ -229,6 +265,10 @@ _RETRIEVAL = RETRIEVAL_SERVICE
 _INGESTION = (INGESTION_SERVICE,)
 # deleting a file removes its record, blob and vectors: retrieval owns the vectors
 FILES_DELETE = Endpoint("ragway.files.delete", DeleteFileRequest, Ok, _RETRIEVAL, _GATEWAY)
+# a deleted user's files (records, blobs, vectors, links) and own collections
+USER_DATA_PURGE = Endpoint(
+    "ragway.users.purge", UserDataPurge, UserDataPurged, _RETRIEVAL, _GATEWAY
+)
 RETRIEVAL_QUERY = Endpoint(
     "ragway.retrieval.query", RetrievalQuery, RetrievalResult, _RETRIEVAL, _GATEWAY
 )
@@ -248,6 +288,19 @@ VECTORS_DELETE = Endpoint(
 )
 # what the store holds for one file (operators, and the fault tests' exactly-once check)
 VECTORS_STORED = Endpoint("ragway.vectors.stored", FileVectorsRef, StoredChunks, _RETRIEVAL, ())
+
+# ragway's own embedding model (the one retrieval searches with), for the inference-proxy:
+# which it is (listed in /api/models), and a batch embedded by it
+EMBEDDINGS_LOCAL = Endpoint(
+    "ragway.embeddings.local", EmbedBatch, EmbeddedBatch, _RETRIEVAL, (INFERENCE_SERVICE,)
+)
+EMBEDDING_MODELS = Endpoint(
+    "ragway.embeddings.models",
+    EmbeddingModelsRequest,
+    EmbeddingModels,
+    _RETRIEVAL,
+    (INFERENCE_SERVICE,),
+)
 
 KNOWLEDGE_CREATE = Endpoint(
     "ragway.knowledge.create", KnowledgeCreate, KnowledgeReply, _RETRIEVAL, _GATEWAY

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import msgspec
+import numpy as np
 import structlog
 
 from embedding.catalog import MANIFEST_FILE, ModelManifest
@@ -127,6 +128,16 @@ class Embedder:
     def embed_query(self, text: str) -> DenseVector:
         """The vector of a search query (with the model's query prefix, if it has one)."""
         return self._query.embed(self.manifest.query_prefix + text)
+
+    def embed_each(self, texts: Sequence[str]) -> tuple[bytes, int]:
+        """The texts as given (no prefix), each run alone so its vector never depends on
+        the others: their vectors as little-endian float32 rows, and the tokens read."""
+        rows = np.empty((len(texts), self.dimension), dtype="<f4")
+        tokens = 0
+        for row, text in enumerate(texts):
+            rows[row], count = self._query.run(text)
+            tokens += count
+        return rows.tobytes(), tokens
 
     def sparse_documents(self, texts: Sequence[str]) -> list[SparseVector]:
         """BM25 term frequencies per text; the store applies IDF at query time."""

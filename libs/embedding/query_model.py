@@ -1,10 +1,14 @@
-"""One query through the dense model without fastembed's batch pipeline.
+"""One text through the dense model without fastembed's batch pipeline.
 
 A query is one short text: fastembed's path for it (a generator over batches, padding
 arrays, masked pooling in float64) costs ~10% of the model run itself, on every search.
 This runs the same tokenizer and ONNX session fastembed loaded (no second copy of the
 model in memory) with the same pooling and normalisation; tests hold it to fastembed's
 own vectors.
+
+A text run alone also gets the same vector whatever else is being embedded: the int8
+model quantizes its activations per run, so in a padded batch a text's vector moves with
+its neighbours (cosine ~0.98 to its own). The embeddings API runs each text alone for that.
 """
 
 from __future__ import annotations
@@ -37,6 +41,12 @@ class QueryModel:
 
     def embed(self, text: str) -> DenseVector:
         """The pooled (and, if the model says so, unit-length) vector of one text."""
+        result: DenseVector = self.run(text)[0].tolist()
+        return result
+
+    def run(self, text: str) -> tuple[np.ndarray[Any, np.dtype[np.float32]], int]:
+        """The vector of one text (float32) and how many tokens the model read of it
+        (special tokens included; a text past the model's length is truncated)."""
         ids = np.array([self._tokenizer.encode(text).ids], dtype=np.int64)
         feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
         if "token_type_ids" in self._inputs:
@@ -45,5 +55,4 @@ class QueryModel:
         vector = hidden.mean(axis=0) if self._mean else hidden[0]
         if self._normalize:
             vector = vector / max(float(np.linalg.norm(vector)), 1e-12)
-        result: DenseVector = vector.tolist()
-        return result
+        return vector.astype(np.float32, copy=False), int(ids.shape[1])

@@ -91,6 +91,10 @@ class Stack:
         if self.llama is not None:
             env["RAGWAY_OPENAI_API_BASE_URLS"] = self.llama.base_url
             env.setdefault("RAGWAY_OPENAI_API_KEYS", "none")
+            # the local llama-server is never behind the machine's HTTP(S)_PROXY
+            for name in ("NO_PROXY", "no_proxy"):
+                given = env.get(name, "")
+                env[name] = f"{given},127.0.0.1" if given else "127.0.0.1"
         return env
 
     def _log_path(self, name: str) -> Path | None:

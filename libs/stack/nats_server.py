@@ -10,18 +10,21 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import msgspec
+import nats
 
 from stack.processes import spawn
 
 
 class NatsServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     port: int
-    monitor_port: int
     store_dir: Path
+    # The HTTP monitor (/healthz, /jsz, /varz: every connection, subject and account) only
+    # when asked for (0: off); it has no authentication. Readiness is asked over NATS.
+    monitor_port: int = 0
     host: str = "127.0.0.1"
     max_payload_mb: int = 8
     server_name: str = "ragway"
@@ -52,10 +55,11 @@ def free_port() -> int:
 def write_config(config: NatsServerConfig) -> Path:
     config.store_dir.mkdir(parents=True, exist_ok=True)
     path = config.store_dir / "nats-server.conf"
+    monitor = f"http: {config.host}:{config.monitor_port}\n" if config.monitor_port else ""
     path.write_text(
         f"server_name: {config.server_name}\n"
         f"listen: {config.host}:{config.port}\n"
-        f"http: {config.host}:{config.monitor_port}\n"
+        f"{monitor}"
         f"max_payload: {config.max_payload_mb}MB\n"
         f"jetstream {{\n  store_dir: {str(config.store_dir)!r}\n}}\n" + cluster_block(config)
     )
@@ -72,6 +76,32 @@ def cluster_block(config: NatsServerConfig) -> str:
         f"  listen: {config.host}:{config.cluster_port}\n"
         f"  routes: [\n{routes}  ]\n}}\n"
     )
+
+
+async def _answers(url: str, jetstream: bool) -> bool:
+    """Whether the server at `url` takes a client (and answers JetStream's API)."""
+
+    async def quiet(_: Exception) -> None:
+        return None
+
+    try:
+        nc = await nats.connect(
+            url,
+            connect_timeout=0.5,
+            allow_reconnect=False,
+            max_reconnect_attempts=0,
+            error_cb=quiet,
+        )
+    except Exception:
+        return False
+    try:
+        if jetstream:
+            await nc.jetstream(timeout=0.5).account_info()
+        return True
+    except Exception:
+        return False
+    finally:
+        await nc.close()
 
 
 class NatsServer:
@@ -95,18 +125,20 @@ class NatsServer:
         self.wait_healthy(timeout)
 
     def wait_healthy(self, timeout: float) -> None:
+        """Until the server takes clients and (on its own, not clustered) JetStream answers.
+
+        Asked over NATS itself, so the HTTP monitor need not exist; a cluster's nodes are
+        ready for JetStream only together (see stack.nats_cluster).
+        """
         deadline = time.monotonic() + timeout
-        url = f"http://{self.config.host}:{self.config.monitor_port}/healthz?js-enabled-only=true"
-        while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"nats-server exited with {self.process.returncode}")
-            try:
-                with urllib.request.urlopen(url, timeout=0.5) as reply:
-                    if reply.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.05)
+        with ThreadPoolExecutor(max_workers=1) as probe:  # its own loop, whoever calls
+            while time.monotonic() < deadline:
+                if self.process is not None and self.process.poll() is not None:
+                    raise RuntimeError(f"nats-server exited with {self.process.returncode}")
+                clustered = bool(self.config.cluster_name)
+                if probe.submit(asyncio.run, _answers(self.url, not clustered)).result():
+                    return
+                time.sleep(0.05)
         raise RuntimeError("nats-server did not become healthy")
 
     def stop(self, kill: bool = False) -> None:

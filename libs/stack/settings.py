@@ -27,7 +27,8 @@ class StackSettings(Settings, kw_only=True):
     cache_dir: str = msgspec.field(default_factory=default_cache_dir)
     port: int = 3000  # the gateway's HTTP port (the gateway reads RAGWAY_PORT too)
     nats_port: int = 4222
-    nats_monitor_port: int = 8222
+    # nats-server's HTTP monitor (no authentication): 0, the default, keeps it off
+    nats_monitor_port: int = 0
     llm_port: int = 8081
     local_llm: bool = True  # start llama-server when no backend is configured
     llm_threads: int = 0  # 0: about half the cores

@@ -24,7 +24,7 @@ import structlog
 
 from common.errors import RagwayError
 from embedding.vectors import SparseVector
-from vectorstore.points import DENSE, SPARSE, ChunkPoint, Hit, SearchQuery
+from vectorstore.points import COLLECTIONS, DENSE, SPARSE, ChunkPoint, Hit, SearchQuery
 from vectorstore.store import (
     RRF_K,
     SCROLL_PAGE,
@@ -44,8 +44,26 @@ T = TypeVar("T")
 CONFIG_FILE = "edge_config.json"
 
 
+def _files(file_ids: Sequence[str]) -> qe.FieldCondition:
+    return qe.FieldCondition(key="file_id", match=qe.MatchAny(any=list(file_ids)))
+
+
 def _file_filter(file_ids: Sequence[str]) -> qe.Filter:
-    return qe.Filter(must=[qe.FieldCondition(key="file_id", match=qe.MatchAny(any=list(file_ids)))])
+    return qe.Filter(must=[_files(file_ids)])
+
+
+def _in_collection(collection: str) -> qe.FieldCondition:
+    return qe.FieldCondition(key=COLLECTIONS, match=qe.MatchValue(collection))
+
+
+def _scope(query: SearchQuery) -> qe.Filter:
+    """A collection (one indexed condition, minus its excluded files), or a list of files."""
+    if query.collection:
+        excluded: list[qe.ConditionType] = (
+            [_files(query.exclude_file_ids)] if query.exclude_file_ids else []
+        )
+        return qe.Filter(must=[_in_collection(query.collection)], must_not=excluded or None)
+    return _file_filter(query.file_ids)
 
 
 def _point(record: Any) -> ChunkPoint:
@@ -78,7 +96,7 @@ def _fusion(query: SearchQuery) -> Any:
 
 def _request(query: SearchQuery) -> qe.QueryRequest | None:
     """The engine's request for a checked query with files (None: nothing can match)."""
-    scope = _file_filter(query.file_ids)
+    scope = _scope(query)
     sparse = query.sparse if query.sparse is not None and query.sparse.indices else None
     dense_query = qe.Query.Nearest(query.dense, using=DENSE) if query.dense is not None else None
     sparse_query = (
@@ -156,12 +174,20 @@ class EdgeStore:
                 # no config when the pool is left alone: the shard opens as it was stored
                 config = self._config(dim) if self._search_threads else None
                 self._shard = qe.EdgeShard.load(str(self.path), config)
+                if COLLECTIONS not in self._shard.info().payload_schema:  # made before it
+                    self._index(self._shard, COLLECTIONS)
             return
         self.path.mkdir(parents=True, exist_ok=True)
         shard = qe.EdgeShard.create(str(self.path), self._config(dim))
-        shard.update(qe.UpdateOperation.create_field_index("file_id", qe.PayloadSchemaType.Keyword))
+        for field in ("file_id", COLLECTIONS):
+            self._index(shard, field)
         self._shard = shard
         log.info("vector_store_created", engine="edge", path=str(self.path), dim=dim)
+
+    @staticmethod
+    def _index(shard: qe.EdgeShard, field: str) -> None:
+        # a keyword index serves a keyword array too (any element matches)
+        shard.update(qe.UpdateOperation.create_field_index(field, qe.PayloadSchemaType.Keyword))
 
     def _config(self, dim: int) -> qe.EdgeConfig:
         return qe.EdgeConfig(
@@ -194,6 +220,24 @@ class EdgeStore:
         operation = qe.UpdateOperation.delete_points_by_filter(_file_filter([file_id]))
         await self._run(self.shard.update, operation)
 
+    async def set_collections(self, file_ids: Sequence[str], collections: Sequence[str]) -> None:
+        if file_ids:
+            operation = qe.UpdateOperation.set_payload_by_filter(
+                _file_filter(file_ids), {COLLECTIONS: list(collections)}
+            )
+            await self._run(self.shard.update, operation)
+
+    async def count_lacking(self, file_ids: Sequence[str], collections: Sequence[str]) -> int:
+        if not file_ids or not collections:
+            return 0
+        lacking: list[qe.ConditionType] = [
+            qe.Filter(must_not=[_in_collection(c)]) for c in collections
+        ]
+        request = qe.CountRequest(
+            exact=True, filter=qe.Filter(must=[_files(file_ids)], should=lacking)
+        )
+        return await self._run(self.shard.count, request)
+
     async def count(self, file_id: str | None = None) -> int:
         request = qe.CountRequest(
             exact=True, filter=_file_filter([file_id]) if file_id is not None else None
@@ -219,7 +263,7 @@ class EdgeStore:
 
     def _search_many(self, queries: Sequence[SearchQuery]) -> list[list[Hit]]:
         """Every query that can match anything in one engine call (and one thread hop)."""
-        requests = [_request(query) if query.file_ids else None for query in queries]
+        requests = [_request(query) if query.has_scope() else None for query in queries]
         asked = [request for request in requests if request is not None]
         if not asked:
             found: list[list[Any]] = []

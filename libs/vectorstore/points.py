@@ -14,6 +14,10 @@ POINT_NAMESPACE = uuid.UUID("6b3f7c2e-4d1a-5e8b-9c0f-2a7d3e1b5c48")
 
 DENSE = "dense"  # name of the dense vector in the collection
 SPARSE = "bm25"  # name of the sparse vector (IDF modifier: BM25 scoring in the engine)
+# payload key: the ids of the knowledge collections a chunk's file belongs to (a keyword
+# array with a payload index), so a collection is searched by one indexed condition
+# instead of a list of its file ids
+COLLECTIONS = "collections"
 
 SearchMode = Literal["hybrid", "dense", "sparse"]
 # How "hybrid" fuses its dense and BM25 candidates: reciprocal rank fusion (with the
@@ -55,7 +59,9 @@ class ChunkPoint(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class SearchQuery(msgspec.Struct, frozen=True, kw_only=True):
-    """A scoped search. `file_ids` is the only scope: an empty list finds nothing.
+    """A scoped search: the chunks of `file_ids`, or, when `collection` is set, the chunks
+    whose `collections` payload holds it, minus those of `exclude_file_ids` (then
+    `file_ids` is ignored). No scope (no files, no collection) finds nothing.
 
     `dense` is needed for "dense" and "hybrid", `sparse` for "sparse" and "hybrid".
     `score_threshold` applies to the dense cosine similarity ("dense", and the dense
@@ -68,7 +74,9 @@ class SearchQuery(msgspec.Struct, frozen=True, kw_only=True):
     that list out altogether: the search is then single-mode.
     """
 
-    file_ids: list[str]
+    file_ids: list[str] = []
+    collection: str | None = None
+    exclude_file_ids: list[str] = []
     dense: DenseVector | None = None
     sparse: SparseVector | None = None
     limit: int = 10
@@ -77,6 +85,9 @@ class SearchQuery(msgspec.Struct, frozen=True, kw_only=True):
     fusion: Fusion = "rrf"
     dense_weight: float = 1.0
     sparse_weight: float = 1.0
+
+    def has_scope(self) -> bool:
+        return bool(self.collection) or bool(self.file_ids)
 
     def effective_mode(self) -> SearchMode:
         """The mode actually run: hybrid with a zero weight is single-mode."""

@@ -10,7 +10,7 @@ from qdrant_client import AsyncQdrantClient, models
 from qdrant_client.http.exceptions import UnexpectedResponse
 
 from embedding.vectors import SparseVector
-from vectorstore.points import DENSE, SPARSE, ChunkPoint, Hit, SearchQuery
+from vectorstore.points import COLLECTIONS, DENSE, SPARSE, ChunkPoint, Hit, SearchQuery
 from vectorstore.store import (
     RRF_K,
     SCROLL_PAGE,
@@ -28,10 +28,26 @@ from vectorstore.store import (
 log = structlog.get_logger(__name__)
 
 
+def _files(file_ids: Sequence[str]) -> models.FieldCondition:
+    return models.FieldCondition(key="file_id", match=models.MatchAny(any=list(file_ids)))
+
+
 def _file_filter(file_ids: Sequence[str]) -> models.Filter:
-    return models.Filter(
-        must=[models.FieldCondition(key="file_id", match=models.MatchAny(any=list(file_ids)))]
-    )
+    return models.Filter(must=[_files(file_ids)])
+
+
+def _in_collection(collection: str) -> models.FieldCondition:
+    return models.FieldCondition(key=COLLECTIONS, match=models.MatchValue(value=collection))
+
+
+def _scope(query: SearchQuery) -> models.Filter:
+    """A collection (one indexed condition, minus its excluded files), or a list of files."""
+    if query.collection:
+        excluded: list[models.Condition] = (
+            [_files(query.exclude_file_ids)] if query.exclude_file_ids else []
+        )
+        return models.Filter(must=[_in_collection(query.collection)], must_not=excluded or None)
+    return _file_filter(query.file_ids)
 
 
 def _point(record: models.Record) -> ChunkPoint:
@@ -65,7 +81,7 @@ def _fusion(query: SearchQuery) -> models.RrfQuery | models.FusionQuery:
 
 def _request(query: SearchQuery) -> models.QueryRequest | None:
     """The server's request for a checked query with files (None: nothing can match)."""
-    scope = _file_filter(query.file_ids)
+    scope = _scope(query)
     sparse = query.sparse if query.sparse is not None and query.sparse.indices else None
     sparse_vector = (
         models.SparseVector(indices=sparse.indices, values=sparse.values)
@@ -153,11 +169,13 @@ class ServerStore:
             except UnexpectedResponse as exc:
                 if exc.status_code != 409:  # another replica created it meanwhile
                     raise
-            if self._payload_index:
-                await self.client.create_payload_index(
-                    self.collection, "file_id", models.PayloadSchemaType.KEYWORD, wait=True
-                )
         info = await self.client.get_collection(self.collection)
+        if self._payload_index:
+            for field in ("file_id", COLLECTIONS):  # also on a collection made before one
+                if field not in (info.payload_schema or {}):
+                    await self.client.create_payload_index(
+                        self.collection, field, models.PayloadSchemaType.KEYWORD, wait=True
+                    )
         vectors = info.config.params.vectors
         have = vectors[DENSE].size if isinstance(vectors, dict) and DENSE in vectors else None
         if have != dim:
@@ -179,6 +197,25 @@ class ServerStore:
             wait=True,
         )
 
+    async def set_collections(self, file_ids: Sequence[str], collections: Sequence[str]) -> None:
+        if file_ids:
+            await self.client.set_payload(
+                self.collection,
+                payload={COLLECTIONS: list(collections)},
+                points=models.FilterSelector(filter=_file_filter(file_ids)),
+                wait=True,
+            )
+
+    async def count_lacking(self, file_ids: Sequence[str], collections: Sequence[str]) -> int:
+        if not file_ids or not collections:
+            return 0
+        lacking: list[models.Condition] = [
+            models.Filter(must_not=[_in_collection(c)]) for c in collections
+        ]
+        scope = models.Filter(must=[_files(file_ids)], should=lacking)
+        result = await self.client.count(self.collection, count_filter=scope, exact=True)
+        return result.count
+
     async def count(self, file_id: str | None = None) -> int:
         scope = _file_filter([file_id]) if file_id is not None else None
         result = await self.client.count(self.collection, count_filter=scope, exact=True)
@@ -190,7 +227,7 @@ class ServerStore:
     async def search_many(self, queries: Sequence[SearchQuery]) -> list[list[Hit]]:
         for query in queries:
             check_query(query)
-        requests = [_request(query) if query.file_ids else None for query in queries]
+        requests = [_request(query) if query.has_scope() else None for query in queries]
         asked = [request for request in requests if request is not None]
         if not asked:
             return [[] for _ in queries]

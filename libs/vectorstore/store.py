@@ -38,8 +38,16 @@ class VectorStore(Protocol):
         """Chunks stored, of one file or in all."""
         ...
 
+    async def set_collections(self, file_ids: Sequence[str], collections: Sequence[str]) -> None:
+        """Set the `collections` payload of every chunk of these files (one write)."""
+        ...
+
+    async def count_lacking(self, file_ids: Sequence[str], collections: Sequence[str]) -> int:
+        """Chunks of these files whose `collections` payload lacks one of `collections`."""
+        ...
+
     async def search(self, query: SearchQuery) -> list[Hit]:
-        """The best chunks among `query.file_ids`, best first."""
+        """The best chunks in `query`'s scope, best first."""
         ...
 
     async def search_many(self, queries: Sequence[SearchQuery]) -> list[list[Hit]]:
@@ -93,10 +101,10 @@ def check_query(query: SearchQuery) -> None:
 
 
 def any_to_search(queries: Sequence[SearchQuery]) -> bool:
-    """Check every query (one invalid query fails them all); whether any has files."""
+    """Check every query (one invalid query fails them all); whether any has a scope."""
     for query in queries:
         check_query(query)
-    return any(query.file_ids for query in queries)
+    return any(query.has_scope() for query in queries)
 
 
 def rrf_weights(query: SearchQuery) -> list[float] | None:

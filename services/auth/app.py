@@ -7,11 +7,14 @@ from contextlib import asynccontextmanager
 
 import structlog
 from argon2 import PasswordHasher
+from nats.js import JetStreamContext
 
 from auth.groups import GroupHandlers
 from auth.handlers import AuthHandlers
+from auth.key_handlers import NamedKeyHandlers
+from auth.named_keys import NamedKeyStore
 from auth.passwords import Passwords
-from auth.ratelimit import FailureLimiter
+from auth.ratelimit import AttemptLimiter
 from auth.settings import Settings
 from auth.store import Buckets, UserStore
 from auth.tokens import TokenIssuer, load_jwt_secret
@@ -38,24 +41,26 @@ async def serve(settings: Settings) -> AsyncIterator[None]:
             concurrency=settings.password_hash_concurrency,
         )
         await passwords.start()
+        named_keys = await NamedKeyStore.open(
+            nc.jetstream(), settings.bucket_prefix, settings.kv_replicas
+        )
+        users = UserStore(buckets)
         handlers = AuthHandlers(
             settings=settings,
-            store=UserStore(buckets),
+            store=users,
             passwords=passwords,
             tokens=TokenIssuer(secret, settings.jwt_expires_seconds),
-            limiter=FailureLimiter(
-                await Bucket.open(
-                    nc.jetstream(),
-                    f"{settings.bucket_prefix}_signin_failures",
-                    settings.kv_replicas,
-                    ttl=settings.signin_failure_window_seconds,
-                ),
-                settings.signin_max_failures,
-                settings.signin_failure_window_seconds,
+            limiter=await _limiter(
+                nc.jetstream(), settings, "signin_failures", settings.signin_failure_window_seconds
+            ),
+            signups=await _limiter(
+                nc.jetstream(), settings, "signup_attempts", settings.signup_window_seconds
             ),
             bus=Bus(nc),
             log=log,
+            named_keys=named_keys,
         )
+        key_handlers = NamedKeyHandlers(store=named_keys, users=users, bus=Bus(nc), log=log)
         async with ServiceHost(
             nc,
             subjects.AUTH_SERVICE,
@@ -64,6 +69,17 @@ async def serve(settings: Settings) -> AsyncIterator[None]:
         ) as host:
             await handlers.serve(host)
             await GroupHandlers(buckets.groups, UserStore(buckets), Bus(nc), log).serve(host)
+            await key_handlers.serve(host)
             await nc.flush()  # the server knows every endpoint before anyone is told we are up
             log.info("auth_ready", bucket_prefix=settings.bucket_prefix)
             yield None
+
+
+async def _limiter(
+    js: JetStreamContext, settings: Settings, name: str, window: float
+) -> AttemptLimiter:
+    """Attempts counted in a bucket every auth instance shares, forgotten after `window`."""
+    bucket = await Bucket.open(
+        js, f"{settings.bucket_prefix}_{name}", settings.kv_replicas, ttl=window
+    )
+    return AttemptLimiter(bucket, window)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from common.errors import RagwayError, unauthorized
+from common.errors import RagwayError, forbidden, unauthorized
 
 BAD_CREDENTIALS = "Incorrect email or password"  # one message: never reveal which part was wrong
 
@@ -17,3 +17,7 @@ def conflict(detail: str) -> RagwayError:
 
 def rate_limited(detail: str) -> RagwayError:
     return RagwayError("rate_limited", detail)
+
+
+def signup_closed() -> RagwayError:
+    return forbidden("Sign-up is disabled; ask an administrator to add your account")

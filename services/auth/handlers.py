@@ -13,30 +13,35 @@ import uuid
 import msgspec
 from structlog.typing import FilteringBoundLogger
 
-from auth.errors import bad_credentials, conflict, rate_limited
+from auth.errors import bad_credentials, conflict, rate_limited, signup_closed
+from auth.named_keys import NamedKeyStore
 from auth.passwords import Passwords
-from auth.ratelimit import FailureLimiter
+from auth.ratelimit import AttemptLimiter, Limit, TooManyAttempts
 from auth.settings import Settings
 from auth.store import UserRecord, UserStore, now
 from auth.tokens import TokenIssuer
 from auth.validation import MAX_PASSWORD_LENGTH, check_password, clean_email, clean_name
 from common.bus import Bus
-from common.errors import not_found, unauthorized
+from common.errors import invalid, not_found, unauthorized
 from common.service import ServiceHost
 from contracts import subjects
 from contracts.auth import (
+    AddUserRequest,
     ApiKeyReply,
     AuthEvent,
     JwtParams,
     JwtParamsRequest,
     KeyResolveRequest,
     Ok,
+    PasswordChangeRequest,
     Principal,
+    Role,
     Session,
     SigninRequest,
     SignupRequest,
     UpdateRoleRequest,
     User,
+    UserDetail,
     UserRef,
     UsersList,
     UsersListRequest,
@@ -67,15 +72,19 @@ class AuthHandlers:
         store: UserStore,
         passwords: Passwords,
         tokens: TokenIssuer,
-        limiter: FailureLimiter,
+        limiter: AttemptLimiter,
+        signups: AttemptLimiter,
         bus: Bus,
         log: FilteringBoundLogger,
+        named_keys: NamedKeyStore | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
+        self._named_keys = named_keys
         self._passwords = passwords
         self._tokens = tokens
         self._limiter = limiter
+        self._signups = signups
         self._bus = bus
         self._log = log
 
@@ -83,6 +92,9 @@ class AuthHandlers:
         """Answer every auth endpoint on `host`."""
         await host.serve(subjects.AUTH_SIGNUP, self.signup)
         await host.serve(subjects.AUTH_SIGNIN, self.signin)
+        await host.serve(subjects.AUTH_USER_ADD, self.add_user)
+        await host.serve(subjects.AUTH_PASSWORD_UPDATE, self.change_password)
+        await host.serve(subjects.AUTH_SIGNOUT, self.signout)
         await host.serve(subjects.AUTH_JWT_PARAMS, self.jwt_params)
         await host.serve(subjects.AUTH_USER_GET, self.get_user)
         await host.serve(subjects.AUTH_USERS_LIST, self.list_users)
@@ -96,23 +108,53 @@ class AuthHandlers:
     # --- sessions --------------------------------------------------------------------
 
     async def signup(self, request: SignupRequest) -> Session:
+        """Self sign-up: the first user becomes admin; later ones need sign-up to be open."""
+        if not self._settings.enable_signup and await self._store.has_first_user():
+            raise signup_closed()
         name = clean_name(request.name)
         email = clean_email(request.email)
         check_password(request.password, self._settings.password_min_length)
-        password_hash = await self._passwords.hash(request.password)
+        limit = Limit(self._settings.signup_max_per_address)
+        try:  # before the hash: a refused sign-up costs no argon2 work
+            await self._signups.acquire([(f"signup:{request.client_addr}", limit)])
+        except TooManyAttempts as exc:
+            self._log.warning("signup_rate_limited", client_addr=request.client_addr)
+            raise rate_limited(f"Too many sign-ups; try again in {exc.seconds} s") from None
+        record = await self._create(
+            name, email, request.password, self._settings.default_user_role, first_admin=True
+        )
+        self._log.info("user_signed_up", user_id=record.id, role=record.role)
+        return self._session(record)
+
+    async def add_user(self, request: AddUserRequest) -> Session:
+        """An admin adds a user with the role they chose (the gateway checks the admin)."""
+        name = clean_name(request.name)
+        email = clean_email(request.email)
+        check_password(request.password, self._settings.password_min_length)
+        record = await self._create(name, email, request.password, request.role)
+        self._log.info("user_added", user_id=record.id, role=record.role)
+        return self._session(record)
+
+    async def _create(
+        self, name: str, email: str, password: str, role: Role, *, first_admin: bool = False
+    ) -> UserRecord:
+        """Store a new user; with `first_admin`, the very first user ever becomes admin."""
+        password_hash = await self._passwords.hash(password)
         user_id = str(uuid.uuid4())
         if not await self._store.claim_email(email, user_id):
             raise conflict("This email is already registered")
         first = False
         try:
-            first = await self._store.claim_first_user(user_id)
+            first = first_admin and await self._store.claim_first_user(user_id)
+            if first_admin and not first and not self._settings.enable_signup:
+                raise signup_closed()  # another sign-up took the admin claim meanwhile
             created_ns = time.time_ns()
             created = created_ns // 1_000_000_000
             record = UserRecord(
                 id=user_id,
                 email=email,
                 name=name,
-                role="admin" if first else self._settings.default_user_role,
+                role="admin" if first else role,
                 password_hash=password_hash,
                 created_at=created,
                 updated_at=created,
@@ -125,19 +167,25 @@ class AuthHandlers:
             if first:
                 await self._store.release_first_user(user_id)
             raise
-        self._log.info("user_signed_up", user_id=user_id, role=record.role)
-        return self._session(record)
+        return record
 
     async def signin(self, request: SigninRequest) -> Session:
         email = request.email.strip().lower()
-        email_counter = f"email:{email}"
-        counters = [email_counter]
-        if request.client_addr:
-            counters.append(f"addr:{request.client_addr}")
-        stamp = await self._limiter.acquire(counters)
-        if stamp is None:
-            self._log.warning("signin_rate_limited", client_addr=request.client_addr)
-            raise rate_limited("Too many failed sign-in attempts; try again later")
+        address = request.client_addr
+        # Counted per email *and* address: an attacker's failures slow the attacker's
+        # address down, never the owner signing in from theirs.
+        pair = f"signin:{email}|{address}"
+        keys = [(pair, self._signin_limit(self._settings.signin_max_failures))]
+        if address:
+            limit = self._signin_limit(self._settings.signin_max_failures_per_address)
+            keys.append((f"addr:{address}", limit))
+        try:
+            stamp = await self._limiter.acquire(keys)
+        except TooManyAttempts as exc:
+            self._log.warning("signin_rate_limited", client_addr=address)
+            raise rate_limited(
+                f"Too many failed sign-in attempts; try again in {exc.seconds} s"
+            ) from None
         record = await self._store.find_by_email(email)
         password = request.password[: MAX_PASSWORD_LENGTH + 1]
         if not await self._passwords.verify(record.password_hash if record else None, password):
@@ -145,22 +193,64 @@ class AuthHandlers:
                 "signin_failed",
                 reason="bad_password" if record else "unknown_email",
                 user_id=record.id if record else None,
-                client_addr=request.client_addr,
+                client_addr=address,
             )
             raise bad_credentials()
         assert record is not None
-        await self._limiter.reset(email_counter)
-        for counter in counters[1:]:
-            await self._limiter.release(counter, stamp)
+        await self._limiter.reset(pair)
+        for key, _ in keys[1:]:
+            await self._limiter.release(key, stamp)
         record = await self._touch(record, request.password)
         self._log.info("user_signed_in", user_id=record.id)
         return self._session(record)
+
+    async def change_password(self, request: PasswordChangeRequest) -> Ok:
+        """Check the current password, store the new one, end every earlier session."""
+        found = await self._store.get(request.user_id)
+        if found is None:
+            raise not_found("User not found")
+        record = found[0]
+        key = f"password:{record.id}"  # a stolen session must not guess the password here
+        try:
+            stamp = await self._limiter.acquire(
+                [(key, self._signin_limit(self._settings.signin_max_failures))]
+            )
+        except TooManyAttempts as exc:
+            raise rate_limited(f"Too many wrong passwords; try again in {exc.seconds} s") from None
+        password = request.password[: MAX_PASSWORD_LENGTH + 1]
+        if not await self._passwords.verify(record.password_hash, password):
+            raise invalid("Incorrect password")
+        await self._limiter.release(key, stamp)
+        check_password(request.new_password, self._settings.password_min_length)
+        new_hash = await self._passwords.hash(request.new_password)
+        _, after = await self._store.change(
+            record.id,
+            lambda r: msgspec.structs.replace(
+                r, password_hash=new_hash, session_stamp=r.session_stamp + 1, updated_at=now()
+            ),
+        )
+        self._log.info("password_changed", user_id=after.id)
+        await self._publish(AuthEvent(kind="user_updated", user_id=after.id))
+        return Ok()
+
+    async def signout(self, ref: UserRef) -> Ok:
+        """End every session (JWT) the user holds; API keys stay valid."""
+        _, after = await self._store.change(
+            ref.user_id,
+            lambda r: msgspec.structs.replace(r, session_stamp=r.session_stamp + 1),
+        )
+        self._log.info("user_signed_out", user_id=after.id)
+        await self._publish(AuthEvent(kind="user_updated", user_id=after.id))
+        return Ok()
+
+    def _signin_limit(self, allowed: int) -> Limit:
+        return Limit(allowed, backoff_seconds=self._settings.signin_backoff_seconds)
 
     async def jwt_params(self, _: JwtParamsRequest) -> JwtParams:
         return self._tokens.params
 
     def _session(self, record: UserRecord) -> Session:
-        token, expires_at = self._tokens.issue(record.id)
+        token, expires_at = self._tokens.issue(record.id, record.session_stamp)
         return Session(
             token=token,
             expires_at=expires_at,
@@ -194,11 +284,11 @@ class AuthHandlers:
 
     # --- users -----------------------------------------------------------------------
 
-    async def get_user(self, ref: UserRef) -> User:
+    async def get_user(self, ref: UserRef) -> UserDetail:
         found = await self._store.get(ref.user_id)
         if found is None:
             raise not_found("User not found")
-        return found[0].public()
+        return found[0].detail()
 
     async def list_users(self, _: UsersListRequest) -> UsersList:
         records = await self._store.all()
@@ -216,7 +306,11 @@ class AuthHandlers:
 
     async def delete_user(self, ref: UserRef) -> Ok:
         record = await self._store.remove(ref.user_id)
-        self._log.info("user_deleted", user_id=record.id)
+        named = await self._named_keys.of_user(record.id) if self._named_keys else []
+        for key in named:  # they resolve to nobody now; their records go too
+            assert self._named_keys is not None
+            await self._named_keys.remove(key)
+        self._log.info("user_deleted", user_id=record.id, named_keys=len(named))
         await self._publish(AuthEvent(kind="user_deleted", user_id=record.id))
         return Ok()
 
@@ -251,9 +345,19 @@ class AuthHandlers:
 
     async def resolve_key(self, request: KeyResolveRequest) -> Principal:
         record = await self._store.user_for_key(request.key_hash)
-        if record is None:
+        if record is not None:
+            return record.principal()
+        named = None
+        if self._named_keys is not None:
+            named = await self._named_keys.for_hash(request.key_hash)
+        if named is None:
             raise unauthorized("Invalid API key")
-        return record.principal()
+        if named.expired(time.time()):
+            raise unauthorized("API key expired")
+        found = await self._store.get(named.user_id)
+        if found is None:
+            raise unauthorized("Invalid API key")
+        return msgspec.structs.replace(found[0].principal(), key=named.grant())
 
     async def _publish(self, event: AuthEvent) -> None:
         await self._bus.publish(subjects.AUTH_EVENTS, event)

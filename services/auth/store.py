@@ -20,7 +20,7 @@ from nats.js import JetStreamContext
 
 from catalog.buckets import CAS_ATTEMPTS, Bucket
 from common.errors import RagwayError, not_found
-from contracts.auth import Principal, Role, User
+from contracts.auth import Principal, Role, User, UserDetail
 
 FIRST_USER_KEY = "first_user"
 BUSY = "The user changed concurrently; try again"
@@ -44,6 +44,8 @@ class UserRecord(msgspec.Struct, frozen=True, kw_only=True):
     created_ns: int = 0  # orders signups within one second (created_at is in seconds)
     # the groups the user is a member of: the one place membership is kept
     group_ids: tuple[str, ...] = ()
+    # bumped by a password change or a sign-out: tokens issued before carry an older one
+    session_stamp: int = 0
 
     def public(self) -> User:
         return User(
@@ -58,9 +60,17 @@ class UserRecord(msgspec.Struct, frozen=True, kw_only=True):
             group_ids=self.group_ids,
         )
 
+    def detail(self) -> UserDetail:
+        return UserDetail(**msgspec.structs.asdict(self.public()), session_stamp=self.session_stamp)
+
     def principal(self) -> Principal:
         return Principal(
-            id=self.id, email=self.email, name=self.name, role=self.role, group_ids=self.group_ids
+            id=self.id,
+            email=self.email,
+            name=self.name,
+            role=self.role,
+            group_ids=self.group_ids,
+            session_stamp=self.session_stamp,
         )
 
 
@@ -129,6 +139,9 @@ class UserStore:
     async def claim_first_user(self, user_id: str) -> bool:
         """True for exactly one caller ever: the first user, who becomes admin."""
         return await self._b.meta.claim(FIRST_USER_KEY, user_id.encode())
+
+    async def has_first_user(self) -> bool:
+        return await self._b.meta.get(FIRST_USER_KEY) is not None
 
     async def release_first_user(self, user_id: str) -> None:
         """Give the admin claim back when the signup that took it failed."""

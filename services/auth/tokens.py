@@ -14,6 +14,7 @@ from contracts.auth import JwtParams
 
 ALGORITHM = "HS256"
 SECRET_KEY = "jwt_secret"
+SESSION_STAMP_CLAIM = "session_stamp"  # Open WebUI's claim name for the same idea
 
 
 async def load_jwt_secret(meta: Bucket, configured: str, log: FilteringBoundLogger) -> str:
@@ -42,9 +43,19 @@ class TokenIssuer:
         self._lifetime = lifetime_seconds
         self.params = JwtParams(secret=secret, algorithm=ALGORITHM)
 
-    def issue(self, user_id: str) -> tuple[str, int]:
-        """A token for `user_id` and its expiry (epoch seconds)."""
+    def issue(self, user_id: str, session_stamp: int = 0) -> tuple[str, int]:
+        """A token for `user_id` and its expiry (epoch seconds).
+
+        `session_stamp` is the user's at issue time: gateways refuse the token once the
+        user's stamp moved on (a password change, a sign-out).
+        """
         issued_at = int(time.time())
         expires_at = issued_at + self._lifetime
-        claims = {"sub": user_id, "iat": issued_at, "exp": expires_at, "jti": uuid.uuid4().hex}
+        claims = {
+            "sub": user_id,
+            "iat": issued_at,
+            "exp": expires_at,
+            "jti": uuid.uuid4().hex,
+            SESSION_STAMP_CLAIM: session_stamp,
+        }
         return jwt.encode(claims, self._secret, algorithm=ALGORITHM), expires_at

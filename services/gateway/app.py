@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import structlog
 from aiohttp import web
 
+from catalog.buckets import Bucket
 from catalog.files import FileCatalog
 from catalog.jobs import ensure_stream
 from catalog.presets import PresetStore
@@ -28,17 +29,23 @@ from gateway import (
     routes_config,
     routes_console,
     routes_docs,
+    routes_embeddings,
     routes_file_edits,
     routes_files,
     routes_functions,
     routes_groups,
     routes_knowledge,
+    routes_limits,
     routes_metrics,
     routes_ollama,
     routes_presets,
     routes_retrieval,
 )
 from gateway.identity import Identity
+from gateway.ledger import Ledger
+from gateway.limiter import Limiter
+from gateway.limits import LimitBook
+from gateway.metering import Meter
 from gateway.metrics import GatewayMetrics
 from gateway.middleware import add_request_id_header, authenticate, request_context
 from gateway.presets import Presets
@@ -49,6 +56,7 @@ from gateway.state import (
     CATALOG,
     IDENTITY,
     INBOXES,
+    METER,
     METRICS,
     PRESETS,
     SETTINGS,
@@ -70,16 +78,20 @@ ROUTE_MODULES = (
     routes_config,
     routes_console,
     routes_docs,
+    routes_embeddings,
     routes_file_edits,
     routes_files,
     routes_functions,
     routes_groups,
     routes_knowledge,
     routes_metrics,
+    routes_limits,
     routes_ollama,
     routes_presets,
     routes_retrieval,
 )
+# limits are known before the first request is served (bounded: a slow bus starts anyway)
+LIMITS_LOAD_SECONDS = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +120,7 @@ def build_app(settings: Settings, bus: Bus, identity: Identity) -> web.Applicati
     app.cleanup_ctx.append(_auth_listeners)
     app.cleanup_ctx.append(_inboxes)
     app.cleanup_ctx.append(_file_store)
+    app.cleanup_ctx.append(_controls)
     return app
 
 
@@ -143,6 +156,40 @@ async def _file_store(app: web.Application) -> AsyncIterator[None]:
     app[PRESETS] = Presets(store, app[BUS], app[CATALOG], settings.request_timeout_seconds)
     yield
     await store.aclose()
+
+
+async def _controls(app: web.Application) -> AsyncIterator[None]:
+    """Limits (mirrored from KV, counters reserved in blocks) and the usage ledger."""
+    settings = app[SETTINGS]
+    js = app[BUS].nc.jetstream(timeout=settings.request_timeout_seconds)
+    prefix, replicas = settings.bucket_prefix, settings.kv_replicas
+    limiter: Limiter | None = None
+    ledger: Ledger | None = None
+    background: list[asyncio.Task[None]] = []
+    if settings.limits_enabled:
+        book = LimitBook(await Bucket.open(js, f"{prefix}_limits", replicas))
+        usage = await Bucket.open(js, f"{prefix}_limit_usage", replicas)
+        limiter = Limiter(book, usage, stream_slot_seconds=settings.completion_timeout_seconds + 60)
+        background += [
+            asyncio.create_task(book.follow()),
+            asyncio.create_task(limiter.run_flusher()),
+        ]
+        try:
+            await asyncio.wait_for(book.ready.wait(), LIMITS_LOAD_SECONDS)
+        except TimeoutError:
+            log.warning("limits_not_loaded", waited_s=LIMITS_LOAD_SECONDS)
+    if settings.usage_ledger:
+        ledger = Ledger(js, prefix)
+        await ledger.ensure(replicas)
+    app[METER] = Meter(limiter, ledger, settings.completion_estimate_tokens, app[METRICS])
+    yield
+    for task in background:
+        task.cancel()
+    for task in background:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    if limiter is not None:
+        await limiter.aclose()
 
 
 @asynccontextmanager

@@ -16,6 +16,7 @@ STATUS_BY_CODE: dict[ErrorCode, int] = {
     "too_large": 413,
     "unsupported": 415,
     "rate_limited": 429,
+    "over_quota": 507,  # WebDAV's Insufficient Storage: retrying the same upload won't help
     "internal": 500,
     "bad_gateway": 502,
     "unavailable": 503,

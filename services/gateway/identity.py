@@ -36,6 +36,16 @@ log = structlog.get_logger()
 API_KEY_PREFIX = "sk-"
 MAX_CACHE_ENTRIES = 100_000
 EVENT_WAIT_ITERATIONS = 4
+SESSION_STAMP_CLAIM = "session_stamp"  # as auth writes it (auth/tokens.py)
+
+
+@dataclass(frozen=True, slots=True)
+class _Claims:
+    """What a verified JWT says."""
+
+    user_id: str
+    expires: float
+    session_stamp: int
 
 
 @dataclass(slots=True)
@@ -114,8 +124,8 @@ class Identity:
         self.timeout = timeout
         self._jwt_params: JwtParams | None = None
         self._jwt_lock = asyncio.Lock()
-        # token -> (user id, exp): a token's signature is checked once, its expiry always
-        self._verified: dict[str, tuple[str, float]] = {}
+        # token -> its claims: a token's signature is checked once, its expiry always
+        self._verified: dict[str, _Claims] = {}
         self._events: Subscription | None = None
 
     def listen(self, events: Subscription) -> None:
@@ -141,7 +151,10 @@ class Identity:
         key_hash = hash_api_key(key)
         cached = self.cache.key(key_hash)
         if cached is not None:
-            return cached
+            grant = cached.key
+            if grant is None or grant.expires_at is None or grant.expires_at > time.time():
+                return cached
+            self.cache.drop_key(key_hash)  # expired while cached: auth says why
         generation = self.cache.generation
         try:
             principal = await self.bus.call(
@@ -150,27 +163,31 @@ class Identity:
                 timeout=self.timeout,
             )
         except RagwayError as exc:
-            if exc.code in ("not_found", "unauthorized", "forbidden", "invalid"):
+            if exc.code == "unauthorized":
+                raise unauthorized(exc.detail) from None
+            if exc.code in ("not_found", "forbidden", "invalid"):
                 raise unauthorized("Invalid API key") from None
             raise
         self.cache.store_key(key_hash, principal, generation)
         return principal
 
     async def _from_jwt(self, token: str) -> Principal:
-        verified = self._verified.get(token)
-        if verified is not None:
-            user_id, expires = verified
-            if expires <= time.time():
-                del self._verified[token]
-                raise unauthorized("Token expired")
-            return await self.user(user_id)
-        user_id, expires = await self._verify_jwt(token)
-        if len(self._verified) >= MAX_CACHE_ENTRIES:
-            self._verified.clear()
-        self._verified[token] = (user_id, expires)
-        return await self.user(user_id)
+        claims = self._verified.get(token)
+        if claims is not None and claims.expires <= time.time():
+            del self._verified[token]
+            raise unauthorized("Token expired")
+        if claims is None:
+            claims = await self._verify_jwt(token)
+            if len(self._verified) >= MAX_CACHE_ENTRIES:
+                self._verified.clear()
+            self._verified[token] = claims
+        principal = await self.user(claims.user_id)
+        if principal.session_stamp != claims.session_stamp:
+            # a password change or sign-out since this token was issued
+            raise unauthorized("This session has ended; sign in again")
+        return principal
 
-    async def _verify_jwt(self, token: str) -> tuple[str, float]:
+    async def _verify_jwt(self, token: str) -> _Claims:
         params = await self.jwt_params()
         try:
             claims = jwt.decode(
@@ -185,9 +202,15 @@ class Identity:
             raise unauthorized("Invalid token") from None
         user_id = claims.get("id") or claims.get("sub")
         expires = claims.get("exp")
-        if not isinstance(user_id, str) or not user_id or not isinstance(expires, int | float):
+        stamp = claims.get(SESSION_STAMP_CLAIM, 0)
+        if (
+            not isinstance(user_id, str)
+            or not user_id
+            or not isinstance(expires, int | float)
+            or not isinstance(stamp, int)
+        ):
             raise unauthorized("Invalid token")
-        return user_id, float(expires)
+        return _Claims(user_id, float(expires), stamp)
 
     async def user(self, user_id: str) -> Principal:
         cached = self.cache.user(user_id)
@@ -202,7 +225,14 @@ class Identity:
             if exc.code == "not_found":
                 raise unauthorized("User not found") from None
             raise
-        principal = Principal(id=user.id, email=user.email, name=user.name, role=user.role)
+        principal = Principal(
+            id=user.id,
+            email=user.email,
+            name=user.name,
+            role=user.role,
+            group_ids=user.group_ids,
+            session_stamp=user.session_stamp,
+        )
         self.cache.store_user(principal, generation)
         return principal
 

@@ -27,26 +27,14 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from common.metrics import MetricsReply
+
 log = structlog.get_logger()
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # seconds: a chat's first token takes longer than most requests, so finer at the top
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60)
-
-
-class Usage(msgspec.Struct):
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-
-class _CompletionUsage(msgspec.Struct):
-    """The one part of a (non-streamed) completion the counters read."""
-
-    usage: Usage | None = None
-
-
-_usage_decoder = msgspec.json.Decoder(_CompletionUsage)
 
 
 class GatewayMetrics:
@@ -80,10 +68,16 @@ class GatewayMetrics:
             ("model", "direction"),
             registry=r,
         )
-        self._backend_errors = Counter(
-            "ragway_backend_errors",
-            "Backend failures seen by the gateway, by kind",
+        self._upstream_errors = Counter(
+            "ragway_gateway_upstream_errors",
+            "Failures of the services behind the gateway, as the gateway saw them, by kind",
             ("kind",),
+            registry=r,
+        )
+        self._limits_hit = Counter(
+            "ragway_limits_hit",
+            "Requests refused with 429 by the usage limits, by the bound reached",
+            ("dimension",),
             registry=r,
         )
         self._retrieval = Histogram(
@@ -112,36 +106,27 @@ class GatewayMetrics:
     def first_token(self, seconds: float) -> None:
         self._ttft.observe(seconds)
 
-    def tokens(self, model: str, usage: dict[str, Any] | Usage | None) -> None:
-        if usage is None:
-            return
-        if isinstance(usage, dict):
-            prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
-        else:
-            prompt, completion = usage.prompt_tokens, usage.completion_tokens
+    def tokens(self, model: str, prompt: int, completion: int) -> None:
+        """A chat completion's usage as the backend reported it."""
         children = self._token_children.get(model)
         if children is None:
             children = self._token_children[model] = (
                 self._tokens.labels(model, "in"),
                 self._tokens.labels(model, "out"),
             )
-        if isinstance(prompt, int) and prompt > 0:
+        if prompt > 0:
             children[0].inc(prompt)
-        if isinstance(completion, int) and completion > 0:
+        if completion > 0:
             children[1].inc(completion)
 
-    def completion_tokens(self, model: str, reply: bytes) -> None:
-        """Tokens from a non-streamed completion's `usage` (unreadable replies count none)."""
-        try:
-            self.tokens(model, _usage_decoder.decode(reply).usage)
-        except msgspec.DecodeError:
-            return
-
-    def backend_error(self, kind: str) -> None:
+    def upstream_error(self, kind: str) -> None:
         child = self._error_children.get(kind)
         if child is None:
-            child = self._error_children[kind] = self._backend_errors.labels(kind)
+            child = self._error_children[kind] = self._upstream_errors.labels(kind)
         child.inc()
+
+    def limit_hit(self, dimension: str) -> None:
+        self._limits_hit.labels(dimension or "unknown").inc()
 
     @contextmanager
     def retrieval(self) -> Iterator[None]:
@@ -164,28 +149,58 @@ class _Snapshot(Collector):
         return self._families
 
 
-async def service_stats(nc: Client, names: Iterable[str], window: float) -> list[dict[str, Any]]:
-    """`$SRV.STATS.<name>` replies of every instance answering within `window` seconds."""
+async def gather(nc: Client, subjects: Iterable[str], window: float) -> list[bytes]:
+    """The replies of every instance answering `subjects` within `window` seconds."""
     inbox = nc.new_inbox()
-    replies: list[dict[str, Any]] = []
+    replies: list[bytes] = []
 
     async def collect(msg: Any) -> None:
-        try:
-            stats = msgspec.json.decode(msg.data)
-        except msgspec.DecodeError:
-            return
-        if isinstance(stats, dict):
-            replies.append(stats)
+        replies.append(msg.data)
 
     sub = await nc.subscribe(inbox, cb=collect)
     try:
-        for name in names:
-            await nc.publish(f"$SRV.STATS.{name}", b"", reply=inbox)
+        for subject in subjects:
+            await nc.publish(subject, b"", reply=inbox)
         await nc.flush()
         await asyncio.sleep(window)
     finally:
         await sub.unsubscribe()
     return replies
+
+
+def decoded_stats(replies: Iterable[bytes]) -> list[dict[str, Any]]:
+    """`$SRV.STATS` replies as dicts (unreadable ones left out)."""
+    stats: list[dict[str, Any]] = []
+    for data in replies:
+        try:
+            value = msgspec.json.decode(data)
+        except msgspec.DecodeError:
+            continue
+        if isinstance(value, dict) and "endpoints" in value:  # not a MetricsReply
+            stats.append(value)
+    return stats
+
+
+_metrics_reply = msgspec.json.Decoder(MetricsReply)
+
+
+def service_families(replies: Iterable[bytes]) -> list[Metric]:
+    """The services' own families (common.metrics), every sample labelled with the
+    service and instance that sent it; families of the same name merged."""
+    merged: dict[str, Metric] = {}
+    for data in replies:
+        try:
+            reply = _metrics_reply.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            continue
+        where = {"service": reply.service, "instance": reply.instance}
+        for family in reply.families:
+            metric = merged.get(family.name)
+            if metric is None:
+                metric = merged[family.name] = Metric(family.name, family.help, family.type)
+            for sample in family.samples:
+                metric.add_sample(sample.name, {**sample.labels, **where}, sample.value)
+    return list(merged.values())
 
 
 def stats_families(replies: list[dict[str, Any]]) -> list[Metric]:

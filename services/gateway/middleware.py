@@ -15,7 +15,8 @@ from common.bus import BUS_FAILURES, BUS_UNAVAILABLE, new_request_id, request_id
 from common.errors import RagwayError, forbidden, unauthorized
 from gateway.console_session import session_credential
 from gateway.errors import error_response, status_for
-from gateway.state import ACCESS, BUS, IDENTITY, METRICS, PRINCIPAL, REQUEST_ID, STARTED
+from gateway.limiter import RateLimited
+from gateway.state import ACCESS, BUS, IDENTITY, METRICS, PRINCIPAL, REQUEST_ID
 
 log = structlog.get_logger()
 
@@ -45,7 +46,6 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     given = request.headers.get(REQUEST_ID_HEADER, "")
     request_id = given if _SANE_REQUEST_ID.match(given) else new_request_id()
     request[REQUEST_ID] = request_id
-    request[STARTED] = started
     request_id_var.set(request_id)
     route = route_of(request)
     structlog.contextvars.clear_contextvars()
@@ -78,17 +78,20 @@ async def _mapped(request: web.Request, handler: Handler) -> web.StreamResponse:
         return error_response(503, BUS_UNAVAILABLE)
     try:
         return await handler(request)
+    except RateLimited as exc:
+        request.app[METRICS].limit_hit(exc.dimension)
+        return error_response(429, exc.detail, {"Retry-After": str(exc.retry_after)})
     except RagwayError as exc:
         if exc.code in BACKEND_FAILURES:
-            request.app[METRICS].backend_error(exc.code)
+            request.app[METRICS].upstream_error(exc.code)
         return error_response(status_for(exc.code), exc.detail)
     except nats.errors.TimeoutError:  # JetStream (KV, object store) calls that got no answer
         log.warning("bus_timeout")
-        request.app[METRICS].backend_error("timeout")
+        request.app[METRICS].upstream_error("timeout")
         return error_response(504, "The message bus did not answer in time")
     except BUS_FAILURES as exc:
         log.warning("bus_failure", error=repr(exc))
-        request.app[METRICS].backend_error("unavailable")
+        request.app[METRICS].upstream_error("unavailable")
         return error_response(503, BUS_UNAVAILABLE)
     except web.HTTPRequestEntityTooLarge:
         return error_response(413, "Request body too large")

@@ -16,9 +16,20 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from contracts.auth import ApiKeyReply, Session, SigninRequest, SignupRequest, User
+from contracts.auth import (
+    AddUserRequest,
+    ApiKeyReply,
+    NamedKey,
+    NamedKeyCreated,
+    NamedKeyForm,
+    Session,
+    SigninRequest,
+    SignupRequest,
+    User,
+)
 from contracts.chat import ChatCompletionRequest
 from contracts.chats import ChatForm, ChatRecord, ChatSummary
+from contracts.embeddings import EmbeddingsReply, EmbeddingsRequest
 from contracts.files import FileRecord, FileStatusReply
 from contracts.functions import FunctionInfo, PluginForm, ToolInfo
 from contracts.groups import Group, GroupForm, UserIdsForm
@@ -36,7 +47,8 @@ from contracts.knowledge import (
 )
 from contracts.models import ModelsReply
 from contracts.presets import PresetAccessForm, PresetForm, PresetIdForm, PresetList, PresetReply
-from gateway.routes_auth import RoleForm
+from gateway.limits import Limit, LimitForm
+from gateway.routes_auth import PasswordForm, RoleForm
 from gateway.routes_config import ConfigReply, VersionReply
 from gateway.routes_console import ConsoleUser
 from gateway.routes_file_edits import ContentForm, ContentReply, ProcessTextForm, ProcessTextReply
@@ -69,9 +81,23 @@ class CurrentUser(msgspec.Struct):
     profile_image_url: str
 
 
+class SignoutReply(msgspec.Struct):
+    status: bool
+
+
 class UsersReply(msgspec.Struct):
     users: list[User]
     total: int
+
+
+class UsageReply(msgspec.Struct):
+    """Rows keyed by the `group_by` field (`user`, `key`, `model` or `day`) with
+    requests, errors, prompt_tokens, completion_tokens, total_tokens."""
+
+    rows: list[dict[str, Any]]
+    from_: float = msgspec.field(name="from")
+    to: float
+    group_by: str
 
 
 class FilePage(msgspec.Struct):
@@ -127,9 +153,32 @@ ROUTE_DOCS: dict[str, RouteDoc] = {
     "signup": RouteDoc("Create an account (the first is admin)", "auths", SignupRequest, Session),
     "signin": RouteDoc("Sign in with email and password", "auths", SigninRequest, Session),
     "current_user": RouteDoc("The signed-in user", "auths", None, CurrentUser),
+    "update_password": RouteDoc(
+        "Change the password; ends every earlier session", "auths", PasswordForm, bool
+    ),
+    "signout": RouteDoc("End every session (JWT) of the caller", "auths", None, SignoutReply),
+    "signout_post": RouteDoc("End every session (JWT) of the caller", "auths", None, SignoutReply),
+    "add_user": RouteDoc("Add a user (admin)", "auths", AddUserRequest, Session),
     "create_api_key": RouteDoc("Create (replace) the API key", "auths", None, ApiKeyReply),
     "get_api_key": RouteDoc("The current API key", "auths", None, ApiKeyReply),
     "delete_api_key": RouteDoc("Revoke the API key", "auths", None, bool),
+    "create_named_key": RouteDoc(
+        "Create a named, optionally scoped API key (the secret is shown once)",
+        "auths",
+        NamedKeyForm,
+        NamedKeyCreated,
+    ),
+    "list_named_keys": RouteDoc("The caller's named API keys", "auths", None, list[NamedKey]),
+    "delete_named_key": RouteDoc("Revoke a named API key", "auths", None, bool),
+    "limits_set": RouteDoc("Set a limit or budget (admin)", "limits", LimitForm, Limit),
+    "limits_list": RouteDoc("Every limit (admin)", "limits", None, list[Limit]),
+    "limits_delete": RouteDoc("Remove a limit (admin)", "limits", None, bool),
+    "usage": RouteDoc(
+        "Usage from the ledger (`from`, `to`, `group_by`; admins: everyone's)",
+        "usage",
+        None,
+        UsageReply,
+    ),
     "list_users": RouteDoc("All users (admin)", "users", None, UsersReply),
     "update_user": RouteDoc("Change a user's role (admin)", "users", RoleForm, User),
     "delete_user": RouteDoc("Delete a user (admin)", "users", None, bool),
@@ -140,6 +189,18 @@ ROUTE_DOCS: dict[str, RouteDoc] = {
     ),
     "api_v1_chat": RouteDoc(
         "OpenAI chat completion (SSE when `stream`)", "chat", ChatCompletionRequest
+    ),
+    "api_embeddings": RouteDoc(
+        "OpenAI embeddings (ragway's own model or a backend's)",
+        "embeddings",
+        EmbeddingsRequest,
+        EmbeddingsReply,
+    ),
+    "api_v1_embeddings": RouteDoc(
+        "OpenAI embeddings (ragway's own model or a backend's)",
+        "embeddings",
+        EmbeddingsRequest,
+        EmbeddingsReply,
     ),
     "chats_new": RouteDoc("Create a chat", "chats", ChatForm, ChatRecord),
     "chats_list": RouteDoc(
@@ -275,7 +336,9 @@ ROUTE_DOCS: dict[str, RouteDoc] = {
     **_crud("function", FunctionInfo, "functions"),
     **_crud("tool", ToolInfo, "tools"),
     "ollama": RouteDoc(
-        "Ollama API pass-through (`api/...`, optional `/{url_idx}`); admin-only: "
+        "Ollama API pass-through (`api/...`, its OpenAI-compatible `v1/models`, "
+        "`v1/chat/completions`, `v1/completions`, `v1/embeddings`; optional `/{url_idx}`); "
+        "admin-only: "
         "ps, pull, push, create, copy, delete, blobs",
         "ollama",
         response_media="application/x-ndjson",

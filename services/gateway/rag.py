@@ -30,6 +30,7 @@ from contracts.retrieval import (
     ScopeItem,
     SearchMode,
 )
+from gateway import scopes
 
 PROMPT_HEAD = """### Task
 Answer the user's query below using the context provided.
@@ -86,7 +87,9 @@ async def retrieve(
 
     `wait_seconds` bounds the wait for files to become searchable at all,
     `complete_wait_seconds` the wait for a keyword-searchable file to finish embedding.
+    A scoped API key reaches only its collections (and their files): 403 otherwise.
     """
+    await scopes.require_items(bus, principal, items, reply_seconds)
     request = RetrievalQuery(
         principal=principal,
         query=query,

@@ -9,43 +9,32 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 from typing import Any
 
 import msgspec
 import structlog
 from aiohttp import web
-from nats.aio.msg import Msg
 
-from common.bus import Bus
 from common.codec import decode, encode
 from common.errors import RagwayError
-from common.idle import idle_timeout
 from contracts import subjects
 from contracts.chat import (
-    STREAM_END,
-    STREAM_HEADER,
     ChatCompletionRequest,
     CompletionJob,
     FileRef,
+    StreamAccepted,
     StreamEnd,
 )
 from contracts.models import ModelsRequest
 from contracts.presets import Preset
-from gateway import rag
-from gateway.bodies import json_bytes, parse, read_body
+from contracts.streams import DONE, closing_bytes, error_event
+from gateway import rag, scopes
+from gateway.bodies import json_bytes, json_value, parse, read_body
 from gateway.chat_log import ChatAppend
+from gateway.metering import NO_TOKENS, Metered, reply_facts
+from gateway.relay import relay_stream
 from gateway.routes_chats import CHATS
-from gateway.state import (
-    BUS,
-    INBOXES,
-    METRICS,
-    PRESETS,
-    SETTINGS,
-    STARTED,
-    Access,
-    principal_of,
-)
+from gateway.state import BUS, METER, METRICS, PRESETS, SETTINGS, Access, principal_of
 
 log = structlog.get_logger()
 
@@ -55,11 +44,6 @@ SSE_HEADERS = {
     "Cache-Control": "no-cache",
     "X-Accel-Buffering": "no",
 }
-DONE = b"data: [DONE]\n\n"
-
-
-def error_event(message: str) -> bytes:
-    return b"data: " + encode({"error": {"message": message}}) + b"\n\n" + DONE
 
 
 async def list_models(request: web.Request) -> web.Response:
@@ -71,23 +55,59 @@ async def list_models(request: web.Request) -> web.Response:
         encode(ModelsRequest(principal=principal)),
         timeout=app[SETTINGS].request_timeout_seconds,
     )
+    allowed = scopes.allowed_models(principal)
     presets = app[PRESETS]
-    if not presets.store.all():
+    if not presets.store.all() and allowed is None:
         return json_bytes(reply)
     listing: dict[str, Any] = msgspec.json.decode(reply)
     models = listing.get("data") or []
     listing["data"] = [*presets.listed(principal, models), *models]
+    if allowed is not None:  # a scoped key sees only its models (presets included)
+        return json_value(_only(listing, allowed))
     return json_bytes(encode(listing))
+
+
+def _only(listing: dict[str, Any], allowed: frozenset[str]) -> dict[str, Any]:
+    """The model list with only the models a scoped key may use."""
+    data = listing.get("data") or []
+    listing["data"] = [m for m in data if isinstance(m, dict) and m.get("id") in allowed]
+    return listing
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     body = await read_body(request)
     chat = parse(body, ChatCompletionRequest)
+    principal = principal_of(request)
+    scopes.require_model(principal, chat.model)
+    # over a limit: 429 before any work is done
+    metered = await request.app[METER].start(
+        principal,
+        chat.model,
+        body_bytes=len(body),
+        max_tokens=chat.max_tokens,
+        stream=chat.stream,
+    )
+    try:
+        return await _complete(request, body, chat, metered)
+    except asyncio.CancelledError:
+        await metered.done(None, "cancelled")  # the estimate stands: it may have run
+        raise
+    except BaseException:
+        await metered.done(NO_TOKENS, "error")
+        raise
+
+
+async def _complete(
+    request: web.Request, body: bytes, chat: ChatCompletionRequest, metered: Metered
+) -> web.StreamResponse:
     # a chat_id the caller does not own is a 404 before the model is asked anything
     record = await ChatAppend.start(request.app[CHATS], principal_of(request).id, chat)
     preset = None
     if request.app[PRESETS].store.known(chat.model):
         body, chat, preset = await _with_preset(request, body, chat)
+        # a scoped key: the preset's base model must be in scope too (its attached
+        # knowledge is checked with the rest of `files`, in `rag.retrieve`)
+        scopes.require_model(principal_of(request), chat.model)
     sources: list[rag.SourceEntry] | None = None
     if chat.files:
         try:
@@ -99,12 +119,13 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     job = CompletionJob(principal=principal_of(request), body=msgspec.Raw(body))
     if chat.stream:
         first = b"" if sources is None else b"data: " + encode({"sources": sources}) + b"\n\n"
-        return await _stream(request, job, chat.model, first, record, sources)
+        return await _stream(request, job, metered, first, record, sources)
     app = request.app
     reply = await app[BUS].call_raw(
         subjects.CHAT_COMPLETE, encode(job), timeout=app[SETTINGS].completion_timeout_seconds
     )
-    app[METRICS].completion_tokens(chat.model, reply)
+    model, usage = reply_facts(reply)
+    await metered.done(usage, "ok", model)  # recorded before the answer goes out
     if sources is not None:
         reply = _with_sources(reply, sources)
     if record is not None:
@@ -167,101 +188,111 @@ class _SSEResponse(web.StreamResponse):
 async def _stream(
     request: web.Request,
     job: CompletionJob,
-    model: str,
+    metered: Metered,
     first: bytes = b"",
     record: ChatAppend | None = None,
     sources: list[rag.SourceEntry] | None = None,
 ) -> web.StreamResponse:
-    """Relay the proxy's SSE bytes from a private mailbox until its end message.
-
-    `first` (the RAG sources event) goes out before the relayed chunks. With `record`
-    (a `chat_id`), `[DONE]` is held back until the answer is in the chat's history, so a
-    client that reads the chat right after the stream sees it."""
-    app = request.app
-    bus, settings, metrics = app[BUS], app[SETTINGS], app[METRICS]
+    """Relay the proxy's SSE bytes until its end message (see `gateway.relay`)."""
     stream_id = os.urandom(16).hex()  # a uuid4's randomness without the UUID object
-    finished = False
-    # The mailbox listens before the job is sent, so no chunk can arrive unheard; the
-    # proxy's StreamAccepted comes to its reply subject, the chunks to its subject.
-    async with app[INBOXES].open() as box:
-        job = msgspec.structs.replace(
-            job,
-            stream_inbox=box.subject,
-            stream_id=stream_id,
-            first_in_reply=True,
-            tail_in_end=True,
+    sink = _ChatSink(request, metered, first, record, sources)
+    await relay_stream(
+        request,
+        subjects.CHAT_STREAM,
+        lambda inbox: msgspec.structs.replace(
+            job, stream_inbox=inbox, stream_id=stream_id, first_in_reply=True, tail_in_end=True
+        ),
+        subjects.CHAT_CANCEL,
+        stream_id,
+        sink,
+    )
+    assert sink.response is not None  # started: relay_stream raises otherwise
+    return sink.response
+
+
+class _ChatSink:
+    """The chat stream as SSE. `first` (the RAG sources event) goes out before the
+    relayed chunks. With `record` (a `chat_id`), `[DONE]` is held back until the answer
+    is in the chat's history, so a client that reads the chat right after the stream
+    sees it."""
+
+    __slots__ = (
+        "_first",
+        "_last",
+        "_metered",
+        "_model",
+        "_record",
+        "_request",
+        "_sources",
+        "_tail",
+        "response",
+    )
+
+    def __init__(
+        self,
+        request: web.Request,
+        metered: Metered,
+        first: bytes,
+        record: ChatAppend | None,
+        sources: list[rag.SourceEntry] | None,
+    ) -> None:
+        self._request = request
+        self._metered = metered
+        self._model = ""  # who answered, as the acceptance says
+        self._first = first
+        self._record = record
+        self._sources = sources
+        self._last = b""  # the stream's last bytes so far, as the proxy sent them
+        self._tail = b""  # what goes out with the end of the body
+        self.response: web.StreamResponse | None = None
+
+    async def start(self, accepted: StreamAccepted) -> None:
+        self._model = accepted.model
+        response = self.response = _SSEResponse(headers=SSE_HEADERS)
+        await response.prepare(self._request)
+        # the stream's first bytes may have come with the acceptance (one message)
+        if self._first or accepted.first:
+            await response.write(self._first + accepted.first)
+        if accepted.first:
+            self._metered.first_token()
+
+    async def data(self, data: bytes, ending: bool) -> None:
+        assert self.response is not None
+        self._last = data
+        data = _held_back(data, self._record)
+        if ending and self._record is None:
+            self._tail = data  # written with the end of the body: one send
+        else:
+            await self.response.write(data)
+        self._metered.first_token()
+
+    async def end(self, body: bytes) -> None:
+        assert self.response is not None
+        ended = _decode_end(body)
+        last, tail = self._last, self._tail
+        if ended is not None and ended.tail:  # the last bytes came with the end
+            last = ended.tail
+            tail += _held_back(last, self._record)
+            self._metered.first_token()
+        closing = closing_bytes(last, ended.error if ended is not None else None)
+        if closing:
+            tail += closing
+            self._request.app[METRICS].upstream_error("stream")
+        elif self._record is not None:
+            await _record_stream(self._record, ended, self._sources)
+            tail += DONE
+        # the ledger has it before the client has the end of the answer
+        await self._metered.done(
+            ended.usage if ended is not None else None,
+            "error" if closing or ended is None else "ok",
+            self._model,
         )
-        try:
-            accepted = await bus.call_into(
-                subjects.CHAT_STREAM, job, box, timeout=settings.completion_timeout_seconds
-            )
-            response = _SSEResponse(headers=SSE_HEADERS)
-            await response.prepare(request)
-            # the stream's first bytes may have come with the acceptance (one message)
-            if first or accepted.first:
-                await response.write(first + accepted.first)
-            timed = bool(accepted.first)  # the model's first bytes are out: TTFT observed
-            if timed:
-                metrics.first_token(time.perf_counter() - request[STARTED])
-            last = b""
-            tail = b""  # what arrived with the end message: sent with the end of the body
-            end: Msg | None = None
-            try:
-                async with idle_timeout(settings.stream_idle_timeout_seconds) as idle:
-                    while end is None:
-                        # Everything that arrived meanwhile goes out in one write (one send).
-                        batch = await box.batch()
-                        idle.touch()
-                        pieces: list[bytes] = []
-                        for msg in batch:
-                            if msg.headers and msg.headers.get(STREAM_HEADER) == STREAM_END:
-                                end = msg
-                                break
-                            pieces.append(msg.data)
-                        if pieces:
-                            last = pieces[-1]
-                            pieces[-1] = _held_back(last, record)
-                            if end is None or record is not None:
-                                await response.write(b"".join(pieces))
-                            else:
-                                tail = b"".join(pieces)
-                            if not timed:
-                                timed = True
-                                metrics.first_token(time.perf_counter() - request[STARTED])
-            except TimeoutError:
-                if not idle.expired():
-                    raise
-                log.warning("stream_idle_timeout", stream_id=stream_id)
-                tail = error_event("The model stopped responding")
-            if end is not None:
-                finished = True
-                ended = _decode_end(end.data)
-                if ended is not None and ended.tail:  # the last bytes came with the end
-                    last = ended.tail
-                    tail += _held_back(last, record)
-                    if not timed:
-                        metrics.first_token(time.perf_counter() - request[STARTED])
-                if ended is not None:
-                    metrics.tokens(model, ended.usage)
-                if not last.rstrip().endswith(b"[DONE]"):
-                    metrics.backend_error("stream")
-                    tail += error_event(_end_error(ended))
-                elif record is not None:
-                    await _record_stream(record, ended, sources)
-                    tail += DONE
-            await response.write_eof(tail)
-            return response
-        finally:
-            if not finished:
-                # Client gone, idle timeout or a failed start: tell the proxy to stop.
-                await _cancel(bus, stream_id)
+        await self.response.write_eof(tail)
 
-
-async def _cancel(bus: Bus, stream_id: str) -> None:
-    try:
-        await asyncio.shield(bus.publish(subjects.CHAT_CANCEL, None, token=stream_id))
-    except Exception:
-        log.warning("stream_cancel_failed", stream_id=stream_id)
+    async def idle(self) -> None:
+        assert self.response is not None
+        await self._metered.done(None, "error", self._model)
+        await self.response.write_eof(error_event("The model stopped responding"))
 
 
 def _held_back(data: bytes, record: ChatAppend | None) -> bytes:
@@ -284,12 +315,6 @@ async def _record_stream(
         return
     if end.error is None:
         await record.finish(end.content, end.usage, list(sources) if sources else None)
-
-
-def _end_error(end: StreamEnd | None) -> str:
-    if end is None or not end.error:
-        return "The stream ended unexpectedly"
-    return end.error
 
 
 def add_routes(app: web.Application, access: dict[str, Access]) -> None:

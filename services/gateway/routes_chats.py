@@ -15,7 +15,7 @@ from catalog.chats import ChatStore
 from contracts.chats import ChatForm
 from gateway.bodies import TRUE, json_bytes, json_value, parse, read_body
 from gateway.paging import page_of, required_text
-from gateway.state import BUS, SETTINGS, Access, principal_of
+from gateway.state import BUS, SETTINGS, Access, add_route_table, principal_of
 
 # opened at startup (cleanup_ctx); also used by routes_chat to append completions
 CHATS = web.AppKey("chats", ChatStore)
@@ -77,7 +77,5 @@ ROUTES = (
 
 
 def add_routes(app: web.Application, access: dict[str, Access]) -> None:
-    for method, path, name, handler in ROUTES:
-        app.router.add_route(method, path, handler, name=name)
-        access[name] = "user"
+    add_route_table(app, access, ROUTES, "user")
     app.cleanup_ctx.append(_chat_store)

@@ -23,7 +23,7 @@ from gateway.console_session import (
     set_session_cookie,
 )
 from gateway.routes_auth import sign_in, sign_up
-from gateway.state import Access
+from gateway.state import Access, add_route_table
 
 ASSET_DIR = Path(__file__).parent / "console"
 PAGE = "index.html"
@@ -147,6 +147,4 @@ def add_routes(app: web.Application, access: dict[str, Access]) -> None:
         ("POST", "/console/signup", "console_signup", create_account),
         ("GET", "/console/{name}", "console_asset", console_asset),
     ]
-    for method, path, name, handler in table:
-        app.router.add_route(method, path, handler, name=name)
-        access[name] = "public"
+    add_route_table(app, access, table, "public")

@@ -15,11 +15,11 @@ from typing import Annotated
 import msgspec
 import structlog
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 from catalog.files import blob_name
 from common.errors import RagwayError, invalid, not_found
 from contracts.knowledge import FileIdForm
+from gateway import scopes
 from gateway.bodies import json_value, parse, read_body
 from gateway.knowledge_links import knowledge_of, writable_knowledge
 from gateway.reindex import reprocess, settled
@@ -29,8 +29,9 @@ from gateway.routes_files import (
     new_record,
     queue_new_file,
     readable_record,
+    reserve_storage,
 )
-from gateway.state import CATALOG, SETTINGS, Access, principal_of
+from gateway.state import CATALOG, SETTINGS, Access, Route, add_route_table, principal_of
 from gateway.uploads import safe_filename
 
 log = structlog.get_logger()
@@ -104,17 +105,21 @@ async def process_text(request: web.Request) -> web.Response:
     if "." not in name:
         name += ".md"
     if form.collection_name is not None:
+        scopes.require_collection(principal_of(request), form.collection_name)
         await writable_knowledge(request, form.collection_name)
     catalog, file_id = request.app[CATALOG], str(uuid.uuid4())
-    await catalog.blobs.put_bytes(blob_name(file_id), data)
+    reserved = await reserve_storage(request, len(data))
     stored = Stored(
         name=name, content_type=TEXT_TYPE, size=len(data), sha256=hashlib.sha256(data).hexdigest()
     )
     record = new_record(file_id, principal_of(request), stored, {"source": "process/text"})
     try:
+        await catalog.blobs.put_bytes(blob_name(file_id), data)
         await catalog.create(record)
     except BaseException:
         await catalog.blobs.delete(blob_name(file_id))
+        if reserved:
+            await catalog.usage.release(record.user_id, len(data))
         raise
     await queue_new_file(request, record, form.collection_name)
     done = await settled(request, file_id, request.app[SETTINGS].process_wait_seconds) or record
@@ -135,6 +140,7 @@ async def update_knowledge_file(request: web.Request) -> web.Response:
     """Index one of a collection's files again (Open WebUI's `file/update`)."""
     form = parse(await read_body(request), FileIdForm)
     knowledge_id = request.match_info["knowledge_id"]
+    scopes.require_collection(principal_of(request), knowledge_id)
     knowledge = await writable_knowledge(request, knowledge_id)
     if form.file_id not in knowledge.data.file_ids:
         raise not_found(f"File {form.file_id} is not in this knowledge base")
@@ -147,7 +153,7 @@ async def update_knowledge_file(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application, access: dict[str, Access]) -> None:
-    table: list[tuple[str, str, str, Handler]] = [
+    table: list[Route] = [
         ("POST", "/api/v1/retrieval/process/text", "retrieval_process_text", process_text),
         (
             "POST",
@@ -162,6 +168,4 @@ def add_routes(app: web.Application, access: dict[str, Access]) -> None:
             update_knowledge_file,
         ),
     ]
-    for method, path, name, handler in table:
-        app.router.add_route(method, path, handler, name=name)
-        access[name] = "user"
+    add_route_table(app, access, table, "user")

@@ -19,9 +19,8 @@ import msgspec
 import structlog
 from aiohttp import BodyPartReader, hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
-from aiohttp.typedefs import Handler
 
-from catalog.files import FileCatalog, blob_name, now, text_name
+from catalog.files import FileCatalog, blob_name, now, over_quota, text_name
 from common.codec import encode
 from common.errors import RagwayError, invalid, not_found
 from contracts import subjects
@@ -39,7 +38,16 @@ from gateway.ingest_queue import publish_job
 from gateway.knowledge_links import link_to_knowledge, writable_knowledge_of
 from gateway.paging import Paged, page_of
 from gateway.reindex import settled
-from gateway.state import BUS, CATALOG, REQUEST_ID, SETTINGS, Access, principal_of
+from gateway.state import (
+    BUS,
+    CATALOG,
+    REQUEST_ID,
+    SETTINGS,
+    Access,
+    Route,
+    add_route_table,
+    principal_of,
+)
 from gateway.uploads import (
     content_type_for,
     refuse_unsupported,
@@ -101,12 +109,20 @@ async def upload_file(request: web.Request) -> web.Response:
     if declared is not None and declared > max_size + MULTIPART_OVERHEAD:
         raise _too_large(settings.file_max_size_mb)
     file_id = str(uuid.uuid4())
+    user_id = principal_of(request).id
+    quota = settings.storage_quota_mb * MIB
+    used = await catalog.usage.used(user_id) if quota else 0
+    if quota and used >= quota:
+        raise over_quota(quota, used)
+    # the stream stops at whichever comes first: the upload limit or the room left
+    room = min(max_size, quota - used) if quota else max_size
     stored: Stored | None = None
+    reserved = False
     metadata: dict[str, Any] = {}
     try:
         async for part in _parts(request):
             if part.name == "file" and stored is None:
-                stored = await _store_part(catalog, part, file_id, max_size)
+                stored = await _store_part(catalog, part, file_id, room)
             elif part.name == "metadata":
                 metadata = _parse_metadata(await _read_small(part, MAX_METADATA_BYTES))
             else:
@@ -114,17 +130,20 @@ async def upload_file(request: web.Request) -> web.Response:
         if stored is None:
             raise invalid("A file is required in the multipart field 'file'")
         knowledge_id = await writable_knowledge_of(request, metadata)
+        if quota:  # uploads racing on other gateways: the shared count decides
+            await catalog.usage.reserve(user_id, stored.size, quota)
+            reserved = True
         record = new_record(file_id, principal_of(request), stored, metadata)
         await catalog.create(record)
-    except RagwayError as exc:
-        if stored is not None:
-            await catalog.blobs.delete(blob_name(file_id))
-        if exc.code == "too_large":
-            raise _too_large(settings.file_max_size_mb) from None
-        raise
-    except BaseException:
+    except BaseException as exc:
         if stored is not None:
             await asyncio.shield(catalog.blobs.delete(blob_name(file_id)))
+        if reserved and stored is not None:
+            await asyncio.shield(catalog.usage.release(user_id, stored.size))
+        if isinstance(exc, RagwayError) and exc.code == "too_large":
+            if room < max_size:
+                raise over_quota(quota, used) from None
+            raise _too_large(settings.file_max_size_mb) from None
         raise
     await queue_new_file(request, record, knowledge_id)
     log.info("file_uploaded", file_id=file_id, size=stored.size, content_type=stored.content_type)
@@ -132,6 +151,18 @@ async def upload_file(request: web.Request) -> web.Response:
         return json_value(file_object(record))
     done = await settled(request, file_id, settings.process_wait_seconds)
     return json_value(file_object(done or record))
+
+
+async def reserve_storage(request: web.Request, size: int) -> bool:
+    """Count `size` more bytes against the caller's quota; False when there is no quota.
+
+    Raises `over_quota` (507) counting nothing when they do not fit.
+    """
+    app = request.app
+    quota = app[SETTINGS].storage_quota_mb * MIB
+    if quota:
+        await app[CATALOG].usage.reserve(principal_of(request).id, size, quota)
+    return bool(quota)
 
 
 def _in_background(request: web.Request) -> bool:
@@ -380,7 +411,7 @@ async def delete_file(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application, access: dict[str, Access]) -> None:
-    table: list[tuple[str, str, str, Handler]] = [
+    table: list[Route] = [
         ("POST", "/api/v1/files/", "files_upload", upload_file),
         ("POST", "/api/v1/files", "files_upload_bare", upload_file),
         ("GET", "/api/v1/files/", "files_list", list_files),
@@ -391,6 +422,4 @@ def add_routes(app: web.Application, access: dict[str, Access]) -> None:
         ("GET", "/api/v1/files/{file_id}/data/content", "files_text", file_text),
         ("DELETE", "/api/v1/files/{file_id}", "files_delete", delete_file),
     ]
-    for method, path, name, handler in table:
-        app.router.add_route(method, path, handler, name=name)
-        access[name] = "user"
+    add_route_table(app, access, table, "user")

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 from common.codec import encode
 from contracts import subjects
@@ -32,9 +31,10 @@ from contracts.knowledge import (
     SyncDiffForm,
     SyncDiffRequest,
 )
+from gateway import scopes
 from gateway.bodies import TRUE, json_bytes, json_value, parse, read_body
 from gateway.paging import Paged, page_of, text_of
-from gateway.state import BUS, SETTINGS, Access, principal_of
+from gateway.state import BUS, SETTINGS, Access, Route, add_route_table, principal_of
 
 Req = TypeVar("Req")
 KNOWLEDGE_PAGE_SIZE = 30  # Open WebUI's knowledge router (PAGE_ITEM_COUNT)
@@ -49,13 +49,19 @@ async def _call(request: web.Request, endpoint: Endpoint[Req, Any], message: Req
     )
 
 
+def _knowledge_id(request: web.Request) -> str:
+    """The path's collection id, once a scoped key was found allowed to use it."""
+    knowledge_id = request.match_info["knowledge_id"]
+    scopes.require_collection(principal_of(request), knowledge_id)
+    return knowledge_id
+
+
 def _ref(request: web.Request) -> KnowledgeRef:
-    return KnowledgeRef(
-        principal=principal_of(request), knowledge_id=request.match_info["knowledge_id"]
-    )
+    return KnowledgeRef(principal=principal_of(request), knowledge_id=_knowledge_id(request))
 
 
 async def create(request: web.Request) -> web.Response:
+    scopes.require_unscoped_collections(principal_of(request), "create collections")
     form = parse(await read_body(request), KnowledgeForm)
     message = KnowledgeCreate(principal=principal_of(request), form=form)
     return json_bytes(await _call(request, subjects.KNOWLEDGE_CREATE, message))
@@ -82,9 +88,16 @@ async def list_writable(request: web.Request) -> web.Response:
 
 
 async def _list(request: web.Request, message: KnowledgeListRequest) -> KnowledgeList:
-    return await request.app[BUS].call(
+    """The service's listing; for a collection-scoped key only its collections (a page
+    of them then counts only what it shows)."""
+    listed = await request.app[BUS].call(
         subjects.KNOWLEDGE_LIST, message, timeout=request.app[SETTINGS].request_timeout_seconds
     )
+    shown = scopes.visible(message.principal, (item.id for item in listed.items))
+    if shown is None:
+        return listed
+    items = [item for item in listed.items if item.id in shown]
+    return KnowledgeList(items=items, total=len(items))
 
 
 async def list_files(request: web.Request) -> web.Response:
@@ -92,7 +105,7 @@ async def list_files(request: web.Request) -> web.Response:
     page = page_of(request) or 1
     message = KnowledgeFilesQuery(
         principal=principal_of(request),
-        knowledge_id=request.match_info["knowledge_id"],
+        knowledge_id=_knowledge_id(request),
         query=text_of(request, "query"),
         skip=(page - 1) * FILES_PAGE_SIZE,
         limit=FILES_PAGE_SIZE,
@@ -105,7 +118,7 @@ async def batch_add(request: web.Request) -> web.Response:
     forms = parse(await read_body(request), list[FileIdForm])
     message = KnowledgeFilesBatch(
         principal=principal_of(request),
-        knowledge_id=request.match_info["knowledge_id"],
+        knowledge_id=_knowledge_id(request),
         file_ids=[form.file_id for form in forms],
     )
     return json_bytes(await _call(request, subjects.KNOWLEDGE_FILES_BATCH, message))
@@ -115,7 +128,7 @@ async def sync_diff(request: web.Request) -> web.Response:
     form = parse(await read_body(request), SyncDiffForm)
     message = SyncDiffRequest(
         principal=principal_of(request),
-        knowledge_id=request.match_info["knowledge_id"],
+        knowledge_id=_knowledge_id(request),
         manifest=form.manifest,
     )
     return json_bytes(await _call(request, subjects.KNOWLEDGE_SYNC_DIFF, message))
@@ -125,7 +138,7 @@ async def sync_cleanup(request: web.Request) -> web.Response:
     form = parse(await read_body(request), SyncCleanupForm)
     message = SyncCleanupRequest(
         principal=principal_of(request),
-        knowledge_id=request.match_info["knowledge_id"],
+        knowledge_id=_knowledge_id(request),
         file_ids=form.file_ids,
     )
     return json_bytes(await _call(request, subjects.KNOWLEDGE_SYNC_CLEANUP, message))
@@ -136,10 +149,11 @@ async def get(request: web.Request) -> web.Response:
 
 
 async def update(request: web.Request) -> web.Response:
+    knowledge_id = _knowledge_id(request)
     form = parse(await read_body(request), KnowledgeForm)
     message = KnowledgeUpdate(
         principal=principal_of(request),
-        knowledge_id=request.match_info["knowledge_id"],
+        knowledge_id=knowledge_id,
         form=form,
     )
     return json_bytes(await _call(request, subjects.KNOWLEDGE_UPDATE, message))
@@ -149,7 +163,7 @@ async def update_access(request: web.Request) -> web.Response:
     form = parse(await read_body(request), AccessForm)
     message = KnowledgeAccessUpdate(
         principal=principal_of(request),
-        knowledge_id=request.match_info["knowledge_id"],
+        knowledge_id=_knowledge_id(request),
         form=form,
     )
     return json_bytes(await _call(request, subjects.KNOWLEDGE_ACCESS_UPDATE, message))
@@ -158,10 +172,11 @@ async def update_access(request: web.Request) -> web.Response:
 async def _file_change(
     request: web.Request, endpoint: Endpoint[KnowledgeFileChange, Any]
 ) -> web.Response:
+    knowledge_id = _knowledge_id(request)
     form = parse(await read_body(request), FileIdForm)
     message = KnowledgeFileChange(
         principal=principal_of(request),
-        knowledge_id=request.match_info["knowledge_id"],
+        knowledge_id=knowledge_id,
         file_id=form.file_id,
     )
     return json_bytes(await _call(request, endpoint, message))
@@ -186,7 +201,7 @@ async def delete(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application, access: dict[str, Access]) -> None:
     base = "/api/v1/knowledge"
-    table: list[tuple[str, str, str, Handler]] = [
+    table: list[Route] = [
         ("POST", f"{base}/create", "knowledge_create", create),
         ("GET", f"{base}/", "knowledge_list", list_knowledge),
         ("GET", base, "knowledge_list_bare", list_knowledge),
@@ -208,6 +223,4 @@ def add_routes(app: web.Application, access: dict[str, Access]) -> None:
         ("POST", f"{base}/{{knowledge_id}}/sync/cleanup", "knowledge_sync_cleanup", sync_cleanup),
         ("DELETE", f"{base}/{{knowledge_id}}/delete", "knowledge_delete", delete),
     ]
-    for method, path, name, handler in table:
-        app.router.add_route(method, path, handler, name=name)
-        access[name] = "user"
+    add_route_table(app, access, table, "user")

@@ -6,6 +6,7 @@ import asyncio
 
 from aiohttp import web
 
+from common.metrics import metrics_subject
 from contracts.subjects import GATEWAY_SERVICE
 from gateway import metrics
 from gateway.errors import error_response
@@ -20,13 +21,19 @@ async def scrape(request: web.Request) -> web.Response:
     nc = request.app[BUS].nc
     # the services /health checks (every backend unless configured), and the gateways
     names = (*services_to_check(settings.health_services), GATEWAY_SERVICE)
+    subjects = [*(f"$SRV.STATS.{name}" for name in names), *map(metrics_subject, names)]
     replies, queue = await asyncio.gather(
-        metrics.service_stats(nc, names, settings.metrics_stats_window_seconds),
+        metrics.gather(nc, subjects, settings.metrics_stats_window_seconds),
         metrics.queue_families(
             nc, settings.ingest_stream, settings.ingest_consumer, settings.request_timeout_seconds
         ),
     )
-    body = metrics.exposition(request.app[METRICS], [*metrics.stats_families(replies), *queue])
+    families = [
+        *metrics.stats_families(metrics.decoded_stats(replies)),
+        *metrics.service_families(replies),
+        *queue,
+    ]
+    body = metrics.exposition(request.app[METRICS], families)
     return web.Response(body=body, headers={"Content-Type": metrics.CONTENT_TYPE})
 
 

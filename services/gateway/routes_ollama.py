@@ -8,23 +8,21 @@ NATS message can carry.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
+from typing import Any
 
 import msgspec
-import structlog
 from aiohttp import web
 from nats.aio.client import Client
 
-from common.bus import Bus
 from common.codec import decode, encode
 from common.errors import RagwayError, forbidden
 from contracts import subjects
-from contracts.chat import STREAM_END, STREAM_HEADER
-from contracts.ollama import OllamaProxyEnd, OllamaProxyRequest, path_level
-from gateway.state import BUS, INBOXES, SETTINGS, Access, principal_of
-
-log = structlog.get_logger()
+from contracts.auth import Principal
+from contracts.ollama import OllamaProxyAccepted, OllamaProxyEnd, OllamaProxyRequest, path_level
+from gateway import scopes
+from gateway.relay import relay_stream
+from gateway.state import BUS, Access, principal_of
 
 PREFIX = "/ollama"
 # base64 in the JSON request and the request's other fields must fit one NATS message
@@ -55,6 +53,7 @@ async def ollama(request: web.Request) -> web.StreamResponse:
     body = await request.read()
     if len(body) > max_body(bus.nc):
         raise RagwayError("too_large", "Request body too large for the Ollama pass-through")
+    _require_models(principal, body)
     proxied = OllamaProxyRequest(
         principal=principal,
         method=request.method,  # type: ignore[arg-type]  # the routes allow only these
@@ -63,72 +62,85 @@ async def ollama(request: web.Request) -> web.StreamResponse:
         query=request.query_string,
         content_type=request.headers.get("Content-Type", "") if body else "",
         body=body,
-        stream_inbox="",  # a mailbox's, once `_relay` opened one
+        stream_inbox="",  # a mailbox's, once `relay_stream` opened one
         stream_id=uuid.uuid4().hex,
     )
-    return await _relay(request, proxied)
+    sink = _OllamaSink(request)
+    await relay_stream(
+        request,
+        subjects.OLLAMA_PROXY,
+        lambda inbox: msgspec.structs.replace(proxied, stream_inbox=inbox),
+        subjects.OLLAMA_CANCEL,
+        proxied.stream_id,
+        sink,
+    )
+    assert sink.response is not None  # started: relay_stream raises otherwise
+    return sink.response
 
 
-async def _relay(request: web.Request, proxied: OllamaProxyRequest) -> web.StreamResponse:
-    """Ask the proxy, then copy the mailbox's bytes into the response until the end marker."""
-    bus, settings = request.app[BUS], request.app[SETTINGS]
-    finished = False
-    # The mailbox listens before the proxy is asked, so no byte can arrive unheard.
-    async with request.app[INBOXES].open() as box:
-        proxied = msgspec.structs.replace(proxied, stream_inbox=box.subject)
-        try:
-            accepted = await bus.call_into(
-                subjects.OLLAMA_PROXY, proxied, box, timeout=settings.completion_timeout_seconds
-            )
-            response = web.StreamResponse(status=accepted.status)
-            if accepted.content_type:
-                response.headers["Content-Type"] = accepted.content_type
-            await response.prepare(request)
-            idle = settings.stream_idle_timeout_seconds
-            while not finished:
-                try:
-                    async with asyncio.timeout(idle):
-                        batch = await box.batch()
-                except TimeoutError:
-                    log.warning("ollama_idle_timeout", stream_id=proxied.stream_id)
-                    await _fail(request, response, "The Ollama backend stopped responding")
-                    return response
-                pieces: list[bytes] = []
-                for msg in batch:
-                    if msg.headers and msg.headers.get(STREAM_HEADER) == STREAM_END:
-                        finished = True
-                        end = decode(msg.data, OllamaProxyEnd)
-                        if pieces:
-                            await response.write(b"".join(pieces))
-                        if end.error is not None:
-                            await _fail(request, response, end.error)
-                            return response
-                        break
-                    pieces.append(msg.data)
-                else:
-                    await response.write(b"".join(pieces))
-            await response.write_eof()
-            return response
-        finally:
-            if not finished:
-                await _cancel(bus, proxied.stream_id)
+class _Named(msgspec.Struct):
+    """The fields an Ollama request names a model in (`name`: older clients)."""
+
+    model: Any = None
+    name: Any = None
+    source: Any = None
+    destination: Any = None
 
 
-async def _fail(request: web.Request, response: web.StreamResponse, message: str) -> None:
-    """A stream that broke: an NDJSON error line as Ollama sends one; otherwise the
-    connection is dropped so the client sees a truncated body, not a complete one."""
-    if "ndjson" in (response.headers.get("Content-Type") or ""):
-        await response.write(encode({"error": message}) + b"\n")
-        await response.write_eof()
-    elif request.transport is not None:
-        request.transport.close()
-
-
-async def _cancel(bus: Bus, stream_id: str) -> None:
+def _require_models(principal: Principal, body: bytes) -> None:
+    """A model-scoped key: every model the request names must be one of its models, and
+    a request that may name one must be readable JSON."""
+    if scopes.allowed_models(principal) is None or not body:
+        return
     try:
-        await asyncio.shield(bus.publish(subjects.OLLAMA_CANCEL, None, token=stream_id))
-    except Exception:
-        log.warning("ollama_cancel_failed", stream_id=stream_id)
+        named = msgspec.json.decode(body, type=_Named)
+    except msgspec.DecodeError:
+        raise forbidden("This API key may only send JSON naming one of its models") from None
+    for value in (named.model, named.name, named.source, named.destination):
+        if value is not None:
+            scopes.require_model(principal, str(value))
+
+
+class _OllamaSink:
+    """The backend's status, content type and bytes, unchanged."""
+
+    __slots__ = ("_request", "response")
+
+    def __init__(self, request: web.Request) -> None:
+        self._request = request
+        self.response: web.StreamResponse | None = None
+
+    async def start(self, accepted: OllamaProxyAccepted) -> None:
+        response = self.response = web.StreamResponse(status=accepted.status)
+        if accepted.content_type:
+            response.headers["Content-Type"] = accepted.content_type
+        await response.prepare(self._request)
+
+    async def data(self, data: bytes, ending: bool) -> None:
+        assert self.response is not None
+        await self.response.write(data)
+
+    async def end(self, body: bytes) -> None:
+        assert self.response is not None
+        end = decode(body, OllamaProxyEnd)
+        if end.error is not None:
+            await self._fail(end.error)
+        else:
+            await self.response.write_eof()
+
+    async def idle(self) -> None:
+        await self._fail("The Ollama backend stopped responding")
+
+    async def _fail(self, message: str) -> None:
+        """A stream that broke: an NDJSON error line as Ollama sends one; otherwise the
+        connection is dropped so the client sees a truncated body, not a complete one."""
+        response = self.response
+        assert response is not None
+        if "ndjson" in (response.headers.get("Content-Type") or ""):
+            await response.write(encode({"error": message}) + b"\n")
+            await response.write_eof()
+        elif self._request.transport is not None:
+            self._request.transport.close()
 
 
 def add_routes(app: web.Application, access: dict[str, Access]) -> None:

@@ -7,8 +7,9 @@ also take it from the body (0.12 clients send it there).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aiohttp import web
-from aiohttp.typedefs import Handler
 from msgspec import UNSET
 
 from catalog.presets import now
@@ -23,7 +24,7 @@ from contracts.presets import (
 )
 from gateway.bodies import TRUE, json_bytes, json_value, parse, read_body
 from gateway.presets import Presets, meta_of, params_of
-from gateway.state import PRESETS, Access, principal_of
+from gateway.state import PRESETS, Access, Route, add_route_table, principal_of
 
 MAX_ID_LENGTH = 256
 
@@ -152,8 +153,8 @@ async def delete(request: web.Request) -> web.Response:
     return json_bytes(TRUE)
 
 
-async def _changed(presets: Presets, preset_id: str, change: object) -> Preset:
-    updated = await presets.store.update(preset_id, change)  # type: ignore[arg-type]
+async def _changed(presets: Presets, preset_id: str, change: Callable[[Preset], Preset]) -> Preset:
+    updated = await presets.store.update(preset_id, change)
     if updated is None:
         raise RagwayError("not_found", "Model not found")
     return updated
@@ -161,7 +162,7 @@ async def _changed(presets: Presets, preset_id: str, change: object) -> Preset:
 
 def add_routes(app: web.Application, access_table: dict[str, Access]) -> None:
     base = "/api/v1/models"
-    table: list[tuple[str, str, str, Handler]] = [
+    table: list[Route] = [
         ("POST", f"{base}/create", "presets_create", create),
         ("GET", f"{base}/", "presets_list", list_presets),
         ("GET", f"{base}/list", "presets_list_0_12", list_presets),
@@ -172,6 +173,4 @@ def add_routes(app: web.Application, access_table: dict[str, Access]) -> None:
         ("POST", f"{base}/model/delete", "presets_delete", delete),
         ("DELETE", f"{base}/model/delete", "presets_delete_http", delete),
     ]
-    for method, path, name, handler in table:
-        app.router.add_route(method, path, handler, name=name)
-        access_table[name] = "user"
+    add_route_table(app, access_table, table, "user")

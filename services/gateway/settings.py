@@ -48,6 +48,8 @@ class Settings(ServiceSettings, kw_only=True):
     # /metrics waits this long for every service instance's `$SRV.STATS` reply
     metrics_stats_window_seconds: Annotated[float, msgspec.Meta(gt=0, le=5)] = 0.2
     file_max_size_mb: Annotated[int, msgspec.Meta(ge=1)] = 100
+    # uploaded bytes each user may keep (all their files together); 0: no quota
+    storage_quota_mb: Annotated[int, msgspec.Meta(ge=0)] = 1024
     # ?stream=true status streams end after this long even if the file is still processing
     file_status_stream_max_seconds: Annotated[float, msgspec.Meta(gt=0)] = 600.0
     # RAG: how long a chat or query waits for files still being processed; chunks per item
@@ -56,6 +58,19 @@ class Settings(ServiceSettings, kw_only=True):
     # before it is searched as it is (named in the reply's sources as `indexing`)
     rag_complete_wait_seconds: Annotated[float, msgspec.Meta(ge=0)] = 5.0
     rag_top_k: Annotated[int, msgspec.Meta(ge=1)] = 4
+    # Gateway controls: limits (definitions `<prefix>_limits`, counters
+    # `<prefix>_limit_usage`) and the usage ledger (stream `<prefix>_usage`)
+    limits_enabled: bool = True
+    usage_ledger: bool = True
+    # tokens a completion is assumed to generate when it names no max_tokens (settled
+    # against the backend's usage afterwards)
+    completion_estimate_tokens: Annotated[int, msgspec.Meta(ge=0)] = 256
     # `?process_in_background=false` uploads, `process/text` and text edits answer once the
     # file is processed, or with it as it is after this long
     process_wait_seconds: Annotated[float, msgspec.Meta(ge=0)] = 120.0
+    # `POST /api/embeddings`: texts in one request (OpenAI's limit) and their characters
+    # (~250k tokens), texts per batch sent on, batches of one request in flight at once
+    embeddings_max_inputs: Annotated[int, msgspec.Meta(ge=1)] = 2048
+    embeddings_max_chars: Annotated[int, msgspec.Meta(ge=1)] = 1_000_000
+    embeddings_batch_size: Annotated[int, msgspec.Meta(ge=1)] = 32
+    embeddings_concurrency: Annotated[int, msgspec.Meta(ge=1)] = 4

@@ -8,21 +8,24 @@ from dataclasses import dataclass
 
 import msgspec
 
+from common.bus import Bus
 from common.nats_conn import connect_nats
 from common.service import ServiceHost
 from contracts import subjects
+from contracts.embeddings import EmbeddingModel, EmbeddingModelsRequest
 from contracts.models import ModelsReply, ModelsRequest
-from inference_proxy.backend_http import BackendPool
+from inference_proxy.backend_http import BackendPool, proxies_from_env
 from inference_proxy.cancels import CancelRegistry
 from inference_proxy.catalog import ModelCatalog
 from inference_proxy.chat import ChatRunner
 from inference_proxy.completions import Completions
+from inference_proxy.embeddings import Embeddings
+from inference_proxy.functions.pipes import PipeRunner
+from inference_proxy.functions.plugins import PluginService, PluginStore
+from inference_proxy.functions.sandbox import Sandbox, SandboxLimits
+from inference_proxy.functions.tool_loop import ToolLoop
 from inference_proxy.passthrough import OllamaPassthrough
-from inference_proxy.pipes import PipeRunner
-from inference_proxy.plugins import PluginService, PluginStore
-from inference_proxy.sandbox import Sandbox, SandboxLimits
 from inference_proxy.settings import Settings, configured_backends
-from inference_proxy.tool_loop import ToolLoop
 
 __all__ = ["InferenceProxy", "Settings", "serve"]
 
@@ -44,23 +47,38 @@ async def serve(settings: Settings) -> AsyncIterator[InferenceProxy]:
     openai, ollama = configured_backends(settings)
     async with AsyncExitStack() as stack:
         # one pool for every request to the backends (chat, pass-through, model lists);
-        # no timeout of its own but the connect one: every call sets its own bounds
+        # no timeout of its own but the connect one: every call sets its own bounds;
+        # HTTP(S)_PROXY / NO_PROXY honoured as aiohttp's trust_env (and Open WebUI) do
         backend = BackendPool(
             limit=settings.max_backend_connections,
             keepalive_seconds=30,
             connect_timeout=settings.backend_connect_timeout_seconds,
+            proxies=proxies_from_env(),
         )
         stack.push_async_callback(backend.close)
         nc = await stack.enter_async_context(
             connect_nats(settings.nats_servers(), name=subjects.INFERENCE_SERVICE)
         )
+        bus = Bus(nc)
+
+        async def local_models() -> list[EmbeddingModel]:
+            """ragway's own embedding models (the retrieval service runs them)."""
+            reply = await bus.call(
+                subjects.EMBEDDING_MODELS,
+                EmbeddingModelsRequest(),
+                timeout=settings.models_fetch_timeout_seconds,
+            )
+            return reply.models
+
         catalog = ModelCatalog(
             backend,
             openai,
             ollama,
             cache_seconds=settings.models_cache_seconds,
             fetch_timeout=settings.models_fetch_timeout_seconds,
+            local_models=local_models,
         )
+        embeddings = Embeddings(bus, backend, catalog, settings)
         # closed after the runners that use them (callbacks run last-in, first-out)
         chat_cancels = CancelRegistry(nc, subjects.CHAT_CANCEL)
         stack.push_async_callback(chat_cancels.close)
@@ -107,6 +125,7 @@ async def serve(settings: Settings) -> AsyncIterator[InferenceProxy]:
                 max_in_flight=settings.max_in_flight,
             )
         )
+        host.add_metrics(chat.errors.families)
         await host.serve(subjects.MODELS_LIST, list_models)
         await host.serve(subjects.CHAT_COMPLETE, completions.complete)
         await host.serve(subjects.CHAT_STREAM, completions.stream)
@@ -115,6 +134,7 @@ async def serve(settings: Settings) -> AsyncIterator[InferenceProxy]:
         await host.serve(subjects.PLUGINS_GET, plugin_service.get)
         await host.serve(subjects.PLUGINS_DELETE, plugin_service.delete)
         await host.serve(subjects.OLLAMA_PROXY, passthrough.open)
+        await host.serve(subjects.EMBEDDINGS_CREATE, embeddings.create)
         await nc.flush()  # the server knows the endpoints before we say we are serving
         yield InferenceProxy(
             catalog=catalog, chat=chat, plugins=plugins, sandbox=sandbox, backends=backend

@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 import structlog
 
 from common.codec import encode
+from common.errors import RagwayError
+from contracts.embeddings import EmbeddingModel
 from contracts.models import Model, ModelsReply
 from inference_proxy.backend_http import BackendHTTPError, BackendPool
 from inference_proxy.settings import Backend
@@ -44,6 +47,16 @@ class Snapshot:
     routes: dict[str, Route]
     encoded: bytes  # the ModelsReply JSON, encoded once per refresh
     fetched_at: float
+    # embedding models ragway serves itself (retrieval's), by id; listed after the rest
+    local_embeddings: dict[str, EmbeddingModel] = field(default_factory=dict)
+
+
+# ragway's own embedding models, from the service that runs them ([] when it is away)
+LocalModels = Callable[[], Awaitable[list[EmbeddingModel]]]
+
+
+async def _no_local_models() -> list[EmbeddingModel]:
+    return []
 
 
 class ModelCatalog:
@@ -57,8 +70,10 @@ class ModelCatalog:
         *,
         cache_seconds: float,
         fetch_timeout: float,
+        local_models: LocalModels = _no_local_models,
     ) -> None:
         self._pool = pool
+        self._local_models = local_models
         self._openai = openai
         self._ollama = ollama
         self._cache_seconds = cache_seconds
@@ -91,10 +106,20 @@ class ModelCatalog:
             found = (await self.snapshot(refresh=True)).routes.get(model_id)
         return found
 
+    async def embedding_route(self, model_id: str) -> Route | EmbeddingModel | None:
+        """Where embeddings by `model_id` come from: a backend, or ragway's own model."""
+        snapshot = await self.snapshot()
+        found = snapshot.routes.get(model_id) or snapshot.local_embeddings.get(model_id)
+        if found is None and time.monotonic() - snapshot.fetched_at > 1.0:
+            snapshot = await self.snapshot(refresh=True)
+            found = snapshot.routes.get(model_id) or snapshot.local_embeddings.get(model_id)
+        return found
+
     async def _fetch_all(self) -> Snapshot:
-        openai_lists, ollama_lists = await asyncio.gather(
+        openai_lists, ollama_lists, local = await asyncio.gather(
             asyncio.gather(*(self._fetch_openai(b) for b in self._openai)),
             asyncio.gather(*(self._fetch_ollama(b) for b in self._ollama)),
+            self._fetch_local(),
         )
         now = int(time.time())
         models: list[Model] = []
@@ -145,7 +170,39 @@ class ModelCatalog:
                     connection_type="local",
                 )
             )
-        return Snapshot(models, routes, encode(ModelsReply(data=models)), time.monotonic())
+        # a backend's model of the same name is the one served
+        local_embeddings = {m.id: m for m in local if m.id not in routes}
+        models += [
+            Model(
+                id=m.id,
+                name=m.id,
+                object="model",
+                created=now,
+                owned_by="openai",  # served in OpenAI's embeddings shape
+                connection_type="local",
+                embedding=m.info,
+            )
+            for m in local_embeddings.values()
+        ]
+        return Snapshot(
+            models,
+            routes,
+            encode(ModelsReply(data=models)),
+            time.monotonic(),
+            local_embeddings,
+        )
+
+    async def _fetch_local(self) -> list[EmbeddingModel]:
+        try:
+            async with asyncio.timeout(self._fetch_timeout):
+                return await self._local_models()
+        except RagwayError as exc:  # a listing without them beats no listing
+            # `unavailable`: no retrieval service runs (a deployment may leave it out)
+            level = log.debug if exc.code == "unavailable" else log.warning
+            level("local_models_failed", error=exc.detail)
+        except TimeoutError:
+            log.warning("local_models_failed", error="timeout")
+        return []
 
     async def _fetch_openai(self, backend: Backend) -> list[dict[str, Any]]:
         headers = {"Authorization": f"Bearer {backend.api_key}"} if backend.api_key else {}

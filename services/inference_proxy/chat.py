@@ -1,39 +1,32 @@
 """Chat completions against the backend that serves the model: one answer, or a stream
-relayed to the caller's NATS inbox as it arrives."""
+(`ChatStream`: the backend's bytes translated to ragway's SSE as they arrive), relayed
+to the caller's NATS inbox or read in process (the tool loop)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-import nats.errors
-import structlog
 from nats.aio.client import Client
 
-from common.codec import encode
 from common.errors import RagwayError
-from common.idle import idle_timeout
-from common.tasks import BackgroundTasks
-from contracts.chat import STREAM_END, STREAM_HEADER, CompletionJob, StreamAccepted, StreamEnd
+from common.idle import IdleDeadline
+from contracts.chat import CompletionJob, StreamAccepted, StreamEnd
+from contracts.streams import error_event
 from inference_proxy.backend_http import BackendHTTPError, BackendPool, BackendResponse
-from inference_proxy.cancels import CancelRegistry, CancelWatch
+from inference_proxy.cancels import CancelRegistry
 from inference_proxy.catalog import ModelCatalog
 from inference_proxy.errors import StreamFailure, error_for_exception, error_for_status
+from inference_proxy.metrics import BackendErrors
 from inference_proxy.ollama_convert import completion_from_ollama, to_ollama_chat
+from inference_proxy.relay import Outbox, Relay, Relays, backend_reading, release_for_reuse
 from inference_proxy.settings import Backend, Settings
-from inference_proxy.translate import OllamaStream, OpenAIStream, error_event
+from inference_proxy.translate import OllamaStream, OpenAIStream
 from inference_proxy.ui_fields import strip_ui_fields
-
-log = structlog.get_logger()
-
-_END_HEADERS = {STREAM_HEADER: STREAM_END}
-# after a stream's end: how long to wait for the body's end before closing instead
-REUSE_WAIT_SECONDS = 1.0
-
 
 _top_level = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _json_decode = msgspec.json.decode
@@ -45,10 +38,6 @@ class _Completion(msgspec.Struct):
     """Enough of a chat.completion to know the backend answered with one."""
 
     choices: list[Any]
-
-
-class _PublishFailed(Exception):
-    pass
 
 
 @dataclass
@@ -73,8 +62,8 @@ class ChatRunner:
         self._backend = backend  # the connect timeout is the pool's
         self._catalog = catalog
         self._settings = settings
-        self._relays = BackgroundTasks()
-        self._cancels = cancels
+        self._relays = Relays(cancels)
+        self.errors = BackendErrors()  # read by /metrics
 
     async def _prepare(self, job: CompletionJob, *, stream: bool) -> _Request:
         # Top-level fields only: the messages (most of a long chat) stay raw JSON, copied
@@ -90,6 +79,10 @@ class ChatRunner:
             raise RagwayError("invalid", "The completion body needs a `model`")
         route = await self._catalog.route(model)
         if route is None:
+            if await self._catalog.embedding_route(model) is not None:
+                raise RagwayError(
+                    "invalid", f"'{model}' is an embedding model: use POST /api/embeddings"
+                )
             raise RagwayError("not_found", "Model not found")
         backend = route.pick()
         if backend.kind == "ollama":
@@ -134,18 +127,23 @@ class ChatRunner:
                     response.release()  # closes instead when the body did not end
                 status = response.status
         except (BackendHTTPError, TimeoutError) as exc:
+            self.errors.failed(backend, _reason(exc))
             raise error_for_exception(backend, exc, limit) from None
         if status >= 300:
+            self.errors.failed(backend, "status")
             raise error_for_status(backend, status, body)
         try:
             if backend.kind == "ollama":
                 return completion_from_ollama(msgspec.json.decode(body), request.model)
             msgspec.json.decode(body, type=_Completion)
         except (msgspec.DecodeError, AttributeError):
-            raise RagwayError(
-                "bad_gateway", f"Model backend {backend.host} sent a malformed answer"
-            ) from None
+            self.errors.failed(backend, "malformed")
+            raise RagwayError("bad_gateway", f"{backend.label} sent a malformed answer") from None
         return body  # an OpenAI backend's answer goes out as it came
+
+    async def open(self, job: CompletionJob) -> ChatStream:
+        """The backend's stream once it answered 2xx (errors before that are raised)."""
+        return await self._open(await self._prepare(job, stream=True))
 
     async def stream(
         self, job: CompletionJob, *, first_in_reply: bool = False, tail_in_end: bool = False
@@ -159,57 +157,13 @@ class ChatRunner:
         if not job.stream_inbox:
             raise RagwayError("invalid", "A stream needs a `stream_inbox`")
         request = await self._prepare(job, stream=True)
-        # The backend is opened in the calling task (no task of its own: one hop less
-        # before the first chunk); a cancel message cancels this task while it opens.
-        current = asyncio.current_task()
-        cancel = await self._cancels.watch(job.stream_id, current)
-        started = time.perf_counter()
-        try:
-            try:
-                response = await self._open(request)
-            except asyncio.CancelledError:
-                requested = cancel is not None and cancel.requested
-                # uncancel() == 0: the cancel message was the only reason (not a shutdown)
-                if requested and current is not None and current.uncancel() == 0:
-                    raise RagwayError("timeout", "The stream was cancelled by its caller") from None
-                raise
-        except BaseException:
-            self._cancels.forget(cancel)
-            raise
-        translator: OpenAIStream | OllamaStream = (
-            OllamaStream(request.model)
-            if request.backend.kind == "ollama"
-            else OpenAIStream(request.model)
-        )
-        first = b""
-        failure: str | None = None
-        if first_in_reply and (data := response.buffered()):
-            try:
-                first = translator.feed(data)
-            except StreamFailure as exc:
-                failure = str(exc)  # reported by the relay, as any later failure
-        relay = self._relays.spawn(
-            self._relay(
-                request,
-                response,
-                translator,
-                job.stream_inbox,
-                cancel,
-                started,
-                failure,
-                tail_in_end,
-            )
-        )
-        # A relay cancelled before its first step never runs its `finally`: the
-        # connection (and its slot in the shared pool) must not stay taken then.
-        relay.add_done_callback(lambda _: response.close())
-        if cancel is not None:
-            cancel.task = relay
-            if cancel.requested:
-                relay.cancel()
+        stream, cancel = await self._relays.open(job.stream_id, lambda: self._open(request))
+        first = stream.first() if first_in_reply else b""
+        relay = ChatRelay(stream, tail_in_end=tail_in_end, errors=self.errors)
+        self._relays.start(relay, Outbox(self._nc, job.stream_inbox), cancel)
         return StreamAccepted(model=request.model, first=first)
 
-    async def _open(self, request: _Request) -> BackendResponse:
+    async def _open(self, request: _Request) -> ChatStream:
         backend = request.backend
         limit = self._settings.backend_timeout_seconds
         try:
@@ -220,130 +174,151 @@ class ChatRunner:
                         body = await response.read()
                     finally:
                         response.release()
+                    self.errors.failed(backend, "status")
                     raise error_for_status(backend, response.status, body)
         except (BackendHTTPError, TimeoutError) as exc:
+            self.errors.failed(backend, _reason(exc))
             raise error_for_exception(backend, exc, limit) from None
-        return response
-
-    async def _relay(
-        self,
-        request: _Request,
-        response: BackendResponse,
-        translator: OpenAIStream | OllamaStream,
-        inbox: str,
-        cancel: CancelWatch | None,
-        started: float,
-        failure: str | None,
-        tail_in_end: bool,
-    ) -> None:
-        idle = self._settings.backend_idle_timeout_seconds
-        error: str | None = None
-        tail = b""  # the closing bytes, when they ride in the end message
-        outcome = "ok"
-        chunks = 0
-        try:
-            try:
-                if failure is not None:
-                    raise StreamFailure(failure)
-                async with idle_timeout(idle) as quiet:
-                    while not translator.done:
-                        data = await response.readany()
-                        if not data:
-                            break
-                        quiet.touch()
-                        out = translator.feed(data)
-                        if out and tail_in_end and translator.done:
-                            # the backend's last bytes ride in the end message with the
-                            # closing ones, which follow at once: a message less
-                            tail = out
-                        elif out:
-                            chunks += 1
-                            await self._publish(inbox, out)
-                closing = translator.close()  # raises only before the backend's [DONE]
-                if tail_in_end:
-                    tail += closing
-                else:
-                    await self._publish(inbox, closing)
-            except TimeoutError:
-                error = f"The model backend sent nothing for {idle:g}s"
-            except StreamFailure as exc:
-                error = str(exc)
-            except BackendHTTPError:
-                error = f"The connection to model backend {request.backend.host} broke"
-            if error is not None:
-                outcome = "backend_failed"
-                await self._publish(inbox, error_event(error))
-        except asyncio.CancelledError:
-            outcome = "cancelled" if cancel is not None and cancel.requested else "shutdown"
-            error = error or "The stream was cancelled"
-        except _PublishFailed:
-            outcome, error = "publish_failed", "The stream could not be delivered"
-        finally:
-            if error is not None:
-                response.close()  # tells the backend to stop generating
-            with contextlib.suppress(Exception):
-                await self._publish(
-                    inbox,
-                    encode(
-                        StreamEnd(
-                            content=translator.content,
-                            finish_reason=translator.finish_reason,
-                            usage=translator.usage,
-                            error=error,
-                            tail=tail,
-                        )
-                    ),
-                    _END_HEADERS,
-                )
-            self._cancels.forget(cancel)
-            # the service's request line (ServiceHost) already logged the accepted stream
-            # with its request id: this second line goes out at `info` only on failure
-            (log.info if error is not None else log.debug)(
-                "chat_stream",
-                model=request.model,
-                backend=request.backend.host,
-                outcome=outcome,
-                error=error,
-                messages=chunks,
-                duration_ms=round((time.perf_counter() - started) * 1000, 1),
-            )
-            if error is None:
-                await _release_for_reuse(response)
-
-    async def _publish(
-        self, inbox: str, data: bytes, headers: dict[str, str] | None = None
-    ) -> None:
-        """Publish, riding out a short reconnect; give up when it lasts."""
-        for _ in range(30):
-            try:
-                await self._nc.publish(inbox, data, headers=headers)
-                return
-            except nats.errors.OutboundBufferLimitError:
-                await asyncio.sleep(0.1)
-            except (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError):
-                break
-        raise _PublishFailed
+        return ChatStream(request, response, self._settings.backend_idle_timeout_seconds)
 
     async def aclose(self, grace_seconds: float = 10.0) -> None:
         """Let running streams finish (bounded), then cancel the rest."""
-        await self._relays.drain(grace_seconds)
+        await self._relays.aclose(grace_seconds)
 
 
-async def _release_for_reuse(response: BackendResponse) -> None:
-    """Wait for the end of the body, then hand the connection back.
+class ChatStream:
+    """A backend's chat stream after its 2xx, read as ragway's SSE bytes:
+    `async with stream.reading(): while data := await stream.next(): ...`, then
+    `closing()`; `release()` it when it ended well, `close()` it otherwise."""
 
-    A backend may send `[DONE]` (or Ollama's `done`) before the chunked body's terminator,
-    in a later segment; a response released before its body ended closes the connection,
-    so every stream would open a new one. The caller already has its end message; this
-    only waits (bounded) for the terminator."""
-    if not response.ended:
+    __slots__ = ("_deadline", "_failure", "_idle", "request", "response", "translator")
+
+    def __init__(self, request: _Request, response: BackendResponse, idle: float) -> None:
+        self.request = request
+        self.response = response
+        self.translator: OpenAIStream | OllamaStream = (
+            OllamaStream(request.model)
+            if request.backend.kind == "ollama"
+            else OpenAIStream(request.model)
+        )
+        self._idle = idle
+        self._failure: str | None = None  # met in `first`, raised by `reading`
+        self._deadline: IdleDeadline | None = None
+
+    @property
+    def done(self) -> bool:
+        """The backend's stream said its last word (its [DONE], Ollama's `done`)."""
+        return self.translator.done
+
+    def first(self) -> bytes:
+        """What arrived with the backend's headers, translated, without waiting."""
+        data = self.response.buffered()
+        if not data:
+            return b""
         try:
-            async with asyncio.timeout(REUSE_WAIT_SECONDS):
-                await response.wait_end()
-        except TimeoutError:
-            response.close()
-            return
-        except BaseException:
-            response.close()
-            raise
-    response.release()  # keeps the connection only when the body ended cleanly
+            return self.translator.feed(data)
+        except StreamFailure as exc:
+            self._failure = str(exc)  # reported by `reading`, as any later failure
+            return b""
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[None]:
+        """Bound the reads by the idle timeout; a broken or silent backend, or malformed
+        data, raise StreamFailure out of the block."""
+        if self._failure is not None:
+            raise StreamFailure(self._failure)
+        async with backend_reading(
+            self._idle, "model backend", self.request.backend.label
+        ) as deadline:
+            self._deadline = deadline
+            yield
+
+    async def next(self) -> bytes:
+        """The next translated bytes (possibly several events); b"" once the backend's
+        stream is over. Call it inside `reading()`."""
+        translator = self.translator
+        while not translator.done:
+            data = await self.response.readany()
+            if not data:
+                break
+            if self._deadline is not None:
+                self._deadline.touch()
+            out = translator.feed(data)
+            if out:
+                return out
+        return b""
+
+    def closing(self) -> bytes:
+        """The stream's last bytes (through DONE); StreamFailure when it ended early."""
+        return self.translator.close()
+
+    def end(self, error: str | None, tail: bytes = b"") -> StreamEnd:
+        translator = self.translator
+        return StreamEnd(
+            content=translator.content,
+            finish_reason=translator.finish_reason,
+            usage=translator.usage,
+            error=error,
+            tail=tail,
+        )
+
+    def close(self) -> None:
+        self.response.close()  # tells the backend to stop generating
+
+    async def release(self) -> None:
+        await release_for_reuse(self.response)
+
+
+class ChatRelay(Relay):
+    """A chat stream relayed as it arrives."""
+
+    event = "chat_stream"
+
+    def __init__(
+        self, stream: ChatStream, *, tail_in_end: bool, errors: BackendErrors | None = None
+    ) -> None:
+        self._stream = stream
+        self._errors = errors
+        self._tail_in_end = tail_in_end
+        self._tail = b""  # the closing bytes, when they ride in the end message
+        self._messages = 0
+
+    async def pump(self, out: Outbox) -> None:
+        stream = self._stream
+        tail_in_end = self._tail_in_end
+        async with stream.reading():
+            while data := await stream.next():
+                if tail_in_end and stream.done:
+                    # the backend's last bytes ride in the end message with the closing
+                    # ones, which follow at once: a message less
+                    self._tail = data
+                else:
+                    self._messages += 1
+                    await out.send(data)
+        closing = stream.closing()  # raises only before the backend's [DONE]
+        if tail_in_end:
+            self._tail += closing
+        else:
+            await out.send(closing)
+
+    async def failed(self, out: Outbox, error: str) -> None:
+        if self._errors is not None:
+            self._errors.failed(self._stream.request.backend, "stream")
+        await out.send(error_event(error))
+
+    def end_message(self, error: str | None) -> StreamEnd:
+        return self._stream.end(error, self._tail)
+
+    def stop(self) -> None:
+        self._stream.close()
+
+    async def release(self) -> None:
+        await self._stream.release()
+
+    def log_fields(self) -> dict[str, Any]:
+        request = self._stream.request
+        return {"model": request.model, "backend": request.backend.host, "messages": self._messages}
+
+
+def _reason(exc: BaseException) -> str:
+    return "timeout" if isinstance(exc, TimeoutError) else "transport"

@@ -9,9 +9,9 @@ import msgspec
 
 from contracts.chat import CompletionJob, StreamAccepted
 from inference_proxy.chat import ChatRunner
-from inference_proxy.pipes import PipeRunner
-from inference_proxy.plugins import PluginStore, usable
-from inference_proxy.tool_loop import ToolLoop
+from inference_proxy.functions.pipes import PipeRunner
+from inference_proxy.functions.plugins import PluginStore, usable
+from inference_proxy.functions.tool_loop import ToolLoop
 
 
 class _Routing(msgspec.Struct):

@@ -7,7 +7,11 @@ from typing import Any
 import msgspec
 
 from common.errors import RagwayError
-from inference_proxy.backend_http import BackendConnectError, BackendDisconnected
+from inference_proxy.backend_http import (
+    BackendConnectError,
+    BackendDisconnected,
+    BackendProtocolError,
+)
 from inference_proxy.settings import Backend
 
 
@@ -34,14 +38,14 @@ def error_for_status(backend: Backend, status: int, body: bytes) -> RagwayError:
     if 300 <= status < 400:  # not followed: a POST must not silently change its target
         return RagwayError(
             "bad_gateway",
-            f"Model backend {backend.host} answered with a redirect (HTTP {status}): "
+            f"{backend.label} answered with a redirect (HTTP {status}): "
             "configure the URL it redirects to",
         )
     message = backend_message(body)
     if status in (401, 403):
         return RagwayError(
             "bad_gateway",
-            f"Model backend {backend.host} rejected ragway's credentials (HTTP {status})",
+            f"{backend.label} rejected ragway's credentials (HTTP {status})",
         )
     if status == 404:
         return RagwayError("not_found", message or "Model not found")
@@ -58,11 +62,11 @@ def error_for_status(backend: Backend, status: int, body: bytes) -> RagwayError:
 def error_for_exception(backend: Backend, exc: BaseException, timeout: float) -> RagwayError:
     """Map a transport failure while waiting for the backend's answer."""
     if isinstance(exc, TimeoutError):
-        return RagwayError(
-            "timeout", f"Model backend {backend.host} did not answer within {timeout:g}s"
-        )
+        return RagwayError("timeout", f"{backend.label} did not answer within {timeout:g}s")
     if isinstance(exc, BackendConnectError):
-        return RagwayError("bad_gateway", f"Model backend unreachable: {backend.host}")
+        return RagwayError("bad_gateway", f"{backend.label} is unreachable")
     if isinstance(exc, BackendDisconnected):
-        return RagwayError("bad_gateway", f"Model backend {backend.host} closed the connection")
-    return RagwayError("bad_gateway", f"Model backend {backend.host} failed")
+        return RagwayError("bad_gateway", f"{backend.label} closed the connection")
+    if isinstance(exc, BackendProtocolError):  # our own words: malformed HTTP, an encoding
+        return RagwayError("bad_gateway", f"{backend.label}: {exc}")
+    return RagwayError("bad_gateway", f"{backend.label} failed")

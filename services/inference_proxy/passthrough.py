@@ -9,30 +9,21 @@ index (not_found), unreachable or silent backend (bad_gateway/timeout).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import time
+from typing import Any
 
 import msgspec
-import nats.errors
-import structlog
 from nats.aio.client import Client
 
-from common.codec import encode
 from common.errors import RagwayError
-from common.idle import idle_timeout
-from common.tasks import BackgroundTasks
-from contracts.chat import STREAM_END, STREAM_HEADER
 from contracts.ollama import OllamaProxyAccepted, OllamaProxyEnd, OllamaProxyRequest, path_level
 from inference_proxy.backend_http import BackendHTTPError, BackendPool, BackendResponse
-from inference_proxy.cancels import CancelRegistry, CancelWatch
+from inference_proxy.cancels import CancelRegistry
 from inference_proxy.catalog import ModelCatalog
 from inference_proxy.errors import error_for_exception
+from inference_proxy.relay import Outbox, Relay, Relays, backend_reading, release_for_reuse
 from inference_proxy.settings import Backend, Settings
 
-log = structlog.get_logger()
-
 MAX_PIECE = 256 * 1024  # well under any NATS max_payload
-_END_HEADERS = {STREAM_HEADER: STREAM_END}
 
 
 class _Named(msgspec.Struct):
@@ -55,11 +46,10 @@ class OllamaPassthrough:
     ) -> None:
         self._nc = nc
         self._pool = pool  # the connect timeout is the pool's
-        self._cancels = cancels
         self._backends = backends
         self._catalog = catalog
         self._settings = settings
-        self._relays = BackgroundTasks()
+        self._relays = Relays(cancels)
 
     async def open(self, request: OllamaProxyRequest) -> OllamaProxyAccepted:
         """Send the request; once the backend answered, relay its body in the background."""
@@ -69,33 +59,12 @@ class OllamaPassthrough:
         if level == "admin" and request.principal.role != "admin":
             raise RagwayError("forbidden", "Only administrators may do this")
         backend = await self._backend(request)
-        sending = asyncio.ensure_future(self._send(backend, request))
         # a caller gone while the backend is still thinking stops it too
-        cancel = await self._cancels.watch(request.stream_id, sending)
-        started = time.perf_counter()
-        try:
-            try:
-                response = await sending
-            except asyncio.CancelledError:
-                current = asyncio.current_task()
-                requested = cancel is not None and cancel.requested
-                if requested and current is not None and not current.cancelling():
-                    raise RagwayError("timeout", "Cancelled by the caller") from None
-                raise
-        except BaseException:
-            sending.cancel()
-            if sending.done() and not sending.cancelled() and sending.exception() is None:
-                sending.result().close()  # answered as this task was cancelled
-            self._cancels.forget(cancel)
-            raise
-        relay = self._relays.spawn(self._relay(backend, request, response, cancel, started))
-        # A relay cancelled before its first step never runs its `finally`: the
-        # connection (and its slot in the pool) must not stay taken then.
-        relay.add_done_callback(lambda _: response.close())
-        if cancel is not None:
-            cancel.task = relay
-            if cancel.requested:
-                relay.cancel()
+        response, cancel = await self._relays.open(
+            request.stream_id, lambda: self._send(backend, request)
+        )
+        relay = _PassthroughRelay(backend, request, response, self._settings)
+        self._relays.start(relay, Outbox(self._nc, request.stream_inbox), cancel)
         return OllamaProxyAccepted(
             status=response.status, content_type=response.headers.get("content-type", "")
         )
@@ -131,61 +100,57 @@ class OllamaPassthrough:
             detail = error.detail.replace("Model backend", "Ollama backend")
             raise RagwayError(error.code, detail) from None
 
-    async def _relay(
+    async def aclose(self, grace_seconds: float = 10.0) -> None:
+        """Let running relays finish (bounded), then cancel the rest."""
+        await self._relays.aclose(grace_seconds)
+
+
+class _PassthroughRelay(Relay):
+    """The backend's body, bytes unchanged, in pieces one NATS message can carry."""
+
+    event = "ollama_passthrough"
+
+    def __init__(
         self,
         backend: Backend,
         request: OllamaProxyRequest,
         response: BackendResponse,
-        cancel: CancelWatch | None,
-        started: float,
+        settings: Settings,
     ) -> None:
-        idle = self._settings.backend_idle_timeout_seconds
-        inbox = request.stream_inbox
-        size, error, outcome = 0, None, "ok"
-        try:
-            async with idle_timeout(idle) as deadline:
-                while True:
-                    data = await response.readany()
-                    if not data:
-                        break
-                    deadline.touch()
-                    size += len(data)
-                    for start in range(0, len(data), MAX_PIECE):
-                        await self._nc.publish(inbox, data[start : start + MAX_PIECE])
-        except asyncio.CancelledError:
-            requested = cancel is not None and cancel.requested
-            outcome = "cancelled" if requested else "shutdown"
-            error = "Cancelled by the caller" if requested else "The proxy is shutting down"
-        except TimeoutError:
-            outcome, error = "backend_failed", f"The Ollama backend sent nothing for {idle:g}s"
-        except BackendHTTPError:
-            outcome = "backend_failed"
-            error = f"The connection to Ollama backend {backend.host} broke"
-        except nats.errors.Error:
-            outcome, error = "relay_failed", "The reply could not be delivered"
-        finally:
-            if error is None:
-                response.release()  # the body was read to its end: the connection is kept
-            else:
-                response.close()  # stop the backend (a pull or a generation) too
-            with contextlib.suppress(Exception):
-                await self._nc.publish(
-                    inbox, encode(OllamaProxyEnd(size=size, error=error)), headers=_END_HEADERS
-                )
-            self._cancels.forget(cancel)
-            log.info(
-                "ollama_passthrough",
-                path=request.path,
-                backend=backend.host,
-                status=response.status,
-                outcome=outcome,
-                bytes=size,
-                duration_ms=round((time.perf_counter() - started) * 1000, 1),
-            )
+        self._backend = backend
+        self._request = request
+        self._response = response
+        self._idle = settings.backend_idle_timeout_seconds
+        self._size = 0
 
-    async def aclose(self, grace_seconds: float = 10.0) -> None:
-        """Let running relays finish (bounded), then cancel the rest."""
-        await self._relays.drain(grace_seconds)
+    async def pump(self, out: Outbox) -> None:
+        response = self._response
+        async with backend_reading(self._idle, "Ollama backend", self._backend.label) as idle:
+            while data := await response.readany():
+                idle.touch()
+                self._size += len(data)
+                for start in range(0, len(data), MAX_PIECE):
+                    await out.send(data[start : start + MAX_PIECE])
+
+    def end_message(self, error: str | None) -> OllamaProxyEnd:
+        return OllamaProxyEnd(size=self._size, error=error)
+
+    def cancelled(self, requested: bool) -> str:
+        return "Cancelled by the caller" if requested else "The proxy is shutting down"
+
+    def stop(self) -> None:
+        self._response.close()  # stop the backend (a pull or a generation) too
+
+    async def release(self) -> None:
+        await release_for_reuse(self._response)  # read to its end: the connection is kept
+
+    def log_fields(self) -> dict[str, Any]:
+        return {
+            "path": self._request.path,
+            "backend": self._backend.host,
+            "status": self._response.status,
+            "bytes": self._size,
+        }
 
 
 def _model_of(body: bytes) -> str:

@@ -49,8 +49,16 @@ class Backend:
 
     @property
     def host(self) -> str:
+        """host:port for the logs (no userinfo: URLs may carry credentials)."""
         rest = self.base_url.split("://", 1)[-1]
-        return rest.split("/", 1)[0]
+        return rest.split("/", 1)[0].rpartition("@")[2]
+
+    @property
+    def label(self) -> str:
+        """How errors that reach clients name the backend: by kind and index, as Open
+        WebUI's urlIdx does, never by URL (internal hosts, credentials in userinfo)."""
+        kind = "OpenAI-compatible" if self.kind == "openai" else "Ollama"
+        return f"{kind} backend #{self.idx}"
 
 
 def configured_backends(settings: Settings) -> tuple[list[Backend], list[Backend]]:

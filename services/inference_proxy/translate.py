@@ -13,20 +13,12 @@ from typing import Any
 
 import msgspec
 
+from contracts.streams import DONE, sse
 from inference_proxy.errors import StreamFailure
 from inference_proxy.ollama_convert import finish_reason, ollama_usage, openai_tool_calls
 
-DONE = b"data: [DONE]\n\n"
 _json_decode = msgspec.json.decode
 _encode = msgspec.json.Encoder().encode
-
-
-def sse(payload: bytes) -> bytes:
-    return b"data: " + payload + b"\n\n"
-
-
-def error_event(message: str) -> bytes:
-    return sse(_encode({"error": {"message": message}})) + DONE
 
 
 class _LineTranslator:
@@ -38,6 +30,8 @@ class _LineTranslator:
         self.parts: list[str] = []
         self.finish_reason: str | None = None
         self.usage: dict[str, Any] | None = None
+        # the tool calls so far, by index, their streamed fragments joined
+        self.tool_calls: dict[int, dict[str, Any]] = {}
         self._pending = b""
 
     @property
@@ -64,6 +58,29 @@ class _LineTranslator:
     def _line(self, line: bytes) -> bytes | None:
         raise NotImplementedError
 
+    def _merge_calls(self, pieces: list[Any]) -> None:
+        """Join streamed tool-call fragments (OpenAI sends arguments in pieces)."""
+        calls = self.tool_calls
+        for piece in pieces:
+            if not isinstance(piece, dict):
+                continue
+            index = piece.get("index", len(calls))
+            call = calls.setdefault(
+                index, {"id": "", "type": "function", "function": {"name": "", "arguments": ""}}
+            )
+            if piece.get("id"):
+                call["id"] = piece["id"]
+            function = piece.get("function")
+            if not isinstance(function, dict):
+                continue
+            if function.get("name"):
+                call["function"]["name"] += function["name"]
+            arguments = function.get("arguments")
+            if isinstance(arguments, str):
+                call["function"]["arguments"] += arguments
+            elif isinstance(arguments, dict):
+                call["function"]["arguments"] = _encode(arguments).decode()
+
     def close(self) -> bytes:
         """The last bytes of a stream that ended; StreamFailure when it ended too early."""
         raise NotImplementedError
@@ -75,6 +92,7 @@ class _LineTranslator:
 class _Delta(msgspec.Struct):
     role: str | None = None
     content: str | None = None
+    tool_calls: list[Any] | None = None
 
 
 class _Choice(msgspec.Struct):
@@ -134,8 +152,11 @@ class OpenAIStream(_LineTranslator):
             return None
         choice = chunk.choices[0]
         delta = choice.delta
-        if delta is not None and delta.content:
-            self.parts.append(delta.content)
+        if delta is not None:
+            if delta.content:
+                self.parts.append(delta.content)
+            if delta.tool_calls:
+                self._merge_calls(delta.tool_calls)
         if choice.finish_reason:
             self.finish_reason = choice.finish_reason
             self._held = self._fixed(payload)
@@ -281,6 +302,7 @@ class OllamaStream(_LineTranslator):
                 delta.reasoning_content = message.thinking
             if message.tool_calls:
                 delta.tool_calls = openai_tool_calls(message.tool_calls)
+                self._merge_calls(delta.tool_calls)
                 self._tool_calls = True
         if self._first:
             delta.role = "assistant"

@@ -16,9 +16,10 @@ from common.nats_conn import connect_nats
 from common.service import ServiceHost
 from contracts.subjects import INGESTION_SERVICE
 from embedding.embedder import Embedder
+from ingestion.child import process_file_in_child
 from ingestion.documents import ProcessedFile
 from ingestion.jobs import JobProcessor
-from ingestion.pipeline import process_file_in_thread
+from ingestion.metrics import ingest_families
 from ingestion.queue import JobQueue
 from ingestion.settings import Settings
 from ingestion.vectors import EmbeddingStats, VectorWriter
@@ -54,13 +55,22 @@ class Ingestion:
         return self._processor.writer.stats
 
     @property
+    def extractions(self) -> int:
+        return self._processor.extractions
+
+    @property
     def jobs(self) -> WorkerStats:
         return self.worker.stats
 
     async def process_file(self, blob: bytes, filename: str, content_type: str) -> ProcessedFile:
-        """Extract and chunk one file in a worker thread; raises `ExtractionError`."""
-        return await process_file_in_thread(
-            blob, filename, content_type, limits=self.limits, chunking=self.chunking
+        """Extract and chunk one file in a child process; raises `ExtractionError`."""
+        return await process_file_in_child(
+            blob,
+            filename,
+            content_type,
+            limits=self.limits,
+            chunking=self.chunking,
+            child=self.settings.child_limits(),
         )
 
 
@@ -91,6 +101,7 @@ async def serve(settings: Settings) -> AsyncIterator[Ingestion]:
             writer,
             limits=settings.extraction_limits(),
             chunking=settings.chunking(),
+            child=settings.child_limits(),
             max_file_bytes=settings.file_max_size_mb * 1024 * 1024,
             hand_out=JobQueue(js, settings.ingest_subject).hand_out,
             range_chunks=settings.dense_range_chunks,
@@ -99,6 +110,7 @@ async def serve(settings: Settings) -> AsyncIterator[Ingestion]:
             ServiceHost(nc, INGESTION_SERVICE, description="File ingestion")
         )
         worker = Worker(js, processor, settings)
+        host.add_metrics(lambda: ingest_families(processor.files, writer.stats, worker.stats))
         await worker.start()
         stack.push_async_callback(worker.stop)
         yield Ingestion(nc, host, settings, processor, worker)

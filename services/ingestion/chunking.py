@@ -224,10 +224,14 @@ def _finish(text: str, drafts: list[_Draft], spans: list[Span], size: int) -> li
     span_ends = [span.end for span in spans]
     chunks: list[Chunk] = []
     for draft in drafts:
-        metadata: Metadata = {}
+        # where the chunk's own text lies in the extracted text (citable: `text[start:end]`)
+        metadata: Metadata = {"start_index": draft.start, "end_index": draft.end}
         if spans:
-            at = bisect.bisect_right(span_ends, draft.start)
-            metadata.update(spans[min(at, len(spans) - 1)].metadata)
+            first = spans[min(bisect.bisect_right(span_ends, draft.start), len(spans) - 1)]
+            last = spans[min(bisect.bisect_left(span_ends, draft.end), len(spans) - 1)]
+            metadata.update(first.metadata)
+            if "page" in last.metadata and last.metadata["page"] != first.metadata.get("page"):
+                metadata["page_end"] = last.metadata["page"]  # it runs onto later pages
         if draft.path:
             metadata["headings"] = list(draft.path)
         body = text[draft.start : draft.end]

@@ -20,17 +20,18 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
+import msgspec
 import structlog
 
-from catalog.files import FileCatalog, blob_name, text_name
+from catalog.files import FileCatalog, blob_name, chunks_name, text_name
 from common.errors import RagwayError
 from contracts.files import FileData, FileRecord, IngestJob
 from contracts.retrieval import ChunkVector
+from ingestion.child import ChildLimits, process_file_in_child
 from ingestion.chunking import ChunkingOptions
 from ingestion.documents import ProcessedFile
 from ingestion.errors import ExtractionError
 from ingestion.extraction import ExtractionLimits
-from ingestion.pipeline import process_file_in_thread
 from ingestion.vectors import VectorWriter
 
 log = structlog.get_logger()
@@ -42,6 +43,8 @@ KEYWORD_BATCH_CHARS = 256 * 1024
 EDITED_NAME = "edited.md"  # how an edited text is read: Markdown
 
 HandOut = Callable[[IngestJob], Awaitable[None]]
+_encode_processed = msgspec.msgpack.Encoder().encode
+_decode_processed = msgspec.msgpack.Decoder(ProcessedFile).decode
 
 
 class FileGone(Exception):
@@ -64,6 +67,7 @@ class JobProcessor:
         *,
         limits: ExtractionLimits,
         chunking: ChunkingOptions,
+        child: ChildLimits,
         max_file_bytes: int,
         hand_out: HandOut,
         range_chunks: int,
@@ -72,6 +76,9 @@ class JobProcessor:
         self.writer = writer
         self._limits = limits
         self._chunking = chunking
+        self._child = child
+        self.extractions = 0  # files read by a parser (range jobs read stored chunks)
+        self.files = {"completed": 0, "failed": 0}  # files this instance finished (/metrics)
         self._max_file_bytes = max_file_bytes
         self._hand_out = hand_out
         self._range_chunks = range_chunks
@@ -85,7 +92,7 @@ class JobProcessor:
             log.info("job_already_finished", file_id=job.file_id, status=record.data.status)
             return
         if job.stop > job.start:
-            processed = await self._extract(record)
+            processed = await self._extracted(record)
             await self._embed_range(record, processed, job.start, job.stop)
         else:
             await self._index_file(record, job.request_id)
@@ -125,6 +132,8 @@ class JobProcessor:
         if len(ranges) <= 1:
             await self._embed_range(record, processed, 0, total)
             return
+        # Extracted once: every range job reads these chunks instead of parsing again.
+        await self.catalog.blobs.put_bytes(chunks_name(file_id), _encode_processed(processed))
         for first, stop in ranges:
             await self._hand_out(
                 IngestJob(file_id=file_id, request_id=request_id, start=first, stop=stop)
@@ -199,8 +208,10 @@ class JobProcessor:
     async def _complete(self, record: FileRecord, total: int, *, reused: bool) -> None:
         if reused:
             await self._set(record.id, lambda data: _completed(total))
+        await self.catalog.blobs.delete(chunks_name(record.id))  # no range needs them now
         if not record.meta.edited:  # an edited file's vectors no longer match its bytes
             await self.catalog.remember_hash(record.hash, record.id)
+        self.files["completed"] += 1
         log.info(
             "file_ingested",
             file_id=record.id,
@@ -231,8 +242,20 @@ class JobProcessor:
             await self._set(file_id, change)
         except FileGone:
             return False
+        self.files["failed"] += 1
         log.info("file_failed", file_id=file_id, reason=reason)
         return True
+
+    async def _extracted(self, record: FileRecord) -> ProcessedFile:
+        """The chunks the file job stored for its ranges (extracting again if they are gone)."""
+        try:
+            stored = await self.catalog.blobs.get_bytes(chunks_name(record.id))
+        except RagwayError as exc:
+            if exc.code != "not_found":
+                raise
+            log.info("stored_chunks_missing", file_id=record.id)
+            return await self._extract(record)
+        return _decode_processed(stored)
 
     async def _extract(self, record: FileRecord) -> ProcessedFile:
         if record.meta.edited:
@@ -248,13 +271,15 @@ class JobProcessor:
                 limit_mb = self._max_file_bytes // (1024 * 1024)
                 raise JobFailed(f"The file is larger than {limit_mb} MB") from None
             raise
+        self.extractions += 1
         try:
-            return await process_file_in_thread(
+            return await process_file_in_child(
                 blob,
                 record.filename or record.meta.name,
                 record.meta.content_type,
                 limits=self._limits,
                 chunking=self._chunking,
+                child=self._child,
             )
         except ExtractionError as exc:
             raise JobFailed(exc.reason) from None
@@ -269,8 +294,13 @@ class JobProcessor:
                 raise JobFailed("The file's edited text is missing; save it again") from None
             raise
         try:
-            return await process_file_in_thread(
-                text, EDITED_NAME, "text/markdown", limits=self._limits, chunking=self._chunking
+            return await process_file_in_child(
+                text,
+                EDITED_NAME,
+                "text/markdown",
+                limits=self._limits,
+                chunking=self._chunking,
+                child=self._child,
             )
         except ExtractionError as exc:
             raise JobFailed(exc.reason) from None

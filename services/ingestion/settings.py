@@ -12,6 +12,7 @@ from embedding.settings import EmbedderSettings, service_embedder
 from ingestion.chunking import ChunkingOptions
 
 if TYPE_CHECKING:  # the extraction package loads the PDF reader: settings stay light
+    from ingestion.child import ChildLimits
     from ingestion.extraction import ExtractionLimits
 
 Seconds = Annotated[float, msgspec.Meta(gt=0)]
@@ -47,6 +48,11 @@ class Settings(ServiceSettings, kw_only=True):
     max_extracted_chars: int = 5_000_000
     max_pdf_pages: int = 2_000
     max_docx_uncompressed_bytes: int = 200 * 1024 * 1024
+    max_docx_xml_tags: Positive = 1_000_000
+    max_json_bytes: Positive = 16 * 1024 * 1024
+    # each file is read in a child process with at most this much address space and time
+    extraction_memory_mb: Annotated[int, msgspec.Meta(ge=256)] = 1024
+    extraction_timeout_seconds: Seconds = 120.0
     # the embedding model (see libs/embedding), read from the same variables as retrieval's;
     # one onnxruntime thread per process lets N processes on N cores scale
     embedding: EmbedderSettings = msgspec.field(default_factory=service_embedder)
@@ -67,4 +73,14 @@ class Settings(ServiceSettings, kw_only=True):
             max_chars=self.max_extracted_chars,
             max_pdf_pages=self.max_pdf_pages,
             max_docx_uncompressed_bytes=self.max_docx_uncompressed_bytes,
+            max_docx_xml_tags=self.max_docx_xml_tags,
+            max_json_bytes=self.max_json_bytes,
+        )
+
+    def child_limits(self) -> ChildLimits:
+        from ingestion.child import ChildLimits
+
+        return ChildLimits(
+            memory_bytes=self.extraction_memory_mb * 1024 * 1024,
+            timeout_seconds=self.extraction_timeout_seconds,
         )

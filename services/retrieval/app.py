@@ -11,11 +11,13 @@ from common.nats_conn import connect_nats
 from common.service import ServiceHost
 from contracts import subjects
 from embedding.embedder import Embedder
+from retrieval.embeddings import EmbeddingHandlers
 from retrieval.engines import load_embedder, open_store
 from retrieval.knowledge import KnowledgeHandlers
 from retrieval.knowledge_files import KnowledgeFileHandlers
 from retrieval.knowledge_store import KnowledgeStore
 from retrieval.known_files import KnownFiles, known_files
+from retrieval.memberships import Memberships, memberships
 from retrieval.scope import ScopeResolver
 from retrieval.search import Searcher
 from retrieval.settings import Settings
@@ -31,6 +33,7 @@ class Retrieval:
     embedder: Embedder
     store: VectorStore
     known: KnownFiles
+    memberships: Memberships
     knowledge: KnowledgeHandlers
     vectors: VectorHandlers
     searcher: Searcher
@@ -52,13 +55,14 @@ async def serve(settings: Settings) -> AsyncIterator[Retrieval]:
         )
         await knowledge_store.migrate_to_grants()
         known = await stack.enter_async_context(known_files(files))
-        knowledge = KnowledgeHandlers(knowledge_store, known)
-        vectors = VectorHandlers(store, embedder, files, known, knowledge)
+        members = await stack.enter_async_context(memberships(store, knowledge_store))
+        knowledge = KnowledgeHandlers(knowledge_store, known, members)
+        vectors = VectorHandlers(store, embedder, files, known, knowledge, members)
         collection_files = KnowledgeFileHandlers(
             knowledge, knowledge_store, known, vectors.delete_file
         )
-        resolver = ScopeResolver(files, known, knowledge_store)
-        searcher = Searcher(settings, resolver, embedder, store)
+        resolver = ScopeResolver(files, known, knowledge_store, members)
+        searcher = Searcher(settings, resolver, embedder, store, members)
         host = await stack.enter_async_context(
             ServiceHost(nc, subjects.RETRIEVAL_SERVICE, max_in_flight=settings.max_in_flight)
         )
@@ -67,7 +71,11 @@ async def serve(settings: Settings) -> AsyncIterator[Retrieval]:
         await host.serve(subjects.VECTORS_DELETE, vectors.delete)
         await host.serve(subjects.VECTORS_STORED, vectors.stored)
         await host.serve(subjects.FILES_DELETE, vectors.delete_file)
+        await host.serve(subjects.USER_DATA_PURGE, vectors.purge_user)
         await host.serve(subjects.RETRIEVAL_QUERY, searcher.query)
+        embeddings = EmbeddingHandlers(embedder, settings)
+        await host.serve(subjects.EMBEDDING_MODELS, embeddings.models)
+        await host.serve(subjects.EMBEDDINGS_LOCAL, embeddings.embed)
         await host.serve(subjects.KNOWLEDGE_CREATE, knowledge.create)
         await host.serve(subjects.KNOWLEDGE_LIST, knowledge.list)
         await host.serve(subjects.KNOWLEDGE_GET, knowledge.get)
@@ -81,4 +89,4 @@ async def serve(settings: Settings) -> AsyncIterator[Retrieval]:
         await host.serve(subjects.KNOWLEDGE_FILES_BATCH, collection_files.batch_add)
         await host.serve(subjects.KNOWLEDGE_SYNC_DIFF, collection_files.sync_diff)
         await host.serve(subjects.KNOWLEDGE_SYNC_CLEANUP, collection_files.sync_cleanup)
-        yield Retrieval(settings, embedder, store, known, knowledge, vectors, searcher)
+        yield Retrieval(settings, embedder, store, known, members, knowledge, vectors, searcher)

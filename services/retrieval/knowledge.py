@@ -35,6 +35,7 @@ from retrieval.access import can_read_file, can_read_knowledge, can_write_knowle
 from retrieval.errors import file_failed, file_not_found, knowledge_not_found, knowledge_read_only
 from retrieval.knowledge_store import KnowledgeStore, now
 from retrieval.known_files import KnownFiles
+from retrieval.memberships import Memberships
 
 log = structlog.get_logger()
 
@@ -60,9 +61,10 @@ def _with_grants(knowledge: Knowledge, grants: list[Grant]) -> Knowledge:
 class KnowledgeHandlers:
     """The endpoints, over the collection store and the file catalog."""
 
-    def __init__(self, store: KnowledgeStore, files: KnownFiles) -> None:
+    def __init__(self, store: KnowledgeStore, files: KnownFiles, memberships: Memberships) -> None:
         self._store = store
         self._files = files
+        self._memberships = memberships  # the chunks' `collections` payload follows changes
 
     async def reply(self, principal: Principal, knowledge: Knowledge) -> KnowledgeReply:
         """The collection as clients see it, with the records of its (still existing) files."""
@@ -209,8 +211,17 @@ class KnowledgeHandlers:
         """Delete the collection only: its files and their vectors belong to their owners."""
         await self.writable(request.principal, request.knowledge_id)
         await self._store.delete(request.knowledge_id)
+        await self._memberships.changed(None, request.knowledge_id)
         log.info("knowledge_deleted", knowledge_id=request.knowledge_id)
         return Ok()
+
+    async def delete_owned_by(self, user_id: str) -> int:
+        """Delete every collection `user_id` owns; returns how many there were."""
+        owned = [k for k in await self._store.list_all() if k.user_id == user_id]
+        for knowledge in owned:
+            await self._store.delete(knowledge.id)
+            log.info("knowledge_deleted", knowledge_id=knowledge.id, reason="owner_deleted")
+        return len(owned)
 
     async def forget_file(self, file_id: str) -> int:
         """Unlink a deleted file from every collection; returns how many collections changed."""
@@ -225,7 +236,8 @@ class KnowledgeHandlers:
                 current.data.file_ids = [f for f in current.data.file_ids if f != file_id]
                 return current
 
-            await self._store.update(knowledge.id, change)
+            updated = await self._store.update(knowledge.id, change)
+            await self._memberships.changed(updated, knowledge.id)
             changed += 1
         return changed
 
@@ -236,6 +248,7 @@ class KnowledgeHandlers:
         change: Callable[[Knowledge], Knowledge | None],
     ) -> KnowledgeReply:
         updated = await self._store.update(knowledge_id, change)
+        await self._memberships.changed(updated, knowledge_id)
         if updated is None:
             raise knowledge_not_found(knowledge_id)
         return await self.reply(principal, updated)

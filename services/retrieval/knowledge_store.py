@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import msgspec
 import structlog
@@ -48,6 +49,10 @@ class KnowledgeStore:
     async def create(self, knowledge: Knowledge) -> None:
         await self._bucket.kv.create(knowledge.id, _encode(knowledge))
 
+    async def put(self, knowledge: Knowledge) -> None:
+        """Write a collection as it is, whatever is stored (bulk imports and benchmarks)."""
+        await self._bucket.put(knowledge.id, _encode(knowledge))
+
     async def get(self, knowledge_id: str) -> Knowledge | None:
         if not valid_key(knowledge_id):
             return None
@@ -74,6 +79,16 @@ class KnowledgeStore:
 
     async def delete(self, knowledge_id: str) -> None:
         await self._bucket.purge(knowledge_id)
+
+    async def follow(self) -> AsyncIterator[tuple[str, Knowledge | None] | None]:
+        """Every collection, one None once those are in, then every change (None: deleted)."""
+        async with contextlib.aclosing(self._bucket.follow()) as changes:
+            async for change in changes:
+                if change is None:
+                    yield None
+                else:
+                    key, value = change
+                    yield key, None if value is None else _decode(value)
 
     async def list_all(self) -> list[Knowledge]:
         """Every collection, read in one pass over the bucket (not a read per collection)."""

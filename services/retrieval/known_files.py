@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 import structlog
 
@@ -27,12 +28,25 @@ SETTLED = ("completed", "failed")
 RETRY_SECONDS = 1.0  # before watching again after the watch failed or ended
 
 
+@dataclass
+class UnknownCache:
+    """The ids of one set of file ids that the mirror did not hold, as of a generation."""
+
+    ids: frozenset[str] = frozenset()
+    generation: int = -1
+    unknown: frozenset[str] = frozenset()
+
+
 class KnownFiles:
     def __init__(self, files: FileCatalog) -> None:
         self._files = files
         # every record the watch delivered, settled or not: listings may be a few
         # milliseconds behind the bucket; a scope check (`get`) trusts only settled ones
         self._latest: dict[str, FileRecord] = {}
+        # the mirrored ids not completed (pending, processing, failed): a collection's
+        # scope check looks at those of its files (and at the ones not mirrored) alone
+        self._unfinished: set[str] = set()
+        self._generation = 0  # changes whenever an id enters or leaves the mirror
         self._live = False
         self._ready = asyncio.Event()
 
@@ -63,7 +77,35 @@ class KnownFiles:
         return found
 
     def forget(self, file_id: str) -> None:
-        self._latest.pop(file_id, None)
+        self._drop(file_id)
+
+    def needs_look(self, file_ids: frozenset[str], mirrored: UnknownCache) -> set[str]:
+        """Which of `file_ids` a scope check must look at one by one: every one while the
+        mirror is down, else those not completed or not mirrored (usually none).
+
+        `mirrored` keeps the ids not mirrored for one set of ids between calls (recomputing
+        them walks every id: ~4 ms for 50,000 files)."""
+        if not self._live:
+            return set(file_ids)
+        if mirrored.ids is not file_ids or mirrored.generation != self._generation:
+            mirrored.ids = file_ids
+            mirrored.generation = self._generation
+            mirrored.unknown = file_ids.difference(self._latest)
+        return (self._unfinished & file_ids) | mirrored.unknown
+
+    def _put(self, file_id: str, record: FileRecord) -> None:
+        if file_id not in self._latest:
+            self._generation += 1
+        self._latest[file_id] = record
+        if record.data.status == "completed":
+            self._unfinished.discard(file_id)
+        else:
+            self._unfinished.add(file_id)
+
+    def _drop(self, file_id: str) -> None:
+        if self._latest.pop(file_id, None) is not None:
+            self._generation += 1
+        self._unfinished.discard(file_id)
 
     def __contains__(self, file_id: str) -> bool:
         return self._settled(file_id) is not None
@@ -79,14 +121,16 @@ class KnownFiles:
                         continue
                     file_id, record = change
                     if record is not None:
-                        self._latest[file_id] = record
+                        self._put(file_id, record)
                     else:
-                        self._latest.pop(file_id, None)
+                        self._drop(file_id)
             except Exception:
                 log.warning("file_watch_failed", retry_seconds=RETRY_SECONDS, exc_info=True)
             finally:
                 self._live = False
                 self._latest.clear()
+                self._unfinished.clear()
+                self._generation += 1
                 self._ready.set()  # start serving (from the bucket) rather than wait
             await asyncio.sleep(RETRY_SECONDS)
 

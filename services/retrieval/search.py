@@ -10,21 +10,25 @@ import time
 from concurrent.futures import Future
 from typing import Any
 
+import msgspec
 import structlog
 
 from contracts.retrieval import ChunkHit, HitGroup, PartialFile, RetrievalQuery, RetrievalResult
 from embedding.embedder import Embedder
 from embedding.vectors import DenseVector, SparseVector
-from retrieval.fusion import dense_reads, parse_scripts
+from retrieval.fusion import FusionRule, dense_reads, parse_scripts
+from retrieval.hybrid import asked, collapse, plan
+from retrieval.memberships import Memberships
 from retrieval.query_vectors import QueryVectors, Vectors
 from retrieval.scope import ResolvedItem, ScopeResolver
 from retrieval.settings import Settings
-from vectorstore.points import Hit, SearchQuery
+from vectorstore.points import COLLECTIONS, Hit, SearchQuery
 from vectorstore.store import VectorStore
 
 log = structlog.get_logger()
 
-HIDDEN_PAYLOAD = ("owner", "text")
+# `collections` names every collection holding the file, some the caller may not know of
+HIDDEN_PAYLOAD = ("owner", "text", COLLECTIONS)
 # what the embedding thread hands back: the vectors it made, the hits when it searched, and
 # the CPU time the embedding took in that thread (ms)
 _Embedded = tuple[Vectors, list[list[Hit]] | None, float]
@@ -40,14 +44,22 @@ def chunk_hit(hit: Hit, score: float | None = None) -> ChunkHit:
 
 class Searcher:
     def __init__(
-        self, settings: Settings, resolver: ScopeResolver, embedder: Embedder, store: VectorStore
+        self,
+        settings: Settings,
+        resolver: ScopeResolver,
+        embedder: Embedder,
+        store: VectorStore,
+        memberships: Memberships,
     ) -> None:
         self._settings = settings
+        self._memberships = memberships
         self._resolver = resolver
         self._vectors = QueryVectors(embedder, settings.query_cache_size)
         self._store = store
         self._thread_search = store.thread_search()
         self._dense_scripts = parse_scripts(settings.dense_scripts)
+        # None: the engine fuses hybrid queries itself (rrf, dbsf)
+        self._rule = FusionRule() if settings.hybrid_fusion == "trust" else None
 
     async def query(self, request: RetrievalQuery) -> RetrievalResult:
         if not request.items:
@@ -142,8 +154,11 @@ class Searcher:
             return made, None, cpu_ms
         dense = made[0] if made[0] is not None else known[0]
         sparse = made[1] if made[1] is not None else known[1]
-        queries = self._queries(scope.result(), request, k, dense, sparse)
-        return made, self._thread_search(queries), cpu_ms
+        plans = [
+            plan(q, self._rule) for q in self._queries(scope.result(), request, k, dense, sparse)
+        ]
+        found = collapse(plans, self._thread_search(asked(plans)), self._rule)
+        return made, found, cpu_ms
 
     def _queries(
         self,
@@ -156,13 +171,17 @@ class Searcher:
         """One store query per searched (not full-context) item, in scope order."""
         return [
             SearchQuery(
-                file_ids=[record.id for record in entry.records],
+                file_ids=[record.id for record in entry.records]
+                if entry.collection is None
+                else [],
+                collection=entry.collection,
+                exclude_file_ids=sorted(entry.excluded),
                 dense=dense,
                 sparse=sparse,
                 limit=k,
                 mode=request.mode,
                 score_threshold=request.score_threshold,
-                fusion=self._settings.hybrid_fusion,
+                fusion="dbsf" if self._settings.hybrid_fusion == "dbsf" else "rrf",
                 # no dense vector in a hybrid query: the model cannot read its language
                 dense_weight=0.0 if dense is None else 1.0,
             )
@@ -182,9 +201,7 @@ class Searcher:
         """Each item's hits: the searched ones (already found in the embedding thread, or
         now in one store call), full-context ones read whole."""
         whole_reads = [
-            self._full_context([record.id for record in entry.records])
-            for entry in resolved
-            if entry.item.full_context
+            self._full_context(entry.file_ids()) for entry in resolved if entry.item.full_context
         ]
         found: list[list[Hit]]
         read: list[list[ChunkHit]] = []
@@ -196,16 +213,52 @@ class Searcher:
             queries = self._queries(resolved, request, k, dense, sparse)
             if whole_reads:
                 found, read = await asyncio.gather(
-                    self._store.search_many(queries), asyncio.gather(*whole_reads)
+                    self._search(queries), asyncio.gather(*whole_reads)
                 )
             else:
-                found = await self._store.search_many(queries)
+                found = await self._search(queries)
+        items = [entry for entry in resolved if not entry.item.full_context]
+        found = await self._checked(items, found, request, k, dense, sparse)
         searched_hits = iter(found)
         whole = iter(read)
         return [
             next(whole) if entry.item.full_context else [chunk_hit(h) for h in next(searched_hits)]
             for entry in resolved
         ]
+
+    async def _checked(
+        self,
+        searched: list[ResolvedItem],
+        found: list[list[Hit]],
+        request: RetrievalQuery,
+        k: int,
+        dense: DenseVector | None,
+        sparse: SparseVector | None,
+    ) -> list[list[Hit]]:
+        """Every hit checked against its item's files. A collection's chunks carry its id
+        in their payload, written after the bucket changed: a hit of a file that left the
+        collection a moment ago (or whose payload a crash left behind) is dropped, its
+        payload written again, and that item searched by its list of files instead."""
+        checked = list(found)
+        for n, (entry, hits) in enumerate(zip(searched, found, strict=True)):
+            strays = {hit.file_id for hit in hits if not entry.admits(hit.file_id)}
+            if not strays:
+                continue
+            log.warning("collection_payload_behind", collection=entry.collection, files=len(strays))
+            self._memberships.rewrite_later(strays)
+            exact = msgspec.structs.replace(
+                self._queries([entry], request, k, dense, sparse)[0],
+                collection=None,
+                exclude_file_ids=[],
+                file_ids=entry.file_ids(),
+            )
+            checked[n] = (await self._search([exact]))[0]
+        return checked
+
+    async def _search(self, queries: list[SearchQuery]) -> list[list[Hit]]:
+        """The store's hits for each query (hybrid ones fused here under the trust rule)."""
+        plans = [plan(query, self._rule) for query in queries]
+        return collapse(plans, await self._store.search_many(asked(plans)), self._rule)
 
     def _group(self, entry: ResolvedItem, hits: list[ChunkHit]) -> HitGroup:
         partial = [

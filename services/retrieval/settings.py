@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from common.placeholders import refuse_placeholder
 from common.settings import Name, Positive, ServiceSettings
 from embedding.settings import EmbedderSettings, service_embedder
 
@@ -28,8 +29,11 @@ class Settings(ServiceSettings, kw_only=True):
     # the embedding model (see libs/embedding), read from the same variables as ingestion's;
     # queries are a few tokens: one thread each lets concurrent queries use the cores
     embedding: EmbedderSettings = msgspec.field(default_factory=service_embedder)
-    # hybrid search: how dense and BM25 candidates are fused (see bench/retrieval_quality.py)
-    hybrid_fusion: Literal["rrf", "dbsf"] = "rrf"
+    # hybrid search: how dense and BM25 candidates are fused: `trust` (retrieval/fusion.py)
+    # weighs BM25 per query by how much its top candidates agree with dense's, less for
+    # one- or two-term queries; `rrf` and `dbsf` are the engine's own fusions (figures:
+    # bench/RESULTS.md)
+    hybrid_fusion: Literal["trust", "rrf", "dbsf"] = "trust"
     # Unicode scripts the dense model was trained on (comma-separated); a hybrid query
     # written mostly in other scripts runs on BM25 alone. Empty: always fuse (set it empty,
     # or to the model's scripts, for a multilingual model).
@@ -42,6 +46,14 @@ class Settings(ServiceSettings, kw_only=True):
     query_cache_size: Annotated[int, msgspec.Meta(ge=0)] = 256
     # searches and vector writes run in threads: this bounds how many at once
     store_concurrency: Positive = 4
+    # the embeddings API (`/api/embeddings` with ragway's own model): batches embedded at
+    # once (each takes a core while it runs), and the most one batch may hold
+    embedding_api_concurrency: Positive = 1
+    embedding_api_max_batch: Positive = 256
+    embedding_api_max_batch_chars: Positive = 1_000_000
+
+    def check(self) -> None:
+        refuse_placeholder("RAGWAY_QDRANT_API_KEY", self.qdrant_api_key)
 
     def edge_path(self) -> Path:
         return Path(self.data_dir).expanduser() / "qdrant"

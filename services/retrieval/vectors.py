@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+import msgspec
 import structlog
 
 from catalog.files import FileCatalog
-from common.errors import invalid
+from common.errors import forbidden, invalid
 from contracts.auth import Ok
-from contracts.files import DeleteFileRequest
+from contracts.files import DeleteFileRequest, FileRecord, UserDataPurge, UserDataPurged
 from contracts.retrieval import (
     CopyFileVectors,
     FileVectorsRef,
@@ -23,18 +24,25 @@ from retrieval.access import can_read_file
 from retrieval.errors import file_not_found
 from retrieval.knowledge import KnowledgeHandlers
 from retrieval.known_files import KnownFiles
-from vectorstore.points import ChunkPoint
+from retrieval.memberships import Memberships
+from vectorstore.points import COLLECTIONS, ChunkPoint
 from vectorstore.store import VectorStore
 
 log = structlog.get_logger()
 
 # Payload keys the service sets itself: chunk metadata cannot override them.
-RESERVED_PAYLOAD = ("file_id", "owner", "chunk_index", "text", "name")
+RESERVED_PAYLOAD = ("file_id", "owner", "chunk_index", "text", "name", COLLECTIONS)
 
 
 def _payload(owner: str, name: str, metadata: dict[str, object]) -> dict[str, object]:
     extra = {k: v for k, v in metadata.items() if k not in RESERVED_PAYLOAD}
     return {**extra, "owner": owner, "name": name}
+
+
+def _in_collections(points: list[ChunkPoint], collections: list[str]) -> list[ChunkPoint]:
+    return [
+        msgspec.structs.replace(p, payload={**p.payload, COLLECTIONS: collections}) for p in points
+    ]
 
 
 class VectorHandlers:
@@ -45,7 +53,9 @@ class VectorHandlers:
         files: FileCatalog,
         known: KnownFiles,
         knowledge: KnowledgeHandlers,
+        memberships: Memberships,
     ) -> None:
+        self._memberships = memberships
         self._store = store
         self._embedder = embedder
         self._files = files
@@ -81,7 +91,9 @@ class VectorHandlers:
         """Write only for a file that exists (see `_guarded`)."""
 
         async def write() -> int:
-            await self._store.upsert(points)
+            # tagged with the file's collections as of the write (`Memberships.writing`)
+            async with self._memberships.writing(file_id) as collections:
+                await self._store.upsert(_in_collections(points, collections))
             return len(points)
 
         await self._guarded(file_id, write)
@@ -109,11 +121,13 @@ class VectorHandlers:
         if await self._store.count(request.source_file_id) == 0:
             raise file_not_found(request.source_file_id)
         await self._store.delete_file(target)
-        payload = {"owner": request.owner, "name": request.name}
-        count = await self._guarded(
-            target,
-            lambda: self._store.copy_file(request.source_file_id, target, payload),
-        )
+
+        async def write() -> int:
+            async with self._memberships.writing(target) as collections:
+                payload = {"owner": request.owner, "name": request.name, COLLECTIONS: collections}
+                return await self._store.copy_file(request.source_file_id, target, payload)
+
+        count = await self._guarded(target, write)
         if count == 0:  # the source was deleted meanwhile
             raise file_not_found(request.source_file_id)
         log.info(
@@ -138,9 +152,32 @@ class VectorHandlers:
         record = await self._files.get(request.file_id)
         if record is None or not can_read_file(request.principal, record):
             raise file_not_found(request.file_id)
+        await self._remove_file(record)
+        return Ok()
+
+    async def purge_user(self, request: UserDataPurge) -> UserDataPurged:
+        """A deleted user's files (everywhere, as `delete_file`) and their collections.
+
+        Idempotent: an admin may repeat it after a partial failure. Collections of other
+        users lose the deleted user's files; the deleted user's own collections go.
+        """
+        if request.principal.role != "admin":
+            raise forbidden("Only administrators may do this")
+        files = await self._files.list_for(request.user_id)
+        for record in files:
+            await self._remove_file(record)
+        collections = await self._knowledge.delete_owned_by(request.user_id)
+        log.info(
+            "user_data_purged",
+            user_id=request.user_id,
+            files=len(files),
+            collections=collections,
+        )
+        return UserDataPurged(files=len(files), collections=collections)
+
+    async def _remove_file(self, record: FileRecord) -> None:
         await self._store.delete_file(record.id)
         unlinked = await self._knowledge.forget_file(record.id)
         await self._files.delete(record.id)
         self._known.forget(record.id)  # the watch would take a moment longer
         log.info("file_deleted", file_id=record.id, collections_unlinked=unlinked)
-        return Ok()

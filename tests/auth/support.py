@@ -30,6 +30,9 @@ def fast_settings(nats_url: str, **overrides: object) -> Settings:
         password_time_cost=1,
         password_memory_kib=1024,
         password_parallelism=1,
+        # most tests want active users and many sign-ups; the defaults have their own tests
+        default_user_role="user",
+        signup_max_per_address=100_000,
     )
     return msgspec.structs.replace(base, **overrides)
 

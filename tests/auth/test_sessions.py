@@ -83,29 +83,33 @@ async def test_a_configured_secret_is_used_and_a_weak_one_refused(nats_url: str,
             pass
 
 
-async def test_repeated_failed_signins_for_one_email_are_rate_limited(
+async def test_repeated_failed_signins_for_one_email_from_one_address_back_off(
     nats_url: str, bus: Bus
 ) -> None:
-    async with running(fast_settings(nats_url, signin_max_failures=3), bus):
+    settings = fast_settings(nats_url, signin_max_failures=3, signin_backoff_seconds=60)
+    async with running(settings, bus):
         await signup(bus, "ada@example.com")
         await signup(bus, "bob@example.com")
         codes = []
         for _ in range(4):
             with pytest.raises(RagwayError) as exc:
-                await signin(bus, "ADA@example.com", "wrong-pass")
+                await signin(bus, "ADA@example.com", "wrong-pass", client_addr="10.0.0.1")
             codes.append(exc.value.code)
         assert codes == ["unauthorized"] * 3 + ["rate_limited"]
-        # even the right password waits out the window; other emails are unaffected
+        # from that address even the right password waits for the back-off ...
         with pytest.raises(RagwayError) as locked:
-            await signin(bus, "ada@example.com", PASSWORD)
+            await signin(bus, "ada@example.com", PASSWORD, client_addr="10.0.0.1")
         assert locked.value.code == "rate_limited"
-        assert (await signin(bus, "bob@example.com", PASSWORD)).email == "bob@example.com"
+        assert "try again in 60 s" in locked.value.detail
+        # ... but the owner elsewhere, and other emails from there, are unaffected
+        assert (await signin(bus, "ada@example.com", PASSWORD, client_addr="10.0.0.2")).role
+        assert (await signin(bus, "bob@example.com", PASSWORD, client_addr="10.0.0.1")).role
 
 
 async def test_failed_signins_from_one_address_are_rate_limited_across_emails(
     nats_url: str, bus: Bus
 ) -> None:
-    async with running(fast_settings(nats_url, signin_max_failures=3), bus):
+    async with running(fast_settings(nats_url, signin_max_failures_per_address=3), bus):
         await signup(bus, "ada@example.com")
         for i in range(3):
             with pytest.raises(RagwayError) as exc:
@@ -140,9 +144,17 @@ def test_settings_from_the_environment_accept_open_webui_names() -> None:
 
     settings = load_settings(
         Settings,
-        environ={"WEBUI_SECRET_KEY": "k" * 32, "RAGWAY_JWT_EXPIRES_SECONDS": "60"},
+        environ={
+            "WEBUI_SECRET_KEY": "k" * 32,
+            "RAGWAY_JWT_EXPIRES_SECONDS": "60",
+            "ENABLE_SIGNUP": "false",
+            "DEFAULT_USER_ROLE": "user",
+        },
     )
     assert (settings.jwt_secret, settings.jwt_expires_seconds) == ("k" * 32, 60)
+    assert (settings.enable_signup, settings.default_user_role) == (False, "user")
+    assert load_settings(Settings, environ={}).default_user_role == "pending"
+    assert load_settings(Settings, environ={"RAGWAY_ENABLE_SIGNUP": "0"}).enable_signup is False
     assert msgspec.structs.replace(settings, nats_url="nats://a:1, nats://b:2").nats_servers() == [
         "nats://a:1",
         "nats://b:2",

@@ -16,18 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import (  # noqa: F401  (fixtures)
-    Account,
-    RagServices,
-    Stack,
-    _reset_fakes,
-    admin,
-    backend_fakes,
-    nats_url,
-    rag,
-    stack,
-    user,
-)
+from tests.support.stack import Stack
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -63,7 +52,7 @@ async def browser(chromium: Path) -> AsyncIterator[Any]:
 
 
 @pytest.fixture
-async def page(browser: Any, stack: Stack) -> AsyncIterator[Any]:  # noqa: F811
+async def page(browser: Any, stack: Stack) -> AsyncIterator[Any]:
     """A fresh browser context (no cookies) on a laptop-sized window."""
     context = await browser.new_context(
         base_url=stack.url, viewport={"width": 1280, "height": 800}, device_scale_factor=1

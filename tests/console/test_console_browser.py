@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import PASSWORD, Account, RagServices, Stack
 from tests.fakes.ollama_fake import OllamaFake
 from tests.fakes.openai_fake import OpenAIFake, ScriptedReply
+from tests.support.stack import PASSWORD, Account, RagServices, Stack
 
 pytestmark = pytest.mark.browser
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.e2e.conftest import PASSWORD, Account, Stack
+from tests.support.stack import PASSWORD, Account, Stack
 
 CONSOLE = {"X-Ragway-Console": "1"}
 

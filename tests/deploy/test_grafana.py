@@ -7,7 +7,13 @@ import re
 from pathlib import Path
 from typing import Any
 
-from gateway.metrics import GatewayMetrics, queue_shells, stats_families
+from common.codec import encode
+from common.metrics import MetricsReply, nats_families
+from gateway.metrics import GatewayMetrics, queue_shells, service_families, stats_families
+from inference_proxy.metrics import BackendErrors
+from ingestion.metrics import ingest_families
+from ingestion.vectors import EmbeddingStats
+from ingestion.worker import WorkerStats
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "ragway.json"
 METRIC = re.compile(r"\bragway_[a-z_]+\b")
@@ -16,9 +22,17 @@ SUFFIXES = ("_bucket", "_count", "_sum", "_total")
 
 def exported_samples() -> set[str]:
     """Every sample name /metrics can show (counters with `_total`, histograms' series)."""
+    # what the services send (common.metrics), as the gateway merges it
+    sent = [
+        *nats_families({}, 0),
+        *BackendErrors().families(),
+        *ingest_families({}, EmbeddingStats(), WorkerStats()),
+    ]
+    reply = encode(MetricsReply(service="any", instance="one", families=sent))
     families = [
         *GatewayMetrics().registry.collect(),
         *stats_families([]),
+        *service_families([reply]),
         *queue_shells(),
     ]
     names: set[str] = set()

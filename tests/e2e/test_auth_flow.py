@@ -7,7 +7,7 @@ import time
 
 import jwt
 
-from tests.support.stack import JWT_SECRET, PASSWORD, Account, Stack
+from tests.support.stack import JWT_SECRET, PASSWORD, Account, RagServices, Stack
 
 
 async def test_the_first_user_is_admin_and_later_ones_are_users(
@@ -157,7 +157,7 @@ async def test_a_role_change_takes_effect_at_once_despite_the_cache(
 
 
 async def test_a_deleted_user_is_locked_out_at_once(
-    stack: Stack, admin: Account, user: Account
+    stack: Stack, rag: RagServices, admin: Account, user: Account
 ) -> None:
     assert (await stack.call("GET", "/api/v1/auths/", headers=user.key_auth))[0] == 200
     status, body = await stack.call("DELETE", f"/api/v1/users/{user.id}", headers=admin.jwt_auth)

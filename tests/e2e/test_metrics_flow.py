@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.fakes.ollama_fake import OllamaFake
+from tests.fakes.openai_fake import OpenAIFake
 from tests.support.stack import Account, Stack
 
 MODEL = "gpt-fake"
@@ -68,3 +70,59 @@ async def test_completions_move_tokens_ttft_and_the_proxys_stats(
         == 2
     )
     assert proxy_requests(after) >= proxy_requests(before) + 2
+
+
+def total(
+    values: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
+) -> float:
+    """The sum of `name`'s samples whose labels include `labels`."""
+    return sum(
+        v
+        for (sample, sample_labels), v in values.items()
+        if sample == name and labels.items() <= dict(sample_labels).items()
+    )
+
+
+async def test_backend_errors_by_index_limits_hit_and_every_services_nats_counters(
+    stack: Stack, user: Account, backend_fakes: tuple[OpenAIFake, OllamaFake]
+) -> None:
+    openai_fake, _ = backend_fakes
+    before = await samples(stack)
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "fail please"}]}
+    openai_fake.error_status = 500
+    status, _ = await stack.call("POST", "/api/chat/completions", headers=user.key_auth, json=body)
+    assert status == 502
+    openai_fake.error_status = None
+    admin = await stack.admin()
+    status, limit = await stack.call(
+        "POST",
+        "/api/v1/limits",
+        headers=admin.key_auth,
+        json={"scope": "user", "id": user.id, "rpm": 1},
+    )
+    assert status == 200, limit
+    statuses = [
+        (await stack.call("POST", "/api/chat/completions", headers=user.key_auth, json=body))[0]
+        for _ in range(3)
+    ]
+    assert 429 in statuses
+    after = await samples(stack)
+
+    # the OpenAI fake is the proxy's openai backend 0; the proxy's instance sent the sample
+    errors = {"backend_kind": "openai", "backend_index": "0", "reason": "status"}
+    failed = "ragway_backend_errors_total"
+    assert total(after, failed, service="inference-proxy", **errors) == (
+        total(before, failed, service="inference-proxy", **errors) + 1
+    )
+    hit = "ragway_limits_hit_total"
+    assert get(after, hit, dimension="rpm") - get(before, hit, dimension="rpm") == statuses.count(
+        429
+    )
+    # every service instance reports its NATS connection, the gateway's included
+    reporting = {
+        dict(labels)["service"]
+        for (name, labels), _ in after.items()
+        if name == "ragway_nats_reconnects_total"
+    }
+    assert {"gateway", "auth", "inference-proxy"} <= reporting
+    assert total(after, "ragway_nats_messages_in_total", service="gateway") > 0

@@ -32,9 +32,7 @@ async def split_stack(
     tmp_path_factory: pytest.TempPathFactory, backend_fakes: tuple[OpenAIFake, OllamaFake]
 ) -> AsyncIterator[tuple[Stack, Account, int]]:
     server = NatsServer(
-        NatsServerConfig(
-            port=free_port(), monitor_port=free_port(), store_dir=tmp_path_factory.mktemp("split")
-        )
+        NatsServerConfig(port=free_port(), store_dir=tmp_path_factory.mktemp("split"))
     )
     await server.astart()
     dead_port = free_port()
@@ -48,6 +46,8 @@ async def split_stack(
                     jwt_secret=JWT_SECRET,
                     password_time_cost=1,
                     password_memory_kib=8,
+                    default_user_role="user",  # this stack's users act at once
+                    signup_max_per_address=100_000,
                     password_parallelism=1,
                 )
             )
@@ -82,7 +82,8 @@ async def test_an_index_picks_the_backend_and_a_dead_one_is_a_clear_502(
     started = time.perf_counter()
     status, body = await stack.call("GET", "/ollama/api/version/0", headers=admin.jwt_auth)
     assert status == 502
-    assert body["detail"] == f"Ollama backend unreachable: 127.0.0.1:{dead_port}"
+    assert body["detail"] == "Ollama backend #0 is unreachable"  # named, its URL not told
+    assert str(dead_port) not in body["detail"]
     assert time.perf_counter() - started < 3
 
 
@@ -97,6 +98,26 @@ async def test_without_an_index_a_model_goes_to_the_backend_that_has_it(
     )
     assert status == 200, body  # index 0 (the default) is down: it went to index 1
     assert "/api/show" in fake.paths()[seen:]
+
+
+async def test_ollamas_openai_routes_go_where_the_model_is_or_where_the_index_says(
+    split_stack: tuple[Stack, Account, int], backend_fakes: tuple[OpenAIFake, OllamaFake]
+) -> None:
+    stack, admin, _ = split_stack
+    fake = backend_fakes[1]
+    seen = len(fake.requests)
+    status, body = await stack.call(
+        "POST",
+        "/ollama/v1/chat/completions",
+        headers=admin.jwt_auth,
+        json={"model": "qwen2.5:0.5b", "messages": [{"role": "user", "content": "hi"}]},
+    )
+    assert status == 200, body  # index 0 (the default) is down: it went to index 1
+    assert body["choices"][0]["message"]["content"] == "Echo: hi"
+    status, listed = await stack.call("GET", "/ollama/v1/models/1", headers=admin.jwt_auth)
+    assert status == 200, listed
+    assert [m["id"] for m in listed["data"]] == fake.models
+    assert fake.paths()[seen:] == ["/v1/chat/completions", "/v1/models"]
 
 
 async def test_no_ollama_configured_is_not_found_with_a_clear_detail() -> None:

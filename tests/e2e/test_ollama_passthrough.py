@@ -9,9 +9,10 @@ from typing import Any
 
 import aiohttp
 import ollama
+import openai
 import pytest
 
-from tests.fakes.ollama_fake import OllamaFake
+from tests.fakes.ollama_fake import OllamaFake, embedding_of
 from tests.fakes.openai_fake import OpenAIFake
 from tests.support.stack import Account, Stack
 
@@ -112,16 +113,89 @@ async def test_embed_and_embeddings_answer(stack: Stack, user: Account) -> None:
 async def test_the_official_ollama_client_works_against_the_pass_through(
     stack: Stack, user: Account
 ) -> None:
-    client = ollama.AsyncClient(host=f"{stack.url}/ollama", headers=user.key_auth)
-    listed = await client.list()
-    assert MODEL in [m.model for m in listed.models]
-    pieces = [
-        part.message.content
-        async for part in await client.chat(
-            model=MODEL, messages=[{"role": "user", "content": "hi there"}], stream=True
-        )
-    ]
+    async with ollama.AsyncClient(host=f"{stack.url}/ollama", headers=user.key_auth) as client:
+        listed = await client.list()
+        assert MODEL in [m.model for m in listed.models]
+        pieces = [
+            part.message.content
+            async for part in await client.chat(
+                model=MODEL, messages=[{"role": "user", "content": "hi there"}], stream=True
+            )
+        ]
     assert "".join(pieces) == "Echo: hi there"
+
+
+async def test_ollamas_openai_routes_answer_through_the_pass_through(
+    stack: Stack, user: Account, ollama_fake: OllamaFake
+) -> None:
+    for suffix in ("", "/0"):
+        async with stack.http.get(
+            f"{stack.url}/ollama/v1/models{suffix}", headers=user.key_auth
+        ) as reply:
+            assert reply.status == 200
+            body = await reply.read()
+        assert body == await direct(ollama_fake, "GET", "/v1/models")
+    question = {"model": MODEL, "messages": [{"role": "user", "content": "a b c"}]}
+    status, answer = await stack.call(
+        "POST", "/ollama/v1/chat/completions", headers=user.key_auth, json=question
+    )
+    assert status == 200, answer
+    assert answer["object"] == "chat.completion"
+    assert answer["choices"][0]["message"]["content"] == "Echo: a b c"
+    async with stack.http.post(
+        f"{stack.url}/ollama/v1/chat/completions",
+        headers=user.key_auth,
+        json={**question, "stream": True},
+    ) as reply:
+        assert reply.status == 200 and reply.content_type == "text/event-stream"
+        events = [line async for line in reply.content if line.startswith(b"data: ")]
+    assert events[-1] == b"data: [DONE]\n"
+    chunks = [json.loads(event[6:]) for event in events[:-1]]
+    assert "".join(c["choices"][0]["delta"]["content"] for c in chunks) == "Echo: a b c"
+    status, embedded = await stack.call(
+        "POST",
+        "/ollama/v1/embeddings",
+        headers=user.key_auth,
+        json={"model": MODEL, "input": ["x", "y"], "encoding_format": "base64"},
+    )
+    assert status == 200, embedded
+    assert [item["index"] for item in embedded["data"]] == [0, 1]
+    assert isinstance(embedded["data"][0]["embedding"], str)
+    status, completed = await stack.call(
+        "POST",
+        "/ollama/v1/completions",
+        headers=user.key_auth,
+        json={"model": MODEL, "prompt": "x"},
+    )
+    assert (status, completed["choices"][0]["text"]) == (200, "Echo: x")
+
+
+async def test_the_openai_sdk_works_against_ollamas_openai_routes_through_ragway(
+    stack: Stack, user: Account
+) -> None:
+    client = openai.AsyncOpenAI(
+        base_url=f"{stack.url}/ollama/v1", api_key=user.api_key, max_retries=0
+    )
+    try:
+        assert MODEL in [m.id for m in (await client.models.list()).data]
+        stream = await client.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": "hi there"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        chunks = [chunk async for chunk in stream]
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert text == "Echo: hi there" and chunks[-1].usage is not None
+        embedded = await client.embeddings.create(model=MODEL, input=["one", "two"])
+        assert embedded.data[1].embedding == pytest.approx(embedding_of("two"), abs=1e-6)
+        with pytest.raises(openai.NotFoundError) as missing:
+            await client.chat.completions.create(
+                model="nope:1b", messages=[{"role": "user", "content": "x"}]
+            )
+        assert "try pulling it first" in str(missing.value.body)
+    finally:
+        await client.close()
 
 
 @pytest.mark.parametrize(

@@ -79,6 +79,28 @@ def test_the_exported_model_matched_pytorch_when_it_was_built() -> None:
     assert manifest.cosine_vs_pytorch["model_int8.onnx"] >= 0.98
 
 
+def test_a_text_embedded_for_the_api_gets_its_own_vector_whatever_its_neighbours() -> None:
+    # the int8 model quantizes activations per run: in a padded batch a text's vector
+    # moves with its neighbours, so the API runs each text alone
+    int8 = Embedder(EmbedderSettings(quantized=True, threads=1))
+    long_text = "why does the tide come in twice a day " * 60
+    alone = np.array([np.frombuffer(int8.embed_each([doc])[0], "<f4") for doc in DOCS])
+    together, _ = int8.embed_each([*DOCS, long_text])
+    rows = np.frombuffer(together, "<f4").reshape(-1, int8.dimension)
+    assert rows.shape == (len(DOCS) + 1, 384)
+    assert np.array_equal(rows[: len(DOCS)], alone)
+    # the same vector a search query gets (this model has no query prefix)
+    assert np.allclose(rows[0], int8.embed_query(DOCS[0]), atol=1e-6)
+    assert np.allclose(np.linalg.norm(rows, axis=1), 1.0, atol=1e-4)
+
+
+def test_the_api_counts_the_tokens_the_model_read(embedder: Embedder) -> None:
+    assert embedder.embed_each(["hello world"])[1] == 4  # [CLS] hello world [SEP]
+    assert embedder.embed_each(["word " * 1000])[1] == 256  # truncated at the model's length
+    assert embedder.embed_each(["hello world", "word " * 1000])[1] == 260
+    assert embedder.embed_each([]) == (b"", 0)
+
+
 def test_bm25_stems_words_and_drops_english_and_arabic_stopwords(embedder: Embedder) -> None:
     running, runs = embedder.sparse_documents(["the dogs are running", "a dog runs"])
     assert running.indices == runs.indices  # {dog, run} both times, stopwords gone

@@ -4,7 +4,9 @@ the requests it received and notices when a streaming client goes away."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import struct
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -147,3 +149,8 @@ def count_words(messages: Any) -> int:
     if not isinstance(messages, list):
         return 0
     return sum(len(content_text(m.get("content")).split()) for m in messages if isinstance(m, dict))
+
+
+def float32_base64(vector: list[float]) -> str:
+    """A vector as OpenAI's `encoding_format: base64` sends it (little-endian float32)."""
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()

@@ -1,7 +1,10 @@
-"""A fake Ollama server speaking Ollama's real HTTP API (docs/api.md of ollama/ollama).
+"""A fake Ollama server speaking Ollama's real HTTP API (docs/api.md of ollama/ollama),
+and its OpenAI-compatible routes under `/v1` (ollama/ollama openai/openai.go: `fp_ollama`,
+`owned_by` the model's namespace, errors as `{"error": {"message", "type", ...}}`).
 
 Answers are deterministic: a chat or generate request is answered with
-`echo_pieces(<last user text or prompt>)`, streamed as NDJSON one piece per line.
+`echo_pieces(<last user text or prompt>)`, streamed as NDJSON one piece per line (SSE
+on the `/v1` routes).
 """
 
 from __future__ import annotations
@@ -9,15 +12,24 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import random
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.base import FakeBackend, count_words, echo_pieces, last_user_text
+from tests.fakes.base import (
+    FakeBackend,
+    count_words,
+    echo_pieces,
+    float32_base64,
+    last_user_text,
+)
 
 NDJSON = "application/x-ndjson"
+SSE = "text/event-stream"
 EMBEDDING_DIM = 8
 
 
@@ -74,6 +86,23 @@ def _not_found(model: str) -> web.Response:
     return web.json_response({"error": f"model '{model}' not found"}, status=404)
 
 
+def _openai_error(status: int, message: str) -> web.Response:
+    """Ollama's OpenAI-compatible error (openai.NewError)."""
+    kind = {400: "invalid_request_error", 404: "not_found_error"}.get(status, "api_error")
+    return web.json_response(
+        {"error": {"message": message, "type": kind, "param": None, "code": None}},
+        status=status,
+    )
+
+
+def _openai_not_found(model: str) -> web.Response:
+    return _openai_error(404, f'model "{model}" not found, try pulling it first')
+
+
+def _sse(obj: Any) -> bytes:
+    return b"data: " + json.dumps(obj).encode() + b"\n\n"
+
+
 @dataclass
 class OllamaFake(FakeBackend):
     """Knobs: `models`, `chunk_delay` (seconds between streamed lines), `pull_steps`
@@ -107,6 +136,10 @@ class OllamaFake(FakeBackend):
             web.delete("/api/delete", self.api_delete),
             web.head("/api/blobs/{digest}", self.api_blob_exists),
             web.post("/api/blobs/{digest}", self.api_blob_push),
+            web.get("/v1/models", self.v1_models),
+            web.post("/v1/chat/completions", self.v1_chat),
+            web.post("/v1/completions", self.v1_completions),
+            web.post("/v1/embeddings", self.v1_embeddings),
         ]
 
     async def root(self, request: web.Request) -> web.Response:
@@ -343,6 +376,116 @@ class OllamaFake(FakeBackend):
         self.blobs[digest] = data
         return web.Response(status=201)
 
+    # --- the OpenAI-compatible routes --------------------------------------------------
+
+    async def v1_models(self, request: web.Request) -> web.Response:
+        created = int(datetime(2025, 5, 1, 10, tzinfo=UTC).timestamp())  # tags' modified_at
+        data = [
+            {"id": name, "object": "model", "created": created, "owned_by": _namespace(name)}
+            for name in self.models
+        ]
+        return web.json_response({"object": "list", "data": data})
+
+    async def v1_chat(self, request: web.Request) -> web.StreamResponse:
+        body = await _body(request)
+        model = str(body.get("model") or "")
+        if model not in self.models:
+            return _openai_not_found(model)
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            return _openai_error(400, "[] is too short - 'messages'")
+        pieces = _limit_tokens(echo_pieces(last_user_text(messages)), body)
+        head = _openai_head("chat.completion", model)
+        usage = _usage(count_words(messages), len(pieces))
+        if not body.get("stream"):
+            choice = {
+                "index": 0,
+                "message": {"role": "assistant", "content": "".join(pieces)},
+                "finish_reason": "stop",
+            }
+            return web.json_response({**head, "choices": [choice], "usage": usage})
+        head["object"] = "chat.completion.chunk"
+        events = [
+            _sse(
+                {
+                    **head,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "delta": {"role": "assistant", "content": piece},
+                            "finish_reason": None,
+                        }
+                    ],
+                }
+            )
+            for piece in pieces
+        ]
+        events.append(
+            _sse(
+                {
+                    **head,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "delta": {"role": "assistant", "content": ""},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                }
+            )
+        )
+        if (body.get("stream_options") or {}).get("include_usage"):
+            events.append(_sse({**head, "choices": [], "usage": usage}))
+        events.append(b"data: [DONE]\n\n")
+        return await self.write_stream(
+            request,
+            web.StreamResponse(headers={"Content-Type": SSE}),
+            events,
+            delay=self.chunk_delay,
+            drop_after=self.drop_after,
+        )
+
+    async def v1_completions(self, request: web.Request) -> web.Response:
+        body = await _body(request)
+        model = str(body.get("model") or "")
+        if model not in self.models:
+            return _openai_not_found(model)
+        prompt = str(body.get("prompt", ""))
+        pieces = _limit_tokens(echo_pieces(prompt), body)
+        choice = {"text": "".join(pieces), "index": 0, "finish_reason": "stop"}
+        return web.json_response(
+            {
+                **_openai_head("text_completion", model),
+                "choices": [choice],
+                "usage": _usage(len(prompt.split()), len(pieces)),
+            }
+        )
+
+    async def v1_embeddings(self, request: web.Request) -> web.Response:
+        body = await _body(request)
+        model = str(body.get("model") or "")
+        raw = body.get("input")
+        texts = [raw] if isinstance(raw, str) else raw
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+            return _openai_error(400, "invalid input")
+        if model not in self.models:
+            return _openai_not_found(model)
+        as_base64 = str(body.get("encoding_format", "")).lower() == "base64"
+        data = []
+        for index, text in enumerate(texts):
+            vector = embedding_of(text)
+            encoded: Any = float32_base64(vector) if as_base64 else vector
+            data.append({"object": "embedding", "embedding": encoded, "index": index})
+        tokens = sum(len(text.split()) for text in texts)
+        return web.json_response(
+            {
+                "object": "list",
+                "data": data,
+                "model": model,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
+        )
+
     async def _ndjson(
         self, request: web.Request, lines: list[bytes], *, chat: bool = False
     ) -> web.StreamResponse:
@@ -367,6 +510,35 @@ async def _body(request: web.Request) -> dict[str, Any]:
 def _model_name(body: dict[str, Any]) -> str:
     # Ollama accepts `model`, and `name` on older clients
     return str(body.get("model") or body.get("name") or "")
+
+
+def _namespace(name: str) -> str:
+    """What Ollama's `/v1/models` calls the owner: the name's namespace (`library`)."""
+    path = name.split(":")[0]
+    return path.split("/")[-2] if "/" in path else "library"
+
+
+def _openai_head(kind: str, model: str) -> dict[str, Any]:
+    return {
+        "id": f"chatcmpl-{random.randint(0, 999)}" if kind.startswith("chat") else "cmpl-1",
+        "object": kind,
+        "created": int(time.time()),
+        "model": model,
+        "system_fingerprint": "fp_ollama",
+    }
+
+
+def _usage(prompt: int, completion: int) -> dict[str, int]:
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+
+
+def _limit_tokens(pieces: list[str], body: dict[str, Any]) -> list[str]:
+    limit = body.get("max_tokens")
+    return pieces[:limit] if isinstance(limit, int) and limit >= 0 else pieces
 
 
 def _limit(pieces: list[str], body: dict[str, Any]) -> list[str]:

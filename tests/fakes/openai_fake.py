@@ -1,11 +1,12 @@
-"""A fake OpenAI-compatible server (`/v1/models`, `/v1/chat/completions`), streaming real
-SSE like api.openai.com / llama-server: one id, role in the first delta, usage when
-`stream_options.include_usage`, then `data: [DONE]`.
+"""A fake OpenAI-compatible server (`/v1/models`, `/v1/chat/completions`,
+`/v1/embeddings`), streaming real SSE like api.openai.com / llama-server: one id, role in
+the first delta, usage when `stream_options.include_usage`, then `data: [DONE]`.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 import uuid
 from collections.abc import Callable
@@ -14,7 +15,14 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.base import FakeBackend, count_words, echo_pieces, last_user_text
+from tests.fakes.base import (
+    FakeBackend,
+    count_words,
+    echo_pieces,
+    float32_base64,
+    last_user_text,
+)
+from tests.fakes.ollama_fake import embedding_of
 
 
 @dataclass
@@ -102,6 +110,18 @@ OPENAI_MESSAGE_FIELDS = frozenset(
 )
 
 
+OPENAI_EMBEDDING_FIELDS = frozenset({"input", "model", "encoding_format", "dimensions", "user"})
+
+
+def shortened(vector: list[float], dimensions: int | None) -> list[float]:
+    """`dimensions` as text-embedding-3 models apply it: the first ones, unit length again."""
+    if dimensions is None or dimensions >= len(vector):
+        return vector
+    head = vector[:dimensions]
+    norm = math.sqrt(sum(v * v for v in head)) or 1.0
+    return [v / norm for v in head]
+
+
 def _unrecognized(body: dict[str, Any]) -> web.Response | None:
     """OpenAI's 400 for the first field it does not know, top-level or in a message."""
     for name in body:
@@ -126,9 +146,10 @@ class OpenAIFake(FakeBackend):
     """Knobs (change them between requests): `api_key` (None accepts any), `models`,
     `tokens_per_reply` (N pieces `t0 `.. instead of the echo), `token_delay` (seconds
     between chunks), `fail_after_chunks` (abort the connection after N SSE events),
-    `hang` (never answer), `error_status` (answer every chat request with it),
+    `hang` (never answer), `error_status` (answer every chat and embeddings request with it),
     `responder` (body -> ScriptedReply, e.g. tool calls), `strict` (refuse unknown request
-    fields and message fields with OpenAI's 400, as api.openai.com does)."""
+    fields and message fields with OpenAI's 400, as api.openai.com does). Every model
+    also embeds (`embedding_of`, 8 dimensions, like llama-server with `--embeddings`)."""
 
     api_key: str | None = "sk-fake-key"
     models: list[str] = field(default_factory=lambda: ["gpt-fake", "gpt-fake-mini"])
@@ -155,6 +176,7 @@ class OpenAIFake(FakeBackend):
         return [
             web.get("/v1/models", self.list_models),
             web.post("/v1/chat/completions", self.chat_completions),
+            web.post("/v1/embeddings", self.embeddings),
         ]
 
     def _unauthorized(self, request: web.Request) -> web.Response | None:
@@ -244,6 +266,58 @@ class OpenAIFake(FakeBackend):
             request, response, events, delay=self.token_delay, drop_after=self.fail_after_chunks
         )
 
+    async def embeddings(self, request: web.Request) -> web.Response:
+        """OpenAI's `CreateEmbeddingResponse`; floats, or base64 float32 when asked."""
+        if (denied := self._unauthorized(request)) is not None:
+            return denied
+        if self.error_status is not None:
+            return _error(self.error_status, f"Fake backend error {self.error_status}", "api_error")
+        try:
+            body = await request.json()
+        except ValueError:
+            return _error(
+                400, "We could not parse the JSON body of your request.", "invalid_request_error"
+            )
+        self.last_fields = set(body) if isinstance(body, dict) else set()
+        if not isinstance(body, dict):
+            return _error(400, "The request body must be a JSON object.", "invalid_request_error")
+        if self.strict and (extra := sorted(set(body) - OPENAI_EMBEDDING_FIELDS)):
+            return _error(
+                400, f"Unrecognized request argument supplied: {extra[0]}", "invalid_request_error"
+            )
+        model = body.get("model")
+        if model not in self.models:
+            return _error(
+                404,
+                f"The model `{model}` does not exist or you do not have access to it.",
+                "invalid_request_error",
+                "model_not_found",
+            )
+        raw = body.get("input")
+        texts = [raw] if isinstance(raw, str) else raw
+        if (
+            not isinstance(texts, list)
+            or not texts
+            or not all(isinstance(t, str) and t for t in texts)
+        ):
+            return _error(400, "'$.input' is invalid.", "invalid_request_error")
+        dimensions = body.get("dimensions")
+        as_base64 = body.get("encoding_format") == "base64"
+        data = []
+        for index, text in enumerate(texts):
+            vector = shortened(embedding_of(text), dimensions)
+            encoded: Any = float32_base64(vector) if as_base64 else vector
+            data.append({"object": "embedding", "index": index, "embedding": encoded})
+        tokens = sum(len(text.split()) for text in texts)
+        return web.json_response(
+            {
+                "object": "list",
+                "data": data,
+                "model": model,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
+        )
+
     def _reply(self, body: dict[str, Any]) -> ScriptedReply:
         if self.responder is not None:
             return self.responder(body)
@@ -252,4 +326,4 @@ class OpenAIFake(FakeBackend):
         return echo_reply(body)
 
 
-__all__ = ["OpenAIFake", "ScriptedReply", "echo_reply"]
+__all__ = ["OpenAIFake", "ScriptedReply", "echo_reply", "float32_base64", "shortened"]

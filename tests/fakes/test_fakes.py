@@ -10,7 +10,7 @@ import openai
 import pytest
 
 from tests.fakes.base import echo_pieces
-from tests.fakes.ollama_fake import OllamaFake
+from tests.fakes.ollama_fake import OllamaFake, embedding_of
 from tests.fakes.openai_fake import OpenAIFake, ScriptedReply
 
 
@@ -119,6 +119,69 @@ async def test_openai_knobs_wrong_key_error_status_scripted_tools_and_drop(
             assert r.status == 200
             with pytest.raises(aiohttp.ClientPayloadError):
                 await r.read()
+
+
+async def test_the_official_openai_client_embeds_with_the_openai_fake_in_both_encodings(
+    openai_fake: OpenAIFake,
+) -> None:
+    async with openai.AsyncOpenAI(base_url=openai_fake.base_url, api_key="sk-fake-key") as client:
+        await _embed_both_ways(client, openai_fake)
+
+
+async def _embed_both_ways(client: openai.AsyncOpenAI, openai_fake: OpenAIFake) -> None:
+    # the SDK asks for base64 unless told otherwise, and decodes it to floats itself
+    default = await client.embeddings.create(model="gpt-fake", input=["one", "two words"])
+    assert openai_fake.last("/v1/embeddings").json["encoding_format"] == "base64"
+    floats = await client.embeddings.create(
+        model="gpt-fake", input=["one", "two words"], encoding_format="float"
+    )
+    assert [e.index for e in floats.data] == [0, 1]
+    for a, b in zip(default.data, floats.data, strict=True):
+        assert a.embedding == pytest.approx(b.embedding, abs=1e-6)
+    assert floats.data[1].embedding == pytest.approx(embedding_of("two words"))
+    assert floats.usage.prompt_tokens == 3
+    short = await client.embeddings.create(model="gpt-fake", input="one", dimensions=3)
+    assert len(short.data[0].embedding) == 3
+    with pytest.raises(openai.NotFoundError):
+        await client.embeddings.create(model="nope", input="x")
+
+
+async def test_the_official_openai_client_talks_to_ollamas_openai_routes(
+    ollama_fake: OllamaFake,
+) -> None:
+    async with openai.AsyncOpenAI(base_url=f"{ollama_fake.origin}/v1", api_key="ollama") as client:
+        await _use_ollamas_openai_routes(client)
+
+
+async def _use_ollamas_openai_routes(client: openai.AsyncOpenAI) -> None:
+    models = await client.models.list()
+    assert [(m.id, m.owned_by) for m in models.data] == [
+        ("llama3.2:latest", "library"),
+        ("qwen2.5:0.5b", "library"),
+    ]
+    reply = await client.chat.completions.create(
+        model="llama3.2:latest", messages=[{"role": "user", "content": "hi there"}]
+    )
+    assert reply.choices[0].message.content == "Echo: hi there"
+    assert reply.system_fingerprint == "fp_ollama" and reply.usage is not None
+    stream = await client.chat.completions.create(
+        model="llama3.2:latest",
+        messages=[{"role": "user", "content": "a b"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = [chunk async for chunk in stream]
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "Echo: a b" and chunks[-1].usage is not None
+    embedded = await client.embeddings.create(model="qwen2.5:0.5b", input=["x", "y"])
+    assert embedded.data[1].embedding == pytest.approx(embedding_of("y"), abs=1e-6)
+    completion = await client.completions.create(model="qwen2.5:0.5b", prompt="say it")
+    assert completion.choices[0].text == "Echo: say it"
+    with pytest.raises(openai.NotFoundError) as missing:
+        await client.chat.completions.create(
+            model="nope", messages=[{"role": "user", "content": "x"}]
+        )
+    assert "not found, try pulling it first" in str(missing.value)
 
 
 async def test_the_fake_notices_a_client_that_leaves_mid_stream(openai_fake: OpenAIFake) -> None:

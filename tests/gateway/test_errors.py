@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import aiohttp
 import pytest
 from aiohttp import web
@@ -74,7 +76,7 @@ async def test_a_body_over_the_limit_is_413_before_auth_is_asked(nats_url: str) 
         serve(Settings(nats_url=nats_url, port=0, max_body_mb=1)) as gw,
         aiohttp.ClientSession() as http,
     ):
-        body = b'{"name": "' + b"x" * (2 * 1024 * 1024) + b'"}'
+        body = io.BytesIO(b'{"name": "' + b"x" * (2 * 1024 * 1024) + b'"}')  # bytes: a warning
         async with http.post(f"{gw.url}/api/v1/auths/signup", data=body) as reply:
             assert reply.status == 413
             assert await reply.json() == {"detail": "Request body too large"}

@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from common.bus import Bus
 from common.errors import RagwayError
+from common.metrics import counter
 from common.service import ServiceHost
 from contracts.endpoint import Endpoint
 from gateway.app import GatewayHandle, Settings, serve
@@ -82,6 +83,7 @@ async def test_service_stats_of_every_answering_instance_are_exposed(
     async with ServiceHost(nc, "gw-test-probe-a") as one, ServiceHost(nc, "gw-test-probe-a") as two:
         await one.serve(echo, handle)
         await two.serve(echo, handle)
+        one.add_metrics(lambda: [counter("ragway_test_probe", "a test's", [({"k": "v"}, 3)])])
         bus = Bus(nc)
         for text in ("a", "b", "c"):
             assert await bus.call(echo, Echo(text=text), timeout=2) == Echo(text=text)
@@ -103,6 +105,21 @@ async def test_service_stats_of_every_answering_instance_are_exposed(
     )
     assert errors == 1
     assert any(name == "ragway_service_processing_seconds_total" for name, _ in samples)
+    # each instance's own families (common.metrics), labelled with who sent them
+    probe = [
+        (dict(labels), v)
+        for (name, labels), v in samples.items()
+        if name == "ragway_test_probe_total"
+    ]
+    assert len(probe) == 1 and probe[0][1] == 3
+    assert probe[0][0]["k"] == "v" and probe[0][0]["service"] == "gw-test-probe-a"
+    assert probe[0][0]["instance"] in requests
+    in_flight = {
+        dict(labels)["instance"]
+        for (name, labels), _ in samples.items()
+        if name == "ragway_service_in_flight" and dict(labels)["service"] == "gw-test-probe-a"
+    }
+    assert in_flight == set(requests)
 
 
 @pytest.fixture

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
+import ssl
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import msgspec
 import nats.errors
+import pytest
+from aiohttp import web
 from nats.aio.client import Client
 from nats.aio.subscription import Subscription
 
@@ -19,9 +25,10 @@ from common.bus import Bus
 from common.nats_conn import connect_nats
 from contracts import subjects
 from contracts.auth import Principal
-from contracts.chat import STREAM_END, STREAM_HEADER, CompletionJob, StreamAccepted, StreamEnd
+from contracts.chat import CompletionJob, StreamAccepted, StreamEnd
 from contracts.models import ModelsReply, ModelsRequest
 from contracts.ollama import Method, OllamaProxyAccepted, OllamaProxyEnd, OllamaProxyRequest
+from contracts.streams import is_end
 from inference_proxy.app import InferenceProxy, Settings, serve
 
 PRINCIPAL = Principal(id="u1", email="u1@example.com", name="U", role="user")
@@ -118,7 +125,7 @@ async def open_stream(
         async def collect(wait_seconds: float = 10) -> Stream:
             while True:
                 msg = await subscription.next_msg(timeout=wait_seconds)
-                if (msg.headers or {}).get(STREAM_HEADER) == STREAM_END:
+                if is_end(msg.headers):
                     stream.end = msgspec.json.decode(msg.data, type=StreamEnd)
                     if stream.end.tail:
                         stream.messages.append(stream.end.tail)
@@ -164,7 +171,7 @@ async def read_to_end(subscription: Subscription) -> tuple[bytes, OllamaProxyEnd
     pieces = []
     while True:
         msg = await subscription.next_msg(timeout=10)
-        if (msg.headers or {}).get(STREAM_HEADER) == STREAM_END:
+        if is_end(msg.headers):
             return b"".join(pieces), msgspec.json.decode(msg.data, type=OllamaProxyEnd)
         pieces.append(msg.data)
 
@@ -188,8 +195,16 @@ Answer = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 @asynccontextmanager
 async def raw_server(answer: Answer) -> AsyncIterator[str]:
-    """A TCP server whose bytes are written by hand (framings aiohttp would not send)."""
-    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    """A TCP server whose bytes are written by hand (framings aiohttp would not send);
+    each connection is closed when its `answer` returns."""
+
+    async def answer_and_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await answer(reader, writer)
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(answer_and_close, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
         yield f"http://127.0.0.1:{port}"
@@ -206,3 +221,52 @@ async def read_request(reader: asyncio.StreamReader) -> bytes:
         if line.lower().startswith(b"content-length:"):
             length = int(line.split(b":", 1)[1])
     return head + await reader.readexactly(length)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@contextlib.asynccontextmanager
+async def http_server(
+    handler: Handler, ssl_context: ssl.SSLContext | None = None
+) -> AsyncIterator[tuple[str, list[object]]]:
+    """An aiohttp server answering every request with `handler`; yields its base URL and
+    the client address of every request it saw."""
+    peers: list[object] = []
+
+    async def recording(request: web.Request) -> web.StreamResponse:
+        assert request.transport is not None
+        peers.append(request.transport.get_extra_info("peername"))
+        return await handler(request)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", recording)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
+    await site.start()
+    port = runner.addresses[0][1]
+    scheme = "https" if ssl_context is not None else "http"
+    try:
+        yield f"{scheme}://127.0.0.1:{port}", peers
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("the openssl command is needed to make a self-signed certificate")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+            "-keyout", str(key), "-out", str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 import ssl
-import subprocess
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -22,38 +20,9 @@ from inference_proxy.backend_http import (
     BackendPool,
     BackendProtocolError,
     BackendResponse,
-    _Connection,
 )
-from tests.inference_proxy.conftest import raw_server, read_request
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@contextlib.asynccontextmanager
-async def http_server(
-    handler: Handler, ssl_context: ssl.SSLContext | None = None
-) -> AsyncIterator[tuple[str, list[object]]]:
-    """An aiohttp server answering every request with `handler`; yields its base URL and
-    the client address of every request it saw."""
-    peers: list[object] = []
-
-    async def recording(request: web.Request) -> web.StreamResponse:
-        assert request.transport is not None
-        peers.append(request.transport.get_extra_info("peername"))
-        return await handler(request)
-
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", recording)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
-    await site.start()
-    port = runner.addresses[0][1]
-    scheme = "https" if ssl_context is not None else "http"
-    try:
-        yield f"{scheme}://127.0.0.1:{port}", peers
-    finally:
-        await runner.cleanup()
+from inference_proxy.backend_http.response import _Connection
+from tests.inference_proxy.conftest import http_server, raw_server, read_request
 
 
 @pytest.fixture
@@ -231,31 +200,6 @@ async def test_a_backend_that_closes_before_answering_is_a_disconnect(pool: Back
     async with raw_server(answer) as url:
         with pytest.raises(BackendDisconnected):
             await pool.post(url, b"", {})
-
-
-async def test_a_kept_alive_connection_dropped_as_it_is_reused_is_retried_on_a_new_one(
-    pool: BackendPool,
-) -> None:
-    connections = 0
-
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal connections
-        connections += 1
-        await read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-        await writer.drain()
-        if connections == 1:
-            # the next request on this connection is read, then dropped unanswered: a
-            # backend whose keep-alive ran out just as the connection was reused
-            await read_request(reader)
-        writer.close()
-
-    async with raw_server(answer) as url:
-        for _ in range(2):
-            response = await pool.post(url, b"question", {})
-            assert (response.status, await response.read()) == (200, b"ok")
-            response.release()
-    assert connections == 2  # the second request went out again on a new connection
 
 
 async def test_garbage_instead_of_http_is_a_protocol_error(pool: BackendPool) -> None:
@@ -498,25 +442,6 @@ async def test_a_method_that_is_not_a_token_is_refused_before_anything_is_sent(
         with pytest.raises(ValueError):
             await pool.request("GET / HTTP/1.1\r\nX-Evil: 1\r\n\r\nGET", url)
     assert peers == []
-
-
-@pytest.fixture(scope="module")
-def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("the openssl command is needed to make a self-signed certificate")
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        [
-            openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-            "-keyout", str(key), "-out", str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    return cert, key
 
 
 async def test_https_backends_are_spoken_to_over_tls_with_reuse(

@@ -107,7 +107,7 @@ async def test_a_backend_that_went_down_is_a_quick_bad_gateway(nats_url: str, bu
             await complete(bus, chat_body("gpt-fake"))
         assert time.monotonic() - started < 1
     assert down.value.code == "bad_gateway"
-    assert down.value.detail == f"Model backend unreachable: 127.0.0.1:{fake.port}"
+    assert down.value.detail == "OpenAI-compatible backend #0 is unreachable"
 
 
 async def test_a_hanging_backend_times_out_within_the_configured_bound(

@@ -57,7 +57,8 @@ async def test_a_silent_backend_is_a_timeout_within_the_bound_and_its_connection
         assert proxy.backends.idle_connections() == 0
     host = url.split("://")[1]
     assert silent.value.code == "timeout"
-    assert silent.value.detail == f"Ollama backend {host} did not answer within 0.5s"
+    assert silent.value.detail == "Ollama backend #0 did not answer within 0.5s"
+    assert host not in silent.value.detail
 
 
 async def test_ollama_error_bodies_are_relayed_and_the_connection_kept(

@@ -14,8 +14,8 @@ from tests.stack.support import alive, command_line, wait_until_gone
 # Plays the proxy: one call to a pipe that records its pid and sleeps, then nothing more.
 PROXY = """
 import asyncio, sys
-from inference_proxy.sandbox import Sandbox, SandboxLimits
-from inference_proxy.sandbox_protocol import Call
+from inference_proxy.functions.sandbox import Sandbox, SandboxLimits
+from inference_proxy.functions.sandbox_protocol import Call
 
 SOURCE = '''
 import os, time

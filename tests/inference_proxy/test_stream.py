@@ -408,7 +408,7 @@ async def test_a_relay_cancelled_before_its_first_step_gives_its_backend_connect
         relays = [
             task
             for task in asyncio.all_tasks()
-            if task.get_coro().__qualname__.endswith("ChatRunner._relay")  # type: ignore[union-attr]
+            if task.get_coro().__qualname__.endswith("Relays._run")  # type: ignore[union-attr]
         ]
         assert len(relays) == 1
         relays[0].cancel()

@@ -93,7 +93,13 @@ def test_chunking_is_deterministic() -> None:
 
 def test_small_text_is_one_chunk_and_whitespace_is_trimmed() -> None:
     assert chunks_of("\n\n  Short note.  \n") == [
-        Chunk(index=0, text="Short note.", start=4, end=15)
+        Chunk(
+            index=0,
+            text="Short note.",
+            start=4,
+            end=15,
+            metadata={"start_index": 4, "end_index": 15},
+        )
     ]
 
 
@@ -201,3 +207,25 @@ def test_sentence_ends_in_cjk_and_arabic_are_boundaries() -> None:
 def test_unworkable_sizes_are_refused(size: int, overlap: int) -> None:
     with pytest.raises(ValueError, match="chunk_"):
         ChunkingOptions(chunk_size=size, chunk_overlap=overlap)
+
+
+def test_every_chunk_knows_where_its_text_lies_in_the_extracted_text() -> None:
+    text = "# Guide\n\n## Install\n\n" + prose(12, 4) + "\n\n## Use\n\n" + prose(13, 4)
+    chunks = chunks_of(text, size=300, overlap=30, structured=True)
+    assert len(chunks) > 3
+    for chunk in chunks:
+        start, end = chunk.metadata["start_index"], chunk.metadata["end_index"]
+        assert (start, end) == (chunk.start, chunk.end)
+        assert chunk.text.endswith(text[start:end])  # after any heading path in front
+
+
+def test_a_chunk_running_onto_the_next_page_names_the_page_it_ends_on() -> None:
+    pages = [prose(14, 2), prose(15, 2)]
+    text = "\n".join(pages)
+    spans = [
+        Span(start=0, end=len(pages[0]), metadata={"page": 0}),
+        Span(start=len(pages[0]) + 1, end=len(text), metadata={"page": 1}),
+    ]
+    chunks = chunks_of(text, size=len(text) + 10, overlap=0, spans=spans)
+    assert len(chunks) == 1
+    assert chunks[0].metadata["page"] == 0 and chunks[0].metadata["page_end"] == 1

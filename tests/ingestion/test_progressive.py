@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 
 import msgspec
+import pytest
 from nats.aio.client import Client
 
-from catalog.files import FileCatalog
+from catalog.files import FileCatalog, chunks_name
 from common.bus import Bus
+from common.errors import RagwayError
 from contracts import subjects
 from contracts.auth import Principal
 from contracts.files import FileRecord
@@ -123,6 +125,10 @@ async def test_two_workers_embed_the_ranges_of_one_big_file_together(
 
     total = done.data.chunks_total
     assert done.data.status == "completed"
+    assert total > 3 * 32  # several ranges ...
+    assert first.extractions + second.extractions == 1  # ... and the file was parsed once
+    with pytest.raises(RagwayError):  # the chunks kept for the ranges are gone with them
+        await catalog.blobs.size(chunks_name(record.id))
     assert first.embedding.chunks_embedded > 0 and second.embedding.chunks_embedded > 0
     assert first.embedding.chunks_embedded + second.embedding.chunks_embedded == total
     held = await stored(mbus, record.id)

@@ -12,12 +12,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -61,20 +63,26 @@ class MakeRun:
                 stdout=subprocess.PIPE,
                 stderr=log_file,
                 start_new_session=True,
+                bufsize=0,  # unbuffered: what select() sees is all there is to read
             )
         self.url = self._wait_ready()
 
     def _wait_ready(self) -> str:
+        """The URL from make's output; a run that goes quiet fails at the deadline too."""
         assert self.process.stdout is not None
         deadline = time.monotonic() + READY_WITHIN_S
-        for raw in self.process.stdout:  # make's own lines, pip's, then the launcher's
-            line = raw.decode(errors="replace")
+        lines = _lines(self.process.stdout)
+        while (left := deadline - time.monotonic()) > 0:
+            ready, _, _ = select.select([self.process.stdout], [], [], left)
+            if not ready:
+                break
+            line = next(lines, None)
+            if line is None:  # make exited
+                break
             with open(self.log_path, "a") as log_file:
                 log_file.write(line)
             if "ragway is ready at" in line:
                 return line.split("ready at", 1)[1].strip()
-            if time.monotonic() > deadline:
-                break
         self.process.poll()
         pytest.fail(
             f"`make run` did not become ready (exit {self.process.returncode}):\n"
@@ -92,6 +100,12 @@ class MakeRun:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
         return wait_until_gone(tree, within_s=30)
+
+
+def _lines(stream: IO[bytes]) -> Iterator[str]:
+    """Lines of an unbuffered pipe (no line waits in a buffer that select() cannot see)."""
+    for raw in iter(stream.readline, b""):
+        yield raw.decode(errors="replace")
 
 
 @pytest.fixture(scope="module")

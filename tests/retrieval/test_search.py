@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any
 
 import pytest
 import structlog
@@ -18,6 +19,7 @@ from contracts import subjects
 from contracts.auth import Principal
 from contracts.retrieval import RetrievalQuery, RetrievalResult, ScopeItem, SearchMode
 from retrieval.app import Retrieval
+from retrieval.query_vectors import QueryVectors
 from tests.retrieval.helpers import (
     add_file,
     create,
@@ -84,6 +86,25 @@ async def test_a_query_on_a_file_returns_its_best_chunk_first_with_source_metada
     assert best.metadata["source"] == best.metadata["name"] == "mixed.txt"
     assert best.metadata["chunk_index"] == 2
     assert "owner" not in best.metadata and "text" not in best.metadata
+    assert best.metadata["mode"] == mode
+
+
+async def test_a_hybrid_hit_says_how_its_sides_were_weighed(
+    retrieval: Retrieval, catalog: FileCatalog, mbus: Bus
+) -> None:
+    owner = user()
+    record = await ingested(mbus, retrieval, catalog, owner, PASSAGES)
+
+    result = await query(mbus, owner, "plants sunlight sugar", [file_item(record.id)], k=3)
+
+    best = result.groups[0].hits[0]
+    assert best.text == PASSAGES[2]
+    meta = best.metadata
+    assert (meta["mode"], meta["fusion"]) == ("hybrid", "trust")
+    assert meta["dense_weight"] + meta["sparse_weight"] == pytest.approx(1.0, abs=1e-3)
+    assert meta["dense_score"] > 0 and meta["sparse_score"] > 0  # both sides found it
+    scores = [hit.score for hit in result.groups[0].hits]
+    assert scores == sorted(scores, reverse=True)
 
 
 async def test_full_context_returns_every_chunk_of_the_file_in_order(
@@ -270,6 +291,17 @@ async def test_a_new_query_searched_in_its_embedding_thread_finds_what_a_cached_
             wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
         ),
     )
+
+    # The thread searches when the scope check (on the event loop) is done before the
+    # embedding is: nearly always, but not on a loaded machine. Slowed here, the embedding
+    # ends last every time, so the path this test checks is the one it takes.
+    compute = QueryVectors.compute
+
+    def slow_compute(self: QueryVectors, *args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.3)  # in the worker thread; no CPU time, so embed_cpu_ms is unchanged
+        return compute(self, *args, **kwargs)
+
+    monkeypatch.setattr(QueryVectors, "compute", slow_compute)
 
     # new text: embedded and searched in one worker thread (the scope is known by then)
     fresh = await query(mbus, owner, "who lights the lamp of the lighthouse", items)

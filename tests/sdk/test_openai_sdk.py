@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import msgspec
 import openai
 import pytest
 
-from tests.fakes.ollama_fake import OllamaFake
+from tests.fakes.ollama_fake import OllamaFake, embedding_of
 from tests.fakes.openai_fake import OpenAIFake
 from tests.gateway.rag_helpers import form
 from tests.support.live import OLLAMA_MODEL, OPENAI_MODEL, Account, Stack
 
 QUESTION = [{"role": "user", "content": "why is the sky blue?"}]
+EMBEDDING_MODEL = "all-minilm-l6-v2"  # ragway's own (the retrieval service runs it)
 
 
 @pytest.fixture
@@ -119,3 +121,36 @@ async def test_files_in_extra_body_give_a_rag_answer_with_sources(
     [source] = extra["sources"]
     assert source["source"]["id"] == record["id"]
     assert source["metadata"][0]["name"] == "tides.md"
+
+
+async def test_embeddings_create_parses_ragways_own_model_in_base64_and_float(
+    ragway: Stack, client: openai.AsyncOpenAI
+) -> None:
+    texts = ["The harbour master logs the tides.", "Bread needs flour and yeast."]
+    # the SDK asks for base64 unless told otherwise, and decodes it itself
+    raw = await client.embeddings.with_raw_response.create(model=EMBEDDING_MODEL, input=texts)
+    assert isinstance(msgspec.json.decode(raw.content)["data"][0]["embedding"], str)
+    default = raw.parse()
+    floats = await client.embeddings.create(
+        model=EMBEDDING_MODEL, input=texts, encoding_format="float"
+    )
+    assert default.model == floats.model == EMBEDDING_MODEL
+    assert [item.index for item in default.data] == [0, 1]
+    assert len(default.data[0].embedding) == 384
+    for packed, plain in zip(default.data, floats.data, strict=True):
+        assert packed.embedding == pytest.approx(plain.embedding, abs=1e-7)
+    assert default.usage.prompt_tokens == floats.usage.prompt_tokens > len(texts)
+    one = await client.embeddings.create(model=EMBEDDING_MODEL, input=texts[1])
+    assert one.data[0].embedding == pytest.approx(floats.data[1].embedding, abs=1e-7)
+
+
+async def test_embeddings_create_reaches_a_backends_model_and_refuses_with_sdk_errors(
+    ragway: Stack, client: openai.AsyncOpenAI
+) -> None:
+    forwarded = await client.embeddings.create(model=OPENAI_MODEL, input="two words")
+    assert forwarded.data[0].embedding == pytest.approx(embedding_of("two words"), abs=1e-6)
+    with pytest.raises(openai.BadRequestError) as shortened:
+        await client.embeddings.create(model=EMBEDDING_MODEL, input="x", dimensions=64)
+    assert "384 dimensions" in str(shortened.value.body)
+    with pytest.raises(openai.NotFoundError):
+        await client.embeddings.create(model="no-such-model", input="x")

@@ -117,3 +117,32 @@ async def test_the_preset_snippet(ragway: Stack, user: Account, workdir: Path) -
     assert status == 200
     entry = next(m for m in models["data"] if m["id"] == "handbook-helper")
     assert entry["info"]["base_model_id"] == OPENAI_MODEL and entry["owned_by"] == "openai"
+
+
+async def test_the_embeddings_snippet(ragway: Stack, user: Account, workdir: Path) -> None:
+    code, out, err = await run_process(
+        [sys.executable, str(SNIPPETS / "embeddings.py")],
+        snippet_env(ragway, user, workdir),
+        workdir,
+    )
+    assert code == 0, err
+    best, sizes = out.splitlines()
+    assert best == "The platypus team rotates API keys every ninety days."
+    assert sizes.startswith("384 dimensions, ") and sizes.endswith(" tokens")
+
+
+async def test_the_batch_snippet(ragway: Stack, user: Account, workdir: Path) -> None:
+    code, out, err = await run_process(
+        ["bash", "-euo", "pipefail", str(SNIPPETS / "batch.sh")],
+        snippet_env(ragway, user, workdir),
+        cwd=workdir,
+    )
+    assert code == 0, err
+    decoder = json.JSONDecoder()  # curl prints the two replies back to back
+    embedded, end = decoder.raw_decode(out)
+    added, _ = decoder.raw_decode(out, end)
+    assert [item["index"] for item in embedded["data"]] == [0, 1]
+    assert len(embedded["data"][0]["embedding"]) == 384
+    outcomes = [result["status"] for result in added["results"]]
+    assert outcomes == ["added", "added", "failed"]
+    assert len(added["files"]) == 2 and added["warnings"]["errors"]

@@ -56,6 +56,7 @@ class Owned:
     chat_id: str
     preset_id: str
     group_id: str
+    named_key_id: str = ""
 
 
 async def upload(
@@ -93,6 +94,10 @@ async def owned_by_new_user(api: Stack) -> Owned:
         "POST", "/api/v1/chats/new", headers=owner.key_auth, json={"chat": {"title": "A's chat"}}
     )
     assert status == 200, chat
+    status, key = await api.call(
+        "POST", "/api/v1/auths/api_keys", headers=owner.jwt_auth, json={"name": "A's key"}
+    )
+    assert status == 200, key
     preset_id = f"a-vault-{uuid.uuid4().hex[:8]}"
     status, preset = await api.call(
         "POST",
@@ -119,7 +124,9 @@ async def owned_by_new_user(api: Stack) -> Owned:
         json={"user_ids": [owner.id]},
     )
     assert status == 200, group
-    return Owned(owner, record["id"], knowledge["id"], chat["id"], preset_id, group["id"])
+    return Owned(
+        owner, record["id"], knowledge["id"], chat["id"], preset_id, group["id"], key["id"]
+    )
 
 
 @pytest.fixture(scope="session")

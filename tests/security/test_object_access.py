@@ -79,6 +79,7 @@ EXERCISES: dict[str, list[Attempt]] = {
     "chats_get": [Attempt()],
     "chats_update": [Attempt(body=lambda _, __: {"chat": {"title": "renamed by B"}})],
     "chats_delete": [Attempt()],
+    "delete_named_key": [Attempt()],
     # B is no member of A's group (cross-group)
     "groups_get": [Attempt()],
     # workspace models name theirs by `?id=` (or the body's id)
@@ -101,6 +102,7 @@ EXERCISES: dict[str, list[Attempt]] = {
 # route name -> why its path parameter is not another user's object
 NOT_PER_USER: dict[str, str] = {
     "update_user": "admin-only (test_roles: 403 to users)",
+    "limits_delete": "admin-only (test_roles: 403 to users)",
     "delete_user": "admin-only (test_roles: 403 to users)",
     "functions_get": "admin-only: functions are global, installed by admins",
     "functions_update": "admin-only",
@@ -132,11 +134,32 @@ NO_OBJECT: dict[str, str] = {
         "the web console's page and session cookie (public; test_roles)",
     ),
     **dict.fromkeys(
-        ["current_user", "create_api_key", "get_api_key", "delete_api_key"],
-        "the caller's own account and key",
+        [
+            "current_user",
+            "create_api_key",
+            "get_api_key",
+            "delete_api_key",
+            "update_password",
+            "signout",
+            "signout_post",
+        ],
+        "the caller's own account and key (test_credentials: sessions end)",
     ),
     **dict.fromkeys(
-        ["list_users", "functions_create", "tools_create", "groups_create"],
+        ["create_named_key", "list_named_keys", "usage"],
+        "the caller's own named keys and usage (tests/security/test_key_scopes.py, "
+        "tests/controls/test_ledger.py: another user's usage is 403)",
+    ),
+    **dict.fromkeys(
+        [
+            "list_users",
+            "functions_create",
+            "tools_create",
+            "groups_create",
+            "limits_set",
+            "limits_list",
+            "add_user",
+        ],
         "admin-only (test_roles: 403 to users)",
     ),
     **dict.fromkeys(
@@ -176,6 +199,10 @@ NO_OBJECT: dict[str, str] = {
         ],
         _BODIES,
     ),
+    **dict.fromkeys(
+        ["api_embeddings", "api_v1_embeddings"],
+        "embeds the texts in its body: no stored object is named or read",
+    ),
 }
 
 PARAM = re.compile(r"{(\w+)")
@@ -208,6 +235,7 @@ def _ids(owned: Owned) -> dict[str, str]:
         "chat_id": owned.chat_id,
         "preset_id": owned.preset_id,
         "group_id": owned.group_id,
+        "key_id": owned.named_key_id,
     }
 
 
@@ -227,6 +255,7 @@ async def snapshot(stack: Stack, owned: Owned) -> dict[str, Any]:
         ("chat", f"/api/v1/chats/{owned.chat_id}"),
         ("preset", f"/api/v1/models/model?id={owned.preset_id}"),
         ("group", f"/api/v1/groups/id/{owned.group_id}"),
+        ("keys", "/api/v1/auths/api_keys"),
     ):
         status, body = await stack.call("GET", path, headers=auth)
         assert status == 200, (path, body)

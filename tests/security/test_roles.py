@@ -36,7 +36,7 @@ PUBLIC = {
 # set (tests/gateway/test_metrics.py), and nothing in it names users, ids or content.
 PUBLIC |= {"metrics"}
 PUBLIC |= {"console", "console_asset", "console_signin", "console_signout", "console_signup"}
-ANY_SIGNED_IN = {"current_user"}
+ANY_SIGNED_IN = {"current_user", "update_password", "signout", "signout_post"}
 
 
 def routes_by_level(app: web.Application) -> dict[str, list[tuple[str, str, str]]]:

@@ -1,4 +1,5 @@
-"""Sign-in brute force is limited (429) per email and per client address.
+"""Sign-in brute force is limited (429) per email *and* client address, and per address;
+an attacker's failures never lock the owner out from the owner's own address.
 
 Its own small stack (two auth instances and two gateways on a nats-server of this
 module), because the limits it trips would lock 127.0.0.1 out of every other test's
@@ -28,7 +29,8 @@ from stack.nats_server import NatsServer
 pytestmark = pytest.mark.security
 
 PASSWORD = "correct horse battery"
-MAX_FAILURES = 3
+MAX_FAILURES = 3  # per email and address
+ADDRESS_MAX_FAILURES = 5  # per address, over every email
 
 
 @dataclass
@@ -66,7 +68,12 @@ async def gateways(nats_server: NatsServer) -> AsyncIterator[Gateways]:
         bucket_prefix=f"limits{uuid.uuid4().hex[:8]}",
         jwt_secret="limits-" + "z" * 40,
         signin_max_failures=MAX_FAILURES,
-        signin_failure_window_seconds=60,
+        signin_max_failures_per_address=ADDRESS_MAX_FAILURES,
+        # long enough that no test here waits one out (no timing in assertions)
+        signin_backoff_seconds=60,
+        signin_failure_window_seconds=600,
+        signup_max_per_address=100_000,
+        default_user_role="user",
         password_time_cost=1,
         password_memory_kib=8,
         password_parallelism=1,
@@ -95,20 +102,40 @@ def test_forwarded_for_is_believed_only_from_trusted_proxies() -> None:
     assert client_address("127.0.0.1", None, "127.0.0.1") == "127.0.0.1"
 
 
-async def test_failed_sign_ins_are_limited_per_email(gateways: Gateways) -> None:
+async def test_an_attackers_failures_never_lock_the_owner_out(gateways: Gateways) -> None:
+    """The finding: 429 on the owner's correct password after someone else failed."""
     email = await gateways.signup()
-    for n in range(MAX_FAILURES):  # each guess from another address
-        assert await gateways.signin(gateways.proxied, email, "wrong", f"198.51.100.{n}") == 401
-    # now even the right password is refused for this email, from anywhere
-    assert await gateways.signin(gateways.proxied, email, PASSWORD, "198.51.100.99") == 429
-    # ... while other accounts from those addresses are untouched
+    attacker, owner = "198.51.100.66", "203.0.113.200"
+    for _ in range(MAX_FAILURES):
+        assert await gateways.signin(gateways.proxied, email, "wrong", attacker) == 401
+    # the attacker's address now backs off, even with the right password ...
+    assert await gateways.signin(gateways.proxied, email, PASSWORD, attacker) == 429
+    # ... while the owner, from their own address, signs in at once, again and again
+    for _ in range(2):
+        assert await gateways.signin(gateways.proxied, email, PASSWORD, owner) == 200
+
+
+async def test_guesses_from_one_address_at_one_account_back_off(gateways: Gateways) -> None:
+    email = await gateways.signup()
     other = await gateways.signup()
-    assert await gateways.signin(gateways.proxied, other, PASSWORD, "198.51.100.0") == 200
+    attacker = "198.51.100.77"
+    for _ in range(MAX_FAILURES):
+        assert await gateways.signin(gateways.proxied, email, "wrong", attacker) == 401
+    async with gateways.http.post(
+        f"{gateways.proxied}/api/v1/auths/signin",
+        json={"email": email, "password": "wrong"},
+        headers={"X-Forwarded-For": attacker},
+    ) as reply:
+        assert reply.status == 429
+        detail = (await reply.json())["detail"]
+    assert "try again in 60 s" in detail, detail  # the first step of the back-off
+    # one more failure elsewhere from that address is still allowed (its own allowance)
+    assert await gateways.signin(gateways.proxied, other, "wrong", attacker) == 401
 
 
 async def test_failed_sign_ins_are_limited_per_client_address(gateways: Gateways) -> None:
     attacker, bystander = "203.0.113.7", "203.0.113.8"
-    for _ in range(MAX_FAILURES):  # one guess per account: the email limit never trips
+    for _ in range(ADDRESS_MAX_FAILURES):  # one guess per account: no pair limit trips
         email = await gateways.signup()
         assert await gateways.signin(gateways.proxied, email, "wrong", attacker) == 401
     victim = await gateways.signup()
@@ -120,7 +147,7 @@ async def test_a_forged_forwarded_for_does_not_escape_the_address_limit(
     gateways: Gateways,
 ) -> None:
     """The direct gateway trusts no proxy: rotating the header still counts against the peer."""
-    for n in range(MAX_FAILURES):
+    for n in range(ADDRESS_MAX_FAILURES):
         email = await gateways.signup()
         assert await gateways.signin(gateways.direct, email, "wrong", f"192.0.2.{n}") == 401
     victim = await gateways.signup()

@@ -13,12 +13,16 @@ from stack.settings import StackSettings
 
 # Variables of the surrounding shell that would leak into the stack under test.
 FOREIGN_PREFIXES = ("RAGWAY_", "OPENAI_", "OLLAMA_")
+# Test stacks sign up many active users from 127.0.0.1 (a deployment's choice to open
+# sign-up; the defaults, `pending` and a per-address limit, have tests of their own).
+OPEN_SIGNUP = {"RAGWAY_DEFAULT_USER_ROLE": "user", "RAGWAY_SIGNUP_MAX_PER_ADDRESS": "100000"}
 
 
 def clean_environ(**overrides: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(FOREIGN_PREFIXES)}
     if "RAGWAY_CACHE_DIR" in os.environ:
         env["RAGWAY_CACHE_DIR"] = os.environ["RAGWAY_CACHE_DIR"]
+    env.update(OPEN_SIGNUP)
     env.update(overrides)
     return env
 
@@ -30,7 +34,6 @@ def free_stack_settings(data_dir: Path) -> StackSettings:
         cache_dir=default_cache_dir(),
         port=free_port(),
         nats_port=free_port(),
-        nats_monitor_port=free_port(),
         llm_port=free_port(),
         log_level="warning",
         stop_timeout_s=15.0,

@@ -26,9 +26,7 @@ def _logging() -> None:
 @pytest.fixture(scope="module")
 async def nats_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[NatsServer]:
     store: Path = tmp_path_factory.mktemp("nats")
-    server = NatsServer(
-        NatsServerConfig(port=free_port(), monitor_port=free_port(), store_dir=store)
-    )
+    server = NatsServer(NatsServerConfig(port=free_port(), store_dir=store))
     await server.astart()
     yield server
     await server.astop()

@@ -102,9 +102,7 @@ async def stack_nats_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncItera
     """The stack's own nats-server: the services it starts join the same queue groups as
     other tests' services, and would answer those tests' requests (and theirs ours)."""
     server = NatsServer(
-        NatsServerConfig(
-            port=free_port(), monitor_port=free_port(), store_dir=tmp_path_factory.mktemp("e2e")
-        )
+        NatsServerConfig(port=free_port(), store_dir=tmp_path_factory.mktemp("e2e"))
     )
     await server.astart()
     yield server.url
@@ -135,6 +133,8 @@ async def stack(
         jwt_secret=JWT_SECRET,
         password_time_cost=1,
         password_memory_kib=8,
+        default_user_role="user",  # this stack's users act at once
+        signup_max_per_address=100_000,
         password_parallelism=1,
     )
     proxy_settings = (

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
+import qdrant_edge as qe
 
 from common.errors import RagwayError
 from embedding.vectors import SparseVector
@@ -419,3 +420,49 @@ async def test_writing_a_keyword_only_chunk_again_with_its_dense_vector_complete
     stored = {p.chunk_index: p for p in await store.get_file_points("a")}
     assert stored[1].dense == pytest.approx(FILE_A[1].dense)
     assert stored[0].dense == [] and stored[0].sparse.indices == FILE_A[0].sparse.indices
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_collection_scope_finds_the_chunks_of_its_files_only(
+    filled: VectorStore, mode: str
+) -> None:
+    await filled.set_collections(["a"], ["k1"])
+    await filled.set_collections(["b"], ["k1", "k2"])
+    both = await filled.search(query("apple", [], mode, collection="k1", limit=10))
+    assert {hit.file_id for hit in both} == {"a", "b"}
+    only_b = await filled.search(query("apple", [], mode, collection="k2", limit=10))
+    assert {hit.file_id for hit in only_b} == {"b"}
+    assert await filled.search(query("apple", [], mode, collection="k3")) == []
+
+
+async def test_a_collection_scope_leaves_its_excluded_files_out(filled: VectorStore) -> None:
+    await filled.set_collections(["a", "b"], ["k1"])
+    hits = await filled.search(
+        query("apple", [], "hybrid", collection="k1", exclude_file_ids=["a"], limit=10)
+    )
+    assert {hit.file_id for hit in hits} == {"b"}
+
+
+async def test_setting_a_files_collections_replaces_them(filled: VectorStore) -> None:
+    await filled.set_collections(["a"], ["k1", "k2"])
+    assert await filled.count_lacking(["a"], ["k1", "k2"]) == 0
+    await filled.set_collections(["a"], ["k2"])
+    assert await filled.search(query("apple", [], "dense", collection="k1")) == []
+    assert await filled.count_lacking(["a"], ["k1"]) == len(FILE_A)
+    assert await filled.count_lacking(["a", "b"], ["k2"]) == len(FILE_B)  # b has none
+
+
+async def test_an_edge_store_made_before_collections_gets_their_index_at_reopen(
+    tmp_path: Path,
+) -> None:
+    store = EdgeStore(tmp_path / "old", search_threads=1)
+    await store.ensure_collection(DIM)
+    store.shard.update(qe.UpdateOperation.delete_field_index("collections"))
+    assert "collections" not in store.shard.info().payload_schema
+    await store.close()
+    reopened = EdgeStore(tmp_path / "old", search_threads=1)
+    await reopened.ensure_collection(DIM)
+    try:
+        assert "collections" in reopened.shard.info().payload_schema
+    finally:
+        await reopened.close()

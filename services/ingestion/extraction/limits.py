@@ -11,6 +11,13 @@ class ExtractionLimits(msgspec.Struct, frozen=True, kw_only=True):
     # DOCX is a ZIP: its directory's declared sizes bound what decompression may produce.
     max_docx_uncompressed_bytes: int = 200 * 1024 * 1024
     max_docx_entries: int = 5_000
+    # ... but a small archive can declare a large, highly repetitive XML part: millions of
+    # `<w:p/>` parse into a tree of ~230 bytes per element. Markup tags ('<') over every XML
+    # part are counted while the parts stream through decompression, before any parse; a
+    # 300-page report has a few hundred thousand.
+    max_docx_xml_tags: int = 1_000_000
+    # JSON larger than this is read as text rather than decoded into objects first
+    max_json_bytes: int = 16 * 1024 * 1024
 
 
 def cap_text(text: str, limits: ExtractionLimits, warnings: list[str]) -> str:

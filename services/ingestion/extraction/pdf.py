@@ -31,6 +31,8 @@ def read_pdf(blob: bytes, limits: ExtractionLimits) -> ExtractedText:
     for number, page in enumerate(pages[: limits.max_pdf_pages]):
         try:
             page_text = (page.extract_text() or "").strip()
+        except MemoryError:
+            raise
         except Exception:  # pypdf raises many kinds on damaged content streams
             unreadable_pages.append(str(number + 1))
             continue
@@ -60,6 +62,8 @@ def read_pdf(blob: bytes, limits: ExtractionLimits) -> ExtractedText:
 def _open(blob: bytes) -> pypdf.PdfReader:
     try:
         reader = pypdf.PdfReader(io.BytesIO(blob), strict=False)
+    except MemoryError:
+        raise  # the memory cap, not damage: the caller says so
     except Exception:
         raise unreadable("The PDF is damaged and cannot be read") from None
     if reader.is_encrypted:
@@ -78,6 +82,8 @@ def _open(blob: bytes) -> pypdf.PdfReader:
 def _pages(reader: pypdf.PdfReader) -> list[pypdf.PageObject]:
     try:
         return list(reader.pages)
+    except MemoryError:
+        raise
     except FileNotDecryptedError:
         raise unreadable("The PDF is password-protected; upload an unprotected copy") from None
     except Exception:

@@ -28,32 +28,46 @@ class DecodedText(msgspec.Struct, frozen=True, kw_only=True):
     text: str
     encoding: str
     warning: str | None = None
+    cut: bool = False  # only the first part of the bytes was decoded (see `max_chars`)
 
 
-def decode_text(blob: bytes, charset: str | None = None) -> DecodedText:
+def decode_text(
+    blob: bytes, charset: str | None = None, max_chars: int | None = None
+) -> DecodedText:
     """Bytes to text: BOMs, then a declared charset, UTF-8, BOM-less UTF-16, then cp1252.
 
     Raises `ExtractionError` for binary content. A lossy fallback is reported in
-    `warning` rather than hidden.
+    `warning` rather than hidden. With `max_chars`, only the bytes that can hold that
+    many characters are decoded (a sequence cut at the end is dropped, not an error):
+    the caller caps the text there anyway, so a 100 MB upload never becomes a 400 MB str.
     """
+    final = True
+    # one character more than the cap: whoever caps the text sees that it was cut
+    if max_chars is not None and len(blob) > (max_chars + 1) * 4:
+        blob, final = blob[: (max_chars + 1) * 4], False
+    decoded = _decode_any(blob, charset, final)
+    return decoded if final else msgspec.structs.replace(decoded, cut=True)
+
+
+def _decode_any(blob: bytes, charset: str | None, final: bool) -> DecodedText:
     for bom, codec in _BOMS:
         if blob.startswith(bom):
-            return _decode_with(blob, codec, codec.replace("-sig", ""))
+            return _decode_with(blob, codec, codec.replace("-sig", ""), final)
     if charset and charset not in ("utf-8", "utf8"):
         try:
-            return DecodedText(text=blob.decode(charset), encoding=charset)
+            return DecodedText(text=_decode(blob, charset, final), encoding=charset)
         except (LookupError, UnicodeDecodeError):
             pass
     utf16 = _bomless_utf16(blob)
     if utf16 is not None:
-        return _decode_with(blob, utf16, utf16)
+        return _decode_with(blob, utf16, utf16, final)
     if looks_binary(blob[:4096]):
         raise unsupported("The file looks binary, not text, and its type is not supported")
     try:
-        return DecodedText(text=blob.decode("utf-8"), encoding="utf-8")
+        return DecodedText(text=_decode(blob, "utf-8", final), encoding="utf-8")
     except UnicodeDecodeError:
         pass
-    mostly_utf8 = blob.decode("utf-8", errors="replace")
+    mostly_utf8 = _decode(blob, "utf-8", final, errors="replace")
     if mostly_utf8.count("\ufffd") <= max(2, len(mostly_utf8) // 10_000):
         return DecodedText(
             text=mostly_utf8,
@@ -61,9 +75,9 @@ def decode_text(blob: bytes, charset: str | None = None) -> DecodedText:
             warning="A few bytes were not valid UTF-8 and were replaced",
         )
     try:
-        text, encoding = blob.decode("cp1252"), "windows-1252"
+        text, encoding = _decode(blob, "cp1252", final), "windows-1252"
     except UnicodeDecodeError:
-        text, encoding = blob.decode("latin-1"), "latin-1"
+        text, encoding = _decode(blob, "latin-1", final), "latin-1"
     return DecodedText(
         text=text,
         encoding=encoding,
@@ -71,12 +85,19 @@ def decode_text(blob: bytes, charset: str | None = None) -> DecodedText:
     )
 
 
-def _decode_with(blob: bytes, codec: str, label: str) -> DecodedText:
+def _decode(blob: bytes, codec: str, final: bool, errors: str = "strict") -> str:
+    """`blob.decode`, but a text cut short (`final` False) may end inside a character."""
+    if final:
+        return blob.decode(codec, errors)
+    return codecs.getincrementaldecoder(codec)(errors).decode(blob, final=False)
+
+
+def _decode_with(blob: bytes, codec: str, label: str, final: bool = True) -> DecodedText:
     try:
-        return DecodedText(text=blob.decode(codec), encoding=label)
+        return DecodedText(text=_decode(blob, codec, final), encoding=label)
     except UnicodeDecodeError:
         return DecodedText(
-            text=blob.decode(codec, errors="replace"),
+            text=_decode(blob, codec, final, errors="replace"),
             encoding=label,
             warning=f"Some bytes were not valid {label} and were replaced",
         )
@@ -99,7 +120,7 @@ def read_text(
     blob: bytes, kind: Kind, charset: str | None, limits: ExtractionLimits
 ) -> ExtractedText:
     """Plain text or Markdown: decoded, newlines normalised, bounded."""
-    decoded = decode_text(blob, charset)
+    decoded = decode_text(blob, charset, limits.max_chars)
     warnings = [decoded.warning] if decoded.warning else []
     text = cap_text(_NEWLINES.sub("\n", decoded.text).lstrip("\ufeff"), limits, warnings)
     return ExtractedText(
@@ -113,7 +134,7 @@ def read_text(
 
 def read_csv(blob: bytes, charset: str | None, limits: ExtractionLimits) -> ExtractedText:
     """One line per row, each value labelled with its column: "name: Ada | born: 1815"."""
-    decoded = decode_text(blob, charset)
+    decoded = decode_text(blob, charset, limits.max_chars)
     warnings = [decoded.warning] if decoded.warning else []
     source = _NEWLINES.sub("\n", decoded.text).lstrip("\ufeff")
     try:
@@ -161,16 +182,28 @@ def _csv_lines(source: str, max_chars: int) -> tuple[list[str], int]:
 
 
 def read_json(blob: bytes, charset: str | None, limits: ExtractionLimits) -> ExtractedText:
-    """Pretty-printed JSON (keys and values readable, non-ASCII unescaped)."""
-    decoded = decode_text(blob, charset)
+    """Pretty-printed JSON (keys and values readable, non-ASCII unescaped).
+
+    Decoding builds every value as an object first, so JSON over `max_json_bytes` is
+    read as text (bounded like any text) instead.
+    """
+    too_big = len(blob) > limits.max_json_bytes
+    decoded = decode_text(blob, charset, limits.max_chars if too_big else None)
     warnings = [decoded.warning] if decoded.warning else []
     source = decoded.text.lstrip("\ufeff")
-    try:
-        value = msgspec.json.decode(source.encode())
-        pretty = msgspec.json.format(msgspec.json.encode(value), indent=2).decode()
-    except (msgspec.DecodeError, RecursionError):
-        warnings.append("The file is not valid JSON; it was read as plain text")
+    if too_big:
+        warnings.append(
+            f"The JSON is larger than {limits.max_json_bytes / 2**20:,.0f} MiB; "
+            "it was read as plain text"
+        )
         pretty = _NEWLINES.sub("\n", source)
+    else:
+        try:
+            value = msgspec.json.decode(source.encode())
+            pretty = msgspec.json.format(msgspec.json.encode(value), indent=2).decode()
+        except (msgspec.DecodeError, RecursionError):
+            warnings.append("The file is not valid JSON; it was read as plain text")
+            pretty = _NEWLINES.sub("\n", source)
     text = cap_text(pretty, limits, warnings)
     return ExtractedText(text=text, kind="json", metadata={"encoding": decoded.encoding},
                          warnings=warnings)  # fmt: skip

@@ -83,8 +83,11 @@ def read_html(blob: bytes, charset: str | None, limits: ExtractionLimits) -> Ext
     if charset is None:
         declared = _META_CHARSET.search(blob[:2048])
         charset = declared.group(1).decode("ascii").lower() if declared else None
-    decoded = decode_text(blob, charset)
+    # Markup outweighs the text it holds: read twice the characters the cap keeps.
+    decoded = decode_text(blob, charset, limits.max_chars * 2)
     warnings = [decoded.warning] if decoded.warning else []
+    if decoded.cut:
+        warnings.append(f"Only the first {limits.max_chars * 2:,} characters of the page were read")
     parser = _VisibleText()
     parser.feed(decoded.text)
     parser.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import re
 import zipfile
+import zlib
 
 import docx
 from docx.document import Document as DocxDocument
@@ -15,6 +16,7 @@ from ingestion.documents import ExtractedText
 from ingestion.errors import too_large, unreadable
 from ingestion.extraction.limits import ExtractionLimits, cap_text
 
+_READ_BYTES = 1 << 20
 _HEADING_STYLE = re.compile(r"^(?:heading|überschrift|titre|título)\s*(\d)$", re.IGNORECASE)
 
 
@@ -23,6 +25,8 @@ def read_docx(blob: bytes, limits: ExtractionLimits) -> ExtractedText:
     check_zip_bounds(blob, limits)
     try:
         document = docx.Document(io.BytesIO(blob))
+    except MemoryError:
+        raise  # the memory cap, not damage: the caller says so
     except Exception:  # python-docx/lxml/zipfile raise many kinds on damaged files
         raise unreadable("The Word document (.docx) is damaged and cannot be read") from None
     levels = _heading_levels(document)
@@ -70,6 +74,42 @@ def check_zip_bounds(blob: bytes, limits: ExtractionLimits) -> None:
             f"The Word document would unpack to {declared / 2**20:,.0f} MiB, over the "
             f"{limits.max_docx_uncompressed_bytes / 2**20:,.0f} MiB limit"
         )
+    try:
+        with zipfile.ZipFile(io.BytesIO(blob)) as archive:
+            _check_markup(archive, members, limits)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, zlib.error):
+        raise unreadable("The Word document (.docx) is damaged and cannot be read") from None
+
+
+def _check_markup(
+    archive: zipfile.ZipFile, members: list[zipfile.ZipInfo], limits: ExtractionLimits
+) -> None:
+    """Count the markup of every XML part as it inflates, before anything parses it.
+
+    Each '<' opens at most one element, so the count bounds the tree python-docx would
+    build; it stops at the limit, so a hostile part costs a bounded read, not a parse.
+    A part is XML when it starts like XML (whatever its name: the content types decide
+    what python-docx parses). Document type declarations are refused outright: Word
+    never writes them, and they are where entity tricks live.
+    """
+    tags = 0
+    for member in members:
+        with archive.open(member) as part:
+            tail = b""
+            first = True
+            while piece := part.read(_READ_BYTES):
+                if first and not piece.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
+                    break  # an image or other binary part: never parsed as XML
+                first = False
+                if b"<!DOCTYPE" in tail + piece or b"<!ENTITY" in tail + piece:
+                    raise unreadable("The Word document declares a DTD; it was not read")
+                tags += piece.count(b"<")
+                if tags > limits.max_docx_xml_tags:
+                    raise too_large(
+                        f"The Word document has more than {limits.max_docx_xml_tags:,} XML "
+                        "tags; it was not read"
+                    )
+                tail = piece[-16:]
 
 
 def _heading_levels(document: DocxDocument) -> dict[str, int]:

@@ -1,7 +1,8 @@
 """A sandbox worker: one process runs one call of admin-installed code, then exits.
 
-Started by `inference_proxy.sandbox` as `python -I -m inference_proxy.sandbox_worker
---memory-mb N --cpu-seconds S --parent-pid P` with a clean environment. It limits itself
+Started by `inference_proxy.functions.sandbox` as `python -I -c <boot> --memory-mb N
+--cpu-seconds S --parent-pid P` with a clean environment (the boot line puts the
+proxy's own code first on sys.path, then calls `main`). It limits itself
 (address space, CPU), dies with the proxy, waits for one Call on stdin, and answers with
 frames on what was stdout; the code's own prints go to stderr so they cannot corrupt the
 protocol.
@@ -25,7 +26,7 @@ from typing import Any, BinaryIO
 import msgspec
 
 from common.parent_death import die_with_parent
-from inference_proxy.sandbox_protocol import (
+from inference_proxy.functions.sandbox_protocol import (
     Call,
     Chunk,
     Failure,

@@ -20,11 +20,14 @@ import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import msgspec
 import structlog
 
-from inference_proxy.sandbox_protocol import (
+import common
+import inference_proxy
+from inference_proxy.functions.sandbox_protocol import (
     MAX_FRAME_BYTES,
     Call,
     Frame,
@@ -36,7 +39,12 @@ from inference_proxy.sandbox_protocol import (
 
 log = structlog.get_logger()
 
-WORKER_MODULE = "inference_proxy.sandbox_worker"
+# `-I` drops PYTHONPATH: the worker is told where the proxy's own code is (a source
+# checkout, or the installed package), so both always run the same tree
+WORKER_BOOT = (
+    "import sys; sys.path[:0] = {roots!r}; "
+    "from inference_proxy.functions.sandbox_worker import main; sys.exit(main())"
+)
 STDERR_TAIL_BYTES = 4096
 
 
@@ -211,8 +219,8 @@ class Sandbox:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-I",  # no PYTHON* variables, no user site, no script dir on sys.path
-            "-m",
-            WORKER_MODULE,
+            "-c",
+            WORKER_BOOT.format(roots=_code_roots()),
             "--memory-mb",
             str(self.limits.memory_mb),
             "--cpu-seconds",
@@ -253,3 +261,13 @@ def worker_environment(workdir: str) -> dict[str, str]:
         "TMPDIR": workdir or "/tmp",
         "PYTHONDONTWRITEBYTECODE": "1",
     }
+
+
+def _code_roots() -> list[str]:
+    """The folders this process imports `inference_proxy` and `common` from."""
+    roots: list[str] = []
+    for package in (inference_proxy, common):
+        root = str(Path(package.__file__ or "").resolve().parents[1])
+        if root not in roots:
+            roots.append(root)
+    return roots

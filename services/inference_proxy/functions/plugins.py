@@ -7,8 +7,6 @@ like every call: the proxy never imports admin code itself.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 from typing import Any
 
@@ -18,6 +16,7 @@ from msgspec import UNSET
 from nats.js import JetStreamContext
 
 from catalog.buckets import Bucket
+from catalog.mirror import Mirror
 from common import access
 from common.codec import encode
 from common.errors import RagwayError, forbidden, invalid, not_found
@@ -34,8 +33,8 @@ from contracts.functions import (
     ToolRecord,
 )
 from contracts.models import Model
-from inference_proxy.sandbox import Sandbox, SandboxCrash, SandboxTimeout
-from inference_proxy.sandbox_protocol import Call, Failure, Result
+from inference_proxy.functions.sandbox import Sandbox, SandboxCrash, SandboxTimeout
+from inference_proxy.functions.sandbox_protocol import Call, Failure, Result
 
 log = structlog.get_logger()
 
@@ -47,60 +46,18 @@ _RECORD_TYPES: dict[PluginKind, type[FunctionRecord] | type[ToolRecord]] = {
 PIPE_META = {"type": "pipe"}
 
 
-class _Mirror:
-    """One bucket's latest values, kept current by following it (`Bucket.follow`)."""
-
-    def __init__(
-        self, bucket: Bucket, record_type: type[FunctionRecord] | type[ToolRecord]
-    ) -> None:
-        self.bucket = bucket
-        self.items: dict[str, Any] = {}
-        self._decoder = msgspec.json.Decoder(record_type)
-        self.decode = self._decoder.decode
-        self._ready = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        """Follow the bucket; return once the values it holds now are in."""
-        self._task = asyncio.create_task(self._follow())
-        ready = asyncio.ensure_future(self._ready.wait())
-        await asyncio.wait({ready, self._task}, return_when=asyncio.FIRST_COMPLETED)
-        if not self._ready.is_set():
-            ready.cancel()
-            self._task.result()  # the reason it stopped (e.g. the bus is restarting)
-
-    async def _follow(self) -> None:
-        async with contextlib.aclosing(self.bucket.follow()) as changes:
-            async for change in changes:
-                if change is None:
-                    self._ready.set()  # the values the bucket held are in
-                    continue
-                key, value = change
-                if value is None:
-                    self.items.pop(key, None)
-                    continue
-                try:
-                    self.items[key] = self._decoder.decode(value)
-                except msgspec.DecodeError:
-                    log.warning("plugin_record_malformed", bucket=self.bucket.name, key=key)
-
-    async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-
 class PluginStore:
     """Function and tool records by id."""
 
-    def __init__(self, functions: _Mirror, tools: _Mirror) -> None:
-        self._mirrors: dict[PluginKind, _Mirror] = {"function": functions, "tool": tools}
+    def __init__(self, functions: Mirror[Any], tools: Mirror[Any]) -> None:
+        self._mirrors: dict[PluginKind, Mirror[Any]] = {"function": functions, "tool": tools}
 
     @classmethod
     async def open(cls, js: JetStreamContext, prefix: str, replicas: int) -> PluginStore:
         functions, tools = [
-            _Mirror(await Bucket.open(js, bucket, replicas), record_type)
+            Mirror[Any](
+                await Bucket.open(js, bucket, replicas), msgspec.json.Decoder(record_type).decode
+            )
             for bucket, record_type in (
                 (f"{prefix}_functions", FunctionRecord),
                 (f"{prefix}_tools", ToolRecord),

@@ -20,17 +20,16 @@ from nats.aio.client import Client
 from common.codec import encode
 from common.errors import RagwayError
 from common.tasks import BackgroundTasks
-from contracts.chat import STREAM_END, STREAM_HEADER, CompletionJob, StreamAccepted, StreamEnd
+from contracts.chat import CompletionJob, StreamAccepted, StreamEnd
 from contracts.functions import FunctionRecord
+from contracts.streams import DONE, error_event, sse
 from inference_proxy.cancels import CancelRegistry
-from inference_proxy.plugins import user_of
-from inference_proxy.sandbox import Sandbox, SandboxCrash, SandboxRun, SandboxTimeout
-from inference_proxy.sandbox_protocol import Call, Chunk, Failure, Frame
-from inference_proxy.translate import DONE, error_event, sse
+from inference_proxy.functions.plugins import user_of
+from inference_proxy.functions.sandbox import Sandbox, SandboxCrash, SandboxRun, SandboxTimeout
+from inference_proxy.functions.sandbox_protocol import Call, Chunk, Failure, Frame
+from inference_proxy.relay import Outbox, PublishFailed
 
 log = structlog.get_logger()
-
-_END_HEADERS = {STREAM_HEADER: STREAM_END}
 
 
 def failure_error(label: str, exc: BaseException | Failure) -> RagwayError:
@@ -161,6 +160,7 @@ class PipeRunner:
     ) -> None:
         """Run the pipe; hand its first frame to `stream`, then publish the rest."""
         started = time.perf_counter()
+        out = Outbox(self._nc, job.stream_inbox)
         chunks = _SseChunks(record.id)
         parts: list[str] = []
         error: str | None = None
@@ -173,7 +173,7 @@ class PipeRunner:
                 if isinstance(frame, Failure):
                     outcome = "failed"
                     return  # `stream` answers with the error; nothing was published
-                await self._pump(job.stream_inbox, run, frame, chunks, parts)
+                await self._pump(out, run, frame, chunks, parts)
         except (SandboxTimeout, SandboxCrash) as exc:
             outcome = "failed"
             if not first.done():
@@ -182,6 +182,8 @@ class PipeRunner:
             error = str(failure_error(f"Function '{record.id}'", exc))
         except _PipeFailed as exc:
             outcome, error = "failed", str(failure_error(f"Function '{record.id}'", exc.failure))
+        except PublishFailed:
+            outcome, error = "publish_failed", "The stream could not be delivered"
         except asyncio.CancelledError:
             outcome, error = "cancelled", "The stream was cancelled"
             if not first.done():
@@ -190,11 +192,11 @@ class PipeRunner:
         finally:
             self._cancels.forget(cancel)
             self._log(record, outcome, started, error)
-        await self._finish(job.stream_inbox, chunks, parts, error)
+        await self._finish(out, chunks, parts, error)
 
     async def _pump(
         self,
-        inbox: str,
+        out: Outbox,
         run: SandboxRun,
         frame: Frame,
         chunks: _SseChunks,
@@ -204,25 +206,23 @@ class PipeRunner:
             parts.append(frame.text)
             data = chunks.piece(frame.text)
             if data:
-                await self._nc.publish(inbox, data)
+                await out.send(data)
             frame = await run.next_frame()
         if isinstance(frame, Failure):
             raise _PipeFailed(frame)
         if frame.text:
             parts.append(frame.text)
-            await self._nc.publish(inbox, chunks.piece(frame.text))
+            await out.send(chunks.piece(frame.text))
 
     async def _finish(
-        self, inbox: str, chunks: _SseChunks, parts: list[str], error: str | None
+        self, out: Outbox, chunks: _SseChunks, parts: list[str], error: str | None
     ) -> None:
-        with contextlib.suppress(Exception):
-            await self._nc.publish(inbox, error_event(error) if error else chunks.finish())
-            end = StreamEnd(
-                content="".join(parts),
-                finish_reason=None if error else "stop",
-                error=error,
-            )
-            await self._nc.publish(inbox, encode(end), headers=_END_HEADERS)
+        # the end message follows even when this cannot be delivered
+        with contextlib.suppress(PublishFailed):
+            await out.send(error_event(error) if error else chunks.finish())
+        await out.end(
+            StreamEnd(content="".join(parts), finish_reason=None if error else "stop", error=error)
+        )
 
     def _log(
         self, record: FunctionRecord, outcome: str, started: float, error: str | None = None
