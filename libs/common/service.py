@@ -28,6 +28,7 @@ from nats.aio.subscription import Subscription
 from nats.micro import ServiceConfig
 from nats.micro.service import EndpointInfo, EndpointStats, Service, ServiceInfo, ServiceStats
 
+from common import tracing
 from common.bus import (
     BUS_FAILURES,
     BUS_UNAVAILABLE,
@@ -215,7 +216,14 @@ class ServiceHost:
         )
         outcome = "ok"
         try:
-            error = await self._answer(msg, served)
+            if tracing.enabled():  # a server span continuing the caller's trace
+                attributes = {"ragway.service": self.name, "messaging.destination": served.subject}
+                with tracing.served(served.subject, headers, attributes) as current:
+                    error = await self._answer(msg, served)
+                    if error is not None:
+                        tracing.set_error(current, error[0])
+            else:
+                error = await self._answer(msg, served)
             if error is not None:
                 code, detail = error
                 outcome = code

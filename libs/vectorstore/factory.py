@@ -6,7 +6,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from common import tracing
 from vectorstore.store import VectorStore
+from vectorstore.traced import traced
 
 
 @asynccontextmanager
@@ -22,7 +24,8 @@ async def open_store(
     """A ready store: a Qdrant server if `qdrant_url` is set, else the embedded engine.
 
     The embedded engine keeps the collection in `<edge_path>/<collection>`, owned by this
-    process alone; `edge_search_threads` sizes its search pool (0: as stored).
+    process alone; `edge_search_threads` sizes its search pool (0: as stored). With
+    tracing on when it opens, each call is a span (vectorstore.traced).
     """
     store: VectorStore
     if qdrant_url:
@@ -33,6 +36,8 @@ async def open_store(
         from vectorstore.edge import EdgeStore
 
         store = EdgeStore(edge_path / collection, search_threads=edge_search_threads)
+    if tracing.enabled():
+        store = traced(store, "server" if qdrant_url else "edge")
     try:
         await store.ensure_collection(dim)
         yield store

@@ -11,6 +11,7 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from common import tracing
 from common.bus import BUS_FAILURES, BUS_UNAVAILABLE, new_request_id, request_id_var
 from common.errors import RagwayError, forbidden, unauthorized
 from gateway.console_session import session_credential
@@ -52,7 +53,10 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     structlog.contextvars.bind_contextvars(request_id=request_id, route=route)
     status = 500
     try:
-        response = await _mapped(request, handler)
+        if tracing.enabled():
+            response = await _traced(request, handler, route)
+        else:
+            response = await _mapped(request, handler)
         status = response.status
         return response
     except asyncio.CancelledError:
@@ -69,6 +73,18 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
             duration_ms=round(seconds * 1000, 2),
             user_id=principal.id if principal is not None else None,
         )
+
+
+async def _traced(request: web.Request, handler: Handler, route: str) -> web.StreamResponse:
+    """The request as a server span (continuing a client's `traceparent`, if it sent one)."""
+    attributes = {"http.request.method": request.method, "http.route": route}
+    name = f"{request.method} {route}"
+    with tracing.served(name, request.headers, attributes) as current:
+        response = await _mapped(request, handler)
+        current.set_attribute("http.response.status_code", response.status)
+        if response.status >= 500:
+            tracing.set_error(current, str(response.status))
+        return response
 
 
 async def _mapped(request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -5,14 +5,15 @@ to the caller's NATS inbox or read in process (the tool loop)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 from nats.aio.client import Client
 
+from common import tracing
 from common.errors import RagwayError
 from common.idle import IdleDeadline
 from contracts.chat import CompletionJob, StreamAccepted, StreamEnd
@@ -120,11 +121,12 @@ class ChatRunner:
         limit = self._settings.backend_timeout_seconds
         try:
             async with asyncio.timeout(limit):
-                response = await self._backend.post(request.url, request.payload, request.headers)
-                try:
-                    body = await response.read()
-                finally:
-                    response.release()  # closes instead when the body did not end
+                with _backend_span(request, stream=False) as headers:
+                    response = await self._backend.post(request.url, request.payload, headers)
+                    try:
+                        body = await response.read()
+                    finally:
+                        response.release()  # closes instead when the body did not end
                 status = response.status
         except (BackendHTTPError, TimeoutError) as exc:
             self.errors.failed(backend, _reason(exc))
@@ -168,14 +170,15 @@ class ChatRunner:
         limit = self._settings.backend_timeout_seconds
         try:
             async with asyncio.timeout(limit):
-                response = await self._backend.post(request.url, request.payload, request.headers)
-                if response.status >= 300:  # an error, or a redirect (never followed)
-                    try:
-                        body = await response.read()
-                    finally:
-                        response.release()
-                    self.errors.failed(backend, "status")
-                    raise error_for_status(backend, response.status, body)
+                with _backend_span(request, stream=True) as headers:
+                    response = await self._backend.post(request.url, request.payload, headers)
+                    if response.status >= 300:  # an error, or a redirect (never followed)
+                        try:
+                            body = await response.read()
+                        finally:
+                            response.release()
+                        self.errors.failed(backend, "status")
+                        raise error_for_status(backend, response.status, body)
         except (BackendHTTPError, TimeoutError) as exc:
             self.errors.failed(backend, _reason(exc))
             raise error_for_exception(backend, exc, limit) from None
@@ -322,3 +325,24 @@ class ChatRelay(Relay):
 
 def _reason(exc: BaseException) -> str:
     return "timeout" if isinstance(exc, TimeoutError) else "transport"
+
+
+@contextmanager
+def _backend_span(request: _Request, *, stream: bool) -> Iterator[dict[str, str]]:
+    """The backend HTTP call as a client span (until its answer's headers, for a stream;
+    the whole body otherwise), and the request's headers with its `traceparent` (as they
+    are when tracing is off)."""
+    if not tracing.enabled():
+        yield request.headers
+        return
+    backend = request.backend
+    attributes = {
+        "ragway.backend.kind": backend.kind,
+        "ragway.backend.index": backend.idx,
+        "server.address": backend.host,
+        "ragway.stream": stream,
+    }
+    with tracing.span(f"POST {backend.kind} backend", tracing.CLIENT, attributes):
+        headers = dict(request.headers)
+        tracing.inject(headers)
+        yield headers
