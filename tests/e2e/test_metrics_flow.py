@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.e2e.rag_helpers import completed_upload
 from tests.fakes.ollama_fake import OllamaFake
 from tests.fakes.openai_fake import OpenAIFake
-from tests.support.stack import Account, Stack
+from tests.support.stack import Account, RagServices, Stack
 
 MODEL = "gpt-fake"
 
@@ -126,3 +127,33 @@ async def test_backend_errors_by_index_limits_hit_and_every_services_nats_counte
     }
     assert {"gateway", "auth", "inference-proxy"} <= reporting
     assert total(after, "ragway_nats_messages_in_total", service="gateway") > 0
+
+
+async def test_an_upload_and_a_rag_chat_move_the_ingestion_and_retrieval_metrics(
+    stack: Stack, user: Account, rag: RagServices
+) -> None:
+    before = await samples(stack)
+    record = await completed_upload(stack, user, b"Swifts sleep while flying.", "swifts.txt")
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Which bird sleeps while flying?"}],
+        "files": [{"type": "file", "id": record["id"]}],
+    }
+    status, reply = await stack.call(
+        "POST", "/api/chat/completions", headers=user.key_auth, json=body
+    )
+    assert status == 200, reply
+    after = await samples(stack)
+
+    files = "ragway_ingest_files_total"
+    assert total(after, files, service="ingestion", status="completed") >= (
+        total(before, files, service="ingestion", status="completed") + 1
+    )
+    chunks = "ragway_ingest_chunks_total"
+    assert total(after, chunks, service="ingestion") > total(before, chunks, service="ingestion")
+    jobs = "ragway_ingest_jobs_total"
+    assert total(after, jobs, outcome="completed") > total(before, jobs, outcome="completed")
+    retrieved = "ragway_retrieval_duration_seconds_count"
+    assert get(after, retrieved, outcome="ok") >= get(before, retrieved, outcome="ok") + 1
+    # the queue gauges are there once the worker made its consumer
+    assert any(name == "ragway_ingest_consumer_pending" for name, _ in after)
