@@ -91,7 +91,8 @@ class UsersReply(msgspec.Struct):
 
 
 class UsageReply(msgspec.Struct):
-    """Rows keyed by the `group_by` field (`user`, `key`, `model` or `day`) with
+    """Rows keyed by the `group_by` field (`user`, `key`, `model`, `day` or `backend`:
+    `openai/0`, `ollama/1`, `` for answers no backend gave) with
     requests, errors, prompt_tokens, completion_tokens, total_tokens."""
 
     rows: list[dict[str, Any]]
