@@ -80,6 +80,9 @@ class ServiceSettings(Settings, kw_only=True):
     kv_replicas: Positive = 1  # 3 on a NATS cluster (also the job stream's replicas)
     # NATS requests this process handles at once; one more is answered busy (503) at once
     max_in_flight: Positive = 512
+    # OpenTelemetry: spans go to this OTLP/HTTP traces URL (e.g.
+    # http://otel-collector:4318/v1/traces); empty, tracing is off (common.tracing)
+    otlp_endpoint: str = ""
 
     def nats_servers(self) -> list[str]:
         return [url.strip() for url in self.nats_url.split(",") if url.strip()]
@@ -127,6 +130,11 @@ def configure(settings_type: type[S], environ: Mapping[str, str] | None = None) 
     env = os.environ if environ is None else environ
     settings = load_settings(settings_type, env)
     configure_logging(getattr(settings, "log_level", "info"))
+    endpoint = getattr(settings, "otlp_endpoint", "")
+    if endpoint:
+        from common.tracing import configure_tracing
+
+        configure_tracing(endpoint, f"ragway-{settings_type.__module__.split('.')[0]}")
     log = structlog.get_logger()
     for name, closest in unknown_variables(env):
         log.warning("unknown_setting", variable=name, closest=closest)

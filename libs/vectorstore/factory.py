@@ -6,7 +6,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from common import tracing
 from vectorstore.store import VectorStore
+from vectorstore.traced import traced
 
 
 async def connect_store(
@@ -30,6 +32,8 @@ async def connect_store(
         from vectorstore.edge import EdgeStore
 
         store = EdgeStore(edge_path / collection, search_threads=edge_search_threads)
+    if tracing.enabled():  # each call a span (vectorstore.traced)
+        store = traced(store, "server" if qdrant_url else "edge")
     try:
         await store.ensure_collection(dim)
     except BaseException:

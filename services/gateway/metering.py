@@ -19,6 +19,7 @@ from contracts.auth import Principal
 from contracts.chat import BackendRef
 from gateway.ledger import Ledger, Status, UsageRecord
 from gateway.limiter import Limiter, Ticket
+from gateway.metrics import GatewayMetrics
 
 
 class _Usage(msgspec.Struct):
@@ -77,6 +78,7 @@ class Meter:
     limiter: Limiter | None
     ledger: Ledger | None
     completion_estimate: int
+    metrics: GatewayMetrics | None = None  # tokens by model, time to first token
 
     async def start(
         self,
@@ -105,6 +107,15 @@ class Metered:
     started: float
     kind: str = "chat"
     finished: bool = False
+    first_seen: bool = False
+
+    def first_token(self) -> None:
+        """The model's first bytes are on their way to the client (counted once)."""
+        if self.first_seen:
+            return
+        self.first_seen = True
+        if self.meter.metrics is not None:
+            self.meter.metrics.first_token(time.perf_counter() - self.started)
 
     async def done(
         self,
@@ -118,6 +129,9 @@ class Metered:
             return
         self.finished = True
         tokens = tokens_of(usage)
+        metrics = self.meter.metrics
+        if metrics is not None and tokens is not None and self.kind == "chat":
+            metrics.tokens(model or self.model, *tokens)
         if self.meter.limiter is not None:
             self.meter.limiter.settle(self.ticket, None if tokens is None else sum(tokens))
         ledger = self.meter.ledger

@@ -161,6 +161,12 @@ def _crud(tag: str, info: Any, plural: str) -> dict[str, RouteDoc]:
 
 ROUTE_DOCS: dict[str, RouteDoc] = {
     "health": RouteDoc("Liveness and backend services", "health", None, HealthReply),
+    "metrics": RouteDoc(
+        "Prometheus metrics of the stack (a bearer token if RAGWAY_METRICS_TOKEN is set)",
+        "operations",
+        response=str,
+        response_media="text/plain",
+    ),
     "api_version": RouteDoc("The Open WebUI API version served", "config", None, VersionReply),
     "api_config": RouteDoc("Public configuration and features", "config", None, ConfigReply),
     "signup": RouteDoc("Create an account (the first is admin)", "auths", SignupRequest, Session),

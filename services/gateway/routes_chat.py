@@ -36,7 +36,7 @@ from gateway.chat_log import ChatAppend
 from gateway.metering import NO_TOKENS, Metered, reply_facts
 from gateway.relay import relay_stream
 from gateway.routes_chats import CHATS
-from gateway.state import BUS, METER, PRESETS, SETTINGS, Access, principal_of
+from gateway.state import BUS, METER, METRICS, PRESETS, SETTINGS, Access, principal_of
 
 log = structlog.get_logger()
 
@@ -162,16 +162,17 @@ async def _with_rag(
     """
     settings = request.app[SETTINGS]
     original: dict[str, Any] = msgspec.json.decode(body)
-    result = await rag.retrieve(
-        request.app[BUS],
-        principal_of(request),
-        rag.user_query(original),
-        rag.scope_items(files),
-        k=settings.rag_top_k,
-        wait_seconds=settings.rag_wait_seconds,
-        reply_seconds=settings.request_timeout_seconds,
-        complete_wait_seconds=settings.rag_complete_wait_seconds,
-    )
+    with request.app[METRICS].retrieval():
+        result = await rag.retrieve(
+            request.app[BUS],
+            principal_of(request),
+            rag.user_query(original),
+            rag.scope_items(files),
+            k=settings.rag_top_k,
+            wait_seconds=settings.rag_wait_seconds,
+            reply_seconds=settings.request_timeout_seconds,
+            complete_wait_seconds=settings.rag_complete_wait_seconds,
+        )
     sources = rag.sources_of(result.groups)
     return encode(rag.rewrite(original, sources)), sources
 
@@ -274,6 +275,8 @@ class _ChatSink:
         # the stream's first bytes may have come with the acceptance (one message)
         if self._first or accepted.first:
             await response.write(self._first + accepted.first)
+        if accepted.first:
+            self._metered.first_token()
 
     async def data(self, data: bytes, ending: bool) -> None:
         assert self.response is not None
@@ -283,6 +286,7 @@ class _ChatSink:
             self._tail = data  # written with the end of the body: one send
         else:
             await self.response.write(data)
+        self._metered.first_token()
 
     async def end(self, body: bytes) -> None:
         assert self.response is not None
@@ -291,9 +295,11 @@ class _ChatSink:
         if ended is not None and ended.tail:  # the last bytes came with the end
             last = ended.tail
             tail += _held_back(last, self._record)
+            self._metered.first_token()
         closing = closing_bytes(last, ended.error if ended is not None else None)
         if closing:
             tail += closing
+            self._request.app[METRICS].upstream_error("stream")
         elif self._record is not None:
             await _record_stream(self._record, ended, self._sources)
             tail += DONE

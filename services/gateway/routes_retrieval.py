@@ -23,7 +23,7 @@ from contracts.retrieval import (
 )
 from gateway import rag
 from gateway.bodies import json_value, parse, read_body
-from gateway.state import BUS, SETTINGS, Access, principal_of
+from gateway.state import BUS, METRICS, SETTINGS, Access, principal_of
 
 FILE_COLLECTION_PREFIX = "file-"
 MAX_K = 100
@@ -96,17 +96,18 @@ async def _search(
 ) -> web.Response:
     settings = request.app[SETTINGS]
     k = k or settings.rag_top_k
-    result = await rag.retrieve(
-        request.app[BUS],
-        principal_of(request),
-        query,
-        items,
-        k=k,
-        wait_seconds=settings.rag_wait_seconds,
-        reply_seconds=settings.request_timeout_seconds,
-        mode=mode,
-        complete_wait_seconds=settings.rag_complete_wait_seconds,
-    )
+    with request.app[METRICS].retrieval():
+        result = await rag.retrieve(
+            request.app[BUS],
+            principal_of(request),
+            query,
+            items,
+            k=k,
+            wait_seconds=settings.rag_wait_seconds,
+            reply_seconds=settings.request_timeout_seconds,
+            mode=mode,
+            complete_wait_seconds=settings.rag_complete_wait_seconds,
+        )
     return json_value(ranked(result, k))
 
 

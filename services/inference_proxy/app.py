@@ -141,6 +141,7 @@ async def serve(settings: Settings) -> AsyncIterator[InferenceProxy]:
                 max_in_flight=settings.max_in_flight,
             )
         )
+        host.add_metrics(chat.errors.families)
         await host.serve(subjects.MODELS_LIST, list_models)
         await host.serve(subjects.CHAT_COMPLETE, completions.complete)
         await host.serve(subjects.CHAT_STREAM, completions.stream)

@@ -5,8 +5,8 @@ to the caller's NATS inbox or read in process (the tool loop)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +14,7 @@ import msgspec
 import structlog
 from nats.aio.client import Client
 
+from common import tracing
 from common.errors import RagwayError
 from common.idle import IdleDeadline
 from contracts.chat import BackendRef, CompletionJob, StreamAccepted, StreamEnd
@@ -22,6 +23,7 @@ from inference_proxy.backend_http import BackendHTTPError, BackendPool, BackendR
 from inference_proxy.cancels import CancelRegistry
 from inference_proxy.catalog import ModelCatalog, Route
 from inference_proxy.errors import StreamFailure, error_for_exception, error_for_status
+from inference_proxy.metrics import BackendErrors
 from inference_proxy.ollama_convert import completion_from_ollama, to_ollama_chat
 from inference_proxy.relay import Outbox, Relay, Relays, backend_reading, release_for_reuse
 from inference_proxy.routing import Lease, Router
@@ -98,6 +100,7 @@ class ChatRunner:
         self._settings = settings
         self._router = router
         self._relays = Relays(cancels)
+        self.errors = BackendErrors()  # read by /metrics
 
     async def _plan(self, job: CompletionJob) -> _Plan:
         # Top-level fields only: the messages (most of a long chat) stay raw JSON, copied
@@ -214,17 +217,20 @@ class ChatRunner:
         limit = self._settings.backend_timeout_seconds
         try:
             async with asyncio.timeout(limit):
-                response = await self._backend.post(request.url, request.payload, request.headers)
-                try:
-                    body = await response.read()
-                finally:
-                    response.release()  # closes instead when the body did not end
+                with _backend_span(request, stream=False) as headers:
+                    response = await self._backend.post(request.url, request.payload, headers)
+                    try:
+                        body = await response.read()
+                    finally:
+                        response.release()  # closes instead when the body did not end
                 status = response.status
         except (BackendHTTPError, TimeoutError) as exc:
+            self.errors.failed(backend, _reason(exc))
             error = error_for_exception(backend, exc, limit)
             lease.failed(error.detail)
             raise _MoveOn(error) from None
         if status >= 300:
+            self.errors.failed(backend, "status")
             error = error_for_status(backend, status, body)
             if _moves_on(status):
                 lease.failed(f"HTTP {status}")
@@ -237,6 +243,7 @@ class ChatRunner:
             else:
                 msgspec.json.decode(body, type=_Completion)
         except (msgspec.DecodeError, AttributeError):
+            self.errors.failed(backend, "malformed")
             lease.failed("malformed answer")
             error = RagwayError("bad_gateway", f"{backend.label} sent a malformed answer")
             raise _MoveOn(error) from None
@@ -261,7 +268,7 @@ class ChatRunner:
         plan = await self._plan(job)
         stream, cancel = await self._relays.open(job.stream_id, lambda: self._open_any(plan))
         first = stream.first() if first_in_reply else b""
-        relay = ChatRelay(stream, tail_in_end=tail_in_end)
+        relay = ChatRelay(stream, tail_in_end=tail_in_end, errors=self.errors)
         self._relays.start(relay, Outbox(self._nc, job.stream_inbox), cancel)
         request = stream.request
         return StreamAccepted(
@@ -294,19 +301,22 @@ class ChatRunner:
         limit = self._settings.backend_timeout_seconds
         try:
             async with asyncio.timeout(limit):
-                response = await self._backend.post(request.url, request.payload, request.headers)
-                if response.status >= 300:  # an error, or a redirect (never followed)
-                    try:
-                        body = await response.read()
-                    finally:
-                        response.release()
-                    error = error_for_status(backend, response.status, body)
-                    if _moves_on(response.status):
-                        lease.failed(f"HTTP {response.status}")
-                        raise _MoveOn(error)
-                    lease.succeeded()
-                    raise error
+                with _backend_span(request, stream=True) as headers:
+                    response = await self._backend.post(request.url, request.payload, headers)
+                    if response.status >= 300:  # an error, or a redirect (never followed)
+                        try:
+                            body = await response.read()
+                        finally:
+                            response.release()
+                        self.errors.failed(backend, "status")
+                        error = error_for_status(backend, response.status, body)
+                        if _moves_on(response.status):
+                            lease.failed(f"HTTP {response.status}")
+                            raise _MoveOn(error)
+                        lease.succeeded()
+                        raise error
         except (BackendHTTPError, TimeoutError) as exc:
+            self.errors.failed(backend, _reason(exc))
             error = error_for_exception(backend, exc, limit)
             lease.failed(error.detail)
             raise _MoveOn(error) from None
@@ -426,8 +436,11 @@ class ChatRelay(Relay):
 
     event = "chat_stream"
 
-    def __init__(self, stream: ChatStream, *, tail_in_end: bool) -> None:
+    def __init__(
+        self, stream: ChatStream, *, tail_in_end: bool, errors: BackendErrors | None = None
+    ) -> None:
         self._stream = stream
+        self._errors = errors
         self._tail_in_end = tail_in_end
         self._tail = b""  # the closing bytes, when they ride in the end message
         self._messages = 0
@@ -451,6 +464,8 @@ class ChatRelay(Relay):
             await out.send(closing)
 
     async def failed(self, out: Outbox, error: str) -> None:
+        if self._errors is not None:
+            self._errors.failed(self._stream.request.backend, "stream")
         await out.send(error_event(error))
 
     def end_message(self, error: str | None) -> StreamEnd:
@@ -465,3 +480,28 @@ class ChatRelay(Relay):
     def log_fields(self) -> dict[str, Any]:
         request = self._stream.request
         return {"model": request.model, "backend": request.backend.host, "messages": self._messages}
+
+
+def _reason(exc: BaseException) -> str:
+    return "timeout" if isinstance(exc, TimeoutError) else "transport"
+
+
+@contextmanager
+def _backend_span(request: _Request, *, stream: bool) -> Iterator[dict[str, str]]:
+    """The backend HTTP call as a client span (until its answer's headers, for a stream;
+    the whole body otherwise), and the request's headers with its `traceparent` (as they
+    are when tracing is off)."""
+    if not tracing.enabled():
+        yield request.headers
+        return
+    backend = request.backend
+    attributes = {
+        "ragway.backend.kind": backend.kind,
+        "ragway.backend.index": backend.idx,
+        "server.address": backend.host,
+        "ragway.stream": stream,
+    }
+    with tracing.span(f"POST {backend.kind} backend", tracing.CLIENT, attributes):
+        headers = dict(request.headers)
+        tracing.inject(headers)
+        yield headers

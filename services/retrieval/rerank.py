@@ -27,6 +27,7 @@ import aiohttp
 import msgspec
 import structlog
 
+from common import tracing
 from contracts.retrieval import ChunkHit
 
 log = structlog.get_logger()
@@ -113,12 +114,17 @@ class Reranker:
             body = {"query": query, "documents": texts, "top_n": len(texts)}
             if self._model:
                 body["model"] = self._model
-        async with self._session.post(
-            self._url, json=body, headers=self._headers, timeout=self._timeout
-        ) as reply:
-            raw = await reply.read()
-            if reply.status != 200:
-                raise RerankFailed(f"the reranker answered {reply.status}")
+        headers = self._headers
+        with tracing.span("POST reranker", tracing.CLIENT, {"ragway.reranker": self._protocol}):
+            if tracing.enabled():
+                headers = dict(headers)
+                tracing.inject(headers)  # the reranker may join the trace
+            async with self._session.post(
+                self._url, json=body, headers=headers, timeout=self._timeout
+            ) as reply:
+                raw = await reply.read()
+                if reply.status != 200:
+                    raise RerankFailed(f"the reranker answered {reply.status}")
         pairs = (
             [(s.index, s.score) for s in _decode_tei(raw)]
             if self._protocol == "tei"

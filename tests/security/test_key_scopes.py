@@ -268,6 +268,7 @@ NOT_SCOPED: dict[str, str] = (
         "limits_delete": "admin-only limits",
         "usage": "the caller's own ledger rows (admins: everyone's)",
         "health": "public",
+        "metrics": "public to the auth middleware; its own scraper token (RAGWAY_METRICS_TOKEN)",
         "api_config": "public",
         "console": "the console's page, served to anyone (it calls the API like any client)",
         "console_asset": "the console's static files",

@@ -139,6 +139,7 @@ NO_OBJECT: dict[str, str] = {
         ["health", "signup", "signin", "openapi", "docs", "api_version", "api_config"],
         "public (test_roles: the only ones)",
     ),
+    "metrics": "Prometheus counters: route/model/service names only, no user's objects",
     **dict.fromkeys(
         ["console", "console_signin", "console_signout", "console_signup"],
         "the web console's page and session cookie (public; test_roles)",
