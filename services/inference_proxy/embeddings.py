@@ -161,13 +161,10 @@ def _batch(
     if len(rows) != len(batch.input) or not dimensions:
         raise RagwayError(
             "bad_gateway",
-            f"{backend.label} answered {len(rows)} vectors for "
-            f"{len(batch.input)} texts",
+            f"{backend.label} answered {len(rows)} vectors for {len(batch.input)} texts",
         )
     if any(len(row) != dimensions for row in rows):
-        raise RagwayError(
-            "bad_gateway", f"{backend.label} answered vectors of unequal lengths"
-        )
+        raise RagwayError("bad_gateway", f"{backend.label} answered vectors of unequal lengths")
     vectors = float32.pack(rows)
     return EmbeddedBatch(
         dimensions=dimensions,
