@@ -4,6 +4,7 @@ creates a KV bucket and reads, writes, lists and follows its keys."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
@@ -36,6 +37,8 @@ CAS_PAUSE_S = 0.005  # between compare-and-set attempts that lost to another wri
 WRONG_LAST_SEQUENCE = (10071, 10164)  # JetStream's "expected last sequence" mismatch codes
 # How often a listing looks whether the bus is still there while it waits for keys.
 DISCONNECT_CHECK_S = 0.05
+# Reads `get_many` keeps in flight at once (well under JetStream's API queue limit).
+GET_MANY_WINDOW = 256
 
 # How long a service starting beside a JetStream that is still forming (a new cluster
 # electing its leaders) keeps asking before it gives up.
@@ -66,6 +69,21 @@ async def once_jetstream_answers(
             log.warning("jetstream_not_ready", what=what, error=repr(exc))
             await asyncio.sleep(min(pause, left))
             pause = min(pause * 2, 2.0)
+
+
+class _StoredMsg(msgspec.Struct):
+    data: str = ""
+
+
+class _MsgGetReply(msgspec.Struct):
+    """`$JS.API.STREAM.MSG.GET`'s answer: the message, or an error (404: no such key)."""
+
+    message: _StoredMsg | None = None
+    error: dict[str, object] | None = None
+
+
+_decode_msg_get = msgspec.json.Decoder(_MsgGetReply).decode
+_NO_MESSAGE = 404
 
 
 class Entry(NamedTuple):
@@ -133,6 +151,62 @@ class Bucket:
         """The key's value; None when it is missing or deleted."""
         found = await self.entry(key)
         return None if found is None else found.value
+
+    async def get_many(self, keys: list[str], timeout: float = 10.0) -> list[bytes | None]:
+        """The values of `keys`, in order (None: missing or deleted), read from the stream's
+        leader like `get`, but pipelined: the requests go out `GET_MANY_WINDOW` at a time on
+        one subscription, not one request future each (10,000 records: ~0.26 s, against
+        ~0.55-0.8 s through `get`). Leader reads keep it as fresh as `get`; a direct batch
+        get would need `allow_direct`, which lets replicas answer with stale values."""
+        nc = self.js._nc  # nats-py offers no public way back from the context to its connection
+        api = f"{self.js._prefix}.STREAM.MSG.GET.KV_{self.name}"
+        found: list[bytes | None] = [None] * len(keys)
+        if not keys:
+            return found
+        room = asyncio.Semaphore(GET_MANY_WINDOW)
+        answered = 0
+        failure: list[RagwayError] = []
+        all_in = asyncio.Event()
+
+        async def on_reply(msg: Msg) -> None:
+            nonlocal answered
+            reply = _decode_msg_get(msg.data)
+            if reply.message is not None and reply.message.data:
+                found[int(msg.subject.rsplit(".", 1)[1])] = base64.b64decode(reply.message.data)
+            elif reply.error is not None and reply.error.get("code") != _NO_MESSAGE:
+                failure.append(RagwayError("unavailable", f"Reading {self.name} failed; try again"))
+                all_in.set()
+            answered += 1
+            room.release()
+            if answered == len(keys):
+                all_in.set()
+
+        inbox = nc.new_inbox()
+        subscription = await nc.subscribe(f"{inbox}.*", cb=on_reply)
+        try:
+            async with asyncio.timeout(timeout):
+                for n, key in enumerate(keys):
+                    await room.acquire()
+                    if not nc.is_connected:
+                        raise RagwayError("unavailable", BUS_UNAVAILABLE)
+                    body = b'{"last_by_subj":"$KV.%s.%s"}' % (self.name.encode(), key.encode())
+                    await nc.publish(api, body, reply=f"{inbox}.{n}")
+                while not all_in.is_set():
+                    if not nc.is_connected:
+                        raise RagwayError("unavailable", BUS_UNAVAILABLE)
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(DISCONNECT_CHECK_S):
+                            await all_in.wait()
+        except TimeoutError:
+            raise RagwayError(
+                "unavailable", f"Reading {len(keys)} keys of {self.name} took over {timeout:g}s"
+            ) from None
+        finally:
+            with contextlib.suppress(Exception):
+                await subscription.unsubscribe()
+        if failure:
+            raise failure[0]
+        return found
 
     async def put(self, key: str, value: bytes) -> None:
         await self.kv.put(key, value)

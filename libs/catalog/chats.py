@@ -5,14 +5,15 @@ summary for listing) and `order.<user_id>.<updated_at>.<chat_id>` (its place in 
 user's list, `catalog.owners`). Owner-scoped keys make ownership structural: a chat is
 only ever looked up under the caller's id, so another user's chat is simply not found.
 A page of the list is cut from the user's `order` keys (one server-side filtered request,
-no values read) and then reads that page's summaries; the whole list and a title search
-read `title.<user_id>.*` through a server-side subject filter (`Bucket.latest`): that
-user's small summaries, never another user's chats or any chat body.
+no values read) and then reads that page's summaries; the whole list reads
+`title.<user_id>.*` through a server-side subject filter (`Bucket.latest`): that user's
+small summaries, never another user's chats or any chat body. A search reads the user's
+`find.<user_id>.<chat_id>` entries the same way (title and message text, bounded per
+chat: `catalog.chat_search`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 import time
 import uuid
@@ -23,13 +24,22 @@ import msgspec
 from nats.js import JetStreamContext
 
 from catalog.buckets import Bucket
-from catalog.owners import OwnerIndex
+from catalog.chat_search import ChatQuery, SearchEntry, message_text
+from catalog.owners import OwnerIndex, run_once
 from common.errors import RagwayError
-from contracts.chats import DEFAULT_TITLE, PAGE_SIZE, ChatContent, ChatRecord, ChatSummary
+from contracts.chats import (
+    DEFAULT_TITLE,
+    PAGE_SIZE,
+    ChatContent,
+    ChatRecord,
+    ChatSearchHit,
+    ChatSummary,
+)
 
 _encode = msgspec.json.Encoder().encode
 _decode_record = msgspec.json.Decoder(ChatRecord).decode
 _decode_summary = msgspec.json.Decoder(ChatSummary).decode
+_decode_entry = msgspec.json.Decoder(SearchEntry).decode
 
 NOT_FOUND = "Chat not found"
 
@@ -64,7 +74,13 @@ class ChatStore:
     ) -> ChatStore:
         store = cls(await Bucket.open(js, f"{prefix}_chats", replicas))
         await store._order.ensure_backfilled(store._backfill_order)
+        await run_once(store._bucket, "backfilled.find", store._backfill_search)
         return store
+
+    async def _backfill_search(self) -> None:
+        """Write the search entries of the chats stored before search read message text."""
+        for value in (await self._bucket.latest("chat.*.*")).values():
+            await self._put_search_entry(_decode_record(value))
 
     async def _backfill_order(self) -> None:
         """Place the chats written before the order index existed (once per bucket)."""
@@ -105,23 +121,17 @@ class ChatStore:
         if page is None:
             return await self._summaries(user_id)
         chosen = await self._order.page(_token(user_id), (page - 1) * PAGE_SIZE, PAGE_SIZE)
-        values = await asyncio.gather(
-            *(self._bucket.get(_title_key(user_id, chat_id)) for chat_id in chosen.ids)
-        )
+        values = await self._bucket.get_many([_title_key(user_id, c) for c in chosen.ids])
         summaries = [_decode_summary(value) for value in values if value]
         summaries.sort(key=lambda s: (s.updated_at, s.created_at), reverse=True)
         return summaries
 
-    async def search(
-        self, user_id: str, text: str, page: int | None = None
-    ) -> builtins.list[ChatSummary]:
-        """The user's chats whose title contains `text` (any case), newest first."""
-        needle = text.casefold()
-        found = [s for s in await self._summaries(user_id) if needle in s.title.casefold()]
-        if page is None:
-            return found
-        start = (page - 1) * PAGE_SIZE
-        return found[start : start + PAGE_SIZE]
+    async def search(self, user_id: str, text: str, page: int = 1) -> builtins.list[ChatSearchHit]:
+        """`page` (from 1, PAGE_SIZE each) of the user's chats whose title or messages
+        hold `text` (any case), best first (`catalog.chat_search`)."""
+        found = await self._bucket.latest(f"find.{_token(user_id)}.*")
+        entries = (_decode_entry(value) for value in found.values() if value)
+        return ChatQuery(text).hits(entries, (page - 1) * PAGE_SIZE, PAGE_SIZE)
 
     async def _summaries(self, user_id: str) -> builtins.list[ChatSummary]:
         found = await self._bucket.latest(f"title.{_token(user_id)}.*")
@@ -169,6 +179,7 @@ class ChatStore:
     async def delete(self, user_id: str, chat_id: str) -> None:
         record = await self.get(user_id, chat_id)  # not_found for anyone else's
         await self._bucket.purge(_title_key(user_id, chat_id))
+        await self._bucket.purge(_find_key(user_id, chat_id))
         await self._bucket.purge(_chat_key(user_id, chat_id))
         await self._order.remove(user_id, record.updated_at, chat_id)
 
@@ -176,8 +187,9 @@ class ChatStore:
         """Delete every chat of `user_id` (their account is gone); returns how many."""
         token = _token(user_id)
         titles = await self._bucket.latest(f"title.{token}.*")
+        found = await self._bucket.latest(f"find.{token}.*")
         chats = await self._bucket.latest(f"chat.{token}.*")
-        for key in [*titles, *chats]:
+        for key in [*titles, *found, *chats]:
             await self._bucket.purge(key)
         return len(chats)
 
@@ -189,6 +201,17 @@ class ChatStore:
             created_at=record.created_at,
         )
         await self._bucket.put(_title_key(record.user_id, record.id), _encode(summary))
+        await self._put_search_entry(record)
+
+    async def _put_search_entry(self, record: ChatRecord) -> None:
+        entry = SearchEntry(
+            id=record.id,
+            title=record.title,
+            updated_at=record.updated_at,
+            created_at=record.created_at,
+            text=message_text(record.chat),
+        )
+        await self._bucket.put(_find_key(record.user_id, record.id), _encode(entry))
 
 
 def _token(user_id: str) -> str:
@@ -203,6 +226,10 @@ def _chat_key(user_id: str, chat_id: str) -> str:
 
 def _title_key(user_id: str, chat_id: str) -> str:
     return f"title.{_token(user_id)}.{chat_id}"
+
+
+def _find_key(user_id: str, chat_id: str) -> str:
+    return f"find.{_token(user_id)}.{chat_id}"
 
 
 def _valid(key: str) -> bool:

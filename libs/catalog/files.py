@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
@@ -19,8 +18,8 @@ from contracts.files import FileRecord
 _encode = msgspec.json.Encoder().encode
 _decode_record = msgspec.json.Decoder(FileRecord).decode
 
-# Records read at once by `get_many` (a page is one batch; a whole listing several).
-GET_BATCH = 256
+# Records a whole listing reads (and a streamed reply writes) at a time.
+LIST_CHUNK = 1000
 
 
 def now() -> int:
@@ -139,7 +138,16 @@ class FileCatalog:
 
     async def list_for(self, user_id: str) -> list[FileRecord]:
         """The user's files, newest first (read through the owner index, not the bucket)."""
-        return await self.get_many(await self._owners.ids(user_id), user_id)
+        return [record async for chunk in self.chunks_for(user_id) for record in chunk]
+
+    async def chunks_for(
+        self, user_id: str, size: int = LIST_CHUNK
+    ) -> AsyncIterator[list[FileRecord]]:
+        """The user's files, newest first, `size` records at a time: the owner index's ids
+        once, then each chunk's records (a reply can be written while the next is read)."""
+        ids = await self._owners.ids(user_id)
+        for start in range(0, len(ids), size):
+            yield await self.get_many(ids[start : start + size], user_id)
 
     async def page_for(self, user_id: str, skip: int, limit: int) -> tuple[list[FileRecord], int]:
         """`limit` of the user's files after the first `skip`, newest first, and the total."""
@@ -147,11 +155,10 @@ class FileCatalog:
         return await self.get_many(page.ids, user_id), page.total
 
     async def get_many(self, file_ids: list[str], user_id: str | None = None) -> list[FileRecord]:
-        """The records of these files that exist (owned by `user_id` when given), in order."""
-        found: list[FileRecord] = []
-        for start in range(0, len(file_ids), GET_BATCH):
-            batch = file_ids[start : start + GET_BATCH]
-            found += [r for r in await asyncio.gather(*(self.get(f) for f in batch)) if r]
+        """The records of these files that exist (owned by `user_id` when given), in order,
+        read in one pipelined pass (`Bucket.get_many`)."""
+        values = await self._records.get_many([f for f in file_ids if _valid_key(f)])
+        found = [_decode_record(value) for value in values if value is not None]
         return [r for r in found if user_id is None or r.user_id == user_id]
 
     async def remember_hash(self, sha256: str, file_id: str) -> None:

@@ -87,22 +87,9 @@ class OwnerIndex:
         chosen = ordered[skip:] if limit is None else ordered[skip : skip + limit]
         return IndexPage(ids=chosen, total=len(ordered))
 
-    async def backfilled(self) -> bool:
-        """Whether items that existed before this index were added to it."""
-        return await self._bucket.get(f"backfilled.{self._kind}") is not None
-
-    async def mark_backfilled(self) -> None:
-        await self._bucket.put(f"backfilled.{self._kind}", b"1")
-
     async def ensure_backfilled(self, backfill: Callable[[], Awaitable[None]]) -> None:
-        """Run `backfill` (idempotent: it adds what exists) unless done before, then mark
-        it done. Both are asked again while JetStream is still forming (a service starts
-        beside a fresh cluster: its first reads may time out), like opening a bucket."""
-        what = f"{self._bucket.name} {self._kind} index"
-        if await once_jetstream_answers(what, self.backfilled):
-            return
-        await once_jetstream_answers(what, backfill)
-        await once_jetstream_answers(what, self.mark_backfilled)
+        """Add the items that existed before this index (see `run_once`)."""
+        await run_once(self._bucket, f"backfilled.{self._kind}", backfill)
 
     async def _keys(self, user_id: str) -> list[str]:
         if not token(user_id):
@@ -127,6 +114,25 @@ class OwnerIndex:
             await asyncio.gather(*(self._purge(key) for key in keys))
         except Exception:  # a listing still answers; the next one purges again
             log.warning("owner_index_purge_failed", kind=self._kind, keys=len(keys), exc_info=True)
+
+
+async def run_once(bucket: Bucket, marker: str, backfill: Callable[[], Awaitable[None]]) -> None:
+    """Run `backfill` (idempotent: it adds what exists) unless `marker` says it was done
+    in this bucket, then set the marker. Each step is asked again while JetStream is
+    still forming (a service starts beside a fresh cluster: its first reads may time
+    out), like opening a bucket."""
+    what = f"{bucket.name} {marker}"
+
+    async def done() -> bool:
+        return await bucket.get(marker) is not None
+
+    async def mark() -> None:
+        await bucket.put(marker, b"1")
+
+    if await once_jetstream_answers(what, done):
+        return
+    await once_jetstream_answers(what, backfill)
+    await once_jetstream_answers(what, mark)
 
 
 def token(value: str) -> bool:

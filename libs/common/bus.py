@@ -1,6 +1,8 @@
 """Typed request/reply over NATS: msgspec in, msgspec out, errors as RagwayError.
 
-The request id of the current context travels in a header so every service logs it.
+The request id of the current context travels in a header so every service logs it;
+with tracing on (common.tracing), each request is a client span whose W3C `traceparent`
+travels beside it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from common import tracing
 from common.codec import decode, encode
 from common.errors import ERROR_CODES, RagwayError
 from common.inbox import Mailbox
@@ -58,6 +61,7 @@ def outgoing_headers(extra: dict[str, str] | None = None) -> dict[str, str]:
     headers = {REQUEST_ID_HEADER: request_id_var.get() or new_request_id()}
     if extra:
         headers.update(extra)
+    tracing.inject(headers)  # the current span's traceparent (nothing when tracing is off)
     return headers
 
 
@@ -100,6 +104,12 @@ class Bus:
         """`call`, answered on `box.reply_subject`: the stream that follows arrives on
         the same mailbox, so asking needs no subscription or request future of its own."""
         self._check_connected()
+        with tracing.span(endpoint.subject, tracing.CLIENT, {"ragway.service": endpoint.owner}):
+            return await self._call_into(endpoint, request, box, timeout)
+
+    async def _call_into(
+        self, endpoint: Endpoint[Req, Rep], request: Req, box: Mailbox, timeout: float
+    ) -> Rep:
         subject, payload, headers = endpoint.subject, encode(request), outgoing_headers()
         with _mapped_failures(endpoint.owner):
             async with asyncio.timeout(timeout):
@@ -129,6 +139,18 @@ class Bus:
     async def _request(self, subject: str, payload: bytes, timeout: float, service: str) -> bytes:
         """Send bytes, return the reply's bytes; map NATS failures to clear errors."""
         self._check_connected()
+        if len(payload) > self.nc.max_payload:
+            raise RagwayError(
+                "too_large",
+                f"The request ({len(payload) / 2**20:.1f} MiB) is larger than the message "
+                f"bus carries ({self.nc.max_payload / 2**20:.1f} MiB): send less at a time",
+            )
+        if tracing.enabled():
+            with tracing.span(subject, tracing.CLIENT, {"ragway.service": service}):
+                return await self._send(subject, payload, timeout, service)
+        return await self._send(subject, payload, timeout, service)
+
+    async def _send(self, subject: str, payload: bytes, timeout: float, service: str) -> bytes:
         sent_headers = outgoing_headers()
         with _mapped_failures(service):
             try:

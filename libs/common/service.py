@@ -28,6 +28,7 @@ from nats.aio.subscription import Subscription
 from nats.micro import ServiceConfig
 from nats.micro.service import EndpointInfo, EndpointStats, Service, ServiceInfo, ServiceStats
 
+from common import tracing
 from common.bus import (
     BUS_FAILURES,
     BUS_UNAVAILABLE,
@@ -38,6 +39,7 @@ from common.bus import (
 )
 from common.codec import encode, json_decoder
 from common.errors import ErrorCode, RagwayError
+from common.metrics import MetricsReply, MetricsSource, metrics_subject, nats_families
 from common.tasks import BackgroundTasks
 from contracts.endpoint import Endpoint, Rep, Req
 
@@ -138,6 +140,8 @@ class ServiceHost:
         self._served: list[_Served] = []
         self._service: _MicroService | None = None
         self._tasks = BackgroundTasks()
+        self._metrics: list[MetricsSource] = [lambda: nats_families(nc.stats, self._in_flight)]
+        self._metrics_sub: Subscription | None = None
 
     @property
     def in_flight(self) -> int:
@@ -152,6 +156,24 @@ class ServiceHost:
         )
         self._service = _MicroService(self.nc, config, self._served)
         await self._service.start()
+        instance = self._service.info().id
+
+        async def answer_metrics(msg: Msg) -> None:
+            await self._answer_metrics(msg, instance)
+
+        # every instance answers (no queue group): the gateway's /metrics gathers them all
+        self._metrics_sub = await self.nc.subscribe(metrics_subject(self.name), cb=answer_metrics)
+
+    def add_metrics(self, source: MetricsSource) -> None:
+        """`source()`'s families go out with this instance's metrics (see common.metrics)."""
+        self._metrics.append(source)
+
+    async def _answer_metrics(self, msg: Msg, instance: str) -> None:
+        if not msg.reply:
+            return
+        families = [family for source in self._metrics for family in source()]
+        reply = MetricsReply(service=self.name, instance=instance, families=families)
+        await self.nc.publish(msg.reply, encode(reply))
 
     async def serve(
         self, endpoint: Endpoint[Req, Rep], handler: Callable[[Req], Awaitable[Rep | msgspec.Raw]]
@@ -194,7 +216,14 @@ class ServiceHost:
         )
         outcome = "ok"
         try:
-            error = await self._answer(msg, served)
+            if tracing.enabled():  # a server span continuing the caller's trace
+                attributes = {"ragway.service": self.name, "messaging.destination": served.subject}
+                with tracing.served(served.subject, headers, attributes) as current:
+                    error = await self._answer(msg, served)
+                    if error is not None:
+                        tracing.set_error(current, error[0])
+            else:
+                error = await self._answer(msg, served)
             if error is not None:
                 code, detail = error
                 outcome = code
@@ -216,9 +245,12 @@ class ServiceHost:
                 raise RagwayError("invalid", f"Invalid request: {exc}") from None
             reply = await served.handler(request)
             if msg.reply:
+                payload = _to_bytes(reply)
+                if len(payload) > self.nc.max_payload:
+                    raise too_large_for_bus("reply", len(payload), self.nc.max_payload)
                 # not msg.respond(): that echoes the request's headers, which no caller
                 # reads and which cost an encode here and a parse at the caller
-                await self.nc.publish(msg.reply, _to_bytes(reply))
+                await self.nc.publish(msg.reply, payload)
         except RagwayError as exc:
             return exc.code, exc.detail
         except nats.errors.TimeoutError:  # a KV / object store call that got no answer
@@ -242,6 +274,9 @@ class ServiceHost:
 
     async def stop(self, grace_seconds: float = 10.0) -> None:
         """Stop taking requests, then let in-flight ones finish (bounded)."""
+        if self._metrics_sub is not None:
+            await self._metrics_sub.unsubscribe()
+            self._metrics_sub = None
         for served in self._served:
             if served.subscription is not None:
                 await served.subscription.unsubscribe()
@@ -257,6 +292,15 @@ class ServiceHost:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
+
+
+def too_large_for_bus(what: str, size: int, limit: int) -> RagwayError:
+    """A message over NATS' `max_payload`: said plainly instead of failing as internal."""
+    return RagwayError(
+        "too_large",
+        f"The {what} ({size / 2**20:.1f} MiB) is larger than the message bus carries "
+        f"({limit / 2**20:.1f} MiB): ask for less at a time (a page: `?page=`)",
+    )
 
 
 def _to_bytes(reply: Any) -> bytes:

@@ -87,6 +87,10 @@ class ServiceSettings(Settings, kw_only=True):
     # the CA that signed the nats-servers' certificates (tls:// URLs); empty: the system's
     nats_ca_file: str = ""
 
+    # OpenTelemetry: spans go to this OTLP/HTTP traces URL (e.g.
+    # http://otel-collector:4318/v1/traces); empty, tracing is off (common.tracing)
+    otlp_endpoint: str = ""
+
     def check(self) -> None:
         if self.nats_user and not self.nats_password:
             raise ValueError(f"RAGWAY_NATS_PASSWORD is empty for NATS user {self.nats_user!r}")
@@ -140,7 +144,7 @@ def load_settings(settings_type: type[S], environ: Mapping[str, str] | None = No
         names = (PREFIX + field.name.upper(), *settings_type.aliases.get(field.name, ()))
         for name in names:
             if env.get(name, "") != "":
-                raw[field.name] = env[name]
+                raw[field.name] = _structured(name, env[name]) if _is_json(field) else env[name]
                 break
     try:
         return msgspec.convert(raw, settings_type, strict=False)
@@ -153,6 +157,11 @@ def configure(settings_type: type[S], environ: Mapping[str, str] | None = None) 
     env = os.environ if environ is None else environ
     settings = load_settings(settings_type, env)
     configure_logging(getattr(settings, "log_level", "info"))
+    endpoint = getattr(settings, "otlp_endpoint", "")
+    if endpoint:
+        from common.tracing import configure_tracing
+
+        configure_tracing(endpoint, f"ragway-{settings_type.__module__.split('.')[0]}")
     log = structlog.get_logger()
     for name, closest in unknown_variables(env):
         log.warning("unknown_setting", variable=name, closest=closest)
@@ -211,6 +220,19 @@ def unknown_variables(environ: Mapping[str, str]) -> list[tuple[str, str | None]
 def split_list(value: str) -> list[str]:
     """Split a `;`-separated setting (Open WebUI's convention), dropping empty items."""
     return [item.strip() for item in value.split(";") if item.strip()]
+
+
+def _is_json(field: msgspec.structs.FieldInfo) -> bool:
+    """A mapping or list setting: its variable holds JSON (`{"m": ["n"]}`)."""
+    origin = getattr(field.type, "__origin__", field.type)
+    return origin in (dict, list)
+
+
+def _structured(name: str, value: str) -> Any:
+    try:
+        return msgspec.json.decode(value)
+    except msgspec.DecodeError as exc:
+        raise SystemExit(f"invalid configuration: {name} is not JSON ({exc})") from exc
 
 
 def _group_type(annotation: Any) -> type[SettingsGroup] | None:

@@ -73,3 +73,14 @@ class ChatSummary(msgspec.Struct, kw_only=True):
     title: str
     updated_at: int
     created_at: int
+
+
+class ChatSearchHit(msgspec.Struct, kw_only=True):
+    """An item of `GET /api/v1/chats/search` (ChatTitleIdResponse with its `snippet`:
+    the message text around what was searched for; None when only the title matched)."""
+
+    id: str
+    title: str
+    updated_at: int
+    created_at: int
+    snippet: str | None = None

@@ -98,3 +98,21 @@ class PluginRef(msgspec.Struct, frozen=True, kw_only=True):
 class PluginListRequest(msgspec.Struct, frozen=True, kw_only=True):
     principal: Principal
     kind: PluginKind
+
+
+class ValvesRef(msgspec.Struct, frozen=True, kw_only=True):
+    """A plugin's valves (`/functions|tools/id/{id}/valves`, `.../valves/spec`)."""
+
+    principal: Principal
+    kind: PluginKind
+    id: str
+
+
+class ValvesUpdate(msgspec.Struct, frozen=True, kw_only=True):
+    """`.../valves/update`: the new values (they replace the stored ones), checked against
+    the plugin's `Valves` class in the sandbox."""
+
+    principal: Principal
+    kind: PluginKind
+    id: str
+    values: dict[str, Any]

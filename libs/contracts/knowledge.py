@@ -10,6 +10,7 @@ from msgspec import UNSET, UnsetType
 from contracts.access import AccessControl, Grant
 from contracts.auth import Principal
 from contracts.files import FileRecord
+from contracts.filters import MetadataFilter
 
 
 class KnowledgeData(msgspec.Struct, kw_only=True):
@@ -45,7 +46,11 @@ class KnowledgeReply(msgspec.Struct, kw_only=True):
     access_grants: list[Grant]
     created_at: int
     updated_at: int
-    files: list[FileRecord] = []
+    # the records of its files: in the reply to one collection asked for with them
+    # (`with_files`); absent from listings, where a collection's files come paged
+    # (`/{id}/files`), as in Open WebUI 0.12.4's list items
+    files: list[FileRecord] | UnsetType = UNSET
+    file_count: int = 0
     write_access: bool = False
 
 
@@ -86,12 +91,16 @@ class KnowledgeAccessUpdate(msgspec.Struct, frozen=True, kw_only=True):
 class KnowledgeRef(msgspec.Struct, frozen=True, kw_only=True):
     principal: Principal
     knowledge_id: str
+    # the files' records in the reply (False: a check or a link that does not read them,
+    # so a collection of 10,000 files does not cross the bus with each)
+    with_files: bool = True
 
 
 class KnowledgeFileChange(msgspec.Struct, frozen=True, kw_only=True):
     principal: Principal
     knowledge_id: str
     file_id: str
+    with_files: bool = True
 
 
 class KnowledgeListRequest(msgspec.Struct, frozen=True, kw_only=True):
@@ -109,13 +118,15 @@ class KnowledgeList(msgspec.Struct, kw_only=True):
 
 
 class KnowledgeFilesQuery(msgspec.Struct, frozen=True, kw_only=True):
-    """One page of a collection's files, newest first; `query` filters names (any case)."""
+    """One page of a collection's files, newest first; `query` filters names (any case),
+    `filter` their upload metadata."""
 
     principal: Principal
     knowledge_id: str
     query: str | None = None
     skip: int = 0
     limit: int = 30
+    filter: MetadataFilter | None = None
 
 
 class KnowledgeFileList(msgspec.Struct, kw_only=True):

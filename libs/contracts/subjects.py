@@ -53,6 +53,8 @@ from contracts.functions import (
     PluginSave,
     ToolInfo,
     ToolRecord,
+    ValvesRef,
+    ValvesUpdate,
 )
 from contracts.groups import (
     Group,
@@ -86,6 +88,8 @@ from contracts.ollama import OllamaProxyAccepted, OllamaProxyRequest
 from contracts.retrieval import (
     CopyFileVectors,
     FileVectorsRef,
+    IndexStatus,
+    IndexStatusRequest,
     RetrievalQuery,
     RetrievalResult,
     StoredChunks,
@@ -230,6 +234,16 @@ PLUGINS_GET: Endpoint[PluginRef, PluginRecord | FunctionInfo | ToolInfo] = Endpo
     _GATEWAY,
 )
 PLUGINS_DELETE = Endpoint("ragway.plugins.delete", PluginRef, bool, _INFERENCE, _GATEWAY)
+# valves (admins only): the stored values, the Valves class's JSON schema, a new set
+PLUGINS_VALVES_GET = Endpoint(
+    "ragway.plugins.valves.get", ValvesRef, dict[str, Any], _INFERENCE, _GATEWAY
+)
+PLUGINS_VALVES_SPEC = Endpoint(
+    "ragway.plugins.valves.spec", ValvesRef, dict[str, Any], _INFERENCE, _GATEWAY
+)
+PLUGINS_VALVES_UPDATE = Endpoint(
+    "ragway.plugins.valves.update", ValvesUpdate, dict[str, Any], _INFERENCE, _GATEWAY
+)
 
 # --- files and ingestion (JetStream) -----------------------------------------------------
 
@@ -285,6 +299,10 @@ VECTORS_DELETE = Endpoint(
     VectorsWritten,
     _RETRIEVAL,
     (*_INGESTION, GATEWAY_SERVICE),
+)
+# which collection searches use, which model built it, a rebuild's progress (admins)
+RETRIEVAL_INDEX = Endpoint(
+    "ragway.retrieval.index", IndexStatusRequest, IndexStatus, _RETRIEVAL, _GATEWAY
 )
 # what the store holds for one file (operators, and the fault tests' exactly-once check)
 VECTORS_STORED = Endpoint("ragway.vectors.stored", FileVectorsRef, StoredChunks, _RETRIEVAL, ())

@@ -64,12 +64,12 @@ JETSTREAM_USE: dict[str, JetStreamUse] = {
             "named_key_hashes",
         )
     ),
-    subjects.INFERENCE_SERVICE: JetStreamUse(buckets=("functions", "tools")),
+    subjects.INFERENCE_SERVICE: JetStreamUse(buckets=("functions", "tools", "valves")),
     subjects.INGESTION_SERVICE: JetStreamUse(
         buckets=_FILE_CATALOG, object_stores=("blobs",), streams=_INGEST_STREAM
     ),
     subjects.RETRIEVAL_SERVICE: JetStreamUse(
-        buckets=(*_FILE_CATALOG, "knowledge"), object_stores=("blobs",)
+        buckets=(*_FILE_CATALOG, "knowledge", "vector_index"), object_stores=("blobs",)
     ),
     GATEWAY: JetStreamUse(
         buckets=(*_FILE_CATALOG, "presets", "chats", "limits", "limit_usage"),

@@ -36,6 +36,7 @@ from gateway import (
     routes_groups,
     routes_knowledge,
     routes_limits,
+    routes_metrics,
     routes_ollama,
     routes_presets,
     routes_retrieval,
@@ -45,6 +46,7 @@ from gateway.ledger import Ledger
 from gateway.limiter import Limiter
 from gateway.limits import LimitBook
 from gateway.metering import Meter
+from gateway.metrics import GatewayMetrics
 from gateway.middleware import add_request_id_header, authenticate, request_context
 from gateway.presets import Presets
 from gateway.settings import Settings
@@ -55,6 +57,7 @@ from gateway.state import (
     IDENTITY,
     INBOXES,
     METER,
+    METRICS,
     PRESETS,
     SETTINGS,
     Access,
@@ -81,6 +84,7 @@ ROUTE_MODULES = (
     routes_functions,
     routes_groups,
     routes_knowledge,
+    routes_metrics,
     routes_limits,
     routes_ollama,
     routes_presets,
@@ -107,6 +111,7 @@ def build_app(settings: Settings, bus: Bus, identity: Identity) -> web.Applicati
     app[SETTINGS] = settings
     app[BUS] = bus
     app[IDENTITY] = identity
+    app[METRICS] = GatewayMetrics()
     access: dict[str, Access] = {}
     for module in ROUTE_MODULES:
         module.add_routes(app, access)
@@ -176,7 +181,7 @@ async def _controls(app: web.Application) -> AsyncIterator[None]:
     if settings.usage_ledger:
         ledger = Ledger(js, prefix)
         await ledger.ensure(replicas)
-    app[METER] = Meter(limiter, ledger, settings.completion_estimate_tokens)
+    app[METER] = Meter(limiter, ledger, settings.completion_estimate_tokens, app[METRICS])
     yield
     for task in background:
         task.cancel()

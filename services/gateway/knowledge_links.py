@@ -14,9 +14,14 @@ from contracts.knowledge import KnowledgeFileChange, KnowledgeRef, KnowledgeRepl
 from gateway.state import BUS, SETTINGS, principal_of
 
 
-async def knowledge_of(request: web.Request, knowledge_id: str) -> KnowledgeReply:
-    """The collection as the caller may see it (`not_found` otherwise)."""
-    ref = KnowledgeRef(principal=principal_of(request), knowledge_id=knowledge_id)
+async def knowledge_of(
+    request: web.Request, knowledge_id: str, with_files: bool = False
+) -> KnowledgeReply:
+    """The collection as the caller may see it (`not_found` otherwise); its files'
+    records only when asked for (a check needs none)."""
+    ref = KnowledgeRef(
+        principal=principal_of(request), knowledge_id=knowledge_id, with_files=with_files
+    )
     return await request.app[BUS].call(
         subjects.KNOWLEDGE_GET, ref, timeout=request.app[SETTINGS].request_timeout_seconds
     )
@@ -43,7 +48,10 @@ async def writable_knowledge_of(request: web.Request, metadata: dict[str, Any]) 
 
 async def link_to_knowledge(request: web.Request, knowledge_id: str, file_id: str) -> None:
     change = KnowledgeFileChange(
-        principal=principal_of(request), knowledge_id=knowledge_id, file_id=file_id
+        principal=principal_of(request),
+        knowledge_id=knowledge_id,
+        file_id=file_id,
+        with_files=False,  # the reply is not read: no need for the files' records
     )
     await request.app[BUS].call(
         subjects.KNOWLEDGE_FILE_ADD, change, timeout=request.app[SETTINGS].request_timeout_seconds

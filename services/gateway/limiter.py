@@ -60,9 +60,10 @@ DAY = 86_400
 class RateLimited(RagwayError):
     """Over a limit: 429 with `Retry-After`."""
 
-    def __init__(self, detail: str, retry_after: int) -> None:
+    def __init__(self, detail: str, retry_after: int, dimension: str = "") -> None:
         super().__init__("rate_limited", detail)
         self.retry_after = retry_after
+        self.dimension = dimension  # which bound: rpm, tpm, day, month, ...
 
 
 class Usage(msgspec.Struct, kw_only=True):
@@ -410,6 +411,7 @@ class Limiter:
                         f"Limit reached: {bound.value} {LABELS[over.dimension]} "
                         f"(limit {bound.limit_id}); try again later",
                         clock.retry_after(over.dimension),
+                        over.dimension,
                     ) from None
                 if await self._write(counter, after, None if found is None else found.revision):
                     break

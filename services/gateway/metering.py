@@ -16,8 +16,10 @@ from typing import Any
 import msgspec
 
 from contracts.auth import Principal
+from contracts.chat import BackendRef
 from gateway.ledger import Ledger, Status, UsageRecord
 from gateway.limiter import Limiter, Ticket
+from gateway.metrics import GatewayMetrics
 
 
 class _Usage(msgspec.Struct):
@@ -76,6 +78,7 @@ class Meter:
     limiter: Limiter | None
     ledger: Ledger | None
     completion_estimate: int
+    metrics: GatewayMetrics | None = None  # tokens by model, time to first token
 
     async def start(
         self,
@@ -104,19 +107,31 @@ class Metered:
     started: float
     kind: str = "chat"
     finished: bool = False
+    first_seen: bool = False
+
+    def first_token(self) -> None:
+        """The model's first bytes are on their way to the client (counted once)."""
+        if self.first_seen:
+            return
+        self.first_seen = True
+        if self.meter.metrics is not None:
+            self.meter.metrics.first_token(time.perf_counter() - self.started)
 
     async def done(
         self,
         usage: dict[str, Any] | None,
         status: Status,
         model: str | None = None,
-        backend: int | None = None,
+        backend: BackendRef | None = None,
     ) -> None:
         """Settle the limits and record the ledger entry (once; later calls do nothing)."""
         if self.finished:
             return
         self.finished = True
         tokens = tokens_of(usage)
+        metrics = self.meter.metrics
+        if metrics is not None and tokens is not None and self.kind == "chat":
+            metrics.tokens(model or self.model, *tokens)
         if self.meter.limiter is not None:
             self.meter.limiter.settle(self.ticket, None if tokens is None else sum(tokens))
         ledger = self.meter.ledger
@@ -130,7 +145,8 @@ class Metered:
             key_id=self.principal.key.id if self.principal.key is not None else "",
             kind="embedding" if self.kind == "embedding" else "chat",
             model=model or self.model,
-            backend=backend,
+            backend=None if backend is None else backend.idx,
+            backend_kind="" if backend is None else backend.kind,
             stream=self.stream,
             prompt_tokens=prompt,
             completion_tokens=completion,

@@ -11,22 +11,33 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from common import tracing
 from common.bus import BUS_FAILURES, BUS_UNAVAILABLE, new_request_id, request_id_var
 from common.errors import RagwayError, forbidden, unauthorized
 from gateway.console_session import session_credential
 from gateway.errors import error_response, status_for
 from gateway.limiter import RateLimited
-from gateway.state import ACCESS, BUS, IDENTITY, PRINCIPAL, REQUEST_ID
+from gateway.state import ACCESS, BUS, IDENTITY, METRICS, PRINCIPAL, REQUEST_ID
 
 log = structlog.get_logger()
 
 REQUEST_ID_HEADER = "X-Request-Id"
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+# error codes that say a service behind the gateway failed (counted as backend errors)
+BACKEND_FAILURES = frozenset({"internal", "bad_gateway", "unavailable", "timeout"})
 
 
 def route_of(request: web.Request) -> str:
     resource = request.match_info.route.resource
     return resource.canonical if resource is not None else "unmatched"
+
+
+def route_name_of(request: web.Request) -> str:
+    """The aiohttp route's name: a bounded label, never the raw path (ids stay out)."""
+    route = request.match_info.route
+    if route.resource is None:
+        return "unmatched"
+    return route.name or route.resource.canonical
 
 
 @web.middleware
@@ -42,21 +53,38 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     structlog.contextvars.bind_contextvars(request_id=request_id, route=route)
     status = 500
     try:
-        response = await _mapped(request, handler)
+        if tracing.enabled():
+            response = await _traced(request, handler, route)
+        else:
+            response = await _mapped(request, handler)
         status = response.status
         return response
     except asyncio.CancelledError:
         status = 499  # the client went away
         raise
     finally:
+        seconds = time.perf_counter() - started
+        request.app[METRICS].request_done(route_name_of(request), request.method, status, seconds)
         principal = request.get(PRINCIPAL)
         log.info(
             "http_request",
             method=request.method,
             status=status,
-            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            duration_ms=round(seconds * 1000, 2),
             user_id=principal.id if principal is not None else None,
         )
+
+
+async def _traced(request: web.Request, handler: Handler, route: str) -> web.StreamResponse:
+    """The request as a server span (continuing a client's `traceparent`, if it sent one)."""
+    attributes = {"http.request.method": request.method, "http.route": route}
+    name = f"{request.method} {route}"
+    with tracing.served(name, request.headers, attributes) as current:
+        response = await _mapped(request, handler)
+        current.set_attribute("http.response.status_code", response.status)
+        if response.status >= 500:
+            tracing.set_error(current, str(response.status))
+        return response
 
 
 async def _mapped(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -67,14 +95,19 @@ async def _mapped(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except RateLimited as exc:
+        request.app[METRICS].limit_hit(exc.dimension)
         return error_response(429, exc.detail, {"Retry-After": str(exc.retry_after)})
     except RagwayError as exc:
+        if exc.code in BACKEND_FAILURES:
+            request.app[METRICS].upstream_error(exc.code)
         return error_response(status_for(exc.code), exc.detail)
     except nats.errors.TimeoutError:  # JetStream (KV, object store) calls that got no answer
         log.warning("bus_timeout")
+        request.app[METRICS].upstream_error("timeout")
         return error_response(504, "The message bus did not answer in time")
     except BUS_FAILURES as exc:
         log.warning("bus_failure", error=repr(exc))
+        request.app[METRICS].upstream_error("unavailable")
         return error_response(503, BUS_UNAVAILABLE)
     except web.HTTPRequestEntityTooLarge:
         return error_response(413, "Request body too large")

@@ -28,7 +28,7 @@ from contracts.auth import (
     User,
 )
 from contracts.chat import ChatCompletionRequest
-from contracts.chats import ChatForm, ChatRecord, ChatSummary
+from contracts.chats import ChatForm, ChatRecord, ChatSearchHit, ChatSummary
 from contracts.embeddings import EmbeddingsReply, EmbeddingsRequest
 from contracts.files import FileRecord, FileStatusReply
 from contracts.functions import FunctionInfo, PluginForm, ToolInfo
@@ -52,7 +52,12 @@ from gateway.routes_auth import PasswordForm, RoleForm
 from gateway.routes_config import ConfigReply, VersionReply
 from gateway.routes_console import ConsoleUser
 from gateway.routes_file_edits import ContentForm, ContentReply, ProcessTextForm, ProcessTextReply
-from gateway.routes_retrieval import QueryCollectionForm, QueryDocForm, QueryReply
+from gateway.routes_retrieval import (
+    EmbeddingConfigReply,
+    QueryCollectionForm,
+    QueryDocForm,
+    QueryReply,
+)
 from gateway.state import ACCESS
 
 UNDOCUMENTED = "(undocumented)"
@@ -91,7 +96,8 @@ class UsersReply(msgspec.Struct):
 
 
 class UsageReply(msgspec.Struct):
-    """Rows keyed by the `group_by` field (`user`, `key`, `model` or `day`) with
+    """Rows keyed by the `group_by` field (`user`, `key`, `model`, `day` or `backend`:
+    `openai/0`, `ollama/1`, `` for answers no backend gave) with
     requests, errors, prompt_tokens, completion_tokens, total_tokens."""
 
     rows: list[dict[str, Any]]
@@ -137,11 +143,30 @@ def _crud(tag: str, info: Any, plural: str) -> dict[str, RouteDoc]:
         f"{plural}_get": RouteDoc(f"One {tag} with its source", tag, None, info),
         f"{plural}_update": RouteDoc(f"Replace a {tag} (admin)", tag, PluginForm, info),
         f"{plural}_delete": RouteDoc(f"Delete a {tag} (admin)", tag, None, bool),
+        f"{plural}_valves": RouteDoc(f"A {tag}'s valve values (admin)", tag, None, dict[str, Any]),
+        f"{plural}_valves_spec": RouteDoc(
+            f"A {tag}'s Valves JSON schema, with RAGWAY_ALLOW_NETWORK (admin)",
+            tag,
+            None,
+            dict[str, Any],
+        ),
+        f"{plural}_valves_update": RouteDoc(
+            f"Set a {tag}'s valves, checked by its Valves class (admin)",
+            tag,
+            dict[str, Any],
+            dict[str, Any],
+        ),
     }
 
 
 ROUTE_DOCS: dict[str, RouteDoc] = {
     "health": RouteDoc("Liveness and backend services", "health", None, HealthReply),
+    "metrics": RouteDoc(
+        "Prometheus metrics of the stack (a bearer token if RAGWAY_METRICS_TOKEN is set)",
+        "operations",
+        response=str,
+        response_media="text/plain",
+    ),
     "api_version": RouteDoc("The Open WebUI API version served", "config", None, VersionReply),
     "api_config": RouteDoc("Public configuration and features", "config", None, ConfigReply),
     "signup": RouteDoc("Create an account (the first is admin)", "auths", SignupRequest, Session),
@@ -207,10 +232,10 @@ ROUTE_DOCS: dict[str, RouteDoc] = {
         "The caller's chats, newest first (`?page=`)", "chats", None, list[ChatSummary]
     ),
     "chats_search": RouteDoc(
-        "Chats whose title holds `?text=`, newest first (`?page=`)",
+        "Chats whose title or messages hold `?text=`, best first (`?page=`)",
         "chats",
         None,
-        list[ChatSummary],
+        list[ChatSearchHit],
     ),
     "chats_get": RouteDoc("A chat with its history", "chats", None, ChatRecord),
     "chats_update": RouteDoc("Merge fields into a chat", "chats", ChatForm, ChatRecord),
@@ -226,13 +251,13 @@ ROUTE_DOCS: dict[str, RouteDoc] = {
         "Upload a file", "files", UploadForm, FileRecord, request_media="multipart/form-data"
     ),
     "files_list": RouteDoc(
-        "The caller's files (`?page=`: `{items, total}`)",
+        "The caller's files (`?page=`: `{items, total}`; `?filter=` on metadata)",
         "files",
         None,
         list[FileRecord] | FilePage,
     ),
     "files_list_bare": RouteDoc(
-        "The caller's files (`?page=`: `{items, total}`)",
+        "The caller's files (`?page=`: `{items, total}`; `?filter=` on metadata)",
         "files",
         None,
         list[FileRecord] | FilePage,
@@ -275,7 +300,7 @@ ROUTE_DOCS: dict[str, RouteDoc] = {
         "Collections the caller may write", "knowledge", None, list[KnowledgeReply]
     ),
     "knowledge_files": RouteDoc(
-        "A page of a collection's files (`?page=`, `?query=` on names)",
+        "A page of a collection's files (`?page=`, `?query=` on names, `?filter=`)",
         "knowledge",
         None,
         KnowledgeFileList,
@@ -304,6 +329,12 @@ ROUTE_DOCS: dict[str, RouteDoc] = {
     "retrieval_query_doc": RouteDoc("Search one file", "retrieval", QueryDocForm, QueryReply),
     "retrieval_query_collection": RouteDoc(
         "Search collections", "retrieval", QueryCollectionForm, QueryReply
+    ),
+    "retrieval_embedding": RouteDoc(
+        "The embedding model and its vector index, a rebuild's progress (admin)",
+        "retrieval",
+        None,
+        EmbeddingConfigReply,
     ),
     "groups_list": RouteDoc("Groups (admins: all; others: their own)", "groups", None, list[Group]),
     "groups_create": RouteDoc("Create a group (admin)", "groups", GroupForm, Group),

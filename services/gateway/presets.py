@@ -138,7 +138,11 @@ class Presets:
                 try:
                     await self._bus.call_raw(
                         subjects.KNOWLEDGE_GET,
-                        encode(KnowledgeRef(principal=principal, knowledge_id=item.id)),
+                        encode(
+                            KnowledgeRef(
+                                principal=principal, knowledge_id=item.id, with_files=False
+                            )
+                        ),
                         timeout=self._timeout,
                     )
                 except RagwayError as exc:

@@ -33,7 +33,8 @@ async def list_chats(request: web.Request) -> web.Response:
 
 
 async def search_chats(request: web.Request) -> web.Response:
-    """Chats whose title holds `?text=` (any case), newest first, 60 per `?page=` (1)."""
+    """Chats whose title or messages hold `?text=` (any case; whole query first, then
+    each word), newest first, 60 per `?page=` (1), each with its `snippet`."""
     text = required_text(request, "text")
     found = await request.app[CHATS].search(principal_of(request).id, text, page_of(request) or 1)
     return json_value(found)

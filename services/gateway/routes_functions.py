@@ -3,7 +3,8 @@
 Writes are admin-only here and again in the proxy; lists show every signed-in user what
 it was granted (`access_grants`; absent: admins only), tools' specs included; only
 admins see source. Installing validates the source in the proxy's sandbox, so it gets
-the completion timeout rather than the short request one.
+the completion timeout rather than the short request one, as do the valve routes that
+load the source (`valves/spec`, `valves/update`). Valves are admin-only, read and write.
 """
 
 from __future__ import annotations
@@ -16,7 +17,15 @@ from aiohttp.typedefs import Handler
 from common.codec import encode
 from contracts import subjects
 from contracts.endpoint import Endpoint
-from contracts.functions import PluginForm, PluginKind, PluginListRequest, PluginRef, PluginSave
+from contracts.functions import (
+    PluginForm,
+    PluginKind,
+    PluginListRequest,
+    PluginRef,
+    PluginSave,
+    ValvesRef,
+    ValvesUpdate,
+)
 from gateway.bodies import TRUE, json_bytes, parse, read_body
 from gateway.state import BUS, SETTINGS, Access, principal_of
 
@@ -62,7 +71,33 @@ def _handlers(kind: PluginKind) -> dict[str, Handler]:
         await _call(request, subjects.PLUGINS_DELETE, ref(request))
         return json_bytes(TRUE)
 
-    return {"create": create, "list": list_all, "get": get, "update": update, "delete": delete}
+    def valves_ref(request: web.Request) -> ValvesRef:
+        return ValvesRef(principal=principal_of(request), kind=kind, id=request.match_info["id"])
+
+    async def valves(request: web.Request) -> web.Response:
+        return json_bytes(await _call(request, subjects.PLUGINS_VALVES_GET, valves_ref(request)))
+
+    async def valves_spec(request: web.Request) -> web.Response:
+        ref = valves_ref(request)
+        return json_bytes(await _call(request, subjects.PLUGINS_VALVES_SPEC, ref, slow=True))
+
+    async def valves_update(request: web.Request) -> web.Response:
+        values = parse(await read_body(request), dict[str, Any])
+        message = ValvesUpdate(
+            principal=principal_of(request), kind=kind, id=request.match_info["id"], values=values
+        )
+        return json_bytes(await _call(request, subjects.PLUGINS_VALVES_UPDATE, message, slow=True))
+
+    return {
+        "create": create,
+        "list": list_all,
+        "get": get,
+        "update": update,
+        "delete": delete,
+        "valves": valves,
+        "valves_spec": valves_spec,
+        "valves_update": valves_update,
+    }
 
 
 def add_routes(app: web.Application, access: dict[str, Access]) -> None:
@@ -78,6 +113,9 @@ def add_routes(app: web.Application, access: dict[str, Access]) -> None:
             ("GET", f"{base}/id/{{id}}", "get", read_one),
             ("POST", f"{base}/id/{{id}}/update", "update", "admin"),
             ("DELETE", f"{base}/id/{{id}}/delete", "delete", "admin"),
+            ("GET", f"{base}/id/{{id}}/valves", "valves", "admin"),
+            ("GET", f"{base}/id/{{id}}/valves/spec", "valves_spec", "admin"),
+            ("POST", f"{base}/id/{{id}}/valves/update", "valves_update", "admin"),
         ]
         for method, path, action, level in table:
             name = f"{plural}_{action}" + ("_bare" if path == base else "")

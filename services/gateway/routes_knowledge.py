@@ -6,7 +6,7 @@ are validated here, replies go out as the service sent them.
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from aiohttp import web
 
@@ -33,12 +33,15 @@ from contracts.knowledge import (
 )
 from gateway import scopes
 from gateway.bodies import TRUE, json_bytes, json_value, parse, read_body
-from gateway.paging import Paged, page_of, text_of
+from gateway.paging import Paged, filter_of, page_of, text_of
 from gateway.state import BUS, SETTINGS, Access, Route, add_route_table, principal_of
 
 Req = TypeVar("Req")
 KNOWLEDGE_PAGE_SIZE = 30  # Open WebUI's knowledge router (PAGE_ITEM_COUNT)
 FILES_PAGE_SIZE = 30
+# Collections a bare list asks the service for at a time: no one reply of the service
+# grows with how many collections the caller sees (NATS caps a message at 1 MB by default)
+LIST_CHUNK = 200
 
 
 async def _call(request: web.Request, endpoint: Endpoint[Req, Any], message: Req) -> bytes:
@@ -70,29 +73,52 @@ async def create(request: web.Request) -> web.Response:
 async def list_knowledge(request: web.Request) -> web.Response:
     """Readable collections: a bare list, or `{items, total}` with `?page=` (30 a page)."""
     page = page_of(request)
+    if page is None:
+        return json_value(await _list_all(request, "read"))
     message = KnowledgeListRequest(
         principal=principal_of(request),
-        skip=0 if page is None else (page - 1) * KNOWLEDGE_PAGE_SIZE,
-        limit=None if page is None else KNOWLEDGE_PAGE_SIZE,
+        skip=(page - 1) * KNOWLEDGE_PAGE_SIZE,
+        limit=KNOWLEDGE_PAGE_SIZE,
     )
     listed = await _list(request, message)
-    if page is None:
-        return json_value(listed.items)
     return json_value(Paged(items=listed.items, total=listed.total))
 
 
 async def list_writable(request: web.Request) -> web.Response:
     """`/knowledge/list` (0.6 clients): the collections the caller may add files to."""
-    message = KnowledgeListRequest(principal=principal_of(request), permission="write")
-    return json_value((await _list(request, message)).items)
+    return json_value(await _list_all(request, "write"))
 
 
-async def _list(request: web.Request, message: KnowledgeListRequest) -> KnowledgeList:
+async def _list_all(request: web.Request, permission: Literal["read", "write"]) -> list[Any]:
+    """Every collection the caller may read (write), asked for `LIST_CHUNK` at a time."""
+    items: list[Any] = []
+    skip = 0
+    while True:
+        message = KnowledgeListRequest(
+            principal=principal_of(request), permission=permission, skip=skip, limit=LIST_CHUNK
+        )
+        listed = await _list(request, message, scoped=False)
+        items += listed.items
+        skip += LIST_CHUNK
+        if len(listed.items) < LIST_CHUNK or skip >= listed.total:
+            break
+    unique: dict[str, Any] = {}  # a collection changed meanwhile may come twice: kept once
+    for item in items:
+        unique.setdefault(item.id, item)
+    shown = scopes.visible(principal_of(request), unique)
+    return [item for key, item in unique.items() if shown is None or key in shown]
+
+
+async def _list(
+    request: web.Request, message: KnowledgeListRequest, scoped: bool = True
+) -> KnowledgeList:
     """The service's listing; for a collection-scoped key only its collections (a page
     of them then counts only what it shows)."""
     listed = await request.app[BUS].call(
         subjects.KNOWLEDGE_LIST, message, timeout=request.app[SETTINGS].request_timeout_seconds
     )
+    if not scoped:
+        return listed
     shown = scopes.visible(message.principal, (item.id for item in listed.items))
     if shown is None:
         return listed
@@ -101,12 +127,14 @@ async def _list(request: web.Request, message: KnowledgeListRequest) -> Knowledg
 
 
 async def list_files(request: web.Request) -> web.Response:
-    """`{items, total}`: a page (`?page=`, 30 each) of the files, `?query=` on their names."""
+    """`{items, total}`: a page (`?page=`, 30 each) of the files, `?query=` on their names,
+    `?filter=` on their upload metadata."""
     page = page_of(request) or 1
     message = KnowledgeFilesQuery(
         principal=principal_of(request),
         knowledge_id=_knowledge_id(request),
         query=text_of(request, "query"),
+        filter=filter_of(request),
         skip=(page - 1) * FILES_PAGE_SIZE,
         limit=FILES_PAGE_SIZE,
     )

@@ -11,10 +11,19 @@ from typing import Annotated, Literal
 import msgspec
 from aiohttp import web
 
-from contracts.retrieval import ChunkHit, RetrievalResult, ScopeItem, SearchMode
+from contracts import subjects
+from contracts.filters import MetadataFilter
+from contracts.retrieval import (
+    ChunkHit,
+    IndexStatus,
+    IndexStatusRequest,
+    RetrievalResult,
+    ScopeItem,
+    SearchMode,
+)
 from gateway import rag
 from gateway.bodies import json_value, parse, read_body
-from gateway.state import BUS, SETTINGS, Access, principal_of
+from gateway.state import BUS, METRICS, SETTINGS, Access, principal_of
 
 FILE_COLLECTION_PREFIX = "file-"
 MAX_K = 100
@@ -29,6 +38,8 @@ class QueryDocForm(msgspec.Struct, kw_only=True):
     # Open WebUI's switch; `mode` (ragway) picks dense, sparse or hybrid explicitly
     hybrid: bool | None = None
     mode: SearchMode | None = None
+    # ragway's: only chunks whose upload metadata passes it (see contracts.filters)
+    filter: MetadataFilter | None = None
 
 
 class QueryCollectionForm(msgspec.Struct, kw_only=True):
@@ -37,12 +48,24 @@ class QueryCollectionForm(msgspec.Struct, kw_only=True):
     k: K | None = None
     hybrid: bool | None = None
     mode: SearchMode | None = None
+    filter: MetadataFilter | None = None
 
 
 class QueryReply(msgspec.Struct, kw_only=True):
     documents: list[list[str]]
     metadatas: list[list[dict[str, object]]]
     distances: list[list[float]]
+
+
+class EmbeddingConfigReply(msgspec.Struct, kw_only=True):
+    """Open WebUI's embedding settings (the fields ragway has: its own local model) and
+    `index`: the collection searches use, and the one built for a newly configured model."""
+
+    status: bool
+    RAG_EMBEDDING_ENGINE: str
+    RAG_EMBEDDING_MODEL: str
+    RAG_EMBEDDING_BATCH_SIZE: int
+    index: IndexStatus
 
 
 def search_mode(mode: SearchMode | None, hybrid: bool | None) -> SearchMode:
@@ -73,23 +96,24 @@ async def _search(
 ) -> web.Response:
     settings = request.app[SETTINGS]
     k = k or settings.rag_top_k
-    result = await rag.retrieve(
-        request.app[BUS],
-        principal_of(request),
-        query,
-        items,
-        k=k,
-        wait_seconds=settings.rag_wait_seconds,
-        reply_seconds=settings.request_timeout_seconds,
-        mode=mode,
-        complete_wait_seconds=settings.rag_complete_wait_seconds,
-    )
+    with request.app[METRICS].retrieval():
+        result = await rag.retrieve(
+            request.app[BUS],
+            principal_of(request),
+            query,
+            items,
+            k=k,
+            wait_seconds=settings.rag_wait_seconds,
+            reply_seconds=settings.request_timeout_seconds,
+            mode=mode,
+            complete_wait_seconds=settings.rag_complete_wait_seconds,
+        )
     return json_value(ranked(result, k))
 
 
 async def query_doc(request: web.Request) -> web.Response:
     form = parse(await read_body(request), QueryDocForm)
-    items = [ScopeItem(type="file", id=file_id_of(form.collection_name))]
+    items = [ScopeItem(type="file", id=file_id_of(form.collection_name), filter=form.filter)]
     return await _search(request, form.query, items, form.k, search_mode(form.mode, form.hybrid))
 
 
@@ -99,12 +123,33 @@ async def query_collection(request: web.Request) -> web.Response:
     items: list[ScopeItem] = []
     for name in dict.fromkeys(form.collection_names):  # once each, in order
         kind = "file" if name.startswith(FILE_COLLECTION_PREFIX) else "collection"
-        items.append(ScopeItem(type=kind, id=file_id_of(name)))
+        items.append(ScopeItem(type=kind, id=file_id_of(name), filter=form.filter))
     return await _search(request, form.query, items, form.k, search_mode(form.mode, form.hybrid))
+
+
+async def embedding_config(request: web.Request) -> web.Response:
+    """Admins: the embedding model and the vector index's state (a rebuild's progress)."""
+    settings = request.app[SETTINGS]
+    status: IndexStatus = await request.app[BUS].call(
+        subjects.RETRIEVAL_INDEX,
+        IndexStatusRequest(principal=principal_of(request)),
+        timeout=settings.request_timeout_seconds,
+    )
+    return json_value(
+        EmbeddingConfigReply(
+            status=True,
+            RAG_EMBEDDING_ENGINE="",  # Open WebUI's name for its local embedder
+            RAG_EMBEDDING_MODEL=status.configured_model,
+            RAG_EMBEDDING_BATCH_SIZE=status.batch_size,
+            index=status,
+        )
+    )
 
 
 def add_routes(app: web.Application, access: dict[str, Access]) -> None:
     base = "/api/v1/retrieval"
+    app.router.add_get(f"{base}/embedding", embedding_config, name="retrieval_embedding")
+    access["retrieval_embedding"] = "admin"
     app.router.add_post(f"{base}/query/doc", query_doc, name="retrieval_query_doc")
     app.router.add_post(
         f"{base}/query/collection", query_collection, name="retrieval_query_collection"

@@ -84,7 +84,7 @@ async def _files_of(
         try:
             reply = await bus.call(
                 subjects.KNOWLEDGE_GET,
-                KnowledgeRef(principal=principal, knowledge_id=knowledge_id),
+                KnowledgeRef(principal=principal, knowledge_id=knowledge_id, with_files=False),
                 timeout=timeout,
             )
         except RagwayError as exc:

@@ -41,6 +41,12 @@ class Settings(ServiceSettings, kw_only=True):
     env: str = ""
     ingest_stream: Name = INGEST_JOBS.stream
     ingest_subject: str = INGEST_JOBS.subject
+    # the ingestion workers' durable consumer, whose lag /metrics reports
+    ingest_consumer: Name = INGEST_JOBS.consumer
+    # /metrics: a bearer token scrapers must send; empty, anyone reaching the port may read
+    metrics_token: str = ""
+    # /metrics waits this long for every service instance's `$SRV.STATS` reply
+    metrics_stats_window_seconds: Annotated[float, msgspec.Meta(gt=0, le=5)] = 0.2
     file_max_size_mb: Annotated[int, msgspec.Meta(ge=1)] = 100
     # uploaded bytes each user may keep (all their files together); 0: no quota
     storage_quota_mb: Annotated[int, msgspec.Meta(ge=0)] = 1024

@@ -14,6 +14,7 @@ from common.inbox import Inboxes
 from contracts.auth import Principal
 from gateway.identity import Identity
 from gateway.metering import Meter
+from gateway.metrics import GatewayMetrics
 from gateway.presets import Presets
 from gateway.settings import Settings
 
@@ -45,6 +46,9 @@ CATALOG = web.AppKey("catalog", FileCatalog)
 METER = web.AppKey("meter", Meter)
 # opened at startup: workspace models, mirrored from their bucket
 PRESETS = web.AppKey("presets", Presets)
+
+# counters and histograms, updated per request; read by GET /metrics
+METRICS = web.AppKey("metrics", GatewayMetrics)
 
 PRINCIPAL = web.RequestKey("principal", Principal)
 REQUEST_ID = web.RequestKey("request_id", str)

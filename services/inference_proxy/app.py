@@ -20,11 +20,14 @@ from inference_proxy.catalog import ModelCatalog
 from inference_proxy.chat import ChatRunner
 from inference_proxy.completions import Completions
 from inference_proxy.embeddings import Embeddings
+from inference_proxy.functions.isolation import Isolation
 from inference_proxy.functions.pipes import PipeRunner
 from inference_proxy.functions.plugins import PluginService, PluginStore
 from inference_proxy.functions.sandbox import Sandbox, SandboxLimits
 from inference_proxy.functions.tool_loop import ToolLoop
+from inference_proxy.functions.valves import ValveService
 from inference_proxy.passthrough import OllamaPassthrough
+from inference_proxy.routing import Router
 from inference_proxy.settings import Settings, configured_backends
 
 __all__ = ["InferenceProxy", "Settings", "serve"]
@@ -39,6 +42,7 @@ class InferenceProxy:
     plugins: PluginStore
     sandbox: Sandbox
     backends: BackendPool  # every connection to the model backends
+    router: Router  # which backend is in service, and how busy
 
 
 @asynccontextmanager
@@ -64,6 +68,7 @@ async def serve(settings: Settings) -> AsyncIterator[InferenceProxy]:
             )
         )
         bus = Bus(nc)
+        router = Router.from_settings(settings)  # balancing and ejection, this instance's
 
         async def local_models() -> list[EmbeddingModel]:
             """ragway's own embedding models (the retrieval service runs them)."""
@@ -81,16 +86,19 @@ async def serve(settings: Settings) -> AsyncIterator[InferenceProxy]:
             cache_seconds=settings.models_cache_seconds,
             fetch_timeout=settings.models_fetch_timeout_seconds,
             local_models=local_models,
+            health=router,
         )
-        embeddings = Embeddings(bus, backend, catalog, settings)
+        embeddings = Embeddings(bus, backend, catalog, settings, router)
         # closed after the runners that use them (callbacks run last-in, first-out)
         chat_cancels = CancelRegistry(nc, subjects.CHAT_CANCEL)
         stack.push_async_callback(chat_cancels.close)
         ollama_cancels = CancelRegistry(nc, subjects.OLLAMA_CANCEL)
         stack.push_async_callback(ollama_cancels.close)
-        chat = ChatRunner(nc, backend, catalog, settings, chat_cancels)
+        chat = ChatRunner(nc, backend, catalog, settings, chat_cancels, router)
         stack.push_async_callback(chat.aclose)
-        passthrough = OllamaPassthrough(nc, backend, ollama, catalog, settings, ollama_cancels)
+        passthrough = OllamaPassthrough(
+            nc, backend, ollama, catalog, settings, ollama_cancels, router
+        )
         stack.push_async_callback(passthrough.aclose)
         sandbox = Sandbox(
             SandboxLimits(
@@ -98,7 +106,14 @@ async def serve(settings: Settings) -> AsyncIterator[InferenceProxy]:
                 memory_mb=settings.function_memory_mb,
                 spares=settings.sandbox_spares,
                 max_running=settings.sandbox_max_running,
-            )
+                max_processes=settings.sandbox_max_processes,
+            ),
+            Isolation(
+                mode=settings.sandbox_isolation,
+                bwrap_path=settings.sandbox_bwrap_path,
+                host_uid=settings.sandbox_uid,
+                tmp_mb=settings.sandbox_tmp_mb,
+            ),
         )
         await sandbox.start()
         stack.push_async_callback(sandbox.aclose)
@@ -107,12 +122,13 @@ async def serve(settings: Settings) -> AsyncIterator[InferenceProxy]:
         )
         stack.push_async_callback(plugins.aclose)
         await plugins.migrate_to_grants()
-        pipes = PipeRunner(nc, sandbox, chat_cancels)
+        pipes = PipeRunner(nc, sandbox, plugins, chat_cancels)
         stack.push_async_callback(pipes.aclose)
         tools = ToolLoop(nc, chat, sandbox, plugins, settings, chat_cancels)
         stack.push_async_callback(tools.aclose)
         completions = Completions(chat, pipes, tools, plugins)
         plugin_service = PluginService(plugins, sandbox)
+        valve_service = ValveService(plugins, sandbox)
 
         async def list_models(request: ModelsRequest) -> ModelsReply | msgspec.Raw:
             snapshot = await catalog.snapshot(refresh=request.refresh)
@@ -129,6 +145,7 @@ async def serve(settings: Settings) -> AsyncIterator[InferenceProxy]:
                 max_in_flight=settings.max_in_flight,
             )
         )
+        host.add_metrics(chat.errors.families)
         await host.serve(subjects.MODELS_LIST, list_models)
         await host.serve(subjects.CHAT_COMPLETE, completions.complete)
         await host.serve(subjects.CHAT_STREAM, completions.stream)
@@ -136,9 +153,17 @@ async def serve(settings: Settings) -> AsyncIterator[InferenceProxy]:
         await host.serve(subjects.PLUGINS_LIST, plugin_service.list)
         await host.serve(subjects.PLUGINS_GET, plugin_service.get)
         await host.serve(subjects.PLUGINS_DELETE, plugin_service.delete)
+        await host.serve(subjects.PLUGINS_VALVES_GET, valve_service.get)
+        await host.serve(subjects.PLUGINS_VALVES_SPEC, valve_service.spec)
+        await host.serve(subjects.PLUGINS_VALVES_UPDATE, valve_service.update)
         await host.serve(subjects.OLLAMA_PROXY, passthrough.open)
         await host.serve(subjects.EMBEDDINGS_CREATE, embeddings.create)
         await nc.flush()  # the server knows the endpoints before we say we are serving
         yield InferenceProxy(
-            catalog=catalog, chat=chat, plugins=plugins, sandbox=sandbox, backends=backend
+            catalog=catalog,
+            chat=chat,
+            plugins=plugins,
+            sandbox=sandbox,
+            backends=backend,
+            router=router,
         )

@@ -36,8 +36,37 @@ class Settings(ServiceSettings, kw_only=True):
     function_memory_mb: Annotated[int, msgspec.Meta(ge=64)] = 512
     sandbox_spares: Annotated[int, msgspec.Meta(ge=0)] = 2
     sandbox_max_running: Annotated[int, msgspec.Meta(ge=1)] = 8
+    # "bwrap": every worker isolated by bubblewrap (README, security); plugins are refused
+    # when that cannot work here. "none": the admin's explicit choice to run them unisolated
+    sandbox_isolation: Literal["bwrap", "none"] = "bwrap"
+    sandbox_bwrap_path: str = "/usr/bin/bwrap"
+    # the host uid workers run as when the proxy runs as root
+    sandbox_uid: Annotated[int, msgspec.Meta(ge=1)] = 65534
+    # processes and threads one worker may have (RLIMIT_NPROC in its user namespace)
+    sandbox_max_processes: Annotated[int, msgspec.Meta(ge=4)] = 32
+    sandbox_tmp_mb: Annotated[int, msgspec.Meta(ge=1)] = 64  # its private /tmp
     # model calls in one completion with `tool_ids` before giving up
     max_tool_rounds: Annotated[int, msgspec.Meta(ge=1)] = 5
+    # model id -> the models tried, in order, when every backend of it failed before its
+    # first token (RAGWAY_MODEL_FALLBACKS='{"m": ["n", ...]}')
+    model_fallbacks: dict[str, list[str]] = {}
+    # a backend failing this many requests (or model-list health checks) in a row is
+    # left out for `backend_eject_seconds`, doubled at each failed retry up to the max
+    backend_eject_after_failures: Annotated[int, msgspec.Meta(ge=1)] = 1
+    backend_eject_seconds: Annotated[float, msgspec.Meta(gt=0)] = 5.0
+    backend_eject_max_seconds: Annotated[float, msgspec.Meta(gt=0)] = 300.0
+
+    def check(self) -> None:
+        for model, fallbacks in self.model_fallbacks.items():
+            if not model or not all(fallbacks) or model in fallbacks:
+                raise ValueError(
+                    f"model_fallbacks: {model!r} -> {fallbacks}: model ids must be non-empty "
+                    "and a model cannot fall back to itself"
+                )
+            if len(set(fallbacks)) != len(fallbacks):
+                raise ValueError(f"model_fallbacks: {model!r} names a fallback twice")
+        if self.backend_eject_max_seconds < self.backend_eject_seconds:
+            raise ValueError("backend_eject_max_seconds is below backend_eject_seconds")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +81,10 @@ class Backend:
         """host:port for the logs (no userinfo: URLs may carry credentials)."""
         rest = self.base_url.split("://", 1)[-1]
         return rest.split("/", 1)[0].rpartition("@")[2]
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return self.kind, self.idx
 
     @property
     def label(self) -> str:

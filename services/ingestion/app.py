@@ -19,6 +19,7 @@ from embedding.embedder import Embedder
 from ingestion.child import process_file_in_child
 from ingestion.documents import ProcessedFile
 from ingestion.jobs import JobProcessor
+from ingestion.metrics import ingest_families
 from ingestion.queue import JobQueue
 from ingestion.settings import Settings
 from ingestion.vectors import EmbeddingStats, VectorWriter
@@ -109,6 +110,7 @@ async def serve(settings: Settings) -> AsyncIterator[Ingestion]:
             ServiceHost(nc, INGESTION_SERVICE, description="File ingestion")
         )
         worker = Worker(js, processor, settings)
+        host.add_metrics(lambda: ingest_families(processor.files, writer.stats, worker.stats))
         await worker.start()
         stack.push_async_callback(worker.stop)
         yield Ingestion(nc, host, settings, processor, worker)

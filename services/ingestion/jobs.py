@@ -78,6 +78,7 @@ class JobProcessor:
         self._chunking = chunking
         self._child = child
         self.extractions = 0  # files read by a parser (range jobs read stored chunks)
+        self.files = {"completed": 0, "failed": 0}  # files this instance finished (/metrics)
         self._max_file_bytes = max_file_bytes
         self._hand_out = hand_out
         self._range_chunks = range_chunks
@@ -210,6 +211,7 @@ class JobProcessor:
         await self.catalog.blobs.delete(chunks_name(record.id))  # no range needs them now
         if not record.meta.edited:  # an edited file's vectors no longer match its bytes
             await self.catalog.remember_hash(record.hash, record.id)
+        self.files["completed"] += 1
         log.info(
             "file_ingested",
             file_id=record.id,
@@ -240,6 +242,7 @@ class JobProcessor:
             await self._set(file_id, change)
         except FileGone:
             return False
+        self.files["failed"] += 1
         log.info("file_failed", file_id=file_id, reason=reason)
         return True
 

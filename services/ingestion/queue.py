@@ -12,6 +12,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from catalog.jobs import ensure_stream
+from common import tracing
 from contracts import subjects
 from contracts.files import IngestJob
 from ingestion.settings import Settings
@@ -54,4 +55,6 @@ class JobQueue:
         """Queue `job` once: a redelivered job that hands it out again within the stream's
         duplicate window (2 min by default) is deduplicated by its message id."""
         msg_id = f"{job.file_id}:{job.start}-{job.stop}"
-        await self._js.publish(self._subject, self._encode(job), headers={"Nats-Msg-Id": msg_id})
+        headers = {"Nats-Msg-Id": msg_id}
+        tracing.inject(headers)  # range jobs stay in the trace of the file's first job
+        await self._js.publish(self._subject, self._encode(job), headers=headers)

@@ -20,6 +20,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 
+from common import tracing
 from common.bus import request_id_var
 from common.errors import RagwayError
 from contracts.files import IngestJob
@@ -145,7 +146,16 @@ class Worker:
         log.info("job_started")
         heartbeat = asyncio.create_task(self._heartbeat(msg))
         try:
-            await self._settle(msg, job, deliveries)
+            if tracing.enabled():  # the job continues the trace of the upload that queued it
+                attributes: dict[str, str | int] = {
+                    "ragway.service": "ingestion",
+                    "ragway.file_id": job.file_id,
+                    "ragway.delivery": deliveries,
+                }
+                with tracing.served("ingest job", msg.headers, attributes, tracing.CONSUMER):
+                    await self._settle(msg, job, deliveries)
+            else:
+                await self._settle(msg, job, deliveries)
         except asyncio.CancelledError:
             await _quietly(msg.nak())
             log.info("job_returned_to_queue")

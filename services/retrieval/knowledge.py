@@ -8,6 +8,7 @@ changing one you may read but not write is `forbidden`.
 
 from __future__ import annotations
 
+import builtins
 import uuid
 from collections.abc import Callable
 
@@ -40,6 +41,11 @@ from retrieval.memberships import Memberships
 log = structlog.get_logger()
 
 MAX_NAME_LENGTH = 256
+# A collection holding more files than this is answered without their records (`files`
+# absent, `file_count` says how many): they come a page at a time from `/{id}/files`,
+# and no reply, nor a change already made, fails on the bus's message limit (1 MB by
+# default; 1,000 records are ~0.5 MB).
+MAX_FILES_IN_REPLY = 1_000
 
 
 def _checked_name(form: KnowledgeForm) -> str:
@@ -66,9 +72,14 @@ class KnowledgeHandlers:
         self._files = files
         self._memberships = memberships  # the chunks' `collections` payload follows changes
 
-    async def reply(self, principal: Principal, knowledge: Knowledge) -> KnowledgeReply:
-        """The collection as clients see it, with the records of its (still existing) files."""
-        records = await self._files.listing(knowledge.data.file_ids)
+    async def reply(
+        self, principal: Principal, knowledge: Knowledge, with_files: bool = True
+    ) -> KnowledgeReply:
+        """The collection as clients see it, with the records of its (still existing)
+        files when asked for (a listing's items and internal checks go without)."""
+        file_ids = knowledge.data.file_ids
+        with_files = with_files and len(file_ids) <= MAX_FILES_IN_REPLY
+        records = await self._files.listing(file_ids) if with_files else UNSET
         return KnowledgeReply(
             id=knowledge.id,
             user_id=knowledge.user_id,
@@ -81,6 +92,7 @@ class KnowledgeHandlers:
             created_at=knowledge.created_at,
             updated_at=knowledge.updated_at,
             files=records,
+            file_count=len(file_ids),
             write_access=can_write_knowledge(principal, knowledge),
         )
 
@@ -121,18 +133,26 @@ class KnowledgeHandlers:
     async def list(self, request: KnowledgeListRequest) -> KnowledgeList:
         principal = request.principal
         allowed = can_write_knowledge if request.permission == "write" else can_read_knowledge
-        visible = [k for k in await self._store.list_all() if allowed(principal, k)]
-        visible.sort(key=lambda k: k.updated_at, reverse=True)
+        visible = [k for k in await self._candidates(principal) if allowed(principal, k)]
+        visible.sort(key=lambda k: (k.updated_at, k.id), reverse=True)
         stop = None if request.limit is None else request.skip + request.limit
         chosen = visible[request.skip : stop]
         return KnowledgeList(
-            items=[await self.reply(principal, k) for k in chosen], total=len(visible)
+            items=[await self.reply(principal, k, with_files=False) for k in chosen],
+            total=len(visible),
         )
 
+    async def _candidates(self, principal: Principal) -> builtins.list[Knowledge]:
+        """The collections `principal` might see: the mirror's candidates while it follows
+        the bucket (their own, granted to them, their groups or everyone), else every
+        collection read from the bucket."""
+        if self._memberships.live:
+            return self._memberships.candidates(principal)
+        return await self._store.list_all()
+
     async def get(self, request: KnowledgeRef) -> KnowledgeReply:
-        return await self.reply(
-            request.principal, await self.readable(request.principal, request.knowledge_id)
-        )
+        knowledge = await self.readable(request.principal, request.knowledge_id)
+        return await self.reply(request.principal, knowledge, request.with_files)
 
     async def update(self, request: KnowledgeUpdate) -> KnowledgeReply:
         """Name and description; grants only when asked for (absent: unchanged)."""
@@ -181,7 +201,9 @@ class KnowledgeHandlers:
             current.data.file_ids = [*current.data.file_ids, request.file_id]
             return current
 
-        return await self.store_change(request.principal, request.knowledge_id, change)
+        return await self.store_change(
+            request.principal, request.knowledge_id, change, request.with_files
+        )
 
     async def remove_file(self, request: KnowledgeFileChange) -> KnowledgeReply:
         """Unlink a file from the collection; the file itself stays."""
@@ -195,7 +217,9 @@ class KnowledgeHandlers:
             current.data.file_ids = [f for f in current.data.file_ids if f != request.file_id]
             return current
 
-        return await self.store_change(request.principal, request.knowledge_id, change)
+        return await self.store_change(
+            request.principal, request.knowledge_id, change, request.with_files
+        )
 
     async def reset(self, request: KnowledgeRef) -> KnowledgeReply:
         """Unlink every file (the files stay)."""
@@ -218,6 +242,7 @@ class KnowledgeHandlers:
     async def delete_owned_by(self, user_id: str) -> int:
         """Delete every collection `user_id` owns; returns how many there were."""
         owned = [k for k in await self._store.list_all() if k.user_id == user_id]
+        # (a rare purge: the bucket, not the mirror, so none is missed while it lags)
         for knowledge in owned:
             await self._store.delete(knowledge.id)
             log.info("knowledge_deleted", knowledge_id=knowledge.id, reason="owner_deleted")
@@ -226,9 +251,7 @@ class KnowledgeHandlers:
     async def forget_file(self, file_id: str) -> int:
         """Unlink a deleted file from every collection; returns how many collections changed."""
         changed = 0
-        for knowledge in await self._store.list_all():
-            if file_id not in knowledge.data.file_ids:
-                continue
+        for knowledge in await self._holding(file_id):
 
             def change(current: Knowledge) -> Knowledge | None:
                 if file_id not in current.data.file_ids:
@@ -241,14 +264,29 @@ class KnowledgeHandlers:
             changed += 1
         return changed
 
+    async def _holding(self, file_id: str) -> builtins.list[Knowledge]:
+        """The collections that hold `file_id`: the mirror's (per file, no scan) while it
+        follows the bucket, else read from the bucket."""
+        if self._memberships.live:
+            found = (self._memberships.get(k) for k in self._memberships.collections_of(file_id))
+            return [knowledge for knowledge in found if knowledge is not None]
+        return [k for k in await self._store.list_all() if file_id in k.data.file_ids]
+
+    async def held_anywhere(self, file_ids: set[str]) -> set[str]:
+        """Which of `file_ids` some collection holds."""
+        if self._memberships.live:
+            return {f for f in file_ids if self._memberships.collections_of(f)}
+        return {f for k in await self._store.list_all() for f in k.data.file_ids} & file_ids
+
     async def store_change(
         self,
         principal: Principal,
         knowledge_id: str,
         change: Callable[[Knowledge], Knowledge | None],
+        with_files: bool = True,
     ) -> KnowledgeReply:
         updated = await self._store.update(knowledge_id, change)
         await self._memberships.changed(updated, knowledge_id)
         if updated is None:
             raise knowledge_not_found(knowledge_id)
-        return await self.reply(principal, updated)
+        return await self.reply(principal, updated, with_files)

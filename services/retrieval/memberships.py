@@ -25,8 +25,10 @@ from contextlib import asynccontextmanager
 
 import structlog
 
+from contracts.auth import Principal
 from contracts.knowledge import Knowledge
 from retrieval.knowledge_store import KnowledgeStore
+from retrieval.visibility import VisibilityIndex
 from vectorstore.store import VectorStore
 
 log = structlog.get_logger()
@@ -40,6 +42,7 @@ class Memberships:
         self._store = store
         self._knowledge = knowledge
         self._collections: dict[str, Knowledge] = {}
+        self._visibility = VisibilityIndex()  # who might see which (listings)
         self._files: dict[str, frozenset[str]] = {}  # collection id -> its file ids
         self._of_file: defaultdict[str, set[str]] = defaultdict(set)  # file -> collections
         self._live = False
@@ -65,11 +68,18 @@ class Memberships:
     def collections_of(self, file_id: str) -> list[str]:
         return sorted(self._of_file.get(file_id, ()))
 
+    def candidates(self, principal: Principal) -> list[Knowledge]:
+        """The mirrored collections `principal` might see (`VisibilityIndex`): a listing
+        checks these alone instead of every collection."""
+        found = (self._collections.get(k) for k in self._visibility.candidates(principal))
+        return [knowledge for knowledge in found if knowledge is not None]
+
     def apply(self, knowledge: Knowledge) -> set[str]:
         """Take a collection's new value; the files whose membership changed."""
         before = self._files.get(knowledge.id, NO_FILES)
         after = frozenset(knowledge.data.file_ids)
         self._collections[knowledge.id] = knowledge
+        self._visibility.put(knowledge)
         if after == before:
             return set()
         self._files[knowledge.id] = after
@@ -82,6 +92,7 @@ class Memberships:
     def drop(self, knowledge_id: str) -> set[str]:
         """Forget a deleted collection; the files that were in it."""
         self._collections.pop(knowledge_id, None)
+        self._visibility.drop(knowledge_id)
         before = self._files.pop(knowledge_id, NO_FILES)
         for file_id in before:
             self._leave(file_id, knowledge_id)

@@ -142,3 +142,21 @@ async def test_a_pull_whose_consumer_is_not_there_yet_is_asked_again(nc: Client)
     msgs = await once_jetstream_answers("read", lambda: sub.fetch(3, timeout=5), within_s=5)
     await creating
     assert [msg.data for msg in msgs] == [b"0", b"1", b"2"]
+
+
+async def test_get_many_reads_every_key_in_order_missing_and_deleted_as_none(nc: Client) -> None:
+    bucket = await Bucket.open(nc.jetstream(), f"t{uuid.uuid4().hex[:10]}_many")
+    keys = [f"k{n}" for n in range(700)]  # more than one window of reads in flight
+    for key in keys:
+        await bucket.put(key, key.encode())
+    await bucket.put("k3", b"rewritten")
+    await bucket.kv.delete("k5")
+    await bucket.purge("k7")
+
+    values = await bucket.get_many(["absent", *keys])
+
+    assert values[0] is None
+    expected = [key.encode() for key in keys]
+    expected[3], expected[5], expected[7] = b"rewritten", None, None
+    assert values[1:] == expected
+    assert await bucket.get_many([]) == []

@@ -173,3 +173,25 @@ async def test_a_service_cannot_serve_another_services_endpoint(nc: Client) -> N
 
 async def _echo(request: Echo) -> Echo:
     return request
+
+
+async def test_a_reply_or_request_over_the_bus_limit_is_a_clear_too_large(
+    nc: Client, bus: Bus
+) -> None:
+    echo = Endpoint(f"test.big.{uuid.uuid4().hex}", Echo, Echo, "big-test", ())
+    limit = nc.max_payload
+
+    async def handle(request: Echo) -> Echo:
+        if request.text == "big":
+            return Echo(text="x" * limit)
+        return request
+
+    async with ServiceHost(nc, "big-test") as host:
+        await host.serve(echo, handle)
+        with pytest.raises(RagwayError) as reply:
+            await bus.call(echo, Echo(text="big"), timeout=5)
+        assert reply.value.code == "too_large" and "page" in reply.value.detail
+        with pytest.raises(RagwayError) as request:
+            await bus.call(echo, Echo(text="x" * (limit + 1)), timeout=5)
+        assert request.value.code == "too_large" and "request" in request.value.detail
+        assert await bus.call(echo, Echo(text="small"), timeout=5) == Echo(text="small")

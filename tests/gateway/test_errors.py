@@ -11,7 +11,9 @@ from aiohttp import web
 from common.errors import ERROR_CODES, RagwayError
 from gateway.app import GatewayHandle
 from gateway.errors import STATUS_BY_CODE, status_for
+from gateway.metrics import GatewayMetrics
 from gateway.middleware import request_context
+from gateway.state import METRICS
 
 
 def test_every_error_code_has_its_http_status() -> None:
@@ -100,6 +102,7 @@ async def test_unexpected_exceptions_become_a_plain_500_without_internals() -> N
         raise RagwayError("conflict", "Already there")
 
     app = web.Application(middlewares=[request_context])
+    app[METRICS] = GatewayMetrics()  # the middleware counts every request into it
     app.router.add_get("/boom", handler)
     app.router.add_get("/domain", domain)
     runner = web.AppRunner(app, access_log=None)

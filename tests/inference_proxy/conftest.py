@@ -30,12 +30,14 @@ from contracts.models import ModelsReply, ModelsRequest
 from contracts.ollama import Method, OllamaProxyAccepted, OllamaProxyEnd, OllamaProxyRequest
 from contracts.streams import is_end
 from inference_proxy.app import InferenceProxy, Settings, serve
+from tests.support.sandbox import isolation_for_tests
 
 PRINCIPAL = Principal(id="u1", email="u1@example.com", name="U", role="user")
 
 
 @asynccontextmanager
 async def running_proxy(nats_url: str, **overrides: Any) -> AsyncIterator[InferenceProxy]:
+    overrides.setdefault("sandbox_isolation", isolation_for_tests())
     settings = msgspec.structs.replace(Settings(nats_url=nats_url), **overrides)
     async with serve(settings) as proxy:
         await wait_until_serving(settings.nats_url)

@@ -20,7 +20,14 @@ from common.errors import RagwayError
 from contracts import subjects
 from contracts.access import PUBLIC_READ, Grant
 from contracts.auth import Principal
-from contracts.functions import PluginForm, PluginListRequest, PluginRef, PluginSave
+from contracts.functions import (
+    PluginForm,
+    PluginListRequest,
+    PluginRef,
+    PluginSave,
+    ValvesRef,
+    ValvesUpdate,
+)
 from contracts.models import ModelsRequest
 from tests.fakes.openai_fake import OpenAIFake, ScriptedReply
 from tests.inference_proxy.conftest import chat_body, complete, open_stream, running_proxy
@@ -298,6 +305,48 @@ async def test_the_tool_loop_runs_the_call_and_feeds_the_result_back(
     assistant, tool = sent[1]["messages"][-2:]
     assert assistant["tool_calls"][0]["id"] == "call_1"
     assert tool == {"role": "tool", "tool_call_id": "call_1", "content": "5 km = 3.10686 mi"}
+
+
+VALVED_TOOL = """
+from pydantic import BaseModel
+
+class Tools:
+    class Valves(BaseModel):
+        PREFIX: str = "default"
+
+    def __init__(self):
+        self.valves = self.Valves()
+
+    def convert_length(self, value: float, from_unit: str, to_unit: str) -> str:
+        \"\"\"Says which prefix its valves hold.\"\"\"
+        return f"{self.valves.PREFIX}: {value} {from_unit} in {to_unit}"
+"""
+
+
+async def test_the_tool_loop_hands_the_admins_valves_to_the_tool(
+    proxy: None, bus: Bus, fake: OpenAIFake
+) -> None:
+    tool_id = new_id("valved")
+    await install(bus, "tool", VALVED_TOOL, tool_id)
+    update = ValvesUpdate(principal=ADMIN, kind="tool", id=tool_id, values={"PREFIX": "set"})
+    assert await bus.call(subjects.PLUGINS_VALVES_UPDATE, update, timeout=10) == {"PREFIX": "set"}
+    with pytest.raises(RagwayError) as refused:
+        await bus.call(
+            subjects.PLUGINS_VALVES_UPDATE,
+            msgspec.structs.replace(update, principal=USER),
+            timeout=10,
+        )
+    assert refused.value.code == "forbidden"
+    fake.responder = converter_responder
+    reply = await complete(bus, chat_body("gpt-fake", "5 km in miles?", tool_ids=[tool_id]))
+    assert reply["choices"][0]["message"]["content"] == "The answer: set: 5 km in mi"
+    # removing the tool removes its valves: installed again, it starts from its defaults
+    await bus.call(
+        subjects.PLUGINS_DELETE, PluginRef(principal=ADMIN, kind="tool", id=tool_id), timeout=5
+    )
+    await install(bus, "tool", VALVED_TOOL, tool_id)
+    ref = ValvesRef(principal=ADMIN, kind="tool", id=tool_id)
+    assert await bus.call(subjects.PLUGINS_VALVES_GET, ref, timeout=5) == {}
 
 
 async def test_the_tool_loop_streams_the_final_answer(

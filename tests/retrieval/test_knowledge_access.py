@@ -19,6 +19,9 @@ from contracts.knowledge import (
     KnowledgeAccessUpdate,
     KnowledgeCreate,
     KnowledgeForm,
+    KnowledgeList,
+    KnowledgeListRequest,
+    KnowledgeRef,
     KnowledgeReply,
     KnowledgeUpdate,
 )
@@ -162,3 +165,56 @@ async def test_collections_stored_before_grants_are_migrated_explicitly_keeping_
     assert (await get(mbus, other, ids["shared"])).access_grants == [
         Grant(principal_type="user", principal_id=other.id, permission="read")
     ]
+
+
+def user_grant(user_id: str, permission: str) -> Grant:
+    return msgspec.convert(
+        {"principal_type": "user", "principal_id": user_id, "permission": permission}, Grant
+    )
+
+
+async def listed(bus: Bus, who: Principal, permission: str = "read") -> list[KnowledgeReply]:
+    request = KnowledgeListRequest(principal=who, permission=permission)  # type: ignore[arg-type]
+    reply: KnowledgeList = await call(bus, subjects.KNOWLEDGE_LIST, request)
+    return reply.items
+
+
+async def test_listings_hold_exactly_what_each_caller_may_read_as_grants_change(
+    retrieval: Retrieval, mbus: Bus
+) -> None:
+    owner, team = user(), f"g-{uuid.uuid4().hex[:8]}"
+    named, teammate, stranger = user(), member(team), user()
+    private = await create_with(mbus, owner, [])
+    public = await create_with(mbus, owner, [PUBLIC_READ])
+    for_team = await create_with(mbus, owner, [group_grant(team, "read")])
+    for_named = await create_with(mbus, owner, [user_grant(named.id, "write")])
+    ours = {private.id, public.id, for_team.id, for_named.id}
+
+    def ids(items: list[KnowledgeReply]) -> set[str]:
+        return {k.id for k in items} & ours  # other tests' public collections may show too
+
+    assert ids(await listed(mbus, owner)) == ours
+    assert ids(await listed(mbus, named)) == {public.id, for_named.id}
+    assert ids(await listed(mbus, named, "write")) == {for_named.id}
+    assert ids(await listed(mbus, teammate)) == {public.id, for_team.id}
+    assert ids(await listed(mbus, stranger)) == {public.id}
+    assert ids(await listed(mbus, user("admin"))) == ours
+    assert ids(await listed(mbus, msgspec.structs.replace(named, role="pending"))) == set()
+    # items are the collections without their files' records, with how many they hold
+    item = next(k for k in await listed(mbus, owner) if k.id == private.id)
+    assert item.files is msgspec.UNSET and item.file_count == 0
+
+    # a grant taken away, or the collection deleted: gone from the very next listing
+    await call(
+        mbus,
+        subjects.KNOWLEDGE_ACCESS_UPDATE,
+        KnowledgeAccessUpdate(
+            principal=owner, knowledge_id=for_team.id, form=AccessForm(access_grants=[])
+        ),
+    )
+    assert ids(await listed(mbus, teammate)) == {public.id}
+    await call(
+        mbus, subjects.KNOWLEDGE_DELETE, KnowledgeRef(principal=owner, knowledge_id=public.id)
+    )
+    assert ids(await listed(mbus, stranger)) == set()
+    assert ids(await listed(mbus, owner)) == ours - {public.id}

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from catalog.files import FileCatalog
 from common.bus import Bus
 from contracts import subjects
@@ -73,7 +75,17 @@ async def test_a_batch_of_a_thousand_files_is_one_call(
     records = [await add_file(catalog, owner, name=f"f{n}.txt") for n in range(1000)]
     reply = await batch(mbus, owner, collection.id, [r.id for r in records])
     assert [o.status for o in reply.results] == ["added"] * 1000 and reply.warnings is None
-    assert len((await get(mbus, owner, collection.id)).data.file_ids) == 1000
+    whole = await get(mbus, owner, collection.id)
+    assert len(whole.data.file_ids) == 1000 and len(whole.files) == 1000
+
+    # one more than a reply carries records of: answered without them, paged instead
+    extra = await add_file(catalog, owner, name="extra.txt")
+    added = await add(mbus, owner, collection.id, extra.id)
+    assert added.files is msgspec.UNSET and added.file_count == 1001
+    again = await get(mbus, owner, collection.id)
+    assert again.files is msgspec.UNSET and again.file_count == 1001
+    page = await files_page(mbus, owner, collection.id, limit=1000)
+    assert page.total == 1001 and len(page.items) == 1000
 
 
 async def test_a_batch_into_someone_elses_collection_is_refused_whole(

@@ -253,14 +253,22 @@ NOT_SCOPED: dict[str, str] = (
             "tools_list",
             "tools_list_bare",
             "tools_update",
+            "functions_valves",
+            "functions_valves_spec",
+            "functions_valves_update",
+            "tools_valves",
+            "tools_valves_spec",
+            "tools_valves_update",
         )
     }
     | {
         "limits_set": "admin-only limits, no model or collection is used",
         "limits_list": "admin-only limits",
+        "retrieval_embedding": "admin-only: the embedding model and index state",
         "limits_delete": "admin-only limits",
         "usage": "the caller's own ledger rows (admins: everyone's)",
         "health": "public",
+        "metrics": "public to the auth middleware; its own scraper token (RAGWAY_METRICS_TOKEN)",
         "api_config": "public",
         "console": "the console's page, served to anyone (it calls the API like any client)",
         "console_asset": "the console's static files",

@@ -110,6 +110,17 @@ NOT_PER_USER: dict[str, str] = {
     "tools_get": "tools are global, installed by admins, readable by every user",
     "tools_update": "admin-only",
     "tools_delete": "admin-only",
+    **dict.fromkeys(
+        [
+            "functions_valves",
+            "functions_valves_spec",
+            "functions_valves_update",
+            "tools_valves",
+            "tools_valves_spec",
+            "tools_valves_update",
+        ],
+        "admin-only: valves are an admin's settings (test_sandbox: 403 to users)",
+    ),
     "ollama": "an Ollama API path, not an object (test_outbound: no arbitrary URLs)",
     "docs_static": "public Swagger UI assets (dev only)",
     "console_asset": "the web console's public static files",
@@ -128,6 +139,7 @@ NO_OBJECT: dict[str, str] = {
         ["health", "signup", "signin", "openapi", "docs", "api_version", "api_config"],
         "public (test_roles: the only ones)",
     ),
+    "metrics": "Prometheus counters: route/model/service names only, no user's objects",
     **dict.fromkeys(
         ["console", "console_signin", "console_signout", "console_signup"],
         "the web console's page and session cookie (public; test_roles)",
@@ -158,6 +170,7 @@ NO_OBJECT: dict[str, str] = {
             "limits_set",
             "limits_list",
             "add_user",
+            "retrieval_embedding",
         ],
         "admin-only (test_roles: 403 to users)",
     ),

@@ -9,8 +9,8 @@ Reviewed (no test needed): the inference-proxy builds every backend URL from its
 configured base URLs plus a fixed API path (`/chat/completions`, `/models`, `/api/chat`,
 `/api/tags`) or, for the pass-through, an allow-listed Ollama path; ingestion never
 fetches (HTML links, DOCX relationships and PDF URIs are text to it). Functions and tools
-run admin-installed code in a sandbox subprocess WITHOUT network restriction: an admin
-can make requests anywhere from there, by design of Open WebUI's plugins.
+run admin-installed code in the bubblewrap sandbox, with no network at all unless an
+admin sets the plugin's RAGWAY_ALLOW_NETWORK valve (tests/security/test_sandbox.py).
 """
 
 from __future__ import annotations

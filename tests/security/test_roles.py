@@ -32,6 +32,9 @@ PUBLIC = {
 }
 # The web console's page, its assets, and its session routes (sign in, sign up and sign
 # out: these set or clear the cookie, and refuse requests without the console's header).
+# Prometheus scrapes: no user credential; its own bearer token when RAGWAY_METRICS_TOKEN is
+# set (tests/gateway/test_metrics.py), and nothing in it names users, ids or content.
+PUBLIC |= {"metrics"}
 PUBLIC |= {"console", "console_asset", "console_signin", "console_signout", "console_signup"}
 ANY_SIGNED_IN = {"current_user", "update_password", "signout", "signout_post"}
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from common.settings import default_cache_dir
 from stack.nats_server import free_port
 from stack.settings import StackSettings
+from tests.support.sandbox import isolation_for_tests
 
 # Variables of the surrounding shell that would leak into the stack under test.
 FOREIGN_PREFIXES = ("RAGWAY_", "OPENAI_", "OLLAMA_")
@@ -23,6 +24,8 @@ def clean_environ(**overrides: str) -> dict[str, str]:
     if "RAGWAY_CACHE_DIR" in os.environ:
         env["RAGWAY_CACHE_DIR"] = os.environ["RAGWAY_CACHE_DIR"]
     env.update(OPEN_SIGNUP)
+    if isolation_for_tests() == "none":  # no bubblewrap here: plugins run, unisolated
+        env["RAGWAY_SANDBOX_ISOLATION"] = "none"
     env.update(overrides)
     return env
 

@@ -14,6 +14,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -30,6 +31,7 @@ from inference_proxy.settings import Settings as ProxySettings
 from tests.fakes.ollama_fake import OllamaFake
 from tests.fakes.openai_fake import OpenAIFake
 from tests.support.nats import SecuredNats, secured_nats
+from tests.support.sandbox import isolation_for_tests
 
 JWT_SECRET = "e2e-secret-" + "x" * 32
 PASSWORD = "correct horse battery"
@@ -100,12 +102,18 @@ class Stack:
 
 
 @pytest.fixture(scope="session")
-async def stack_nats(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[SecuredNats]:
+def stack_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The stack's data dir (its JetStream store: users, password hashes, blobs)."""
+    return tmp_path_factory.mktemp("e2e")
+
+
+@pytest.fixture(scope="session")
+async def stack_nats(stack_data_dir: Path) -> AsyncIterator[SecuredNats]:
     """The stack's own nats-server, with NATS users and permissions as in production: each
     service logs in as itself (`stack_nats.login(service)`). Its own, too: the services it
     starts join the same queue groups as other tests' services, and would answer those
     tests' requests (and theirs ours)."""
-    async with secured_nats(tmp_path_factory.mktemp("e2e")) as server:
+    async with secured_nats(stack_data_dir) as server:
         yield server
 
 
@@ -149,6 +157,7 @@ async def stack(
             backend_idle_timeout_seconds=2,
             models_cache_seconds=0.5,
             function_timeout_seconds=2,  # a stuck function is killed well inside the tests
+            sandbox_isolation=isolation_for_tests(),
         )
     )
     gateway_settings = GatewaySettings(

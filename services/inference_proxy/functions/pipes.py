@@ -24,9 +24,16 @@ from contracts.chat import CompletionJob, StreamAccepted, StreamEnd
 from contracts.functions import FunctionRecord
 from contracts.streams import DONE, error_event, sse
 from inference_proxy.cancels import CancelRegistry
-from inference_proxy.functions.plugins import user_of
-from inference_proxy.functions.sandbox import Sandbox, SandboxCrash, SandboxRun, SandboxTimeout
+from inference_proxy.functions.plugins import PluginStore, user_of
+from inference_proxy.functions.sandbox import (
+    Sandbox,
+    SandboxCrash,
+    SandboxRun,
+    SandboxTimeout,
+    SandboxUnavailable,
+)
 from inference_proxy.functions.sandbox_protocol import Call, Chunk, Failure, Frame
+from inference_proxy.functions.valves import network_allowed, plugin_values
 from inference_proxy.relay import Outbox, PublishFailed
 
 log = structlog.get_logger()
@@ -34,6 +41,8 @@ log = structlog.get_logger()
 
 def failure_error(label: str, exc: BaseException | Failure) -> RagwayError:
     """How a failed call of admin code is reported (the admin may read the reason)."""
+    if isinstance(exc, SandboxUnavailable):
+        return RagwayError("unavailable", f"{label} cannot run: {exc}")
     if isinstance(exc, SandboxTimeout):
         return RagwayError("timeout", f"{label} {exc}")
     if isinstance(exc, SandboxCrash):
@@ -100,9 +109,12 @@ def completion(model: str, content: str) -> bytes:
 
 
 class PipeRunner:
-    def __init__(self, nc: Client, sandbox: Sandbox, cancels: CancelRegistry) -> None:
+    def __init__(
+        self, nc: Client, sandbox: Sandbox, plugins: PluginStore, cancels: CancelRegistry
+    ) -> None:
         self._nc = nc
         self._sandbox = sandbox
+        self._plugins = plugins
         self._cancels = cancels
         self._relays = BackgroundTasks()
 
@@ -113,7 +125,11 @@ class PipeRunner:
             source=record.content,
             body=body,
             user=user_of(job.principal),
+            valves=plugin_values(self._plugins.valves("function", record.id)),
         )
+
+    def _network(self, record: FunctionRecord) -> bool:
+        return network_allowed(self._plugins.valves("function", record.id))
 
     async def complete(
         self, job: CompletionJob, record: FunctionRecord, body: dict[str, Any]
@@ -122,7 +138,8 @@ class PipeRunner:
         started = time.perf_counter()
         parts: list[str] = []
         try:
-            async with self._sandbox.run(self._call(job, record, {**body, "stream": False})) as run:
+            call = self._call(job, record, {**body, "stream": False})
+            async with self._sandbox.run(call, network=self._network(record)) as run:
                 while isinstance(frame := await run.next_frame(), Chunk):
                     parts.append(frame.text)
         except (SandboxTimeout, SandboxCrash) as exc:
@@ -167,7 +184,7 @@ class PipeRunner:
         outcome = "ok"
         cancel = await self._cancels.watch(job.stream_id, asyncio.current_task())
         try:
-            async with self._sandbox.run(call) as run:
+            async with self._sandbox.run(call, network=self._network(record)) as run:
                 frame = await run.next_frame()
                 first.set_result(frame)
                 if isinstance(frame, Failure):

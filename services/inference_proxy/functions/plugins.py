@@ -33,7 +33,12 @@ from contracts.functions import (
     ToolRecord,
 )
 from contracts.models import Model
-from inference_proxy.functions.sandbox import Sandbox, SandboxCrash, SandboxTimeout
+from inference_proxy.functions.sandbox import (
+    Sandbox,
+    SandboxCrash,
+    SandboxTimeout,
+    SandboxUnavailable,
+)
 from inference_proxy.functions.sandbox_protocol import Call, Failure, Result
 
 log = structlog.get_logger()
@@ -46,11 +51,18 @@ _RECORD_TYPES: dict[PluginKind, type[FunctionRecord] | type[ToolRecord]] = {
 PIPE_META = {"type": "pipe"}
 
 
-class PluginStore:
-    """Function and tool records by id."""
+_valves_decoder = msgspec.json.Decoder(dict[str, Any])
 
-    def __init__(self, functions: Mirror[Any], tools: Mirror[Any]) -> None:
+
+class PluginStore:
+    """Function and tool records by id, and their valves (`<kind>.<id>`, own bucket: a
+    record as listed or read never carries them)."""
+
+    def __init__(
+        self, functions: Mirror[Any], tools: Mirror[Any], valves: Mirror[dict[str, Any]]
+    ) -> None:
         self._mirrors: dict[PluginKind, Mirror[Any]] = {"function": functions, "tool": tools}
+        self._valves = valves
 
     @classmethod
     async def open(cls, js: JetStreamContext, prefix: str, replicas: int) -> PluginStore:
@@ -63,14 +75,28 @@ class PluginStore:
                 (f"{prefix}_tools", ToolRecord),
             )
         ]
-        store = cls(functions, tools)
+        valves = Mirror[dict[str, Any]](
+            await Bucket.open(js, f"{prefix}_valves", replicas), _valves_decoder.decode
+        )
+        store = cls(functions, tools, valves)
         for mirror in store._mirrors.values():
             await mirror.start()
+        await valves.start()
         return store
 
     async def aclose(self) -> None:
         for mirror in self._mirrors.values():
             await mirror.aclose()
+        await self._valves.aclose()
+
+    def valves(self, kind: PluginKind, plugin_id: str) -> dict[str, Any]:
+        """The admin's valve values for the plugin ({} when none were set)."""
+        return dict(self._valves.items.get(f"{kind}.{plugin_id}", {}))
+
+    async def set_valves(self, kind: PluginKind, plugin_id: str, values: dict[str, Any]) -> None:
+        key = f"{kind}.{plugin_id}"
+        await self._valves.bucket.put(key, encode(values))
+        self._valves.items[key] = values
 
     def get(self, kind: PluginKind, plugin_id: str) -> Any:
         return self._mirrors[kind].items.get(plugin_id)
@@ -101,6 +127,9 @@ class PluginStore:
         mirror = self._mirrors[kind]
         await mirror.bucket.delete(plugin_id)
         mirror.items.pop(plugin_id, None)
+        key = f"{kind}.{plugin_id}"  # a plugin installed again later starts without
+        await self._valves.bucket.purge(key)
+        self._valves.items.pop(key, None)
 
     async def migrate_to_grants(self) -> int:
         """Give every record stored before grants existed the grants it meant then (every
@@ -254,6 +283,8 @@ class PluginService:
         try:
             async with self._sandbox.run(call) as run:
                 frame = await run.next_frame()
+        except SandboxUnavailable as exc:
+            raise RagwayError("unavailable", str(exc)) from None
         except SandboxTimeout as exc:
             raise invalid(f"Loading the {kind} source {exc}") from None
         except SandboxCrash as exc:

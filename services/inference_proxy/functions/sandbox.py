@@ -3,8 +3,12 @@
 Workers are started ahead of need (`spares`) because a Python start costs ~0.2-0.4 s
 here; each serves exactly one call and is then killed, so no state, leaked thread or
 monkey-patch survives from one call to the next. A call is bounded by a wall-clock
-deadline (the process group is killed past it), by RLIMIT_AS and RLIMIT_CPU set in the
-worker, and sees an environment without the proxy's secrets.
+deadline (the process group is killed past it), by RLIMIT_AS, RLIMIT_CPU and
+RLIMIT_NPROC set in the worker, sees an environment without the proxy's secrets, and
+runs isolated by bubblewrap (`isolation`): no view of the proxy, the data dir or the
+network. When isolation cannot be had, every call is refused (`SandboxUnavailable`)
+unless the admin chose `RAGWAY_SANDBOX_ISOLATION=none`. Spares have no network; a call
+whose plugin may use the network gets a fresh worker that shares the host's.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import shutil
 import signal
 import sys
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +31,11 @@ import structlog
 
 import common
 import inference_proxy
+from inference_proxy.functions.isolation import (
+    Isolation,
+    IsolationBroken,
+    minimal_environment,
+)
 from inference_proxy.functions.sandbox_protocol import (
     MAX_FRAME_BYTES,
     Call,
@@ -45,6 +54,7 @@ WORKER_BOOT = (
     "import sys; sys.path[:0] = {roots!r}; "
     "from inference_proxy.functions.sandbox_worker import main; sys.exit(main())"
 )
+PROBE = "import sys; sys.path[:0] = {roots!r}; import inference_proxy.functions.sandbox_worker"
 STDERR_TAIL_BYTES = 4096
 
 
@@ -56,12 +66,17 @@ class SandboxCrash(Exception):
     """The worker process died without finishing its answer."""
 
 
+class SandboxUnavailable(SandboxCrash):
+    """Plugins cannot run isolated on this host and the admin has not opted out."""
+
+
 @dataclass(frozen=True, slots=True)
 class SandboxLimits:
     timeout_seconds: float = 30.0
     memory_mb: int = 512
     spares: int = 2
     max_running: int = 8
+    max_processes: int = 32  # RLIMIT_NPROC inside one worker's user namespace
 
 
 class _Worker:
@@ -147,8 +162,10 @@ class SandboxRun:
 class Sandbox:
     """A small supply of ready worker processes and a bound on running calls."""
 
-    def __init__(self, limits: SandboxLimits) -> None:
+    def __init__(self, limits: SandboxLimits, isolation: Isolation | None = None) -> None:
         self.limits = limits
+        self.isolation = isolation or Isolation()
+        self.unavailable = ""  # why workers cannot start isolated ("" when they can)
         self._spares: list[_Worker] = []
         self._running = asyncio.Semaphore(max(1, limits.max_running))
         self._refill: asyncio.Task[None] | None = None
@@ -156,12 +173,34 @@ class Sandbox:
         self._closed = False
 
     async def start(self) -> None:
+        """Check that isolated workers start here (else refuse every call), then fill up."""
         self._workdir = tempfile.mkdtemp(prefix="ragway-sandbox-")
+        if self.isolation.mode == "none":
+            log.warning(
+                "sandbox_isolation_off",
+                detail="plugins run unisolated (RAGWAY_SANDBOX_ISOLATION=none): they can "
+                "read what the proxy's user can read and reach the network",
+            )
+        roots = _code_roots()
+        probe = [sys.executable, "-I", "-c", PROBE.format(roots=roots)]
+        try:
+            await self.isolation.probe(probe, roots)
+        except IsolationBroken as exc:
+            self.unavailable = (
+                f"Plugins cannot run isolated on this host: {exc}. Install bubblewrap and "
+                "allow user namespaces, or set RAGWAY_SANDBOX_ISOLATION=none to run them "
+                "without isolation (see the README's security section)"
+            )
+            log.error("sandbox_unavailable", reason=str(exc))
+            return
         self._schedule_refill()
 
     @asynccontextmanager
-    async def run(self, call: Call) -> AsyncIterator[SandboxRun]:
-        """A worker running `call`; it is killed when the block ends, whatever happened."""
+    async def run(self, call: Call, *, network: bool = False) -> AsyncIterator[SandboxRun]:
+        """A worker running `call` (with the host's network when `network`); it is killed
+        when the block ends, whatever happened."""
+        if self.unavailable:
+            raise SandboxUnavailable(self.unavailable)
         loop = asyncio.get_running_loop()
         limit = self.limits.timeout_seconds
         deadline = loop.time() + limit
@@ -174,7 +213,7 @@ class Sandbox:
         try:
             try:
                 async with asyncio.timeout_at(deadline):
-                    worker = await self._take()
+                    worker = await (self._spawn(network=True) if network else self._take())
                     await worker.send(call)
             except TimeoutError:
                 raise SandboxTimeout(f"did not start within {limit:g}s") from None
@@ -214,30 +253,41 @@ class Sandbox:
                 return
             self._spares.append(worker)
 
-    async def _spawn(self) -> _Worker:
-        cpu_seconds = math.ceil(self.limits.timeout_seconds) + 1
+    async def _spawn(self, *, network: bool = False) -> _Worker:
+        roots = _code_roots()
+        unisolated = self.isolation.mode == "none"
         process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-I",  # no PYTHON* variables, no user site, no script dir on sys.path
-            "-c",
-            WORKER_BOOT.format(roots=_code_roots()),
-            "--memory-mb",
-            str(self.limits.memory_mb),
-            "--cpu-seconds",
-            str(cpu_seconds),
-            # dies with the proxy even when it is SIGKILLed (the worker arms that itself);
-            # forked by the event loop's thread, which lives as long as the proxy
-            "--parent-pid",
-            str(os.getpid()),
+            *self.isolation.command(self._worker_argv(roots), network=network, code_roots=roots),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-            env=worker_environment(self._workdir),
-            cwd=self._workdir or None,
+            env=worker_environment(self._workdir if unisolated else ""),
+            cwd=(self._workdir or None) if unisolated else "/",
             start_new_session=True,
             close_fds=True,
         )
         return _Worker(process)
+
+    def _worker_argv(self, roots: Sequence[str]) -> list[str]:
+        cpu_seconds = math.ceil(self.limits.timeout_seconds) + 1
+        argv = [
+            sys.executable,
+            "-I",  # no PYTHON* variables, no user site, no script dir on sys.path
+            "-c",
+            WORKER_BOOT.format(roots=list(roots)),
+            "--memory-mb",
+            str(self.limits.memory_mb),
+            "--cpu-seconds",
+            str(cpu_seconds),
+            "--max-processes",
+            str(self.limits.max_processes),
+        ]
+        if self.isolation.mode == "none":
+            # dies with the proxy even when it is SIGKILLed (the worker arms that itself;
+            # bubblewrap's --die-with-parent does it otherwise); forked by the event
+            # loop's thread, which lives as long as the proxy
+            argv += ["--parent-pid", str(os.getpid())]
+        return argv
 
     async def aclose(self) -> None:
         self._closed = True
@@ -253,14 +303,9 @@ class Sandbox:
 
 
 def worker_environment(workdir: str) -> dict[str, str]:
-    """Only what Python needs: none of the proxy's variables (keys, URLs) are inherited."""
-    return {
-        "PATH": "/usr/local/bin:/usr/bin:/bin",
-        "LANG": "C.UTF-8",
-        "HOME": workdir or "/nonexistent",
-        "TMPDIR": workdir or "/tmp",
-        "PYTHONDONTWRITEBYTECODE": "1",
-    }
+    """Only what Python needs: none of the proxy's variables (keys, URLs) are inherited.
+    `workdir` "": the isolated worker's own /tmp."""
+    return minimal_environment(workdir) if workdir else minimal_environment()
 
 
 def _code_roots() -> list[str]:

@@ -9,7 +9,9 @@ from typing import Any, BinaryIO, Literal
 
 import msgspec
 
-Op = Literal["inspect_pipe", "inspect_tools", "pipe", "tool"]
+# valves_spec: the Valves class's JSON schema (None: it has none); valves_check: the
+# `valves` given, validated by that class (a Failure with invalid=True when they are not)
+Op = Literal["inspect_pipe", "inspect_tools", "pipe", "tool", "valves_spec", "valves_check"]
 MAX_FRAME_BYTES = 64 * 1024 * 1024
 _LENGTH = struct.Struct(">I")
 
@@ -24,6 +26,9 @@ class Call(msgspec.Struct, kw_only=True, tag=True):
     method: str = ""  # a tool call's method
     arguments: dict[str, Any] = {}
     user: dict[str, Any] = {}
+    # the admin's valve values: set as `self.valves = self.Valves(**valves)` on the
+    # plugin's Pipe or Tools instance (Open WebUI's way), or checked by valves_check
+    valves: dict[str, Any] = {}
 
 
 class Chunk(msgspec.Struct, kw_only=True, tag_field="kind", tag=True):
@@ -37,6 +42,7 @@ class Result(msgspec.Struct, kw_only=True, tag_field="kind", tag=True):
 
     text: str = ""
     specs: list[dict[str, Any]] | None = None
+    data: dict[str, Any] | None = None  # valves_spec's schema, valves_check's values
 
 
 class Failure(msgspec.Struct, kw_only=True, tag_field="kind", tag=True):

@@ -1,9 +1,10 @@
 """A sandbox worker: one process runs one call of admin-installed code, then exits.
 
 Started by `inference_proxy.functions.sandbox` as `python -I -c <boot> --memory-mb N
---cpu-seconds S --parent-pid P` with a clean environment (the boot line puts the
-proxy's own code first on sys.path, then calls `main`). It limits itself
-(address space, CPU), dies with the proxy, waits for one Call on stdin, and answers with
+--cpu-seconds S --max-processes P [--parent-pid P]` with a clean environment, inside
+bubblewrap (the boot line puts the proxy's own code first on sys.path, then calls
+`main`). It limits itself (address space, CPU, processes of its user namespace, file
+size), dies with the proxy, waits for one Call on stdin, and answers with
 frames on what was stdout; the code's own prints go to stderr so they cannot corrupt the
 protocol.
 """
@@ -51,13 +52,18 @@ class _Out:
         self._stream.flush()
 
 
-def limit_resources(memory_mb: int, cpu_seconds: int) -> None:
-    """Address-space and CPU-time limits; the proxy enforces the wall-clock one."""
+def limit_resources(memory_mb: int, cpu_seconds: int, max_processes: int = 0) -> None:
+    """Address-space, CPU-time, process and file-size limits (the hard ones too, so the
+    code cannot raise them again); the proxy enforces the wall-clock one. Inside its own
+    user namespace, RLIMIT_NPROC counts this worker's processes and threads only."""
     if memory_mb > 0:
         size = memory_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (size, size))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
     if cpu_seconds > 0:
         resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 1))
+    if max_processes > 0:
+        resource.setrlimit(resource.RLIMIT_NPROC, (max_processes, max_processes))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
@@ -87,9 +93,60 @@ def _extras(fn: Callable[..., Any], user: dict[str, Any]) -> dict[str, Any]:
     return {"__user__": user} if "__user__" in params else {}
 
 
-def pipe_method(module: types.ModuleType) -> Callable[..., Any]:
+def with_valves(instance: Any, valves: dict[str, Any]) -> Any:
+    """Open WebUI's way: an instance with `valves` and a `Valves` class gets the admin's
+    values (None values left out, so defaults apply)."""
+    if valves and hasattr(instance, "valves") and hasattr(instance, "Valves"):
+        instance.valves = instance.Valves(**{k: v for k, v in valves.items() if v is not None})
+    return instance
+
+
+def _valves_class(module: types.ModuleType) -> Any:
+    """The plugin's `Valves` (a pydantic model nested in Pipe or Tools), or None."""
+    for name in ("Pipe", "Tools", "Filter"):
+        valves = getattr(getattr(module, name, None), "Valves", None)
+        if isinstance(valves, type):
+            return valves
+    return None
+
+
+def valves_spec(module: types.ModuleType) -> dict[str, Any] | None:
+    valves = _valves_class(module)
+    if valves is None:
+        return None
+    if not hasattr(valves, "model_json_schema"):
+        raise SourceInvalid("`Valves` must be a pydantic model (`class Valves(BaseModel)`)")
+    schema: dict[str, Any] = valves.model_json_schema()
+    return schema
+
+
+def valves_check(module: types.ModuleType, values: dict[str, Any]) -> dict[str, Any]:
+    """The values as the plugin's Valves class accepts them; SourceInvalid naming each
+    field and the rule it breaks, never the value given (it may be a secret)."""
+    valves = _valves_class(module)
+    if valves is None:
+        raise SourceInvalid("The plugin defines no `Valves`")
+    try:
+        model = valves(**{k: v for k, v in values.items() if v is not None})
+    except Exception as exc:
+        errors = getattr(exc, "errors", None)
+        if callable(errors):
+            detail = "; ".join(
+                f"{'.'.join(map(str, item['loc'])) or 'valves'}: {item['msg']}"
+                for item in errors(include_input=False, include_url=False)
+            )
+        else:
+            detail = type(exc).__name__
+        raise SourceInvalid(f"Invalid valves: {detail}") from None
+    dumped: dict[str, Any] = model.model_dump(mode="json", exclude_unset=True)
+    return dumped
+
+
+def pipe_method(
+    module: types.ModuleType, valves: dict[str, Any] | None = None
+) -> Callable[..., Any]:
     cls = _class(module, "Pipe")
-    fn = getattr(cls(), "pipe", None)
+    fn = getattr(with_valves(cls(), valves or {}), "pipe", None)
     if not callable(fn):
         raise SourceInvalid("class `Pipe` has no method `pipe(self, body)`")
     params = [
@@ -243,14 +300,18 @@ def run_call(call: Call, out: _Out) -> None:
         out.send(Result())
     elif call.op == "inspect_tools":
         out.send(Result(specs=tool_specs(module)))
+    elif call.op == "valves_spec":
+        out.send(Result(data=valves_spec(module)))
+    elif call.op == "valves_check":
+        out.send(Result(data=valves_check(module, call.valves)))
     elif call.op == "pipe":
-        fn = pipe_method(module)
+        fn = pipe_method(module, call.valves)
         asyncio.run(_drive(fn(call.body or {}, **_extras(fn, call.user)), out))
     else:
         names = dict(_public_methods(_class(module, "Tools")))
         if call.method not in names:
             raise SourceInvalid(f"The tool has no method `{call.method}`")
-        fn = getattr(_class(module, "Tools")(), call.method)
+        fn = getattr(with_valves(_class(module, "Tools")(), call.valves), call.method)
         result = fn(**call.arguments, **_extras(fn, call.user))
         asyncio.run(_drive(result, out))
 
@@ -259,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--memory-mb", type=int, default=0)
     parser.add_argument("--cpu-seconds", type=int, default=0)
+    parser.add_argument("--max-processes", type=int, default=0)
     parser.add_argument("--parent-pid", type=int, default=0)
     args = parser.parse_args(argv)
     if args.parent_pid:
@@ -269,17 +331,17 @@ def main(argv: list[str] | None = None) -> int:
     call = read_call(sys.stdin.buffer)  # idles here until the proxy hands out this worker
     if call is None:
         return 0
-    limit_resources(args.memory_mb, args.cpu_seconds)
+    limit_resources(args.memory_mb, args.cpu_seconds, args.max_processes)
     try:
         run_call(call, out)
     except SourceInvalid as exc:
         out.send(Failure(type="SourceInvalid", message=str(exc), invalid=True))
     except SyntaxError as exc:
         detail = f"{exc.msg} (line {exc.lineno})" if exc.lineno else str(exc.msg)
-        invalid = call.op.startswith("inspect")
+        invalid = call.op.startswith(("inspect", "valves"))
         out.send(Failure(type="SyntaxError", message=detail, invalid=invalid))
     except BaseException as exc:  # whatever the admin's code raises goes back
-        invalid = call.op.startswith("inspect")
+        invalid = call.op.startswith(("inspect", "valves"))
         out.send(Failure(type=type(exc).__name__, message=str(exc)[:2000], invalid=invalid))
     return 0
 

@@ -22,7 +22,7 @@ from nats.aio.client import Client
 from common.codec import encode
 from common.errors import RagwayError, not_found
 from contracts.auth import Principal
-from contracts.chat import CompletionJob, StreamAccepted, StreamEnd
+from contracts.chat import BackendRef, CompletionJob, StreamAccepted, StreamEnd
 from contracts.functions import ToolRecord
 from contracts.streams import error_event
 from inference_proxy.cancels import CancelRegistry
@@ -32,6 +32,7 @@ from inference_proxy.functions.pipes import failure_error
 from inference_proxy.functions.plugins import PluginStore, usable, user_of
 from inference_proxy.functions.sandbox import Sandbox, SandboxCrash, SandboxTimeout
 from inference_proxy.functions.sandbox_protocol import Call, Chunk, Failure
+from inference_proxy.functions.valves import network_allowed, plugin_values
 from inference_proxy.relay import Outbox, Relay, Relays
 from inference_proxy.settings import Settings
 from inference_proxy.translate import OllamaStream, OpenAIStream
@@ -94,7 +95,8 @@ class ToolLoop:
         tools = self.tools_for(body, tool_ids, job.principal)
         messages = list(body.get("messages") or [])
         for _ in range(self.rounds):
-            reply = await self._chat.complete(self._job(job, {**body, "messages": messages}, tools))
+            round_job = self._job(job, {**body, "messages": messages}, tools)
+            reply = (await self._chat.complete(round_job)).body
             message = _message_of(reply)
             calls = message.get("tool_calls") or []
             if not calls or not _all_ours(calls, tools):
@@ -116,7 +118,10 @@ class ToolLoop:
         )
         relay = _ToolRelay(self, job, body, messages, tools, first)
         self._relays.start(relay, Outbox(self._nc, job.stream_inbox), cancel)
-        return StreamAccepted(model=first.request.model)
+        backend = first.request.backend
+        return StreamAccepted(
+            model=first.request.model, backend=BackendRef(kind=backend.kind, idx=backend.idx)
+        )
 
     async def open_round(
         self, job: CompletionJob, body: dict[str, Any], messages: list[Any], tools: _Tools
@@ -156,6 +161,7 @@ class ToolLoop:
         if not isinstance(arguments, dict):
             return f"Error: the arguments of {name} must be a JSON object"
         started = time.perf_counter()
+        valves = self._store.valves("tool", record.id)
         run_call = Call(
             op="tool",
             plugin_id=record.id,
@@ -163,11 +169,12 @@ class ToolLoop:
             method=name,
             arguments=arguments,
             user=user_of(job.principal),
+            valves=plugin_values(valves),
         )
         parts: list[str] = []
         outcome, result = "ok", ""
         try:
-            async with self._sandbox.run(run_call) as run:
+            async with self._sandbox.run(run_call, network=network_allowed(valves)) as run:
                 while isinstance(frame := await run.next_frame(), Chunk):
                     parts.append(frame.text)
             if isinstance(frame, Failure):
