@@ -22,6 +22,7 @@ from collections.abc import Iterable
 import msgspec
 
 from common.inbox import stream_prefix
+from common.metrics import metrics_subject
 from common.nats_conn import inbox_prefix
 from contracts import subjects
 from contracts.auth import Principal
@@ -132,8 +133,12 @@ def permissions_for(user: str, bucket_prefix: str = "ragway") -> Permissions:
     # every service registers with nats.micro (the gateway with no endpoints) and answers
     # discovery: $SRV.PING, $SRV.PING.<name>, $SRV.PING.<name>.<id> (and INFO, STATS)
     subscribe.extend(("$SRV.*", f"$SRV.*.{user}", f"$SRV.*.{user}.*"))
+    # GET /metrics: the gateway asks every service (gateways too) for its stats and metrics
+    subscribe.append(metrics_subject(user))
     if user == GATEWAY:  # GET /health: every backend service answers its ping
         publish.extend(pings)
+        publish.extend(f"$SRV.STATS.{name}" for name in SERVICES)
+        publish.extend(metrics_subject(name) for name in SERVICES)
     publish.extend(jetstream_subjects(JETSTREAM_USE[user], bucket_prefix))
     return Permissions(publish=_unique(publish), subscribe=_unique(subscribe), allow_responses=True)
 

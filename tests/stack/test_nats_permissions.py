@@ -143,3 +143,13 @@ def test_the_gateway_writes_the_usage_ledger_of_its_own_prefix_and_nobody_else_d
     writers = [s for s in SERVICES if "tenant.usage.*" in permissions_for(s, "tenant").publish]
     assert writers == [GATEWAY]
     assert "$JS.API.*.*.tenant_usage" in permissions_for(GATEWAY, "tenant").publish
+
+
+def test_only_the_gateway_asks_for_stats_and_metrics_and_each_service_hears_its_own() -> None:
+    for user in SERVICES:
+        table = permissions_for(user)
+        assert f"ragway.metrics.{user}" in table.subscribe
+        assert not any(s.startswith("ragway.metrics.") and s != f"ragway.metrics.{user}"
+                       for s in table.subscribe)  # fmt: skip
+    askers = [u for u in USERS if "$SRV.STATS.auth" in permissions_for(u).publish]
+    assert askers == [GATEWAY]
