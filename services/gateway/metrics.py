@@ -157,10 +157,12 @@ async def gather(nc: Client, subjects: Iterable[str], window: float) -> list[byt
     async def collect(msg: Any) -> None:
         replies.append(msg.data)
 
-    sub = await nc.subscribe(inbox, cb=collect)
+    # a reply subject per request: NATS lets a service answer each reply subject it was
+    # sent once (its response permission), and one instance answers several of these
+    sub = await nc.subscribe(f"{inbox}.*", cb=collect)
     try:
-        for subject in subjects:
-            await nc.publish(subject, b"", reply=inbox)
+        for index, subject in enumerate(subjects):
+            await nc.publish(subject, b"", reply=f"{inbox}.{index}")
         await nc.flush()
         await asyncio.sleep(window)
     finally:
