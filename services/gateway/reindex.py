@@ -5,7 +5,7 @@ first (searches then wait for it, as for any new file), then its vectors are del
 then the job is queued. Only a settled file (completed or failed) is re-processed, and
 the record starts a new run: a job of an earlier run (a range job still in flight when
 its file failed or was cancelled) finds a run that is not its own and leaves the file
-alone. A retried file's dead letter goes once its job is queued.
+alone. A retried file's dead letter goes just before its job is queued.
 """
 
 from __future__ import annotations
@@ -58,12 +58,13 @@ async def reprocess(
         FileVectorsRef(file_id=record.id),
         timeout=settings.request_timeout_seconds,
     )
+    # before the job: a worker that fails it again at once writes the file's new letter
+    await app[DEAD_LETTERS].remove(record.id)
     await publish_job(
         app[BUS].nc.jetstream(timeout=settings.request_timeout_seconds),
         settings.ingest_subject,
         IngestJob(file_id=record.id, request_id=request.get(REQUEST_ID, ""), run=queued.data.run),
     )
-    await app[DEAD_LETTERS].remove(record.id)
     return queued
 
 

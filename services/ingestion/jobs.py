@@ -64,7 +64,8 @@ class Cancelled(Exception):
 
 
 class StaleJob(Exception):
-    """The job belongs to an earlier run of the file (retried or re-indexed since)."""
+    """Nothing left for the job: its file finished, or the job belongs to an earlier run
+    of the file (retried or re-indexed since)."""
 
 
 class JobFailed(Exception):
@@ -107,7 +108,7 @@ class JobProcessor:
             raise StaleJob(job.file_id)
         if record.data.status in FINISHED:
             log.info("job_already_finished", file_id=job.file_id, status=record.data.status)
-            return
+            raise StaleJob(job.file_id)
         if job.stop > job.start:
             processed = await self._extracted(record)
             await self._embed_range(record, processed, job.start, job.stop)

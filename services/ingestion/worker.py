@@ -186,7 +186,7 @@ class Worker:
                 log.info("job_skipped_file_gone")
             except StaleJob:
                 self.stats.skipped += 1
-                log.info("job_skipped_newer_run")
+                log.info("job_skipped_nothing_left")
             except Cancelled as exc:
                 await self._processor.stop_cancelled(job, exc.reason)
                 self.stats.cancelled += 1
