@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from contracts.auth import Principal
+from contracts.filters import MetadataFilter
 
 MAX_MESSAGES = 2048
 MAX_TOKENS_LIMIT = 1_000_000
@@ -32,6 +33,8 @@ class FileRef(msgspec.Struct, kw_only=True, omit_defaults=True):
     type: Literal["file", "collection"] = "file"
     id: str
     context: str | None = None
+    # ragway's: only chunks whose upload metadata passes it (see contracts.filters)
+    filter: MetadataFilter | None = None
 
 
 class ChatCompletionRequest(msgspec.Struct, kw_only=True, omit_defaults=True):

@@ -10,6 +10,7 @@ from msgspec import UNSET, UnsetType
 from contracts.access import AccessControl, Grant
 from contracts.auth import Principal
 from contracts.files import FileRecord
+from contracts.filters import MetadataFilter
 
 
 class KnowledgeData(msgspec.Struct, kw_only=True):
@@ -109,13 +110,15 @@ class KnowledgeList(msgspec.Struct, kw_only=True):
 
 
 class KnowledgeFilesQuery(msgspec.Struct, frozen=True, kw_only=True):
-    """One page of a collection's files, newest first; `query` filters names (any case)."""
+    """One page of a collection's files, newest first; `query` filters names (any case),
+    `filter` their upload metadata."""
 
     principal: Principal
     knowledge_id: str
     query: str | None = None
     skip: int = 0
     limit: int = 30
+    filter: MetadataFilter | None = None
 
 
 class KnowledgeFileList(msgspec.Struct, kw_only=True):

@@ -12,14 +12,19 @@ from typing import Any, Literal
 import msgspec
 
 from contracts.auth import Principal
+from contracts.filters import MetadataFilter
 
 SearchMode = Literal["hybrid", "dense", "sparse"]
 
 
 class ScopeItem(msgspec.Struct, frozen=True, kw_only=True):
+    """A file or collection to search; `filter` keeps the chunks whose upload metadata
+    passes it (inside the search: k chunks come back when k pass)."""
+
     type: Literal["file", "collection"]
     id: str
     full_context: bool = False
+    filter: MetadataFilter | None = None
 
 
 class RetrievalQuery(msgspec.Struct, frozen=True, kw_only=True):

@@ -72,8 +72,28 @@ def _message_text(reply: Any) -> str:
         raise CliError("ragway answered without a message") from None
 
 
+def citation(meta: dict[str, Any]) -> str:
+    """Where a chunk lies in its file: its pages (PDF), its heading path (Markdown, HTML,
+    DOCX) and its characters in the extracted text (`files/{id}/data/content`)."""
+    parts: list[str] = []
+    page, last = meta.get("page"), meta.get("page_end")
+    if isinstance(page, int):
+        if isinstance(last, int) and last != page:
+            parts.append(f"pp. {page + 1}-{last + 1}")
+        else:
+            parts.append(f"p. {meta.get('page_label') or page + 1}")
+    headings = meta.get("headings")
+    if isinstance(headings, list) and headings:
+        parts.append(" > ".join(str(h).lstrip("#").strip() for h in headings))
+    start, end = meta.get("start_index"), meta.get("end_index")
+    if isinstance(start, int) and isinstance(end, int):
+        parts.append(f"chars {start}-{end}")
+    return " · ".join(parts)
+
+
 def source_lines(sources: list[dict[str, Any]]) -> list[str]:
-    """One line per cited chunk, numbered across sources as the prompt numbered them."""
+    """One line per cited chunk, numbered across sources as the prompt numbered them,
+    and under it where the chunk lies in its file (`citation`) when the server says."""
     lines: list[str] = []
     number = 0
     for entry in sources:
@@ -88,6 +108,9 @@ def source_lines(sources: list[dict[str, Any]]) -> list[str]:
             if len(snippet) > SNIPPET_CHARS:
                 snippet = snippet[: SNIPPET_CHARS - 1] + "…"
             lines.append(f"[{number}] {name}: {snippet}")
+            where = citation(meta)
+            if where:
+                lines.append(f"    {where}")
     return lines
 
 

@@ -24,6 +24,7 @@ import structlog
 
 from common.errors import RagwayError
 from embedding.vectors import SparseVector
+from vectorstore.filters import EDGE_SCHEMA, edge_filter, wanted_indexes
 from vectorstore.points import COLLECTIONS, DENSE, SPARSE, ChunkPoint, Hit, SearchQuery
 from vectorstore.store import (
     RRF_K,
@@ -57,13 +58,19 @@ def _in_collection(collection: str) -> qe.FieldCondition:
 
 
 def _scope(query: SearchQuery) -> qe.Filter:
-    """A collection (one indexed condition, minus its excluded files), or a list of files."""
+    """A collection (one indexed condition, minus its excluded files), or a list of files;
+    and the query's metadata filter, when it has one."""
+    on_metadata: list[qe.ConditionType] = (
+        [edge_filter(query.filter)] if query.filter is not None else []
+    )
     if query.collection:
         excluded: list[qe.ConditionType] = (
             [_files(query.exclude_file_ids)] if query.exclude_file_ids else []
         )
-        return qe.Filter(must=[_in_collection(query.collection)], must_not=excluded or None)
-    return _file_filter(query.file_ids)
+        return qe.Filter(
+            must=[_in_collection(query.collection), *on_metadata], must_not=excluded or None
+        )
+    return qe.Filter(must=[_files(query.file_ids), *on_metadata])
 
 
 def _point(record: Any) -> ChunkPoint:
@@ -145,6 +152,7 @@ class EdgeStore:
         self._shard: qe.EdgeShard | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edge-store")
         self._lock = threading.Lock()  # one shard call at a time, whatever the thread
+        self._indexed: set[str] = set()  # payload fields known to have an index
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(
@@ -185,9 +193,27 @@ class EdgeStore:
         log.info("vector_store_created", engine="edge", path=str(self.path), dim=dim)
 
     @staticmethod
-    def _index(shard: qe.EdgeShard, field: str) -> None:
+    def _index(
+        shard: qe.EdgeShard, field: str, kind: qe.PayloadSchemaType = qe.PayloadSchemaType.Keyword
+    ) -> None:
         # a keyword index serves a keyword array too (any element matches)
-        shard.update(qe.UpdateOperation.create_field_index(field, qe.PayloadSchemaType.Keyword))
+        shard.update(qe.UpdateOperation.create_field_index(field, kind))
+
+    def _index_filtered(self, queries: Sequence[SearchQuery]) -> None:
+        """A payload index on each metadata key these queries filter on, made once (the
+        first kind asked for a key stays: a later test of another kind is still applied,
+        only not counted in advance by the planner)."""
+        wanted: dict[str, Any] = {}
+        for query in queries:
+            wanted.update(wanted_indexes(query.filter))
+        if all(path in self._indexed for path in wanted):
+            return
+        self._indexed.update(self.shard.info().payload_schema)
+        for path, kind in wanted.items():
+            if path not in self._indexed:
+                self._index(self.shard, path, EDGE_SCHEMA[kind])
+                self._indexed.add(path)
+                log.info("metadata_index_created", engine="edge", field=path, kind=kind)
 
     def _config(self, dim: int) -> qe.EdgeConfig:
         return qe.EdgeConfig(
@@ -263,6 +289,8 @@ class EdgeStore:
 
     def _search_many(self, queries: Sequence[SearchQuery]) -> list[list[Hit]]:
         """Every query that can match anything in one engine call (and one thread hop)."""
+        if any(query.filter is not None for query in queries):
+            self._index_filtered(queries)
         requests = [_request(query) if query.has_scope() else None for query in queries]
         asked = [request for request in requests if request is not None]
         if not asked:

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from contracts.filters import MetadataFilter
 from embedding.vectors import DenseVector, SparseVector
 
 # Fixed forever: point ids derive from it, so a redelivered chunk overwrites itself.
@@ -18,6 +19,9 @@ SPARSE = "bm25"  # name of the sparse vector (IDF modifier: BM25 scoring in the 
 # array with a payload index), so a collection is searched by one indexed condition
 # instead of a list of its file ids
 COLLECTIONS = "collections"
+# payload key: the upload's own `metadata` object (its record's `meta.data`), which
+# `SearchQuery.filter` conditions address (`year` is `file_metadata.year`)
+FILE_METADATA = "file_metadata"
 
 SearchMode = Literal["hybrid", "dense", "sparse"]
 # How "hybrid" fuses its dense and BM25 candidates: reciprocal rank fusion (with the
@@ -72,6 +76,11 @@ class SearchQuery(msgspec.Struct, frozen=True, kw_only=True):
     score is 1 / ((rank + 1) / weight + k - 1): with k = 60 a weight barely changes the
     ranking (and a large one flattens that list's rank differences). A weight of 0 leaves
     that list out altogether: the search is then single-mode.
+
+    `filter` (on the upload's metadata) is part of the engine's filter, with the scope:
+    the best `limit` chunks among those that pass it come back, never fewer when enough
+    pass. A filtered query is searched exactly (no HNSW graph), so a selective filter
+    cannot strand the search in a part of the graph with no matches.
     """
 
     file_ids: list[str] = []
@@ -85,6 +94,7 @@ class SearchQuery(msgspec.Struct, frozen=True, kw_only=True):
     fusion: Fusion = "rrf"
     dense_weight: float = 1.0
     sparse_weight: float = 1.0
+    filter: MetadataFilter | None = None
 
     def has_scope(self) -> bool:
         return bool(self.collection) or bool(self.file_ids)

@@ -10,6 +10,7 @@ from qdrant_client import AsyncQdrantClient, models
 from qdrant_client.http.exceptions import UnexpectedResponse
 
 from embedding.vectors import SparseVector
+from vectorstore.filters import SERVER_SCHEMA, server_filter, wanted_indexes
 from vectorstore.points import COLLECTIONS, DENSE, SPARSE, ChunkPoint, Hit, SearchQuery
 from vectorstore.store import (
     RRF_K,
@@ -41,13 +42,19 @@ def _in_collection(collection: str) -> models.FieldCondition:
 
 
 def _scope(query: SearchQuery) -> models.Filter:
-    """A collection (one indexed condition, minus its excluded files), or a list of files."""
+    """A collection (one indexed condition, minus its excluded files), or a list of files;
+    and the query's metadata filter, when it has one."""
+    on_metadata: list[models.Condition] = (
+        [server_filter(query.filter)] if query.filter is not None else []
+    )
     if query.collection:
         excluded: list[models.Condition] = (
             [_files(query.exclude_file_ids)] if query.exclude_file_ids else []
         )
-        return models.Filter(must=[_in_collection(query.collection)], must_not=excluded or None)
-    return _file_filter(query.file_ids)
+        return models.Filter(
+            must=[_in_collection(query.collection), *on_metadata], must_not=excluded or None
+        )
+    return models.Filter(must=[_files(query.file_ids), *on_metadata])
 
 
 def _point(record: models.Record) -> ChunkPoint:
@@ -137,6 +144,7 @@ class ServerStore:
         self.client = client
         self.collection = collection
         self._payload_index = payload_index
+        self._indexed: set[str] = set()  # payload fields known to have an index
 
     @classmethod
     def connect(cls, url: str, collection: str, api_key: str = "") -> ServerStore:
@@ -227,6 +235,8 @@ class ServerStore:
     async def search_many(self, queries: Sequence[SearchQuery]) -> list[list[Hit]]:
         for query in queries:
             check_query(query)
+        if self._payload_index:
+            await self._index_filtered(queries)
         requests = [_request(query) if query.has_scope() else None for query in queries]
         asked = [request for request in requests if request is not None]
         if not asked:
@@ -237,6 +247,24 @@ class ServerStore:
             [point_hit(point) for point in next(responses).points] if request is not None else []
             for request in requests
         ]
+
+    async def _index_filtered(self, queries: Sequence[SearchQuery]) -> None:
+        """A payload index on each metadata key these queries filter on (see
+        `vectorstore.filters`), made once; a replica racing to make it is harmless."""
+        wanted: dict[str, Any] = {}
+        for query in queries:
+            wanted.update(wanted_indexes(query.filter))
+        if all(path in self._indexed for path in wanted):
+            return
+        info = await self.client.get_collection(self.collection)
+        self._indexed.update(info.payload_schema or {})
+        for path, kind in wanted.items():
+            if path not in self._indexed:
+                await self.client.create_payload_index(
+                    self.collection, path, SERVER_SCHEMA[kind], wait=True
+                )
+                self._indexed.add(path)
+                log.info("metadata_index_created", engine="server", field=path, kind=kind)
 
     def thread_search(self) -> None:
         return None  # the client is asynchronous: searches stay on the event loop

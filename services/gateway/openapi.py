@@ -227,13 +227,13 @@ ROUTE_DOCS: dict[str, RouteDoc] = {
         "Upload a file", "files", UploadForm, FileRecord, request_media="multipart/form-data"
     ),
     "files_list": RouteDoc(
-        "The caller's files (`?page=`: `{items, total}`)",
+        "The caller's files (`?page=`: `{items, total}`; `?filter=` on metadata)",
         "files",
         None,
         list[FileRecord] | FilePage,
     ),
     "files_list_bare": RouteDoc(
-        "The caller's files (`?page=`: `{items, total}`)",
+        "The caller's files (`?page=`: `{items, total}`; `?filter=` on metadata)",
         "files",
         None,
         list[FileRecord] | FilePage,
@@ -302,7 +302,7 @@ ROUTE_DOCS: dict[str, RouteDoc] = {
         "Collections the caller may write", "knowledge", None, list[KnowledgeReply]
     ),
     "knowledge_files": RouteDoc(
-        "A page of a collection's files (`?page=`, `?query=` on names)",
+        "A page of a collection's files (`?page=`, `?query=` on names, `?filter=`)",
         "knowledge",
         None,
         KnowledgeFileList,

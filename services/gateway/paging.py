@@ -1,5 +1,6 @@
 """`?page=` as Open WebUI reads it: absent means the bare list (0.6 clients), a number
-from 1 means one page in `{items, total}` (0.7+ clients)."""
+from 1 means one page in `{items, total}` (0.7+ clients); and the other query parameters
+listings take (`?query=`, `?filter=`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import msgspec
 from aiohttp import web
 
 from common.errors import invalid
+from contracts.filters import MetadataFilter
 
 MAX_PAGE = 1_000_000
 MAX_TEXT = 256
@@ -50,3 +52,26 @@ def required_text(request: web.Request, name: str) -> str:
     if value is None:
         raise invalid(f"The query parameter `{name}` is required")
     return value
+
+
+MAX_FILTER = 8192
+
+
+def filter_of(request: web.Request) -> MetadataFilter | None:
+    """`?filter=`: a metadata filter as JSON (`contracts.filters`); None when absent."""
+    raw = request.query.get("filter")
+    if raw is None or not raw.strip():
+        return None
+    if len(raw) > MAX_FILTER:
+        raise invalid(f"`filter` has at most {MAX_FILTER} characters")
+    return metadata_filter(raw.encode())
+
+
+def metadata_filter(raw: bytes) -> MetadataFilter:
+    """A filter from JSON bytes; `invalid` with the reason when it is not one."""
+    try:
+        return msgspec.json.decode(raw, type=MetadataFilter)
+    except msgspec.ValidationError as exc:
+        raise invalid(f"Invalid filter: {exc}") from None
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
+        raise invalid("Invalid filter: not JSON") from None

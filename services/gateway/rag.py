@@ -67,7 +67,8 @@ class SourceEntry(msgspec.Struct, kw_only=True, omit_defaults=True):
 
 def scope_items(files: list[FileRef]) -> list[ScopeItem]:
     return [
-        ScopeItem(type=ref.type, id=ref.id, full_context=ref.context == "full") for ref in files
+        ScopeItem(type=ref.type, id=ref.id, full_context=ref.context == "full", filter=ref.filter)
+        for ref in files
     ]
 
 

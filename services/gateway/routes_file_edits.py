@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 import structlog
@@ -30,6 +30,7 @@ from gateway.routes_files import (
     queue_new_file,
     readable_record,
     reserve_storage,
+    sized_metadata,
 )
 from gateway.state import CATALOG, SETTINGS, Access, Route, add_route_table, principal_of
 from gateway.uploads import safe_filename
@@ -52,6 +53,8 @@ class ProcessTextForm(msgspec.Struct, kw_only=True):
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
     content: str
     collection_name: str | None = None
+    # ragway's: the file's metadata, as an upload's `metadata` field (filters test it)
+    metadata: dict[str, Any] | None = None
 
 
 class ContentReply(msgspec.Struct, kw_only=True):
@@ -112,7 +115,8 @@ async def process_text(request: web.Request) -> web.Response:
     stored = Stored(
         name=name, content_type=TEXT_TYPE, size=len(data), sha256=hashlib.sha256(data).hexdigest()
     )
-    record = new_record(file_id, principal_of(request), stored, {"source": "process/text"})
+    metadata = {**sized_metadata(form.metadata or {}), "source": "process/text"}
+    record = new_record(file_id, principal_of(request), stored, metadata)
     try:
         await catalog.blobs.put_bytes(blob_name(file_id), data)
         await catalog.create(record)

@@ -21,6 +21,7 @@ from aiohttp import BodyPartReader, hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from catalog.files import FileCatalog, blob_name, now, over_quota, text_name
+from catalog.metadata_match import matches
 from common.codec import encode
 from common.errors import RagwayError, invalid, not_found
 from contracts import subjects
@@ -37,7 +38,7 @@ from contracts.files import (
 from gateway.bodies import TRUE, json_bytes, json_value
 from gateway.ingest_queue import publish_job
 from gateway.knowledge_links import link_to_knowledge, writable_knowledge_of
-from gateway.paging import Paged, page_of
+from gateway.paging import Paged, filter_of, page_of
 from gateway.reindex import settled
 from gateway.state import (
     BUS,
@@ -60,7 +61,8 @@ log = structlog.get_logger()
 
 MIB = 1024 * 1024
 READ_CHUNK = 64 * 1024
-MAX_METADATA_BYTES = 64 * 1024
+# every chunk's payload carries a copy of it (metadata filters test it in the search)
+MAX_METADATA_BYTES = 8 * 1024
 # Multipart framing and small fields around the file itself.
 MULTIPART_OVERHEAD = 1 * MIB
 MAX_TEXT_BYTES = 64 * MIB
@@ -258,6 +260,13 @@ def _parse_metadata(raw: bytes) -> dict[str, Any]:
     return value
 
 
+def sized_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
+    """Metadata sent inside a JSON body, held to the form field's bound."""
+    if len(msgspec.json.encode(metadata)) > MAX_METADATA_BYTES:
+        raise invalid(f"The 'metadata' field is larger than {MAX_METADATA_BYTES // 1024} KiB")
+    return metadata
+
+
 def new_record(
     file_id: str, principal: Principal, stored: Stored, metadata: dict[str, Any]
 ) -> FileRecord:
@@ -280,9 +289,22 @@ def new_record(
 
 
 async def list_files(request: web.Request) -> web.Response:
-    """The caller's files, newest first: all of them, or `{items, total}` with `?page=`."""
+    """The caller's files, newest first: all of them, or `{items, total}` with `?page=`;
+    `?filter=` keeps those whose upload metadata passes it."""
     catalog, user_id = request.app[CATALOG], principal_of(request).id
     page = page_of(request)
+    on_metadata = filter_of(request)
+    if on_metadata is not None:
+        kept = [r for r in await catalog.list_for(user_id) if matches(on_metadata, r.meta.data)]
+        if page is None:
+            return json_value([file_object(record) for record in kept])
+        first = (page - 1) * FILES_PAGE_SIZE
+        return json_value(
+            Paged(
+                items=[file_object(r) for r in kept[first : first + FILES_PAGE_SIZE]],
+                total=len(kept),
+            )
+        )
     if page is None:
         return json_value([file_object(record) for record in await catalog.list_for(user_id)])
     records, total = await catalog.page_for(user_id, (page - 1) * FILES_PAGE_SIZE, FILES_PAGE_SIZE)

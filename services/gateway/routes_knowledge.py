@@ -33,7 +33,7 @@ from contracts.knowledge import (
 )
 from gateway import scopes
 from gateway.bodies import TRUE, json_bytes, json_value, parse, read_body
-from gateway.paging import Paged, page_of, text_of
+from gateway.paging import Paged, filter_of, page_of, text_of
 from gateway.state import BUS, SETTINGS, Access, Route, add_route_table, principal_of
 
 Req = TypeVar("Req")
@@ -101,12 +101,14 @@ async def _list(request: web.Request, message: KnowledgeListRequest) -> Knowledg
 
 
 async def list_files(request: web.Request) -> web.Response:
-    """`{items, total}`: a page (`?page=`, 30 each) of the files, `?query=` on their names."""
+    """`{items, total}`: a page (`?page=`, 30 each) of the files, `?query=` on their names,
+    `?filter=` on their upload metadata."""
     page = page_of(request) or 1
     message = KnowledgeFilesQuery(
         principal=principal_of(request),
         knowledge_id=_knowledge_id(request),
         query=text_of(request, "query"),
+        filter=filter_of(request),
         skip=(page - 1) * FILES_PAGE_SIZE,
         limit=FILES_PAGE_SIZE,
     )

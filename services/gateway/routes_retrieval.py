@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 import msgspec
 from aiohttp import web
 
+from contracts.filters import MetadataFilter
 from contracts.retrieval import ChunkHit, RetrievalResult, ScopeItem, SearchMode
 from gateway import rag
 from gateway.bodies import json_value, parse, read_body
@@ -29,6 +30,8 @@ class QueryDocForm(msgspec.Struct, kw_only=True):
     # Open WebUI's switch; `mode` (ragway) picks dense, sparse or hybrid explicitly
     hybrid: bool | None = None
     mode: SearchMode | None = None
+    # ragway's: only chunks whose upload metadata passes it (see contracts.filters)
+    filter: MetadataFilter | None = None
 
 
 class QueryCollectionForm(msgspec.Struct, kw_only=True):
@@ -37,6 +40,7 @@ class QueryCollectionForm(msgspec.Struct, kw_only=True):
     k: K | None = None
     hybrid: bool | None = None
     mode: SearchMode | None = None
+    filter: MetadataFilter | None = None
 
 
 class QueryReply(msgspec.Struct, kw_only=True):
@@ -89,7 +93,7 @@ async def _search(
 
 async def query_doc(request: web.Request) -> web.Response:
     form = parse(await read_body(request), QueryDocForm)
-    items = [ScopeItem(type="file", id=file_id_of(form.collection_name))]
+    items = [ScopeItem(type="file", id=file_id_of(form.collection_name), filter=form.filter)]
     return await _search(request, form.query, items, form.k, search_mode(form.mode, form.hybrid))
 
 
@@ -99,7 +103,7 @@ async def query_collection(request: web.Request) -> web.Response:
     items: list[ScopeItem] = []
     for name in dict.fromkeys(form.collection_names):  # once each, in order
         kind = "file" if name.startswith(FILE_COLLECTION_PREFIX) else "collection"
-        items.append(ScopeItem(type=kind, id=file_id_of(name)))
+        items.append(ScopeItem(type=kind, id=file_id_of(name), filter=form.filter))
     return await _search(request, form.query, items, form.k, search_mode(form.mode, form.hybrid))
 
 

@@ -18,6 +18,7 @@ from retrieval.knowledge_files import KnowledgeFileHandlers
 from retrieval.knowledge_store import KnowledgeStore
 from retrieval.known_files import KnownFiles, known_files
 from retrieval.memberships import Memberships, memberships
+from retrieval.rerank import open_reranker
 from retrieval.scope import ScopeResolver
 from retrieval.search import Searcher
 from retrieval.settings import Settings
@@ -62,7 +63,17 @@ async def serve(settings: Settings) -> AsyncIterator[Retrieval]:
             knowledge, knowledge_store, known, vectors.delete_file
         )
         resolver = ScopeResolver(files, known, knowledge_store, members)
-        searcher = Searcher(settings, resolver, embedder, store, members)
+        reranker = await stack.enter_async_context(
+            open_reranker(
+                settings.reranker_url,
+                protocol=settings.reranker_protocol,
+                top_n=settings.reranker_top_n,
+                timeout_seconds=settings.reranker_timeout_seconds,
+                api_key=settings.reranker_api_key,
+                model=settings.reranker_model,
+            )
+        )
+        searcher = Searcher(settings, resolver, embedder, store, members, reranker)
         host = await stack.enter_async_context(
             ServiceHost(nc, subjects.RETRIEVAL_SERVICE, max_in_flight=settings.max_in_flight)
         )

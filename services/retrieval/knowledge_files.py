@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
+from catalog.metadata_match import matches
 from common.errors import invalid
 from contracts.auth import Principal
 from contracts.files import DeleteFileRequest, FileRecord
@@ -71,7 +72,8 @@ class KnowledgeFileHandlers:
         self._delete_file = delete_file
 
     async def files(self, request: KnowledgeFilesQuery) -> KnowledgeFileList:
-        """A page of the collection's files, newest first, names filtered by `query`."""
+        """A page of the collection's files, newest first, names filtered by `query`,
+        upload metadata by `filter`."""
         if not 1 <= request.limit <= MAX_PAGE_SIZE or request.skip < 0:
             raise invalid(f"A page holds 1 to {MAX_PAGE_SIZE} files")
         knowledge = await self._knowledge.readable(request.principal, request.knowledge_id)
@@ -79,6 +81,8 @@ class KnowledgeFileHandlers:
         if request.query:
             needle = request.query.casefold()
             records = [r for r in records if needle in r.meta.name.casefold()]
+        if request.filter is not None:
+            records = [r for r in records if matches(request.filter, r.meta.data)]
         records.sort(key=lambda r: (r.updated_at, r.created_at), reverse=True)
         page = records[request.skip : request.skip + request.limit]
         return KnowledgeFileList(items=page, total=len(records))

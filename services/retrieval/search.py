@@ -13,6 +13,8 @@ from typing import Any
 import msgspec
 import structlog
 
+from catalog.metadata_match import matches
+from contracts.filters import MetadataFilter
 from contracts.retrieval import ChunkHit, HitGroup, PartialFile, RetrievalQuery, RetrievalResult
 from embedding.embedder import Embedder
 from embedding.vectors import DenseVector, SparseVector
@@ -20,9 +22,10 @@ from retrieval.fusion import FusionRule, dense_reads, parse_scripts
 from retrieval.hybrid import asked, collapse, plan
 from retrieval.memberships import Memberships
 from retrieval.query_vectors import QueryVectors, Vectors
+from retrieval.rerank import Reranker, rerank_all
 from retrieval.scope import ResolvedItem, ScopeResolver
 from retrieval.settings import Settings
-from vectorstore.points import COLLECTIONS, Hit, SearchQuery
+from vectorstore.points import COLLECTIONS, FILE_METADATA, Hit, SearchQuery
 from vectorstore.store import VectorStore
 
 log = structlog.get_logger()
@@ -50,8 +53,10 @@ class Searcher:
         embedder: Embedder,
         store: VectorStore,
         memberships: Memberships,
+        reranker: Reranker | None = None,
     ) -> None:
         self._settings = settings
+        self._reranker = reranker
         self._memberships = memberships
         self._resolver = resolver
         self._vectors = QueryVectors(embedder, settings.query_cache_size)
@@ -66,6 +71,9 @@ class Searcher:
             return RetrievalResult(groups=[])
         # k <= 0 asks for the deployment's default (RAGWAY_DEFAULT_K)
         k = min(request.k if request.k > 0 else self._settings.default_k, self._settings.max_k)
+        wanted = k  # a reranker picks the k best of its top_n fused candidates
+        if self._reranker is not None:
+            k = max(k, self._reranker.top_n)
         wait = min(max(request.wait_seconds, 0.0), self._settings.max_wait_seconds)
         complete_wait: float | None = None  # dense search waits for the dense vectors
         if request.mode == "sparse":
@@ -115,6 +123,8 @@ class Searcher:
             dense, sparse = self._vectors.keep(request.query, made, known)
         embedded = time.perf_counter()
         hits = await self._hits(resolved, request, k, dense, sparse, searched)
+        if self._reranker is not None:
+            hits = await self._reranked(resolved, request.query, hits, wanted)
         groups = [self._group(entry, found) for entry, found in zip(resolved, hits, strict=True)]
         log.info(
             "retrieval_query",
@@ -184,6 +194,7 @@ class Searcher:
                 fusion="dbsf" if self._settings.hybrid_fusion == "dbsf" else "rrf",
                 # no dense vector in a hybrid query: the model cannot read its language
                 dense_weight=0.0 if dense is None else 1.0,
+                filter=entry.item.filter,
             )
             for entry in resolved
             if not entry.item.full_context
@@ -201,7 +212,9 @@ class Searcher:
         """Each item's hits: the searched ones (already found in the embedding thread, or
         now in one store call), full-context ones read whole."""
         whole_reads = [
-            self._full_context(entry.file_ids()) for entry in resolved if entry.item.full_context
+            self._full_context(entry.file_ids(), entry.item.filter)
+            for entry in resolved
+            if entry.item.full_context
         ]
         found: list[list[Hit]]
         read: list[list[ChunkHit]] = []
@@ -225,6 +238,18 @@ class Searcher:
             next(whole) if entry.item.full_context else [chunk_hit(h) for h in next(searched_hits)]
             for entry in resolved
         ]
+
+    async def _reranked(
+        self, resolved: list[ResolvedItem], query: str, hits: list[list[ChunkHit]], k: int
+    ) -> list[list[ChunkHit]]:
+        """The searched items' hits in the reranker's order (full-context ones as read)."""
+        assert self._reranker is not None
+        searched = [n for n, entry in enumerate(resolved) if not entry.item.full_context]
+        reranked = await rerank_all(self._reranker, query, [hits[n] for n in searched], k)
+        out = list(hits)
+        for n, found in zip(searched, reranked, strict=True):
+            out[n] = found
+        return out
 
     async def _checked(
         self,
@@ -274,7 +299,15 @@ class Searcher:
             type=entry.item.type, id=entry.item.id, name=entry.name, hits=hits, partial=partial
         )
 
-    async def _full_context(self, file_ids: list[str]) -> list[ChunkHit]:
-        """Every chunk of every file, files in scope order, chunks in document order."""
+    async def _full_context(
+        self, file_ids: list[str], on_metadata: MetadataFilter | None
+    ) -> list[ChunkHit]:
+        """Every chunk of every file (whose upload metadata passes the filter), files in
+        scope order, chunks in document order."""
         chunks = await asyncio.gather(*(self._store.get_file_chunks(fid) for fid in file_ids))
-        return [chunk_hit(hit, score=1.0) for file_chunks in chunks for hit in file_chunks]
+        return [
+            chunk_hit(hit, score=1.0)
+            for file_chunks in chunks
+            for hit in file_chunks
+            if matches(on_metadata, hit.payload.get(FILE_METADATA) or {})
+        ]

@@ -38,6 +38,16 @@ class Settings(ServiceSettings, kw_only=True):
     # written mostly in other scripts runs on BM25 alone. Empty: always fuse (set it empty,
     # or to the model's scripts, for a multilingual model).
     dense_scripts: str = "latin"
+    # an external reranker (retrieval/rerank.py): the endpoint's full URL (empty: none),
+    # its protocol (`tei`: text-embeddings-inference; `infinity`: Infinity, Cohere, Jina),
+    # a bearer key, a model name (sent with `infinity`), how many fused candidates of each
+    # searched item it scores, and how long it may take before the fused order is kept
+    reranker_url: str = ""
+    reranker_protocol: Literal["tei", "infinity"] = "tei"
+    reranker_api_key: str = ""
+    reranker_model: str = ""
+    reranker_top_n: Annotated[int, msgspec.Meta(ge=1, le=100)] = 20
+    reranker_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=60)] = 2.0
     default_k: Positive = 4  # used when a query asks for k <= 0
     max_k: Positive = 100
     # the longest a query may wait for files that are still being ingested
@@ -54,6 +64,7 @@ class Settings(ServiceSettings, kw_only=True):
 
     def check(self) -> None:
         refuse_placeholder("RAGWAY_QDRANT_API_KEY", self.qdrant_api_key)
+        refuse_placeholder("RAGWAY_RERANKER_API_KEY", self.reranker_api_key)
 
     def edge_path(self) -> Path:
         return Path(self.data_dir).expanduser() / "qdrant"

@@ -25,18 +25,26 @@ from retrieval.errors import file_not_found
 from retrieval.knowledge import KnowledgeHandlers
 from retrieval.known_files import KnownFiles
 from retrieval.memberships import Memberships
-from vectorstore.points import COLLECTIONS, ChunkPoint
+from vectorstore.points import COLLECTIONS, FILE_METADATA, ChunkPoint
 from vectorstore.store import VectorStore
 
 log = structlog.get_logger()
 
 # Payload keys the service sets itself: chunk metadata cannot override them.
-RESERVED_PAYLOAD = ("file_id", "owner", "chunk_index", "text", "name", COLLECTIONS)
+RESERVED_PAYLOAD = ("file_id", "owner", "chunk_index", "text", "name", COLLECTIONS, FILE_METADATA)
 
 
 def _payload(owner: str, name: str, metadata: dict[str, object]) -> dict[str, object]:
     extra = {k: v for k, v in metadata.items() if k not in RESERVED_PAYLOAD}
     return {**extra, "owner": owner, "name": name}
+
+
+def _with_file_metadata(points: list[ChunkPoint], record: FileRecord) -> list[ChunkPoint]:
+    """Every chunk carries its upload's `metadata` (the record's), which filters test."""
+    return [
+        msgspec.structs.replace(p, payload={**p.payload, FILE_METADATA: record.meta.data})
+        for p in points
+    ]
 
 
 def _in_collections(points: list[ChunkPoint], collections: list[str]) -> list[ChunkPoint]:
@@ -90,23 +98,25 @@ class VectorHandlers:
     async def _write(self, file_id: str, points: list[ChunkPoint]) -> None:
         """Write only for a file that exists (see `_guarded`)."""
 
-        async def write() -> int:
+        async def write(record: FileRecord) -> int:
             # tagged with the file's collections as of the write (`Memberships.writing`)
             async with self._memberships.writing(file_id) as collections:
-                await self._store.upsert(_in_collections(points, collections))
+                tagged = _in_collections(_with_file_metadata(points, record), collections)
+                await self._store.upsert(tagged)
             return len(points)
 
         await self._guarded(file_id, write)
 
-    async def _guarded(self, file_id: str, write: Callable[[], Awaitable[int]]) -> int:
+    async def _guarded(self, file_id: str, write: Callable[[FileRecord], Awaitable[int]]) -> int:
         """Write only for a file that exists, and undo it if the file was deleted meanwhile.
 
         A worker may still be embedding a file its owner deletes: without the second check
         its late write would leave vectors that no record owns.
         """
-        if await self._files.get(file_id) is None:
+        record = await self._files.get(file_id)
+        if record is None:
             raise file_not_found(file_id)
-        written = await write()
+        written = await write(record)
         if await self._files.get(file_id) is None:
             await self._store.delete_file(file_id)
             raise file_not_found(file_id)
@@ -122,9 +132,14 @@ class VectorHandlers:
             raise file_not_found(request.source_file_id)
         await self._store.delete_file(target)
 
-        async def write() -> int:
+        async def write(record: FileRecord) -> int:
             async with self._memberships.writing(target) as collections:
-                payload = {"owner": request.owner, "name": request.name, COLLECTIONS: collections}
+                payload = {
+                    "owner": request.owner,
+                    "name": request.name,
+                    COLLECTIONS: collections,
+                    FILE_METADATA: record.meta.data,
+                }
                 return await self._store.copy_file(request.source_file_id, target, payload)
 
         count = await self._guarded(target, write)

@@ -110,6 +110,8 @@ async def test_chat_streams_the_answer_and_lists_the_collection_sources(
     # the fake model echoes its prompt: the retrieved chunk reached the model
     assert "platypus team rotates keys every ninety days" in answer
     assert "[1] keys.md: # API keys" in sources
+    # where the chunk lies: its heading path and its characters in the extracted text
+    assert "\n      API keys · chars 0-" in "\n" + sources
 
 
 async def test_chat_with_one_file_and_without_streaming(

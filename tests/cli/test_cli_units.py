@@ -74,3 +74,38 @@ def test_source_lines_number_chunks_across_sources() -> None:
     lines = source_lines(sources)
     assert lines[:2] == ["[1] a.md: first chunk", "[2] b.md: second chunk with lines"]
     assert lines[2].startswith("[3] c.md: xxx") and lines[2].endswith("…") and len(lines[2]) < 100
+
+
+def test_each_source_line_says_where_its_chunk_lies() -> None:
+    sources = [
+        {
+            "source": {"type": "collection", "id": "k", "name": "kb"},
+            "document": ["revenue grew", "rotate keys", "plain", "across"],
+            "metadata": [
+                {
+                    "name": "r.pdf",
+                    "page": 2,
+                    "page_label": "iii",
+                    "start_index": 10,
+                    "end_index": 22,
+                },
+                {
+                    "name": "k.md",
+                    "headings": ["# Guide", "## Keys"],
+                    "start_index": 0,
+                    "end_index": 11,
+                },
+                {"name": "p.txt"},
+                {"name": "r.pdf", "page": 3, "page_end": 4, "start_index": 40, "end_index": 90},
+            ],
+        }
+    ]
+    assert source_lines(sources) == [
+        "[1] r.pdf: revenue grew",
+        "    p. iii · chars 10-22",
+        "[2] k.md: rotate keys",
+        "    Guide > Keys · chars 0-11",
+        "[3] p.txt: plain",
+        "[4] r.pdf: across",
+        "    pp. 4-5 · chars 40-90",
+    ]
