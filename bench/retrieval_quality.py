@@ -209,12 +209,14 @@ async def latency_at(
 # --- through the real system ----------------------------------------------------------------
 
 
-async def extra_worker(stack: Any) -> asyncio.subprocess.Process:
-    """A second ingestion worker process on the stack's NATS (workers share one queue)."""
+async def extra_worker(stack: Any, environ: dict[str, str]) -> asyncio.subprocess.Process:
+    """A second ingestion worker process on the stack's NATS (workers share one queue),
+    with the same model settings as the stack's."""
     env = harness.clean_environ(
         RAGWAY_NATS_URL=f"nats://127.0.0.1:{stack.settings.nats_port}",
         RAGWAY_CACHE_DIR=stack.settings.cache_dir,
         RAGWAY_LOG_LEVEL="warning",
+        **environ,
     )
     return await asyncio.create_subprocess_exec(
         *tied_to_parent([sys.executable, "-m", "ingestion"]),  # none left if we are killed
@@ -296,8 +298,17 @@ async def evaluate_via_api(
     return results
 
 
-def limited(data: Dataset, limit: int) -> Dataset:
-    """Every judged document, then others up to `limit` documents in all."""
+def limited(data: Dataset, limit: int, queries: int = 0) -> Dataset:
+    """The first `queries` judged queries (0: all); every document judged for them, then
+    others up to `limit` documents in all (0: all)."""
+    if queries > 0:
+        kept = [q for q in data.queries if data.qrels.get(q)][:queries]
+        data = Dataset(
+            data.name,
+            data.docs,
+            {q: data.queries[q] for q in kept},
+            {q: data.qrels[q] for q in kept},
+        )
     if limit <= 0 or limit >= len(data.docs):
         return data
     judged = {doc for rels in data.qrels.values() for doc in rels if doc in data.docs}
@@ -306,13 +317,19 @@ def limited(data: Dataset, limit: int) -> Dataset:
 
 
 async def run_via_api(args: argparse.Namespace) -> None:
-    environ = {"RAGWAY_EMBEDDING_QUANTIZED": str(args.quantized).lower()}
+    environ = {
+        "RAGWAY_EMBEDDING_MODEL": args.model,
+        "RAGWAY_EMBEDDING_QUANTIZED": str(args.quantized).lower(),
+    }
+    print(f"model {args.model} ({'int8' if args.quantized else 'fp32'} where it applies)")
     async with harness.ragway(services="auth,ingestion,retrieval", **environ) as system:
-        workers = [await extra_worker(system.stack) for _ in range(args.workers - 1)]
+        workers = [await extra_worker(system.stack, environ) for _ in range(args.workers - 1)]
         try:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as http:
                 for name in args.datasets.split(","):
-                    data = limited(load(Path(args.root) / name), args.limit_docs)
+                    data = limited(
+                        load(Path(args.root) / name), args.limit_docs, args.limit_queries
+                    )
                     knowledge_id, file_doc, seconds = await ingest_via_api(
                         http, system.url, system.headers, data, args.concurrency
                     )
@@ -358,6 +375,9 @@ async def main() -> int:
     )
     parser.add_argument(
         "--limit-docs", type=int, default=0, help="api: at most N docs (judged kept)"
+    )
+    parser.add_argument(
+        "--limit-queries", type=int, default=0, help="api: the first N judged queries only"
     )
     parser.add_argument("--workers", type=int, default=2, help="api: ingestion worker processes")
     parser.add_argument("--concurrency", type=int, default=8, help="api: uploads in flight")

@@ -114,7 +114,7 @@ def load_settings(settings_type: type[S], environ: Mapping[str, str] | None = No
         names = (PREFIX + field.name.upper(), *settings_type.aliases.get(field.name, ()))
         for name in names:
             if env.get(name, "") != "":
-                raw[field.name] = env[name]
+                raw[field.name] = _structured(name, env[name]) if _is_json(field) else env[name]
                 break
     try:
         return msgspec.convert(raw, settings_type, strict=False)
@@ -185,6 +185,19 @@ def unknown_variables(environ: Mapping[str, str]) -> list[tuple[str, str | None]
 def split_list(value: str) -> list[str]:
     """Split a `;`-separated setting (Open WebUI's convention), dropping empty items."""
     return [item.strip() for item in value.split(";") if item.strip()]
+
+
+def _is_json(field: msgspec.structs.FieldInfo) -> bool:
+    """A mapping or list setting: its variable holds JSON (`{"m": ["n"]}`)."""
+    origin = getattr(field.type, "__origin__", field.type)
+    return origin in (dict, list)
+
+
+def _structured(name: str, value: str) -> Any:
+    try:
+        return msgspec.json.decode(value)
+    except msgspec.DecodeError as exc:
+        raise SystemExit(f"invalid configuration: {name} is not JSON ({exc})") from exc
 
 
 def _group_type(annotation: Any) -> type[SettingsGroup] | None:

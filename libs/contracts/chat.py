@@ -69,6 +69,25 @@ class CompletionJob(msgspec.Struct, frozen=True, kw_only=True):
     first_in_reply: bool = False
     # the caller reads `StreamEnd.tail` (same reasoning: False sends them as a message)
     tail_in_end: bool = False
+    # the caller reads a CompletionReply from CHAT_COMPLETE (False: the completion JSON)
+    reply_envelope: bool = False
+
+
+class BackendRef(msgspec.Struct, frozen=True, kw_only=True):
+    """Which configured backend answered: its kind and its index in that kind's list
+    (`OPENAI_API_BASE_URLS` / `OLLAMA_BASE_URLS`), never its URL."""
+
+    kind: Literal["openai", "ollama"]
+    idx: int
+
+
+class CompletionReply(msgspec.Struct, frozen=True, kw_only=True):
+    """CHAT_COMPLETE's reply when the job asked for it (`reply_envelope`): the OpenAI
+    `chat.completion` JSON as the client gets it, and who answered (None: a function
+    model, or a tool loop without a backend round)."""
+
+    completion: msgspec.Raw
+    backend: BackendRef | None = None
 
 
 class StreamAccepted(msgspec.Struct, frozen=True, kw_only=True):
@@ -79,6 +98,8 @@ class StreamAccepted(msgspec.Struct, frozen=True, kw_only=True):
 
     model: str
     first: bytes = b""
+    # who answered (None: a function model); `model` is the fallback's when one answered
+    backend: BackendRef | None = None
 
 
 class StreamEnd(msgspec.Struct, frozen=True, kw_only=True):

@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from contracts.chat import BackendRef
+
 EncodingFormat = Literal["float", "base64"]
 
 
@@ -70,6 +72,7 @@ class EmbeddedBatch(msgspec.Struct, frozen=True, kw_only=True):
     dimensions: int
     vectors: bytes
     prompt_tokens: int = 0
+    backend: BackendRef | None = None  # who answered (None: ragway's own model)
 
 
 class EmbeddingModelsRequest(msgspec.Struct, frozen=True, kw_only=True):

@@ -38,6 +38,18 @@ ADMIN_PATHS = frozenset(
     {"api/ps", "api/pull", "api/push", "api/create", "api/copy", "api/delete", "api/blobs"}
 )
 
+# The paths that run a model: counted against limits and recorded in the usage ledger
+# (the value is the ledger's `kind`); the proxy reports their tokens in OllamaProxyEnd
+METERED_PATHS: dict[str, Literal["chat", "embedding"]] = {
+    "api/generate": "chat",
+    "api/chat": "chat",
+    "api/embed": "embedding",
+    "api/embeddings": "embedding",
+    "v1/chat/completions": "chat",
+    "v1/completions": "chat",
+    "v1/embeddings": "embedding",
+}
+
 # A blob is named by its digest only: no other segment can ride along (`../`, a URL).
 BLOB_PATH = re.compile(r"api/blobs/sha256[:-][0-9a-fA-F]{64}")
 
@@ -75,3 +87,7 @@ class OllamaProxyAccepted(msgspec.Struct, frozen=True, kw_only=True):
 class OllamaProxyEnd(msgspec.Struct, frozen=True, kw_only=True):
     size: int = 0
     error: str | None = None
+    # tokens the reply reported (Ollama's `prompt_eval_count`/`eval_count`, or an OpenAI
+    # `usage`), as {"prompt_tokens", "completion_tokens"}; None when it reported none
+    usage: dict[str, int] | None = None
+    backend: int | None = None  # the Ollama backend's index that answered

@@ -86,6 +86,9 @@ class UpsertChunks(msgspec.Struct, frozen=True, kw_only=True):
     owner: str
     name: str
     chunks: list[ChunkVector]
+    # the model that made the dense vectors (`Embedder.model_name`); empty: the model
+    # retrieval is configured with. A rebuild for a new model writes both indexes.
+    model: str = ""
 
 
 class CopyFileVectors(msgspec.Struct, frozen=True, kw_only=True):
@@ -111,3 +114,34 @@ class StoredChunks(msgspec.Struct, frozen=True, kw_only=True):
     file_id: str
     count: int
     indexes: list[int]
+
+
+class VectorIndex(msgspec.Struct, kw_only=True):
+    """One vector collection and the embedding model that built it; progress while built."""
+
+    collection: str
+    model: str  # the embedder's model name: names the vectors exactly (int8 is not fp32)
+    dim: int
+    # how that model is configured (`RAGWAY_EMBEDDING_MODEL`, `..._QUANTIZED`)
+    model_setting: str
+    quantized: bool
+    state: Literal["ready", "building"] = "ready"
+    files_total: int = 0
+    files_done: int = 0
+    chunks_done: int = 0
+    started_at: float = 0.0
+    updated_at: float = 0.0
+    finished_at: float = 0.0
+
+
+class IndexStatusRequest(msgspec.Struct, frozen=True, kw_only=True):
+    principal: Principal
+
+
+class IndexStatus(msgspec.Struct, kw_only=True):
+    """The collection searches use, and the one being built for a newly configured model."""
+
+    configured_model: str
+    batch_size: int
+    active: VectorIndex | None
+    building: VectorIndex | None = None

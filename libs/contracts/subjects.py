@@ -86,6 +86,8 @@ from contracts.ollama import OllamaProxyAccepted, OllamaProxyRequest
 from contracts.retrieval import (
     CopyFileVectors,
     FileVectorsRef,
+    IndexStatus,
+    IndexStatusRequest,
     RetrievalQuery,
     RetrievalResult,
     StoredChunks,
@@ -285,6 +287,10 @@ VECTORS_DELETE = Endpoint(
     VectorsWritten,
     _RETRIEVAL,
     (*_INGESTION, GATEWAY_SERVICE),
+)
+# which collection searches use, which model built it, a rebuild's progress (admins)
+RETRIEVAL_INDEX = Endpoint(
+    "ragway.retrieval.index", IndexStatusRequest, IndexStatus, _RETRIEVAL, _GATEWAY
 )
 # what the store holds for one file (operators, and the fault tests' exactly-once check)
 VECTORS_STORED = Endpoint("ragway.vectors.stored", FileVectorsRef, StoredChunks, _RETRIEVAL, ())

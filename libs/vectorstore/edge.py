@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import threading
 import uuid
 from collections.abc import Callable, Sequence
@@ -28,6 +29,7 @@ from vectorstore.edge_filters import EDGE_SCHEMA, edge_filter
 from vectorstore.filters import wanted_indexes
 from vectorstore.points import COLLECTIONS, DENSE, SPARSE, ChunkPoint, Hit, SearchQuery
 from vectorstore.store import (
+    COUNT_PAGE,
     RRF_K,
     SCROLL_PAGE,
     any_to_search,
@@ -335,6 +337,32 @@ class EdgeStore:
             records.extend(page)
             if offset is None:
                 return records
+
+    async def file_counts(self) -> dict[str, int]:
+        return await self._run(self._file_counts)
+
+    def _file_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        offset: Any = None
+        while True:
+            page, offset = self.shard.scroll(
+                qe.ScrollRequest(
+                    offset=offset,
+                    limit=COUNT_PAGE,
+                    with_payload=qe.PayloadSelector.Include(["file_id"]),
+                    with_vector=False,
+                )
+            )
+            for record in page:
+                file_id = str((record.payload or {}).get("file_id", ""))
+                counts[file_id] = counts.get(file_id, 0) + 1
+            if offset is None:
+                return counts
+
+    async def drop(self) -> None:
+        await self.close()
+        await asyncio.to_thread(shutil.rmtree, self.path, True)
+        log.info("vector_store_dropped", engine="edge", path=str(self.path))
 
     async def close(self) -> None:
         if self._shard is not None:

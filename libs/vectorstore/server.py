@@ -14,6 +14,7 @@ from vectorstore.filters import wanted_indexes
 from vectorstore.points import COLLECTIONS, DENSE, SPARSE, ChunkPoint, Hit, SearchQuery
 from vectorstore.server_filters import SERVER_SCHEMA, server_filter
 from vectorstore.store import (
+    COUNT_PAGE,
     RRF_K,
     SCROLL_PAGE,
     check_query,
@@ -298,6 +299,28 @@ class ServerStore:
             records.extend(page)
             if offset is None:
                 return records
+
+    async def file_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        offset: Any = None
+        while True:
+            page, offset = await self.client.scroll(
+                self.collection,
+                limit=COUNT_PAGE,
+                offset=offset,
+                with_payload=models.PayloadSelectorInclude(include=["file_id"]),
+                with_vectors=False,
+            )
+            for record in page:
+                file_id = str((record.payload or {}).get("file_id", ""))
+                counts[file_id] = counts.get(file_id, 0) + 1
+            if offset is None:
+                return counts
+
+    async def drop(self) -> None:
+        await self.client.delete_collection(self.collection)
+        log.info("vector_store_dropped", engine="server", collection=self.collection)
+        await self.close()
 
     async def close(self) -> None:
         await self.client.close()

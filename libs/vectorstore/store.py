@@ -12,6 +12,7 @@ from embedding.vectors import SparseVector
 from vectorstore.points import ChunkPoint, Hit, SearchQuery
 
 SCROLL_PAGE = 256
+COUNT_PAGE = 2048  # points per page when only their file ids are read
 RRF_K = 60  # the usual reciprocal-rank-fusion constant; both engines get it explicitly
 
 
@@ -80,6 +81,14 @@ class VectorStore(Protocol):
         ids derive from the target file id, so copying twice overwrites. Returns the
         number of chunks copied (0: the source holds none). Nothing is re-embedded.
         """
+        ...
+
+    async def file_counts(self) -> dict[str, int]:
+        """Every file with chunks stored, and how many (one pass over the collection)."""
+        ...
+
+    async def drop(self) -> None:
+        """Delete the whole collection and close the store (a retired model's index)."""
         ...
 
     async def close(self) -> None: ...

@@ -7,7 +7,7 @@ after answering cannot lose it; `Nats-Msg-Id` lets JetStream drop a retried dupl
 
 `GET /api/v1/usage` reads the records of a time range through an ephemeral consumer
 (starting at `from`, filtered to one user unless an admin asks for everyone) and sums
-them by user, key, model or day.
+them by user, key, model, day or backend.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from catalog.buckets import once_jetstream_answers
 
 log = structlog.get_logger()
 
-GroupBy = Literal["user", "key", "model", "day"]
+GroupBy = Literal["user", "key", "model", "day", "backend"]
 Status = Literal["ok", "error", "cancelled"]
 FETCH_BATCH = 1000
 PUBLISH_ATTEMPTS = 3
@@ -51,6 +51,7 @@ class UsageRecord(msgspec.Struct, frozen=True, kw_only=True):
     kind: Literal["chat", "embedding"] = "chat"
     model: str
     backend: int | None = None  # the backend's index, when the proxy said
+    backend_kind: str = ""  # "openai" or "ollama": which list `backend` indexes
     stream: bool = False
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -164,6 +165,8 @@ def summarize(records: Iterable[UsageRecord], group_by: GroupBy) -> list[UsageRo
             group = entry.key_id
         elif group_by == "model":
             group = entry.model
+        elif group_by == "backend":
+            group = backend_label(entry)
         else:
             group = datetime.fromtimestamp(entry.at, UTC).strftime("%Y-%m-%d")
         row = rows.get(group)
@@ -175,6 +178,13 @@ def summarize(records: Iterable[UsageRecord], group_by: GroupBy) -> list[UsageRo
         row.completion_tokens += entry.completion_tokens
         row.total_tokens += entry.prompt_tokens + entry.completion_tokens
     return sorted(rows.values(), key=lambda r: r.group)
+
+
+def backend_label(entry: UsageRecord) -> str:
+    """`openai/0`, `ollama/1`; "" when no backend answered (a function model, an error)."""
+    if entry.backend is None:
+        return ""
+    return f"{entry.backend_kind or 'openai'}/{entry.backend}"
 
 
 def now() -> float:

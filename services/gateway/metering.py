@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 
 from contracts.auth import Principal
+from contracts.chat import BackendRef
 from gateway.ledger import Ledger, Status, UsageRecord
 from gateway.limiter import Limiter, Ticket
 
@@ -110,7 +111,7 @@ class Metered:
         usage: dict[str, Any] | None,
         status: Status,
         model: str | None = None,
-        backend: int | None = None,
+        backend: BackendRef | None = None,
     ) -> None:
         """Settle the limits and record the ledger entry (once; later calls do nothing)."""
         if self.finished:
@@ -130,7 +131,8 @@ class Metered:
             key_id=self.principal.key.id if self.principal.key is not None else "",
             kind="embedding" if self.kind == "embedding" else "chat",
             model=model or self.model,
-            backend=backend,
+            backend=None if backend is None else backend.idx,
+            backend_kind="" if backend is None else backend.kind,
             stream=self.stream,
             prompt_tokens=prompt,
             completion_tokens=completion,

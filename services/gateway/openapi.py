@@ -52,7 +52,12 @@ from gateway.routes_auth import PasswordForm, RoleForm
 from gateway.routes_config import ConfigReply, VersionReply
 from gateway.routes_console import ConsoleUser
 from gateway.routes_file_edits import ContentForm, ContentReply, ProcessTextForm, ProcessTextReply
-from gateway.routes_retrieval import QueryCollectionForm, QueryDocForm, QueryReply
+from gateway.routes_retrieval import (
+    EmbeddingConfigReply,
+    QueryCollectionForm,
+    QueryDocForm,
+    QueryReply,
+)
 from gateway.state import ACCESS
 
 UNDOCUMENTED = "(undocumented)"
@@ -91,7 +96,8 @@ class UsersReply(msgspec.Struct):
 
 
 class UsageReply(msgspec.Struct):
-    """Rows keyed by the `group_by` field (`user`, `key`, `model` or `day`) with
+    """Rows keyed by the `group_by` field (`user`, `key`, `model`, `day` or `backend`:
+    `openai/0`, `ollama/1`, `` for answers no backend gave) with
     requests, errors, prompt_tokens, completion_tokens, total_tokens."""
 
     rows: list[dict[str, Any]]
@@ -304,6 +310,12 @@ ROUTE_DOCS: dict[str, RouteDoc] = {
     "retrieval_query_doc": RouteDoc("Search one file", "retrieval", QueryDocForm, QueryReply),
     "retrieval_query_collection": RouteDoc(
         "Search collections", "retrieval", QueryCollectionForm, QueryReply
+    ),
+    "retrieval_embedding": RouteDoc(
+        "The embedding model and its vector index, a rebuild's progress (admin)",
+        "retrieval",
+        None,
+        EmbeddingConfigReply,
     ),
     "groups_list": RouteDoc("Groups (admins: all; others: their own)", "groups", None, list[Group]),
     "groups_create": RouteDoc("Create a group (admin)", "groups", GroupForm, Group),

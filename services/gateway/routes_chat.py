@@ -19,8 +19,10 @@ from common.codec import decode, encode
 from common.errors import RagwayError
 from contracts import subjects
 from contracts.chat import (
+    BackendRef,
     ChatCompletionRequest,
     CompletionJob,
+    CompletionReply,
     FileRef,
     StreamAccepted,
     StreamEnd,
@@ -121,11 +123,16 @@ async def _complete(
         first = b"" if sources is None else b"data: " + encode({"sources": sources}) + b"\n\n"
         return await _stream(request, job, metered, first, record, sources)
     app = request.app
-    reply = await app[BUS].call_raw(
-        subjects.CHAT_COMPLETE, encode(job), timeout=app[SETTINGS].completion_timeout_seconds
+    envelope = await app[BUS].call_raw(
+        subjects.CHAT_COMPLETE,
+        encode(msgspec.structs.replace(job, reply_envelope=True)),
+        timeout=app[SETTINGS].completion_timeout_seconds,
     )
+    answered = _decode_reply(envelope)
+    reply = bytes(answered.completion)
     model, usage = reply_facts(reply)
-    await metered.done(usage, "ok", model)  # recorded before the answer goes out
+    # recorded before the answer goes out
+    await metered.done(usage, "ok", model, answered.backend)
     if sources is not None:
         reply = _with_sources(reply, sources)
     if record is not None:
@@ -167,6 +174,18 @@ async def _with_rag(
     )
     sources = rag.sources_of(result.groups)
     return encode(rag.rewrite(original, sources)), sources
+
+
+_decode_envelope = msgspec.json.Decoder(CompletionReply).decode
+
+
+def _decode_reply(envelope: bytes) -> CompletionReply:
+    """The proxy's CompletionReply; a proxy older than `reply_envelope` (a rolling
+    deploy) sends the completion itself, which goes out as it came."""
+    try:
+        return _decode_envelope(envelope)
+    except msgspec.DecodeError:
+        return CompletionReply(completion=msgspec.Raw(envelope))
 
 
 def _with_sources(reply: bytes, sources: list[rag.SourceEntry]) -> bytes:
@@ -216,6 +235,7 @@ class _ChatSink:
     sees it."""
 
     __slots__ = (
+        "_backend",
         "_first",
         "_last",
         "_metered",
@@ -238,6 +258,7 @@ class _ChatSink:
         self._request = request
         self._metered = metered
         self._model = ""  # who answered, as the acceptance says
+        self._backend: BackendRef | None = None
         self._first = first
         self._record = record
         self._sources = sources
@@ -247,6 +268,7 @@ class _ChatSink:
 
     async def start(self, accepted: StreamAccepted) -> None:
         self._model = accepted.model
+        self._backend = accepted.backend
         response = self.response = _SSEResponse(headers=SSE_HEADERS)
         await response.prepare(self._request)
         # the stream's first bytes may have come with the acceptance (one message)
@@ -280,12 +302,13 @@ class _ChatSink:
             ended.usage if ended is not None else None,
             "error" if closing or ended is None else "ok",
             self._model,
+            self._backend,
         )
         await self.response.write_eof(tail)
 
     async def idle(self) -> None:
         assert self.response is not None
-        await self._metered.done(None, "error", self._model)
+        await self._metered.done(None, "error", self._model, self._backend)
         await self.response.write_eof(error_event("The model stopped responding"))
 
 

@@ -91,7 +91,9 @@ async def embeddings(request: web.Request) -> web.Response:
         await metered.done(NO_TOKENS, "error")
         raise
     tokens = reply.usage.prompt_tokens
-    await metered.done({"prompt_tokens": tokens, "completion_tokens": 0}, "ok")
+    # several batches may be answered by several backends: the first one's is recorded
+    backend = replies[0].backend if replies else None
+    await metered.done({"prompt_tokens": tokens, "completion_tokens": 0}, "ok", backend=backend)
     return json_bytes(encode(reply))
 
 

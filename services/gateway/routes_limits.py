@@ -2,7 +2,7 @@
 
 `POST /api/v1/limits` sets or replaces the limit of one target (its id is
 `<scope>.<target>`), `GET` lists them, `DELETE /api/v1/limits/{id}` removes one.
-`GET /api/v1/usage?from=&to=&group_by=user|key|model|day` sums the ledger: a user's own
+`GET /api/v1/usage?from=&to=&group_by=user|key|model|day|backend` sums the ledger: a user's own
 records; an admin's view is everyone's (or one user's with `user_id=`).
 """
 
@@ -107,7 +107,7 @@ async def usage(request: web.Request) -> web.Response:
     query = request.query
     group_by = query.get("group_by", "day")
     if group_by not in get_args(GroupBy):
-        raise invalid("`group_by` must be one of user, key, model, day")
+        raise invalid("`group_by` must be one of user, key, model, day, backend")
     now = time.time()
     until = _instant(query.get("to"), now + 1, "to")
     since = _instant(query.get("from"), until - 30 * DAY_SECONDS, "from")

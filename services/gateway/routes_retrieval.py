@@ -11,8 +11,16 @@ from typing import Annotated, Literal
 import msgspec
 from aiohttp import web
 
+from contracts import subjects
 from contracts.filters import MetadataFilter
-from contracts.retrieval import ChunkHit, RetrievalResult, ScopeItem, SearchMode
+from contracts.retrieval import (
+    ChunkHit,
+    IndexStatus,
+    IndexStatusRequest,
+    RetrievalResult,
+    ScopeItem,
+    SearchMode,
+)
 from gateway import rag
 from gateway.bodies import json_value, parse, read_body
 from gateway.state import BUS, SETTINGS, Access, principal_of
@@ -47,6 +55,17 @@ class QueryReply(msgspec.Struct, kw_only=True):
     documents: list[list[str]]
     metadatas: list[list[dict[str, object]]]
     distances: list[list[float]]
+
+
+class EmbeddingConfigReply(msgspec.Struct, kw_only=True):
+    """Open WebUI's embedding settings (the fields ragway has: its own local model) and
+    `index`: the collection searches use, and the one built for a newly configured model."""
+
+    status: bool
+    RAG_EMBEDDING_ENGINE: str
+    RAG_EMBEDDING_MODEL: str
+    RAG_EMBEDDING_BATCH_SIZE: int
+    index: IndexStatus
 
 
 def search_mode(mode: SearchMode | None, hybrid: bool | None) -> SearchMode:
@@ -107,8 +126,29 @@ async def query_collection(request: web.Request) -> web.Response:
     return await _search(request, form.query, items, form.k, search_mode(form.mode, form.hybrid))
 
 
+async def embedding_config(request: web.Request) -> web.Response:
+    """Admins: the embedding model and the vector index's state (a rebuild's progress)."""
+    settings = request.app[SETTINGS]
+    status: IndexStatus = await request.app[BUS].call(
+        subjects.RETRIEVAL_INDEX,
+        IndexStatusRequest(principal=principal_of(request)),
+        timeout=settings.request_timeout_seconds,
+    )
+    return json_value(
+        EmbeddingConfigReply(
+            status=True,
+            RAG_EMBEDDING_ENGINE="",  # Open WebUI's name for its local embedder
+            RAG_EMBEDDING_MODEL=status.configured_model,
+            RAG_EMBEDDING_BATCH_SIZE=status.batch_size,
+            index=status,
+        )
+    )
+
+
 def add_routes(app: web.Application, access: dict[str, Access]) -> None:
     base = "/api/v1/retrieval"
+    app.router.add_get(f"{base}/embedding", embedding_config, name="retrieval_embedding")
+    access["retrieval_embedding"] = "admin"
     app.router.add_post(f"{base}/query/doc", query_doc, name="retrieval_query_doc")
     app.router.add_post(
         f"{base}/query/collection", query_collection, name="retrieval_query_collection"

@@ -25,6 +25,7 @@ from inference_proxy.functions.plugins import PluginService, PluginStore
 from inference_proxy.functions.sandbox import Sandbox, SandboxLimits
 from inference_proxy.functions.tool_loop import ToolLoop
 from inference_proxy.passthrough import OllamaPassthrough
+from inference_proxy.routing import Router
 from inference_proxy.settings import Settings, configured_backends
 
 __all__ = ["InferenceProxy", "Settings", "serve"]
@@ -39,6 +40,7 @@ class InferenceProxy:
     plugins: PluginStore
     sandbox: Sandbox
     backends: BackendPool  # every connection to the model backends
+    router: Router  # which backend is in service, and how busy
 
 
 @asynccontextmanager
@@ -60,6 +62,7 @@ async def serve(settings: Settings) -> AsyncIterator[InferenceProxy]:
             connect_nats(settings.nats_servers(), name=subjects.INFERENCE_SERVICE)
         )
         bus = Bus(nc)
+        router = Router.from_settings(settings)  # balancing and ejection, this instance's
 
         async def local_models() -> list[EmbeddingModel]:
             """ragway's own embedding models (the retrieval service runs them)."""
@@ -77,16 +80,19 @@ async def serve(settings: Settings) -> AsyncIterator[InferenceProxy]:
             cache_seconds=settings.models_cache_seconds,
             fetch_timeout=settings.models_fetch_timeout_seconds,
             local_models=local_models,
+            health=router,
         )
-        embeddings = Embeddings(bus, backend, catalog, settings)
+        embeddings = Embeddings(bus, backend, catalog, settings, router)
         # closed after the runners that use them (callbacks run last-in, first-out)
         chat_cancels = CancelRegistry(nc, subjects.CHAT_CANCEL)
         stack.push_async_callback(chat_cancels.close)
         ollama_cancels = CancelRegistry(nc, subjects.OLLAMA_CANCEL)
         stack.push_async_callback(ollama_cancels.close)
-        chat = ChatRunner(nc, backend, catalog, settings, chat_cancels)
+        chat = ChatRunner(nc, backend, catalog, settings, chat_cancels, router)
         stack.push_async_callback(chat.aclose)
-        passthrough = OllamaPassthrough(nc, backend, ollama, catalog, settings, ollama_cancels)
+        passthrough = OllamaPassthrough(
+            nc, backend, ollama, catalog, settings, ollama_cancels, router
+        )
         stack.push_async_callback(passthrough.aclose)
         sandbox = Sandbox(
             SandboxLimits(
@@ -136,5 +142,10 @@ async def serve(settings: Settings) -> AsyncIterator[InferenceProxy]:
         await host.serve(subjects.EMBEDDINGS_CREATE, embeddings.create)
         await nc.flush()  # the server knows the endpoints before we say we are serving
         yield InferenceProxy(
-            catalog=catalog, chat=chat, plugins=plugins, sandbox=sandbox, backends=backend
+            catalog=catalog,
+            chat=chat,
+            plugins=plugins,
+            sandbox=sandbox,
+            backends=backend,
+            router=router,
         )

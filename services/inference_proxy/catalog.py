@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 import structlog
@@ -37,9 +36,6 @@ class Route:
     model: str
     backends: tuple[Backend, ...]
 
-    def pick(self) -> Backend:
-        return self.backends[0] if len(self.backends) == 1 else random.choice(self.backends)
-
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
@@ -49,6 +45,12 @@ class Snapshot:
     fetched_at: float
     # embedding models ragway serves itself (retrieval's), by id; listed after the rest
     local_embeddings: dict[str, EmbeddingModel] = field(default_factory=dict)
+
+
+class HealthReport(Protocol):
+    """Told when a backend fails its model-list fetch (the catalog's health check)."""
+
+    def failed(self, backend: Backend, reason: str) -> None: ...
 
 
 # ragway's own embedding models, from the service that runs them ([] when it is away)
@@ -71,8 +73,10 @@ class ModelCatalog:
         cache_seconds: float,
         fetch_timeout: float,
         local_models: LocalModels = _no_local_models,
+        health: HealthReport | None = None,
     ) -> None:
         self._pool = pool
+        self._health = health
         self._local_models = local_models
         self._openai = openai
         self._ollama = ollama
@@ -127,7 +131,12 @@ class ModelCatalog:
         for backend, entries in zip(self._openai, openai_lists, strict=True):
             for entry in entries:
                 model_id = entry.get("id")
-                if not isinstance(model_id, str) or model_id in routes:
+                if not isinstance(model_id, str):
+                    continue
+                if model_id in routes:  # served by several: listed once, balanced over all
+                    found = routes[model_id]
+                    if backend not in found.backends:
+                        routes[model_id] = Route(model_id, (*found.backends, backend))
                     continue
                 routes[model_id] = Route(model_id, (backend,))
                 models.append(
@@ -240,6 +249,8 @@ class ModelCatalog:
                 kind=backend.kind,
                 error=type(exc).__name__,
             )
+            if self._health is not None:
+                self._health.failed(backend, f"model list: {type(exc).__name__}")
             return None
         if response.status != 200:
             log.warning(
@@ -248,6 +259,8 @@ class ModelCatalog:
                 kind=backend.kind,
                 status=response.status,
             )
+            if self._health is not None and response.status >= 500:
+                self._health.failed(backend, f"model list: HTTP {response.status}")
             return None
         return body
 

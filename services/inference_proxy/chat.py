@@ -11,22 +11,25 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
+import structlog
 from nats.aio.client import Client
 
 from common.errors import RagwayError
 from common.idle import IdleDeadline
-from contracts.chat import CompletionJob, StreamAccepted, StreamEnd
+from contracts.chat import BackendRef, CompletionJob, StreamAccepted, StreamEnd
 from contracts.streams import error_event
 from inference_proxy.backend_http import BackendHTTPError, BackendPool, BackendResponse
 from inference_proxy.cancels import CancelRegistry
-from inference_proxy.catalog import ModelCatalog
+from inference_proxy.catalog import ModelCatalog, Route
 from inference_proxy.errors import StreamFailure, error_for_exception, error_for_status
 from inference_proxy.ollama_convert import completion_from_ollama, to_ollama_chat
 from inference_proxy.relay import Outbox, Relay, Relays, backend_reading, release_for_reuse
+from inference_proxy.routing import Lease, Router
 from inference_proxy.settings import Backend, Settings
 from inference_proxy.translate import OllamaStream, OpenAIStream
 from inference_proxy.ui_fields import strip_ui_fields
 
+log = structlog.get_logger()
 _top_level = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _json_decode = msgspec.json.decode
 _JSON_TRUE = msgspec.Raw(b"true")
@@ -48,6 +51,37 @@ class _Request:
     headers: dict[str, str]
 
 
+@dataclass
+class _Plan:
+    """One completion's body (top-level fields, parsed once) and where it may go."""
+
+    job: CompletionJob
+    body: dict[str, msgspec.Raw]
+    model: str  # as asked
+    route: Route | None
+    fallbacks: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A non-streamed completion: the `chat.completion` JSON and who answered."""
+
+    body: bytes
+    model: str
+    backend: Backend
+
+
+class _MoveOn(Exception):
+    """The backend failed before its first token: the next candidate is tried."""
+
+    def __init__(self, error: RagwayError) -> None:
+        self.error = error
+
+
+def _moves_on(status: int) -> bool:
+    return status >= 500 or status == 429
+
+
 class ChatRunner:
     def __init__(
         self,
@@ -56,14 +90,16 @@ class ChatRunner:
         catalog: ModelCatalog,
         settings: Settings,
         cancels: CancelRegistry,
+        router: Router,
     ) -> None:
         self._nc = nc
         self._backend = backend  # the connect timeout is the pool's
         self._catalog = catalog
         self._settings = settings
+        self._router = router
         self._relays = Relays(cancels)
 
-    async def _prepare(self, job: CompletionJob, *, stream: bool) -> _Request:
+    async def _plan(self, job: CompletionJob) -> _Plan:
         # Top-level fields only: the messages (most of a long chat) stay raw JSON, copied
         # into the backend's body without being parsed into objects and encoded again.
         try:
@@ -75,23 +111,61 @@ class ChatRunner:
             raise RagwayError("invalid", "The completion body is not valid JSON") from None
         if not isinstance(model, str):
             raise RagwayError("invalid", "The completion body needs a `model`")
+        fallbacks = self._fallbacks(job, model)
         route = await self._catalog.route(model)
-        if route is None:
+        if route is None and not fallbacks:
             if await self._catalog.embedding_route(model) is not None:
                 raise RagwayError(
                     "invalid", f"'{model}' is an embedding model: use POST /api/embeddings"
                 )
             raise RagwayError("not_found", "Model not found")
-        backend = route.pick()
+        strip_ui_fields(body)
+        return _Plan(job, body, model, route, fallbacks)
+
+    def _fallbacks(self, job: CompletionJob, model: str) -> list[str]:
+        """The configured fallbacks of `model`, less those a scoped key may not use."""
+        fallbacks = self._settings.model_fallbacks.get(model)
+        if not fallbacks:
+            return []
+        grant = job.principal.key
+        if grant is None or grant.models is None:
+            return fallbacks
+        return [m for m in fallbacks if m in grant.models]
+
+    async def _candidates(self, plan: _Plan) -> AsyncIterator[tuple[str, Backend]]:
+        """(model, backend) to try in order: the model's backends (see `Router.order`),
+        then each fallback's; when none of them is in service, the model's ejected ones
+        (a last resort rather than no answer)."""
+        tried = False
+        if plan.route is not None:
+            for backend in self._router.order(plan.route.backends):
+                tried = True
+                yield plan.model, backend
+        for fallback in plan.fallbacks:
+            route = await self._catalog.route(fallback)
+            if route is None:
+                continue
+            for backend in self._router.order(route.backends):
+                tried = True
+                yield fallback, backend
+        if not tried and plan.route is not None:
+            for backend in self._router.order(plan.route.backends, ejected_too=True):
+                yield plan.model, backend
+
+    def _request(self, plan: _Plan, model: str, backend: Backend, *, stream: bool) -> _Request:
         if backend.kind == "ollama":
+            original = _json_decode(plan.job.body)
+            original["model"] = model
             return _Request(
                 backend,
                 model,
                 f"{backend.base_url}/api/chat",
-                msgspec.json.encode(to_ollama_chat(_json_decode(job.body), stream=stream)),
+                msgspec.json.encode(to_ollama_chat(original, stream=stream)),
                 {"Content-Type": "application/json"},
             )
-        strip_ui_fields(body)
+        body = dict(plan.body)
+        if model != plan.model:
+            body["model"] = msgspec.Raw(msgspec.json.encode(model))
         body["stream"] = _JSON_TRUE if stream else _JSON_FALSE
         if stream:
             # usage comes as a last chunk only when asked for
@@ -111,9 +185,31 @@ class ChatRunner:
             headers,
         )
 
-    async def complete(self, job: CompletionJob) -> bytes:
-        """The backend's answer as OpenAI `chat.completion` JSON bytes."""
-        request = await self._prepare(job, stream=False)
+    async def _attempts(self, plan: _Plan, *, stream: bool) -> AsyncIterator[_Request]:
+        """Each request to try, in order; the caller stops at the first that answered."""
+        async for model, backend in self._candidates(plan):
+            yield self._request(plan, model, backend, stream=stream)
+
+    async def complete(self, job: CompletionJob) -> Answer:
+        """The answer as OpenAI `chat.completion` JSON bytes; a backend that fails before
+        answering (no connection, 5xx, 429, no answer in time) passes the request on."""
+        plan = await self._plan(job)
+        failure: RagwayError | None = None
+        previous: _Request | None = None
+        async for request in self._attempts(plan, stream=False):
+            if previous is not None and failure is not None:
+                _log_move(previous, request, failure)
+            previous = request
+            lease = self._router.take(request.backend)
+            try:
+                return await self._complete_once(request, lease)
+            except _MoveOn as move:
+                failure = move.error
+            finally:
+                lease.release()
+        raise failure or RagwayError("not_found", "Model not found")  # nor its fallbacks
+
+    async def _complete_once(self, request: _Request, lease: Lease) -> Answer:
         backend = request.backend
         limit = self._settings.backend_timeout_seconds
         try:
@@ -125,20 +221,31 @@ class ChatRunner:
                     response.release()  # closes instead when the body did not end
                 status = response.status
         except (BackendHTTPError, TimeoutError) as exc:
-            raise error_for_exception(backend, exc, limit) from None
+            error = error_for_exception(backend, exc, limit)
+            lease.failed(error.detail)
+            raise _MoveOn(error) from None
         if status >= 300:
-            raise error_for_status(backend, status, body)
+            error = error_for_status(backend, status, body)
+            if _moves_on(status):
+                lease.failed(f"HTTP {status}")
+                raise _MoveOn(error)
+            lease.succeeded()  # the backend works; it refused this request
+            raise error
         try:
             if backend.kind == "ollama":
-                return completion_from_ollama(msgspec.json.decode(body), request.model)
-            msgspec.json.decode(body, type=_Completion)
+                body = completion_from_ollama(msgspec.json.decode(body), request.model)
+            else:
+                msgspec.json.decode(body, type=_Completion)
         except (msgspec.DecodeError, AttributeError):
-            raise RagwayError("bad_gateway", f"{backend.label} sent a malformed answer") from None
-        return body  # an OpenAI backend's answer goes out as it came
+            lease.failed("malformed answer")
+            error = RagwayError("bad_gateway", f"{backend.label} sent a malformed answer")
+            raise _MoveOn(error) from None
+        lease.succeeded()
+        return Answer(body, request.model, backend)  # an OpenAI answer goes out as it came
 
     async def open(self, job: CompletionJob) -> ChatStream:
         """The backend's stream once it answered 2xx (errors before that are raised)."""
-        return await self._open(await self._prepare(job, stream=True))
+        return await self._open_any(await self._plan(job))
 
     async def stream(
         self, job: CompletionJob, *, first_in_reply: bool = False, tail_in_end: bool = False
@@ -151,14 +258,38 @@ class ChatRunner:
         what came with the backend's `[DONE]`, go out in its end message (`StreamEnd.tail`)."""
         if not job.stream_inbox:
             raise RagwayError("invalid", "A stream needs a `stream_inbox`")
-        request = await self._prepare(job, stream=True)
-        stream, cancel = await self._relays.open(job.stream_id, lambda: self._open(request))
+        plan = await self._plan(job)
+        stream, cancel = await self._relays.open(job.stream_id, lambda: self._open_any(plan))
         first = stream.first() if first_in_reply else b""
         relay = ChatRelay(stream, tail_in_end=tail_in_end)
         self._relays.start(relay, Outbox(self._nc, job.stream_inbox), cancel)
-        return StreamAccepted(model=request.model, first=first)
+        request = stream.request
+        return StreamAccepted(
+            model=request.model,
+            first=first,
+            backend=BackendRef(kind=request.backend.kind, idx=request.backend.idx),
+        )
 
-    async def _open(self, request: _Request) -> ChatStream:
+    async def _open_any(self, plan: _Plan) -> ChatStream:
+        """The first candidate's stream that answered 2xx; failures before it move on."""
+        failure: RagwayError | None = None
+        previous: _Request | None = None
+        async for request in self._attempts(plan, stream=True):
+            if previous is not None and failure is not None:
+                _log_move(previous, request, failure)
+            previous = request
+            lease = self._router.take(request.backend)
+            try:
+                return await self._open(request, lease)
+            except _MoveOn as move:
+                lease.release()
+                failure = move.error
+            except BaseException:
+                lease.release()
+                raise
+        raise failure or RagwayError("not_found", "Model not found")  # nor its fallbacks
+
+    async def _open(self, request: _Request, lease: Lease) -> ChatStream:
         backend = request.backend
         limit = self._settings.backend_timeout_seconds
         try:
@@ -169,14 +300,33 @@ class ChatRunner:
                         body = await response.read()
                     finally:
                         response.release()
-                    raise error_for_status(backend, response.status, body)
+                    error = error_for_status(backend, response.status, body)
+                    if _moves_on(response.status):
+                        lease.failed(f"HTTP {response.status}")
+                        raise _MoveOn(error)
+                    lease.succeeded()
+                    raise error
         except (BackendHTTPError, TimeoutError) as exc:
-            raise error_for_exception(backend, exc, limit) from None
-        return ChatStream(request, response, self._settings.backend_idle_timeout_seconds)
+            error = error_for_exception(backend, exc, limit)
+            lease.failed(error.detail)
+            raise _MoveOn(error) from None
+        lease.succeeded()
+        return ChatStream(request, response, self._settings.backend_idle_timeout_seconds, lease)
 
     async def aclose(self, grace_seconds: float = 10.0) -> None:
         """Let running streams finish (bounded), then cancel the rest."""
         await self._relays.aclose(grace_seconds)
+
+
+def _log_move(failed: _Request, then: _Request, error: RagwayError) -> None:
+    log.warning(
+        "chat_fallback",
+        model=failed.model,
+        backend=failed.backend.label,
+        reason=error.detail,
+        to_model=then.model,
+        to_backend=then.backend.label,
+    )
 
 
 class ChatStream:
@@ -184,11 +334,14 @@ class ChatStream:
     `async with stream.reading(): while data := await stream.next(): ...`, then
     `closing()`; `release()` it when it ended well, `close()` it otherwise."""
 
-    __slots__ = ("_deadline", "_failure", "_idle", "request", "response", "translator")
+    __slots__ = ("_deadline", "_failure", "_idle", "lease", "request", "response", "translator")
 
-    def __init__(self, request: _Request, response: BackendResponse, idle: float) -> None:
+    def __init__(
+        self, request: _Request, response: BackendResponse, idle: float, lease: Lease
+    ) -> None:
         self.request = request
         self.response = response
+        self.lease = lease  # in flight on its backend until closed or released
         self.translator: OpenAIStream | OllamaStream = (
             OllamaStream(request.model)
             if request.backend.kind == "ollama"
@@ -218,13 +371,17 @@ class ChatStream:
     async def reading(self) -> AsyncIterator[None]:
         """Bound the reads by the idle timeout; a broken or silent backend, or malformed
         data, raise StreamFailure out of the block."""
-        if self._failure is not None:
-            raise StreamFailure(self._failure)
-        async with backend_reading(
-            self._idle, "model backend", self.request.backend.label
-        ) as deadline:
-            self._deadline = deadline
-            yield
+        try:
+            if self._failure is not None:
+                raise StreamFailure(self._failure)
+            async with backend_reading(
+                self._idle, "model backend", self.request.backend.label
+            ) as deadline:
+                self._deadline = deadline
+                yield
+        except StreamFailure as exc:  # after the first token: not retried, but counted
+            self.lease.failed(str(exc))
+            raise
 
     async def next(self) -> bytes:
         """The next translated bytes (possibly several events); b"" once the backend's
@@ -257,8 +414,10 @@ class ChatStream:
 
     def close(self) -> None:
         self.response.close()  # tells the backend to stop generating
+        self.lease.release()
 
     async def release(self) -> None:
+        self.lease.release()
         await release_for_reuse(self.response)
 
 

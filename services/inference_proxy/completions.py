@@ -7,7 +7,8 @@ from typing import Any
 
 import msgspec
 
-from contracts.chat import CompletionJob, StreamAccepted
+from common.codec import encode
+from contracts.chat import BackendRef, CompletionJob, CompletionReply, StreamAccepted
 from inference_proxy.chat import ChatRunner
 from inference_proxy.functions.pipes import PipeRunner
 from inference_proxy.functions.plugins import PluginStore, usable
@@ -49,13 +50,23 @@ class Completions:
         return "backend", None
 
     async def complete(self, job: CompletionJob) -> msgspec.Raw:
-        """The `chat.completion` JSON, already encoded."""
+        """The `chat.completion` JSON, already encoded (in a CompletionReply, saying who
+        answered, when the job asks for one)."""
         path, detail = self._route(job)
+        backend: BackendRef | None = None
         if path == "pipe":
-            return msgspec.Raw(await self._pipes.complete(job, detail, _body(job)))
-        if path == "tools":
-            return msgspec.Raw(await self._tools.complete(job, _body(job), detail))
-        return msgspec.Raw(await self._chat.complete(job))
+            body = await self._pipes.complete(job, detail, _body(job))
+        elif path == "tools":
+            body = await self._tools.complete(job, _body(job), detail)
+        else:
+            answer = await self._chat.complete(job)
+            body = answer.body
+            backend = BackendRef(kind=answer.backend.kind, idx=answer.backend.idx)
+        if job.reply_envelope:
+            return msgspec.Raw(
+                encode(CompletionReply(completion=msgspec.Raw(body), backend=backend))
+            )
+        return msgspec.Raw(body)
 
     async def stream(self, job: CompletionJob) -> StreamAccepted:
         path, detail = self._route(job)

@@ -21,10 +21,12 @@ from common.bus import Bus
 from common.codec import encode
 from common.errors import RagwayError
 from contracts import subjects
+from contracts.chat import BackendRef
 from contracts.embeddings import EmbedBatch, EmbeddedBatch, EmbeddingModel
 from inference_proxy.backend_http import BackendHTTPError, BackendPool
 from inference_proxy.catalog import ModelCatalog
 from inference_proxy.errors import error_for_exception, error_for_status
+from inference_proxy.routing import Router
 from inference_proxy.settings import Backend, Settings
 
 
@@ -49,9 +51,15 @@ class _OllamaReply(msgspec.Struct):
 
 class Embeddings:
     def __init__(
-        self, bus: Bus, pool: BackendPool, catalog: ModelCatalog, settings: Settings
+        self,
+        bus: Bus,
+        pool: BackendPool,
+        catalog: ModelCatalog,
+        settings: Settings,
+        router: Router,
     ) -> None:
         self._bus = bus
+        self._router = router
         self._pool = pool
         self._catalog = catalog
         self._timeout = settings.backend_timeout_seconds
@@ -68,10 +76,14 @@ class Embeddings:
                 subjects.EMBEDDINGS_LOCAL, encode(batch), timeout=self._timeout
             )
             return msgspec.Raw(reply)
-        backend = target.pick()
-        if backend.kind == "ollama":
-            return await self._ollama(backend, batch)
-        return await self._openai(backend, batch)
+        backend = self._router.pick(target.backends)
+        lease = self._router.take(backend)  # counted in flight for the balancing
+        try:
+            if backend.kind == "ollama":
+                return await self._ollama(backend, batch)
+            return await self._openai(backend, batch)
+        finally:
+            lease.release()
 
     async def _openai(self, backend: Backend, batch: EmbedBatch) -> EmbeddedBatch:
         body: dict[str, Any] = {
@@ -149,16 +161,21 @@ def _batch(
     if len(rows) != len(batch.input) or not dimensions:
         raise RagwayError(
             "bad_gateway",
-            f"Model backend {backend.host} answered {len(rows)} vectors for "
+            f"{backend.label} answered {len(rows)} vectors for "
             f"{len(batch.input)} texts",
         )
     if any(len(row) != dimensions for row in rows):
         raise RagwayError(
-            "bad_gateway", f"Model backend {backend.host} answered vectors of unequal lengths"
+            "bad_gateway", f"{backend.label} answered vectors of unequal lengths"
         )
     vectors = float32.pack(rows)
-    return EmbeddedBatch(dimensions=dimensions, vectors=vectors, prompt_tokens=tokens)
+    return EmbeddedBatch(
+        dimensions=dimensions,
+        vectors=vectors,
+        prompt_tokens=tokens,
+        backend=BackendRef(kind=backend.kind, idx=backend.idx),
+    )
 
 
 def _malformed(backend: Backend) -> RagwayError:
-    return RagwayError("bad_gateway", f"Model backend {backend.host} sent malformed embeddings")
+    return RagwayError("bad_gateway", f"{backend.label} sent malformed embeddings")

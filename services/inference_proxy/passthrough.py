@@ -9,21 +9,30 @@ index (not_found), unreachable or silent backend (bad_gateway/timeout).
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 import msgspec
 from nats.aio.client import Client
 
 from common.errors import RagwayError
-from contracts.ollama import OllamaProxyAccepted, OllamaProxyEnd, OllamaProxyRequest, path_level
+from contracts.ollama import (
+    METERED_PATHS,
+    OllamaProxyAccepted,
+    OllamaProxyEnd,
+    OllamaProxyRequest,
+    path_level,
+)
 from inference_proxy.backend_http import BackendHTTPError, BackendPool, BackendResponse
 from inference_proxy.cancels import CancelRegistry
 from inference_proxy.catalog import ModelCatalog
 from inference_proxy.errors import error_for_exception
 from inference_proxy.relay import Outbox, Relay, Relays, backend_reading, release_for_reuse
+from inference_proxy.routing import Lease, Router
 from inference_proxy.settings import Backend, Settings
 
 MAX_PIECE = 256 * 1024  # well under any NATS max_payload
+TAIL_BYTES = 64 * 1024  # kept of a model's reply, for the tokens it reports at its end
 
 
 class _Named(msgspec.Struct):
@@ -43,8 +52,10 @@ class OllamaPassthrough:
         catalog: ModelCatalog,
         settings: Settings,
         cancels: CancelRegistry,
+        router: Router,
     ) -> None:
         self._nc = nc
+        self._router = router
         self._pool = pool  # the connect timeout is the pool's
         self._backends = backends
         self._catalog = catalog
@@ -59,11 +70,16 @@ class OllamaPassthrough:
         if level == "admin" and request.principal.role != "admin":
             raise RagwayError("forbidden", "Only administrators may do this")
         backend = await self._backend(request)
-        # a caller gone while the backend is still thinking stops it too
-        response, cancel = await self._relays.open(
-            request.stream_id, lambda: self._send(backend, request)
-        )
-        relay = _PassthroughRelay(backend, request, response, self._settings)
+        lease = self._router.take(backend)  # in flight until the relay ends
+        try:
+            # a caller gone while the backend is still thinking stops it too
+            response, cancel = await self._relays.open(
+                request.stream_id, lambda: self._send(backend, request)
+            )
+        except BaseException:
+            lease.release()
+            raise
+        relay = _PassthroughRelay(backend, request, response, self._settings, lease)
         self._relays.start(relay, Outbox(self._nc, request.stream_inbox), cancel)
         return OllamaProxyAccepted(
             status=response.status, content_type=response.headers.get("content-type", "")
@@ -83,7 +99,7 @@ class OllamaPassthrough:
         if model:
             route = await self._catalog.route(model)
             if route is not None and route.backends[0].kind == "ollama":
-                return route.pick()
+                return self._router.pick(route.backends)
         return self._backends[0]
 
     async def _send(self, backend: Backend, request: OllamaProxyRequest) -> BackendResponse:
@@ -116,12 +132,17 @@ class _PassthroughRelay(Relay):
         request: OllamaProxyRequest,
         response: BackendResponse,
         settings: Settings,
+        lease: Lease,
     ) -> None:
         self._backend = backend
         self._request = request
         self._response = response
         self._idle = settings.backend_idle_timeout_seconds
+        self._lease = lease
         self._size = 0
+        # the body's last bytes, where a model's reply reports its tokens
+        self._metered = request.path in METERED_PATHS
+        self._tail = b""
 
     async def pump(self, out: Outbox) -> None:
         response = self._response
@@ -129,19 +150,24 @@ class _PassthroughRelay(Relay):
             while data := await response.readany():
                 idle.touch()
                 self._size += len(data)
+                if self._metered:
+                    self._tail = (self._tail + data)[-TAIL_BYTES:]
                 for start in range(0, len(data), MAX_PIECE):
                     await out.send(data[start : start + MAX_PIECE])
 
     def end_message(self, error: str | None) -> OllamaProxyEnd:
-        return OllamaProxyEnd(size=self._size, error=error)
+        usage = usage_of(self._tail) if self._metered else None
+        return OllamaProxyEnd(size=self._size, error=error, usage=usage, backend=self._backend.idx)
 
     def cancelled(self, requested: bool) -> str:
         return "Cancelled by the caller" if requested else "The proxy is shutting down"
 
     def stop(self) -> None:
         self._response.close()  # stop the backend (a pull or a generation) too
+        self._lease.release()
 
     async def release(self) -> None:
+        self._lease.release()
         await release_for_reuse(self._response)  # read to its end: the connection is kept
 
     def log_fields(self) -> dict[str, Any]:
@@ -151,6 +177,59 @@ class _PassthroughRelay(Relay):
             "status": self._response.status,
             "bytes": self._size,
         }
+
+
+class _OpenAIUsage(msgspec.Struct):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class _Counts(msgspec.Struct):
+    """Where an Ollama reply (or its OpenAI-compatible routes) reports tokens."""
+
+    prompt_eval_count: int | None = None
+    eval_count: int | None = None
+    usage: _OpenAIUsage | None = None
+
+
+_decode_counts = msgspec.json.Decoder(_Counts).decode
+_COUNT = {
+    name: re.compile(rb'"' + name.encode() + rb'"\s*:\s*(\d+)')
+    for name in ("prompt_eval_count", "eval_count")
+}
+
+
+def usage_of(tail: bytes) -> dict[str, int] | None:
+    """The tokens a reply's last bytes report: its last JSON line (NDJSON, SSE `data:`,
+    or one JSON body); for a line longer than the tail (an embedding's vectors), the
+    last counts found in it."""
+    for line in reversed(tail.rsplit(b"\n", 8)):
+        line = line.strip()
+        if line.startswith(b"data:"):
+            line = line[5:].strip()
+        if not line.startswith(b"{"):
+            continue
+        try:
+            counts = _decode_counts(line)
+        except msgspec.DecodeError:
+            break  # cut by the tail's start: look for the counts in the bytes
+        if counts.prompt_eval_count is not None or counts.eval_count is not None:
+            return {
+                "prompt_tokens": counts.prompt_eval_count or 0,
+                "completion_tokens": counts.eval_count or 0,
+            }
+        if counts.usage is not None:
+            return {
+                "prompt_tokens": counts.usage.prompt_tokens,
+                "completion_tokens": counts.usage.completion_tokens,
+            }
+    found = {name: pattern.findall(tail[-4096:]) for name, pattern in _COUNT.items()}
+    if not any(found.values()):
+        return None
+    return {
+        "prompt_tokens": int(found["prompt_eval_count"][-1]) if found["prompt_eval_count"] else 0,
+        "completion_tokens": int(found["eval_count"][-1]) if found["eval_count"] else 0,
+    }
 
 
 def _model_of(body: bytes) -> str:

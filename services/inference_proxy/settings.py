@@ -38,6 +38,26 @@ class Settings(ServiceSettings, kw_only=True):
     sandbox_max_running: Annotated[int, msgspec.Meta(ge=1)] = 8
     # model calls in one completion with `tool_ids` before giving up
     max_tool_rounds: Annotated[int, msgspec.Meta(ge=1)] = 5
+    # model id -> the models tried, in order, when every backend of it failed before its
+    # first token (RAGWAY_MODEL_FALLBACKS='{"m": ["n", ...]}')
+    model_fallbacks: dict[str, list[str]] = {}
+    # a backend failing this many requests (or model-list health checks) in a row is
+    # left out for `backend_eject_seconds`, doubled at each failed retry up to the max
+    backend_eject_after_failures: Annotated[int, msgspec.Meta(ge=1)] = 1
+    backend_eject_seconds: Annotated[float, msgspec.Meta(gt=0)] = 5.0
+    backend_eject_max_seconds: Annotated[float, msgspec.Meta(gt=0)] = 300.0
+
+    def check(self) -> None:
+        for model, fallbacks in self.model_fallbacks.items():
+            if not model or not all(fallbacks) or model in fallbacks:
+                raise ValueError(
+                    f"model_fallbacks: {model!r} -> {fallbacks}: model ids must be non-empty "
+                    "and a model cannot fall back to itself"
+                )
+            if len(set(fallbacks)) != len(fallbacks):
+                raise ValueError(f"model_fallbacks: {model!r} names a fallback twice")
+        if self.backend_eject_max_seconds < self.backend_eject_seconds:
+            raise ValueError("backend_eject_max_seconds is below backend_eject_seconds")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +72,10 @@ class Backend:
         """host:port for the logs (no userinfo: URLs may carry credentials)."""
         rest = self.base_url.split("://", 1)[-1]
         return rest.split("/", 1)[0].rpartition("@")[2]
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return self.kind, self.idx
 
     @property
     def label(self) -> str:

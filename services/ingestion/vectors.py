@@ -80,7 +80,13 @@ class VectorWriter:
         return embedded
 
     async def upsert(self, file_id: str, owner: str, name: str, vectors: list[ChunkVector]) -> int:
-        request = UpsertChunks(file_id=file_id, owner=owner, name=name, chunks=vectors)
+        request = UpsertChunks(
+            file_id=file_id,
+            owner=owner,
+            name=name,
+            chunks=vectors,
+            model=self._embedder.model_name,
+        )
         written = await self._with_retries(
             lambda: self._bus.call(subjects.VECTORS_UPSERT, request, timeout=self._timeout)
         )

@@ -21,8 +21,11 @@ Vectors = tuple[DenseVector | None, SparseVector | None]
 
 
 class QueryVectors:
-    def __init__(self, embedder: Embedder, cache_size: int) -> None:
-        self._embedder = embedder
+    def __init__(self, dense: Embedder | None, sparse: Embedder, cache_size: int) -> None:
+        """`dense` embeds for the dense vector, `sparse` (any loaded embedder: BM25 does
+        not depend on the dense model) for the BM25 one; no dense model, no dense vector."""
+        self._embedder = dense
+        self._sparse_embedder = sparse
         self._cache_size = cache_size
         self._dense: OrderedDict[str, DenseVector] = OrderedDict()
         self._sparse: OrderedDict[str, SparseVector] = OrderedDict()
@@ -37,8 +40,8 @@ class QueryVectors:
     def compute(self, text: str, *, dense: bool, sparse: bool) -> Vectors:
         """The vectors asked for, computed now (blocks: run it in a worker thread)."""
         return (
-            self._embedder.embed_query(text) if dense else None,
-            self._embedder.sparse_query(text) if sparse else None,
+            self._embedder.embed_query(text) if dense and self._embedder is not None else None,
+            self._sparse_embedder.sparse_query(text) if sparse else None,
         )
 
     def keep(self, text: str, made: Vectors, known: Vectors) -> Vectors:

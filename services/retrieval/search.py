@@ -14,19 +14,19 @@ import msgspec
 import structlog
 
 from catalog.metadata_match import matches
+from common.errors import RagwayError
 from contracts.filters import MetadataFilter
 from contracts.retrieval import ChunkHit, HitGroup, PartialFile, RetrievalQuery, RetrievalResult
-from embedding.embedder import Embedder
 from embedding.vectors import DenseVector, SparseVector
-from retrieval.fusion import FusionRule, dense_reads, parse_scripts
+from retrieval.fusion import FusionRule, dense_reads
+from retrieval.generation import Generation
 from retrieval.hybrid import asked, collapse, plan
 from retrieval.memberships import Memberships
-from retrieval.query_vectors import QueryVectors, Vectors
+from retrieval.query_vectors import Vectors
 from retrieval.rerank import Reranker, rerank_all
 from retrieval.scope import ResolvedItem, ScopeResolver
 from retrieval.settings import Settings
 from vectorstore.points import COLLECTIONS, FILE_METADATA, Hit, SearchQuery
-from vectorstore.store import VectorStore
 
 log = structlog.get_logger()
 
@@ -50,8 +50,7 @@ class Searcher:
         self,
         settings: Settings,
         resolver: ScopeResolver,
-        embedder: Embedder,
-        store: VectorStore,
+        generation: Generation,
         memberships: Memberships,
         reranker: Reranker | None = None,
     ) -> None:
@@ -59,16 +58,33 @@ class Searcher:
         self._reranker = reranker
         self._memberships = memberships
         self._resolver = resolver
-        self._vectors = QueryVectors(embedder, settings.query_cache_size)
-        self._store = store
-        self._thread_search = store.thread_search()
-        self._dense_scripts = parse_scripts(settings.dense_scripts)
+        self._gen = generation
         # None: the engine fuses hybrid queries itself (rrf, dbsf)
         self._rule = FusionRule() if settings.hybrid_fusion == "trust" else None
+
+    @property
+    def generation(self) -> Generation:
+        return self._gen
+
+    def use(self, generation: Generation) -> Generation:
+        """Search `generation` from the next query on; the one replaced."""
+        old, self._gen = self._gen, generation
+        log.info("retrieval_generation", model=generation.model, replaced=old.model)
+        return old
 
     async def query(self, request: RetrievalQuery) -> RetrievalResult:
         if not request.items:
             return RetrievalResult(groups=[])
+        with self._gen.searching() as gen:  # this query's collection and model, to its end
+            return await self._query(gen, request)
+
+    async def _query(self, gen: Generation, request: RetrievalQuery) -> RetrievalResult:
+        if request.mode == "dense" and not gen.has_dense:
+            raise RagwayError(
+                "unavailable",
+                "dense search is back once the index for the configured embedding model is"
+                " built (keyword and hybrid search work meanwhile)",
+            )
         # k <= 0 asks for the deployment's default (RAGWAY_DEFAULT_K)
         k = min(request.k if request.k > 0 else self._settings.default_k, self._settings.max_k)
         wanted = k  # a reranker picks the k best of its top_n fused candidates
@@ -81,12 +97,14 @@ class Searcher:
         elif request.mode == "hybrid" and request.complete_wait_seconds is not None:
             complete_wait = min(max(request.complete_wait_seconds, 0.0), wait)
         needs_search = any(not item.full_context for item in request.items)
-        use_dense = request.mode != "hybrid" or dense_reads(request.query, self._dense_scripts)
+        use_dense = request.mode != "hybrid" or (
+            gen.dense_scripts is not None and dense_reads(request.query, gen.dense_scripts)
+        )
         want_dense = needs_search and (
             request.mode == "dense" or (request.mode == "hybrid" and use_dense)
         )
         want_sparse = needs_search and request.mode in ("sparse", "hybrid")
-        known = self._vectors.cached(request.query, dense=want_dense, sparse=want_sparse)
+        known = gen.vectors.cached(request.query, dense=want_dense, sparse=want_sparse)
         need_dense = want_dense and known[0] is None
         need_sparse = want_sparse and known[1] is None
         # The query is embedded in a worker thread while the scope is checked here (KV
@@ -99,7 +117,7 @@ class Searcher:
         if need_dense or need_sparse:
             work = asyncio.ensure_future(
                 asyncio.to_thread(
-                    self._embed_then_search, request, k, need_dense, need_sparse, known, scope
+                    self._embed_then_search, gen, request, k, need_dense, need_sparse, known, scope
                 )
             )
         try:
@@ -120,9 +138,9 @@ class Searcher:
         embed_cpu_ms = 0.0
         if work is not None:
             made, searched, embed_cpu_ms = await work
-            dense, sparse = self._vectors.keep(request.query, made, known)
+            dense, sparse = gen.vectors.keep(request.query, made, known)
         embedded = time.perf_counter()
-        hits = await self._hits(resolved, request, k, dense, sparse, searched)
+        hits = await self._hits(gen, resolved, request, k, dense, sparse, searched)
         if self._reranker is not None:
             hits = await self._reranked(resolved, request.query, hits, wanted)
         groups = [self._group(entry, found) for entry, found in zip(resolved, hits, strict=True)]
@@ -147,6 +165,7 @@ class Searcher:
 
     def _embed_then_search(
         self,
+        gen: Generation,
         request: RetrievalQuery,
         k: int,
         need_dense: bool,
@@ -158,16 +177,17 @@ class Searcher:
         scope is already known and the store can search from this thread (else None: the
         event loop searches)."""
         started = time.thread_time()
-        made = self._vectors.compute(request.query, dense=need_dense, sparse=need_sparse)
+        made = gen.vectors.compute(request.query, dense=need_dense, sparse=need_sparse)
         cpu_ms = (time.thread_time() - started) * 1000
-        if self._thread_search is None or not scope.done() or scope.cancelled():
+        thread_search = gen.store.thread_search()
+        if thread_search is None or not scope.done() or scope.cancelled():
             return made, None, cpu_ms
         dense = made[0] if made[0] is not None else known[0]
         sparse = made[1] if made[1] is not None else known[1]
         plans = [
             plan(q, self._rule) for q in self._queries(scope.result(), request, k, dense, sparse)
         ]
-        found = collapse(plans, self._thread_search(asked(plans)), self._rule)
+        found = collapse(plans, thread_search(asked(plans)), self._rule)
         return made, found, cpu_ms
 
     def _queries(
@@ -202,6 +222,7 @@ class Searcher:
 
     async def _hits(
         self,
+        gen: Generation,
         resolved: list[ResolvedItem],
         request: RetrievalQuery,
         k: int,
@@ -212,7 +233,7 @@ class Searcher:
         """Each item's hits: the searched ones (already found in the embedding thread, or
         now in one store call), full-context ones read whole."""
         whole_reads = [
-            self._full_context(entry.file_ids(), entry.item.filter)
+            self._full_context(gen, entry.file_ids(), entry.item.filter)
             for entry in resolved
             if entry.item.full_context
         ]
@@ -226,12 +247,12 @@ class Searcher:
             queries = self._queries(resolved, request, k, dense, sparse)
             if whole_reads:
                 found, read = await asyncio.gather(
-                    self._search(queries), asyncio.gather(*whole_reads)
+                    self._search(gen, queries), asyncio.gather(*whole_reads)
                 )
             else:
-                found = await self._search(queries)
+                found = await self._search(gen, queries)
         items = [entry for entry in resolved if not entry.item.full_context]
-        found = await self._checked(items, found, request, k, dense, sparse)
+        found = await self._checked(gen, items, found, request, k, dense, sparse)
         searched_hits = iter(found)
         whole = iter(read)
         return [
@@ -253,6 +274,7 @@ class Searcher:
 
     async def _checked(
         self,
+        gen: Generation,
         searched: list[ResolvedItem],
         found: list[list[Hit]],
         request: RetrievalQuery,
@@ -277,13 +299,13 @@ class Searcher:
                 exclude_file_ids=[],
                 file_ids=entry.file_ids(),
             )
-            checked[n] = (await self._search([exact]))[0]
+            checked[n] = (await self._search(gen, [exact]))[0]
         return checked
 
-    async def _search(self, queries: list[SearchQuery]) -> list[list[Hit]]:
+    async def _search(self, gen: Generation, queries: list[SearchQuery]) -> list[list[Hit]]:
         """The store's hits for each query (hybrid ones fused here under the trust rule)."""
         plans = [plan(query, self._rule) for query in queries]
-        return collapse(plans, await self._store.search_many(asked(plans)), self._rule)
+        return collapse(plans, await gen.store.search_many(asked(plans)), self._rule)
 
     def _group(self, entry: ResolvedItem, hits: list[ChunkHit]) -> HitGroup:
         partial = [
@@ -300,11 +322,11 @@ class Searcher:
         )
 
     async def _full_context(
-        self, file_ids: list[str], on_metadata: MetadataFilter | None
+        self, gen: Generation, file_ids: list[str], on_metadata: MetadataFilter | None
     ) -> list[ChunkHit]:
         """Every chunk of every file (whose upload metadata passes the filter), files in
         scope order, chunks in document order."""
-        chunks = await asyncio.gather(*(self._store.get_file_chunks(fid) for fid in file_ids))
+        chunks = await asyncio.gather(*(gen.store.get_file_chunks(fid) for fid in file_ids))
         return [
             chunk_hit(hit, score=1.0)
             for file_chunks in chunks

@@ -35,9 +35,9 @@ class Settings(ServiceSettings, kw_only=True):
     # bench/RESULTS.md)
     hybrid_fusion: Literal["trust", "rrf", "dbsf"] = "trust"
     # Unicode scripts the dense model was trained on (comma-separated); a hybrid query
-    # written mostly in other scripts runs on BM25 alone. Empty: always fuse (set it empty,
-    # or to the model's scripts, for a multilingual model).
-    dense_scripts: str = "latin"
+    # written mostly in other scripts runs on BM25 alone. Empty: always fuse. `model`: the
+    # scripts the model's catalog entry names (MiniLM: latin; multilingual-e5-small: all).
+    dense_scripts: str = "model"
     # an external reranker (retrieval/rerank.py): the endpoint's full URL (empty: none),
     # its protocol (`tei`: text-embeddings-inference; `infinity`: Infinity, Cohere, Jina),
     # a bearer key, a model name (sent with `infinity`), how many fused candidates of each

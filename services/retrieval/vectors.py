@@ -22,11 +22,11 @@ from embedding.embedder import Embedder
 from embedding.vectors import SparseVector
 from retrieval.access import can_read_file
 from retrieval.errors import file_not_found
+from retrieval.indexed_store import IndexedStore
 from retrieval.knowledge import KnowledgeHandlers
 from retrieval.known_files import KnownFiles
 from retrieval.memberships import Memberships
 from vectorstore.points import COLLECTIONS, FILE_METADATA, ChunkPoint
-from vectorstore.store import VectorStore
 
 log = structlog.get_logger()
 
@@ -56,7 +56,7 @@ def _in_collections(points: list[ChunkPoint], collections: list[str]) -> list[Ch
 class VectorHandlers:
     def __init__(
         self,
-        store: VectorStore,
+        store: IndexedStore,
         embedder: Embedder,
         files: FileCatalog,
         known: KnownFiles,
@@ -72,10 +72,13 @@ class VectorHandlers:
 
     async def upsert(self, request: UpsertChunks) -> VectorsWritten:
         """Write a file's chunks; ids derive from (file id, chunk index), so repeats overwrite."""
+        # vectors of another model (an ingestion worker not restarted yet during a rebuild)
+        # are checked by the store: written to that model's collection, or refused
         dim = self._embedder.dimension
+        ours = request.model in ("", self._embedder.model_name)
         points = []
         for chunk in request.chunks:
-            if chunk.dense and len(chunk.dense) != dim:  # empty: keyword-only, dense later
+            if ours and chunk.dense and len(chunk.dense) != dim:  # empty: keyword-only, dense later
                 raise invalid(
                     f"chunk {chunk.index}: dense vector has {len(chunk.dense)} dims, not {dim}"
                 )
@@ -91,18 +94,18 @@ class VectorHandlers:
                     payload=_payload(request.owner, request.name, chunk.metadata),
                 )
             )
-        await self._write(request.file_id, points)
+        await self._write(request.file_id, points, request.model)
         log.info("vectors_upserted", file_id=request.file_id, count=len(points))
         return VectorsWritten(count=len(points))
 
-    async def _write(self, file_id: str, points: list[ChunkPoint]) -> None:
+    async def _write(self, file_id: str, points: list[ChunkPoint], model: str) -> None:
         """Write only for a file that exists (see `_guarded`)."""
 
         async def write(record: FileRecord) -> int:
             # tagged with the file's collections as of the write (`Memberships.writing`)
             async with self._memberships.writing(file_id) as collections:
                 tagged = _in_collections(_with_file_metadata(points, record), collections)
-                await self._store.upsert(tagged)
+                await self._store.write(tagged, model)
             return len(points)
 
         await self._guarded(file_id, write)

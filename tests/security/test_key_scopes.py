@@ -258,6 +258,7 @@ NOT_SCOPED: dict[str, str] = (
     | {
         "limits_set": "admin-only limits, no model or collection is used",
         "limits_list": "admin-only limits",
+        "retrieval_embedding": "admin-only: the embedding model and index state",
         "limits_delete": "admin-only limits",
         "usage": "the caller's own ledger rows (admins: everyone's)",
         "health": "public",

@@ -158,6 +158,7 @@ NO_OBJECT: dict[str, str] = {
             "limits_set",
             "limits_list",
             "add_user",
+            "retrieval_embedding",
         ],
         "admin-only (test_roles: 403 to users)",
     ),

@@ -466,3 +466,23 @@ async def test_an_edge_store_made_before_collections_gets_their_index_at_reopen(
         assert "collections" in reopened.shard.info().payload_schema
     finally:
         await reopened.close()
+
+
+async def test_file_counts_name_every_file_with_its_number_of_chunks(store: VectorStore) -> None:
+    assert await store.file_counts() == {}
+    points = [chunk(f"f{i % 3}", i, VOCAB[i % len(VOCAB)]) for i in range(30)]
+    await store.upsert([*points, *FILE_B])
+    await store.delete_file("f2")
+    assert await store.file_counts() == {"f0": 10, "f1": 10, "b": len(FILE_B)}
+
+
+async def test_a_dropped_edge_collection_is_gone_and_can_be_made_anew(tmp_path: Path) -> None:
+    store = EdgeStore(tmp_path / "old", search_threads=1)
+    await store.ensure_collection(DIM)
+    await store.upsert(FILE_A)
+    await store.drop()
+    assert not (tmp_path / "old").exists()
+    again = EdgeStore(tmp_path / "old", search_threads=1)
+    await again.ensure_collection(DIM + 1)  # another model's dimension: no conflict
+    assert await again.count() == 0
+    await again.close()

@@ -22,7 +22,7 @@ from nats.aio.client import Client
 from common.codec import encode
 from common.errors import RagwayError, not_found
 from contracts.auth import Principal
-from contracts.chat import CompletionJob, StreamAccepted, StreamEnd
+from contracts.chat import BackendRef, CompletionJob, StreamAccepted, StreamEnd
 from contracts.functions import ToolRecord
 from contracts.streams import error_event
 from inference_proxy.cancels import CancelRegistry
@@ -94,7 +94,8 @@ class ToolLoop:
         tools = self.tools_for(body, tool_ids, job.principal)
         messages = list(body.get("messages") or [])
         for _ in range(self.rounds):
-            reply = await self._chat.complete(self._job(job, {**body, "messages": messages}, tools))
+            round_job = self._job(job, {**body, "messages": messages}, tools)
+            reply = (await self._chat.complete(round_job)).body
             message = _message_of(reply)
             calls = message.get("tool_calls") or []
             if not calls or not _all_ours(calls, tools):
@@ -116,7 +117,10 @@ class ToolLoop:
         )
         relay = _ToolRelay(self, job, body, messages, tools, first)
         self._relays.start(relay, Outbox(self._nc, job.stream_inbox), cancel)
-        return StreamAccepted(model=first.request.model)
+        backend = first.request.backend
+        return StreamAccepted(
+            model=first.request.model, backend=BackendRef(kind=backend.kind, idx=backend.idx)
+        )
 
     async def open_round(
         self, job: CompletionJob, body: dict[str, Any], messages: list[Any], tools: _Tools
