@@ -13,6 +13,13 @@ import msgspec
 from contracts.auth import Principal
 
 FileStatus = Literal["pending", "processing", "completed", "failed"]
+# Where a file's processing is (`/process/status`): queued, then the keyword phase
+# (extracting the text, chunking it, indexing every chunk with its BM25 vector), then the
+# dense phase (embedding), done. A cancelled file is `failed` (Open WebUI's statuses) at
+# stage `cancelled`, so every client that waits for completed/failed stops waiting.
+Stage = Literal[
+    "queued", "extracting", "chunking", "indexing", "embedding", "done", "failed", "cancelled"
+]
 
 
 class FileData(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -31,6 +38,13 @@ class FileData(msgspec.Struct, kw_only=True, omit_defaults=True):
     # Dense embedding progress per chunk range ("first index" -> chunks embedded in it),
     # so a redelivered range job counts its chunks once; emptied when completed.
     dense_ranges: dict[str, int] = {}
+    # set by the workers while processing (and `cancelled` once stopped); absent: derived
+    stage: Stage | None = None
+    # a cancel asked of a running job: it stops at its next stage boundary
+    cancel_reason: str | None = None
+    # which processing run of the file this is: a retry or re-index starts the next one,
+    # so a job of an earlier run (still queued, or still running) leaves the file alone
+    run: int = 0
 
 
 class FileMeta(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -69,16 +83,51 @@ class IngestJob(msgspec.Struct, frozen=True, kw_only=True):
     request_id: str = ""
     start: int = 0
     stop: int = 0
+    run: int = 0  # the file record's `run` this job belongs to
 
 
 class FileStatusReply(msgspec.Struct, kw_only=True, omit_defaults=True):
     """`GET /api/v1/files/{id}/process/status` (and each SSE event of ?stream=true)."""
 
     status: FileStatus
+    stage: Stage
     error: str | None = None
     chunks_done: int = 0
     chunks_total: int = 0
     keyword_searchable: bool = False
+    # a cancel was asked; the job stops at its next stage boundary
+    cancel_requested: bool = False
+
+
+def stage_of(data: FileData) -> Stage:
+    """The stage the record says, or what its status implies (records of older workers)."""
+    if data.status == "completed":
+        return "done"
+    if data.status == "failed":
+        return "cancelled" if data.stage == "cancelled" else "failed"
+    if data.status == "pending":
+        return "queued"
+    if data.stage is not None:
+        return data.stage
+    return "embedding" if data.keyword_searchable else "extracting"
+
+
+DeadLetterKind = Literal["failed", "exhausted"]
+
+
+class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
+    """A job that failed for good (`failed`: the file cannot be processed) or ran out of
+    deliveries (`exhausted`), kept in the dead-letter stream, one per file, until the
+    file is retried or deleted."""
+
+    file_id: str
+    user_id: str = ""
+    filename: str = ""
+    reason: str
+    kind: DeadLetterKind
+    deliveries: int = 0
+    job: IngestJob
+    failed_at: float = 0.0
 
 
 class DeleteFileRequest(msgspec.Struct, frozen=True, kw_only=True):

@@ -32,6 +32,7 @@ KEY_PATTERN = r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$"
 
 Key = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=KEY_PATTERN)]
 Text = Annotated[str, msgspec.Meta(max_length=1024)]
+Int = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]  # the engines' payload integers
 Bound = float | Text
 
 
@@ -68,9 +69,9 @@ class Range(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
 
 class Condition(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     key: Key
-    eq: Text | int | None = None
+    eq: Text | Int | None = None
     in_: (
-        Annotated[list[Text | int], msgspec.Meta(min_length=1, max_length=MAX_IN_VALUES)] | None
+        Annotated[list[Text | Int], msgspec.Meta(min_length=1, max_length=MAX_IN_VALUES)] | None
     ) = msgspec.field(default=None, name="in")
     range: Range | None = None
 

@@ -44,7 +44,13 @@ from contracts.embeddings import (
     EmbeddingModelsRequest,
 )
 from contracts.endpoint import Declared, Endpoint, Event, WorkQueue
-from contracts.files import DeleteFileRequest, IngestJob, UserDataPurge, UserDataPurged
+from contracts.files import (
+    DeadLetter,
+    DeleteFileRequest,
+    IngestJob,
+    UserDataPurge,
+    UserDataPurged,
+)
 from contracts.functions import (
     FunctionInfo,
     FunctionRecord,
@@ -263,7 +269,8 @@ def max_deliveries_subject(stream: str, consumer: str) -> str:
     return f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.{consumer}"
 
 
-# a job that kept failing: its file is marked failed (see ingestion.worker)
+# a job that kept failing: its file is marked failed (see ingestion.worker); the advisory
+# is kept in a stream of its own (`advisory_stream`), so none is lost while no worker runs
 INGEST_MAX_DELIVERIES = Event(
     max_deliveries_subject(INGEST_JOBS.stream, INGEST_JOBS.consumer),
     dict[str, Any],
@@ -272,6 +279,25 @@ INGEST_MAX_DELIVERIES = Event(
     publishers=(NATS_SERVER,),
     subscribers=(INGESTION_SERVICE,),
 )
+INGEST_ADVISORY_CONSUMER = "ragway-ingestion-advisories"
+
+
+def advisory_stream(ingest_stream: str) -> str:
+    """The stream that keeps the job consumer's max-deliveries advisories."""
+    return f"{ingest_stream}_ADVISORIES"
+
+
+# jobs that failed for good or ran out of deliveries, one per file (`.<file_id>`), with the
+# reason: kept in the stream INGEST_DEAD_STREAM, listed and retried by admins (gateway)
+INGEST_DEAD_LETTERS = Event(
+    "ragway.ingest.dead.*",
+    DeadLetter,
+    INGESTION_SERVICE,
+    "from_owner",
+    publishers=(INGESTION_SERVICE,),
+    subscribers=(GATEWAY_SERVICE,),
+)
+INGEST_DEAD_STREAM = "RAGWAY_INGEST_DEAD"
 
 # --- retrieval: vectors, search, knowledge ------------------------------------------------
 

@@ -51,6 +51,8 @@ class JetStreamUse(msgspec.Struct, frozen=True, kw_only=True):
 
 _FILE_CATALOG = ("files", "file_hashes", "file_owners", "storage_usage")
 _INGEST_STREAM = (subjects.INGEST_JOBS.stream,)
+# failed jobs (ingestion writes them, the gateway lists and retries them)
+_DEAD_STREAM = (subjects.INGEST_DEAD_STREAM,)
 JETSTREAM_USE: dict[str, JetStreamUse] = {
     subjects.AUTH_SERVICE: JetStreamUse(
         buckets=(
@@ -67,7 +69,13 @@ JETSTREAM_USE: dict[str, JetStreamUse] = {
     ),
     subjects.INFERENCE_SERVICE: JetStreamUse(buckets=("functions", "tools", "valves")),
     subjects.INGESTION_SERVICE: JetStreamUse(
-        buckets=_FILE_CATALOG, object_stores=("blobs",), streams=_INGEST_STREAM
+        buckets=_FILE_CATALOG,
+        object_stores=("blobs",),
+        streams=(
+            *_INGEST_STREAM,
+            *_DEAD_STREAM,
+            subjects.advisory_stream(subjects.INGEST_JOBS.stream),
+        ),
     ),
     subjects.RETRIEVAL_SERVICE: JetStreamUse(
         buckets=(*_FILE_CATALOG, "knowledge", "vector_index"), object_stores=("blobs",)
@@ -75,7 +83,7 @@ JETSTREAM_USE: dict[str, JetStreamUse] = {
     GATEWAY: JetStreamUse(
         buckets=(*_FILE_CATALOG, "presets", "chats", "limits", "limit_usage"),
         object_stores=("blobs",),
-        streams=_INGEST_STREAM,
+        streams=(*_INGEST_STREAM, *_DEAD_STREAM),
         prefixed_streams=("usage",),
     ),
 }

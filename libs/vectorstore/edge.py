@@ -25,7 +25,8 @@ import structlog
 
 from common.errors import RagwayError
 from embedding.vectors import SparseVector
-from vectorstore.filters import EDGE_SCHEMA, edge_filter, wanted_indexes
+from vectorstore.edge_filters import EDGE_SCHEMA, edge_filter
+from vectorstore.filters import wanted_indexes
 from vectorstore.points import COLLECTIONS, DENSE, SPARSE, ChunkPoint, Hit, SearchQuery
 from vectorstore.store import (
     COUNT_PAGE,

@@ -10,8 +10,9 @@ from qdrant_client import AsyncQdrantClient, models
 from qdrant_client.http.exceptions import UnexpectedResponse
 
 from embedding.vectors import SparseVector
-from vectorstore.filters import SERVER_SCHEMA, server_filter, wanted_indexes
+from vectorstore.filters import wanted_indexes
 from vectorstore.points import COLLECTIONS, DENSE, SPARSE, ChunkPoint, Hit, SearchQuery
+from vectorstore.server_filters import SERVER_SCHEMA, server_filter
 from vectorstore.store import (
     COUNT_PAGE,
     RRF_K,

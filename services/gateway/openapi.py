@@ -52,6 +52,7 @@ from gateway.routes_auth import PasswordForm, RoleForm
 from gateway.routes_config import ConfigReply, VersionReply
 from gateway.routes_console import ConsoleUser
 from gateway.routes_file_edits import ContentForm, ContentReply, ProcessTextForm, ProcessTextReply
+from gateway.routes_ingest import CancelForm, FailedPage, RetryAllForm, RetryAllReply
 from gateway.routes_retrieval import (
     EmbeddingConfigReply,
     QueryCollectionForm,
@@ -283,6 +284,32 @@ ROUTE_DOCS: dict[str, RouteDoc] = {
         "Index one of the collection's files again", "knowledge", FileIdForm, KnowledgeReply
     ),
     "files_delete": RouteDoc("Delete a file, its vectors and links", "files", None, bool),
+    "files_cancel": RouteDoc(
+        "Cancel a file's processing (owner, admin; body optional): queued at once, running "
+        "at its next stage; ends `failed` at stage `cancelled`",
+        "files",
+        CancelForm,
+        FileStatusReply,
+    ),
+    "files_retry": RouteDoc(
+        "Process a failed or cancelled file again (owner, admin); a queued or running "
+        "file is answered as it is",
+        "files",
+        None,
+        FileStatusReply,
+    ),
+    "files_retry_all": RouteDoc(
+        "Retry dead-lettered failed files, at most `limit` (admin; body optional)",
+        "files",
+        RetryAllForm,
+        RetryAllReply,
+    ),
+    "files_failed": RouteDoc(
+        "Jobs that failed for good or ran out of deliveries, newest first (admin, `?page=`)",
+        "files",
+        None,
+        FailedPage,
+    ),
     "knowledge_create": RouteDoc("Create a collection", "knowledge", KnowledgeForm, KnowledgeReply),
     "knowledge_list": RouteDoc(
         "Readable collections (`?page=`: `{items, total}`)",

@@ -2,8 +2,10 @@
 
 The order keeps every search free of stale chunks: the record goes back to `pending`
 first (searches then wait for it, as for any new file), then its vectors are deleted,
-then the job is queued. Only a settled file (completed or failed) is re-processed, so no
-earlier job of the same file can write old chunks after the delete.
+then the job is queued. Only a settled file (completed or failed) is re-processed, and
+the record starts a new run: a job of an earlier run (a range job still in flight when
+its file failed or was cancelled) finds a run that is not its own and leaves the file
+alone. A retried file's dead letter goes just before its job is queued.
 """
 
 from __future__ import annotations
@@ -19,13 +21,16 @@ from contracts import subjects
 from contracts.files import FileData, FileRecord, IngestJob
 from contracts.retrieval import FileVectorsRef
 from gateway.ingest_queue import publish_job
-from gateway.state import BUS, CATALOG, REQUEST_ID, SETTINGS
+from gateway.state import BUS, CATALOG, DEAD_LETTERS, REQUEST_ID, SETTINGS
 
 SETTLED = ("completed", "failed")
 
 
-async def reprocess(request: web.Request, record: FileRecord, text: str | None = None) -> None:
-    """Queue `record` for processing again; with `text`, that text replaces the extracted."""
+async def reprocess(
+    request: web.Request, record: FileRecord, text: str | None = None
+) -> FileRecord:
+    """Queue `record` for processing again; with `text`, that text replaces the extracted.
+    Returns the record as queued (`pending`, its new run)."""
     app = request.app
     catalog = app[CATALOG]
     if record.data.status not in SETTLED:
@@ -41,23 +46,26 @@ async def reprocess(request: web.Request, record: FileRecord, text: str | None =
     def pending(current: FileRecord) -> FileRecord:
         if current.data.status not in SETTLED:
             raise RagwayError("conflict", f"File {current.meta.name!r} is being processed")
-        current.data = FileData(status="pending")
+        current.data = FileData(status="pending", run=current.data.run + 1)
         if text is not None:
             current.meta.edited = True
         return current
 
-    await catalog.update(record.id, pending)
+    queued = await catalog.update(record.id, pending)
     settings = app[SETTINGS]
     await app[BUS].call(
         subjects.VECTORS_DELETE,
         FileVectorsRef(file_id=record.id),
         timeout=settings.request_timeout_seconds,
     )
+    # before the job: a worker that fails it again at once writes the file's new letter
+    await app[DEAD_LETTERS].remove(record.id)
     await publish_job(
         app[BUS].nc.jetstream(timeout=settings.request_timeout_seconds),
         settings.ingest_subject,
-        IngestJob(file_id=record.id, request_id=request.get(REQUEST_ID, "")),
+        IngestJob(file_id=record.id, request_id=request.get(REQUEST_ID, ""), run=queued.data.run),
     )
+    return queued
 
 
 async def settled(request: web.Request, file_id: str, seconds: float) -> FileRecord | None:

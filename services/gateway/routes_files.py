@@ -33,6 +33,7 @@ from contracts.files import (
     FileRecord,
     FileStatusReply,
     IngestJob,
+    stage_of,
 )
 from gateway.bodies import TRUE, json_bytes, json_value
 from gateway.ingest_queue import publish_job
@@ -81,7 +82,8 @@ def file_object(record: FileRecord) -> dict[str, Any]:
     """The record as clients see it (Open WebUI's file object), without the workers'
     per-range bookkeeping (`chunks_done` sums it)."""
     value: dict[str, Any] = msgspec.to_builtins(record)
-    value["data"].pop("dense_ranges", None)
+    for bookkeeping in ("dense_ranges", "cancel_reason", "run"):
+        value["data"].pop(bookkeeping, None)
     return value
 
 
@@ -339,10 +341,12 @@ def status_of(record: FileRecord) -> FileStatusReply:
     data = record.data
     return FileStatusReply(
         status=data.status,
+        stage=stage_of(data),
         error=data.error,
         chunks_done=data.chunks_done,
         chunks_total=data.chunks_total,
         keyword_searchable=data.keyword_searchable,
+        cancel_requested=data.cancel_reason is not None and data.status == "processing",
     )
 
 
@@ -365,7 +369,9 @@ async def _status_stream(request: web.Request, record: FileRecord) -> web.Stream
         async with asyncio.timeout(settings.file_status_stream_max_seconds):
             async for latest in updates:
                 if latest is None:
-                    gone = FileStatusReply(status="failed", error="The file was deleted")
+                    gone = FileStatusReply(
+                        status="failed", stage="failed", error="The file was deleted"
+                    )
                     await response.write(_event(gone))
                     break
                 reply = status_of(latest)

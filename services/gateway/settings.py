@@ -7,7 +7,7 @@ from typing import Annotated, ClassVar
 import msgspec
 
 from common.settings import Name, ServiceSettings
-from contracts.subjects import INGEST_JOBS
+from contracts.subjects import INGEST_DEAD_LETTERS, INGEST_DEAD_STREAM, INGEST_JOBS
 
 
 class Settings(ServiceSettings, kw_only=True):
@@ -47,6 +47,9 @@ class Settings(ServiceSettings, kw_only=True):
     metrics_token: str = ""
     # /metrics waits this long for every service instance's `$SRV.STATS` reply
     metrics_stats_window_seconds: Annotated[float, msgspec.Meta(gt=0, le=5)] = 0.2
+    # the ingestion dead letters admins list and retry (written by the ingestion workers)
+    dead_letter_stream: Name = INGEST_DEAD_STREAM
+    dead_letter_subjects: str = INGEST_DEAD_LETTERS.subject
     file_max_size_mb: Annotated[int, msgspec.Meta(ge=1)] = 100
     # uploaded bytes each user may keep (all their files together); 0: no quota
     storage_quota_mb: Annotated[int, msgspec.Meta(ge=0)] = 1024

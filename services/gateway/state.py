@@ -8,6 +8,7 @@ from typing import Literal
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from catalog.dead_letters import DeadLetters
 from catalog.files import FileCatalog
 from common.bus import Bus
 from common.inbox import Inboxes
@@ -42,6 +43,8 @@ ACCESS = web.AppKey("access", dict[str, Access])
 INBOXES = web.AppKey("inboxes", Inboxes)
 # opened at startup (cleanup_ctx): file records and blobs in JetStream
 CATALOG = web.AppKey("catalog", FileCatalog)
+# opened at startup (routes_ingest): the ingestion dead letters
+DEAD_LETTERS = web.AppKey("dead_letters", DeadLetters)
 # opened at startup: limits and the usage ledger (either may be switched off)
 METER = web.AppKey("meter", Meter)
 # opened at startup: workspace models, mirrored from their bucket

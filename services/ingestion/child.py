@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import resource
+from collections.abc import Awaitable, Callable
 from multiprocessing.connection import Connection
 from typing import Literal
 
@@ -45,6 +46,8 @@ class _Reply(msgspec.Struct, frozen=True, kw_only=True):
     failure: _Failure | None = None
 
 
+# sent by the child once the text is extracted, before it is chunked (never a valid reply)
+EXTRACTED = b"extracted"
 _encode = msgspec.msgpack.Encoder().encode
 _decode_reply = msgspec.msgpack.Decoder(_Reply).decode
 
@@ -63,9 +66,14 @@ async def process_file_in_child(
     limits: ExtractionLimits,
     chunking: ChunkingOptions,
     child: ChildLimits,
+    on_extracted: Callable[[], Awaitable[None]] | None = None,
 ) -> ProcessedFile:
     """`process_file` in a child; raises `ExtractionError` with a reason for the uploader,
-    also when the child ran out of memory or time, or died."""
+    also when the child ran out of memory or time, or died.
+
+    `on_extracted` is awaited once the text is extracted, while the child chunks it; what
+    it raises stops the child and propagates.
+    """
     context = _context()
     receive, send = context.Pipe(duplex=False)
     process = context.Process(
@@ -76,14 +84,23 @@ async def process_file_in_child(
     try:
         await asyncio.to_thread(process.start)
         send.close()
-        if not await asyncio.to_thread(receive.poll, child.timeout_seconds):
-            raise too_large(
-                f"Reading the file took longer than {child.timeout_seconds:,.0f} s; it was stopped"
-            )
-        try:
-            reply = _decode_reply(await asyncio.to_thread(receive.recv_bytes))
-        except EOFError:  # the child died without a word: killed, or crashed in C code
-            raise _died(child) from None
+        deadline = asyncio.get_running_loop().time() + child.timeout_seconds
+        while True:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0 or not await asyncio.to_thread(receive.poll, left):
+                raise too_large(
+                    f"Reading the file took longer than {child.timeout_seconds:,.0f} s; "
+                    "it was stopped"
+                )
+            try:
+                message = await asyncio.to_thread(receive.recv_bytes)
+            except EOFError:  # the child died without a word: killed, or crashed in C code
+                raise _died(child) from None
+            if message != EXTRACTED:
+                break
+            if on_extracted is not None:
+                await on_extracted()
+        reply = _decode_reply(message)
     finally:
         receive.close()
         if process.is_alive():
@@ -117,7 +134,14 @@ def _run(
 
     resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     try:
-        processed = process_file(blob, filename, content_type, limits=limits, chunking=chunking)
+        processed = process_file(
+            blob,
+            filename,
+            content_type,
+            limits=limits,
+            chunking=chunking,
+            on_extracted=lambda: send.send_bytes(EXTRACTED),
+        )
         reply = _Reply(processed=processed)
     except Exception as exc:  # ExtractionError, MemoryError, a parser bug alike
         reply = _Reply(failure=_failure(exc, memory_bytes))

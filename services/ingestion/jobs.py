@@ -13,6 +13,10 @@ runs only while the record is not yet `keyword_searchable`, and a range resumes 
 the chunks its record says are embedded. Typed failures (an unreadable file) end the
 file `failed` with a reason; anything else propagates so the worker can hand the job to
 the queue again.
+
+Every stage boundary is a compare-and-set of the record that also looks for a cancel
+(`Cancelled`: the worker deletes what the job wrote) and for a newer run of the file
+(`StaleJob`: a retry or re-index took over; this job leaves the file alone).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import structlog
 
 from catalog.files import FileCatalog, blob_name, chunks_name, text_name
 from common.errors import RagwayError
-from contracts.files import FileData, FileRecord, IngestJob
+from contracts.files import FileData, FileRecord, IngestJob, Stage
 from contracts.retrieval import ChunkVector
 from ingestion.child import ChildLimits, process_file_in_child
 from ingestion.chunking import ChunkingOptions
@@ -49,6 +53,19 @@ _decode_processed = msgspec.msgpack.Decoder(ProcessedFile).decode
 
 class FileGone(Exception):
     """The file was deleted while its job waited or ran: nothing left to do."""
+
+
+class Cancelled(Exception):
+    """The file's processing was cancelled: stop here, delete what was written."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class StaleJob(Exception):
+    """Nothing left for the job: its file finished, or the job belongs to an earlier run
+    of the file (retried or re-indexed since)."""
 
 
 class JobFailed(Exception):
@@ -88,9 +105,11 @@ class JobProcessor:
         record = await self.catalog.get(job.file_id)
         if record is None:
             raise FileGone(job.file_id)
+        if record.data.run != job.run:
+            raise StaleJob(job.file_id)
         if record.data.status in FINISHED:
             log.info("job_already_finished", file_id=job.file_id, status=record.data.status)
-            return
+            raise StaleJob(job.file_id)
         if job.stop > job.start:
             processed = await self._extracted(record)
             await self._embed_range(record, processed, job.start, job.stop)
@@ -99,12 +118,16 @@ class JobProcessor:
 
     async def _index_file(self, record: FileRecord, request_id: str) -> None:
         """The keyword phase, then the dense one here or handed out in ranges."""
-        file_id = record.id
+        file_id, run = record.id, record.data.run
         started = time.perf_counter()
-        if record.data.status == "pending":
-            await self._set(file_id, lambda data: FileData(status="processing"))
-        processed = await self._extract(record)
+        await self._advance(record, "extracting")
+
+        async def extracted() -> None:
+            await self._advance(record, "chunking")
+
+        processed = await self._extract(record, extracted)
         total = len(processed.chunks)
+        await self._advance(record, "indexing", chunks_total=total)
         if record.data.keyword_searchable:
             log.info("keyword_phase_already_done", file_id=file_id, chunks=total)
         else:
@@ -114,12 +137,7 @@ class JobProcessor:
                 await self._complete(record, total, reused=True)
                 return
             await self._write_keyword_points(record, processed)
-            await self._set(
-                file_id,
-                lambda data: FileData(
-                    status="processing", chunks_total=total, keyword_searchable=True
-                ),
-            )
+            await self._advance(record, "embedding", chunks_total=total, keyword_searchable=True)
             log.info(
                 "file_keyword_searchable",
                 file_id=file_id,
@@ -136,7 +154,7 @@ class JobProcessor:
         await self.catalog.blobs.put_bytes(chunks_name(file_id), _encode_processed(processed))
         for first, stop in ranges:
             await self._hand_out(
-                IngestJob(file_id=file_id, request_id=request_id, start=first, stop=stop)
+                IngestJob(file_id=file_id, request_id=request_id, start=first, stop=stop, run=run)
             )
         log.info("dense_ranges_queued", file_id=file_id, ranges=len(ranges), chunks=total)
 
@@ -177,7 +195,7 @@ class JobProcessor:
                 keyword = await self.writer.keyword_vectors(batch)
                 await self._upsert(record, await self.writer.add_dense(keyword))
             done = resume - first + min(at + size, len(chunks))
-            updated = await self._record_dense(record.id, key, done, total)
+            updated = await self._record_dense(record, key, done, total)
             if updated.data.status == "failed":
                 log.info("dense_range_stopped_file_failed", file_id=record.id, first=first)
                 return
@@ -185,7 +203,9 @@ class JobProcessor:
                 await self._complete(record, total, reused=False)
                 return
 
-    async def _record_dense(self, file_id: str, key: str, done: int, total: int) -> FileRecord:
+    async def _record_dense(
+        self, record: FileRecord, key: str, done: int, total: int
+    ) -> FileRecord:
         """Progress of one range; the write that brings every range to its end completes."""
 
         def change(data: FileData) -> FileData:
@@ -194,20 +214,34 @@ class JobProcessor:
             ranges = {**data.dense_ranges, key: max(done, data.dense_ranges.get(key, 0))}
             embedded = sum(ranges.values())
             if embedded >= total:
-                return _completed(total)
-            return FileData(
+                return _completed(data, total)
+            return msgspec.structs.replace(
+                data,
                 status="processing",
+                stage="embedding",
                 chunks_done=embedded,
                 chunks_total=total,
                 keyword_searchable=True,
                 dense_ranges=ranges,
             )
 
-        return await self._update(file_id, change)
+        return await self._update(record.id, _guarded(record.data.run, change))
+
+    async def _advance(self, record: FileRecord, stage: Stage, **fields: object) -> None:
+        """Enter `stage` (a boundary): raises `Cancelled` or `StaleJob` instead when due."""
+
+        def change(data: FileData) -> FileData:
+            if data.status in FINISHED:
+                raise StaleJob(record.id)  # finished meanwhile by another job of this run
+            return msgspec.structs.replace(data, status="processing", stage=stage, **fields)
+
+        await self._update(record.id, _guarded(record.data.run, change))
 
     async def _complete(self, record: FileRecord, total: int, *, reused: bool) -> None:
         if reused:
-            await self._set(record.id, lambda data: _completed(total))
+            await self._update(
+                record.id, _guarded(record.data.run, lambda data: _completed(data, total))
+            )
         await self.catalog.blobs.delete(chunks_name(record.id))  # no range needs them now
         if not record.meta.edited:  # an edited file's vectors no longer match its bytes
             await self.catalog.remember_hash(record.hash, record.id)
@@ -230,21 +264,52 @@ class JobProcessor:
                 await self._ensure_exists(record.id)
             raise
 
-    async def fail(self, file_id: str, reason: str) -> bool:
-        """Mark the file failed (unless it finished meanwhile); False when it is gone."""
+    async def fail(self, job: IngestJob, reason: str) -> bool:
+        """Mark the file failed (unless it finished meanwhile, or a newer run of it
+        started); False when it is gone."""
 
         def change(data: FileData) -> FileData:
-            if data.status == "completed":
+            if data.status == "completed" or data.run != job.run:
                 return data
-            return FileData(status="failed", error=reason, chunks_total=data.chunks_total)
+            return FileData(
+                status="failed", error=reason, chunks_total=data.chunks_total, run=data.run
+            )
 
         try:
-            await self._set(file_id, change)
+            await self._update(job.file_id, change)
         except FileGone:
             return False
         self.files["failed"] += 1
-        log.info("file_failed", file_id=file_id, reason=reason)
+        log.info("file_failed", file_id=job.file_id, reason=reason)
         return True
+
+    async def stop_cancelled(self, job: IngestJob, reason: str) -> None:
+        """After a `Cancelled` boundary: delete what the job wrote, then mark the file
+        cancelled (`failed` at stage `cancelled`, the reason as its error)."""
+        record = await self.catalog.get(job.file_id)
+        if record is None or record.data.run != job.run:
+            return  # deleted, or a retry owns the file now (it deleted the vectors itself)
+        removed = await self.writer.delete(record.id)
+        await self.catalog.blobs.delete(chunks_name(record.id))
+        if not record.meta.edited:  # an edited file's text is its content: kept
+            await self.catalog.blobs.delete(text_name(record.id))
+
+        def change(data: FileData) -> FileData:
+            if data.run != job.run or data.status == "completed" or data.stage == "cancelled":
+                return data
+            return FileData(
+                status="failed",
+                stage="cancelled",
+                error=data.cancel_reason or reason,
+                chunks_total=data.chunks_total,
+                run=data.run,
+            )
+
+        try:
+            await self._update(record.id, change)
+        except FileGone:
+            return
+        log.info("file_cancelled", file_id=record.id, vectors_deleted=removed, reason=reason)
 
     async def _extracted(self, record: FileRecord) -> ProcessedFile:
         """The chunks the file job stored for its ranges (extracting again if they are gone)."""
@@ -257,9 +322,11 @@ class JobProcessor:
             return await self._extract(record)
         return _decode_processed(stored)
 
-    async def _extract(self, record: FileRecord) -> ProcessedFile:
+    async def _extract(
+        self, record: FileRecord, on_extracted: Callable[[], Awaitable[None]] | None = None
+    ) -> ProcessedFile:
         if record.meta.edited:
-            return await self._edited_text(record)
+            return await self._edited_text(record, on_extracted)
         try:
             blob = await self.catalog.blobs.get_bytes(blob_name(record.id), self._max_file_bytes)
         except RagwayError as exc:
@@ -280,11 +347,14 @@ class JobProcessor:
                 limits=self._limits,
                 chunking=self._chunking,
                 child=self._child,
+                on_extracted=on_extracted,
             )
         except ExtractionError as exc:
             raise JobFailed(exc.reason) from None
 
-    async def _edited_text(self, record: FileRecord) -> ProcessedFile:
+    async def _edited_text(
+        self, record: FileRecord, on_extracted: Callable[[], Awaitable[None]] | None
+    ) -> ProcessedFile:
         """The text that replaced the extracted one, chunked as Markdown (plain text is)."""
         try:
             text = await self.catalog.blobs.get_bytes(text_name(record.id), self._max_file_bytes)
@@ -301,6 +371,7 @@ class JobProcessor:
                 limits=self._limits,
                 chunking=self._chunking,
                 child=self._child,
+                on_extracted=on_extracted,
             )
         except ExtractionError as exc:
             raise JobFailed(exc.reason) from None
@@ -331,9 +402,6 @@ class JobProcessor:
         if await self.catalog.get(file_id) is None:
             raise FileGone(file_id)
 
-    async def _set(self, file_id: str, change: Callable[[FileData], FileData]) -> None:
-        await self._update(file_id, change)
-
     async def _update(self, file_id: str, change: Callable[[FileData], FileData]) -> FileRecord:
         def apply(record: FileRecord) -> FileRecord:
             record.data = change(record.data)
@@ -347,10 +415,30 @@ class JobProcessor:
             raise
 
 
-def _completed(total: int) -> FileData:
+def _completed(data: FileData, total: int) -> FileData:
     return FileData(
-        status="completed", chunks_done=total, chunks_total=total, keyword_searchable=True
+        status="completed",
+        chunks_done=total,
+        chunks_total=total,
+        keyword_searchable=True,
+        run=data.run,
     )
+
+
+def _guarded(run: int, change: Callable[[FileData], FileData]) -> Callable[[FileData], FileData]:
+    """`change`, unless the file moved to another run (`StaleJob`) or a cancel waits
+    (`Cancelled`, also when another job of this run already stopped it)."""
+
+    def apply(data: FileData) -> FileData:
+        if data.run != run:
+            raise StaleJob()
+        if data.stage == "cancelled" and data.status == "failed":
+            raise Cancelled(data.error or "Processing was cancelled")
+        if data.cancel_reason is not None:
+            raise Cancelled(data.cancel_reason)
+        return change(data)
+
+    return apply
 
 
 def chunk_ranges(total: int, size: int) -> list[tuple[int, int]]:

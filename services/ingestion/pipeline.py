@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from ingestion.chunking import ChunkingOptions, chunk_text
 from ingestion.documents import ProcessedFile
@@ -16,9 +17,15 @@ def process_file(
     *,
     limits: ExtractionLimits,
     chunking: ChunkingOptions,
+    on_extracted: Callable[[], None] | None = None,
 ) -> ProcessedFile:
-    """Extract text and chunk it; raises `ExtractionError` with a reason for the uploader."""
+    """Extract text and chunk it; raises `ExtractionError` with a reason for the uploader.
+
+    `on_extracted` is called between the two (the child tells its worker: stage chunking).
+    """
     document = extract_text(blob, filename, content_type, limits)
+    if on_extracted is not None:
+        on_extracted()
     return ProcessedFile(
         kind=document.kind,
         chunks=chunk_text(document, chunking),

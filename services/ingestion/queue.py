@@ -1,7 +1,9 @@
 """The job queue: a JetStream work-queue stream and the durable consumer all workers share.
 
 The stream itself is defined once in `catalog.jobs` (the gateway ensures it too). The
-consumer is this service's alone.
+consumer is this service's alone, and so is the stream that keeps the consumer's
+max-deliveries advisories (JetStream publishes them once, to whoever listens then: kept
+in a stream, none is lost while no worker runs).
 """
 
 from __future__ import annotations
@@ -9,8 +11,17 @@ from __future__ import annotations
 import msgspec
 import structlog
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import BadRequestError, NotFoundError
 
+from catalog.buckets import once_jetstream_answers
 from catalog.jobs import ensure_stream
 from common import tracing
 from contracts import subjects
@@ -43,6 +54,41 @@ def max_deliveries_subject(settings: Settings) -> str:
     return subjects.max_deliveries_subject(settings.ingest_stream, settings.ingest_consumer)
 
 
+async def ensure_advisories(js: JetStreamContext, settings: Settings) -> None:
+    """The stream that keeps the job consumer's max-deliveries advisories, and the durable
+    consumer the workers take them from (each advisory goes to one worker)."""
+    name = subjects.advisory_stream(settings.ingest_stream)
+
+    async def open_or_create() -> None:
+        try:
+            await js.stream_info(name)
+            return
+        except NotFoundError:
+            pass
+        config = StreamConfig(
+            name=name,
+            subjects=[max_deliveries_subject(settings)],
+            retention=RetentionPolicy.WORK_QUEUE,
+            storage=StorageType.FILE,
+            num_replicas=settings.kv_replicas,
+        )
+        try:
+            await js.add_stream(config)
+        except BadRequestError:
+            await js.stream_info(name)
+
+    await once_jetstream_answers(name, open_or_create)
+    await js.add_consumer(
+        name,
+        ConsumerConfig(
+            durable_name=subjects.INGEST_ADVISORY_CONSUMER,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=settings.ack_wait_seconds,
+        ),
+    )
+
+
 class JobQueue:
     """Publishes the jobs a worker hands out (a big file's dense ranges) on the same queue."""
 
@@ -54,7 +100,7 @@ class JobQueue:
     async def hand_out(self, job: IngestJob) -> None:
         """Queue `job` once: a redelivered job that hands it out again within the stream's
         duplicate window (2 min by default) is deduplicated by its message id."""
-        msg_id = f"{job.file_id}:{job.start}-{job.stop}"
+        msg_id = f"{job.file_id}:{job.run}:{job.start}-{job.stop}"
         headers = {"Nats-Msg-Id": msg_id}
         tracing.inject(headers)  # range jobs stay in the trace of the file's first job
         await self._js.publish(self._subject, self._encode(job), headers=headers)

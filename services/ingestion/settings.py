@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, ClassVar
 import msgspec
 
 from common.settings import Name, Positive, ServiceSettings
-from contracts.subjects import INGEST_JOBS
+from contracts.subjects import INGEST_DEAD_LETTERS, INGEST_DEAD_STREAM, INGEST_JOBS
 from embedding.settings import EmbedderSettings, service_embedder
 from ingestion.chunking import ChunkingOptions
 
@@ -28,6 +28,9 @@ class Settings(ServiceSettings, kw_only=True):
     ingest_stream: Name = INGEST_JOBS.stream
     ingest_subject: str = INGEST_JOBS.subject
     ingest_consumer: Name = INGEST_JOBS.consumer
+    # jobs that failed for good or ran out of deliveries (one entry per file, `.*`)
+    dead_letter_stream: Name = INGEST_DEAD_STREAM
+    dead_letter_subjects: str = INGEST_DEAD_LETTERS.subject
     # jobs one process works on at once (extraction and uploads overlap; embedding queues)
     concurrency: Positive = 2
     # a job not acked (nor marked in progress) for this long goes to another worker

@@ -4,6 +4,11 @@ Any number of processes pull from the same consumer, each with `concurrency` job
 time. A job is acked only once its outcome is written (vectors + record), so a worker
 that dies mid-file leaves the job to be redelivered after `ack_wait`; while a long file
 is processed the worker says so (`in_progress`) so the job is not handed out twice.
+
+A job that fails for good (an unreadable file, or an unexpected error on its last
+delivery) or runs out of deliveries (its workers kept dying: JetStream's advisory, kept
+in a stream) is written to the dead-letter stream with its reason before its file is
+marked failed and the job acked, so no failure is lost between the two.
 """
 
 from __future__ import annotations
@@ -11,21 +16,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Awaitable
+import time
+from collections.abc import Awaitable, Callable
 
 import msgspec
 import nats.errors
+import nats.js.errors
 import structlog
 from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 
+from catalog.dead_letters import DeadLetters
 from common import tracing
 from common.bus import request_id_var
 from common.errors import RagwayError
-from contracts.files import IngestJob
-from ingestion.jobs import FileGone, JobFailed, JobProcessor
-from ingestion.queue import ensure_queue, max_deliveries_subject
+from contracts import subjects
+from contracts.files import DeadLetter, DeadLetterKind, IngestJob
+from ingestion.jobs import Cancelled, FileGone, JobFailed, JobProcessor, StaleJob
+from ingestion.queue import ensure_advisories, ensure_queue
 from ingestion.settings import Settings
 
 log = structlog.get_logger()
@@ -40,6 +48,7 @@ class WorkerStats:
         self.failed = 0
         self.skipped = 0
         self.retried = 0
+        self.cancelled = 0
 
 
 class Worker:
@@ -54,23 +63,32 @@ class Worker:
         self._fetcher: asyncio.Task[None] | None = None
         self._stopping = False
         self._sub: JetStreamContext.PullSubscription | None = None
-        self._advisories: Subscription | None = None
+        self._advisories: JetStreamContext.PullSubscription | None = None
+        self._advisory_reader: asyncio.Task[None] | None = None
+        self._dead: DeadLetters | None = None
         self.stats = WorkerStats()
 
     async def start(self) -> None:
         settings = self._settings
         await ensure_queue(self._js, settings)
+        await ensure_advisories(self._js, settings)
+        self._dead = await DeadLetters.open(
+            self._js,
+            settings.dead_letter_stream,
+            settings.dead_letter_subjects,
+            settings.kv_replicas,
+        )
         self._sub = await self._js.pull_subscribe_bind(
             consumer=settings.ingest_consumer, stream=settings.ingest_stream
         )
-        # One worker (queue group) hears that a job ran out of deliveries and fails its file.
-        self._advisories = await self._js._nc.subscribe(
-            max_deliveries_subject(settings),
-            queue=settings.ingest_consumer,
-            cb=self._on_max_deliveries,
+        # One worker takes each advisory that a job ran out of deliveries and fails its file.
+        self._advisories = await self._js.pull_subscribe_bind(
+            consumer=subjects.INGEST_ADVISORY_CONSUMER,
+            stream=subjects.advisory_stream(settings.ingest_stream),
         )
         self._stopping = False
         self._fetcher = asyncio.create_task(self._fetch_loop(self._sub))
+        self._advisory_reader = asyncio.create_task(self._advisory_loop(self._advisories))
         log.info(
             "ingestion_worker_started",
             stream=settings.ingest_stream,
@@ -89,6 +107,10 @@ class Worker:
             self._fetcher.cancel()
             await asyncio.wait({self._fetcher}, timeout=FETCH_WAIT_SECONDS + 1.0)
             self._fetcher = None
+        if self._advisory_reader is not None:
+            self._advisory_reader.cancel()
+            await asyncio.wait({self._advisory_reader}, timeout=FETCH_WAIT_SECONDS + 1.0)
+            self._advisory_reader = None
         # Unsubscribing also withdraws the pull request still waiting at the server, which
         # would otherwise swallow the jobs naked below (and a drain would hang on it).
         for sub in (self._sub, self._advisories):
@@ -172,8 +194,14 @@ class Worker:
             except FileGone:
                 self.stats.skipped += 1
                 log.info("job_skipped_file_gone")
+            except StaleJob:
+                self.stats.skipped += 1
+                log.info("job_skipped_nothing_left")
+            except Cancelled as exc:
+                await self._processor.stop_cancelled(job, exc.reason)
+                self.stats.cancelled += 1
             except JobFailed as exc:
-                if await self._processor.fail(job.file_id, exc.reason):
+                if await self._give_up(job, exc.reason, "failed", deliveries):
                     self.stats.failed += 1
                 else:
                     self.stats.skipped += 1
@@ -184,7 +212,8 @@ class Worker:
                     raise
                 self.stats.failed += 1
                 log.exception("job_failed_for_good")
-                await self._processor.fail(job.file_id, _give_up_reason(exc, deliveries))
+                reason = _give_up_reason(exc, deliveries)
+                await self._give_up(job, reason, "exhausted", deliveries)
             # before the ack: a job without this line was certainly not acked yet (the
             # fault tests tell a job in flight from one done by it)
             log.info("job_finished")
@@ -202,18 +231,70 @@ class Worker:
             await asyncio.sleep(interval)
             await _quietly(msg.in_progress())
 
+    async def _give_up(
+        self, job: IngestJob, reason: str, kind: DeadLetterKind, deliveries: int
+    ) -> bool:
+        """Dead-letter the job, then mark its file failed; False when the file is gone."""
+        assert self._dead is not None
+        record = await self._processor.catalog.get(job.file_id)
+        if record is None:
+            return False
+        letter = DeadLetter(
+            file_id=job.file_id,
+            user_id=record.user_id,
+            filename=record.filename,
+            reason=reason,
+            kind=kind,
+            deliveries=deliveries,
+            job=job,
+            failed_at=time.time(),
+        )
+        await self._dead.put(letter)
+        if not await self._processor.fail(job, reason):
+            await self._dead.remove(job.file_id)  # deleted meanwhile: nothing to retry
+            return False
+        return True
+
+    async def _advisory_loop(self, sub: JetStreamContext.PullSubscription) -> None:
+        await _pull_each(sub, lambda: self._stopping, self._on_max_deliveries)
+
     async def _on_max_deliveries(self, advisory: Msg) -> None:
-        """A job ran out of deliveries without an outcome (e.g. its workers kept dying)."""
+        """A job ran out of deliveries without an outcome (e.g. its workers kept dying):
+        dead-letter it, fail its file, drop it from the queue, then ack the advisory."""
         try:
             seq = int(json.loads(advisory.data)["stream_seq"])
-            stored = await self._js.get_msg(self._settings.ingest_stream, seq)
+            try:
+                stored = await self._js.get_msg(self._settings.ingest_stream, seq)
+            except nats.js.errors.NotFoundError:
+                await advisory.ack()  # handled already (an advisory delivered twice)
+                return
             job = _decode_job(stored.data or b"")
             reason = _give_up_reason(None, self._settings.max_deliver)
-            await self._processor.fail(job.file_id, reason)
+            await self._give_up(job, reason, "exhausted", self._settings.max_deliver)
             await self._js.delete_msg(self._settings.ingest_stream, seq)
+            await advisory.ack()
             log.warning("job_out_of_deliveries", file_id=job.file_id, stream_seq=seq)
         except Exception:
-            log.exception("max_deliveries_advisory_failed")
+            log.exception("max_deliveries_advisory_failed")  # redelivered after ack_wait
+
+
+async def _pull_each(
+    sub: JetStreamContext.PullSubscription,
+    stopping: Callable[[], bool],
+    handle: Callable[[Msg], Awaitable[None]],
+) -> None:
+    """Fetch messages one by one and handle each, until `stopping()`."""
+    while not stopping():
+        try:
+            msgs = await sub.fetch(1, timeout=FETCH_WAIT_SECONDS)
+        except (TimeoutError, nats.errors.TimeoutError):
+            continue
+        except Exception as exc:
+            log.warning("advisory_fetch_failed", error=str(exc))
+            await asyncio.sleep(1.0)
+            continue
+        for msg in msgs:
+            await handle(msg)
 
 
 def _give_up_reason(exc: BaseException | None, attempts: int) -> str:

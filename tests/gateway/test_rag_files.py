@@ -251,7 +251,7 @@ async def test_status_is_json_and_its_stream_follows_changes_until_completed(env
     record = await env.upload(b"some text", "status.txt")
     file_id = record["id"]
     status, body = await env.call("GET", f"/api/v1/files/{file_id}/process/status", env.alice)
-    assert (status, body) == (200, {"status": "pending"})
+    assert (status, body) == (200, {"status": "pending", "stage": "queued"})
 
     async def worker() -> None:
         await asyncio.sleep(0.1)
@@ -265,9 +265,20 @@ async def test_status_is_json_and_its_stream_follows_changes_until_completed(env
         assert reply.content_type == "text/event-stream"
         events = await sse_events(reply)
     await moving
-    assert events[0] == {"status": "pending"}
-    assert events[-1] == {"status": "completed", "chunks_done": 2, "chunks_total": 2}
-    assert {"status": "processing", "chunks_done": 1, "chunks_total": 2} in events
+    assert events[0] == {"status": "pending", "stage": "queued"}
+    assert events[-1] == {
+        "status": "completed",
+        "stage": "done",
+        "chunks_done": 2,
+        "chunks_total": 2,
+    }
+    # a record without a stage (an older worker's): derived from what it says
+    assert {
+        "status": "processing",
+        "stage": "extracting",
+        "chunks_done": 1,
+        "chunks_total": 2,
+    } in events
 
 
 async def test_a_failed_file_ends_its_status_stream_with_the_reason(env: Env) -> None:
@@ -276,7 +287,7 @@ async def test_a_failed_file_ends_its_status_stream_with_the_reason(env: Env) ->
     url = f"{env.gateway.url}/api/v1/files/{record['id']}/process/status?stream=true"
     async with asyncio.timeout(5), env.http.get(url, headers=env.alice) as reply:
         events = await sse_events(reply)
-    assert events == [{"status": "failed", "error": "No text"}]
+    assert events == [{"status": "failed", "stage": "failed", "error": "No text"}]
 
 
 async def test_the_list_holds_only_the_callers_files(env: Env) -> None:
@@ -323,4 +334,4 @@ async def test_a_status_stream_ends_at_its_time_bound_while_still_pending(env: E
         url = f"{gateway.url}/api/v1/files/{record['id']}/process/status?stream=true"
         async with asyncio.timeout(3), env.http.get(url, headers=env.alice) as reply:
             events = await sse_events(reply)
-    assert events == [{"status": "pending"}]
+    assert events == [{"status": "pending", "stage": "queued"}]

@@ -129,7 +129,13 @@ async def test_a_job_for_a_deleted_file_is_acked_and_skipped(
         info = await module_nc.jetstream().consumer_info(
             settings.ingest_stream, settings.ingest_consumer
         )
-    assert vars(ingestion.jobs) == {"completed": 0, "failed": 0, "skipped": 1, "retried": 0}
+    assert vars(ingestion.jobs) == {
+        "completed": 0,
+        "failed": 0,
+        "skipped": 1,
+        "retried": 0,
+        "cancelled": 0,
+    }
     assert (info.num_ack_pending, info.num_pending) == (0, 0)
     assert await catalog.get(record.id) is None
 

@@ -236,7 +236,13 @@ NOT_SCOPED: dict[str, str] = (
             "files_content",
             "files_text",
             "files_delete",
+            "files_cancel",
+            "files_retry",
         )
+    }
+    | {
+        name: "admin-only ingestion control (dead letters), no model or collection"
+        for name in ("files_retry_all", "files_failed")
     }
     | {
         name: "functions and tools are installed by admins; using a function model is a chat"

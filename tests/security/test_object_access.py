@@ -60,6 +60,8 @@ EXERCISES: dict[str, list[Attempt]] = {
     "files_text": [Attempt()],
     "files_delete": [Attempt()],
     "files_text_update": [Attempt(body=lambda _, __: {"content": "overwritten by B"})],
+    "files_cancel": [Attempt(), Attempt(body=lambda _, __: {"reason": "stopped by B"})],
+    "files_retry": [Attempt()],
     "knowledge_get": [Attempt()],
     "knowledge_update": [
         Attempt(body=lambda _, __: {"name": "taken over by B", "access_control": None})
@@ -171,6 +173,8 @@ NO_OBJECT: dict[str, str] = {
             "limits_list",
             "add_user",
             "retrieval_embedding",
+            "files_retry_all",
+            "files_failed",
         ],
         "admin-only (test_roles: 403 to users)",
     ),

@@ -185,6 +185,7 @@ async def test_a_file_scope_and_a_filter_combine(store: VectorStore) -> None:
         ({"must": [{"key": "tag", "in": ["a", 1]}]}, "not both"),
         ({"must": [{"key": "x", "eq": 1.5}]}, "Expected"),
         ({"must": [{"key": "x", "eq": True}]}, "Expected"),
+        ({"must": [{"key": "x", "in": [2**63]}]}, "Expected"),
         ({"must": [{"key": "bad key!", "eq": 1}]}, "matching regex"),
         ({"must": [{"key": "x", "equals": 1}]}, "unknown field"),
         ({"mustnt": []}, "unknown field"),
