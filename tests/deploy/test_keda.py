@@ -206,7 +206,7 @@ def test_the_monitor_it_reads_is_the_nats_clusters_headless_service() -> None:
     # a clustered NATS: KEDA asks the consumer's leader, `<server name>.<this host>`
     nodes = of_kind("ConfigMap")["ragway-config"]["data"]["RAGWAY_NATS_URL"].split(",")
     for node in nodes:
-        name, _, rest = node.removeprefix("nats://").partition(".")
+        name, _, rest = node.split("://", 1)[1].partition(".")  # nats:// or tls://
         assert host.startswith(rest.split(":")[0]), (host, node)
         assert name.startswith("nats-")
 
