@@ -25,6 +25,7 @@ import structlog
 from common.nats_conn import login_options
 from common.settings import NatsAuth, ServiceSettings, load_settings
 from contracts import subjects
+from stack.child_secrets import own_secrets_only
 from stack.llama_server import LlamaServer, LlamaServerConfig
 from stack.llm_setup import MODEL_ID
 from stack.nats_permissions import GATEWAY, OPERATOR
@@ -100,8 +101,10 @@ class Stack:
 
     def child_env(self, package: str = "") -> dict[str, str]:
         """The environment of `python -m <package>`: with that package's own NATS user (and
-        no other's) once the users are made; without any for no package."""
+        no other's) once the users are made, and only the secrets its settings read
+        (stack.child_secrets); without any for no package."""
         env = {k: v for k, v in self.environ.items() if k not in NATS_CREDENTIAL_VARIABLES}
+        env = own_secrets_only(env, package)  # no other service's secrets
         env.update(
             RAGWAY_NATS_URL=self.nats.url,
             RAGWAY_DATA_DIR=str(self.data_dir),

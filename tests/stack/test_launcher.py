@@ -161,6 +161,24 @@ def assert_own_credentials_only(stack: Stack, users_file: Path, made: dict[str, 
         assert not any(password in child.env.values() for password in others)
 
 
+def assert_own_secrets_only(stack: Stack, environ: dict[str, str]) -> None:
+    """What each running child really holds (/proc/<pid>/environ): its own secret only."""
+    owners = {
+        "RAGWAY_JWT_SECRET": "auth",
+        "RAGWAY_OPENAI_API_KEYS": "inference_proxy",
+        "RAGWAY_METRICS_TOKEN": "gateway",
+    }
+    assert stack.gateway is not None
+    for child in [*stack.services, stack.gateway]:
+        held = Path(f"/proc/{child.pid}/environ").read_bytes().split(b"\0")
+        for name, owner in owners.items():
+            secret = environ[name].encode()
+            assert any(secret in entry for entry in held) == (child.name == owner), (
+                child.name,
+                name,
+            )
+
+
 def test_make_run_killed_with_sigkill_leaves_no_process_behind(launched: Launched) -> None:
     # Grandchildren too: the proxy's spare sandbox workers, started once it serves.
     deadline = time.monotonic() + 30
@@ -190,7 +208,12 @@ async def test_a_user_signed_up_before_a_restart_can_sign_in_after_it(
     # A configured backend: the launcher must not start a second llama-server. Only the
     # services this test needs (the first test starts them all), to keep restarts quick.
     environ = clean_environ(
-        RAGWAY_OPENAI_API_BASE_URLS=llama_server, RAGWAY_HEALTH_SERVICES="auth,inference-proxy"
+        RAGWAY_OPENAI_API_BASE_URLS=llama_server,
+        RAGWAY_HEALTH_SERVICES="auth,inference-proxy",
+        # one secret per service in the launcher's environment: each child sees its own only
+        RAGWAY_JWT_SECRET=f"launcher-test-{uuid.uuid4().hex}",
+        RAGWAY_OPENAI_API_KEYS=f"sk-launcher-test-{uuid.uuid4().hex[:12]}",
+        RAGWAY_METRICS_TOKEN=f"metrics-{uuid.uuid4().hex[:12]}",
     )
     email = f"grace-{uuid.uuid4().hex[:8]}@example.test"
 
@@ -227,6 +250,7 @@ async def test_a_user_signed_up_before_a_restart_can_sign_in_after_it(
     await second.astart()
     try:
         assert_own_credentials_only(second, users_file, made)
+        assert_own_secrets_only(second, environ)
         assert await connect_refused(second.nats.url)  # no credentials, no NATS
         status, again = await call(
             http,
