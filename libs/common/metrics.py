@@ -43,10 +43,6 @@ class MetricsReply(msgspec.Struct):
 MetricsSource = Callable[[], Iterable[Family]]
 
 
-def metrics_subject(service: str) -> str:
-    return f"ragway.metrics.{service}"
-
-
 def counter(name: str, help: str, values: Iterable[tuple[Labels, float]] = ()) -> Family:
     return Family(
         name, "counter", help, [Sample(f"{name}_total", dict(lb), float(v)) for lb, v in values]

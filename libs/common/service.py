@@ -39,9 +39,10 @@ from common.bus import (
 )
 from common.codec import encode, json_decoder
 from common.errors import ErrorCode, RagwayError
-from common.metrics import MetricsReply, MetricsSource, metrics_subject, nats_families
+from common.metrics import MetricsReply, MetricsSource, nats_families
 from common.tasks import BackgroundTasks
 from contracts.endpoint import Endpoint, Rep, Req
+from contracts.subjects import metrics_subject
 
 log = structlog.get_logger()
 

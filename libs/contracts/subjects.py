@@ -122,6 +122,22 @@ def ping_subject(service: str) -> str:
     return f"$SRV.PING.{service}"
 
 
+def stats_subject(service: str) -> str:
+    """nats.micro's statistics of every instance of `service` (GET /metrics gathers them)."""
+    return f"$SRV.STATS.{service}"
+
+
+def discovery_subjects(service: str) -> tuple[str, ...]:
+    """What one nats.micro instance of `service` answers: $SRV.PING, $SRV.PING.<name>,
+    $SRV.PING.<name>.<id> (and INFO, STATS the same way)."""
+    return ("$SRV.*", f"$SRV.*.{service}", f"$SRV.*.{service}.*")
+
+
+def metrics_subject(service: str) -> str:
+    """Each instance of `service` answers its metrics here (GET /metrics gathers them)."""
+    return f"ragway.metrics.{service}"
+
+
 # --- auth -------------------------------------------------------------------------------
 
 AUTH_SIGNUP = Endpoint("ragway.auth.signup", SignupRequest, Session, _AUTH, _GATEWAY)

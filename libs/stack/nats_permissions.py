@@ -22,7 +22,6 @@ from collections.abc import Iterable
 import msgspec
 
 from common.inbox import stream_prefix
-from common.metrics import metrics_subject
 from common.nats_conn import inbox_prefix
 from contracts import subjects
 from contracts.auth import Principal
@@ -140,13 +139,13 @@ def permissions_for(user: str, bucket_prefix: str = "ragway") -> Permissions:
             publish.append(item.subject)
     # every service registers with nats.micro (the gateway with no endpoints) and answers
     # discovery: $SRV.PING, $SRV.PING.<name>, $SRV.PING.<name>.<id> (and INFO, STATS)
-    subscribe.extend(("$SRV.*", f"$SRV.*.{user}", f"$SRV.*.{user}.*"))
+    subscribe.extend(subjects.discovery_subjects(user))
     # GET /metrics: the gateway asks every service (gateways too) for its stats and metrics
-    subscribe.append(metrics_subject(user))
+    subscribe.append(subjects.metrics_subject(user))
     if user == GATEWAY:  # GET /health: every backend service answers its ping
         publish.extend(pings)
-        publish.extend(f"$SRV.STATS.{name}" for name in SERVICES)
-        publish.extend(metrics_subject(name) for name in SERVICES)
+        publish.extend(subjects.stats_subject(name) for name in SERVICES)
+        publish.extend(subjects.metrics_subject(name) for name in SERVICES)
     publish.extend(jetstream_subjects(JETSTREAM_USE[user], bucket_prefix))
     return Permissions(publish=_unique(publish), subscribe=_unique(subscribe), allow_responses=True)
 

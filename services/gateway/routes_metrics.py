@@ -6,8 +6,7 @@ import asyncio
 
 from aiohttp import web
 
-from common.metrics import metrics_subject
-from contracts.subjects import GATEWAY_SERVICE
+from contracts.subjects import GATEWAY_SERVICE, metrics_subject, stats_subject
 from gateway import metrics
 from gateway.errors import error_response
 from gateway.health import services_to_check
@@ -21,7 +20,7 @@ async def scrape(request: web.Request) -> web.Response:
     nc = request.app[BUS].nc
     # the services /health checks (every backend unless configured), and the gateways
     names = (*services_to_check(settings.health_services), GATEWAY_SERVICE)
-    subjects = [*(f"$SRV.STATS.{name}" for name in names), *map(metrics_subject, names)]
+    subjects = [*map(stats_subject, names), *map(metrics_subject, names)]
     replies, queue = await asyncio.gather(
         metrics.gather(nc, subjects, settings.metrics_stats_window_seconds),
         metrics.queue_families(

@@ -496,8 +496,8 @@ def _backend_span(request: _Request, *, stream: bool) -> Iterator[dict[str, str]
         return
     backend = request.backend
     attributes = {
-        "ragway.backend.kind": backend.kind,
-        "ragway.backend.index": backend.idx,
+        "ragway.backend_kind": backend.kind,
+        "ragway.backend_index": backend.idx,
         "server.address": backend.host,
         "ragway.stream": stream,
     }

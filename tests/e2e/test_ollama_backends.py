@@ -121,7 +121,7 @@ async def test_ollamas_openai_routes_go_where_the_model_is_or_where_the_index_sa
 
 
 async def test_no_ollama_configured_is_not_found_with_a_clear_detail() -> None:
-    passthrough = OllamaPassthrough(None, None, [], None, ProxySettings(), None)  # type: ignore[arg-type]
+    passthrough = OllamaPassthrough(None, None, [], None, ProxySettings(), None, None)  # type: ignore[arg-type]
     request = OllamaProxyRequest(
         principal=Principal(id="u", email="u@x.test", name="u", role="user"),
         method="GET",

@@ -7,14 +7,19 @@ once its back-off ran out."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import msgspec
 import pytest
+import structlog
 from nats.aio.client import Client
 from structlog.testing import capture_logs
 
+import inference_proxy.chat
+import inference_proxy.routing
 from common.bus import Bus
 from common.errors import RagwayError
 from inference_proxy.app import InferenceProxy
@@ -53,6 +58,27 @@ def proxied(nats_url: str, fakes: tuple[OpenAIFake, OpenAIFake], **overrides: An
 def chats(fake: OpenAIFake) -> list[Any]:
     """The bodies of the chat requests `fake` received."""
     return [r.json for r in fake.requests if r.path == CHAT]
+
+
+@contextlib.contextmanager
+def routing_logs() -> Iterator[list[dict[str, Any]]]:
+    """The routing and chat modules' log events. Their module loggers may have been cached
+    by an earlier test (structlog caches on first use), which `capture_logs` cannot reach,
+    so fresh ones stand in while capturing."""
+    modules = (inference_proxy.chat, inference_proxy.routing)
+    saved = [module.log for module in modules]
+    # an earlier test may also have configured a level above warning
+    wrapper = structlog.get_config()["wrapper_class"]
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
+    try:
+        with capture_logs() as logs:
+            for module in modules:
+                module.log = structlog.get_logger()
+            yield logs
+    finally:
+        structlog.configure(wrapper_class=wrapper)
+        for module, log in zip(modules, saved, strict=True):
+            module.log = log
 
 
 def events(logs: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
@@ -95,7 +121,7 @@ async def test_a_dead_primary_falls_back_and_the_reply_names_the_fallback(
     bus: Bus,
     fakes: tuple[OpenAIFake, OpenAIFake],
 ) -> None:
-    with capture_logs() as logs:
+    with routing_logs() as logs:
         await _dead_primary(nats_url, nc, bus, fakes)
     moves = events(logs, "chat_fallback")
     assert moves and moves[0]["model"] == "primary" and moves[0]["to_model"] == "backup"
@@ -210,7 +236,7 @@ async def test_an_ejected_backend_is_probed_after_its_back_off_and_put_back(
     fakes: tuple[OpenAIFake, OpenAIFake],
 ) -> None:
     fakes[0].error_status = 500
-    with capture_logs() as logs:
+    with routing_logs() as logs:
         await _probed(nats_url, bus, fakes)
     ejections = events(logs, "backend_ejected")
     assert [e["seconds"] for e in ejections] == [0.3, 0.6]  # the failed probe doubled it

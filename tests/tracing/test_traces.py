@@ -206,7 +206,7 @@ async def test_one_rag_chat_is_one_trace_through_every_service(traced: Traced) -
     names = [s.name for s in in_chat.values()]
     backend = only(list(in_chat.values()), "POST openai backend")
     assert backend.kind == SpanKind.CLIENT
-    assert (backend.attributes or {})["ragway.backend.index"] == 0
+    assert (backend.attributes or {})["ragway.backend_index"] == 0
     stream = subjects.CHAT_STREAM.subject
     assert ancestors(backend, in_chat) == [
         "POST openai backend",

@@ -107,6 +107,13 @@ export function listOf(reply, key = "items") {
   return [];
 }
 
+/** How many files a collection holds: list items carry `file_count` (Open WebUI 0.12.4's
+ * list shape), a whole collection its `files`. */
+export function fileCount(collection) {
+  if (typeof collection.file_count === "number") return collection.file_count;
+  return (collection.files || []).length;
+}
+
 /** Live status of a file: calls `update(status)` for each change until it settles. */
 export async function watchFile(fileId, update, signal) {
   const path = `/api/v1/files/${encodeURIComponent(fileId)}/process/status?stream=true`;

@@ -1,7 +1,7 @@
 // Chat: pick a model or preset, stream the answer, attach files and collections,
 // show `sources` as numbered citations, keep the conversation as a chat (chat_id).
 
-import { api, events, listOf, uploadFile, watchFile } from "./api.js";
+import { api, fileCount, events, listOf, uploadFile, watchFile } from "./api.js";
 import { h, clear, toast, announce, openDialog, confirmAction, formatTime, busy } from "./dom.js";
 
 const MODEL_KEY = "ragway.console.model";
@@ -476,7 +476,7 @@ export function mountChat(main, { user }) {
         const id = `att-kb-${k.id}`;
         return h("li", {},
           h("input", { type: "checkbox", id, value: k.id, checked: chosen.has(`collection:${k.id}`), "data-kind": "collection", "data-name": k.name }),
-          h("label", { for: id }, k.name, h("span", { class: "hint" }, ` ${(k.files || []).length} file(s)`)));
+          h("label", { for: id }, k.name, h("span", { class: "hint" }, ` ${fileCount(k)} file(s)`)));
       }));
     const upload = h("input", { type: "file", multiple: true, id: "attach-upload" });
     const uploadNote = h("p", { class: "hint", role: "status" });

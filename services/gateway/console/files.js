@@ -1,7 +1,7 @@
 // Files and collections: upload with live processing status, read, download, delete;
 // collections with their files and who may read them.
 
-import { api, hasRoute, listOf, uploadFile, watchFile } from "./api.js";
+import { api, fileCount, hasRoute, listOf, uploadFile, watchFile } from "./api.js";
 import { h, field, toast, busy, confirmAction, openDialog, formatBytes, formatTime, announce } from "./dom.js";
 
 const TERMINAL = new Set(["completed", "failed"]);
@@ -177,7 +177,7 @@ export function mountFiles(main, { user }) {
       manage.addEventListener("click", busy(manage, () => openCollection(kb.id)));
       return h("li", { class: "kb" },
         h("div", {}, h("strong", {}, kb.name), h("span", { class: "sub" }, kb.description || ""),
-          h("span", { class: "sub" }, `${(kb.files || []).length} file(s) · ${accessSummary(kb.access_control)}`)),
+          h("span", { class: "sub" }, `${fileCount(kb)} file(s) · ${accessSummary(kb.access_control)}`)),
         manage);
     }));
   }
