@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 import msgspec
 from aiohttp import web
 
-from common.codec import decode
+from common.codec import UnreadableJSON, decode
 from common.errors import invalid
 
 T = TypeVar("T")
@@ -29,12 +29,10 @@ def parse(body: bytes, type_: type[T]) -> T:
         result: T = decode(body, type_)
     except msgspec.ValidationError as exc:
         raise invalid(f"Invalid request body: {exc}") from None
+    except UnreadableJSON as exc:
+        raise invalid(f"Malformed JSON body: {exc}") from None
     except msgspec.DecodeError:
         raise invalid("Malformed JSON body") from None
-    except RecursionError:  # msgspec's answer to a nesting bomb (`[[[[...`)
-        raise invalid("Malformed JSON body: nested too deeply") from None
-    except UnicodeDecodeError:
-        raise invalid("Malformed JSON body: not valid UTF-8") from None
     return result
 
 

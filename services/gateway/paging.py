@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from common.codec import decode
 from common.errors import invalid
 from contracts.filters import MetadataFilter
 
@@ -70,8 +71,8 @@ def filter_of(request: web.Request) -> MetadataFilter | None:
 def metadata_filter(raw: bytes) -> MetadataFilter:
     """A filter from JSON bytes; `invalid` with the reason when it is not one."""
     try:
-        return msgspec.json.decode(raw, type=MetadataFilter)
+        return decode(raw, MetadataFilter)
     except msgspec.ValidationError as exc:
         raise invalid(f"Invalid filter: {exc}") from None
-    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
+    except msgspec.DecodeError:
         raise invalid("Invalid filter: not JSON") from None

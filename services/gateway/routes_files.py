@@ -22,7 +22,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from catalog.files import FileCatalog, blob_name, now, over_quota, text_name
 from catalog.metadata_match import matches
-from common.codec import encode
+from common.codec import decode, encode
 from common.errors import RagwayError, invalid, not_found
 from contracts import subjects
 from contracts.auth import Principal
@@ -250,8 +250,8 @@ def _parse_metadata(raw: bytes) -> dict[str, Any]:
     if not raw.strip():
         return {}
     try:
-        value = msgspec.json.decode(raw)
-    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
+        value = decode(raw, object)
+    except msgspec.DecodeError:
         raise invalid("The 'metadata' field must be a JSON object") from None
     if value is None:
         return {}

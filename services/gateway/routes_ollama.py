@@ -20,7 +20,7 @@ from aiohttp import web
 from nats.aio.client import Client
 
 from common.codec import decode, encode
-from common.errors import RagwayError, forbidden, invalid
+from common.errors import RagwayError, forbidden
 from contracts import subjects
 from contracts.auth import Principal
 from contracts.chat import BackendRef
@@ -128,9 +128,7 @@ def _read_named(body: bytes) -> _Named:
     if not body:
         return _Named()
     try:
-        return msgspec.json.decode(body, type=_Named)
-    except RecursionError:  # msgspec's answer to a nesting bomb (`[[[[...`)
-        raise invalid("Malformed JSON body: nested too deeply") from None
+        return decode(body, _Named)
     except msgspec.DecodeError:
         return _Named()  # the backend says what is wrong with it
 
@@ -151,9 +149,7 @@ def _require_models(principal: Principal, body: bytes) -> _Named | None:
     if scopes.allowed_models(principal) is None or not body:
         return None
     try:
-        named = msgspec.json.decode(body, type=_Named)
-    except RecursionError:  # msgspec's answer to a nesting bomb (`[[[[...`)
-        raise invalid("Malformed JSON body: nested too deeply") from None
+        named = decode(body, _Named)
     except msgspec.DecodeError:
         raise forbidden("This API key may only send JSON naming one of its models") from None
     for value in (named.model, named.name, named.source, named.destination):
