@@ -35,11 +35,8 @@ from contracts.functions import (
 from contracts.models import Model
 from inference_proxy.functions.sandbox import (
     Sandbox,
-    SandboxCrash,
-    SandboxTimeout,
-    SandboxUnavailable,
 )
-from inference_proxy.functions.sandbox_protocol import Call, Failure, Result
+from inference_proxy.functions.sandbox_protocol import Call, Failure
 
 log = structlog.get_logger()
 
@@ -280,22 +277,12 @@ class PluginService:
             plugin_id=plugin_id,
             source=source,
         )
-        try:
-            async with self._sandbox.run(call) as run:
-                frame = await run.next_frame()
-        except SandboxUnavailable as exc:
-            raise RagwayError("unavailable", str(exc)) from None
-        except SandboxTimeout as exc:
-            raise invalid(f"Loading the {kind} source {exc}") from None
-        except SandboxCrash as exc:
-            raise invalid(f"Loading the {kind} source failed: {exc}") from None
+        frame = await self._sandbox.load(call, f"the {kind} source")
         if isinstance(frame, Failure):
             reason = frame.message
             if frame.type != "SourceInvalid":
                 reason = f"{frame.type}: {frame.message}"
             raise invalid(f"Invalid {kind} source: {reason}")
-        if not isinstance(frame, Result):
-            raise invalid(f"Invalid {kind} source: loading it produced output")
         return frame.specs or []
 
     async def list(self, request: PluginListRequest) -> list[FunctionInfo | ToolInfo]:

@@ -31,6 +31,7 @@ import structlog
 
 import common
 import inference_proxy
+from common.errors import RagwayError, invalid
 from inference_proxy.functions.isolation import (
     Isolation,
     IsolationBroken,
@@ -39,7 +40,9 @@ from inference_proxy.functions.isolation import (
 from inference_proxy.functions.sandbox_protocol import (
     MAX_FRAME_BYTES,
     Call,
+    Failure,
     Frame,
+    Result,
     encode,
     frame_decoder,
     frame_length,
@@ -194,6 +197,22 @@ class Sandbox:
             log.error("sandbox_unavailable", reason=str(exc))
             return
         self._schedule_refill()
+
+    async def load(self, call: Call, what: str) -> Result | Failure:
+        """The one answer of a call that loads a plugin (inspecting it, checking valves);
+        the sandbox's own failures become what a client is told (`what`: "the plugin")."""
+        try:
+            async with self.run(call) as run:
+                frame = await run.next_frame()
+        except SandboxUnavailable as exc:
+            raise RagwayError("unavailable", str(exc)) from None
+        except SandboxTimeout as exc:
+            raise invalid(f"Loading {what} {exc}") from None
+        except SandboxCrash as exc:
+            raise invalid(f"Loading {what} failed: {exc}") from None
+        if not isinstance(frame, Result | Failure):
+            raise invalid(f"Loading {what} produced output")
+        return frame
 
     @asynccontextmanager
     async def run(self, call: Call, *, network: bool = False) -> AsyncIterator[SandboxRun]:

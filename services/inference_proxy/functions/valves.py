@@ -17,17 +17,14 @@ from typing import Any
 
 import structlog
 
-from common.errors import RagwayError, forbidden, invalid, not_found
+from common.errors import forbidden, invalid, not_found
 from contracts.auth import Principal
 from contracts.functions import PluginKind, ValvesRef, ValvesUpdate
 from inference_proxy.functions.plugins import PluginStore
 from inference_proxy.functions.sandbox import (
     Sandbox,
-    SandboxCrash,
-    SandboxTimeout,
-    SandboxUnavailable,
 )
-from inference_proxy.functions.sandbox_protocol import Call, Failure, Result
+from inference_proxy.functions.sandbox_protocol import Call, Failure
 
 log = structlog.get_logger()
 
@@ -108,15 +105,7 @@ class ValveService:
         return stored
 
     async def _ask(self, call: Call) -> dict[str, Any] | None:
-        try:
-            async with self._sandbox.run(call) as run:
-                frame = await run.next_frame()
-        except SandboxUnavailable as exc:
-            raise RagwayError("unavailable", str(exc)) from None
-        except SandboxTimeout as exc:
-            raise invalid(f"Loading the plugin {exc}") from None
-        except SandboxCrash as exc:
-            raise invalid(f"Loading the plugin failed: {exc}") from None
+        frame = await self._sandbox.load(call, "the plugin")
         if isinstance(frame, Failure):
             reason = frame.message
             if frame.type != "SourceInvalid":
@@ -124,6 +113,4 @@ class ValveService:
                 secret = call.op == "valves_check"
                 reason = frame.type if secret else f"{frame.type}: {frame.message}"
             raise invalid(reason)
-        if not isinstance(frame, Result):
-            raise invalid("Loading the plugin produced output")
         return frame.data
