@@ -5,10 +5,10 @@ to the caller's NATS inbox or read in process (the tool loop)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import structlog
@@ -32,6 +32,7 @@ from inference_proxy.translate import OllamaStream, OpenAIStream
 from inference_proxy.ui_fields import strip_ui_fields
 
 log = structlog.get_logger()
+T = TypeVar("T")
 _top_level = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _json_decode = msgspec.json.decode
 _JSON_TRUE = msgspec.Raw(b"true")
@@ -197,20 +198,7 @@ class ChatRunner:
         """The answer as OpenAI `chat.completion` JSON bytes; a backend that fails before
         answering (no connection, 5xx, 429, no answer in time) passes the request on."""
         plan = await self._plan(job)
-        failure: RagwayError | None = None
-        previous: _Request | None = None
-        async for request in self._attempts(plan, stream=False):
-            if previous is not None and failure is not None:
-                _log_move(previous, request, failure)
-            previous = request
-            lease = self._router.take(request.backend)
-            try:
-                return await self._complete_once(request, lease)
-            except _MoveOn as move:
-                failure = move.error
-            finally:
-                lease.release()
-        raise failure or RagwayError("not_found", "Model not found")  # nor its fallbacks
+        return await self._first_answer(plan, self._complete_once, stream=False)
 
     async def _complete_once(self, request: _Request, lease: Lease) -> Answer:
         backend = request.backend
@@ -278,22 +266,39 @@ class ChatRunner:
         )
 
     async def _open_any(self, plan: _Plan) -> ChatStream:
-        """The first candidate's stream that answered 2xx; failures before it move on."""
+        """The first candidate's stream that answered 2xx; failures before it move on.
+        The stream keeps its backend's lease (released when it ends)."""
+        return await self._first_answer(plan, self._open, stream=True, keep_lease=True)
+
+    async def _first_answer(
+        self,
+        plan: _Plan,
+        attempt: Callable[[_Request, Lease], Awaitable[T]],
+        *,
+        stream: bool,
+        keep_lease: bool = False,
+    ) -> T:
+        """`attempt` on each candidate in turn until one answers; one that fails before
+        answering (`_MoveOn`) passes the request on to the next, with a log line saying why."""
         failure: RagwayError | None = None
         previous: _Request | None = None
-        async for request in self._attempts(plan, stream=True):
+        async for request in self._attempts(plan, stream=stream):
             if previous is not None and failure is not None:
                 _log_move(previous, request, failure)
             previous = request
             lease = self._router.take(request.backend)
             try:
-                return await self._open(request, lease)
+                answer = await attempt(request, lease)
             except _MoveOn as move:
                 lease.release()
                 failure = move.error
+                continue
             except BaseException:
                 lease.release()
                 raise
+            if not keep_lease:
+                lease.release()
+            return answer
         raise failure or RagwayError("not_found", "Model not found")  # nor its fallbacks
 
     async def _open(self, request: _Request, lease: Lease) -> ChatStream:
