@@ -116,6 +116,7 @@ async def test_a_deleted_users_named_keys_resolve_nowhere(auth: object, bus: Bus
     await signup(bus, "admin@example.com")
     user = await signup(bus, "ada@example.com")
     key = await create(bus, user.id, name="k")
+    assert (await resolve(bus, key.api_key)).id == user.id  # it worked until the deletion
     await call(bus, subjects.AUTH_USER_DELETE, UserRef(user_id=user.id))
     await assert_unresolvable(bus, key.api_key)
 

@@ -7,16 +7,12 @@ once its back-off ran out."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
 import pytest
-import structlog
 from nats.aio.client import Client
-from structlog.testing import capture_logs
 
 import inference_proxy.chat
 import inference_proxy.routing
@@ -26,6 +22,7 @@ from inference_proxy.app import InferenceProxy
 from inference_proxy.settings import Backend
 from tests.fakes.openai_fake import OpenAIFake
 from tests.inference_proxy.conftest import chat_body, complete, open_stream, running_proxy
+from tests.support.logs import module_logs
 
 CHAT = "/v1/chat/completions"
 
@@ -58,27 +55,6 @@ def proxied(nats_url: str, fakes: tuple[OpenAIFake, OpenAIFake], **overrides: An
 def chats(fake: OpenAIFake) -> list[Any]:
     """The bodies of the chat requests `fake` received."""
     return [r.json for r in fake.requests if r.path == CHAT]
-
-
-@contextlib.contextmanager
-def routing_logs() -> Iterator[list[dict[str, Any]]]:
-    """The routing and chat modules' log events. Their module loggers may have been cached
-    by an earlier test (structlog caches on first use), which `capture_logs` cannot reach,
-    so fresh ones stand in while capturing."""
-    modules = (inference_proxy.chat, inference_proxy.routing)
-    saved = [module.log for module in modules]
-    # an earlier test may also have configured a level above warning
-    wrapper = structlog.get_config()["wrapper_class"]
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
-    try:
-        with capture_logs() as logs:
-            for module in modules:
-                module.log = structlog.get_logger()
-            yield logs
-    finally:
-        structlog.configure(wrapper_class=wrapper)
-        for module, log in zip(modules, saved, strict=True):
-            module.log = log
 
 
 def events(logs: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
@@ -120,9 +96,10 @@ async def test_a_dead_primary_falls_back_and_the_reply_names_the_fallback(
     nc: Client,
     bus: Bus,
     fakes: tuple[OpenAIFake, OpenAIFake],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    with routing_logs() as logs:
-        await _dead_primary(nats_url, nc, bus, fakes)
+    logs = module_logs(monkeypatch, inference_proxy.chat, inference_proxy.routing).entries
+    await _dead_primary(nats_url, nc, bus, fakes)
     moves = events(logs, "chat_fallback")
     assert moves and moves[0]["model"] == "primary" and moves[0]["to_model"] == "backup"
     assert "unreachable" in moves[0]["reason"]
@@ -234,10 +211,11 @@ async def test_an_ejected_backend_is_probed_after_its_back_off_and_put_back(
     nats_url: str,
     bus: Bus,
     fakes: tuple[OpenAIFake, OpenAIFake],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     fakes[0].error_status = 500
-    with routing_logs() as logs:
-        await _probed(nats_url, bus, fakes)
+    logs = module_logs(monkeypatch, inference_proxy.chat, inference_proxy.routing).entries
+    await _probed(nats_url, bus, fakes)
     ejections = events(logs, "backend_ejected")
     assert [e["seconds"] for e in ejections] == [0.3, 0.6]  # the failed probe doubled it
     assert "HTTP 500" in ejections[0]["reason"]

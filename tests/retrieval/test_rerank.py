@@ -3,14 +3,11 @@ that speaks text-embeddings-inference's `/rerank` over real HTTP on 127.0.0.1.""
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-import structlog
-from structlog.testing import LogCapture
 
 import retrieval.rerank as rerank_module
 from catalog.files import FileCatalog
@@ -24,6 +21,7 @@ from retrieval.rerank import Reranker
 from retrieval.settings import Settings
 from tests.fakes.tei_fake import TeiFake, overlap
 from tests.retrieval.helpers import ingested, user
+from tests.support.logs import module_logs
 
 # The fused search ranks the ocean passage first; word overlap (the fake's score) ranks
 # the passage that repeats the question's little words first.
@@ -86,20 +84,6 @@ async def passages(mbus: Bus, retrieval: Retrieval, catalog: FileCatalog) -> tup
     return owner, record.id
 
 
-def logged(monkeypatch: pytest.MonkeyPatch) -> LogCapture:
-    lines = LogCapture()
-    monkeypatch.setattr(
-        rerank_module,
-        "log",
-        structlog.wrap_logger(
-            None,
-            processors=[lines],
-            wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
-        ),
-    )
-    return lines
-
-
 async def test_the_reranker_reorders_the_fused_candidates(
     mbus: Bus, passages: tuple[Principal, str], healthy: TeiFake, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -137,7 +121,7 @@ async def test_a_slow_reranker_leaves_the_fused_order_and_says_so(
     healthy.status = 503
     fused = await search(mbus, owner, file_id)
     healthy.status, healthy.delay = 200, TIMEOUT * 6
-    lines = logged(monkeypatch)
+    lines = module_logs(monkeypatch, rerank_module)
     hits = await search(mbus, owner, file_id)
     assert [hit.text for hit in hits] == [hit.text for hit in fused]
     assert [hit.score for hit in hits] == [hit.score for hit in fused]
@@ -152,7 +136,7 @@ async def test_a_reranker_that_errs_leaves_the_fused_order(
 ) -> None:
     owner, file_id = passages
     healthy.status = 429
-    lines = logged(monkeypatch)
+    lines = module_logs(monkeypatch, rerank_module)
     hits = await search(mbus, owner, file_id)
     assert hits[0].text == PASSAGES[0]
     assert all(hit.metadata["reranked"] is False for hit in hits)
